@@ -1,0 +1,122 @@
+package chain
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Line is one parsed sealed line. Parsing checks only the fixed frame; it
+// does not check the MAC or the link (see Verify).
+type Line struct {
+	Seq    uint64
+	Prev   [sha256.Size]byte
+	MAC    [sha256.Size]byte
+	Kind   string // "", RecOpen or RecClose
+	Sealed []byte // the bytes the MAC covers: from '{' up to, not including, ,"mac":"
+	Raw    []byte // the whole line without its newline
+}
+
+var (
+	recOpenMember  = []byte(`,"rec":"open"`)
+	recCloseMember = []byte(`,"rec":"close"`)
+)
+
+// ParseLine parses raw (one line without its trailing newline). The returned
+// Line aliases raw.
+func ParseLine(raw []byte) (Line, error) {
+	l := Line{Raw: raw}
+	rest, ok := bytes.CutPrefix(raw, []byte(seqPrefix))
+	if !ok {
+		return l, errors.New(`line does not start with {"seq":`)
+	}
+	i := 0
+	for i < len(rest) && '0' <= rest[i] && rest[i] <= '9' {
+		i++
+	}
+	if i == 0 || i > 20 || (i > 1 && rest[0] == '0') {
+		return l, errors.New("bad seq")
+	}
+	var seq uint64
+	for _, c := range rest[:i] {
+		d := uint64(c - '0')
+		if seq > (1<<64-1-d)/10 {
+			return l, errors.New("seq overflows")
+		}
+		seq = seq*10 + d
+	}
+	l.Seq = seq
+	rest, ok = bytes.CutPrefix(rest[i:], []byte(prevPrefix))
+	if !ok || len(rest) < hashHex+1 || rest[hashHex] != '"' {
+		return l, errors.New("bad prev")
+	}
+	if err := decodeHash(&l.Prev, rest[:hashHex]); err != nil {
+		return l, fmt.Errorf("bad prev: %w", err)
+	}
+	afterPrev := len(raw) - len(rest) + hashHex + 1
+
+	// The tail is fixed: ,"mac":"<64 hex>"}
+	tail := len(macPrefix) + hashHex + 2
+	if len(raw)-tail < afterPrev || !bytes.HasSuffix(raw, []byte(`"}`)) ||
+		!bytes.Equal(raw[len(raw)-tail:len(raw)-tail+len(macPrefix)], []byte(macPrefix)) {
+		return l, errors.New("bad mac member")
+	}
+	if err := decodeHash(&l.MAC, raw[len(raw)-hashHex-2:len(raw)-2]); err != nil {
+		return l, fmt.Errorf("bad mac: %w", err)
+	}
+	l.Sealed = raw[:len(raw)-tail]
+	body := l.Sealed[afterPrev:]
+	if len(body) > 0 && body[0] != ',' {
+		return l, errors.New("bad member after prev")
+	}
+	switch {
+	case bytes.HasPrefix(body, recOpenMember):
+		l.Kind = RecOpen
+	case bytes.HasPrefix(body, recCloseMember):
+		l.Kind = RecClose
+	}
+	return l, nil
+}
+
+// decodeHash decodes 64 lower-case hex digits; upper case is rejected so that
+// each chain value has exactly one spelling.
+func decodeHash(dst *[sha256.Size]byte, src []byte) error {
+	for _, c := range src {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return errors.New("not lower-case hex")
+		}
+	}
+	_, err := hex.Decode(dst[:], src)
+	return err
+}
+
+// OpenInfo is the body of an open record.
+type OpenInfo struct {
+	Time     string `json:"time"`
+	V        int    `json:"v"`
+	Alg      string `json:"alg"`
+	KeyID    string `json:"key_id"`
+	File     string `json:"file"`
+	PrevFile string `json:"prev_file"`
+	PrevTorn int64  `json:"prev_torn"`
+	Host     string `json:"host"`
+	PID      int    `json:"pid"`
+}
+
+// CloseInfo is the body of a close record.
+type CloseInfo struct {
+	Time   string `json:"time"`
+	File   string `json:"file"`
+	Reason string `json:"reason"`
+}
+
+// Decode unmarshals the line's members (the sealed part, closed with '}')
+// into v.
+func (l Line) Decode(v any) error {
+	buf := make([]byte, 0, len(l.Sealed)+1)
+	buf = append(append(buf, l.Sealed...), '}')
+	return json.Unmarshal(buf, v)
+}

@@ -1,0 +1,476 @@
+package chain
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/slogaudit/slogaudit/rotate"
+)
+
+// Class names a kind of finding.
+type Class string
+
+// Findings. Warnings (TORN_TAIL, UNCLOSED, GAP) do not make a report fail.
+const (
+	Modified  Class = "MODIFIED"  // a line's bytes differ from what was sealed, or it is not a sealed line
+	Inserted  Class = "INSERTED"  // a line that was never part of the chain (forged, duplicated, or after a close record)
+	Deleted   Class = "DELETED"   // sealed lines are missing inside a file
+	Reordered Class = "REORDERED" // authentic lines out of order
+	Missing   Class = "MISSING"   // a whole file between two others is gone
+	Renamed   Class = "RENAMED"   // a file's name differs from the name sealed in it or in its successor
+	BadKey    Class = "BAD_KEY"   // sealed with another key, or without one although a key was given
+	TornTail  Class = "TORN_TAIL" // warning: an incomplete last line, left by a crash
+	Unclosed  Class = "UNCLOSED"  // warning: a file that ends without a close record, followed by another (crash)
+	Gap       Class = "GAP"       // warning: the oldest file does not start the chain (earlier files removed)
+)
+
+// Warning reports whether c does not by itself make a report fail.
+func (c Class) Warning() bool { return c == TornTail || c == Unclosed || c == Gap }
+
+// A Problem is one finding.
+type Problem struct {
+	Class  Class  `json:"class"`
+	File   string `json:"file"`
+	Line   int    `json:"line,omitempty"` // 1-based line in File, 0 for the file as a whole
+	Seq    uint64 `json:"seq,omitempty"`
+	Detail string `json:"detail"`
+}
+
+// FileReport summarises one file.
+type FileReport struct {
+	Name     string    `json:"name"`
+	Lines    int       `json:"lines"` // complete lines
+	FirstSeq uint64    `json:"first_seq,omitempty"`
+	LastSeq  uint64    `json:"last_seq,omitempty"`
+	Closed   bool      `json:"closed"`
+	Problems []Problem `json:"problems,omitempty"`
+}
+
+// OK reports whether the file has no failing problem.
+func (f *FileReport) OK() bool {
+	for _, p := range f.Problems {
+		if !p.Class.Warning() {
+			return false
+		}
+	}
+	return true
+}
+
+// Report is the result of Verify.
+type Report struct {
+	Dir      string       `json:"dir"`
+	Alg      string       `json:"alg"`
+	KeyID    string       `json:"key_id,omitempty"`
+	Files    []FileReport `json:"files"`
+	Lines    int          `json:"lines"`
+	FirstSeq uint64       `json:"first_seq,omitempty"`
+	LastSeq  uint64       `json:"last_seq,omitempty"`
+	Intact   bool         `json:"intact"` // no failing problem in any file
+}
+
+// Problems returns every finding in file order.
+func (r *Report) Problems() []Problem {
+	var ps []Problem
+	for _, f := range r.Files {
+		ps = append(ps, f.Problems...)
+	}
+	return ps
+}
+
+// WriteText writes one line per file and a summary line.
+func (r *Report) WriteText(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	for _, f := range r.Files {
+		status := "OK  "
+		if !f.OK() {
+			status = "FAIL"
+		} else if len(f.Problems) > 0 {
+			status = "WARN"
+		}
+		fmt.Fprintf(bw, "%s %s  seq %d-%d  %d lines\n", status, f.Name, f.FirstSeq, f.LastSeq, f.Lines)
+		for _, p := range f.Problems {
+			fmt.Fprintf(bw, "     %s", p.Class)
+			if p.Line > 0 {
+				fmt.Fprintf(bw, " line %d", p.Line)
+			}
+			if p.Seq > 0 {
+				fmt.Fprintf(bw, " seq %d", p.Seq)
+			}
+			fmt.Fprintf(bw, ": %s\n", p.Detail)
+		}
+	}
+	verdict := "INTACT"
+	if !r.Intact {
+		verdict = "TAMPERED OR DAMAGED"
+	}
+	key := "unkeyed (sha256)"
+	if r.KeyID != "" {
+		key = "key_id " + r.KeyID
+	}
+	fmt.Fprintf(bw, "%d files, %d lines, seq %d-%d, %s: %s\n", len(r.Files), r.Lines, r.FirstSeq, r.LastSeq, key, verdict)
+	return bw.Flush()
+}
+
+// VerifyOptions configure Verify.
+type VerifyOptions struct {
+	Key    []byte // required when the files are keyed
+	Prefix string // default DefaultPrefix
+	Ext    string // default DefaultExt
+}
+
+// Errors that stop a verification before it can judge the files.
+var (
+	ErrNoFiles     = errors.New("chain: no audit files found")
+	ErrKeyRequired = errors.New("chain: the files are keyed (hmac-sha256); a key is required to verify them")
+)
+
+// Verify checks every file in dir, oldest first: the frame of every line,
+// every MAC, every link (seq and prev), the open and close records, and the
+// links between files. Problems with the files are reported in the Report;
+// the error is for what prevents judging them (I/O, no files, missing key).
+func Verify(dir string, opts VerifyOptions) (*Report, error) {
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if opts.Ext == "" {
+		opts.Ext = DefaultExt
+	}
+	if opts.Key != nil && len(opts.Key) != KeySize {
+		return nil, fmt.Errorf("chain: key must be %d bytes, got %d", KeySize, len(opts.Key))
+	}
+	files, err := rotate.List(dir, opts.Prefix, opts.Ext)
+	if err != nil {
+		return nil, fmt.Errorf("chain: verify: %w", err)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%w in %s", ErrNoFiles, dir)
+	}
+	v := newVerifier(opts.Key)
+	v.rep.Dir = dir
+	for i, path := range files {
+		if err := v.file(path, i == len(files)-1); err != nil {
+			return nil, err
+		}
+	}
+	v.rep.Intact = true
+	for _, f := range v.rep.Files {
+		v.rep.Lines += f.Lines
+		if !f.OK() {
+			v.rep.Intact = false
+		}
+	}
+	return v.rep, nil
+}
+
+type verifier struct {
+	key    []byte
+	hmac   hash.Hash
+	sha    hash.Hash
+	sum    [sha256.Size]byte
+	rep    *Report
+	fr     *FileReport
+	badKey bool // the current file is sealed with another key: its MACs say nothing
+
+	started    bool
+	expSeq     uint64 // seq the next line must have
+	expPrev    [sha256.Size]byte
+	lastBad    bool   // the previous line was reported; don't report its broken link again
+	prevFile   string // base name of the previous file walked
+	sealedPrev string // prev_file of the current file's open record
+	closed     bool   // the current file's close record was seen
+}
+
+func newVerifier(key []byte) *verifier {
+	v := &verifier{key: key, sha: sha256.New(), rep: &Report{}}
+	if key != nil {
+		v.hmac = hmac.New(sha256.New, key)
+		v.rep.Alg, v.rep.KeyID = AlgHMACSHA256, KeyID(key)
+	} else {
+		v.rep.Alg = AlgSHA256
+	}
+	return v
+}
+
+func (v *verifier) problem(c Class, line int, seq uint64, format string, args ...any) {
+	v.fr.Problems = append(v.fr.Problems, Problem{Class: c, File: v.fr.Name, Line: line, Seq: seq, Detail: fmt.Sprintf(format, args...)})
+}
+
+func (v *verifier) macOK(l *Line) bool {
+	if v.badKey {
+		return true // already reported once for the whole file
+	}
+	h := v.sha
+	if v.key != nil {
+		h = v.hmac
+	}
+	h.Reset()
+	h.Write(l.Sealed)
+	h.Sum(v.sum[:0])
+	return v.sum == l.MAC
+}
+
+// file walks one file. last reports whether it is the newest.
+func (v *verifier) file(path string, last bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("chain: verify: %w", err)
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return fmt.Errorf("chain: verify %s: %w", path, err)
+		}
+		r = zr
+	}
+	v.rep.Files = append(v.rep.Files, FileReport{Name: BaseName(path)})
+	v.fr = &v.rep.Files[len(v.rep.Files)-1]
+	v.badKey, v.closed = false, false
+
+	lr := newLineReader(r)
+	cur, err := lr.next()
+	for err == nil && cur != nil {
+		var peek *rawLine
+		peek, err = lr.next()
+		if err != nil {
+			break
+		}
+		consumedPeek, ferr := v.line(cur, peek)
+		if ferr != nil {
+			return ferr
+		}
+		if consumedPeek && peek != nil {
+			cur, err = lr.next()
+		} else {
+			cur = peek
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("chain: verify %s: %w", path, err)
+	}
+	v.fr.Closed = v.closed
+	if v.fr.Lines == 0 && len(v.fr.Problems) == 0 {
+		v.problem(TornTail, 0, 0, "file holds no complete line")
+	}
+	if !v.closed && !last && v.fr.Lines > 0 {
+		v.problem(Unclosed, 0, 0, "file ends without a close record and a newer file follows (the writer stopped without Close, e.g. a crash)")
+	}
+	v.prevFile = v.fr.Name
+	return nil
+}
+
+// line judges one line; peek is the next line of the same file or nil.
+// It reports whether it consumed peek too.
+func (v *verifier) line(cur, peek *rawLine) (consumedPeek bool, err error) {
+	if !cur.complete {
+		// A crash tears a line: what is left is a prefix of a sealed line.
+		// A whole sealed line followed by other bytes is an edit.
+		if end := bytes.LastIndex(cur.b, []byte(`"}`)); end >= 0 && end+2 < len(cur.b) {
+			if l, err := ParseLine(cur.b[:end+2]); err == nil && (v.badKey || v.macOKLine(&l)) {
+				v.problem(Modified, cur.no, l.Seq, "sealed line followed by %d foreign bytes instead of a newline", len(cur.b)-end-2)
+				return false, nil
+			}
+		}
+		v.problem(TornTail, cur.no, 0, "incomplete last line (%d bytes), as a crash during a write leaves it", len(cur.b))
+		return false, nil
+	}
+	v.fr.Lines++
+	l, perr := ParseLine(cur.b)
+	if perr != nil {
+		v.problem(Modified, cur.no, 0, "not a sealed line: %v", perr)
+		v.lastBad = true
+		v.expSeq++
+		return false, nil
+	}
+	if v.fr.FirstSeq == 0 {
+		v.fr.FirstSeq = l.Seq
+	}
+	v.fr.LastSeq = l.Seq
+	if cur.no == 1 {
+		if err := v.openRecord(&l, cur.no); err != nil {
+			return false, err
+		}
+	} else if l.Kind == RecOpen {
+		v.problem(Inserted, cur.no, l.Seq, "open record in the middle of a file")
+	}
+	if v.closed {
+		v.problem(Inserted, cur.no, l.Seq, "line after the file's close record")
+	}
+	if l.Kind == RecClose {
+		v.closed = true
+	}
+	if !v.started {
+		v.started = true
+		v.expSeq, v.expPrev = l.Seq, l.Prev
+		v.rep.FirstSeq = l.Seq
+		if l.Seq != 1 {
+			v.problem(Gap, cur.no, l.Seq, "the chain starts at seq %d: earlier files are not present (removed by retention?)", l.Seq)
+		}
+	}
+	ok := v.macOK(&l)
+	linked := l.Seq == v.expSeq && l.Prev == v.expPrev
+	switch {
+	case ok && linked:
+		v.advance(&l, false)
+	case !ok:
+		if pl := peekLine(peek); pl != nil && pl.Seq == v.expSeq && pl.Prev == v.expPrev && v.macOKLine(pl) {
+			v.problem(Inserted, cur.no, l.Seq, "line was never sealed into the chain (MAC mismatch; the next line continues from seq %d)", v.expSeq-1)
+			v.lastBad = true
+			return false, nil
+		}
+		if linked {
+			v.problem(Modified, cur.no, l.Seq, "MAC mismatch: the line was changed after it was sealed")
+			v.advance(&l, true)
+			break
+		}
+		v.problem(Modified, cur.no, l.Seq, "MAC mismatch and broken link (expected seq %d)", v.expSeq)
+		v.expSeq++
+		v.expPrev = l.MAC
+		v.lastBad = true
+	case l.Seq == v.expSeq: // authentic line whose predecessor is not the one sealed before it
+		if !v.lastBad {
+			v.problem(Modified, cur.no-1, l.Seq-1, "line seq %d does not match what seq %d was sealed over (its content and MAC were rewritten)", l.Seq-1, l.Seq)
+		}
+		v.advance(&l, false)
+	case l.Seq > v.expSeq:
+		if pl := peekLine(peek); pl != nil && l.Seq == v.expSeq+1 && pl.Seq == v.expSeq {
+			v.problem(Reordered, cur.no, l.Seq, "seq %d and seq %d are swapped", l.Seq, pl.Seq)
+			if !v.macOKLine(pl) {
+				v.problem(Modified, cur.no+1, pl.Seq, "MAC mismatch")
+			}
+			v.fr.Lines++
+			v.advance(&l, false)
+			return true, nil
+		}
+		if cur.no == 1 && l.Kind == RecOpen {
+			v.problem(Missing, cur.no, l.Seq, "seq %d-%d are missing: file(s) before this one (sealed predecessor %q) are gone", v.expSeq, l.Seq-1, v.sealedPrev)
+		} else {
+			v.problem(Deleted, cur.no, l.Seq, "seq %d-%d are missing before this line", v.expSeq, l.Seq-1)
+		}
+		v.advance(&l, false)
+	default: // l.Seq < v.expSeq
+		if l.MAC == v.expPrev {
+			v.problem(Inserted, cur.no, l.Seq, "duplicate of seq %d", l.Seq)
+		} else {
+			v.problem(Reordered, cur.no, l.Seq, "seq %d appears after seq %d", l.Seq, v.expSeq-1)
+		}
+		v.lastBad = true
+	}
+	return false, nil
+}
+
+func (v *verifier) macOKLine(l *Line) bool { return v.macOK(l) }
+
+func (v *verifier) advance(l *Line, bad bool) {
+	v.expSeq, v.expPrev, v.lastBad = l.Seq+1, l.MAC, bad
+	v.rep.LastSeq = l.Seq
+}
+
+func peekLine(r *rawLine) *Line {
+	if r == nil || !r.complete {
+		return nil
+	}
+	l, err := ParseLine(r.b)
+	if err != nil {
+		return nil
+	}
+	return &l
+}
+
+// openRecord checks the first line of a file.
+func (v *verifier) openRecord(l *Line, no int) error {
+	v.sealedPrev = ""
+	if l.Kind != RecOpen {
+		v.problem(Modified, no, l.Seq, "the first line is not an open record")
+		return nil
+	}
+	var oi OpenInfo
+	if err := l.Decode(&oi); err != nil {
+		v.problem(Modified, no, l.Seq, "open record does not decode: %v", err)
+		return nil
+	}
+	v.sealedPrev = oi.PrevFile
+	switch {
+	case oi.Alg == AlgHMACSHA256 && v.key == nil:
+		return fmt.Errorf("%w (%s, key_id %s)", ErrKeyRequired, v.fr.Name, oi.KeyID)
+	case oi.Alg != AlgHMACSHA256 && oi.Alg != AlgSHA256:
+		v.problem(Modified, no, l.Seq, "unknown algorithm %q", oi.Alg)
+		v.badKey = true
+	case v.key != nil && oi.Alg != AlgHMACSHA256:
+		v.problem(BadKey, no, l.Seq, "file is sealed without a key (%s): anyone can rewrite it", oi.Alg)
+		v.badKey = true
+	case v.key != nil && oi.KeyID != v.rep.KeyID:
+		v.problem(BadKey, no, l.Seq, "file is sealed with key_id %s, not the given key (key_id %s)", oi.KeyID, v.rep.KeyID)
+		v.badKey = true
+	}
+	if oi.V != Version {
+		v.problem(Modified, no, l.Seq, "unknown format version %d", oi.V)
+	}
+	if oi.File != v.fr.Name {
+		v.problem(Renamed, no, l.Seq, "file is named %q but was sealed as %q", v.fr.Name, oi.File)
+	}
+	if v.started && l.Seq == v.expSeq && oi.PrevFile != v.prevFile {
+		v.problem(Renamed, no, l.Seq, "sealed predecessor is %q but the previous file is %q", oi.PrevFile, v.prevFile)
+	}
+	return nil
+}
+
+// rawLine is one line as read: without its newline, complete unless the
+// file ended before a newline.
+type rawLine struct {
+	b        []byte
+	no       int
+	complete bool
+}
+
+// lineReader reads lines into a ring of three buffers, so that the current
+// line, a look-ahead line and the one after stay valid together.
+type lineReader struct {
+	br   *bufio.Reader
+	no   int
+	ring [3]rawLine
+	i    int
+}
+
+func newLineReader(r io.Reader) *lineReader {
+	return &lineReader{br: bufio.NewReaderSize(r, 256<<10)}
+}
+
+// next returns the next line, or nil at the end.
+func (lr *lineReader) next() (*rawLine, error) {
+	rl := &lr.ring[lr.i]
+	lr.i = (lr.i + 1) % len(lr.ring)
+	rl.b = rl.b[:0]
+	for {
+		chunk, err := lr.br.ReadSlice('\n')
+		rl.b = append(rl.b, chunk...)
+		switch err {
+		case bufio.ErrBufferFull:
+			continue
+		case io.EOF:
+			if len(rl.b) == 0 {
+				return nil, nil
+			}
+			lr.no++
+			rl.no, rl.complete = lr.no, false
+			return rl, nil
+		case nil:
+			lr.no++
+			rl.no, rl.complete = lr.no, true
+			rl.b = rl.b[:len(rl.b)-1]
+			return rl, nil
+		default:
+			return nil, err
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/slogaudit/slogaudit/chain"
+	"github.com/slogaudit/slogaudit/rotate"
+)
+
+func runCmd(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestKeygen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.key")
+	code, out, errs := runCmd("keygen", "-o", path)
+	if code != 0 || !strings.Contains(out, "key_id") {
+		t.Fatalf("keygen: %d %q %q", code, out, errs)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", fi, err)
+	}
+	key, err := chain.ReadKeyFile(path)
+	if err != nil || len(key) != chain.KeySize {
+		t.Fatalf("read key: %v", err)
+	}
+	if code, _, errs := runCmd("keygen", "-o", path); code != exitUsage || !strings.Contains(errs, "exists") {
+		t.Errorf("keygen over an existing file: %d %q", code, errs)
+	}
+	if code, _, _ := runCmd("keygen"); code != exitUsage {
+		t.Errorf("keygen without -o: %d", code)
+	}
+}
+
+// setup writes a keyed log of three files and returns the dir and key file.
+func setup(t *testing.T) (dir, keyFile string, files []string) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "audit")
+	keyFile = filepath.Join(t.TempDir(), "k")
+	if code, _, errs := runCmd("keygen", "-o", keyFile); code != 0 {
+		t.Fatal(errs)
+	}
+	key, _ := chain.ReadKeyFile(keyFile)
+	for f := range 3 {
+		w, err := chain.Open(chain.Options{Key: key, Rotate: rotate.Options{Dir: dir}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 5 {
+			if err := w.Append(fmt.Appendf(nil, `"msg":"f%d r%d"`, f, i), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.Close()
+	}
+	files, _ = rotate.List(dir, chain.DefaultPrefix, chain.DefaultExt)
+	if len(files) != 3 {
+		t.Fatalf("%d files", len(files))
+	}
+	return dir, keyFile, files
+}
+
+func TestVerifyIntactAndJSON(t *testing.T) {
+	dir, keyFile, _ := setup(t)
+	code, out, errs := runCmd("verify", "--key-file", keyFile, dir)
+	if code != exitOK || !strings.Contains(out, "INTACT") || strings.Count(out, "OK ") != 3 {
+		t.Fatalf("verify: %d\n%s%s", code, out, errs)
+	}
+	code, out, _ = runCmd("verify", dir, "--json", "--key-file", keyFile) // flags after DIR
+	var rep chain.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != exitOK || !rep.Intact || rep.LastSeq != 21 {
+		t.Fatalf("--json: %d %v %s", code, err, out)
+	}
+}
+
+func TestVerifyReportsTampering(t *testing.T) {
+	dir, keyFile, files := setup(t)
+	data, _ := os.ReadFile(files[1])
+	os.WriteFile(files[1], bytes.Replace(data, []byte(`f1 r2`), []byte(`f1 r9`), 1), 0o600)
+	code, out, _ := runCmd("verify", "--key-file", keyFile, dir)
+	name := filepath.Base(files[1])
+	if code != exitInvalid || !strings.Contains(out, "FAIL "+name) || !strings.Contains(out, "MODIFIED line 4 seq 11") {
+		t.Fatalf("verify: %d\n%s", code, out)
+	}
+	code, out, _ = runCmd("verify", "--json", "--key-file", keyFile, dir)
+	var rep chain.Report
+	json.Unmarshal([]byte(out), &rep)
+	ps := rep.Problems()
+	if code != exitInvalid || rep.Intact || len(ps) != 1 || ps[0].File != name || ps[0].Line != 4 || ps[0].Class != chain.Modified {
+		t.Fatalf("--json: %d %+v", code, ps)
+	}
+}
+
+func TestVerifyUsageErrors(t *testing.T) {
+	dir, keyFile, _ := setup(t)
+	for _, args := range [][]string{
+		{"verify"},
+		{"verify", dir, dir},
+		{"verify", dir}, // keyed files, no key
+		{"verify", "--key-file", filepath.Join(t.TempDir(), "missing"), dir},
+		{"verify", "--key-file", keyFile, t.TempDir()}, // no files
+		{"verify", "--bogus", dir},
+		{"frobnicate"},
+		{},
+	} {
+		if code, _, errs := runCmd(args...); code != exitUsage || errs == "" {
+			t.Errorf("%q: exit %d, stderr %q", args, code, errs)
+		}
+	}
+	os.Chmod(keyFile, 0o644)
+	if code, _, errs := runCmd("verify", "--key-file", keyFile, dir); code != exitUsage || !strings.Contains(errs, "chmod 600") {
+		t.Errorf("world-readable key: %d %q", code, errs)
+	}
+}

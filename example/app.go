@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"github.com/slogaudit/slogaudit/handler"
+)
+
+// app is the AgentHub-like service: a supervisor of (simulated) MCP servers
+// and a credential store. Its state lives in memory; its audit trail does not.
+type app struct {
+	log *slog.Logger
+
+	mu      sync.Mutex
+	running map[string]bool
+	creds   map[string][]byte
+}
+
+func newApp(log *slog.Logger) *app {
+	return &app{log: log, running: map[string]bool{}, creds: map[string][]byte{}}
+}
+
+func (a *app) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /servers/{name}/{action}", a.serverAction)
+	mux.HandleFunc("PUT /credentials/{key}", a.putCredential)
+	mux.HandleFunc("GET /credentials/{key}", a.getCredential)
+	mux.HandleFunc("DELETE /credentials/{key}", a.deleteCredential)
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func fail(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// errAuditUnavailable is answered with 503: nothing happens unaudited.
+const auditUnavailable = "audit log unavailable; request refused"
+
+func (a *app) serverAction(w http.ResponseWriter, r *http.Request) {
+	name, action := r.PathValue("name"), r.PathValue("action")
+	ev := handler.Event{Type: handler.AdminAction, Action: action, ResourceType: "mcp_server", Resource: name}
+	if action != "start" && action != "stop" {
+		ev.Status, ev.Reason = handler.StatusFailed, "unknown_action"
+		if err := handler.Log(r.Context(), a.log, ev); err != nil {
+			fail(w, http.StatusServiceUnavailable, auditUnavailable)
+			return
+		}
+		fail(w, http.StatusNotFound, "unknown action "+action)
+		return
+	}
+	op := handler.Begin(r.Context(), a.log, ev)
+	if op.Err() != nil {
+		fail(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	err := a.supervise(r.Context(), name, action)
+	op.End(&err)
+	if err != nil {
+		fail(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"server": name, "action": action, "status": "ok"})
+}
+
+// supervise simulates starting and stopping an MCP server process.
+func (a *app) supervise(ctx context.Context, name, action string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case action == "start" && name == "broken":
+		a.log.ErrorContext(ctx, "mcp server exited during startup", "server", name, "exit_code", 1)
+		return errors.New("server process exited with status 1 during startup")
+	case action == "start":
+		a.running[name] = true
+	case !a.running[name]:
+		return errors.New("server is not running")
+	default:
+		delete(a.running, name)
+	}
+	return nil
+}
+
+func credentialEvent(key, action string) handler.Event {
+	return handler.Event{Type: handler.CredentialAccess, Action: action, ResourceType: "credential", Resource: key}
+}
+
+func (a *app) putCredential(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err != nil {
+		fail(w, http.StatusBadRequest, "cannot read the credential value")
+		return
+	}
+	a.mu.Lock()
+	_, existed := a.creds[key]
+	a.creds[key] = value
+	a.mu.Unlock()
+	ev := credentialEvent(key, "set")
+	ev.Status, ev.Message = handler.StatusSuccess, "credential modified"
+	if !existed {
+		ev.Message = "credential created"
+	}
+	if err := handler.Log(r.Context(), a.log, ev); err != nil {
+		// The change is made but its record is not: undo it rather than keep
+		// an unaudited modification.
+		a.mu.Lock()
+		delete(a.creds, key)
+		a.mu.Unlock()
+		fail(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"key": key, "status": "stored"})
+}
+
+func (a *app) getCredential(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	a.mu.Lock()
+	value, ok := a.creds[key]
+	a.mu.Unlock()
+	ev := credentialEvent(key, "get")
+	if !ok {
+		ev.Status, ev.Reason, ev.Message = handler.StatusFailed, "not_found", "credential not found"
+		if err := handler.Log(r.Context(), a.log, ev); err != nil {
+			fail(w, http.StatusServiceUnavailable, auditUnavailable)
+			return
+		}
+		fail(w, http.StatusNotFound, "no such credential")
+		return
+	}
+	ev.Status, ev.Message = handler.StatusSuccess, "credential accessed"
+	// Fail closed: the secret leaves only after its access is on record.
+	if err := handler.Log(r.Context(), a.log, ev); err != nil {
+		fail(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Write(value)
+}
+
+func (a *app) deleteCredential(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	a.mu.Lock()
+	value, ok := a.creds[key]
+	delete(a.creds, key)
+	a.mu.Unlock()
+	ev := credentialEvent(key, "delete")
+	if !ok {
+		ev.Status, ev.Reason, ev.Message = handler.StatusFailed, "not_found", "credential not found"
+	} else {
+		ev.Status, ev.Message = handler.StatusSuccess, "credential deleted"
+	}
+	if err := handler.Log(r.Context(), a.log, ev); err != nil {
+		if ok {
+			a.mu.Lock()
+			a.creds[key] = value
+			a.mu.Unlock()
+		}
+		fail(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	if !ok {
+		fail(w, http.StatusNotFound, "no such credential")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"key": key, "status": "deleted"})
+}

@@ -1,0 +1,166 @@
+// Command example is an AgentHub-like service that shows slogaudit at work:
+// it supervises (simulated) MCP servers and stores credentials, and every
+// administrative action and credential access is an audit event in a
+// tamper-evident, hash-chained file.
+//
+//	go run ./example
+//	go run ./cmd/auditctl verify --key-file audit.key audit-logs
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/slogaudit/slogaudit/chain"
+	"github.com/slogaudit/slogaudit/handler"
+	"github.com/slogaudit/slogaudit/rotate"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type config struct {
+	addr        string
+	auditDir    string
+	keyFile     string
+	rotateBytes int64
+	sync        string
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var cfg config
+	fs := flag.NewFlagSet("example", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "listen address")
+	fs.StringVar(&cfg.auditDir, "audit-dir", "audit-logs", "directory of the audit files")
+	fs.StringVar(&cfg.keyFile, "key-file", "audit.key", "MAC key file, created (0600) if missing; keep it outside the audit dir")
+	fs.Int64Var(&cfg.rotateBytes, "rotate-bytes", 10<<20, "rotate audit files at this size (0: no size limit)")
+	fs.StringVar(&cfg.sync, "sync", "always", "durability policy: none, interval or always")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := serve(cfg, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "example: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(cfg config, stdout, stderr io.Writer) error {
+	policy, err := rotate.ParsePolicy(cfg.sync)
+	if err != nil {
+		return err
+	}
+	key, created, err := loadOrCreateKey(cfg.keyFile)
+	if err != nil {
+		return err
+	}
+	h, err := handler.New(handler.Options{
+		Dir: cfg.auditDir,
+		Key: key,
+		Rotate: rotate.Options{
+			MaxBytes: cfg.rotateBytes,
+			Interval: 24 * time.Hour,
+			Compress: true,
+			Sync:     policy,
+		},
+		App: slog.NewJSONHandler(stderr, nil),
+		OnError: func(err error) {
+			// The handler's own logger must not be used here: it is what failed.
+			fmt.Fprintf(stderr, "AUDIT FAILURE: %v\n", err)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	log := slog.New(h)
+	slog.SetDefault(log)
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: newApp(log).routes(), ReadHeaderTimeout: 10 * time.Second}
+
+	absDir, _ := filepath.Abs(cfg.auditDir)
+	absKey, _ := filepath.Abs(cfg.keyFile)
+	base := "http://" + ln.Addr().String()
+	keyNote := ""
+	if created {
+		keyNote = " (created)"
+	}
+	fmt.Fprintf(stdout, `slogaudit example: AgentHub-like service listening on %s
+audit files: %s
+key file:    %s%s, key_id %s
+
+try:
+  curl -X POST %[1]s/servers/obsidian/start
+  curl -X POST %[1]s/servers/broken/start
+  curl -X POST %[1]s/servers/obsidian/stop
+  curl -X PUT --data 'value-of-the-secret' %[1]s/credentials/obsidian_api_key
+  curl %[1]s/credentials/obsidian_api_key
+  curl %[1]s/credentials/no_such_key
+  curl -X DELETE %[1]s/credentials/obsidian_api_key
+
+then stop with Ctrl-C and verify the audit trail:
+  go run ./cmd/auditctl verify --key-file %[3]s %[2]s
+`, base, absDir, absKey, keyNote, chain.KeyID(key))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := h.Rotate(); err != nil {
+				fmt.Fprintf(stderr, "rotate on SIGHUP: %v\n", err)
+			}
+		}
+	}()
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return err
+	}
+	if err := h.Close(); err != nil {
+		return fmt.Errorf("sealing the audit file: %w", err)
+	}
+	fmt.Fprintln(stdout, "shut down; audit file sealed")
+	return nil
+}
+
+// loadOrCreateKey reads the key file, creating it (0600) with a new key if
+// it does not exist.
+func loadOrCreateKey(path string) (key []byte, created bool, err error) {
+	key, err = chain.ReadKeyFile(path)
+	if err == nil || !errors.Is(err, os.ErrNotExist) {
+		return key, false, err
+	}
+	key = chain.GenerateKey()
+	if err := chain.WriteKeyFile(path, key); err != nil {
+		return nil, false, err
+	}
+	return key, true, nil
+}

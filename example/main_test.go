@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/slogaudit/slogaudit/chain"
+	"github.com/slogaudit/slogaudit/rotate"
+)
+
+// The test binary doubles as the example: with this variable set it runs
+// main's run with the arguments it holds (separated by a newline).
+const argsEnv = "SLOGAUDIT_EXAMPLE_ARGS"
+
+func TestMain(m *testing.M) {
+	if args, ok := os.LookupEnv(argsEnv); ok {
+		os.Exit(run(strings.Split(args, "\n"), os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+type proc struct {
+	cmd            *exec.Cmd
+	base           string
+	stdout, stderr *syncBuffer
+	done           chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var listening = regexp.MustCompile(`listening on (http://\S+)`)
+
+// start runs the example as a child process and waits until it listens.
+func start(t *testing.T, args ...string) *proc {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: exec.Command(exe), stdout: new(syncBuffer), stderr: new(syncBuffer), done: make(chan error, 1)}
+	p.cmd.Env = append(os.Environ(), argsEnv+"="+strings.Join(append([]string{"-addr", "127.0.0.1:0"}, args...), "\n"))
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() { p.cmd.Process.Kill() })
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := listening.FindStringSubmatch(p.stdout.String()); m != nil {
+			p.base = m[1]
+			return p
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("example exited: %v\n%s\n%s", err, p.stdout, p.stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatalf("example did not start listening:\n%s\n%s", p.stdout, p.stderr)
+	return nil
+}
+
+func (p *proc) do(t *testing.T, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, p.base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// stop sends SIGTERM and requires a clean exit.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("example exited with %v\n%s", err, p.stderr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("example did not stop on SIGTERM")
+	}
+}
+
+const secret = "s3cr3t-VALUE-that-must-never-be-logged"
+
+// session sends the requests a user would try and checks the answers.
+func session(t *testing.T, p *proc) {
+	t.Helper()
+	for _, c := range []struct {
+		method, path, body string
+		code               int
+	}{
+		{"POST", "/servers/obsidian/start", "", 200},
+		{"POST", "/servers/broken/start", "", 500},
+		{"POST", "/servers/obsidian/restart", "", 404},
+		{"POST", "/servers/obsidian/stop", "", 200},
+		{"POST", "/servers/obsidian/stop", "", 500},
+		{"PUT", "/credentials/obsidian_api_key", secret, 200},
+		{"GET", "/credentials/obsidian_api_key", "", 200},
+		{"GET", "/credentials/no_such_key", "", 404},
+		{"DELETE", "/credentials/obsidian_api_key", "", 200},
+		{"DELETE", "/credentials/obsidian_api_key", "", 404},
+	} {
+		code, body := p.do(t, c.method, c.path, c.body)
+		if code != c.code {
+			t.Errorf("%s %s: %d %s, want %d", c.method, c.path, code, body, c.code)
+		}
+		if c.method == "GET" && code == 200 && body != secret {
+			t.Errorf("GET credential returned %q", body)
+		}
+	}
+}
+
+// auditText returns the decompressed content of every audit file.
+func auditText(t *testing.T, dir string) string {
+	t.Helper()
+	var all strings.Builder
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(e.Name(), ".gz") {
+			zr, err := gzip.NewReader(bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if data, err = io.ReadAll(zr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all.Write(data)
+	}
+	return all.String()
+}
+
+func events(t *testing.T, dir string) []map[string]any {
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(auditText(t, dir)))
+	for sc.Scan() {
+		m := map[string]any{}
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("audit line is not JSON: %s", sc.Bytes())
+		}
+		if m["rec"] == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func verifyDir(t *testing.T, dir string, key []byte) *chain.Report {
+	t.Helper()
+	rep, err := chain.Verify(dir, chain.VerifyOptions{Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func TestExampleEndToEnd(t *testing.T) {
+	tmp := t.TempDir()
+	dir, keyFile := filepath.Join(tmp, "audit-logs"), filepath.Join(tmp, "audit.key")
+	p := start(t, "-audit-dir", dir, "-key-file", keyFile)
+	if !strings.Contains(p.stdout.String(), "curl -X POST "+p.base+"/servers/obsidian/start") {
+		t.Errorf("no curl lines printed:\n%s", p.stdout)
+	}
+	session(t, p)
+	p.stop(t)
+
+	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", fi, err)
+	}
+	key, err := chain.ReadKeyFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := verifyDir(t, dir, key)
+	if !rep.Intact || len(rep.Problems()) != 0 || !rep.Files[len(rep.Files)-1].Closed {
+		t.Fatalf("after SIGTERM: %+v", rep)
+	}
+
+	evs := events(t, dir)
+	var got []string
+	for _, e := range evs {
+		if e["event"] != nil {
+			got = append(got, e["action"].(string)+" "+e["resource"].(string)+" "+e["status"].(string))
+		}
+	}
+	want := []string{
+		"start obsidian initiated", "start obsidian success",
+		"start broken initiated", "start broken failed",
+		"restart obsidian failed",
+		"stop obsidian initiated", "stop obsidian success",
+		"stop obsidian initiated", "stop obsidian failed",
+		"set obsidian_api_key success",
+		"get obsidian_api_key success",
+		"get no_such_key failed",
+		"delete obsidian_api_key success",
+		"delete obsidian_api_key failed",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("audit events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, e := range evs {
+		if e["resource"] == "no_such_key" && (e["reason"] != "not_found" || e["msg"] != "credential not found") {
+			t.Errorf("not_found event: %v", e)
+		}
+		if e["resource"] == "broken" && e["status"] == "failed" && !strings.Contains(e["error"].(string), "exited") {
+			t.Errorf("failed start event: %v", e)
+		}
+	}
+
+	// The credential value is nowhere; its key name is.
+	text := auditText(t, dir)
+	for name, s := range map[string]string{"audit dir": text, "stdout": p.stdout.String(), "stderr": p.stderr.String()} {
+		if strings.Contains(s, secret) {
+			t.Errorf("credential value found in %s", name)
+		}
+	}
+	if !strings.Contains(text, "obsidian_api_key") || !strings.Contains(p.stderr.String(), "obsidian_api_key") {
+		t.Error("credential key name missing from the audit file or the app log")
+	}
+
+	// A restart on the same dir and key continues the chain.
+	first := rep.LastSeq
+	p = start(t, "-audit-dir", dir, "-key-file", keyFile)
+	if code, _ := p.do(t, "POST", "/servers/obsidian/start", ""); code != 200 {
+		t.Fatal(code)
+	}
+	p.stop(t)
+	rep = verifyDir(t, dir, key)
+	if !rep.Intact || len(rep.Files) < 2 || rep.LastSeq <= first || len(rep.Problems()) != 0 {
+		t.Fatalf("after restart: %+v", rep)
+	}
+}
+
+func TestExampleRotationAndDeletedFile(t *testing.T) {
+	tmp := t.TempDir()
+	dir, keyFile := filepath.Join(tmp, "audit-logs"), filepath.Join(tmp, "audit.key")
+	p := start(t, "-audit-dir", dir, "-key-file", keyFile, "-rotate-bytes", "1500")
+	for range 3 {
+		session(t, p)
+	}
+	p.stop(t)
+	key, _ := chain.ReadKeyFile(keyFile)
+	rep := verifyDir(t, dir, key)
+	files, _ := rotate.List(dir, chain.DefaultPrefix, chain.DefaultExt)
+	if !rep.Intact || len(files) < 4 {
+		t.Fatalf("%d files, intact %v: %+v", len(files), rep.Intact, rep.Problems())
+	}
+	if err := os.Remove(files[len(files)/2]); err != nil {
+		t.Fatal(err)
+	}
+	rep = verifyDir(t, dir, key)
+	if rep.Intact {
+		t.Fatal("deleting a middle file went unnoticed")
+	}
+	found := false
+	for _, pr := range rep.Problems() {
+		found = found || pr.Class == chain.Missing
+	}
+	if !found {
+		t.Errorf("no MISSING finding: %+v", rep.Problems())
+	}
+}
+
+// A SIGKILL leaves the file unsealed; the next start continues the chain and
+// verify reports only the crash (warnings), with every acknowledged event.
+func TestExampleSurvivesSIGKILL(t *testing.T) {
+	tmp := t.TempDir()
+	dir, keyFile := filepath.Join(tmp, "audit-logs"), filepath.Join(tmp, "audit.key")
+	p := start(t, "-audit-dir", dir, "-key-file", keyFile, "-sync", "always")
+	for range 5 {
+		if code, _ := p.do(t, "POST", "/servers/obsidian/start", ""); code != 200 {
+			t.Fatal(code)
+		}
+	}
+	p.cmd.Process.Kill()
+	<-p.done
+	p = start(t, "-audit-dir", dir, "-key-file", keyFile, "-sync", "always")
+	if code, _ := p.do(t, "GET", "/credentials/after_crash", ""); code != 404 {
+		t.Fatal(code)
+	}
+	p.stop(t)
+
+	key, _ := chain.ReadKeyFile(keyFile)
+	rep := verifyDir(t, dir, key)
+	if !rep.Intact {
+		t.Fatalf("after SIGKILL: %+v", rep.Problems())
+	}
+	unclosed := 0
+	for _, pr := range rep.Problems() {
+		if pr.Class == chain.Unclosed {
+			unclosed++
+		}
+	}
+	if unclosed != 1 {
+		t.Errorf("want one UNCLOSED warning, got %+v", rep.Problems())
+	}
+	n := 0
+	for _, e := range events(t, dir) {
+		if e["action"] == "start" && e["status"] == "success" {
+			n++
+		}
+	}
+	if n != 5 {
+		t.Errorf("%d acknowledged starts on record, want 5", n)
+	}
+}

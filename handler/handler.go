@@ -1,0 +1,342 @@
+// Package handler is the slog.Handler of slogaudit: it tees records tagged as
+// audit records into a tamper-evident chained file (and, with the app
+// handler, to the application log), sends every other record to the
+// application's own handler, and enriches both with the trace and span IDs
+// of the record's context.
+//
+// Install it once and keep logging as usual:
+//
+//	h, err := handler.New(handler.Options{Dir: "audit-logs", Key: key})
+//	...
+//	defer h.Close()
+//	slog.SetDefault(slog.New(h))
+//	slog.InfoContext(ctx, "server started", handler.Audit, "server", name)
+package handler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/slogaudit/slogaudit/chain"
+	"github.com/slogaudit/slogaudit/internal/jsonenc"
+	"github.com/slogaudit/slogaudit/rotate"
+)
+
+// AuditKey is the key of the Audit tag.
+const AuditKey = "audit"
+
+// Audit tags a record as an audit record when passed among its attributes,
+// or every record of a logger when passed to With:
+//
+//	slog.InfoContext(ctx, "credential read", handler.Audit, "key", name)
+//	auditLog := slog.Default().With(handler.Audit)
+//
+// Other handlers render it as audit=true.
+var Audit = slog.Any(AuditKey, tag{})
+
+type tag struct{}
+
+func (tag) LogValue() slog.Value { return slog.BoolValue(true) }
+
+func isTag(a slog.Attr) bool {
+	if a.Value.Kind() != slog.KindLogValuer {
+		return false
+	}
+	_, ok := a.Value.Any().(tag)
+	return ok
+}
+
+// Logger returns a logger derived from l whose records are all audit records.
+func Logger(l *slog.Logger) *slog.Logger { return l.With(Audit) }
+
+// Keys of the members that the handler adds.
+const (
+	TraceIDKey = "trace_id"
+	SpanIDKey  = "span_id"
+)
+
+// Options configure a Handler.
+type Options struct {
+	// Dir is the directory of the audit files (created 0700). It overrides
+	// Rotate.Dir; one of the two is required.
+	Dir string
+	// Key is the 32-byte MAC key (see chain.ReadKeyFile). Nil seals with
+	// plain SHA-256, which detects accidents but not a forger.
+	Key []byte
+	// Rotate sets file size and time limits, retention, compression and the
+	// durability policy (default rotate.SyncNone: each record is handed to the
+	// OS before Handle returns).
+	Rotate rotate.Options
+	// App receives every non-audit record and, unless AuditOnlyToFile is set,
+	// a copy of every audit record. Default: slog.NewJSONHandler(os.Stderr, nil).
+	App slog.Handler
+	// AuditOnlyToFile keeps audit records out of the App handler.
+	AuditOnlyToFile bool
+	// OnError is called with every error that Handle returns, since
+	// slog.Logger discards them. It must not log through this handler.
+	OnError func(error)
+	// ContextAttrs, if set, returns attributes to add to every record
+	// logged with ctx, audit and app alike: who and where, e.g.
+	// middleware.Attrs, which returns the request's principal, client
+	// address and user agent. In the audit file they are top-level members
+	// after the trace IDs. It is called for every record; return a slice
+	// built once per request, not a new one.
+	ContextAttrs func(ctx context.Context) []slog.Attr
+}
+
+// ErrClosed is returned for audit records handled after Close.
+var ErrClosed = errors.New("handler: closed; audit record not written")
+
+// ErrNotAuditHandler is returned by Log and Operation when the logger's
+// handler is not a *Handler, so nothing vouches that the record was audited.
+var ErrNotAuditHandler = errors.New("handler: logger is not backed by an audit *handler.Handler")
+
+// Handler is the slogaudit slog.Handler. Handlers derived with WithAttrs
+// and WithGroup share the audit file; Close any one of them to close it.
+type Handler struct {
+	c   *core
+	app slog.Handler
+
+	audit bool // every record of this handler is an audit record
+
+	// Audit-leg state, as in log/slog's commonHandler: attrs from WithAttrs
+	// pre-encoded, the groups from WithGroup, and how many of those groups
+	// are already opened inside pre.
+	pre    []byte // members, ending with a member; may leave groups open
+	groups []string
+	nOpen  int
+}
+
+type core struct {
+	w        *chain.Writer
+	onError  func(error)
+	appCopy  bool
+	ctxAttrs func(context.Context) []slog.Attr
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens (or resumes) the chain in the audit directory and returns the
+// handler. Close it before the program exits so that the current file is
+// sealed with a close record.
+func New(opts Options) (*Handler, error) {
+	ro := opts.Rotate
+	if opts.Dir != "" {
+		ro.Dir = opts.Dir
+	}
+	w, err := chain.Open(chain.Options{Key: opts.Key, Rotate: ro})
+	if err != nil {
+		return nil, err
+	}
+	app := opts.App
+	if app == nil {
+		app = slog.NewJSONHandler(os.Stderr, nil)
+	}
+	return &Handler{
+		c:   &core{w: w, onError: opts.OnError, appCopy: !opts.AuditOnlyToFile, ctxAttrs: opts.ContextAttrs},
+		app: app,
+	}, nil
+}
+
+// Enabled reports whether a record at level might be handled: always for an
+// audit logger, for Info and above (which may carry the Audit tag), and
+// otherwise as the app handler says. Tag Debug records through an audit
+// logger (With(Audit)), since a root logger's Debug may be filtered before
+// its attributes are seen.
+func (h *Handler) Enabled(ctx context.Context, level slog.Level) bool {
+	return h.audit || level >= slog.LevelInfo || h.app.Enabled(ctx, level)
+}
+
+// Handle writes an audit record to the chained file (and a copy to the app
+// handler) or a plain record to the app handler. It returns the error of
+// the audit write, so that a fail-closed caller can stop; slog.Logger
+// discards it, which is what Options.OnError and Log are for.
+func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
+	isAudit := h.audit
+	if !isAudit {
+		r.Attrs(func(a slog.Attr) bool {
+			isAudit = isTag(a)
+			return !isAudit
+		})
+	}
+	sc := trace.SpanContextFromContext(ctx)
+	var extra []slog.Attr
+	if h.c.ctxAttrs != nil {
+		extra = h.c.ctxAttrs(ctx)
+	}
+	var err error
+	if isAudit {
+		err = h.writeAudit(r, sc, extra)
+	}
+	if (!isAudit || h.c.appCopy) && h.app.Enabled(ctx, r.Level) {
+		if sc.IsValid() {
+			r.AddAttrs(slog.String(TraceIDKey, sc.TraceID().String()), slog.String(SpanIDKey, sc.SpanID().String()))
+		}
+		r.AddAttrs(extra...)
+		if aerr := h.app.Handle(ctx, r); aerr != nil {
+			err = errors.Join(err, fmt.Errorf("handler: app handler: %w", aerr))
+		}
+	}
+	if err != nil && h.c.onError != nil {
+		h.c.onError(err)
+	}
+	return err
+}
+
+var bufPool = sync.Pool{New: func() any { return &auditBuf{b: make([]byte, 0, 1024)} }}
+
+// auditBuf is pooled: it carries the encoded body and receives the record's
+// position, so a write costs no allocation.
+type auditBuf struct {
+	b   []byte
+	pos chain.Position
+}
+
+func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.Attr) error {
+	if h.c.closed.Load() {
+		return ErrClosed
+	}
+	ab := bufPool.Get().(*auditBuf)
+	defer func() {
+		if cap(ab.b) <= 64<<10 {
+			bufPool.Put(ab)
+		}
+	}()
+	e := encoder{b: ab.b[:0]}
+	if !r.Time.IsZero() {
+		e.b = append(e.b, `"time":`...)
+		e.b = jsonenc.Time(e.b, r.Time)
+		e.b = append(e.b, ',')
+	}
+	e.b = append(e.b, `"level":`...)
+	e.b = jsonenc.String(e.b, r.Level.String())
+	e.b = append(e.b, `,"msg":`...)
+	e.b = jsonenc.String(e.b, r.Message)
+	if sc.IsValid() {
+		e.b = append(e.b, `,"trace_id":"`...)
+		tid := sc.TraceID()
+		e.b = appendHex(e.b, tid[:])
+		e.b = append(e.b, `","span_id":"`...)
+		sid := sc.SpanID()
+		e.b = appendHex(e.b, sid[:])
+		e.b = append(e.b, '"')
+	}
+	e.sep = true
+	for _, a := range extra {
+		e.attr(a)
+	}
+	if len(h.pre) > 0 {
+		e.b = append(e.b, ',')
+		e.b = append(e.b, h.pre...)
+		e.depth = h.nOpen
+	}
+	if r.NumAttrs() > 0 {
+		pos, sep, depth := len(e.b), e.sep, e.depth
+		for _, g := range h.groups[h.nOpen:] {
+			e.openGroup(g)
+		}
+		empty := true
+		r.Attrs(func(a slog.Attr) bool {
+			if !isTag(a) && e.attr(a) {
+				empty = false
+			}
+			return true
+		})
+		if empty {
+			e.b, e.sep, e.depth = e.b[:pos], sep, depth
+		}
+	}
+	for ; e.depth > 0; e.depth-- {
+		e.b = append(e.b, '}')
+	}
+	ab.b = e.b
+	err := h.c.w.Append(ab.b, &ab.pos)
+	if errors.Is(err, rotate.ErrClosed) {
+		return ErrClosed
+	}
+	if err != nil {
+		return fmt.Errorf("handler: audit record not written: %w", err)
+	}
+	return nil
+}
+
+func appendHex(b, src []byte) []byte {
+	const digits = "0123456789abcdef"
+	for _, c := range src {
+		b = append(b, digits[c>>4], digits[c&0xf])
+	}
+	return b
+}
+
+// WithAttrs returns a handler whose records carry attrs. The Audit tag among
+// them makes every record of the new handler an audit record.
+func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	if len(attrs) == 0 {
+		return h
+	}
+	h2 := h.clone()
+	h2.app = h.app.WithAttrs(attrs)
+	// Pre-encode, opening the groups that are not open in pre yet; if no
+	// attribute lands, the groups stay closed and pre stays as it was.
+	e := encoder{b: h2.pre, sep: len(h2.pre) > 0, depth: h.nOpen}
+	for _, g := range h.groups[h.nOpen:] {
+		e.openGroup(g)
+	}
+	wrote := false
+	for _, a := range attrs {
+		if isTag(a) {
+			h2.audit = true
+		} else if e.attr(a) {
+			wrote = true
+		}
+	}
+	if wrote {
+		h2.pre, h2.nOpen = e.b, len(h.groups)
+	}
+	return h2
+}
+
+// WithGroup returns a handler that puts later attributes in group name.
+func (h *Handler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	h2 := h.clone()
+	h2.app = h.app.WithGroup(name)
+	h2.groups = append(h2.groups, name)
+	return h2
+}
+
+func (h *Handler) clone() *Handler {
+	h2 := *h
+	h2.pre = slices.Clip(h.pre)
+	h2.groups = slices.Clip(h.groups)
+	return &h2
+}
+
+// Close writes a close record, syncs and closes the audit file. It is safe
+// to call more than once; audit records handled afterwards get ErrClosed.
+func (h *Handler) Close() error {
+	c := h.c
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		c.closeErr = c.w.Close()
+	})
+	return c.closeErr
+}
+
+// Rotate starts a new audit file now, e.g. on SIGHUP.
+func (h *Handler) Rotate() error { return h.c.w.Rotate() }
+
+// Path returns the path of the audit file being written.
+func (h *Handler) Path() string { return h.c.w.Path() }

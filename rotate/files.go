@@ -1,0 +1,311 @@
+package rotate
+
+import (
+	"cmp"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// List returns the paths of the files a Writer with this Dir, Prefix and Ext
+// wrote, oldest first. A compressed file is listed as X.gz, unless X itself
+// still exists (its compression was interrupted), when only X is listed.
+// Other files, including temporary ones, are ignored. Empty prefix and ext
+// mean the Options defaults.
+func List(dir, prefix, ext string) ([]string, error) {
+	if prefix == "" {
+		prefix = "audit"
+	}
+	if ext == "" {
+		ext = ".jsonl"
+	}
+	files, _, err := scan(dir, prefix, ext)
+	if err != nil {
+		return nil, err
+	}
+	paths := make([]string, len(files))
+	for i, f := range files {
+		name := f.base
+		if !f.plain {
+			name += ".gz"
+		}
+		paths[i] = filepath.Join(dir, name)
+	}
+	return paths, nil
+}
+
+// fileInfo describes one file of a Writer's, by its uncompressed base name.
+type fileInfo struct {
+	base  string
+	start time.Time // from the name
+	plain bool      // base exists
+	gz    bool      // base.gz exists
+}
+
+// scan returns the Writer files in dir sorted by name, and the names of
+// leftover .gz.tmp files.
+func scan(dir, prefix, ext string) (files []fileInfo, tmps []string, err error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("rotate: %w", err)
+	}
+	index := make(map[string]int)
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		name := e.Name()
+		base := name
+		start, ok := parseName(base, prefix, ext)
+		if !ok {
+			base, ok = strings.CutSuffix(name, ".gz")
+			if !ok {
+				base, ok = strings.CutSuffix(name, ".gz.tmp")
+			}
+			if !ok {
+				continue
+			}
+			if start, ok = parseName(base, prefix, ext); !ok {
+				continue
+			}
+		}
+		i, seen := index[base]
+		if !seen {
+			i = len(files)
+			index[base] = i
+			files = append(files, fileInfo{base: base, start: start})
+		}
+		switch f := &files[i]; {
+		case name == base:
+			f.plain = true
+		case name == base+".gz":
+			f.gz = true
+		default:
+			tmps = append(tmps, name)
+		}
+	}
+	files = slices.DeleteFunc(files, func(f fileInfo) bool { return !f.plain && !f.gz })
+	slices.SortFunc(files, func(a, b fileInfo) int { return cmp.Compare(a.base, b.base) })
+	return files, tmps, nil
+}
+
+// parseName returns the start time in name, if name is a Writer file name.
+func parseName(name, prefix, ext string) (time.Time, bool) {
+	ts, ok := strings.CutPrefix(name, prefix+"-")
+	if !ok {
+		return time.Time{}, false
+	}
+	if ts, ok = strings.CutSuffix(ts, ext); !ok || len(ts) != len(timeLayout) {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(timeLayout, ts)
+	if err != nil || t.Format(timeLayout) != ts {
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// A job is work for the background goroutine.
+type job struct {
+	closed string   // path of a file the Writer stopped writing to
+	old    []string // base names of files found by New, to compress
+	tmps   []string // names of leftover .gz.tmp files, to remove
+	retain bool     // apply retention afterwards (implied by closed)
+	err    error    // to pass to OnError
+}
+
+// post hands j to the background goroutine without blocking, so a slow
+// compression never holds up the leader.
+func (w *Writer) post(j job) {
+	w.bgMu.Lock()
+	w.jobs = append(w.jobs, j)
+	w.bgMu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// background runs posted jobs until Close, then finishes the rest.
+func (w *Writer) background() {
+	defer close(w.bgDone)
+	var zw *gzip.Writer
+	for {
+		select {
+		case <-w.wake:
+			zw = w.drain(zw)
+		case <-w.stopBg:
+			w.drain(zw)
+			return
+		}
+	}
+}
+
+func (w *Writer) drain(zw *gzip.Writer) *gzip.Writer {
+	for {
+		w.bgMu.Lock()
+		jobs := w.jobs
+		w.jobs = nil
+		w.bgMu.Unlock()
+		if len(jobs) == 0 {
+			return zw
+		}
+		retain := false
+		for _, j := range jobs {
+			if j.err != nil {
+				w.onError(j.err)
+			}
+			for _, name := range j.tmps {
+				if err := os.Remove(filepath.Join(w.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					w.onError(fmt.Errorf("rotate: %w", err))
+				}
+			}
+			if j.closed != "" {
+				if w.onRotate != nil {
+					w.onRotate(j.closed)
+				}
+				if w.compress {
+					zw = w.gzip(zw, j.closed)
+				}
+			}
+			for _, base := range j.old {
+				zw = w.gzip(zw, filepath.Join(w.dir, base))
+			}
+			retain = retain || j.retain || j.closed != ""
+		}
+		if retain {
+			w.retain()
+		}
+	}
+}
+
+// gzip replaces path by path.gz such that a crash at any point leaves at
+// least one complete copy: the .gz is written under a temporary name,
+// synced and renamed, and the rename synced, before path is removed. It
+// returns the gzip.Writer for reuse.
+func (w *Writer) gzip(zw *gzip.Writer, path string) *gzip.Writer {
+	err := func() error {
+		in, err := os.Open(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed by retention
+		}
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		tmp := path + ".gz.tmp"
+		out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return err
+		}
+		if zw == nil {
+			zw = gzip.NewWriter(out)
+		} else {
+			zw.Reset(out)
+		}
+		_, err = io.Copy(zw, in)
+		if err == nil {
+			err = zw.Close()
+		}
+		if err == nil {
+			err = out.Sync()
+		}
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(tmp, path+".gz")
+		}
+		if err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		if err := syncDir(w.dir); err != nil {
+			return err
+		}
+		if err := os.Remove(path); err != nil {
+			return err
+		}
+		if w.policy != SyncNone {
+			return syncDir(w.dir)
+		}
+		return nil
+	}()
+	if err != nil {
+		w.onError(fmt.Errorf("rotate: compress %s: %w", path, err))
+	}
+	return zw
+}
+
+// retain removes old files by MaxBackups and MaxAge. The open file, and
+// anything newer, is never a candidate.
+func (w *Writer) retain() {
+	if w.maxBackups == 0 && w.maxAge == 0 {
+		return
+	}
+	files, _, err := scan(w.dir, w.prefix, w.ext)
+	if err != nil {
+		w.onError(err)
+		return
+	}
+	// Only now: a file created during the scan is marked active before it
+	// exists, so it cannot pass for a backup.
+	var active string
+	if p := w.active.Load(); p != nil {
+		active = filepath.Base(*p)
+	}
+	backups := len(files)
+	for active != "" && backups > 0 && files[backups-1].base >= active {
+		backups--
+	}
+	excess := 0
+	if w.maxBackups > 0 && backups > w.maxBackups {
+		excess = backups - w.maxBackups
+	}
+	cutoff := w.now().Add(-w.maxAge)
+	removed := false
+	for i := range backups {
+		// File i's records all predate file i+1's start.
+		old := w.maxAge > 0 && i+1 < len(files) && files[i+1].start.Before(cutoff)
+		if i >= excess && !old {
+			continue
+		}
+		for _, name := range []string{files[i].base, files[i].base + ".gz"} {
+			if err := os.Remove(filepath.Join(w.dir, name)); err == nil {
+				removed = true
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				w.onError(fmt.Errorf("rotate: %w", err))
+			}
+		}
+	}
+	if removed && w.policy != SyncNone {
+		if err := syncDir(w.dir); err != nil {
+			w.onError(fmt.Errorf("rotate: %w", err))
+		}
+	}
+}
+
+// ticker fsyncs for SyncInterval, through the leader role so that it never
+// races a write.
+func (w *Writer) ticker(every time.Duration) {
+	defer close(w.tickDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stopTick:
+			return
+		case <-t.C:
+			if err := w.control(opTick); err != nil && err != ErrClosed {
+				w.post(job{err: err})
+			}
+		}
+	}
+}

@@ -1,0 +1,5 @@
+//go:build race
+
+package rotate
+
+const raceEnabled = true

@@ -1,0 +1,479 @@
+// Package rotate writes records to a directory of rotating files, durably.
+//
+// A [Writer] appends each record to the active file and rotates by size and by
+// time, keeps a bounded number of old files, and compresses closed files in the
+// background. Concurrent writers share a single write(2) and, with
+// [SyncAlways], a single fsync (group commit), so durability costs one disk
+// flush per batch rather than one per record.
+//
+// A [Framer] may wrap records as they are written; it is called by one
+// goroutine at a time, in file order, and is told which bytes reached the file
+// (Commit) and which did not (Rollback). That is what lets a caller keep
+// per-file state, such as a hash chain, exactly in step with the file.
+package rotate
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Policy says when written bytes are flushed to stable storage.
+type Policy int
+
+const (
+	// SyncNone hands each record to the OS (write(2)) before WriteRecord
+	// returns; the OS decides when it reaches the disk.
+	SyncNone Policy = iota
+	// SyncInterval is SyncNone plus an fsync every Options.SyncEvery when
+	// anything was written since the last one.
+	SyncInterval
+	// SyncAlways fsyncs a record before WriteRecord returns. Concurrent
+	// writers share one write and one fsync.
+	SyncAlways
+)
+
+// String returns "none", "interval" or "always".
+func (p Policy) String() string {
+	switch p {
+	case SyncNone:
+		return "none"
+	case SyncInterval:
+		return "interval"
+	case SyncAlways:
+		return "always"
+	}
+	return "Policy(" + strconv.Itoa(int(p)) + ")"
+}
+
+// ParsePolicy returns the Policy whose String is s, ignoring case.
+func ParsePolicy(s string) (Policy, error) {
+	for p := SyncNone; p <= SyncAlways; p++ {
+		if strings.EqualFold(s, p.String()) {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("rotate: unknown sync policy %q (want none, interval or always)", s)
+}
+
+// File is what a Writer needs of an open file. Options.OpenFile may supply
+// one, for example to inject write errors in tests.
+type File interface {
+	io.Writer
+	Sync() error
+	Truncate(size int64) error
+	Close() error
+}
+
+// Framer frames records as they are written. A Writer calls it from one
+// goroutine at a time (the group-commit leader), in file order, so an
+// implementation needs no locking of its own and may keep per-file state.
+//
+// Every sequence of Open, Frame and Close calls is followed by exactly one
+// Commit, if the bytes reached the file, or Rollback, if the file was
+// truncated back to where it was before them.
+type Framer interface {
+	// Open appends to b the bytes that begin file name (a base name).
+	// prev is the base name of the file written before it, without any
+	// .gz suffix, or "" if there is none.
+	Open(b []byte, name, prev string) []byte
+	// Close appends to b the bytes that end file name. reason is "size",
+	// "time", "rotate" (Writer.Rotate) or "close" (Writer.Close).
+	Close(b []byte, name, reason string) []byte
+	// Frame appends to b the framed form of rec; arg is what the caller
+	// passed to WriteRecord.
+	Frame(b []byte, rec []byte, arg any) []byte
+	// Len reports exactly how many bytes Frame would append for rec now.
+	Len(rec []byte) int
+	// Commit reports that everything framed since the last Commit or
+	// Rollback was written (and synced, as the policy requires).
+	Commit()
+	// Rollback reports that it was not; the file no longer holds it.
+	Rollback()
+}
+
+// Options configure a Writer. Only Dir is required.
+type Options struct {
+	Dir        string        // directory of the files; created 0700 if missing; files are 0600
+	Prefix     string        // file name prefix; default "audit"
+	Ext        string        // file name extension; default ".jsonl"
+	MaxBytes   int64         // rotate before a record that would take the file past this; 0 = no limit
+	Interval   time.Duration // rotate at the first write after each UTC multiple of Interval; 0 = never
+	MaxBackups int           // keep at most this many files besides the active one; 0 = all
+	MaxAge     time.Duration // remove files whose records are all older than this; 0 = never
+	Compress   bool          // gzip closed files in the background
+	Sync       Policy        // when to fsync
+	SyncEvery  time.Duration // fsync period for SyncInterval; default 1s
+
+	// OnRotate, if set, is called from the background goroutine with the
+	// path of each file the Writer stops writing to, before it is compressed:
+	// after a rotation, and after abandoning a file it could not truncate
+	// (see WriteRecord). Close waits for it, so it must not call Close.
+	OnRotate func(closedPath string)
+	// OnError, if set, is called from the background goroutine with errors
+	// that have no caller to return to (compression, retention, the
+	// SyncInterval fsync, closing a rotated file). It must not call Close.
+	OnError func(error)
+	// Framer, if set, frames records; without one, each record is written
+	// as given.
+	Framer Framer
+	// Now is the clock for file names, Interval and MaxAge; default time.Now.
+	Now func() time.Time
+	// OpenFile creates files; default os.OpenFile.
+	OpenFile func(name string, flag int, perm os.FileMode) (File, error)
+}
+
+// ErrClosed is returned by operations on a closed Writer.
+var ErrClosed = errors.New("rotate: writer closed")
+
+// A Writer writes records to rotating files in one directory. It is safe for
+// concurrent use. It never appends to a file it did not create.
+//
+// File names are "<Prefix>-<UTC start time><Ext>" with the time formatted as
+// 20060102T150405.000000000Z, so name order is creation order. With a
+// Framer a file is created as soon as the previous one is closed (and by
+// New); without one, when the first record for it is written.
+type Writer struct {
+	// Set by New, then read-only.
+	dir        string
+	prefix     string
+	ext        string
+	maxBytes   int64
+	interval   time.Duration
+	maxBackups int
+	maxAge     time.Duration
+	compress   bool
+	policy     Policy
+	onRotate   func(string)
+	onError    func(error)
+	fr         Framer
+	eager      bool // a Framer was given: create files at once, not at the first record
+	now        func() time.Time
+	openFile   func(string, int, os.FileMode) (File, error)
+
+	latest atomic.Pointer[string] // path of the file most recently created (Path)
+	active atomic.Pointer[string] // path of the open file, nil if none (retention skips it)
+
+	mu        sync.Mutex
+	cond      sync.Cond // on mu; broadcast whenever a leader finishes
+	closed    bool
+	closeDone chan struct{}
+	leading   bool   // some goroutine holds the leader role
+	pend      *queue // records waiting for a leader
+	spare     *queue // the other buffer, owned by nobody while no one leads
+	next      uint64 // sequence number of the next record enqueued
+	done      uint64 // every record numbered below done has its result
+	fails     []failure
+
+	// Leader state: used only by the goroutine holding the leader role,
+	// which it takes and releases under mu.
+	f         File   // open file, nil if none
+	name      string // its base name
+	prev      string // base name of the file before it, for Framer.Open
+	lastT     time.Time
+	size      int64 // bytes in f known to be written
+	nrec      int   // records in f
+	opened    bool  // f holds its Open frame
+	dirSynced bool  // f's directory entry is durable
+	dirty     bool  // f has bytes written since its last fsync
+	rotateAt  time.Time
+	out       []byte // bytes framed for f but not yet written (the segment)
+	segOpen   bool   // out holds f's Open frame
+	segRecs   int    // records in out
+	framed    bool   // the Framer was called since its last Commit/Rollback
+
+	stopTick chan struct{}
+	tickDone chan struct{}
+	stopBg   chan struct{}
+	bgDone   chan struct{}
+	bgMu     sync.Mutex
+	jobs     []job
+	wake     chan struct{}
+}
+
+// queue holds enqueued records back to back in buf; ends[i] is the end of
+// record i in buf. Two queues alternate so that writers can enqueue while a
+// leader writes, without allocating.
+type queue struct {
+	buf  []byte
+	ends []int
+	args []any
+}
+
+// A failure is the result of records [lo, hi) whose write failed. It is
+// dropped when all left waiters have collected it, so a waiter never sees
+// the result of another batch.
+type failure struct {
+	lo, hi uint64
+	err    error
+	left   int
+}
+
+// New returns a Writer for opts. It starts a new file whose name sorts
+// after every existing file of the Writer's in Dir, and applies retention
+// and compression to those files in the background.
+//
+// With a Framer, New creates the file and writes its Open frame at once, and
+// so does Rotate for the next file: the Open and Close frames then bracket
+// the Writer's whole life, records or not. Without one, a file is created
+// with its first record, so that no empty files appear.
+func New(opts Options) (*Writer, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("rotate: Options.Dir is empty")
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "audit"
+	}
+	if opts.Ext == "" {
+		opts.Ext = ".jsonl"
+	}
+	if strings.ContainsAny(opts.Prefix+opts.Ext, `/\`) {
+		return nil, fmt.Errorf("rotate: Prefix %q and Ext %q must not contain path separators", opts.Prefix, opts.Ext)
+	}
+	if opts.MaxBytes < 0 || opts.Interval < 0 || opts.MaxBackups < 0 || opts.MaxAge < 0 || opts.SyncEvery < 0 {
+		return nil, errors.New("rotate: negative limit in Options")
+	}
+	if opts.Sync < SyncNone || opts.Sync > SyncAlways {
+		return nil, fmt.Errorf("rotate: invalid %v", opts.Sync)
+	}
+	if opts.SyncEvery == 0 {
+		opts.SyncEvery = time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.OpenFile == nil {
+		opts.OpenFile = openOSFile
+	}
+	if opts.OnError == nil {
+		opts.OnError = func(error) {}
+	}
+	if opts.Framer == nil {
+		opts.Framer = plain{}
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("rotate: %w", err)
+	}
+	files, tmps, err := scan(opts.Dir, opts.Prefix, opts.Ext)
+	if err != nil {
+		return nil, err
+	}
+	w := &Writer{
+		dir:        opts.Dir,
+		prefix:     opts.Prefix,
+		ext:        opts.Ext,
+		maxBytes:   opts.MaxBytes,
+		interval:   opts.Interval,
+		maxBackups: opts.MaxBackups,
+		maxAge:     opts.MaxAge,
+		compress:   opts.Compress,
+		policy:     opts.Sync,
+		onRotate:   opts.OnRotate,
+		onError:    opts.OnError,
+		fr:         opts.Framer,
+		eager:      opts.Framer != (plain{}),
+		now:        opts.Now,
+		openFile:   opts.OpenFile,
+		closeDone:  make(chan struct{}),
+		pend:       new(queue),
+		spare:      new(queue),
+		stopTick:   make(chan struct{}),
+		tickDone:   make(chan struct{}),
+		stopBg:     make(chan struct{}),
+		bgDone:     make(chan struct{}),
+		wake:       make(chan struct{}, 1),
+	}
+	w.cond.L = &w.mu
+	startup := job{tmps: tmps, retain: true}
+	if n := len(files); n > 0 {
+		w.prev = files[n-1].base
+		w.lastT = files[n-1].start
+	}
+	if w.compress {
+		for _, f := range files {
+			if f.plain {
+				startup.old = append(startup.old, f.base)
+			}
+		}
+	}
+	w.post(startup)
+	go w.background()
+	if w.policy == SyncInterval {
+		go w.ticker(opts.SyncEvery)
+	} else {
+		close(w.tickDone)
+	}
+	if w.eager {
+		if err := w.control(opStart); err != nil {
+			w.Close()
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+func openOSFile(name string, flag int, perm os.FileMode) (File, error) {
+	f, err := os.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err // not a nil *os.File in a non-nil File
+	}
+	return f, nil
+}
+
+// Write writes p as one record: it is WriteRecord(p, nil).
+func (w *Writer) Write(p []byte) (int, error) {
+	if err := w.WriteRecord(p, nil); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// WriteRecord writes rec as one record, passing arg to Framer.Frame. It
+// returns once the record has been written (and synced, under SyncAlways),
+// or with the error that kept it from the file. rec is copied, so the caller
+// may reuse it at once.
+//
+// Records written concurrently are written together, with one write(2) per
+// file. If that write or its fsync fails, every record in it gets the error,
+// which wraps the OS error, and the file is truncated back to where it was,
+// so that a later record never follows a partial one. If even the truncation
+// fails, the file is abandoned: closed as it is, with the next record
+// starting a new file.
+func (w *Writer) WriteRecord(rec []byte, arg any) error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	q := w.pend
+	q.buf = append(q.buf, rec...)
+	q.ends = append(q.ends, len(q.buf))
+	q.args = append(q.args, arg)
+	seq := w.next
+	w.next++
+	for w.done <= seq {
+		if w.leading {
+			w.cond.Wait()
+		} else {
+			w.lead(opWrite)
+		}
+	}
+	err := w.result(seq)
+	w.mu.Unlock()
+	return err
+}
+
+// result returns the error, if any, for record seq, whose batch is done.
+func (w *Writer) result(seq uint64) error {
+	for i := range w.fails {
+		f := &w.fails[i]
+		if f.lo <= seq && seq < f.hi {
+			err := f.err
+			if f.left--; f.left == 0 {
+				w.fails = append(w.fails[:i], w.fails[i+1:]...)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// Rotate closes the current file (Framer.Close reason "rotate"). With a
+// Framer it starts the next file at once; without one the next record does.
+func (w *Writer) Rotate() error { return w.control(opRotate) }
+
+// Sync writes any enqueued records and fsyncs the current file.
+func (w *Writer) Sync() error { return w.control(opSync) }
+
+// Close writes any enqueued records, ends the current file (Framer.Close
+// reason "close"), fsyncs and closes it, and waits for background work to
+// finish. Later writes return ErrClosed; later calls to Close return nil.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		<-w.closeDone
+		return nil
+	}
+	w.closed = true
+	for w.leading {
+		w.cond.Wait()
+	}
+	err := w.lead(opClose)
+	w.mu.Unlock()
+
+	// The ticker may post an error, so the background goroutine outlives it.
+	close(w.stopTick)
+	<-w.tickDone
+	close(w.stopBg)
+	<-w.bgDone
+	close(w.closeDone)
+	return err
+}
+
+// Path returns the path of the file most recently created: the one being
+// written, or, after Rotate or Close, the one just closed. It is "" until the
+// first file is created.
+func (w *Writer) Path() string {
+	if p := w.latest.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// control runs op as the leader, after waiting for any current leader.
+func (w *Writer) control(op op) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.leading && !w.closed {
+		w.cond.Wait()
+	}
+	if w.closed {
+		return ErrClosed
+	}
+	return w.lead(op)
+}
+
+// lead takes the leader role and the pending queue, writes the queue and
+// performs op without holding mu, then publishes the results and wakes the
+// waiters. It is called with mu held and no leader.
+func (w *Writer) lead(op op) error {
+	w.leading = true
+	q := w.pend
+	w.pend, w.spare = w.spare, nil
+	end := w.next
+	w.mu.Unlock()
+
+	failAt, err, opErr := w.flush(q, op)
+	n := len(q.ends)
+	q.buf = q.buf[:0]
+	q.ends = q.ends[:0]
+	clear(q.args) // drop references to the callers' args
+	q.args = q.args[:0]
+
+	w.mu.Lock()
+	if failAt < n {
+		w.fails = append(w.fails, failure{lo: end - uint64(n-failAt), hi: end, err: err, left: n - failAt})
+	}
+	w.done = end
+	w.spare = q
+	w.leading = false
+	w.cond.Broadcast()
+	return opErr
+}
+
+// plain is the Framer used when Options.Framer is nil.
+type plain struct{}
+
+func (plain) Open(b []byte, _, _ string) []byte  { return b }
+func (plain) Close(b []byte, _, _ string) []byte { return b }
+func (plain) Frame(b, rec []byte, _ any) []byte  { return append(b, rec...) }
+func (plain) Len(rec []byte) int                 { return len(rec) }
+func (plain) Commit()                            {}
+func (plain) Rollback()                          {}
