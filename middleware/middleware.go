@@ -1,0 +1,394 @@
+// Package middleware is the net/http side of slogaudit: it wraps a handler
+// with otelhttp (server spans, W3C traceparent in and out), puts the
+// request's audit context — who (principal), from where (client address,
+// user agent), in which request — into the context for every record logged
+// with it, and writes one activity record per request to the audit trail.
+//
+// The audit context reaches records through handler.Options.ContextAttrs:
+//
+//	h, _ := handler.New(handler.Options{..., ContextAttrs: middleware.Attrs})
+//	srv := middleware.Wrap(mux, middleware.Options{ActivityLog: handler.Logger(slog.Default()), Authenticate: ...})
+package middleware
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Attribute keys. OpenTelemetry semantic-convention names where they exist.
+const (
+	ClientAddressKey    = "client.address"                      // the peer's IP, or the forwarded one when the peer is a trusted proxy
+	ClaimedForwardedKey = "http.request.header.x-forwarded-for" // forwarding headers from an untrusted peer: a claim, never the address
+	UserAgentKey        = "user_agent.original"
+	PrincipalKey        = "user.id"           // the authenticated principal
+	ClaimedClientKey    = "client.claimed_id" // X-Client-ID: what the client says it is, not authenticated
+	SessionKey          = "session.id"
+	ClaimedRequestIDKey = "http.request.header.x-request-id" // a valid incoming X-Request-ID; the trace id is the request id
+)
+
+// Options configure Wrap.
+type Options struct {
+	// Authenticate returns the principal of the request, or "" when the
+	// request carries no valid credentials. It must not log the credentials.
+	Authenticate func(r *http.Request) string
+	// TrustedProxies are the peers whose X-Forwarded-For and Forwarded
+	// headers are believed. From any other peer they are recorded as claims.
+	TrustedProxies []netip.Prefix
+	// ActivityLog receives one audit record per request; pass an audit
+	// logger (handler.Logger(l)). Nil: no activity log.
+	ActivityLog *slog.Logger
+	// Skip reports requests that get no activity record, e.g. health checks.
+	// They still get a span and an audit context.
+	Skip func(r *http.Request) bool
+	// SessionCookie names the cookie whose presence is recorded as
+	// session.id (its value is not: it is a credential). Default: none.
+	SessionCookie string
+	// TracerProvider makes the server spans. Default: a private SDK provider
+	// that exports nothing but gives every request a trace id; pass yours
+	// (e.g. from otelbridge) to export the spans.
+	TracerProvider trace.TracerProvider
+	// Operation names the spans; default "http.server".
+	Operation string
+}
+
+type ctxKey struct{}
+
+// Info is the audit context of a request.
+type Info struct {
+	Principal       string
+	ClientAddress   string
+	ClaimedClientID string
+	UserAgent       string
+	attrs           []slog.Attr
+}
+
+// FromContext returns the audit context that Wrap put into ctx.
+func FromContext(ctx context.Context) (*Info, bool) {
+	i, ok := ctx.Value(ctxKey{}).(*Info)
+	return i, ok
+}
+
+// Attrs returns the audit context of ctx as attributes, or nil. The slice is
+// built once per request; callers must not modify it. It has the signature
+// of handler.Options.ContextAttrs.
+func Attrs(ctx context.Context) []slog.Attr {
+	if i, ok := FromContext(ctx); ok {
+		return i.attrs
+	}
+	return nil
+}
+
+var defaultTracerProvider = sdktrace.NewTracerProvider()
+
+// Wrap returns next wrapped in otelhttp and the audit context.
+func Wrap(next http.Handler, opts Options) http.Handler {
+	tp := opts.TracerProvider
+	if tp == nil {
+		tp = defaultTracerProvider
+	}
+	op := opts.Operation
+	if op == "" {
+		op = "http.server"
+	}
+	inner := &auditHandler{next: next, opts: opts}
+	return otelhttp.NewHandler(inner, op,
+		otelhttp.WithTracerProvider(tp),
+		otelhttp.WithPropagators(propagation.TraceContext{}),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			return r.Method + " " + r.URL.Path
+		}),
+	)
+}
+
+type auditHandler struct {
+	next http.Handler
+	opts Options
+}
+
+func (h *auditHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ctx := r.Context()
+	info := h.info(r)
+	ctx = context.WithValue(ctx, ctxKey{}, info)
+	r = r.WithContext(ctx)
+
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		w.Header().Set("Traceparent", fmt.Sprintf("00-%s-%s-%s", sc.TraceID(), sc.SpanID(), sc.TraceFlags()))
+		w.Header().Set("X-Request-ID", sc.TraceID().String())
+	}
+	rec := &recorder{ResponseWriter: w}
+	if h.opts.ActivityLog == nil || (h.opts.Skip != nil && h.opts.Skip(r)) {
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				h.activity(ctx, r, rec, start, nil)
+				panic(p)
+			}
+			h.activity(ctx, r, rec, start, fmt.Errorf("panic: %v", p))
+			panic(p)
+		}
+	}()
+	h.next.ServeHTTP(rec, r)
+	h.activity(ctx, r, rec, start, nil)
+}
+
+// activity writes the request's activity record.
+func (h *auditHandler) activity(ctx context.Context, r *http.Request, rec *recorder, start time.Time, panicErr error) {
+	code := rec.code
+	if code == 0 {
+		code = http.StatusOK
+	}
+	if panicErr != nil {
+		code = http.StatusInternalServerError
+	}
+	status := "success"
+	switch {
+	case panicErr != nil || code >= 500:
+		status = "failed"
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		status = "denied"
+	case code >= 400:
+		status = "failed"
+	}
+	route := r.Pattern
+	if route == "" {
+		route = "unmatched"
+	}
+	level := slog.LevelInfo
+	if status != "success" {
+		level = slog.LevelWarn
+	}
+	attrs := []slog.Attr{
+		slog.String("event", "http_request"),
+		slog.String("action", r.Method),
+		slog.String("resource_type", "http_route"),
+		slog.String("resource", route),
+		slog.String("status", status),
+		slog.String("http.request.method", r.Method),
+		slog.String("http.route", route),
+		slog.String("url.path", r.URL.Path),
+		slog.Int("http.response.status_code", code),
+		slog.Float64("http.server.request.duration", time.Since(start).Seconds()),
+		slog.Int64("http.response.body.size", rec.bytes),
+	}
+	if panicErr != nil {
+		attrs = append(attrs, slog.String("error", panicErr.Error()))
+	}
+	msg := route
+	if !strings.HasPrefix(route, r.Method+" ") {
+		msg = r.Method + " " + route
+	}
+	h.opts.ActivityLog.LogAttrs(ctx, level, msg+" "+strconv.Itoa(code), attrs...)
+}
+
+// info builds the audit context of r.
+func (h *auditHandler) info(r *http.Request) *Info {
+	i := &Info{UserAgent: r.UserAgent(), ClaimedClientID: strings.TrimSpace(r.Header.Get("X-Client-ID"))}
+	peer := peerAddr(r.RemoteAddr)
+	i.ClientAddress = peer.String()
+	claimedForward := ""
+	if fwd := forwardedFor(r.Header); fwd != "" {
+		if peer.IsValid() && trusted(h.opts.TrustedProxies, peer) {
+			if a := clientFromForwarded(fwd, h.opts.TrustedProxies); a.IsValid() {
+				i.ClientAddress = a.String()
+			}
+		} else {
+			claimedForward = fwd
+		}
+	}
+	if h.opts.Authenticate != nil {
+		i.Principal = h.opts.Authenticate(r)
+	}
+	as := make([]slog.Attr, 0, 7)
+	if i.ClientAddress != "" && i.ClientAddress != "invalid IP" {
+		as = append(as, slog.String(ClientAddressKey, i.ClientAddress))
+	} else {
+		i.ClientAddress = ""
+	}
+	if claimedForward != "" {
+		as = append(as, slog.String(ClaimedForwardedKey, truncate(claimedForward, 256)))
+	}
+	if i.Principal != "" {
+		as = append(as, slog.String(PrincipalKey, i.Principal))
+	}
+	if i.ClaimedClientID != "" {
+		i.ClaimedClientID = truncate(i.ClaimedClientID, 128)
+		as = append(as, slog.String(ClaimedClientKey, i.ClaimedClientID))
+	}
+	if i.UserAgent != "" {
+		as = append(as, slog.String(UserAgentKey, truncate(i.UserAgent, 256)))
+	}
+	if id := r.Header.Get("X-Request-ID"); validRequestID(id) {
+		as = append(as, slog.String(ClaimedRequestIDKey, id))
+	}
+	if h.opts.SessionCookie != "" {
+		if c, err := r.Cookie(h.opts.SessionCookie); err == nil && c.Value != "" {
+			// The cookie value is a bearer credential; record a stable,
+			// non-reversible id of it instead.
+			as = append(as, slog.String(SessionKey, sessionID(c.Value)))
+		}
+	}
+	i.attrs = as
+	return i
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, c := range s {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func peerAddr(remote string) netip.Addr {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap()
+}
+
+func trusted(nets []netip.Prefix, a netip.Addr) bool {
+	for _, n := range nets {
+		if n.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardedFor returns the forwarding chain the request claims, from
+// X-Forwarded-For or, failing that, the for= parameters of Forwarded.
+func forwardedFor(h http.Header) string {
+	if v := h.Values("X-Forwarded-For"); len(v) > 0 {
+		return strings.Join(v, ",")
+	}
+	var fors []string
+	for _, v := range h.Values("Forwarded") {
+		for _, elem := range strings.Split(v, ",") {
+			for _, pair := range strings.Split(elem, ";") {
+				k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
+				if ok && strings.EqualFold(k, "for") {
+					val = strings.Trim(val, `"`)
+					if strings.HasPrefix(val, "[") { // [v6]:port
+						if end := strings.Index(val, "]"); end > 0 {
+							val = val[1:end]
+						}
+					}
+					fors = append(fors, val)
+				}
+			}
+		}
+	}
+	return strings.Join(fors, ",")
+}
+
+// clientFromForwarded walks the chain from the right, skipping trusted
+// proxies: the first untrusted hop is the client. Everything left of it
+// could have been made up by the client.
+func clientFromForwarded(chain string, proxies []netip.Prefix) netip.Addr {
+	hops := strings.Split(chain, ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a := peerAddr(strings.TrimSpace(hops[i]))
+		if !a.IsValid() {
+			return netip.Addr{}
+		}
+		if !trusted(proxies, a) || i == 0 {
+			return a
+		}
+	}
+	return netip.Addr{}
+}
+
+// recorder captures the status code and body size.
+type recorder struct {
+	http.ResponseWriter
+	code  int
+	bytes int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach Flush, Hijack and deadlines.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Logger returns slog.Default() bound to ctx: records logged through it
+// without a context (Info rather than InfoContext) still carry ctx's trace
+// ids and audit context. Use it to hand a request's correlation to code that
+// logs without a context; records logged with their own context keep that.
+func Logger(ctx context.Context) *slog.Logger {
+	return slog.New(bound{h: slog.Default().Handler(), ctx: ctx})
+}
+
+type bound struct {
+	h   slog.Handler
+	ctx context.Context
+}
+
+func (b bound) pick(ctx context.Context) context.Context {
+	if ctx == nil || ctx == context.Background() || ctx == context.TODO() {
+		return b.ctx
+	}
+	return ctx
+}
+
+func (b bound) Enabled(ctx context.Context, l slog.Level) bool { return b.h.Enabled(b.pick(ctx), l) }
+func (b bound) Handle(ctx context.Context, r slog.Record) error {
+	return b.h.Handle(b.pick(ctx), r)
+}
+func (b bound) WithAttrs(as []slog.Attr) slog.Handler { return bound{h: b.h.WithAttrs(as), ctx: b.ctx} }
+func (b bound) WithGroup(name string) slog.Handler    { return bound{h: b.h.WithGroup(name), ctx: b.ctx} }
+
+// sessionID names a session without revealing its cookie: the first 16 hex
+// digits of SHA-256 of the value. Session cookies are long random tokens, so
+// the digest cannot be turned back into one.
+func sessionID(cookie string) string {
+	sum := sha256.Sum256([]byte(cookie))
+	return "sha256:" + hex.EncodeToString(sum[:8])
+}

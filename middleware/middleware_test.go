@@ -1,0 +1,299 @@
+package middleware_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/slogaudit/slogaudit/chain"
+	"github.com/slogaudit/slogaudit/handler"
+	"github.com/slogaudit/slogaudit/middleware"
+	"github.com/slogaudit/slogaudit/rotate"
+)
+
+type env struct {
+	dir  string
+	h    *handler.Handler
+	log  *slog.Logger
+	srv  *httptest.Server
+	mux  *http.ServeMux
+	opts middleware.Options
+}
+
+// newEnv serves mux behind the middleware on a real loopback listener,
+// with an audit handler that adds the audit context to every record.
+func newEnv(t *testing.T, opts middleware.Options) *env {
+	t.Helper()
+	e := &env{dir: t.TempDir(), mux: http.NewServeMux()}
+	h, err := handler.New(handler.Options{Dir: e.dir, App: slog.DiscardHandler, ContextAttrs: middleware.Attrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h, e.log = h, slog.New(h)
+	if opts.ActivityLog == nil {
+		opts.ActivityLog = handler.Logger(e.log)
+	}
+	if opts.Authenticate == nil {
+		opts.Authenticate = func(r *http.Request) string {
+			if r.Header.Get("Authorization") == "Bearer good-token" {
+				return "alice"
+			}
+			return ""
+		}
+	}
+	e.opts = opts
+	e.srv = httptest.NewUnstartedServer(middleware.Wrap(e.mux, opts))
+	e.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the panic test's stack trace
+	e.srv.Start()
+	t.Cleanup(func() { e.srv.Close(); h.Close() })
+	return e
+}
+
+func (e *env) records(t *testing.T) []map[string]any {
+	t.Helper()
+	paths, _ := rotate.List(e.dir, chain.DefaultPrefix, chain.DefaultExt)
+	var out []map[string]any
+	for _, p := range paths {
+		data, _ := os.ReadFile(p)
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for sc.Scan() {
+			m := map[string]any{}
+			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+				t.Fatal(err)
+			}
+			if m["rec"] == nil {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+func get(t *testing.T, url string, hdr map[string]string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+func TestWhoWhereAndCorrelation(t *testing.T) {
+	e := newEnv(t, middleware.Options{})
+	e.mux.HandleFunc("GET /servers/{name}", func(w http.ResponseWriter, r *http.Request) {
+		e.log.InfoContext(r.Context(), "looked at server", handler.Audit, "server", r.PathValue("name"))
+		w.Write([]byte("ok"))
+	})
+	resp := get(t, e.srv.URL+"/servers/obsidian", map[string]string{
+		"X-Client-ID":     "test-user",
+		"Authorization":   "Bearer good-token",
+		"X-Forwarded-For": "203.0.113.9",
+		"X-Request-ID":    "req-42",
+		"User-Agent":      "curl/8",
+	})
+	tp := resp.Header.Get("Traceparent")
+	reqID := resp.Header.Get("X-Request-ID")
+	parts := strings.Split(tp, "-")
+	if len(parts) != 4 || parts[1] != reqID || len(reqID) != 32 {
+		t.Fatalf("traceparent %q, X-Request-ID %q", tp, reqID)
+	}
+	rs := e.records(t)
+	if len(rs) != 2 {
+		t.Fatalf("records: %v", rs)
+	}
+	for _, r := range rs {
+		for k, want := range map[string]any{
+			"client.address":                      "127.0.0.1",
+			"client.claimed_id":                   "test-user",
+			"user.id":                             "alice",
+			"trace_id":                            reqID,
+			"user_agent.original":                 "curl/8",
+			"http.request.header.x-forwarded-for": "203.0.113.9",
+			"http.request.header.x-request-id":    "req-42",
+		} {
+			if r[k] != want {
+				t.Errorf("%s = %v, want %v in %v", k, r[k], want, r)
+			}
+		}
+	}
+	act := rs[1]
+	if act["event"] != "http_request" || act["http.route"] != "GET /servers/{name}" || act["http.response.status_code"] != 200.0 ||
+		act["status"] != "success" || act["http.response.body.size"] != 2.0 {
+		t.Errorf("activity record %v", act)
+	}
+}
+
+func TestNoPrincipalWithoutValidToken(t *testing.T) {
+	e := newEnv(t, middleware.Options{})
+	e.mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) })
+	get(t, e.srv.URL+"/x", map[string]string{"Authorization": "Bearer bad", "X-Client-ID": "admin"})
+	r := e.records(t)[0]
+	if _, ok := r["user.id"]; ok || r["client.claimed_id"] != "admin" || r["status"] != "denied" {
+		t.Errorf("record %v", r)
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	for _, tt := range []struct {
+		name, xff, fwd, want string
+		proxies                  []string
+	}{
+		{"untrusted peer", "203.0.113.9", "", "127.0.0.1", nil},
+		{"trusted peer", "203.0.113.9", "", "203.0.113.9", []string{"127.0.0.0/8"}},
+		{"spoofed left of a trusted chain", "6.6.6.6, 203.0.113.9, 10.1.2.3", "", "203.0.113.9", []string{"127.0.0.0/8", "10.0.0.0/8"}},
+		{"Forwarded header", "", `for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"`, "2001:db8::1", []string{"127.0.0.0/8"}},
+		{"garbage from a trusted peer", "not-an-ip", "", "127.0.0.1", []string{"127.0.0.0/8"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var ps []netip.Prefix
+			for _, p := range tt.proxies {
+				ps = append(ps, netip.MustParsePrefix(p))
+			}
+			e := newEnv(t, middleware.Options{TrustedProxies: ps})
+			e.mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) {})
+			hdr := map[string]string{}
+			if tt.xff != "" {
+				hdr["X-Forwarded-For"] = tt.xff
+			}
+			if tt.fwd != "" {
+				hdr["Forwarded"] = tt.fwd
+			}
+			get(t, e.srv.URL+"/x", hdr)
+			if got := e.records(t)[0]["client.address"]; got != tt.want {
+				t.Errorf("client.address = %v, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestIncomingTraceparent(t *testing.T) {
+	e := newEnv(t, middleware.Options{})
+	e.mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) {})
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	resp := get(t, e.srv.URL+"/x", map[string]string{"traceparent": "00-" + traceID + "-00f067aa0ba902b7-01"})
+	if resp.Header.Get("X-Request-ID") != traceID || !strings.HasPrefix(resp.Header.Get("Traceparent"), "00-"+traceID+"-") {
+		t.Errorf("response headers %v", resp.Header)
+	}
+	if r := e.records(t)[0]; r["trace_id"] != traceID || r["span_id"] == "00f067aa0ba902b7" {
+		t.Errorf("record %v (the server span is a child of the incoming one)", r)
+	}
+}
+
+// Records of concurrent requests separate cleanly by trace id.
+func TestConcurrentRequestsSeparate(t *testing.T) {
+	e := newEnv(t, middleware.Options{})
+	e.mux.HandleFunc("GET /work/{n}", func(w http.ResponseWriter, r *http.Request) {
+		n := r.PathValue("n")
+		e.log.InfoContext(r.Context(), "step 1", handler.Audit, "n", n)
+		e.log.InfoContext(r.Context(), "step 2", handler.Audit, "n", n)
+	})
+	const n = 50
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ids[i] = get(t, fmt.Sprintf("%s/work/%d", e.srv.URL, i), map[string]string{"X-Client-ID": fmt.Sprint(i)}).Header.Get("X-Request-ID")
+		}()
+	}
+	wg.Wait()
+	byTrace := map[string][]map[string]any{}
+	for _, r := range e.records(t) {
+		byTrace[r["trace_id"].(string)] = append(byTrace[r["trace_id"].(string)], r)
+	}
+	for i, id := range ids {
+		rs := byTrace[id]
+		if len(rs) != 3 {
+			t.Fatalf("request %d: %d records", i, len(rs))
+		}
+		for _, r := range rs {
+			if r["client.claimed_id"] != fmt.Sprint(i) || (r["n"] != nil && r["n"] != fmt.Sprint(i)) {
+				t.Errorf("request %d got record %v", i, r)
+			}
+		}
+	}
+}
+
+// Work started from the request keeps its correlation: goroutines given the
+// ctx, background work detached with context.WithoutCancel, and code that
+// logs without a ctx through middleware.Logger.
+func TestContextPropagation(t *testing.T) {
+	e := newEnv(t, middleware.Options{})
+	slog.SetDefault(e.log)
+	defer slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	done := make(chan struct{})
+	e.mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.log.InfoContext(ctx, "in goroutine", handler.Audit)
+		}()
+		wg.Wait()
+		bg := context.WithoutCancel(ctx)
+		go func() {
+			defer close(done)
+			e.log.InfoContext(bg, "after the response", handler.Audit)
+		}()
+		middleware.Logger(ctx).Info("no ctx, bound logger", handler.Audit)
+		handler.Logger(middleware.Logger(ctx)).Info("bound audit logger")
+		slog.Info("no ctx, no binding", handler.Audit)
+	})
+	id := get(t, e.srv.URL+"/x", map[string]string{"Authorization": "Bearer good-token"}).Header.Get("X-Request-ID")
+	<-done
+	for _, r := range e.records(t) {
+		correlated := r["trace_id"] == id && r["user.id"] == "alice"
+		if want := r["msg"] != "no ctx, no binding"; correlated != want {
+			t.Errorf("correlated=%v for %v", correlated, r)
+		}
+	}
+}
+
+func TestActivityLogSkipAndPanic(t *testing.T) {
+	e := newEnv(t, middleware.Options{Skip: func(r *http.Request) bool { return r.URL.Path == "/healthz" }})
+	e.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {})
+	e.mux.HandleFunc("POST /boom", func(w http.ResponseWriter, r *http.Request) { panic("kaboom") })
+	get(t, e.srv.URL+"/healthz", nil)
+	req, _ := http.NewRequest("POST", e.srv.URL+"/boom", nil) // POST: the client does not retry it
+	if _, err := http.DefaultClient.Do(req); err == nil {
+		t.Log("server answered despite the panic") // net/http may reset the connection
+	}
+	rs := e.records(t)
+	if len(rs) != 1 {
+		t.Fatalf("records %v", rs)
+	}
+	if r := rs[0]; r["status"] != "failed" || r["http.response.status_code"] != 500.0 || !strings.Contains(r["error"].(string), "kaboom") {
+		t.Errorf("panic record %v", r)
+	}
+
+	// Re-raised: the panic propagates to the caller of ServeHTTP.
+	h := middleware.Wrap(e.mux, e.opts)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("panic was swallowed")
+			}
+		}()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/boom", nil))
+	}()
+}
