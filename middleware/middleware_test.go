@@ -154,7 +154,7 @@ func TestNoPrincipalWithoutValidToken(t *testing.T) {
 func TestTrustedProxies(t *testing.T) {
 	for _, tt := range []struct {
 		name, xff, fwd, want string
-		proxies                  []string
+		proxies              []string
 	}{
 		{"untrusted peer", "203.0.113.9", "", "127.0.0.1", nil},
 		{"trusted peer", "203.0.113.9", "", "203.0.113.9", []string{"127.0.0.0/8"}},
