@@ -90,6 +90,20 @@ type Options struct {
 	// after the trace IDs. It is called for every record; return a slice
 	// built once per request, not a new one.
 	ContextAttrs func(ctx context.Context) []slog.Attr
+	// Sinks receive every audit record after it is in the file, e.g. the
+	// OTLP exporter of package otelbridge.
+	Sinks []Sink
+}
+
+// A Sink is a further destination of audit records, fed after the file:
+// the file is the source of truth, so a sink that falls behind or loses
+// records can re-read them from it by seq.
+type Sink interface {
+	// Audit receives a record's members as sealed into the file (the JSON
+	// object without braces and without the chain members) and its
+	// position. It is called on the logging goroutine, concurrently, not
+	// necessarily in seq order; it must not block or retain body.
+	Audit(body []byte, pos chain.Position)
 }
 
 // ErrClosed is returned for audit records handled after Close.
@@ -120,6 +134,7 @@ type core struct {
 	onError  func(error)
 	appCopy  bool
 	ctxAttrs func(context.Context) []slog.Attr
+	sinks    []Sink
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -143,7 +158,7 @@ func New(opts Options) (*Handler, error) {
 		app = slog.NewJSONHandler(os.Stderr, nil)
 	}
 	return &Handler{
-		c:   &core{w: w, onError: opts.OnError, appCopy: !opts.AuditOnlyToFile, ctxAttrs: opts.ContextAttrs},
+		c:   &core{w: w, onError: opts.OnError, appCopy: !opts.AuditOnlyToFile, ctxAttrs: opts.ContextAttrs, sinks: opts.Sinks},
 		app: app,
 	}, nil
 }
@@ -266,6 +281,9 @@ func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.A
 	}
 	if err != nil {
 		return fmt.Errorf("handler: audit record not written: %w", err)
+	}
+	for _, s := range h.c.sinks {
+		s.Audit(ab.b, ab.pos)
 	}
 	return nil
 }

@@ -404,3 +404,41 @@ func TestContextAttrs(t *testing.T) {
 		t.Errorf("app record: %v", app[1])
 	}
 }
+
+type sinkRec struct {
+	body string
+	pos  chain.Position
+}
+
+type memSink struct {
+	mu   sync.Mutex
+	recs []sinkRec
+}
+
+func (m *memSink) Audit(body []byte, pos chain.Position) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.recs = append(m.recs, sinkRec{string(body), pos})
+}
+
+func TestSinksGetWhatTheFileHolds(t *testing.T) {
+	sink := &memSink{}
+	f := newFixture(t, Options{Sinks: []Sink{sink}})
+	l := slog.New(f.h)
+	l.Info("plain")
+	Logger(l).Info("one", "a", 1)
+	Logger(l).Info("two")
+	f.h.Close()
+	if len(sink.recs) != 2 {
+		t.Fatalf("sink got %v", sink.recs)
+	}
+	paths, _ := rotate.List(f.dir, chain.DefaultPrefix, chain.DefaultExt)
+	data, _ := os.ReadFile(paths[0])
+	lines := strings.Split(string(data), "\n")
+	for i, r := range sink.recs {
+		l, err := chain.ParseLine([]byte(lines[i+1]))
+		if err != nil || l.Seq != r.pos.Seq || l.MAC != r.pos.Chain || !strings.HasSuffix(string(l.Sealed), ","+r.body) {
+			t.Errorf("sink record %d %+v does not match line %q (%v)", i, r, lines[i+1], err)
+		}
+	}
+}
