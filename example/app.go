@@ -26,7 +26,7 @@ func newApp(log *slog.Logger) *app {
 	return &app{log: log, running: map[string]bool{}, creds: map[string][]byte{}}
 }
 
-func (a *app) routes() http.Handler {
+func (a *app) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /servers/{name}/{action}", a.serverAction)
 	mux.HandleFunc("PUT /credentials/{key}", a.putCredential)

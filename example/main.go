@@ -24,6 +24,8 @@ import (
 
 	"github.com/slogaudit/slogaudit/chain"
 	"github.com/slogaudit/slogaudit/handler"
+	"github.com/slogaudit/slogaudit/middleware"
+	"github.com/slogaudit/slogaudit/query"
 	"github.com/slogaudit/slogaudit/rotate"
 )
 
@@ -37,6 +39,8 @@ type config struct {
 	keyFile     string
 	rotateBytes int64
 	sync        string
+	tokensFile  string
+	adminToken  string
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -48,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.keyFile, "key-file", "audit.key", "MAC key file, created (0600) if missing; keep it outside the audit dir")
 	fs.Int64Var(&cfg.rotateBytes, "rotate-bytes", 10<<20, "rotate audit files at this size (0: no size limit)")
 	fs.StringVar(&cfg.sync, "sync", "always", "durability policy: none, interval or always")
+	fs.StringVar(&cfg.tokensFile, "tokens", "", `bearer tokens: a file of lines "token principal" (default: one printed demo token)`)
+	fs.StringVar(&cfg.adminToken, "admin-token", os.Getenv("AUDIT_ADMIN_TOKEN"), "bearer token that may read GET /audit/events (default $AUDIT_ADMIN_TOKEN, else a random one, printed)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -67,6 +73,10 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ts, demoToken, err := setupTokens(&cfg)
+	if err != nil {
+		return err
+	}
 	h, err := handler.New(handler.Options{
 		Dir: cfg.auditDir,
 		Key: key,
@@ -81,6 +91,8 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 			// The handler's own logger must not be used here: it is what failed.
 			fmt.Fprintf(stderr, "AUDIT FAILURE: %v\n", err)
 		},
+		// who and from where, on every record logged with a request's ctx
+		ContextAttrs: middleware.Attrs,
 	})
 	if err != nil {
 		return err
@@ -93,7 +105,30 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: newApp(log).routes(), ReadHeaderTimeout: 10 * time.Second}
+	reader, err := query.NewReader(cfg.auditDir, query.Options{Key: key})
+	if err != nil {
+		return err
+	}
+	events, err := query.NewHandler(query.HandlerOptions{
+		Reader:        reader,
+		Authorize:     ts.authorizeAudit,
+		AuditLog:      handler.Logger(log),
+		OmitPrincipal: true, // middleware.Attrs adds user.id
+	})
+	if err != nil {
+		return err
+	}
+	mux := newApp(log).routes()
+	mux.Handle("GET /audit/events", events)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	srv := &http.Server{
+		Handler: middleware.Wrap(mux, middleware.Options{
+			Authenticate: ts.principal,
+			ActivityLog:  handler.Logger(log),
+			Skip:         func(r *http.Request) bool { return r.URL.Path == "/healthz" },
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
 
 	absDir, _ := filepath.Abs(cfg.auditDir)
 	absKey, _ := filepath.Abs(cfg.keyFile)
@@ -106,18 +141,20 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 audit files: %s
 key file:    %s%s, key_id %s
 
+%[6]s
 try:
-  curl -X POST %[1]s/servers/obsidian/start
+  curl -X POST %[1]s/servers/obsidian/start%[7]s
   curl -X POST %[1]s/servers/broken/start
-  curl -X POST %[1]s/servers/obsidian/stop
-  curl -X PUT --data 'value-of-the-secret' %[1]s/credentials/obsidian_api_key
-  curl %[1]s/credentials/obsidian_api_key
-  curl %[1]s/credentials/no_such_key
-  curl -X DELETE %[1]s/credentials/obsidian_api_key
+  curl -X POST %[1]s/servers/obsidian/stop%[7]s
+  curl -X PUT --data 'value-of-the-secret' %[1]s/credentials/obsidian_api_key%[7]s
+  curl %[1]s/credentials/obsidian_api_key%[7]s
+  curl -H 'X-Client-ID: test-user' %[1]s/credentials/no_such_key
+  curl -X DELETE %[1]s/credentials/obsidian_api_key%[7]s
+  curl -H 'Authorization: Bearer %[8]s' '%[1]s/audit/events?action=start&resource=obsidian&limit=10'
 
 then stop with Ctrl-C and verify the audit trail:
   go run ./cmd/auditctl verify --key-file %[3]s %[2]s
-`, base, absDir, absKey, keyNote, chain.KeyID(key))
+`, base, absDir, absKey, keyNote, chain.KeyID(key), tokenNote(cfg, demoToken), demoFlag(demoToken), cfg.adminToken)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -163,4 +200,40 @@ func loadOrCreateKey(path string) (key []byte, created bool, err error) {
 		return nil, false, err
 	}
 	return key, true, nil
+}
+
+// setupTokens loads the bearer tokens (or makes a demo one) and the admin
+// token; it returns the demo token, "" when -tokens was given.
+func setupTokens(cfg *config) (ts *tokens, demo string, err error) {
+	if cfg.tokensFile != "" {
+		if ts, err = loadTokens(cfg.tokensFile); err != nil {
+			return nil, "", err
+		}
+	} else {
+		ts = &tokens{}
+		demo = randomToken("demo-")
+		ts.add(demo, "demo-user")
+	}
+	if cfg.adminToken == "" {
+		cfg.adminToken = randomToken("admin-")
+	}
+	ts.add(cfg.adminToken, adminPrincipal)
+	return ts, demo, nil
+}
+
+func tokenNote(cfg config, demo string) string {
+	note := "admin token (GET /audit/events): " + cfg.adminToken
+	if demo != "" {
+		note += "\ndemo token (principal demo-user): " + demo
+	} else {
+		note += "\nbearer tokens: " + cfg.tokensFile
+	}
+	return note
+}
+
+func demoFlag(demo string) string {
+	if demo == "" {
+		return ""
+	}
+	return " -H 'Authorization: Bearer " + demo + "'"
 }

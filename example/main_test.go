@@ -220,10 +220,18 @@ func TestExampleEndToEnd(t *testing.T) {
 
 	evs := events(t, dir)
 	var got []string
+	activity := 0
 	for _, e := range evs {
-		if e["event"] != nil {
+		switch e["event"] {
+		case nil:
+		case "http_request":
+			activity++
+		default:
 			got = append(got, e["action"].(string)+" "+e["resource"].(string)+" "+e["status"].(string))
 		}
+	}
+	if activity != 10 {
+		t.Errorf("%d activity records for 10 requests", activity)
 	}
 	want := []string{
 		"start obsidian initiated", "start obsidian success",
@@ -344,5 +352,130 @@ func TestExampleSurvivesSIGKILL(t *testing.T) {
 	}
 	if n != 5 {
 		t.Errorf("%d acknowledged starts on record, want 5", n)
+	}
+}
+
+func getJSON(t *testing.T, p *proc, path, token string, v any) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", p.base+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if v != nil && resp.StatusCode == 200 {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return resp.StatusCode
+}
+
+type eventsPage struct {
+	Events []map[string]any `json:"events"`
+	Next   string           `json:"next_cursor"`
+}
+
+// Who, from where, in which request; and the audit query API across a
+// restart, restricted to the admin, and itself audited.
+func TestExampleWhoWhereAndQuery(t *testing.T) {
+	tmp := t.TempDir()
+	dir, keyFile := filepath.Join(tmp, "audit-logs"), filepath.Join(tmp, "audit.key")
+	tokFile := filepath.Join(tmp, "tokens")
+	os.WriteFile(tokFile, []byte("# token principal\ntok-alice alice\n"), 0o600)
+	args := []string{"-audit-dir", dir, "-key-file", keyFile, "-tokens", tokFile, "-admin-token", "tok-admin", "-sync", "none"}
+	p := start(t, args...)
+
+	req, _ := http.NewRequest("POST", p.base+"/servers/obsidian/start", nil)
+	req.Header.Set("X-Client-ID", "test-user")
+	req.Header.Set("Authorization", "Bearer tok-alice")
+	req.Header.Set("X-Forwarded-For", "198.51.100.66")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	traceID := resp.Header.Get("X-Request-ID")
+	if len(traceID) != 32 || !strings.Contains(resp.Header.Get("Traceparent"), traceID) {
+		t.Fatalf("response headers %v", resp.Header)
+	}
+	if code := getJSON(t, p, "/audit/events", "", nil); code != 401 {
+		t.Errorf("unauthenticated query: %d", code)
+	}
+	if code := getJSON(t, p, "/audit/events", "tok-alice", nil); code != 403 {
+		t.Errorf("query by a non-admin: %d", code)
+	}
+	for range 30 {
+		p.do(t, "POST", "/servers/obsidian/stop", "")
+	}
+	p.stop(t)
+
+	n := 0
+	for _, e := range events(t, dir) {
+		if e["trace_id"] != traceID {
+			if e["client.address"] == "198.51.100.66" {
+				t.Errorf("spoofed X-Forwarded-For became client.address: %v", e)
+			}
+			continue
+		}
+		n++
+		if e["client.claimed_id"] != "test-user" || e["client.address"] != "127.0.0.1" || e["user.id"] != "alice" ||
+			e["http.request.header.x-forwarded-for"] != "198.51.100.66" {
+			t.Errorf("record of the request lacks who/where: %v", e)
+		}
+	}
+	if n != 3 { // initiated, success, activity
+		t.Errorf("%d records with the request's trace id", n)
+	}
+	denied := 0
+	for _, e := range events(t, dir) {
+		if e["event"] == "audit_access" && e["status"] == "denied" {
+			denied++
+		}
+	}
+	if denied != 2 {
+		t.Errorf("%d denied audit_access events, want 2", denied)
+	}
+
+	// After a restart the query API serves what was written before it.
+	p = start(t, args...)
+	var page eventsPage
+	if code := getJSON(t, p, "/audit/events?action=start&resource=obsidian&limit=10", "tok-admin", &page); code != 200 {
+		t.Fatalf("query: %d", code)
+	}
+	if len(page.Events) != 2 || page.Events[0]["trace_id"] != traceID || page.Events[0]["verified"] != true {
+		t.Fatalf("events %v", page.Events)
+	}
+	// Paginate over everything, oldest first: each seq once, in order.
+	var seqs []float64
+	cursor := ""
+	for range 100 {
+		page = eventsPage{}
+		if code := getJSON(t, p, "/audit/events?order=oldest&limit=7&cursor="+cursor, "tok-admin", &page); code != 200 {
+			t.Fatalf("page: %d", code)
+		}
+		for _, e := range page.Events {
+			seqs = append(seqs, e["seq"].(float64))
+		}
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] <= seqs[i-1] {
+			t.Fatalf("seqs out of order or repeated: %v", seqs)
+		}
+	}
+	if len(seqs) < 60 {
+		t.Errorf("paginated %d events", len(seqs))
+	}
+	p.stop(t)
+	key, _ := chain.ReadKeyFile(keyFile)
+	if rep := verifyDir(t, dir, key); !rep.Intact {
+		t.Fatalf("%+v", rep.Problems())
 	}
 }

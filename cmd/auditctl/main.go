@@ -3,6 +3,7 @@
 //
 //	auditctl keygen -o FILE
 //	auditctl verify [--key-file FILE] [--json] DIR
+//	auditctl query [--key-file FILE] [filters] [--json] DIR
 //
 // verify exits 0 when the files are intact, 1 when anything is invalid and 2
 // for usage and I/O errors.
@@ -30,10 +31,10 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage:
+var usage = `usage:
   auditctl keygen -o FILE                          write a new 32-byte MAC key (mode 0600)
   auditctl verify [--key-file FILE] [--json] DIR   verify the audit files in DIR
-`
+` + queryUsage
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -45,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return keygen(args[1:], stdout, stderr)
 	case "verify":
 		return verify(args[1:], stdout, stderr)
+	case "query":
+		return queryCmd(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

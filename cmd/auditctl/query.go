@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/slogaudit/slogaudit/chain"
+	"github.com/slogaudit/slogaudit/query"
+)
+
+// queryUsage is the synopsis of auditctl query, for the command's usage.
+const queryUsage = `  auditctl query DIR [--key-file FILE] [--since T] [--until T] [--event E] [--action A]
+        [--resource R] [--resource-type T] [--principal P] [--client C] [--status S]
+        [--trace-id ID] [--order newest|oldest] [--limit N] [--json]
+                                                   list the audit events in DIR, newest first
+`
+
+// queryPageSize is how many events queryCmd asks for at a time.
+var queryPageSize = query.MaxLimit
+
+// queryCmd implements auditctl query: it prints the matching audit events
+// of DIR, one per line (time, seq, verified mark, level, event, action,
+// resource, status, message), or as JSON lines with --json (the record as
+// written plus file, line and verified). It exits 0 when the events were
+// printed (verified or not) and 2 for usage and I/O errors.
+func queryCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("query", stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage:\n%s\nflags:\n", queryUsage)
+		fs.PrintDefaults()
+	}
+	keyFile := fs.String("key-file", "", "MAC key `FILE`; without it events of keyed files are shown unverified")
+	since := fs.String("since", "", "only events at or after `TIME`: RFC 3339, or a duration ago such as 24h")
+	until := fs.String("until", "", "only events before `TIME`: RFC 3339, or a duration ago")
+	// Flag name → parameter name of query.ParseRequest.
+	filters := map[string]*string{}
+	for _, f := range []struct{ flag, param, help string }{
+		{"event", "event", "only events of this `TYPE`, e.g. credential_access"},
+		{"action", "action", "only this `ACTION`"},
+		{"resource", "resource", "only this `RESOURCE`"},
+		{"resource-type", "resource_type", "only this resource `TYPE`"},
+		{"principal", "principal", "only events of this `PRINCIPAL` (user.id)"},
+		{"client", "client", "only events from this `CLIENT` (client.address or claimed client.id)"},
+		{"status", "status", "only this `STATUS`: initiated, success, failed or denied"},
+		{"trace-id", "trace_id", "only events of this trace `ID`"},
+	} {
+		filters[f.param] = fs.String(f.flag, "", f.help)
+	}
+	order := fs.String("order", "newest", "`ORDER`: newest or oldest first")
+	limit := fs.Int("limit", 0, "print at most `N` events (0: all)")
+	asJSON := fs.Bool("json", false, "print one JSON object per event and line")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return exitUsage
+	}
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(stderr, "auditctl query: "+format+"\n", args...)
+		return exitUsage
+	}
+	if len(pos) != 1 {
+		return fail("exactly one DIR is required")
+	}
+	if *limit < 0 {
+		return fail("--limit must not be negative")
+	}
+	v := url.Values{"order": {*order}}
+	for param, val := range filters {
+		if *val != "" {
+			v.Set(param, *val)
+		}
+	}
+	now := time.Now()
+	for _, t := range []struct{ flag, val string }{{"since", *since}, {"until", *until}} {
+		if t.val == "" {
+			continue
+		}
+		s, ok := cliTime(t.val, now)
+		if !ok {
+			return fail("--%s: not an RFC 3339 time (like 2006-01-02T15:04:05Z) or a duration ago (like 24h): %q", t.flag, t.val)
+		}
+		v.Set(t.flag, s)
+	}
+	req, err := query.ParseRequest(v)
+	if pe := (*query.ParamError)(nil); errors.As(err, &pe) {
+		return fail("--%s: %s", strings.ReplaceAll(pe.Param, "_", "-"), pe.Msg)
+	} else if err != nil {
+		return fail("%v", err)
+	}
+
+	dir := pos[0]
+	if fi, err := os.Stat(dir); err != nil {
+		return fail("%v", err)
+	} else if !fi.IsDir() {
+		return fail("%s is not a directory", dir)
+	}
+	var key []byte
+	if *keyFile != "" {
+		if key, err = chain.ReadKeyFile(*keyFile); err != nil {
+			return fail("%v", err)
+		}
+	}
+	r, err := query.NewReader(dir, query.Options{Key: key})
+	if err != nil {
+		return fail("%v", err)
+	}
+
+	bw := bufio.NewWriter(stdout)
+	printed, unverified := 0, 0
+	for {
+		req.Limit = queryPageSize
+		if *limit > 0 {
+			req.Limit = min(req.Limit, *limit-printed)
+		}
+		page, err := r.Query(context.Background(), req)
+		if err != nil {
+			bw.Flush()
+			return fail("%v", err)
+		}
+		for _, e := range page.Events {
+			if *asJSON {
+				b, err := json.Marshal(e)
+				if err != nil {
+					bw.Flush()
+					return fail("seq %d: %v", e.Seq, err)
+				}
+				bw.Write(append(b, '\n'))
+			} else {
+				writeEventText(bw, e)
+			}
+			if !e.Verified {
+				unverified++
+			}
+		}
+		printed += len(page.Events)
+		if page.NextCursor == "" || *limit > 0 && printed >= *limit {
+			break
+		}
+		req.Cursor = page.NextCursor
+	}
+	if err := bw.Flush(); err != nil {
+		return fail("%v", err)
+	}
+	if unverified > 0 {
+		hint := "run auditctl verify for details"
+		if key == nil {
+			hint = "keyed files verify only with --key-file"
+		}
+		fmt.Fprintf(stderr, "auditctl query: %d of %d events not verified (%s)\n", unverified, printed, hint)
+	}
+	return exitOK
+}
+
+// cliTime returns s as an RFC 3339 time: s itself, or now minus s if s is
+// a duration.
+func cliTime(s string, now time.Time) (string, bool) {
+	if _, err := time.Parse(time.RFC3339, s); err == nil {
+		return s, true
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d).UTC().Format(time.RFC3339Nano), true
+	}
+	return "", false
+}
+
+// writeEventText writes e as one line:
+//
+//	2026-03-01T12:00:00.000Z  seq 42  ✓ INFO  credential_access get credential/obsidian_api_key success  get credential obsidian_api_key: success
+func writeEventText(w io.Writer, e query.Event) {
+	ts := "-"
+	if !e.Time.IsZero() {
+		ts = e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	}
+	mark := "✓"
+	if !e.Verified {
+		mark = "✗"
+	}
+	res := e.Resource
+	if e.ResourceType != "" {
+		res = e.ResourceType + "/" + e.Resource
+	}
+	fmt.Fprintf(w, "%s  seq %d  %s %-5s  %s %s %s %s  %s\n", ts, e.Seq, mark, field(e.Level),
+		field(e.Event), field(e.Action), field(res), field(e.Status), field(e.Msg))
+}
+
+// field returns s for a text column: "-" when empty, quoted when it holds
+// anything unprintable (a newline, a tab, an escape sequence), so that a
+// logged value cannot pass for another line or mess up the terminal.
+func field(s string) string {
+	if s == "" {
+		return "-"
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}

@@ -1,0 +1,392 @@
+// Package query reads, filters and paginates slogaudit audit files, and
+// serves them over HTTP as GET /audit/events (see NewHandler).
+//
+// A Reader walks the chained files of one audit directory (plain and .gz,
+// in chain order), skips the open and close records, and returns the audit
+// records that match a Filter, newest or oldest first, a page at a time:
+//
+//	r, _ := query.NewReader("audit-logs", query.Options{Key: key})
+//	req := query.Request{Filter: query.Filter{Event: "credential_access", Status: "denied"}}
+//	page, err := r.Query(ctx, req)
+//	... page.Events ...
+//	req.Cursor = page.NextCursor // "" when there is no next page
+//	page, err = r.Query(ctx, req)
+//
+// # Verification
+//
+// Every returned Event says whether it verified: the reader checks each
+// line as it reads it, like chain.Verify does, but one file at a time:
+//
+//   - the MAC of the sealed part, with HMAC-SHA-256 and Options.Key when
+//     the file's open record says hmac-sha256 (and names the key's key_id),
+//     with SHA-256 when it says sha256 and no key was given;
+//   - the link to the line before it in the same file: seq = previous seq +
+//     1 and prev = the previous line's mac. A line that was never sealed
+//     (bad MAC) between two authentic lines does not break the link of the
+//     line after it; a line whose successor was sealed over different
+//     content is itself reported unverified;
+//   - the first line of each file has no predecessor in this check (MAC
+//     only) and must be the file's open record; lines after a close record
+//     never verify.
+//
+// Without the key, events of keyed (hmac-sha256) files are returned with
+// Verified false, every one of them, but querying still works. A key given
+// for files sealed without one (sha256) or with another key also gives
+// Verified false (a downgrade or the wrong key). Unkeyed (sha256) files
+// verify against accidents and naive edits only: anyone can recompute
+// SHA-256 (see FORMAT.md §8).
+//
+// The reader does not check the links between files, whole missing files
+// or the open records' file names: auditctl verify (chain.Verify) does the
+// complete check. Lines that are not sealed JSON lines at all are not
+// returned; where such a line replaced a sealed one, the line after it is
+// returned unverified.
+//
+// # Pagination
+//
+// A cursor names the last seq returned and the order; the next page
+// continues strictly before (newest first) or after (oldest first) it. Pages
+// are therefore stable while records are appended: a newest-first walk never
+// repeats or skips older records (records appended after its first page are
+// not in later pages); an oldest-first walk picks appended records up.
+package query
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+)
+
+// Page sizes.
+const (
+	DefaultLimit = 100  // Request.Limit 0
+	MaxLimit     = 1000 // the largest Request.Limit
+)
+
+// Keys of the record members that filters and Event fields use. The
+// standard event members are the ones package handler writes; user.id and
+// client.* are written by package middleware (as top-level keys with dots).
+const (
+	TimeKey          = "time"
+	LevelKey         = "level"
+	MsgKey           = "msg"
+	EventKey         = "event"
+	ActionKey        = "action"
+	ResourceTypeKey  = "resource_type"
+	ResourceKey      = "resource"
+	StatusKey        = "status"
+	ReasonKey        = "reason"
+	ErrorKey         = "error"
+	TraceIDKey       = "trace_id"
+	PrincipalKey     = "user.id"           // the authenticated principal
+	ClientAddressKey = "client.address"    // the client's address
+	ClientIDKey      = "client.id"         // the client's claimed identity
+	ClaimedClientKey = "client.claimed_id" // also the client's claimed identity
+)
+
+// Statuses of the standard event schema: the valid Filter.Status values.
+const (
+	StatusInitiated = "initiated"
+	StatusSuccess   = "success"
+	StatusFailed    = "failed"
+	StatusDenied    = "denied"
+)
+
+// Order is the order of a query's results.
+type Order int
+
+// Orders.
+const (
+	NewestFirst Order = iota // the default
+	OldestFirst
+)
+
+// String returns "newest" or "oldest", the values of the order parameter.
+func (o Order) String() string {
+	switch o {
+	case NewestFirst:
+		return "newest"
+	case OldestFirst:
+		return "oldest"
+	}
+	return "Order(" + strconv.Itoa(int(o)) + ")"
+}
+
+// ParseOrder returns the Order whose String is s.
+func ParseOrder(s string) (Order, error) {
+	switch s {
+	case "newest":
+		return NewestFirst, nil
+	case "oldest":
+		return OldestFirst, nil
+	}
+	return 0, fmt.Errorf("order must be newest or oldest, not %q", s)
+}
+
+// Filter selects audit records. Empty fields select everything; a record
+// that lacks a member a non-empty field names does not match. String
+// fields match exactly.
+type Filter struct {
+	Since time.Time // the record's time is not before Since (zero: no bound)
+	Until time.Time // the record's time is before Until (zero: no bound)
+
+	Event        string // member "event"
+	Action       string // member "action"
+	ResourceType string // member "resource_type"
+	Resource     string // member "resource"
+	Status       string // member "status": initiated, success, failed or denied
+	TraceID      string // member "trace_id"
+	Principal    string // member "user.id"
+	Client       string // member "client.address", or the claimed "client.id" (or "client.claimed_id")
+}
+
+// Request is one page's query.
+type Request struct {
+	Filter
+	Order  Order
+	Limit  int    // events per page: 0 means DefaultLimit; at most MaxLimit
+	Cursor string // the previous page's NextCursor; "" for the first page
+}
+
+// Event is one audit record as read.
+type Event struct {
+	Seq      uint64          // the record's seq
+	File     string          // the file's sealed name (without .gz)
+	Line     int             // 1-based line number in File
+	Verified bool            // the MAC and the link to the line before it check out (see the package doc)
+	Record   json.RawMessage // the whole line as written (without its newline)
+
+	// Members of Record, decoded for convenience ("" when absent or not a
+	// string; numbers are given as written).
+	Time         time.Time // zero when absent
+	Level        string
+	Msg          string
+	Event        string
+	Action       string
+	ResourceType string
+	Resource     string
+	Status       string
+	TraceID      string
+	Principal    string // user.id
+	Client       string // client.address, else client.id, else client.claimed_id
+}
+
+// Page is the result of a query.
+type Page struct {
+	Events []Event `json:"events"`
+	// NextCursor continues after the last event of Events; "" when no
+	// further matching event existed at the time of the query.
+	NextCursor string `json:"next_cursor"`
+}
+
+// ParamError is a bad query parameter. Param is the name of the HTTP
+// parameter (since, until, event, action, resource, resource_type, client,
+// principal, status, trace_id, order, limit, cursor), or another name for an
+// unknown parameter.
+type ParamError struct {
+	Param string
+	Msg   string
+}
+
+func (e *ParamError) Error() string { return "parameter " + e.Param + ": " + e.Msg }
+
+func paramErr(param, format string, args ...any) error {
+	return &ParamError{Param: param, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ValidStatus reports whether s is one of the statuses of the standard
+// event schema.
+func ValidStatus(s string) bool {
+	switch s {
+	case StatusInitiated, StatusSuccess, StatusFailed, StatusDenied:
+		return true
+	}
+	return false
+}
+
+// cursor is the decoded form of a Request.Cursor.
+type cursor struct {
+	order Order
+	seq   uint64
+}
+
+// encodeCursor returns the opaque cursor for continuing after seq.
+func encodeCursor(o Order, seq uint64) string {
+	p := "n:"
+	if o == OldestFirst {
+		p = "o:"
+	}
+	return base64.RawURLEncoding.EncodeToString(strconv.AppendUint([]byte(p), seq, 10))
+}
+
+var errBadCursor = errors.New("not a cursor returned by this API")
+
+func decodeCursor(s string) (cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) < 3 || b[1] != ':' {
+		return cursor{}, errBadCursor
+	}
+	var c cursor
+	switch b[0] {
+	case 'n':
+		c.order = NewestFirst
+	case 'o':
+		c.order = OldestFirst
+	default:
+		return cursor{}, errBadCursor
+	}
+	c.seq, err = strconv.ParseUint(string(b[2:]), 10, 64)
+	if err != nil || c.seq == 0 || b[2] == '0' {
+		return cursor{}, errBadCursor
+	}
+	return c, nil
+}
+
+// plan is a validated Request.
+type plan struct {
+	Filter
+	order   Order
+	limit   int
+	lo, hi  uint64   // seq range, inclusive
+	needles [][]byte // byte strings a matching line must contain
+	empty   bool     // nothing can match (cursor at the end of the seq range)
+}
+
+func compile(req Request) (*plan, error) {
+	p := &plan{Filter: req.Filter, order: req.Order, limit: req.Limit, hi: math.MaxUint64}
+	if p.order != NewestFirst && p.order != OldestFirst {
+		return nil, paramErr("order", "must be newest or oldest")
+	}
+	switch {
+	case p.limit == 0:
+		p.limit = DefaultLimit
+	case p.limit < 0 || p.limit > MaxLimit:
+		return nil, paramErr("limit", "must be a positive integer not above %d", MaxLimit)
+	}
+	if p.Status != "" && !ValidStatus(p.Status) {
+		return nil, paramErr("status", "must be initiated, success, failed or denied, not %q", p.Status)
+	}
+	if !p.Since.IsZero() && !p.Until.IsZero() && !p.Until.After(p.Since) {
+		return nil, paramErr("until", "must be after since")
+	}
+	if req.Cursor != "" {
+		c, err := decodeCursor(req.Cursor)
+		if err != nil {
+			return nil, paramErr("cursor", "%v", err)
+		}
+		if c.order != p.order {
+			return nil, paramErr("cursor", "the cursor continues a query in order %s, not %s", c.order, p.order)
+		}
+		if c.order == NewestFirst {
+			p.hi = c.seq - 1 // c.seq ≥ 1
+		} else if c.seq == math.MaxUint64 {
+			p.empty = true
+		} else {
+			p.lo = c.seq + 1
+		}
+	}
+	for _, v := range []string{p.Event, p.Action, p.ResourceType, p.Resource, p.Status, p.TraceID, p.Principal, p.Client} {
+		if v != "" && literal(v) {
+			p.needles = append(p.needles, []byte(v))
+		}
+	}
+	return p, nil
+}
+
+// literal reports whether every JSON encoder writes s as is inside a string,
+// so that a line holding s as a value holds these very bytes.
+func literal(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// members is a record's top-level members.
+type members map[string]json.RawMessage
+
+// str returns member k as a string: a JSON string decoded, a number as
+// written; ok is false when it is absent or anything else.
+func (m members) str(k string) (s string, ok bool) {
+	v, found := m[k]
+	if !found || len(v) == 0 {
+		return "", false
+	}
+	switch c := v[0]; {
+	case c == '"':
+		if err := json.Unmarshal(v, &s); err != nil {
+			return "", false
+		}
+		return s, true
+	case c == '-' || '0' <= c && c <= '9':
+		return string(v), true
+	}
+	return "", false
+}
+
+// match decodes raw and reports whether it matches the filter, filling ev's
+// decoded fields when it does.
+func (p *plan) match(raw []byte, ev *Event) bool {
+	for _, n := range p.needles {
+		if !bytes.Contains(raw, n) {
+			return false
+		}
+	}
+	var m members
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return false
+	}
+	if ts, ok := m.str(TimeKey); ok {
+		if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+			ev.Time = t
+		}
+	}
+	if (!p.Since.IsZero() || !p.Until.IsZero()) && ev.Time.IsZero() {
+		return false
+	}
+	if !p.Since.IsZero() && ev.Time.Before(p.Since) || !p.Until.IsZero() && !ev.Time.Before(p.Until) {
+		return false
+	}
+	ev.Level, _ = m.str(LevelKey)
+	ev.Msg, _ = m.str(MsgKey)
+	ev.Event, _ = m.str(EventKey)
+	ev.Action, _ = m.str(ActionKey)
+	ev.ResourceType, _ = m.str(ResourceTypeKey)
+	ev.Resource, _ = m.str(ResourceKey)
+	ev.Status, _ = m.str(StatusKey)
+	ev.TraceID, _ = m.str(TraceIDKey)
+	ev.Principal, _ = m.str(PrincipalKey)
+	clients := make([]string, 0, 3)
+	for _, k := range []string{ClientAddressKey, ClientIDKey, ClaimedClientKey} {
+		if c, ok := m.str(k); ok {
+			clients = append(clients, c)
+		}
+	}
+	if len(clients) > 0 {
+		ev.Client = clients[0]
+	}
+	eq := func(want, have string) bool { return want == "" || want == have }
+	if !eq(p.Event, ev.Event) || !eq(p.Action, ev.Action) || !eq(p.ResourceType, ev.ResourceType) ||
+		!eq(p.Resource, ev.Resource) || !eq(p.Status, ev.Status) || !eq(p.TraceID, ev.TraceID) ||
+		!eq(p.Principal, ev.Principal) {
+		return false
+	}
+	if p.Client != "" {
+		found := false
+		for _, c := range clients {
+			found = found || c == p.Client
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,388 @@
+package query
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/slogaudit/slogaudit/chain"
+	"github.com/slogaudit/slogaudit/rotate"
+)
+
+// Options configure a Reader.
+type Options struct {
+	// Key is the 32-byte chain key (chain.ReadKeyFile). Without it events
+	// of keyed files are returned with Verified false.
+	Key []byte
+	// Prefix and Ext name the files, as in rotate.Options; default
+	// chain.DefaultPrefix and chain.DefaultExt.
+	Prefix, Ext string
+}
+
+// Reader queries the audit files of one directory. It is safe for
+// concurrent use, also while a writer appends to the directory, rotates,
+// compresses and removes files.
+type Reader struct {
+	dir, prefix, ext string
+	key              []byte
+	keyID            string
+
+	mu    sync.Mutex
+	first map[string]uint64 // sealed file name → seq of its first line
+
+	filesRead atomic.Int64 // files read line by line; for tests
+}
+
+// NewReader returns a Reader of the audit files in dir. The directory is
+// not read until Query.
+func NewReader(dir string, opts Options) (*Reader, error) {
+	if opts.Key != nil && len(opts.Key) != chain.KeySize {
+		return nil, fmt.Errorf("query: key must be %d bytes, got %d", chain.KeySize, len(opts.Key))
+	}
+	r := &Reader{dir: dir, prefix: opts.Prefix, ext: opts.Ext, first: make(map[string]uint64)}
+	if r.prefix == "" {
+		r.prefix = chain.DefaultPrefix
+	}
+	if r.ext == "" {
+		r.ext = chain.DefaultExt
+	}
+	if opts.Key != nil {
+		r.key = bytes.Clone(opts.Key)
+		r.keyID = chain.KeyID(r.key)
+	}
+	return r, nil
+}
+
+// Dir returns the directory the Reader reads.
+func (r *Reader) Dir() string { return r.dir }
+
+// Query returns one page of the audit records that match req, in req.Order.
+// Bad requests (limit, status, time range, cursor) give a *ParamError.
+//
+// Newest first, it reads the files from the newest back, one at a time,
+// keeping only the page in memory, and stops when the page is full; oldest
+// first, it starts at the file holding the cursor's successor. Either way
+// files wholly outside the cursor's range are skipped by the seq of their
+// first line.
+func (r *Reader) Query(ctx context.Context, req Request) (Page, error) {
+	p, err := compile(req)
+	if err != nil {
+		return Page{}, err
+	}
+	page := Page{Events: []Event{}}
+	if p.empty {
+		return page, nil
+	}
+	files, err := rotate.List(r.dir, r.prefix, r.ext)
+	if err != nil {
+		return Page{}, fmt.Errorf("query: %w", err)
+	}
+	r.pruneCache(files)
+	need := p.limit + 1 // one more than the page, to know whether there is a next one
+	out := make([]Event, 0, need)
+	if p.order == NewestFirst {
+		for i := len(files) - 1; i >= 0 && len(out) < need; i-- {
+			if p.hi < math.MaxUint64 {
+				if first, ok := r.firstSeq(files[i]); ok && first > p.hi {
+					continue // every line is newer than the cursor
+				}
+			}
+			ring := &ring{max: need - len(out)}
+			if err := r.readFile(ctx, files[i], p, ring); err != nil {
+				return Page{}, err
+			}
+			out = ring.appendNewestFirst(out)
+		}
+	} else {
+		c := &list{events: out}
+		for i := 0; i < len(files) && len(c.events) < need; i++ {
+			if p.lo > 1 && i+1 < len(files) {
+				if next, ok := r.firstSeq(files[i+1]); ok && next <= p.lo {
+					continue // every line is older than the cursor's successor
+				}
+			}
+			if err := r.readFile(ctx, files[i], p, c); err != nil {
+				return Page{}, err
+			}
+		}
+		out = c.events
+	}
+	if len(out) > p.limit {
+		out = out[:p.limit]
+		page.NextCursor = encodeCursor(p.order, out[len(out)-1].Seq)
+	}
+	page.Events = out
+	return page, nil
+}
+
+// collector receives the matching events of a file in file order.
+type collector interface {
+	// add stores ev and returns where, valid until the next add, and
+	// whether to go on reading.
+	add(ev Event) (slot *Event, more bool)
+}
+
+// list collects into a slice whose capacity is the number wanted.
+type list struct{ events []Event }
+
+func (l *list) add(ev Event) (*Event, bool) {
+	l.events = append(l.events, ev)
+	return &l.events[len(l.events)-1], len(l.events) < cap(l.events)
+}
+
+// ring keeps the last max events of a file.
+type ring struct {
+	buf  []Event
+	max  int
+	next int // slot of the next add, once len(buf) == max
+}
+
+func (r *ring) add(ev Event) (*Event, bool) {
+	if len(r.buf) < r.max {
+		r.buf = append(r.buf, ev)
+		return &r.buf[len(r.buf)-1], true
+	}
+	slot := &r.buf[r.next]
+	*slot = ev
+	r.next = (r.next + 1) % r.max
+	return slot, true
+}
+
+// appendNewestFirst appends the kept events to out, newest first.
+func (r *ring) appendNewestFirst(out []Event) []Event {
+	n := len(r.buf)
+	for i := range n {
+		out = append(out, r.buf[(r.next-1-i+2*n)%n])
+	}
+	return out
+}
+
+// link is what the check of the next line needs of a line.
+type link struct {
+	parsed bool // a sealed line (chain.ParseLine accepted it)
+	macOK  bool
+	seq    uint64
+	mac    [sha256.Size]byte
+	ev     *Event // the event returned for it, if any
+}
+
+// readFile reads the file at path from its start, verifying every line,
+// and hands the matching audit records in p's seq range to c.
+func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector) error {
+	rc, err := open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // removed (retention) since it was listed
+	}
+	if err != nil {
+		return fmt.Errorf("query: %w", err)
+	}
+	defer rc.Close()
+	r.filesRead.Add(1)
+	name := chain.BaseName(path)
+	br := bufio.NewReaderSize(rc, 64<<10)
+	var (
+		buf    []byte
+		mac    hash.Hash // nil: the file's MACs cannot be checked
+		sum    [sha256.Size]byte
+		p1, p2 link // the line before and the one before that
+		closed bool // a close record was read
+	)
+	for no := 1; ; no++ {
+		if no%4096 == 1 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		var complete bool
+		buf, complete, err = readLine(br, buf[:0])
+		if err != nil {
+			return fmt.Errorf("query: %s: %w", path, err)
+		}
+		if !complete {
+			return nil // the end, maybe after a torn or half-written last line
+		}
+		l, perr := chain.ParseLine(buf)
+		if perr != nil {
+			p2, p1 = p1, link{}
+			continue
+		}
+		if no == 1 {
+			mac = r.hashFor(&l)
+		}
+		cur := link{parsed: true, seq: l.Seq, mac: l.MAC}
+		if mac != nil {
+			mac.Reset()
+			mac.Write(l.Sealed)
+			cur.macOK = hmac.Equal(mac.Sum(sum[:0]), l.MAC[:])
+		}
+		var linked bool
+		switch {
+		case no == 1:
+			linked = l.Kind == chain.RecOpen // MAC only; the first line must open the file
+		case l.Kind == chain.RecOpen || closed:
+			linked = false // inserted: an open record inside a file, a line after a close record
+		case p1.parsed && l.Seq == p1.seq+1 && l.Prev == p1.mac:
+			linked = true
+		case cur.macOK && !p1.macOK && p2.parsed && l.Seq == p2.seq+1 && l.Prev == p2.mac:
+			linked = true // the line before was never sealed into the chain
+		case cur.macOK && p1.parsed && l.Seq == p1.seq+1:
+			// Sealed after seq p1.seq, but over other content: the line
+			// before was changed (and its MAC recomputed).
+			linked = true
+			if p1.ev != nil {
+				p1.ev.Verified = false
+			}
+		}
+		if l.Kind == chain.RecClose {
+			closed = true
+		}
+		p2, p1 = p1, cur
+		if l.Kind != "" || l.Seq < p.lo || l.Seq > p.hi {
+			continue
+		}
+		ev := Event{Seq: l.Seq, File: name, Line: no, Verified: cur.macOK && linked}
+		if !p.match(buf, &ev) {
+			continue
+		}
+		ev.Record = bytes.Clone(buf)
+		slot, more := c.add(ev)
+		p1.ev = slot
+		if !more {
+			return nil
+		}
+	}
+}
+
+// hashFor returns the MAC of the file whose first line is l: as its open
+// record says, if it is one, or else by the key.
+func (r *Reader) hashFor(l *chain.Line) hash.Hash {
+	alg, keyID := chain.AlgSHA256, ""
+	if r.key != nil {
+		alg, keyID = chain.AlgHMACSHA256, r.keyID
+	}
+	if l.Kind == chain.RecOpen {
+		var oi chain.OpenInfo
+		if err := l.Decode(&oi); err != nil {
+			return nil
+		}
+		alg, keyID = oi.Alg, oi.KeyID
+	}
+	switch {
+	case alg == chain.AlgHMACSHA256 && r.key != nil && keyID == r.keyID:
+		return hmac.New(sha256.New, r.key)
+	case alg == chain.AlgSHA256 && r.key == nil:
+		return sha256.New()
+	}
+	return nil // keyed without the key, the wrong key, a downgrade, an unknown algorithm
+}
+
+// readLine appends the next line to buf, without its newline. complete is
+// false at the end of the file, for an empty or unterminated last line.
+func readLine(br *bufio.Reader, buf []byte) (_ []byte, complete bool, err error) {
+	for {
+		chunk, err := br.ReadSlice('\n')
+		buf = append(buf, chunk...)
+		switch err {
+		case nil:
+			return buf[:len(buf)-1], true, nil
+		case bufio.ErrBufferFull:
+			continue
+		case io.EOF:
+			return buf, false, nil
+		default:
+			return buf, false, err
+		}
+	}
+}
+
+// firstSeq returns the seq of the first line of the file at path.
+func (r *Reader) firstSeq(path string) (uint64, bool) {
+	name := chain.BaseName(path)
+	r.mu.Lock()
+	seq, ok := r.first[name]
+	r.mu.Unlock()
+	if ok {
+		return seq, true
+	}
+	rc, err := open(path)
+	if err != nil {
+		return 0, false
+	}
+	defer rc.Close()
+	line, complete, err := readLine(bufio.NewReaderSize(rc, 4096), nil)
+	if err != nil || !complete {
+		return 0, false
+	}
+	l, err := chain.ParseLine(line)
+	if err != nil {
+		return 0, false
+	}
+	r.mu.Lock()
+	r.first[name] = l.Seq // a file's first line never changes
+	r.mu.Unlock()
+	return l.Seq, true
+}
+
+// pruneCache forgets files that are gone.
+func (r *Reader) pruneCache(files []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.first) <= 2*len(files)+16 {
+		return
+	}
+	keep := make(map[string]bool, len(files))
+	for _, f := range files {
+		keep[chain.BaseName(f)] = true
+	}
+	for name := range r.first {
+		if !keep[name] {
+			delete(r.first, name)
+		}
+	}
+}
+
+// open opens an audit file, through gzip for .gz. A plain file that was
+// compressed since it was listed is opened as its .gz.
+func open(path string) (io.ReadCloser, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) && !strings.HasSuffix(path, ".gz") {
+		path += ".gz"
+		f, err = os.Open(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasSuffix(path, ".gz") {
+		return f, nil
+	}
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
+	}
+	return gzReader{zr, f}, nil
+}
+
+type gzReader struct {
+	*gzip.Reader
+	f *os.File
+}
+
+func (g gzReader) Close() error {
+	g.Reader.Close()
+	return g.f.Close()
+}
