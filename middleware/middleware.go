@@ -34,9 +34,9 @@ const (
 	ClientAddressKey    = "client.address"                      // the peer's IP, or the forwarded one when the peer is a trusted proxy
 	ClaimedForwardedKey = "http.request.header.x-forwarded-for" // forwarding headers from an untrusted peer: a claim, never the address
 	UserAgentKey        = "user_agent.original"
-	PrincipalKey        = "user.id"           // the authenticated principal
-	ClaimedClientKey    = "client.claimed_id" // X-Client-ID: what the client says it is, not authenticated
-	SessionKey          = "session.id"
+	PrincipalKey        = "user.id"                          // the authenticated principal
+	ClaimedClientKey    = "client.claimed_id"                // X-Client-ID: what the client says it is, not authenticated
+	SessionKey          = "session.hash"                     // a digest of the session cookie: the cookie itself is a credential
 	ClaimedRequestIDKey = "http.request.header.x-request-id" // a valid incoming X-Request-ID; the trace id is the request id
 )
 
@@ -55,7 +55,7 @@ type Options struct {
 	// They still get a span and an audit context.
 	Skip func(r *http.Request) bool
 	// SessionCookie names the cookie whose presence is recorded as
-	// session.id (its value is not: it is a credential). Default: none.
+	// session.hash, a digest (the value itself is a credential). Default: none.
 	SessionCookie string
 	// TracerProvider makes the server spans. Default: a private SDK provider
 	// that exports nothing but gives every request a trace id; pass yours
@@ -187,6 +187,11 @@ func (h *auditHandler) activity(ctx context.Context, r *http.Request, rec *recor
 		slog.Int("http.response.status_code", code),
 		slog.Float64("http.server.request.duration", time.Since(start).Seconds()),
 		slog.Int64("http.response.body.size", rec.bytes),
+	}
+	if r.URL.RawQuery != "" {
+		// Secret parameters (?token=, ?api_key=, …) are removed by the
+		// handler's redactor before any leg sees the record.
+		attrs = append(attrs, slog.String("url.query", truncate(r.URL.RawQuery, 1024)))
 	}
 	if panicErr != nil {
 		attrs = append(attrs, slog.String("error", panicErr.Error()))

@@ -297,3 +297,19 @@ func TestActivityLogSkipAndPanic(t *testing.T) {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/boom", nil))
 	}()
 }
+
+func TestSessionCookieDigest(t *testing.T) {
+	e := newEnv(t, middleware.Options{SessionCookie: "sid"})
+	e.mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) {})
+	const cookie = "c00kie-value-that-is-a-credential"
+	get(t, e.srv.URL+"/x", map[string]string{"Cookie": "sid=" + cookie})
+	r := e.records(t)[0]
+	h, _ := r["session.hash"].(string)
+	if !strings.HasPrefix(h, "sha256:") || len(h) != len("sha256:")+16 {
+		t.Errorf("session.hash = %q", h)
+	}
+	data, _ := json.Marshal(e.records(t))
+	if strings.Contains(string(data), cookie) {
+		t.Error("session cookie value in the audit trail")
+	}
+}
