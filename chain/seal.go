@@ -49,6 +49,7 @@ func (p Position) Hex() string { return hex.EncodeToString(p.Chain[:]) }
 type state struct {
 	seq      uint64
 	prev     [sha256.Size]byte
+	prevHex  [hashHex]byte // prev as written, kept to save encoding it again
 	file     string // base name of the newest file opened
 	prevTorn int64  // bytes of torn tail in file's predecessor, written once in the next open record
 }
@@ -67,6 +68,7 @@ type sealer struct {
 }
 
 func newSealer(key []byte, now func() time.Time, head state) *sealer {
+	hex.Encode(head.prevHex[:], head.prev[:])
 	s := &sealer{now: now, cur: head, committed: head, pid: os.Getpid()}
 	s.host, _ = os.Hostname()
 	if key != nil {
@@ -87,7 +89,7 @@ func (s *sealer) seal(b, body []byte) []byte {
 	b = append(b, seqPrefix...)
 	b = strconv.AppendUint(b, s.cur.seq, 10)
 	b = append(b, prevPrefix...)
-	b = hex.AppendEncode(b, s.cur.prev[:])
+	b = append(b, s.cur.prevHex[:]...)
 	b = append(b, '"')
 	if len(body) > 0 {
 		b = append(b, ',')
@@ -97,8 +99,9 @@ func (s *sealer) seal(b, body []byte) []byte {
 	s.mac.Write(b[start:])
 	s.mac.Sum(s.sum[:0])
 	s.cur.prev = s.sum
+	hex.Encode(s.cur.prevHex[:], s.sum[:])
 	b = append(b, macPrefix...)
-	b = hex.AppendEncode(b, s.sum[:])
+	b = append(b, s.cur.prevHex[:]...)
 	return append(b, lineSuffix...)
 }
 

@@ -10,6 +10,7 @@ package jsonenc
 
 import (
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -34,10 +35,40 @@ const TimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 
 // Time appends t in UTC as a quoted TimeLayout string.
 func Time(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	if y := t.Year(); y < 0 || y > 9999 {
+		b = append(b, '"')
+		b = t.AppendFormat(b, TimeLayout)
+		return append(b, '"')
+	}
+	// Formatting the date and time of day is most of the cost, and
+	// consecutive records mostly share their second: cache it.
+	sec := t.Unix()
+	c := lastSecond.Load()
+	if c == nil || c.unix != sec {
+		c = &second{unix: sec}
+		t.AppendFormat(c.text[:0], "2006-01-02T15:04:05.")
+		lastSecond.Store(c)
+	}
 	b = append(b, '"')
-	b = t.UTC().AppendFormat(b, TimeLayout)
-	return append(b, '"')
+	b = append(b, c.text[:]...)
+	ns := t.Nanosecond()
+	var frac [9]byte
+	for i := 8; i >= 0; i-- {
+		frac[i] = byte('0' + ns%10)
+		ns /= 10
+	}
+	b = append(b, frac[:]...)
+	return append(b, 'Z', '"')
 }
+
+// second is the text of one second, "2006-01-02T15:04:05.".
+type second struct {
+	unix int64
+	text [20]byte
+}
+
+var lastSecond atomic.Pointer[second]
 
 // Uint appends n in decimal.
 func Uint(b []byte, n uint64) []byte { return strconv.AppendUint(b, n, 10) }
