@@ -50,8 +50,8 @@ type state struct {
 	seq      uint64
 	prev     [sha256.Size]byte
 	prevHex  [hashHex]byte // prev as written, kept to save encoding it again
-	file     string // base name of the newest file opened
-	prevTorn int64  // bytes of torn tail in file's predecessor, written once in the next open record
+	file     string        // base name of the newest file opened
+	prevTorn int64         // bytes of torn tail in file's predecessor, written once in the next open record
 }
 
 // sealer frames records into chained lines. It implements rotate.Framer and
