@@ -27,6 +27,7 @@ import (
 
 	"github.com/slogaudit/slogaudit/chain"
 	"github.com/slogaudit/slogaudit/internal/jsonenc"
+	"github.com/slogaudit/slogaudit/redact"
 	"github.com/slogaudit/slogaudit/rotate"
 )
 
@@ -93,6 +94,14 @@ type Options struct {
 	// Sinks receive every audit record after it is in the file, e.g. the
 	// OTLP exporter of package otelbridge.
 	Sinks []Sink
+	// Redactor removes secret values (never their keys) from every record
+	// before any leg sees it: the message, attributes, WithAttrs attributes.
+	// Default: redact.Default(). A record that had values removed carries
+	// redacted=N.
+	Redactor *redact.Redactor
+	// NoRedaction turns redaction off. Only for records known to hold no
+	// secrets: a leaked credential in an audit trail cannot be taken back.
+	NoRedaction bool
 }
 
 // A Sink is a further destination of audit records, fed after the file:
@@ -135,6 +144,7 @@ type core struct {
 	appCopy  bool
 	ctxAttrs func(context.Context) []slog.Attr
 	sinks    []Sink
+	red      *redact.Redactor // nil: no redaction
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -157,8 +167,15 @@ func New(opts Options) (*Handler, error) {
 	if app == nil {
 		app = slog.NewJSONHandler(os.Stderr, nil)
 	}
+	red := opts.Redactor
+	if red == nil && !opts.NoRedaction {
+		red = redact.Default()
+	}
+	if opts.NoRedaction {
+		red = nil
+	}
 	return &Handler{
-		c:   &core{w: w, onError: opts.OnError, appCopy: !opts.AuditOnlyToFile, ctxAttrs: opts.ContextAttrs, sinks: opts.Sinks},
+		c:   &core{w: w, onError: opts.OnError, appCopy: !opts.AuditOnlyToFile, ctxAttrs: opts.ContextAttrs, sinks: opts.Sinks, red: red},
 		app: app,
 	}, nil
 }
@@ -178,7 +195,25 @@ func (h *Handler) Enabled(ctx context.Context, level slog.Level) bool {
 // discards it, which is what Options.OnError and Log are for.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	isAudit := h.audit
-	if !isAudit {
+	redacted := 0
+	if red := h.c.red; red != nil {
+		// One pass finds the tag and what needs redacting; only a record
+		// that holds secrets is copied.
+		msg, n := red.String(r.Message)
+		redacted = n
+		r.Attrs(func(a slog.Attr) bool {
+			if isTag(a) {
+				isAudit = true
+			} else if redacted == 0 {
+				_, n := red.Attr(a)
+				redacted += n
+			}
+			return true
+		})
+		if redacted > 0 {
+			r = h.redactRecord(r, msg)
+		}
+	} else if !isAudit {
 		r.Attrs(func(a slog.Attr) bool {
 			isAudit = isTag(a)
 			return !isAudit
@@ -296,11 +331,51 @@ func appendHex(b, src []byte) []byte {
 	return b
 }
 
+// redactRecord returns a copy of r with message msg and every attribute
+// redacted, plus redacted=N.
+func (h *Handler) redactRecord(r slog.Record, msg string) slog.Record {
+	total := 0
+	if _, n := h.c.red.String(r.Message); n > 0 {
+		total = n
+	}
+	r2 := slog.NewRecord(r.Time, r.Level, msg, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		if !isTag(a) {
+			var n int
+			a, n = h.c.red.Attr(a)
+			total += n
+		}
+		r2.AddAttrs(a)
+		return true
+	})
+	r2.AddAttrs(slog.Int(redact.RedactedKey, total))
+	return r2
+}
+
 // WithAttrs returns a handler whose records carry attrs. The Audit tag among
 // them makes every record of the new handler an audit record.
 func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	if len(attrs) == 0 {
 		return h
+	}
+	if red := h.c.red; red != nil {
+		total := 0
+		for _, a := range attrs {
+			if !isTag(a) {
+				_, n := red.Attr(a)
+				total += n
+			}
+		}
+		if total > 0 {
+			as := make([]slog.Attr, 0, len(attrs)+1)
+			for _, a := range attrs {
+				if !isTag(a) {
+					a, _ = red.Attr(a)
+				}
+				as = append(as, a)
+			}
+			attrs = append(as, slog.Int(redact.RedactedKey, total))
+		}
 	}
 	h2 := h.clone()
 	h2.app = h.app.WithAttrs(attrs)

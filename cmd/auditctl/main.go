@@ -4,6 +4,7 @@
 //	auditctl keygen -o FILE
 //	auditctl verify [--key-file FILE] [--json] DIR
 //	auditctl query [--key-file FILE] [filters] [--json] DIR
+//	auditctl fingerprint --key-file FILE [VALUE]
 //
 // verify exits 0 when the files are intact, 1 when anything is invalid and 2
 // for usage and I/O errors.
@@ -34,7 +35,7 @@ func main() {
 var usage = `usage:
   auditctl keygen -o FILE                          write a new 32-byte MAC key (mode 0600)
   auditctl verify [--key-file FILE] [--json] DIR   verify the audit files in DIR
-` + queryUsage
+` + queryUsage + fingerprintUsage
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -48,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return verify(args[1:], stdout, stderr)
 	case "query":
 		return queryCmd(args[1:], stdout, stderr)
+	case "fingerprint":
+		return fingerprintCmd(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

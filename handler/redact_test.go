@@ -1,0 +1,72 @@
+package handler
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/slogaudit/slogaudit/redact"
+)
+
+const planted = "sk-live-9f8e7d6c5b4a39281706"
+
+// Secrets never reach any leg — audit file, app log, sinks — while the
+// names of things stay readable, and the record says how much was removed.
+func TestRedactionOnEveryLeg(t *testing.T) {
+	sink := &memSink{}
+	f := newFixture(t, Options{Sinks: []Sink{sink}})
+	l := slog.New(f.h)
+	ctx := context.Background()
+	audit := Logger(l)
+
+	audit.InfoContext(ctx, "credential read", "credential_key", "obsidian_api_key", "api_key", planted)
+	audit.With("password", planted).WithGroup("req").Info("login", "token_type", "bearer", "authorization", "Bearer "+planted)
+	audit.Info("fetch https://user:"+planted+"@example.com/x?token="+planted+"&page=2", slog.Group("g", slog.Group("h", "client_secret", planted)))
+	audit.Info("failed", "error", errors.New("upstream said: invalid token "+"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"), "secret", redact.Secret(planted))
+	l.Info("plain app record", "apiKey", planted, "key_id", "k-1")
+	f.h.Close()
+
+	var all strings.Builder
+	entries, _ := os.ReadDir(f.dir)
+	for _, e := range entries {
+		data, _ := os.ReadFile(filepath.Join(f.dir, e.Name()))
+		all.Write(data)
+	}
+	all.WriteString(f.app.String())
+	for _, r := range sink.recs {
+		all.WriteString(r.body)
+	}
+	out := all.String()
+	for _, leak := range []string{planted, "eyJhbGciOiJIUzI1NiJ9"} {
+		if strings.Contains(out, leak) {
+			t.Errorf("secret %q leaked:\n%s", leak, out)
+		}
+	}
+	for _, name := range []string{"obsidian_api_key", `"credential_key"`, `"api_key"`, `"token_type":"bearer"`, `"key_id":"k-1"`, "page=2", "https://user:", "example.com", "upstream said: invalid token"} {
+		if !strings.Contains(out, name) {
+			t.Errorf("%q should stay readable", name)
+		}
+	}
+	rs := f.records(t)
+	if rs[0][redact.RedactedKey] != 1.0 || rs[0]["credential_key"] != "obsidian_api_key" || rs[0]["api_key"] != redact.Redacted {
+		t.Errorf("record %v", rs[0])
+	}
+	if rs[1]["password"] != redact.Redacted || rs[1][redact.RedactedKey] == nil {
+		t.Errorf("WithAttrs secret: %v", rs[1])
+	}
+	if len(sink.recs) != 4 {
+		t.Errorf("sink got %d records", len(sink.recs))
+	}
+}
+
+func TestNoRedactionIsExplicit(t *testing.T) {
+	f := newFixture(t, Options{NoRedaction: true})
+	Logger(slog.New(f.h)).Info("m", "password", planted)
+	if r := f.records(t)[0]; r["password"] != planted {
+		t.Errorf("NoRedaction record %v", r)
+	}
+}

@@ -1,0 +1,294 @@
+package redact
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Secret shapes planted by FuzzRedactPlantedSecret.
+const (
+	shapeJWT = iota
+	shapeBearer
+	shapeAWS
+	shapeGitHub
+	shapeURLPassword
+	shapeQueryToken
+	shapeKeyed // a value under a secret key
+	shapeSecretType
+	shapeSlack
+	shapePEM
+	numShapes
+)
+
+// Places in a record where the secret is planted.
+const (
+	placeMsg = iota
+	placeAttr
+	placeGroup
+	placeNestedGroups
+	placeNestedMap
+	placeSliceOfMaps
+	placeError
+	placeStruct
+	placeWithAttrs
+	placeWithGroup
+	placeStringer
+	placeLogValuer
+	numPlaces
+)
+
+var fuzzSecretKeys = []string{"password", "api_key", "clientSecret", "X-Auth-Token", "Authorization", "session_id", "private_key", "db_passwd"}
+
+type fuzzStringer string
+
+func (s fuzzStringer) String() string { return string(s) }
+
+type fuzzValuer struct{ a slog.Attr }
+
+func (v fuzzValuer) LogValue() slog.Value { return slog.GroupValue(slog.String("n", "1"), v.a) }
+
+// fuzzCore turns arbitrary bytes into the alphanumeric body of a secret, at
+// least 24 characters, so that it cannot arise from the filler (see
+// fuzzFiller) and survives JSON escaping unchanged.
+func fuzzCore(body string, alphabet string) string {
+	const pad = "Q7xK2mZ9pL4vR8tW1nB6cH3j"
+	b := []byte(body)
+	if len(b) > 48 {
+		b = b[:48]
+	}
+	for len(b) < 24 {
+		b = append(b, pad[len(b)])
+	}
+	for i, c := range b {
+		b[i] = alphabet[int(c)%len(alphabet)]
+	}
+	return string(b)
+}
+
+const (
+	alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	upnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+)
+
+// fuzzFiller breaks runs of letters and digits longer than 7, so no filler
+// can contain or complete a planted secret's body.
+func fuzzFiller(s string) string {
+	var b strings.Builder
+	run := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if isAlnum(c) {
+			run++
+			if run > 7 {
+				b.WriteByte(' ')
+				run = 1
+			}
+		} else {
+			run = 0
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// planted is a secret ready to be put in a record: as text (for shapes
+// found by value patterns, or key=value text for keyed shapes) and as an
+// attribute.
+type planted struct {
+	text   string    // text form
+	attr   slog.Attr // attribute form
+	key    string    // for keyed shapes: the key that must stay visible
+	secret []string  // must not appear in the output
+}
+
+func plant(shape int, core string, keyIdx uint8) planted {
+	textAttr := func(s string) planted {
+		return planted{text: s, attr: slog.String("note", s), secret: []string{core}}
+	}
+	switch shape {
+	case shapeJWT:
+		jwt := "eyJhbGciOiJIUzI1NiJ9.eyJ" + core + "." + reverse(core)
+		p := textAttr("token " + jwt)
+		p.secret = append(p.secret, reverse(core))
+		return p
+	case shapeBearer:
+		return textAttr("Authorization: Bearer " + core)
+	case shapeAWS:
+		id := "AKIA" + fuzzCore(core, upnum)[:16]
+		p := textAttr("aws " + id)
+		p.secret = []string{id}
+		return p
+	case shapeGitHub:
+		return textAttr("ghp_" + core)
+	case shapeURLPassword:
+		// Passwords hold punctuation too.
+		pw := core[:len(core)/2] + string("!$%*~;#"[int(core[0])%7]) + core[len(core)/2:]
+		p := textAttr("https://user:" + pw + "@host.example/p")
+		p.secret = []string{core[:len(core)/2], core[len(core)/2:]}
+		return p
+	case shapeQueryToken:
+		return textAttr("https://host.example/cb?x=1&access_token=" + core + "&y=2")
+	case shapeKeyed:
+		k := fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)]
+		return planted{text: k + "=" + core, attr: slog.String(k, core), key: k, secret: []string{core}}
+	case shapeSecretType:
+		return planted{text: fmt.Sprint("token ", Secret(core)), attr: slog.Any("s", Secret(core)), secret: []string{core}}
+	case shapeSlack:
+		return textAttr("xoxb-1234567890-" + core)
+	case shapePEM:
+		return textAttr("-----BEGIN EC PRIVATE KEY-----\n" + core + "\n" + reverse(core) + "\n-----END EC PRIVATE KEY-----")
+	}
+	panic("bad shape")
+}
+
+func reverse(s string) string {
+	b := []byte(s)
+	for i, j := 0, len(b)-1; i < j; i, j = i+1, j-1 {
+		b[i], b[j] = b[j], b[i]
+	}
+	return string(b)
+}
+
+// FuzzRedactPlantedSecret plants a secret of one of several shapes at a
+// place in a record among filler attributes, logs it through Handler over
+// slog's JSON handler, and checks that the secret is not in the output, the
+// key of a keyed secret is, the output is valid JSON and nothing panics.
+func FuzzRedactPlantedSecret(f *testing.F) {
+	fillers := []string{
+		"", "hello world", "user=bob id=42", `{"a":"b"}`, "https://example.com/x?y=z",
+		"Bearer", "password", "-----", `"quoted \"stuff\""`, "tab\tnew\nline", "ünïcödé ✓",
+		"<html>&amp;</html>", "eyJ", "AKIA", "ghp_", "@@::==", `\"`, "password=", "token: ",
+		"-----BEGIN RSA PRIVATE KEY-----", "[REDACTED]", "hmac-sha256:",
+	}
+	i := 0
+	for shape := range numShapes {
+		for place := range numPlaces {
+			filler := fillers[i%len(fillers)]
+			f.Add(uint8(shape), uint8(place), uint8(i), "seed-"+filler, filler, uint8(i%4))
+			i++
+		}
+	}
+	f.Add(uint8(shapeJWT), uint8(placeMsg), uint8(0), "", "", uint8(0))
+	f.Add(uint8(shapeKeyed), uint8(placeStruct), uint8(200), "x", "password=\"", uint8(1))
+	f.Add(uint8(shapeURLPassword), uint8(placeError), uint8(7), "p@ss", "https://a:b@c", uint8(2))
+
+	key := []byte("fuzz-fingerprint-key-0123456789")
+	fp, err := New(Options{Mode: Fingerprint, FingerprintKey: key})
+	if err != nil {
+		f.Fatal(err)
+	}
+
+	f.Fuzz(func(t *testing.T, shape, place, pos uint8, body, filler string, mode uint8) {
+		// The scan must stay about linear whatever the input: fail (and so
+		// save the input) when slow, and crash the worker rather than hang
+		// the fuzzer silently when stuck.
+		start := time.Now()
+		watchdog := time.AfterFunc(30*time.Second, func() {
+			panic(fmt.Sprintf("stuck: shape=%d place=%d pos=%d body=%q filler=%q mode=%d", shape, place, pos, body, filler, mode))
+		})
+		defer watchdog.Stop()
+		defer func() {
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("one record took %v (%d bytes of filler)", d, len(filler))
+			}
+		}()
+		core := fuzzCore(body, alnum)
+		filler = fuzzFiller(filler)
+		p := plant(int(shape)%numShapes, core, pos)
+		text := filler + " " + p.text + " " + filler
+
+		r := Default()
+		if mode%4 == 1 {
+			r = fp
+		}
+		// Filler attributes around the secret.
+		noise := []any{"a", filler, "n", 1, slog.Group("g0", "f", filler)}
+		at := int(pos) % (len(noise) + 1)
+		around := func(a any) []any {
+			args := append([]any{}, noise[:at]...)
+			args = append(args, a)
+			return append(args, noise[at:]...)
+		}
+		// The keyed and Secret shapes are attributes; the others are text
+		// wherever the place holds text.
+		attr := p.attr
+		if p.key == "" && p.attr.Key == "note" {
+			attr = slog.String("note", text)
+		}
+
+		var buf bytes.Buffer
+		var l *slog.Logger
+		switch mode % 4 {
+		case 2:
+			l = slog.New(r.Handler(slog.NewJSONHandler(&buf, &slog.HandlerOptions{AddSource: true})))
+		case 3: // as ReplaceAttr inside the JSON handler: no count
+			l = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{ReplaceAttr: r.ReplaceAttr}))
+		default:
+			l = slog.New(r.Handler(slog.NewJSONHandler(&buf, nil)))
+		}
+		switch int(place) % numPlaces {
+		case placeMsg:
+			l.Info(text, noise...)
+		case placeAttr:
+			l.Info(filler, around(attr)...)
+		case placeGroup:
+			l.Info(filler, around(slog.Group("g", attr))...)
+		case placeNestedGroups:
+			l.Info(filler, around(slog.Group("g", slog.Group("h", attr, "f", filler)))...)
+		case placeNestedMap:
+			l.Info(filler, around(slog.Any("m", map[string]any{"a": map[string]any{attr.Key: attr.Value.Any(), "f": filler}}))...)
+		case placeSliceOfMaps:
+			l.Info(filler, around(slog.Any("s", []any{filler, map[string]any{attr.Key: attr.Value.Any()}}))...)
+		case placeError:
+			l.Info(filler, around(slog.Any("err", fmt.Errorf("op: %w", errors.New(text))))...)
+		case placeStruct:
+			v := struct {
+				Note     any    `json:"note"`
+				Password string `json:"password,omitempty"`
+				F        string
+			}{F: filler}
+			if p.key != "" {
+				v.Password = core
+			} else {
+				v.Note = attr.Value.Any()
+			}
+			l.Info(filler, around(slog.Any("v", &v))...)
+		case placeWithAttrs:
+			l.With(around(attr)...).Info(filler)
+		case placeWithGroup:
+			l.WithGroup("wg").With("f", filler).WithGroup("wg2").Info(filler, around(attr)...)
+		case placeStringer:
+			l.Info(filler, around(slog.Any("st", fuzzStringer(text)))...)
+		case placeLogValuer:
+			l.Info(filler, around(slog.Any("lv", fuzzValuer{attr}))...)
+		}
+
+		out := buf.String()
+		if !json.Valid(bytes.TrimSpace(buf.Bytes())) {
+			t.Fatalf("invalid JSON: %s", out)
+		}
+		for _, s := range p.secret {
+			if strings.Contains(out, s) {
+				t.Fatalf("secret %q (shape %d, place %d) in output:\n%s", s, shape%numShapes, place%numPlaces, out)
+			}
+		}
+		// Placed in text, a key may rightly go with the secret (inside an
+		// unterminated PEM block, say); as an attribute or map key it stays.
+		textPlace := place%numPlaces == placeMsg || place%numPlaces == placeError || place%numPlaces == placeStringer
+		if p.key != "" && !textPlace && int(place)%numPlaces != placeStruct {
+			if enc, _ := json.Marshal(p.key); !strings.Contains(out, string(enc[1:len(enc)-1])) {
+				t.Fatalf("key %q missing from output:\n%s", p.key, out)
+			}
+		}
+		// A Secret formatted into text is already a placeholder: nothing to count.
+		if mode%4 != 3 && !(shape%numShapes == shapeSecretType && textPlace) && !strings.Contains(out, `"`+RedactedKey+`":`) {
+			t.Fatalf("no %s count:\n%s", RedactedKey, out)
+		}
+	})
+}

@@ -1,0 +1,153 @@
+package redact
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestHandlerRules runs every kind of rule through Handler over a JSON
+// handler, at the top level, in groups, in nested groups, and in attributes
+// added by WithAttrs and inside WithGroup, and checks the output bytes: the
+// secret is gone and its key (or the name of a secret) is there.
+func TestHandlerRules(t *testing.T) {
+	type rule struct {
+		name   string
+		attr   func(secret string) slog.Attr
+		secret string
+		keep   string // a key or name that must stay readable
+	}
+	rules := []rule{
+		{"key rule", func(s string) slog.Attr { return slog.String("api_key", s) }, "k-key-rule", `"api_key":"[REDACTED]"`},
+		{"key rule camel", func(s string) slog.Attr { return slog.String("clientSecret", s) }, "k-camel", `"clientSecret":"[REDACTED]"`},
+		{"name of a secret", func(s string) slog.Attr {
+			return slog.Group("k", slog.String("credential_key", "obsidian_api_key"), slog.String("token", s))
+		}, "k-name", `"credential_key":"obsidian_api_key"`},
+		{"bearer", func(s string) slog.Attr { return slog.String("hdr", "Authorization: Bearer "+s) }, "bearerTok0123456789", `"hdr":"Authorization: Bearer [REDACTED]"`},
+		{"jwt", func(s string) slog.Attr { return slog.String("note", "jwt "+s) }, testJWT, `"note":"jwt [REDACTED]"`},
+		{"aws", func(s string) slog.Attr { return slog.String("note", "id "+s) }, testAWS, `"note":"id [REDACTED]"`},
+		{"github", func(s string) slog.Attr { return slog.String("note", s) }, testGHP, `"note":"[REDACTED]"`},
+		{"slack", func(s string) slog.Attr { return slog.String("note", s) }, testSlack, `"note":"[REDACTED]"`},
+		{"url password", func(s string) slog.Attr { return slog.String("dsn", "mysql://root:"+s+"@db/x") }, "pw-url-1", `"dsn":"mysql://root:[REDACTED]@db/x"`},
+		{"query token", func(s string) slog.Attr { return slog.String("url", "/cb?state=1&access_token="+s) }, "qtok1", `"url":"/cb?state=1&access_token=[REDACTED]"`},
+		{"error message", func(s string) slog.Attr { return slog.Any("err", errors.New("auth failed for token="+s)) }, "errtok1", `"err":"auth failed for token=[REDACTED]"`},
+		{"url value", func(s string) slog.Attr { return slog.Any("u", mustURL("https://u:"+s+"@h/")) }, "pw-url-2", `"u":"https://u:[REDACTED]@h/"`},
+		{"map", func(s string) slog.Attr { return slog.Any("m", map[string]any{"x": map[string]string{"password": s}}) }, "pw-map", `"m":{"x":{"password":"[REDACTED]"}}`},
+		{"struct", func(s string) slog.Attr { return slog.Any("c", []*creds{{"u", s}}) }, "pw-struct", `"password":"[REDACTED]"`},
+		{"secret type", func(s string) slog.Attr { return slog.Any("s", Secret(s)) }, "pw-secret", `"s":"[REDACTED]"`},
+	}
+	wrappers := []struct {
+		name string
+		log  func(l *slog.Logger, a slog.Attr)
+	}{
+		{"top", func(l *slog.Logger, a slog.Attr) { l.LogAttrs(context.Background(), slog.LevelInfo, "m", a) }},
+		{"group", func(l *slog.Logger, a slog.Attr) { l.Info("m", slog.Group("g", a)) }},
+		{"nested groups", func(l *slog.Logger, a slog.Attr) { l.Info("m", slog.Group("g", slog.Group("h", a))) }},
+		{"WithAttrs", func(l *slog.Logger, a slog.Attr) { l.With(a).Info("m") }},
+		{"WithGroup", func(l *slog.Logger, a slog.Attr) { l.WithGroup("g").Info("m", a) }},
+		{"WithGroup WithAttrs", func(l *slog.Logger, a slog.Attr) { l.WithGroup("g").With(a).WithGroup("h").Info("m") }},
+	}
+	for _, rl := range rules {
+		for _, wr := range wrappers {
+			t.Run(rl.name+"/"+wr.name, func(t *testing.T) {
+				out := logJSON(t, Default(), func(l *slog.Logger) { wr.log(l, rl.attr(rl.secret)) })
+				checkOutput(t, out, []string{rl.secret}, []string{rl.keep, `"redacted":1`})
+			})
+		}
+	}
+}
+
+func TestHandlerMessageAndCount(t *testing.T) {
+	out := logJSON(t, Default(), func(l *slog.Logger) {
+		l.With("password", "pw-1", "user", "bob").WithGroup("req").Info(
+			"login via https://bob:pw-2@example.com with "+testGHP,
+			"token", "pw-3", "method", "POST")
+	})
+	checkOutput(t, out, []string{"pw-1", "pw-2", "pw-3", testGHP},
+		[]string{`"msg":"login via https://bob:[REDACTED]@example.com with [REDACTED]"`,
+			`"password":"[REDACTED]"`, `"user":"bob"`, `"req":{"token":"[REDACTED]","method":"POST","redacted":4}`})
+}
+
+func TestHandlerCleanRecord(t *testing.T) {
+	out := logJSON(t, Default(), func(l *slog.Logger) {
+		l.With("service", "api").Info("request handled", "status", 200, "token_type", "bearer")
+	})
+	checkOutput(t, out, nil, []string{`"msg":"request handled"`, `"service":"api"`, `"status":200`, `"token_type":"bearer"`})
+	if strings.Contains(out, RedactedKey) {
+		t.Errorf("clean record got a count: %s", out)
+	}
+
+	h := Default().Handler(slog.NewJSONHandler(io.Discard, nil))
+	l := slog.New(h)
+	ctx := context.Background()
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	if n := testing.AllocsPerRun(50, func() {
+		l.LogAttrs(ctx, slog.LevelInfo, "request handled", benchAttrs...)
+	}); n != 0 {
+		t.Errorf("clean record allocates %v times", n)
+	}
+}
+
+func TestHandlerSecretGroup(t *testing.T) {
+	out := logJSON(t, Default(), func(l *slog.Logger) {
+		l.WithGroup("credentials").With("user", "u-1").Info("m", "pin", "p-1", slog.Group("g", "x", "x-1"))
+	})
+	checkOutput(t, out, []string{"u-1", "p-1", "x-1"},
+		[]string{`"credentials":{"user":"[REDACTED]","pin":"[REDACTED]","g":{"x":"[REDACTED]"},"redacted":3}`})
+}
+
+func TestHandlerLevelsAndEnabled(t *testing.T) {
+	var buf strings.Builder
+	h := Default().Handler(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if h.Enabled(context.Background(), slog.LevelInfo) || !h.Enabled(context.Background(), slog.LevelError) {
+		t.Error("Enabled does not follow the wrapped handler")
+	}
+	if h.WithGroup("") != h || h.WithAttrs(nil) != h {
+		t.Error("empty WithGroup/WithAttrs should return the handler")
+	}
+}
+
+// TestHandlerKeepsRecord: time, level and source survive a rewritten record.
+func TestHandlerKeepsRecord(t *testing.T) {
+	var buf strings.Builder
+	l := slog.New(Default().Handler(slog.NewJSONHandler(&buf, &slog.HandlerOptions{AddSource: true})))
+	l.Warn("m", "password", "x")
+	var m map[string]any
+	if err := json.Unmarshal([]byte(buf.String()), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["level"] != "WARN" || m["source"] == nil || m["time"] == nil {
+		t.Errorf("record fields lost: %v", m)
+	}
+	if src, _ := m["source"].(map[string]any); !strings.HasSuffix(src["file"].(string), "handler_test.go") {
+		t.Errorf("source = %v", m["source"])
+	}
+	tm, err := time.Parse(time.RFC3339Nano, m["time"].(string))
+	if err != nil || time.Since(tm) > time.Minute {
+		t.Errorf("time = %v (%v)", m["time"], err)
+	}
+}
+
+// TestHandlerConcurrent: a Redactor and its handler are shared by goroutines.
+func TestHandlerConcurrent(t *testing.T) {
+	l := slog.New(Default().Handler(slog.NewJSONHandler(io.Discard, nil)))
+	done := make(chan struct{})
+	for i := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for j := range 200 {
+				l.Info("m", "i", i, "j", j, "acct", newAccount(), "password", "x")
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+}

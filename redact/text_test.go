@@ -1,0 +1,219 @@
+package redact
+
+import (
+	"log/slog"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Secrets used in the tests. They are shaped like the real thing.
+const (
+	testJWT     = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+	testAWS     = "AKIAIOSFODNN7EXAMPLE"
+	testAWSTemp = "ASIAY34FZKBOKMUTVV7A"
+	testGHP     = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
+	testGHPAT   = "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"
+	testSlack   = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"
+	testBasic   = "dXNlcjpodW50ZXIy" // user:hunter2
+	testPEMBody = "MIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB\naFDrBz9vFqU4yV9tu4VB5Dl3Zl2dLOOD4XFhEaKp3Ufh+Z1Y8A7iHRoI3zE2YoQd"
+)
+
+func TestStringPatterns(t *testing.T) {
+	R := Redacted
+	for _, tc := range []struct {
+		name, in, want string
+		n              int
+	}{
+		// nothing to do
+		{"plain", "request handled in 3ms", "request handled in 3ms", 0},
+		{"empty", "", "", 0},
+		{"time and url", "at 12:30:00 see https://example.com/a?b=c&d=e", "at 12:30:00 see https://example.com/a?b=c&d=e", 0},
+		{"name of a key", "credential_key=obsidian_api_key", "credential_key=obsidian_api_key", 0},
+		{"names in query", "?token_type=bearer&key_id=k1&password_policy=strict", "?token_type=bearer&key_id=k1&password_policy=strict", 0},
+		{"already redacted", "password=" + R + " token=" + R, "password=" + R + " token=" + R, 0},
+		{"uuid and dates", "id 123e4567-e89b-12d3-a456-426614174000 on 2024-01-02", "id 123e4567-e89b-12d3-a456-426614174000 on 2024-01-02", 0},
+		{"email", "mail bob@example.com", "mail bob@example.com", 0},
+
+		// Authorization-style text
+		{"bearer", "Authorization: Bearer abcdef0123456789XYZ", "Authorization: Bearer " + R, 1},
+		{"bearer lower", "sent bearer abc123def456 to upstream", "sent bearer " + R + " to upstream", 1},
+		{"bearer jwt", "Bearer " + testJWT, "Bearer " + R, 1},
+		{"bearer prose", "bearer authentication failed", "bearer authentication failed", 0},
+		{"bearer token prose", "a bearer token is required", "a bearer token is required", 0},
+		{"basic", "Basic " + testBasic + " sent", "Basic " + R + " sent", 1},
+		{"basic prose", "basic authentication is off", "basic authentication is off", 0},
+		{"header basic", "Authorization: Basic " + testBasic, "Authorization: Basic " + R, 1},
+		{"proxy header", "Proxy-Authorization: Bearer abcdef0123456789XYZ", "Proxy-Authorization: Bearer " + R, 1},
+
+		// token shapes
+		{"jwt", "token " + testJWT + " expired", "token " + R + " expired", 1},
+		{"jwt in url", "https://x.test/cb#id_token=" + testJWT, "https://x.test/cb#id_token=" + R, 1},
+		{"jwt unsigned", "t=eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0.", "t=" + R + ".", 1},
+		{"not jwt", "eyJust kidding. eyJ alone", "eyJust kidding. eyJ alone", 0},
+		{"aws", "key " + testAWS + " used", "key " + R + " used", 1},
+		{"aws temp", "(" + testAWSTemp + ")", "(" + R + ")", 1},
+		{"aws too long", "AKIAIOSFODNN7EXAMPLEX", "AKIAIOSFODNN7EXAMPLEX", 0},
+		{"github classic", "push with " + testGHP, "push with " + R, 1},
+		{"github oauth app", "gho_16C7e42F292c6912E7710c838347Ae178B4a", R, 1},
+		{"github server", "ghs_16C7e42F292c6912E7710c838347Ae178B4a,", R + ",", 1},
+		{"github user", "ghu_16C7e42F292c6912E7710c838347Ae178B4a", R, 1},
+		{"github pat", "use " + testGHPAT + ".", "use " + R + ".", 1},
+		{"github short", "ghp_short and my_ghp_", "ghp_short and my_ghp_", 0},
+		{"slack bot", "slack " + testSlack, "slack " + R, 1},
+		{"slack user", "xoxp-1234-5678-abcdefghij", R, 1},
+		{"slack app", "xapp-1-A0123-4567-abcdef0123", R, 1},
+		{"pem", "key:\n-----BEGIN RSA PRIVATE KEY-----\n" + testPEMBody + "\n-----END RSA PRIVATE KEY-----\nok",
+			"key:\n-----BEGIN RSA PRIVATE KEY-----\n" + R + "\n-----END RSA PRIVATE KEY-----\nok", 1},
+		{"pem openssh", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----",
+			"-----BEGIN OPENSSH PRIVATE KEY-----\n" + R + "\n-----END OPENSSH PRIVATE KEY-----", 1},
+		{"pem unterminated", "-----BEGIN PRIVATE KEY-----\n" + testPEMBody, "-----BEGIN PRIVATE KEY-----\n" + R, 1},
+		{"pem certificate", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----", 0},
+
+		// URLs
+		{"url password", "dial https://user:pw@host/x", "dial https://user:" + R + "@host/x", 1},
+		{"url password at", "postgres://app:p@ss:w0rd@db:5432/app", "postgres://app:" + R + "@db:5432/app", 1},
+		{"url odd password", "ftp://u:pa$$!@host/", "ftp://u:" + R + "@host/", 1},
+		{"url no user", "redis://:hunter2@cache:6379/0", "redis://:" + R + "@cache:6379/0", 1},
+		{"url user only", "https://bob@example.com/", "https://bob@example.com/", 0},
+		{"url query", "GET /cb?code=1&access_token=abc123&token_type=bearer&api_key=zzz#frag",
+			"GET /cb?code=1&access_token=" + R + "&token_type=bearer&api_key=" + R, 2}, // '#' may be part of a password
+		{"url both", "https://u:p@h/?password=x", "https://u:" + R + "@h/?password=" + R, 2},
+		{"presigned", "https://b.s3.amazonaws.com/k?X-Amz-Credential=AK%2F1&X-Amz-Signature=abcdef",
+			"https://b.s3.amazonaws.com/k?X-Amz-Credential=" + R + "&X-Amz-Signature=" + R, 2},
+
+		// key=value and key: value in text
+		{"logfmt", "user=bob password=hunter2 ok=true", "user=bob password=" + R + " ok=true", 1},
+		{"dsn", "host=db user=app password=hunter2 sslmode=disable", "host=db user=app password=" + R + " sslmode=disable", 1},
+		{"json", `{"user":"bob","password":"p@ss w0rd","token_type":"bearer"}`, `{"user":"bob","password":"` + R + `","token_type":"bearer"}`, 1},
+		{"json spaced", `{"client_secret" : "abc", "n": 1}`, `{"client_secret" : "` + R + `", "n": 1}`, 1},
+		{"json escaped quote", `{"password":"a\"b","x":1}`, `{"password":"` + R + `","x":1}`, 1},
+		{"json number", `{"pin":1,"otp":123456}`, `{"pin":1,"otp":` + R + `}`, 1},
+		{"json object", `{"credentials":{"user":"u","pw":"p"},"x":1}`, `{"credentials":` + R + `,"x":1}`, 1},
+		{"escaped json", `body: {\"access_token\":\"abc\",\"expires_in\":3600}`, `body: {\"access_token\":\"` + R + `\",\"expires_in\":3600}`, 1},
+		{"yaml", "password: hunter2\nuser: bob", "password: " + R + "\nuser: bob", 1},
+		{"quoted value", "token='abc def' next", "token='" + R + "' next", 1},
+		{"header in json", `{"Authorization":"Bearer abc"}`, `{"Authorization":"Bearer ` + R + `"}`, 1},
+		{"empty value", "password=&next=1", "password=&next=1", 0},
+		{"spaced", "password = hunter2", "password = " + R, 1},
+		{"set-cookie", "Set-Cookie: sid=abc123; Path=/", "Set-Cookie: " + R + "; Path=/", 1},
+		{"prose", "invalid password: too short", "invalid password: " + R + " short", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, n := Default().String(tc.in)
+			if got != tc.want || n != tc.n {
+				t.Errorf("String(%q)\n got %q, %d\nwant %q, %d", tc.in, got, n, tc.want, tc.n)
+			}
+			// Redacting twice changes and counts nothing.
+			if again, n2 := Default().String(got); again != got || n2 != 0 {
+				t.Errorf("second pass: %q, %d", again, n2)
+			}
+			if Default().hasSecret(tc.in) != (tc.n > 0) {
+				t.Errorf("hasSecret(%q) = %v", tc.in, !(tc.n > 0))
+			}
+		})
+	}
+}
+
+func TestStringFingerprint(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	r, err := New(Options{Mode: Fingerprint, FingerprintKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, n := r.String("a " + testGHP + " b https://u:hunter2@h/ c")
+	want := "a " + FingerprintOf(key, testGHP) + " b https://u:" + FingerprintOf(key, "hunter2") + "@h/ c"
+	if got != want || n != 2 {
+		t.Errorf("got %q, %d; want %q, 2", got, n, want)
+	}
+	if again, n := r.String(got); again != got || n != 0 {
+		t.Errorf("second pass changed %q to %q (%d)", got, again, n)
+	}
+	// Same secret, same fingerprint, wherever it is.
+	a, _ := r.String("password=hunter2")
+	if !strings.HasSuffix(a, FingerprintOf(key, "hunter2")) {
+		t.Errorf("fingerprint of query value: %q", a)
+	}
+}
+
+func TestFingerprintOf(t *testing.T) {
+	// HMAC-SHA-256("key", "The quick brown fox jumps over the lazy dog") is
+	// f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8.
+	got := FingerprintOf([]byte("key"), "The quick brown fox jumps over the lazy dog")
+	if want := "hmac-sha256:f7bc83f430538424"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestStringUserPatterns(t *testing.T) {
+	r, err := New(Options{Patterns: []Pattern{
+		{Literal: "sk_live_", Regexp: regexp.MustCompile(`sk_live_[0-9a-zA-Z]{10,}`)},
+		{Literal: "pin ", Regexp: regexp.MustCompile(`pin (?P<secret>\d{4})\b`)},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, n := r.String("charge with sk_live_abcdef0123456 and pin 1234 ok")
+	if want := "charge with " + Redacted + " and pin " + Redacted + " ok"; got != want || n != 2 {
+		t.Errorf("got %q, %d; want %q, 2", got, n, want)
+	}
+	if got, n := r.String("no literal here: sk_test_abcdef0123456"); n != 0 || !strings.Contains(got, "sk_test_") {
+		t.Errorf("got %q, %d", got, n)
+	}
+	if out, _ := r.Attr(slog.String("note", "sk_live_abcdef0123456")); out.Value.String() != Redacted {
+		t.Errorf("user pattern not applied to attribute values: %v", out)
+	}
+}
+
+func TestStringNoAlloc(t *testing.T) {
+	r := Default()
+	texts := []string{
+		"request handled", "GET /api/v1/users?page=2&limit=50 200 OK",
+		"user-123 logged in at 2024-01-02T03:04:05Z from 10.0.0.1:5432",
+		"token_type=bearer key_id=abc", "https://example.com/path", "",
+	}
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	if n := testing.AllocsPerRun(20, func() {
+		for _, s := range texts {
+			if _, k := r.String(s); k != 0 {
+				panic(s)
+			}
+		}
+	}); n != 0 {
+		t.Errorf("String allocates %v times on clean text", n)
+	}
+}
+
+// TestStringOverlap: a secret that starts inside another one's replaced
+// span and runs past it is still found.
+func TestStringOverlap(t *testing.T) {
+	for _, in := range []string{
+		"Bearer -----BEGIN EC PRIVATE KEY-----\n" + testPEMBody + "\n-----END EC PRIVATE KEY-----",
+		"token=-----BEGIN RSA PRIVATE KEY-----\n" + testPEMBody + "\n-----END RSA PRIVATE KEY-----",
+		"password=x" + testGHP,
+	} {
+		got, _ := Default().String(in)
+		checkOutput(t, got, []string{"MIIEowIBAAKCAQEA", "16C7e42F292c6912E7710c838347Ae178B4a"}, nil)
+	}
+}
+
+// TestStringLinear: hostile text cannot make the scan quadratic.
+func TestStringLinear(t *testing.T) {
+	for _, unit := range []string{
+		"-----BEGIN RSA PRIVATE KEY-----", "a@", `password="`, "password=", "Bearer ", "{\"token\":[",
+		"eyJ", "ghp_", "AKIA", "xoxb-", "https://u:p@", ":", "=", "github_pat_", "eyJaaaaaaaaaaa.",
+		"Basic dXNlcjpwYXNz ", `"password":{`, `\"token\":\"`, "token='", "-", "_", "AKIAAAAAAAAAAAAAAAAA ",
+		"ghp_aaaaaaaaaaaaaaaaaaaaaaaaaa", "//a@",
+	} {
+		s := strings.Repeat(unit, 200000/len(unit))
+		start := time.Now()
+		Default().String(s)
+		Default().hasSecret(s)
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%q repeated: %v", unit, d)
+		}
+	}
+}
