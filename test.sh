@@ -12,6 +12,7 @@ fi
 
 echo "== go vet"
 go vet ./...
+(cd bench && go vet ./...) # the nested benchmark module must keep compiling
 
 echo "== go test -race"
 go test -race -count=1 ./...
