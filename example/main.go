@@ -25,9 +25,13 @@ import (
 	"github.com/slogaudit/slogaudit/chain"
 	"github.com/slogaudit/slogaudit/handler"
 	"github.com/slogaudit/slogaudit/middleware"
+	"github.com/slogaudit/slogaudit/otelbridge"
 	"github.com/slogaudit/slogaudit/query"
 	"github.com/slogaudit/slogaudit/rotate"
 )
+
+// version is reported as service.version in OTLP exports.
+const version = "0.1.0"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -77,9 +81,30 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The OTLP leg: on when OTEL_EXPORTER_OTLP_ENDPOINT (or _LOGS_ENDPOINT)
+	// is set, otherwise nil and file-only. It replays from the audit files
+	// whatever the collector has not acknowledged, so it is set up first and
+	// shut down after the handler's Close (which writes the close record).
+	bridge, shutdownOTel, err := otelbridge.Setup(context.Background(),
+		otelbridge.WithDir(cfg.auditDir), otelbridge.WithService("slogaudit-example", version), otelbridge.WithTracing())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := shutdownOTel(ctx); err != nil {
+			fmt.Fprintf(stderr, "OTLP export shutdown: %v (the rest is exported at the next start)\n", err)
+		}
+	}()
+	var sinks []handler.Sink
+	if bridge != nil {
+		sinks = append(sinks, bridge)
+	}
 	h, err := handler.New(handler.Options{
-		Dir: cfg.auditDir,
-		Key: key,
+		Sinks: sinks,
+		Dir:   cfg.auditDir,
+		Key:   key,
 		Rotate: rotate.Options{
 			MaxBytes: cfg.rotateBytes,
 			Interval: 24 * time.Hour,
@@ -126,6 +151,8 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 			Authenticate: ts.principal,
 			ActivityLog:  handler.Logger(log),
 			Skip:         func(r *http.Request) bool { return r.URL.Path == "/healthz" },
+			// nil without OTLP: spans get trace ids but are not exported
+			TracerProvider: bridge.TracerProvider(),
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -140,6 +167,7 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, `slogaudit example: AgentHub-like service listening on %s
 audit files: %s
 key file:    %s%s, key_id %s
+OTLP export: %[9]s
 
 %[6]s
 try:
@@ -154,7 +182,7 @@ try:
 
 then stop with Ctrl-C and verify the audit trail:
   go run ./cmd/auditctl verify --key-file %[3]s %[2]s
-`, base, absDir, absKey, keyNote, chain.KeyID(key), tokenNote(cfg, demoToken), demoFlag(demoToken), cfg.adminToken)
+`, base, absDir, absKey, keyNote, chain.KeyID(key), tokenNote(cfg, demoToken), demoFlag(demoToken), cfg.adminToken, otlpNote(bridge != nil))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -236,4 +264,20 @@ func demoFlag(demo string) string {
 		return ""
 	}
 	return " -H 'Authorization: Bearer " + demo + "'"
+}
+
+func otlpNote(on bool) string {
+	if on {
+		return "on (" + firstNonEmpty(os.Getenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"), os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")) + ")"
+	}
+	return "off (file only; set OTEL_EXPORTER_OTLP_ENDPOINT to export)"
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
 }

@@ -61,12 +61,21 @@ var listening = regexp.MustCompile(`listening on (http://\S+)`)
 // start runs the example as a child process and waits until it listens.
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, nil, args...)
+}
+
+// startEnv is start with variables added to the child's environment.
+func startEnv(t *testing.T, env map[string]string, args ...string) *proc {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &proc{cmd: exec.Command(exe), stdout: new(syncBuffer), stderr: new(syncBuffer), done: make(chan error, 1)}
 	p.cmd.Env = append(os.Environ(), argsEnv+"="+strings.Join(append([]string{"-addr", "127.0.0.1:0"}, args...), "\n"))
+	for k, v := range env {
+		p.cmd.Env = append(p.cmd.Env, k+"="+v)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -150,6 +159,34 @@ func session(t *testing.T, p *proc) {
 
 // auditText returns the decompressed content of every audit file.
 func auditText(t *testing.T, dir string) string {
+	t.Helper()
+	var all strings.Builder
+	paths, err := rotate.List(dir, chain.DefaultPrefix, chain.DefaultExt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(path, ".gz") {
+			zr, err := gzip.NewReader(bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if data, err = io.ReadAll(zr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all.Write(data)
+	}
+	return all.String()
+}
+
+// dirText returns the content of every file in dir (gzip'd ones
+// decompressed), audit files or not: what a search for a leak must cover.
+func dirText(t *testing.T, dir string) string {
 	t.Helper()
 	var all strings.Builder
 	entries, _ := os.ReadDir(dir)
@@ -259,7 +296,7 @@ func TestExampleEndToEnd(t *testing.T) {
 
 	// The credential value is nowhere; its key name is.
 	text := auditText(t, dir)
-	for name, s := range map[string]string{"audit dir": text, "stdout": p.stdout.String(), "stderr": p.stderr.String()} {
+	for name, s := range map[string]string{"audit dir": dirText(t, dir), "stdout": p.stdout.String(), "stderr": p.stderr.String()} {
 		if strings.Contains(s, secret) {
 			t.Errorf("credential value found in %s", name)
 		}
@@ -477,5 +514,42 @@ func TestExampleWhoWhereAndQuery(t *testing.T) {
 	key, _ := chain.ReadKeyFile(keyFile)
 	if rep := verifyDir(t, dir, key); !rep.Intact {
 		t.Fatalf("%+v", rep.Problems())
+	}
+}
+
+// Secrets sent in the usual places leave no trace in the audit dir, stdout
+// or stderr, while the credential's key name is on record.
+func TestExampleLeavesNoSecrets(t *testing.T) {
+	tmp := t.TempDir()
+	dir, keyFile := filepath.Join(tmp, "audit-logs"), filepath.Join(tmp, "audit.key")
+	p := start(t, "-audit-dir", dir, "-key-file", keyFile)
+	const (
+		bearerTok = "bearer-SECRET-4f1c2e9a7b"
+		apiKey    = "apikey-SECRET-77d1e0c3aa"
+		queryTok  = "query-SECRET-0b9a8c7d6e"
+		value     = "value-SECRET-5e4d3c2b1a"
+	)
+	req, _ := http.NewRequest("PUT", p.base+"/credentials/obsidian_api_key?token="+queryTok+"&note=x", strings.NewReader(value))
+	req.Header.Set("Authorization", "Bearer "+bearerTok)
+	req.Header.Set("X-Api-Key", apiKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if code, body := p.do(t, "GET", "/credentials/obsidian_api_key?api_key="+apiKey, ""); code != 200 || body != value {
+		t.Fatalf("GET: %d %q", code, body)
+	}
+	p.stop(t)
+	text := auditText(t, dir)
+	for name, s := range map[string]string{"audit dir": dirText(t, dir), "stdout": p.stdout.String(), "stderr": p.stderr.String()} {
+		for _, secret := range []string{bearerTok, apiKey, queryTok, value} {
+			if strings.Contains(s, secret) {
+				t.Errorf("%s found in %s", secret, name)
+			}
+		}
+	}
+	if !strings.Contains(text, "obsidian_api_key") || !strings.Contains(text, `"url.query":"token=[REDACTED]&note=x"`) {
+		t.Errorf("audit trail lacks the key name or the redacted query:\n%s", text)
 	}
 }

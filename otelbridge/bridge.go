@@ -1,0 +1,646 @@
+package otelbridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/log"
+	"go.opentelemetry.io/otel/metric"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/slogaudit/slogaudit/chain"
+)
+
+const scopeName = "github.com/slogaudit/slogaudit/otelbridge"
+
+// entOverhead is what a queued record costs besides its body, for the
+// queue's byte bound.
+const entOverhead = 64
+
+// Bridge exports the records of one audit directory over OTLP. It is a
+// handler.Sink: pass it in handler.Options.Sinks. A nil *Bridge (what Setup
+// returns when OTLP is not configured) is a valid Sink that does nothing.
+// Use one Bridge per audit directory, with the handler that writes it.
+type Bridge struct {
+	cfg      config
+	provider *sdklog.LoggerProvider
+	logger   log.Logger
+	proc     *ackProcessor
+	tp       *sdktrace.TracerProvider
+	inst     instruments
+
+	mu     sync.Mutex
+	q      queue // records handed to Audit, not yet taken by the goroutine
+	qBytes int   // bytes of the records in q and in the goroutine's pending set
+	closed bool
+
+	wake      chan struct{}
+	stop      chan struct{} // closed by Shutdown
+	done      chan struct{} // closed when the goroutine has returned
+	runCtx    context.Context
+	cancelRun context.CancelCauseFunc
+	flushErr  error // set by the goroutine before done
+
+	exported, replayed, dropped, failures, skipped, cursor atomic.Uint64
+	overflow                                               atomic.Bool // Audit dropped a record since the goroutine last looked
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// Stats are the bridge's counters since it was created, and its cursor.
+type Stats struct {
+	Exported       uint64 // records acknowledged by the exporter
+	Replayed       uint64 // records read back from the audit files
+	Dropped        uint64 // records Audit could not queue (replayed later)
+	ExportFailures uint64 // failed Export calls
+	Skipped        uint64 // records the files no longer held when their turn came
+	Cursor         uint64 // every record up to this seq is acknowledged
+}
+
+// queue is an append-only arena of record copies.
+type queue struct {
+	ents []qent
+	data []byte
+}
+
+type qent struct {
+	seq   uint64
+	chain [32]byte
+	off   int
+	n     int
+}
+
+// New returns a running Bridge that exports with exp, which it shuts down
+// in Shutdown. exp should not retry by itself (the bridge retries, from the
+// file); every Export that returns nil counts as an acknowledgement.
+// WithDir is required; WithTracing is for Setup and ignored here.
+func New(exp sdklog.Exporter, opts ...Option) (*Bridge, error) {
+	if exp == nil {
+		return nil, errors.New("otelbridge: nil exporter")
+	}
+	cfg := newConfig(opts)
+	if cfg.dir == "" {
+		return nil, errors.New("otelbridge: WithDir is required")
+	}
+	res, err := newResource(context.Background(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return start(exp, res, cfg)
+}
+
+// Audit queues a copy of an audit record for export. It implements
+// handler.Sink: it never blocks; when the queue is full it drops the copy
+// (the record is read back from the file later) and counts it.
+func (b *Bridge) Audit(body []byte, pos chain.Position) {
+	if b == nil {
+		return
+	}
+	n := len(body) + entOverhead
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return // a later process exports it from the file
+	}
+	if b.qBytes+n > b.cfg.queueBytes {
+		b.mu.Unlock()
+		b.dropped.Add(1)
+		b.inst.dropped.Add(context.Background(), 1)
+		// The goroutine must learn that the file holds records the queue
+		// does not, even if no record is queued after this one.
+		if !b.overflow.Swap(true) {
+			select {
+			case b.wake <- struct{}{}:
+			default:
+			}
+		}
+		return
+	}
+	b.qBytes += n
+	off := len(b.q.data)
+	b.q.data = append(b.q.data, body...)
+	b.q.ents = append(b.q.ents, qent{seq: pos.Seq, chain: pos.Chain, off: off, n: len(body)})
+	k := len(b.q.ents)
+	b.mu.Unlock()
+	// Wake the goroutine when the queue stops being empty (it starts the
+	// batch timer) and when a batch is full; otherwise let it sleep.
+	if k == 1 || k%b.cfg.batch == 0 {
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Stats returns the counters and the cursor.
+func (b *Bridge) Stats() Stats {
+	if b == nil {
+		return Stats{}
+	}
+	return Stats{
+		Exported:       b.exported.Load(),
+		Replayed:       b.replayed.Load(),
+		Dropped:        b.dropped.Load(),
+		ExportFailures: b.failures.Load(),
+		Skipped:        b.skipped.Load(),
+		Cursor:         b.cursor.Load(),
+	}
+}
+
+// TracerProvider returns the TracerProvider that Setup built for
+// WithTracing, nil if none (pass it to middleware.Options.TracerProvider or
+// otel.SetTracerProvider).
+func (b *Bridge) TracerProvider() trace.TracerProvider {
+	if b == nil || b.tp == nil {
+		return nil
+	}
+	return b.tp
+}
+
+// Shutdown exports every record up to the newest one in the audit files
+// (so call it after the handler's Close, to include the close record),
+// persists the cursor and stops the bridge, giving up when ctx is done: what
+// is left is exported by the next process from the file. It also shuts down
+// the exporter and the TracerProvider. Later calls return the first call's
+// result; Audit does nothing after Shutdown.
+func (b *Bridge) Shutdown(ctx context.Context) error {
+	if b == nil {
+		return nil
+	}
+	b.shutdownOnce.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
+		stopCancel := context.AfterFunc(ctx, func() { b.cancelRun(context.Cause(ctx)) })
+		close(b.stop)
+		<-b.done
+		stopCancel()
+		b.cancelRun(nil)
+		err := b.flushErr
+		sctx := context.WithoutCancel(ctx)
+		err = errors.Join(err, b.provider.Shutdown(sctx))
+		if b.tp != nil {
+			err = errors.Join(err, b.tp.Shutdown(ctx))
+		}
+		b.shutdownErr = err
+	})
+	return b.shutdownErr
+}
+
+// ackProcessor is the only Processor of the bridge's private
+// LoggerProvider (see the package documentation for why). The exporter
+// goroutine emits one batch of records through the provider's Logger, which
+// calls OnEmit synchronously on that goroutine; then it calls export, which
+// hands the batch to the Exporter and returns its answer: nil is the
+// acknowledgement that moves the cursor. Nothing else emits through this
+// provider, so the batch needs no lock.
+type ackProcessor struct {
+	exp   sdklog.Exporter
+	batch []sdklog.Record
+}
+
+func (p *ackProcessor) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }
+
+func (p *ackProcessor) OnEmit(_ context.Context, r *sdklog.Record) error {
+	p.batch = append(p.batch, r.Clone())
+	return nil
+}
+
+func (p *ackProcessor) export(ctx context.Context) error { return p.exp.Export(ctx, p.batch) }
+
+func (p *ackProcessor) reset() {
+	clear(p.batch)
+	p.batch = p.batch[:0]
+}
+
+func (p *ackProcessor) ForceFlush(context.Context) error { return nil }
+
+func (p *ackProcessor) Shutdown(ctx context.Context) error { return p.exp.Shutdown(ctx) }
+
+type instruments struct {
+	exported, replayed, dropped, failures, skipped metric.Int64Counter
+}
+
+func newInstruments(mp metric.MeterProvider) (instruments, error) {
+	m := mp.Meter(scopeName)
+	var in instruments
+	var errs []error
+	counter := func(name, desc string) metric.Int64Counter {
+		c, err := m.Int64Counter(name, metric.WithDescription(desc), metric.WithUnit("{record}"))
+		errs = append(errs, err)
+		return c
+	}
+	in.exported = counter("slogaudit.otlp.exported", "Audit records acknowledged by the OTLP receiver.")
+	in.replayed = counter("slogaudit.otlp.replayed", "Audit records read back from the audit files for export.")
+	in.dropped = counter("slogaudit.otlp.dropped", "Audit records not queued for export because the queue was full (exported later from the file).")
+	in.failures = counter("slogaudit.otlp.export_failures", "Failed OTLP export attempts.")
+	in.skipped = counter("slogaudit.otlp.skipped", "Audit records that could not be exported because the audit files no longer hold them.")
+	return in, errors.Join(errs...)
+}
+
+func start(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge, error) {
+	mp := cfg.meterProvider
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	inst, err := newInstruments(mp)
+	if err != nil {
+		return nil, fmt.Errorf("otelbridge: metrics: %w", err)
+	}
+	proc := &ackProcessor{exp: exp}
+	popts := []sdklog.LoggerProviderOption{sdklog.WithResource(res), sdklog.WithProcessor(proc)}
+	if !envSet("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT") {
+		// An audit record keeps all its attributes unless the operator says
+		// otherwise (the SDK's default keeps 128).
+		popts = append(popts, sdklog.WithAttributeCountLimit(-1))
+	}
+	provider := sdklog.NewLoggerProvider(popts...)
+	b := &Bridge{
+		cfg:      cfg,
+		provider: provider,
+		logger:   provider.Logger(scopeName),
+		proc:     proc,
+		inst:     inst,
+		wake:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	b.runCtx, b.cancelRun = context.WithCancelCause(context.Background())
+	go b.run()
+	return b, nil
+}
+
+// pent is a record taken from the queue.
+type pent struct {
+	seq   uint64
+	chain [32]byte
+	body  []byte
+}
+
+// exporter is the state of the exporter goroutine.
+type exporter struct {
+	b       *Bridge
+	rd      *fileReader
+	spare   queue
+	pending []pent // sorted by seq once sorted is true
+	sorted  bool
+	next    uint64 // the seq to export next: cursor+1
+	// scanFile says the files may hold records after next that the queue
+	// does not: at start, after Shutdown began, after a read error.
+	scanFile bool
+	since    time.Time // when the oldest unexported queued record arrived
+
+	// The batch being exported, and retried until acknowledged.
+	bn        int
+	bLast     uint64
+	bLastMAC  [32]byte
+	ackMAC    [32]byte // chain value of the cursor's record
+	retryAt   time.Time
+	backoff   time.Duration
+	failing   bool
+	curPath   string
+	persisted uint64
+}
+
+func (b *Bridge) run() {
+	defer close(b.done)
+	e := &exporter{b: b, rd: newFileReader(b.cfg.dir, b.cfg.prefix, b.cfg.ext), scanFile: true, backoff: b.cfg.minBackoff}
+	defer e.rd.close()
+	e.curPath = cursorPath(b.cfg.dir, b.cfg.prefix)
+	e.loadCursor()
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	stop := b.stop
+	stopping := false
+	for {
+		if !stopping {
+			select {
+			case <-stop:
+				stopping, stop, e.scanFile = true, nil, true
+			default:
+			}
+		}
+		if stopping && b.runCtx.Err() != nil {
+			break
+		}
+		e.take()
+		now := time.Now()
+		if e.bn == 0 && e.ready(now, stopping) {
+			e.build(now)
+		}
+		if e.bn > 0 && !now.Before(e.retryAt) {
+			e.export()
+			continue
+		}
+		if stopping && e.bn == 0 && !e.scanFile && len(e.pending) == 0 {
+			break // flushed
+		}
+		var deadline time.Time
+		switch {
+		case now.Before(e.retryAt):
+			deadline = e.retryAt
+		case e.bn == 0 && len(e.pending) > 0 && !stopping:
+			deadline = e.since.Add(b.cfg.delay)
+		}
+		var tc <-chan time.Time
+		if !deadline.IsZero() {
+			timer.Reset(max(deadline.Sub(now), 0))
+			tc = timer.C
+		}
+		select {
+		case <-b.wake:
+		case <-tc:
+		case <-stop:
+		case <-b.runCtx.Done():
+		}
+	}
+	if e.persisted != b.cursor.Load() {
+		e.persist()
+	}
+	e.releaseAll()
+	if e.bn > 0 || e.scanFile || len(e.pending) > 0 {
+		b.flushErr = fmt.Errorf("otelbridge: stopped before every record was exported (cursor %d; the next start exports the rest from the file): %w",
+			b.cursor.Load(), context.Cause(b.runCtx))
+	}
+}
+
+// loadCursor reads the persisted cursor and checks that it belongs to the
+// chain in the directory: its seq must be in the files, with the same chain
+// value. Otherwise (a new chain in the same directory) it starts at seq 1.
+func (e *exporter) loadCursor() {
+	b := e.b
+	seq, mac, err := readCursor(e.curPath)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			otel.Handle(fmt.Errorf("otelbridge: %w; exporting from the first record in the files", err))
+		}
+		seq = 0
+	}
+	if seq > 0 {
+		l, ok, err := e.rd.read(seq)
+		switch {
+		case err != nil:
+			otel.Handle(err) // keep the cursor
+		case !ok:
+			otel.Handle(fmt.Errorf("otelbridge: cursor %d is past the end of the audit files in %s (a new chain?); exporting from the first record", seq, b.cfg.dir))
+			seq = 0
+		case l.Seq == seq && l.MAC != mac:
+			otel.Handle(fmt.Errorf("otelbridge: cursor %d does not match record %d of the audit files in %s (a new chain?); exporting from the first record", seq, seq, b.cfg.dir))
+			seq = 0
+		}
+	}
+	if seq == 0 {
+		mac = [32]byte{}
+	}
+	b.cursor.Store(seq)
+	e.persisted, e.ackMAC = seq, mac
+	e.next = seq + 1
+}
+
+// take moves the queued records into pending, dropping those already
+// exported.
+func (e *exporter) take() {
+	b := e.b
+	if b.overflow.Swap(false) {
+		e.scanFile = true
+	}
+	b.mu.Lock()
+	if len(b.q.ents) == 0 {
+		b.mu.Unlock()
+		return
+	}
+	taken := b.q
+	b.q = e.spare
+	b.mu.Unlock()
+	freed := 0
+	if len(e.pending) == 0 {
+		e.since = time.Now()
+	}
+	for _, q := range taken.ents {
+		if q.seq < e.next {
+			freed += q.n + entOverhead
+			continue
+		}
+		if e.sorted && len(e.pending) > 0 && q.seq < e.pending[len(e.pending)-1].seq {
+			e.sorted = false
+		}
+		e.pending = append(e.pending, pent{seq: q.seq, chain: q.chain, body: slices.Clone(taken.data[q.off : q.off+q.n])})
+	}
+	clear(taken.ents)
+	taken.ents, taken.data = taken.ents[:0], taken.data[:0]
+	if cap(taken.data) > b.cfg.queueBytes {
+		taken.data = nil
+	}
+	e.spare = taken
+	e.release(freed)
+}
+
+func (e *exporter) release(n int) {
+	if n == 0 {
+		return
+	}
+	e.b.mu.Lock()
+	e.b.qBytes -= n
+	e.b.mu.Unlock()
+}
+
+func (e *exporter) releaseAll() {
+	n := 0
+	for _, p := range e.pending {
+		n += len(p.body) + entOverhead
+	}
+	e.pending = nil
+	e.release(n)
+}
+
+// ready reports whether to build a batch now.
+func (e *exporter) ready(now time.Time, stopping bool) bool {
+	if now.Before(e.retryAt) {
+		return false
+	}
+	if e.scanFile || stopping {
+		return true
+	}
+	if len(e.pending) == 0 {
+		return false
+	}
+	// A gap before the first queued record is not urgent: it is usually a
+	// record whose Audit call is a moment late. Whatever is still missing
+	// when the batch is due is read from the file.
+	return len(e.pending) >= e.b.cfg.batch || now.Sub(e.since) >= e.b.cfg.delay
+}
+
+func (e *exporter) sort() {
+	if !e.sorted {
+		slices.SortFunc(e.pending, func(a, b pent) int {
+			switch {
+			case a.seq < b.seq:
+				return -1
+			case a.seq > b.seq:
+				return 1
+			}
+			return 0
+		})
+		e.sorted = true
+	}
+}
+
+// build emits the next records, from seq next on, into the processor's
+// batch: from pending when it holds next, otherwise from the files.
+func (e *exporter) build(now time.Time) {
+	b := e.b
+	e.sort()
+	ctx := context.Background()
+	freed, used := 0, 0
+	next := e.next
+	defer func() {
+		clear(e.pending[:used])
+		e.pending = e.pending[used:]
+		if len(e.pending) == 0 {
+			e.pending = nil // let the backing array go
+		}
+		e.release(freed)
+	}()
+	for e.bn < b.cfg.batch {
+		for used < len(e.pending) && e.pending[used].seq < next {
+			freed += len(e.pending[used].body) + entOverhead
+			used++
+		}
+		if used < len(e.pending) && e.pending[used].seq == next {
+			p := e.pending[used]
+			e.emit(ctx, p.body, chain.Position{Seq: p.seq, Chain: p.chain}, now)
+			freed += len(p.body) + entOverhead
+			used++
+			next++
+			continue
+		}
+		if !e.scanFile && used == len(e.pending) {
+			break // nothing known after next
+		}
+		l, ok, err := e.rd.read(next)
+		if err != nil {
+			otel.Handle(err)
+			e.scanFile = true
+			e.retryAt = now.Add(e.b.cfg.minBackoff)
+			break
+		}
+		if !ok {
+			e.scanFile = false
+			if used < len(e.pending) {
+				// The queue holds later records but the files do not hold
+				// next: removed (retention) or deleted.
+				e.skip(next, e.pending[used].seq)
+				next = e.pending[used].seq
+				continue
+			}
+			break
+		}
+		if l.Seq > next {
+			e.skip(next, l.Seq)
+			next = l.Seq
+		}
+		e.emit(ctx, l.Raw, chain.Position{Seq: l.Seq, Chain: l.MAC}, now)
+		b.replayed.Add(1)
+		b.inst.replayed.Add(ctx, 1)
+		next++
+	}
+	e.next = next
+}
+
+// emit converts one record and emits it into the processor's batch.
+func (e *exporter) emit(ctx context.Context, members []byte, pos chain.Position, now time.Time) {
+	rec, sc, _ := convert(members, pos, now) // a malformed record is exported as its raw text
+	if sc.HasTraceID() || sc.HasSpanID() {
+		ctx = trace.ContextWithSpanContext(ctx, sc)
+	}
+	e.b.logger.Emit(ctx, rec)
+	e.bn++
+	e.bLast, e.bLastMAC = pos.Seq, pos.Chain
+}
+
+func (e *exporter) skip(from, to uint64) {
+	n := to - from
+	e.b.skipped.Add(n)
+	e.b.inst.skipped.Add(context.Background(), int64(n))
+	otel.Handle(fmt.Errorf("otelbridge: records %d to %d are not in the audit files of %s (removed by retention before export, or deleted; run auditctl verify); not exported", from, to-1, e.b.cfg.dir))
+}
+
+// export sends the batch; on success it moves the cursor, on failure it
+// schedules a retry of the same batch.
+func (e *exporter) export() {
+	b := e.b
+	ctx := context.Background()
+	err := b.proc.export(b.runCtx)
+	if err != nil && !isPartialSuccess(err) {
+		b.failures.Add(1)
+		b.inst.failures.Add(ctx, 1)
+		if !e.failing {
+			otel.Handle(fmt.Errorf("otelbridge: export failed; retrying from seq %d, records stay in the audit files: %w", e.next-uint64(e.bn), err))
+		}
+		e.failing = true
+		e.retryAt = time.Now().Add(e.backoff)
+		e.backoff = min(2*e.backoff, b.cfg.maxBackoff)
+		return
+	}
+	if err != nil {
+		// The receiver took the request and rejected some records (a
+		// partial success): resending the same records gets the same
+		// answer, so they count as delivered.
+		otel.Handle(err)
+	}
+	e.failing, e.retryAt, e.backoff = false, time.Time{}, b.cfg.minBackoff
+	b.exported.Add(uint64(e.bn))
+	b.inst.exported.Add(ctx, int64(e.bn))
+	b.cursor.Store(e.bLast)
+	e.ackMAC = e.bLastMAC
+	e.bn = 0
+	b.proc.reset()
+	e.persist()
+}
+
+func (e *exporter) persist() {
+	seq := e.b.cursor.Load()
+	if err := writeCursor(e.curPath, seq, e.ackMAC); err != nil {
+		otel.Handle(err)
+		return
+	}
+	e.persisted = seq
+}
+
+// isPartialSuccess reports whether err is otlploghttp's report of an OTLP
+// partial success (its type is internal).
+func isPartialSuccess(err error) bool {
+	for _, e := range unwrapAll(err) {
+		if len(e.Error()) >= 20 && e.Error()[:20] == "OTLP partial success" {
+			return true
+		}
+	}
+	return false
+}
+
+func unwrapAll(err error) []error {
+	out := []error{err}
+	switch u := err.(type) {
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			out = append(out, unwrapAll(e)...)
+		}
+	case interface{ Unwrap() error }:
+		if e := u.Unwrap(); e != nil {
+			out = append(out, unwrapAll(e)...)
+		}
+	}
+	return out
+}

@@ -1,0 +1,120 @@
+// Package otelbridge is the OTLP leg of the audit tee: it exports every
+// record of the chained audit file as an OpenTelemetry log record over
+// OTLP/HTTP, without ever losing one to an outage, a full queue or a
+// restart — the file is the source of truth and the bridge replays from it.
+//
+// # Use
+//
+//	b, shutdown, err := otelbridge.Setup(ctx, otelbridge.WithDir(dir), otelbridge.WithService("agenthub", version))
+//	if err != nil { ... }
+//	defer shutdown(ctx) // after h.Close(), so that the close record is exported too
+//	h, err := handler.New(handler.Options{Dir: dir, Key: key, Sinks: []handler.Sink{b}})
+//
+// Setup is configured the OpenTelemetry way, from the environment:
+// OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_LOGS_ENDPOINT switches
+// it on (without either, or with OTEL_SDK_DISABLED=true, it returns a nil
+// *Bridge, which is a valid no-op Sink, and starts nothing: the file-only
+// default). The exporter itself (otlploghttp) reads OTEL_EXPORTER_OTLP_*
+// HEADERS, TIMEOUT, COMPRESSION, INSECURE, CERTIFICATE, CLIENT_CERTIFICATE and
+// CLIENT_KEY (and their _LOGS_ forms); the resource takes OTEL_SERVICE_NAME
+// and OTEL_RESOURCE_ATTRIBUTES, which override WithService. WithTracing adds
+// a TracerProvider exporting spans (e.g. the otelhttp server spans of package
+// middleware) with otlptracehttp. New takes any sdk/log Exporter instead.
+//
+// # Delivery: at least once, in seq order
+//
+// Audit, the handler.Sink method, runs on the logging goroutine after the
+// record is in the file. It copies the record into a bounded in-memory queue
+// (WithQueueSize, 4 MiB by default) and returns; it never blocks, and when
+// the queue is full it drops the copy and counts it. One background goroutine
+// does everything else: it converts records, exports them in seq order in
+// batches (WithBatch: 512 records or 1 s), and keeps a cursor, the highest
+// seq up to which every record was acknowledged (the exporter's Export
+// returned nil). Whatever the queue does not hold in order — records dropped
+// on overflow, the open and close records the handler never passes on,
+// everything written while a previous process was down or not yet
+// acknowledged when it stopped — it reads back from the chained files
+// (compressed ones too), starting at the file whose open record's seq
+// precedes the cursor. A failed export is retried with exponential backoff
+// (100 ms to 10 s); otlploghttp's own retry is switched off so that this loop
+// alone decides. The cursor is kept in the audit directory in
+// ".otlp-cursor-<prefix>" (written with a temporary file, fsync and rename
+// after each acknowledged batch; rotate.List and the verifier ignore it), so
+// a restarted process resumes where the last one was acknowledged. Without a
+// cursor file (the first start with OTLP on) the bridge exports every record
+// the files hold; a cursor that does not match the chain in the directory
+// (another chain started there) is reported and ignored the same way.
+//
+// A receiver may therefore see a record twice (an export that succeeded but
+// whose answer was lost, a crash before the cursor was written); duplicates
+// are identical and carry the same audit.seq, so deduplicate by it. A record
+// is never skipped unless the files no longer hold it (removed by retention
+// before it could be exported, or deleted by tampering); that is reported to
+// the OpenTelemetry error handler and counted as skipped.
+//
+// Memory is bounded by the queue size plus one batch. Counters, through the
+// OpenTelemetry metrics API (the global MeterProvider unless
+// WithMeterProvider): slogaudit.otlp.exported, slogaudit.otlp.replayed
+// (records read back from the file), slogaudit.otlp.dropped (queue
+// overflows, later replayed), slogaudit.otlp.export_failures and
+// slogaudit.otlp.skipped. Bridge.Stats returns the same numbers.
+//
+// # The log record
+//
+// Every line of the file (audit records, open and close records) becomes one
+// log record:
+//
+//   - body: msg ("audit file open" / "audit file close" for open and close records)
+//   - severity: from level, slog's level plus 9 (DEBUG 5, INFO 9, WARN 13,
+//     ERROR 17, INFO+2 11, clamped to 1..24); severity text: level as written
+//   - timestamp: time; observed timestamp: when the bridge converted it
+//   - trace and span id: trace_id and span_id
+//   - event name: "audit." + the event member (audit.admin_action,
+//     audit.credential_access, ...), audit.file_open and audit.file_close
+//   - attributes: every other member, in file order (event too, for backends
+//     that do not show event names). Nested objects (slog groups) are
+//     flattened to dotted keys, "g":{"a":1} to g.a: Loki, VictoriaLogs and
+//     most SIEMs index flat keys and query them directly, while map values
+//     are stored as opaque JSON. Numbers are int64 when written as integers
+//     (integers beyond int64 stay decimal strings rather than losing
+//     precision as float64), float64 otherwise; arrays are slices
+//     (homogeneous when their elements are), objects inside arrays maps.
+//   - audit.seq (int64) and audit.chain (the line's MAC, 64 hex digits): a
+//     SIEM can match a record against the local file, prove with auditctl
+//     verify that the file it matches is intact, and deduplicate by seq.
+//
+// The same line gives the same record whether it came through Audit or was
+// read back from the file.
+//
+// # Why not contrib/bridges/otelslog
+//
+// otelslog turns a slog.Record into an OTel record on the caller's goroutine
+// (about 4.5 µs per record here) and hands it to the SDK's BatchProcessor.
+// That is the wrong shape for an audit trail:
+//
+//   - it sees the slog.Record, not the sealed line: no seq and no chain
+//     value, so nothing downstream can be matched against the file, and it
+//     exports records whether or not they reached the file;
+//   - BatchProcessor's queue holds 2048 records and drops the rest when the
+//     exporter falls behind, with only a warning; otlploghttp retries for
+//     about a minute and then drops the batch; nothing is on disk, so an
+//     outage or a restart loses records for good;
+//   - nobody learns which records were acknowledged, so nothing could
+//     replay just the missing ones; and Handle always returns nil (slog.Logger
+//     drops handler errors anyway).
+//
+// Here the export is driven by the file: acknowledgements move a persisted
+// cursor and anything not acknowledged is read again.
+//
+// # Why a LoggerProvider with our own Processor
+//
+// The sdk/log Exporter is what reports acknowledgement, but sdk/log Record
+// values can only be made by a Logger: their resource, scope and attribute
+// limits are unexported (outside tests, via logtest). So the background
+// goroutine emits each converted record through a private LoggerProvider
+// whose only Processor collects the batch, and then calls the Exporter's
+// Export itself to learn whether the batch was acknowledged. The SDK's
+// BatchProcessor and SimpleProcessor are not used: the first drops and
+// hides the outcome, the second exports one record at a time and reports
+// errors only to the global handler.
+package otelbridge

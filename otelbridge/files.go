@@ -1,0 +1,323 @@
+package otelbridge
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/slogaudit/slogaudit/chain"
+	"github.com/slogaudit/slogaudit/rotate"
+)
+
+// fileReader reads lines of the chain back from the audit files by seq. It
+// keeps its place, so reading consecutive seqs is sequential I/O; a seq
+// elsewhere is found by the seq of each file's first line (its open record),
+// which does not change when the file is compressed and is cached by name.
+// It is used by the exporter goroutine only.
+type fileReader struct {
+	dir, prefix, ext string
+	first            map[string]uint64 // base name -> seq of its first line
+
+	base    string // base name of the open file; "" when none is open
+	path    string
+	f       *os.File
+	zr      *gzip.Reader
+	br      *bufio.Reader
+	off     int64  // plain file: offset of the next unread line
+	nextSeq uint64 // seq of the line after the last one read; 0 unknown
+	line    []byte
+}
+
+func newFileReader(dir, prefix, ext string) *fileReader {
+	return &fileReader{dir: dir, prefix: prefix, ext: ext, first: make(map[string]uint64)}
+}
+
+// read returns the first line whose seq is at least want: normally want
+// itself, a later one if the files no longer hold want. ok is false when
+// the files do not (yet) hold such a line. The line aliases a buffer that
+// the next call reuses.
+func (r *fileReader) read(want uint64) (l chain.Line, ok bool, err error) {
+	if r.f == nil || r.nextSeq != want {
+		if err := r.locate(want); err != nil {
+			return l, false, err
+		}
+		if r.f == nil {
+			return l, false, nil
+		}
+	}
+	for {
+		raw, st, err := r.readRaw()
+		if err != nil {
+			return l, false, fmt.Errorf("otelbridge: read %s: %w", r.path, err)
+		}
+		if st == lineComplete {
+			l, err := chain.ParseLine(raw)
+			if err != nil {
+				// Not a sealed line (tampering; auditctl verify says more).
+				// Its seq is unknown; the next line's seq tells what is missing.
+				continue
+			}
+			r.nextSeq = l.Seq + 1
+			if l.Seq < want {
+				continue
+			}
+			return l, true, nil
+		}
+		// End of the file's content, or an incomplete last line: a line
+		// being written, or, if a later file exists, a torn tail left by a
+		// crash, which is never part of the chain.
+		next, err := r.successor()
+		if err != nil {
+			return l, false, err
+		}
+		if next == "" {
+			if err := r.rewind(); err != nil {
+				return l, false, err
+			}
+			return l, false, nil
+		}
+		if err := r.open(next); err != nil {
+			return l, false, err
+		}
+	}
+}
+
+type rawStatus int
+
+const (
+	lineComplete rawStatus = iota
+	atEOF                  // no more bytes
+	partial                // bytes without a newline, then EOF
+)
+
+// readRaw returns the next line without its newline.
+func (r *fileReader) readRaw() ([]byte, rawStatus, error) {
+	r.line = r.line[:0]
+	for {
+		chunk, err := r.br.ReadSlice('\n')
+		r.line = append(r.line, chunk...)
+		switch {
+		case err == nil:
+			r.off += int64(len(r.line))
+			return r.line[:len(r.line)-1], lineComplete, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF) && r.zr != nil:
+			if len(r.line) == 0 {
+				return nil, atEOF, nil
+			}
+			return nil, partial, nil
+		default:
+			return nil, 0, err
+		}
+	}
+}
+
+// rewind makes the next read start again at the first unread line: a plain
+// file may grow (a line in the middle of being written completes).
+func (r *fileReader) rewind() error {
+	if r.zr != nil {
+		return nil // compressed files are complete
+	}
+	if _, err := r.f.Seek(r.off, io.SeekStart); err != nil {
+		return err
+	}
+	r.br.Reset(r.f)
+	return nil
+}
+
+// list returns the chain's files, oldest first; none if dir does not exist.
+func (r *fileReader) list() ([]string, error) {
+	files, err := rotate.List(r.dir, r.prefix, r.ext)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return files, err
+}
+
+// locate positions the reader at the file holding want: the newest file
+// whose first line's seq is at most want (or the oldest file, if all start
+// later). It keeps the open file and its position when that is the file and
+// the position is not past want.
+func (r *fileReader) locate(want uint64) error {
+	files, err := r.list()
+	if err != nil || len(files) == 0 {
+		r.close()
+		return err
+	}
+	pick := 0
+	for i := len(files) - 1; i >= 0; i-- {
+		seq, err := r.firstSeq(files[i])
+		if err != nil {
+			return err
+		}
+		if seq != 0 && seq <= want {
+			pick = i
+			break
+		}
+	}
+	if r.f != nil && chain.BaseName(files[pick]) == r.base && r.nextSeq != 0 && r.nextSeq <= want {
+		return nil
+	}
+	return r.open(files[pick])
+}
+
+// firstSeq returns the seq of the first line of the file at path, 0 if it
+// has no complete line yet.
+func (r *fileReader) firstSeq(path string) (uint64, error) {
+	base := chain.BaseName(path)
+	if seq, ok := r.first[base]; ok {
+		return seq, nil
+	}
+	f, zr, err := openChainFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil // removed since the listing
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var src io.Reader = f
+	if zr != nil {
+		src = zr
+	}
+	first, err := bufio.NewReaderSize(src, 4096).ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, bufio.ErrBufferFull) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	l, err := chain.ParseLine(first[:len(first)-1])
+	if err != nil {
+		return 0, nil
+	}
+	r.first[base] = l.Seq
+	if len(r.first) > 4096 { // names of long-gone files
+		clear(r.first)
+	}
+	return l.Seq, nil
+}
+
+// successor returns the path of the file after the open one, "" if none.
+func (r *fileReader) successor() (string, error) {
+	files, err := r.list()
+	if err != nil {
+		return "", err
+	}
+	for _, p := range files {
+		if chain.BaseName(p) > r.base {
+			return p, nil
+		}
+	}
+	return "", nil
+}
+
+// open opens path for reading from its start. A plain file that was
+// compressed since the listing is opened as its .gz.
+func (r *fileReader) open(path string) error {
+	r.close()
+	f, zr, err := openChainFile(path)
+	if errors.Is(err, fs.ErrNotExist) && !strings.HasSuffix(path, ".gz") {
+		path += ".gz"
+		f, zr, err = openChainFile(path)
+	}
+	if err != nil {
+		return fmt.Errorf("otelbridge: %w", err)
+	}
+	r.f, r.zr, r.path, r.base, r.off, r.nextSeq = f, zr, path, chain.BaseName(path), 0, 0
+	var src io.Reader = f
+	if zr != nil {
+		src = zr
+	}
+	if r.br == nil {
+		r.br = bufio.NewReaderSize(src, 64<<10)
+	} else {
+		r.br.Reset(src)
+	}
+	return nil
+}
+
+func openChainFile(path string) (*os.File, *gzip.Reader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !strings.HasSuffix(path, ".gz") {
+		return f, nil, nil
+	}
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, zr, nil
+}
+
+func (r *fileReader) close() {
+	if r.f != nil {
+		r.f.Close()
+	}
+	r.f, r.zr, r.base, r.path, r.nextSeq = nil, nil, "", "", 0
+}
+
+// The cursor file: "v1 <seq> <chain value of seq in hex>\n".
+
+func cursorPath(dir, prefix string) string {
+	return filepath.Join(dir, ".otlp-cursor-"+prefix)
+}
+
+func readCursor(path string) (seq uint64, mac [32]byte, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, mac, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 3 || f[0] != "v1" || len(f[2]) != 2*len(mac) {
+		return 0, mac, fmt.Errorf("otelbridge: %s: malformed cursor", path)
+	}
+	if seq, err = strconv.ParseUint(f[1], 10, 64); err != nil {
+		return 0, mac, fmt.Errorf("otelbridge: %s: %w", path, err)
+	}
+	if _, err := hex.Decode(mac[:], []byte(f[2])); err != nil {
+		return 0, mac, fmt.Errorf("otelbridge: %s: %w", path, err)
+	}
+	return seq, mac, nil
+}
+
+// writeCursor replaces the cursor file atomically: a crash leaves the old
+// or the new one, never a mix. (Losing the rename itself to a crash only
+// means re-exporting a batch.)
+func writeCursor(path string, seq uint64, mac [32]byte) error {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "v1 %d %x\n", seq, mac)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b.Bytes())
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("otelbridge: write cursor: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,197 @@
+package otelbridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+
+	"github.com/slogaudit/slogaudit/chain"
+)
+
+// An Option configures Setup and New.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	dir, prefix, ext string
+	service, version string
+	tracing          bool
+	meterProvider    metric.MeterProvider
+	queueBytes       int
+	batch            int
+	delay            time.Duration
+	minBackoff       time.Duration
+	maxBackoff       time.Duration
+}
+
+func newConfig(opts []Option) config {
+	c := config{
+		prefix:     chain.DefaultPrefix,
+		ext:        chain.DefaultExt,
+		queueBytes: 4 << 20,
+		batch:      512,
+		delay:      time.Second,
+		minBackoff: 100 * time.Millisecond,
+		maxBackoff: 10 * time.Second,
+	}
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	return c
+}
+
+// WithDir sets the audit directory, the one given to handler.Options.Dir.
+// Required: the bridge reads records back from it and keeps its cursor
+// there.
+func WithDir(dir string) Option { return optionFunc(func(c *config) { c.dir = dir }) }
+
+// WithFileNames sets the audit files' name prefix and extension, as in the
+// handler's rotate.Options (default "audit" and ".jsonl").
+func WithFileNames(prefix, ext string) Option {
+	return optionFunc(func(c *config) {
+		if prefix != "" {
+			c.prefix = prefix
+		}
+		if ext != "" {
+			c.ext = ext
+		}
+	})
+}
+
+// WithService sets service.name and service.version of the resource.
+// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override them.
+func WithService(name, version string) Option {
+	return optionFunc(func(c *config) { c.service, c.version = name, version })
+}
+
+// WithTracing makes Setup also build a TracerProvider that exports spans
+// with otlptracehttp (configured by OTEL_EXPORTER_OTLP_ENDPOINT or
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and the other OTEL_EXPORTER_OTLP_*
+// variables); Bridge.TracerProvider returns it. Without either endpoint
+// variable there is none.
+func WithTracing() Option { return optionFunc(func(c *config) { c.tracing = true }) }
+
+// WithMeterProvider sets where the bridge's counters go (default: the global
+// MeterProvider).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return optionFunc(func(c *config) { c.meterProvider = mp })
+}
+
+// WithQueueSize bounds the memory of records queued by Audit and not yet
+// exported (default 4 MiB). Records that do not fit are exported later from
+// the file.
+func WithQueueSize(bytes int) Option {
+	return optionFunc(func(c *config) {
+		if bytes > 0 {
+			c.queueBytes = bytes
+		}
+	})
+}
+
+// WithBatch sets the largest batch and how long a record may wait for its
+// batch to fill (defaults 512 and 1 s).
+func WithBatch(records int, delay time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if records > 0 {
+			c.batch = records
+		}
+		if delay > 0 {
+			c.delay = delay
+		}
+	})
+}
+
+// withBackoff sets the retry backoff bounds (for tests).
+func withBackoff(lo, hi time.Duration) Option {
+	return optionFunc(func(c *config) { c.minBackoff, c.maxBackoff = lo, hi })
+}
+
+// Setup builds the OTLP leg from the environment. When neither
+// OTEL_EXPORTER_OTLP_ENDPOINT nor OTEL_EXPORTER_OTLP_LOGS_ENDPOINT is set,
+// or OTEL_SDK_DISABLED is true, it returns a nil *Bridge (a Sink that does
+// nothing), a shutdown function that does nothing, and no error, and starts
+// nothing. Otherwise it starts a Bridge exporting with otlploghttp, which
+// reads the other OTEL_EXPORTER_OTLP_* variables itself (headers, timeout,
+// compression, TLS and mTLS files); WithDir is then required. Call shutdown
+// after closing the handler.
+func Setup(ctx context.Context, opts ...Option) (*Bridge, func(context.Context) error, error) {
+	nop := func(context.Context) error { return nil }
+	if !enabled() {
+		return nil, nop, nil
+	}
+	cfg := newConfig(opts)
+	if cfg.dir == "" {
+		return nil, nop, errors.New("otelbridge: WithDir is required")
+	}
+	res, err := newResource(ctx, cfg)
+	if err != nil {
+		return nil, nop, err
+	}
+	// The bridge retries from the file, with its own backoff; the
+	// exporter's retry (up to a minute per batch, in memory) is off.
+	exp, err := otlploghttp.New(ctx, otlploghttp.WithRetry(otlploghttp.RetryConfig{Enabled: false}))
+	if err != nil {
+		return nil, nop, fmt.Errorf("otelbridge: %w", err)
+	}
+	var tp *sdktrace.TracerProvider
+	if cfg.tracing && (envSet("OTEL_EXPORTER_OTLP_ENDPOINT") || envSet("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) {
+		texp, err := otlptracehttp.New(ctx)
+		if err != nil {
+			return nil, nop, fmt.Errorf("otelbridge: %w", err)
+		}
+		tp = sdktrace.NewTracerProvider(sdktrace.WithBatcher(texp), sdktrace.WithResource(res))
+	}
+	b, err := start(exp, res, cfg)
+	if err != nil {
+		exp.Shutdown(ctx)
+		if tp != nil {
+			tp.Shutdown(ctx)
+		}
+		return nil, nop, err
+	}
+	b.tp = tp
+	return b, b.Shutdown, nil
+}
+
+// enabled reports whether the environment configures OTLP log export, that
+// is whether Setup would start a Bridge.
+func enabled() bool {
+	if v, err := strconv.ParseBool(os.Getenv("OTEL_SDK_DISABLED")); err == nil && v {
+		return false
+	}
+	return envSet("OTEL_EXPORTER_OTLP_ENDPOINT") || envSet("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
+}
+
+func envSet(name string) bool { return os.Getenv(name) != "" }
+
+// newResource describes the service: telemetry SDK, host, a default
+// service.name, WithService's, then OTEL_RESOURCE_ATTRIBUTES and
+// OTEL_SERVICE_NAME, later ones winning.
+func newResource(ctx context.Context, cfg config) (*resource.Resource, error) {
+	opts := []resource.Option{resource.WithTelemetrySDK(), resource.WithHost(), resource.WithService()}
+	if cfg.service != "" {
+		opts = append(opts, resource.WithAttributes(semconv.ServiceName(cfg.service)))
+	}
+	if cfg.version != "" {
+		opts = append(opts, resource.WithAttributes(semconv.ServiceVersion(cfg.version)))
+	}
+	opts = append(opts, resource.WithFromEnv(), resource.WithSchemaURL(semconv.SchemaURL))
+	res, err := resource.New(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("otelbridge: resource: %w", err)
+	}
+	return res, nil
+}

@@ -1,0 +1,132 @@
+package otelbridge
+
+import (
+	"context"
+	"log/slog"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/slogaudit/slogaudit/handler"
+)
+
+func clearOTLPEnv(t *testing.T) {
+	for _, k := range []string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_SERVICE_NAME",
+		"OTEL_RESOURCE_ATTRIBUTES", "OTEL_SDK_DISABLED",
+	} {
+		t.Setenv(k, "")
+	}
+}
+
+// (e) Without an endpoint variable Setup is off: nil bridge, no goroutines,
+// no error, even without WithDir.
+func TestSetupOffWithoutEnv(t *testing.T) {
+	clearOTLPEnv(t)
+	before := runtime.NumGoroutine()
+	b, shutdown, err := Setup(context.Background(), WithTracing())
+	if err != nil || b != nil {
+		t.Fatalf("Setup = %v, %v; want nil, nil", b, err)
+	}
+	if err := shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		t.Errorf("goroutines %d -> %d", before, after)
+	}
+
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+	t.Setenv("OTEL_SDK_DISABLED", "true")
+	if b, _, err := Setup(context.Background(), WithDir(t.TempDir())); b != nil || err != nil {
+		t.Fatalf("OTEL_SDK_DISABLED=true: Setup = %v, %v", b, err)
+	}
+	t.Setenv("OTEL_SDK_DISABLED", "")
+	if _, _, err := Setup(context.Background()); err == nil {
+		t.Fatal("enabled without WithDir: no error")
+	}
+}
+
+// (e) OTEL_EXPORTER_OTLP_ENDPOINT switches it on; otlploghttp takes headers
+// and compression from the environment, the resource OTEL_SERVICE_NAME and
+// OTEL_RESOURCE_ATTRIBUTES; WithTracing exports spans to the same endpoint.
+func TestSetupFromEnv(t *testing.T) {
+	clearOTLPEnv(t)
+	r := newReceiver(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", r.endpoint())
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-audit-token=s3cret")
+	t.Setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+	t.Setenv("OTEL_SERVICE_NAME", "from-env")
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test")
+	dir := t.TempDir()
+	ctx := context.Background()
+	b, shutdown, err := Setup(ctx, WithDir(dir), WithService("from-code", "1.2.3"), WithTracing())
+	if err != nil || b == nil {
+		t.Fatalf("Setup = %v, %v", b, err)
+	}
+	tp := b.TracerProvider()
+	if tp == nil {
+		t.Fatal("WithTracing: no TracerProvider")
+	}
+	h := newTestHandler(t, dir, b)
+	sctx, span := tp.Tracer("test").Start(ctx, "request")
+	slog.New(h).InfoContext(sctx, "configured from the environment", handler.Audit)
+	span.End()
+	h.Close()
+	sdctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := shutdown(sdctx); err != nil {
+		t.Fatal(err)
+	}
+	lines := fileLines(t, dir)
+	if miss := r.missing(seqsOf(lines)); len(miss) != 0 {
+		t.Fatalf("missing %v", miss)
+	}
+	r.mu.Lock()
+	hdr, spans := r.headers, r.spans
+	r.mu.Unlock()
+	if hdr.Get("X-Audit-Token") != "s3cret" || hdr.Get("Content-Encoding") != "gzip" {
+		t.Errorf("headers from the environment not applied: %v", hdr)
+	}
+	if spans < 1 {
+		t.Errorf("no span exported")
+	}
+	rec, _ := r.bySeq(lines[1].Seq)
+	for key, want := range map[string]string{
+		"service.name": "from-env", "service.version": "1.2.3", "deployment.environment.name": "test",
+	} {
+		if v, _ := attr(rec.res.GetAttributes(), key); v.GetStringValue() != want {
+			t.Errorf("resource %s = %q, want %q", key, v.GetStringValue(), want)
+		}
+	}
+	if tid := span.SpanContext().TraceID(); string(rec.rec.TraceId) != string(tid[:]) {
+		t.Errorf("audit record trace id %x, span's %s", rec.rec.TraceId, tid)
+	}
+}
+
+// (e) OTEL_EXPORTER_OTLP_LOGS_ENDPOINT alone switches it on too (and, with
+// no traces endpoint, WithTracing builds no TracerProvider).
+func TestSetupLogsEndpoint(t *testing.T) {
+	clearOTLPEnv(t)
+	r := newReceiver(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", r.endpoint()+"/v1/logs")
+	dir := t.TempDir()
+	b, shutdown, err := Setup(context.Background(), WithDir(dir), WithTracing())
+	if err != nil || b == nil {
+		t.Fatalf("Setup = %v, %v", b, err)
+	}
+	if b.TracerProvider() != nil {
+		t.Error("TracerProvider without a traces endpoint")
+	}
+	h := newTestHandler(t, dir, b)
+	slog.New(h).Info("x", handler.Audit)
+	h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if miss := r.missing(seqsOf(fileLines(t, dir))); len(miss) != 0 {
+		t.Fatalf("missing %v", miss)
+	}
+}
