@@ -26,6 +26,7 @@ import (
 
 	"github.com/slogaudit/slogaudit/chain"
 	"github.com/slogaudit/slogaudit/handler"
+	"github.com/slogaudit/slogaudit/otelbridge"
 	"github.com/slogaudit/slogaudit/rotate"
 )
 
@@ -176,10 +177,29 @@ func BenchmarkAuditFileAlways(b *testing.B) {
 	benchLog(b, handler.Logger(slog.New(newAudit(b, rotate.SyncAlways))))
 }
 
-// BenchmarkAuditFileOTLP will be the audit file plus the OTLP leg; its peer
-// is BenchmarkPeerOtelslogBatch.
+// BenchmarkAuditFileOTLP is AuditFileNone plus the OTLP leg (otelbridge)
+// to an exporter that discards; its peer is BenchmarkPeerOtelslogBatch.
+// Conversion and export run on the bridge's goroutine, as they do in use.
 func BenchmarkAuditFileOTLP(b *testing.B) {
-	b.Skip("OTLP leg not yet implemented")
+	dir := b.TempDir()
+	bridge, err := otelbridge.New(discardExporter{}, otelbridge.WithDir(dir))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := handler.New(handler.Options{
+		Dir: dir, Key: benchKey, App: slog.DiscardHandler, AuditOnlyToFile: true,
+		OnError: func(err error) { b.Error(err) },
+		Rotate:  rotate.Options{Sync: rotate.SyncNone, MaxBytes: 64 << 20},
+		Sinks:   []handler.Sink{bridge},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		h.Close()
+		bridge.Shutdown(context.Background())
+	})
+	benchLog(b, handler.Logger(slog.New(h)))
 }
 
 // ---- non-audit records ----
