@@ -212,12 +212,18 @@ func Build(t testing.TB, name string) string {
 		buildLocks[name] = mu
 	}
 	buildMu.Unlock()
+	// mu serialises builds of one peer; buildMu guards the maps, which
+	// builds of different peers share.
 	mu.Lock()
+	buildMu.Lock()
 	r := built[name]
+	buildMu.Unlock()
 	if r == nil {
 		r = new(buildResult)
 		r.bin, r.out, r.err = BuildBinary(name)
+		buildMu.Lock()
 		built[name] = r
+		buildMu.Unlock()
 	}
 	mu.Unlock()
 
