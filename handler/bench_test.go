@@ -26,9 +26,11 @@ func benchLog(b *testing.B, l *slog.Logger) {
 	}
 }
 
-func benchAudit(b *testing.B, policy rotate.Policy) {
+func benchAudit(b *testing.B, policy rotate.Policy) { benchAuditOpts(b, policy, false) }
+
+func benchAuditOpts(b *testing.B, policy rotate.Policy, noRedaction bool) {
 	h, err := New(Options{Dir: b.TempDir(), Key: testKey, App: slog.DiscardHandler, AuditOnlyToFile: true,
-		Rotate: rotate.Options{Sync: policy, MaxBytes: 64 << 20}})
+		Rotate: rotate.Options{Sync: policy, MaxBytes: 64 << 20}, NoRedaction: noRedaction})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -38,6 +40,10 @@ func benchAudit(b *testing.B, policy rotate.Policy) {
 
 func BenchmarkAuditFileNone(b *testing.B)   { benchAudit(b, rotate.SyncNone) }
 func BenchmarkAuditFileAlways(b *testing.B) { benchAudit(b, rotate.SyncAlways) }
+
+// BenchmarkAuditFileNoneNoRedaction is AuditFileNone with redaction off:
+// the two measure what redaction costs a clean record.
+func BenchmarkAuditFileNoneNoRedaction(b *testing.B) { benchAuditOpts(b, rotate.SyncNone, true) }
 
 func BenchmarkAppPassthrough(b *testing.B) {
 	h, err := New(Options{Dir: b.TempDir(), Key: testKey, App: slog.NewJSONHandler(io.Discard, nil)})
