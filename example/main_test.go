@@ -157,54 +157,47 @@ func session(t *testing.T, p *proc) {
 	}
 }
 
+// readPlain returns a file's content, decompressed if it is gzip'd.
+func readPlain(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data, err = io.ReadAll(zr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return data
+}
+
 // auditText returns the decompressed content of every audit file.
 func auditText(t *testing.T, dir string) string {
 	t.Helper()
-	var all strings.Builder
 	paths, err := rotate.List(dir, chain.DefaultPrefix, chain.DefaultExt)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var all strings.Builder
 	for _, path := range paths {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasSuffix(path, ".gz") {
-			zr, err := gzip.NewReader(bytes.NewReader(data))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if data, err = io.ReadAll(zr); err != nil {
-				t.Fatal(err)
-			}
-		}
-		all.Write(data)
+		all.Write(readPlain(t, path))
 	}
 	return all.String()
 }
 
-// dirText returns the content of every file in dir (gzip'd ones
-// decompressed), audit files or not: what a search for a leak must cover.
+// dirText returns the content of every file in dir, audit files or not:
+// what a search for a leak must cover.
 func dirText(t *testing.T, dir string) string {
 	t.Helper()
-	var all strings.Builder
 	entries, _ := os.ReadDir(dir)
+	var all strings.Builder
 	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasSuffix(e.Name(), ".gz") {
-			zr, err := gzip.NewReader(bytes.NewReader(data))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if data, err = io.ReadAll(zr); err != nil {
-				t.Fatal(err)
-			}
-		}
-		all.Write(data)
+		all.Write(readPlain(t, filepath.Join(dir, e.Name())))
 	}
 	return all.String()
 }
