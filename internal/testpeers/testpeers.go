@@ -134,9 +134,9 @@ func BuildArgs(srcDir, name, out string) []string {
 }
 
 // Key returns the cache key of peer name: a hash of every file of its
-// nested module (go.mod, go.sum, sources, manifest), the Go version, the
-// target platform and the build arguments. Any change to them gives a new
-// binary name, so a stale binary is never reused.
+// nested module (go.mod, go.sum, sources, manifest; not tests), the Go
+// version, the target platform and the build arguments. Any change to them
+// gives a new binary name, so a stale binary is never reused.
 func Key(srcDir, name, goVersion string) (string, error) {
 	p, ok := peers[name]
 	if !ok {
@@ -150,13 +150,13 @@ func Key(srcDir, name, goVersion string) (string, error) {
 			return err
 		}
 		if d.IsDir() {
-			if path != root && strings.HasPrefix(d.Name(), ".") {
+			if path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
 				return filepath.SkipDir
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() {
-			return nil
+		if !d.Type().IsRegular() || strings.HasSuffix(d.Name(), "_test.go") {
+			return nil // tests do not change the binary
 		}
 		data, err := os.ReadFile(path)
 		if err != nil {
