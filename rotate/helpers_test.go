@@ -1,6 +1,7 @@
 package rotate
 
 import (
+	"bytes"
 	"compress/gzip"
 	"fmt"
 	"io"
@@ -88,7 +89,7 @@ func batch(t *testing.T, w *Writer, recs ...string) []error {
 	t.Helper()
 	w.mu.Lock()
 	for w.leading {
-		w.cond.Wait()
+		w.waitIdle()
 	}
 	w.leading = true
 	w.mu.Unlock()
@@ -108,8 +109,7 @@ func batch(t *testing.T, w *Writer, recs ...string) []error {
 		})
 	}
 	w.mu.Lock()
-	w.leading = false
-	w.cond.Broadcast()
+	w.release()
 	w.mu.Unlock()
 	wg.Wait()
 	return errs
@@ -261,6 +261,8 @@ type faultFS struct {
 	writes    int
 	syncs     int
 	opened    []string
+	lines     int   // newlines written since the last Sync
+	batches   []int // lines written before each Sync
 }
 
 func (fs *faultFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
@@ -296,6 +298,13 @@ func (fs *faultFS) openedFiles() []string {
 	return append([]string(nil), fs.opened...)
 }
 
+// syncBatches returns how many lines each Sync so far flushed.
+func (fs *faultFS) syncBatches() []int {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return append([]int(nil), fs.batches...)
+}
+
 func (fs *faultFS) counts() (writes, syncs int) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -318,6 +327,8 @@ func (f *faultFile) Write(p []byte) (int, error) {
 	err, n := fs.writeErr, fs.writeN
 	if fail {
 		fs.writeErr, fs.short = nil, false
+	} else {
+		fs.lines += bytes.Count(p, []byte("\n"))
 	}
 	fs.mu.Unlock()
 	if !fail {
@@ -331,6 +342,8 @@ func (f *faultFile) Sync() error {
 	fs := f.fs
 	fs.mu.Lock()
 	fs.syncs++
+	fs.batches = append(fs.batches, fs.lines)
+	fs.lines = 0
 	err := fs.syncErr
 	fs.syncErr = nil
 	fake, delay := fs.fakeSync, fs.syncDelay

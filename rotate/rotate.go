@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,7 +36,10 @@ const (
 	// anything was written since the last one.
 	SyncInterval
 	// SyncAlways fsyncs a record before WriteRecord returns. Concurrent
-	// writers share one write and one fsync.
+	// writers share one write and one fsync: while writers keep coming
+	// back, a batch may wait for them for up to 300µs (less on disks
+	// whose fsync is faster) before it is written; a lone writer never
+	// waits.
 	SyncAlways
 )
 
@@ -161,7 +165,8 @@ type Writer struct {
 	active atomic.Pointer[string] // path of the open file, nil if none (retention skips it)
 
 	mu        sync.Mutex
-	cond      sync.Cond // on mu; broadcast whenever a leader finishes
+	idle      sync.Cond // on mu; broadcast when the leader role is released and idleWait > 0
+	idleWait  int       // goroutines waiting on idle for the leader role (Sync, Rotate, Close)
 	closed    bool
 	closeDone chan struct{}
 	leading   bool   // some goroutine holds the leader role
@@ -170,6 +175,9 @@ type Writer struct {
 	next      uint64 // sequence number of the next record enqueued
 	done      uint64 // every record numbered below done has its result
 	fails     []failure
+	expect    int          // SyncAlways: records the next batch is expected to carry (see gather)
+	gathering bool         // a leader is in gather, polling npend
+	npend     atomic.Int32 // len(pend.ends) while gathering, read by the leader without mu
 
 	// Leader state: used only by the goroutine holding the leader role,
 	// which it takes and releases under mu.
@@ -183,10 +191,13 @@ type Writer struct {
 	dirSynced bool  // f's directory entry is durable
 	dirty     bool  // f has bytes written since its last fsync
 	rotateAt  time.Time
-	out       []byte // bytes framed for f but not yet written (the segment)
-	segOpen   bool   // out holds f's Open frame
-	segRecs   int    // records in out
-	framed    bool   // the Framer was called since its last Commit/Rollback
+	out       []byte        // bytes framed for f but not yet written (the segment)
+	segOpen   bool          // out holds f's Open frame
+	segRecs   int           // records in out
+	framed    bool          // the Framer was called since its last Commit/Rollback
+	one       queue         // writeAlone's record: the caller's own slice, not a copy
+	syncEst   time.Duration // moving average of the fsync time of lead's batches, for gather
+	timeSync  bool          // measure fsyncs for syncEst (not on the fast path)
 
 	stopTick chan struct{}
 	tickDone chan struct{}
@@ -200,10 +211,16 @@ type Writer struct {
 // queue holds enqueued records back to back in buf; ends[i] is the end of
 // record i in buf. Two queues alternate so that writers can enqueue while a
 // leader writes, without allocating.
+//
+// The writers of a queue's records wait on its cond, so that the end of a
+// batch wakes only that batch's writers (broadcast), plus one writer of the
+// next batch to lead it (signal), not everybody.
 type queue struct {
-	buf  []byte
-	ends []int
-	args []any
+	buf     []byte
+	ends    []int
+	args    []any
+	cond    sync.Cond // on Writer.mu
+	waiters int       // goroutines waiting on cond
 }
 
 // A failure is the result of records [lo, hi) whose write failed. It is
@@ -283,13 +300,16 @@ func New(opts Options) (*Writer, error) {
 		closeDone:  make(chan struct{}),
 		pend:       new(queue),
 		spare:      new(queue),
+		one:        queue{ends: make([]int, 1), args: make([]any, 1)},
 		stopTick:   make(chan struct{}),
 		tickDone:   make(chan struct{}),
 		stopBg:     make(chan struct{}),
 		bgDone:     make(chan struct{}),
 		wake:       make(chan struct{}, 1),
 	}
-	w.cond.L = &w.mu
+	w.idle.L = &w.mu
+	w.pend.cond.L = &w.mu
+	w.spare.cond.L = &w.mu
 	startup := job{tmps: tmps, retain: true}
 	if n := len(files); n > 0 {
 		w.prev = files[n-1].base
@@ -351,15 +371,23 @@ func (w *Writer) WriteRecord(rec []byte, arg any) error {
 		w.mu.Unlock()
 		return ErrClosed
 	}
+	if !w.leading && len(w.pend.ends) == 0 && w.expect <= 1 {
+		return w.writeAlone(rec, arg)
+	}
 	q := w.pend
 	q.buf = append(q.buf, rec...)
 	q.ends = append(q.ends, len(q.buf))
 	q.args = append(q.args, arg)
+	if w.gathering {
+		w.npend.Store(int32(len(q.ends)))
+	}
 	seq := w.next
 	w.next++
 	for w.done <= seq {
 		if w.leading {
-			w.cond.Wait()
+			q.waiters++
+			q.cond.Wait()
+			q.waiters--
 		} else {
 			w.lead(opWrite)
 		}
@@ -367,6 +395,41 @@ func (w *Writer) WriteRecord(rec []byte, arg any) error {
 	err := w.result(seq)
 	w.mu.Unlock()
 	return err
+}
+
+// writeAlone is WriteRecord's fast path, taken when there is no leader,
+// nothing is pending and, under SyncAlways, no other writer is expected to
+// join the batch (see gather). The caller takes the leader role and writes rec
+// as a batch of its own, framed straight from its slice: no copy into the
+// queue, no failure bookkeeping, and no wake-up unless someone started
+// waiting meanwhile. Records enqueued meanwhile are numbered, and so framed,
+// after rec.
+//
+// It is called with mu held and returns with mu released.
+func (w *Writer) writeAlone(rec []byte, arg any) error {
+	w.leading = true
+	w.next++
+	end := w.next
+	w.mu.Unlock()
+
+	w.timeSync = false
+	q := &w.one
+	q.buf = rec
+	q.ends[0] = len(rec)
+	q.args[0] = arg
+	failAt, err, _ := w.flush(q, opWrite)
+	q.buf = nil // the caller's, and it may reuse it once we return
+	q.args[0] = nil
+
+	w.mu.Lock()
+	w.done = end
+	w.batchDone(1)
+	w.release()
+	w.mu.Unlock()
+	if failAt == 0 {
+		return err
+	}
+	return nil
 }
 
 // result returns the error, if any, for record seq, whose batch is done.
@@ -403,7 +466,7 @@ func (w *Writer) Close() error {
 	}
 	w.closed = true
 	for w.leading {
-		w.cond.Wait()
+		w.waitIdle()
 	}
 	err := w.lead(opClose)
 	w.mu.Unlock()
@@ -432,7 +495,7 @@ func (w *Writer) control(op op) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for w.leading && !w.closed {
-		w.cond.Wait()
+		w.waitIdle()
 	}
 	if w.closed {
 		return ErrClosed
@@ -445,11 +508,15 @@ func (w *Writer) control(op op) error {
 // waiters. It is called with mu held and no leader.
 func (w *Writer) lead(op op) error {
 	w.leading = true
+	if op == opWrite && len(w.pend.ends) < w.expect {
+		w.gather()
+	}
 	q := w.pend
 	w.pend, w.spare = w.spare, nil
 	end := w.next
 	w.mu.Unlock()
 
+	w.timeSync = w.policy == SyncAlways
 	failAt, err, opErr := w.flush(q, op)
 	n := len(q.ends)
 	q.buf = q.buf[:0]
@@ -462,10 +529,94 @@ func (w *Writer) lead(op op) error {
 		w.fails = append(w.fails, failure{lo: end - uint64(n-failAt), hi: end, err: err, left: n - failAt})
 	}
 	w.done = end
+	if n > 0 {
+		w.batchDone(n)
+	}
 	w.spare = q
-	w.leading = false
-	w.cond.Broadcast()
+	if q.waiters > 0 {
+		q.cond.Broadcast()
+	}
+	w.release()
 	return opErr
+}
+
+// release gives up the leader role. It wakes one writer of a pending record,
+// to lead the next batch, and every goroutine waiting to run an op. It is
+// called with mu held.
+func (w *Writer) release() {
+	w.leading = false
+	if w.pend.waiters > 0 {
+		w.pend.cond.Signal()
+	}
+	if w.idleWait > 0 {
+		w.idle.Broadcast()
+	}
+}
+
+// waitIdle waits on idle, with mu held, for the leader role to be released.
+func (w *Writer) waitIdle() {
+	w.idleWait++
+	w.idle.Wait()
+	w.idleWait--
+}
+
+// batchDone notes, with mu held, that a batch of n records has ended: under
+// SyncAlways, the next batch is expected to carry its n writers, who come back
+// with their next records, plus the writers already waiting.
+func (w *Writer) batchDone(n int) {
+	if w.policy == SyncAlways {
+		w.expect = n + len(w.pend.ends)
+	}
+}
+
+// Bounds of the gather window.
+const (
+	gatherMax   = 300 * time.Microsecond // never longer than this
+	gatherQuiet = 100 * time.Microsecond // nor longer than this without a new record
+)
+
+// gather lets a SyncAlways leader wait briefly for records before it takes
+// the queue, so that they share its fsync instead of waiting for the next one
+// (PostgreSQL's commit_delay, MySQL's binlog_group_commit_sync_delay).
+// Without it, concurrent writers split into two cohorts that take turns: the
+// writers released by one batch come back only after the next leader has
+// taken the queue, and every fsync carries about half of them.
+//
+// It waits until w.expect records are pending (the writers of the last batch
+// and those who were already waiting), until no record came for gatherQuiet,
+// or for at most min(gatherMax, half the usual fsync time). A lone writer
+// never gets here: w.expect is 1 after its batch.
+//
+// It polls, yielding the processor to the writers it waits for, rather than
+// sleeping, because a timer shorter than a millisecond fires a millisecond
+// late when the process is otherwise idle.
+//
+// It is called with mu held and the leader role taken, and releases mu while
+// it waits.
+func (w *Writer) gather() {
+	limit := min(gatherMax, w.syncEst/2)
+	if limit <= 0 {
+		return
+	}
+	target := int32(w.expect)
+	w.gathering = true
+	n := int32(len(w.pend.ends))
+	w.npend.Store(n)
+	w.mu.Unlock()
+	start := time.Now()
+	last := start
+	for n < target {
+		runtime.Gosched()
+		now := time.Now()
+		if m := w.npend.Load(); m != n {
+			n, last = m, now
+		}
+		if now.Sub(start) >= limit || now.Sub(last) >= gatherQuiet {
+			break
+		}
+	}
+	w.mu.Lock()
+	w.gathering = false
 }
 
 // plain is the Framer used when Options.Framer is nil.
