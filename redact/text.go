@@ -245,27 +245,18 @@ func (t *textOut) detectToken(i int) (int, int) {
 	return 0, 0
 }
 
+// detect runs every matcher at trigger i: the self-delimiting secrets and
+// those that need their context (a scheme, URL userinfo, a key).
 func (t *textOut) detect(i int) (int, int) {
 	switch t.s[i] {
 	case 'b', 'B':
 		return t.authScheme(i)
-	case 'J':
-		return t.jwt(i)
-	case 'A':
-		return t.aws(i)
-	case '_':
-		return t.github(i)
-	case '-':
-		if strings.HasPrefix(t.s[i:], "-----BEGIN ") {
-			return t.pem(i)
-		}
-		return t.slack(i)
 	case '@':
 		return t.userinfo(i)
 	case '=', ':':
 		return t.keyValue(i)
 	}
-	return 0, 0
+	return t.detectToken(i)
 }
 
 // authScheme matches the credentials after "Bearer " or "Basic " (the B,
