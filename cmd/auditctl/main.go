@@ -1,5 +1,6 @@
-// Command auditctl manages slogaudit audit directories: it creates keys and
-// verifies the hash chain of the audit files.
+// Command auditctl manages slogaudit audit directories: it creates keys,
+// verifies the hash chain of the audit files, queries their events and
+// computes redaction fingerprints.
 //
 //	auditctl keygen -o FILE
 //	auditctl verify [--key-file FILE] [--json] DIR
