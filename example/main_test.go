@@ -546,3 +546,32 @@ func TestExampleLeavesNoSecrets(t *testing.T) {
 		t.Errorf("audit trail lacks the key name or the redacted query:\n%s", text)
 	}
 }
+
+// SIGHUP starts a new audit file (for log shippers that follow files); the
+// chain goes on across it.
+func TestExampleSIGHUPRotates(t *testing.T) {
+	tmp := t.TempDir()
+	dir, keyFile := filepath.Join(tmp, "audit-logs"), filepath.Join(tmp, "audit.key")
+	p := start(t, "-audit-dir", dir, "-key-file", keyFile)
+	p.do(t, "POST", "/servers/obsidian/start", "")
+	before, _ := rotate.List(dir, chain.DefaultPrefix, chain.DefaultExt)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		after, _ := rotate.List(dir, chain.DefaultPrefix, chain.DefaultExt)
+		if len(after) == len(before)+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new file after SIGHUP: %v", after)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.do(t, "POST", "/servers/obsidian/stop", "")
+	p.stop(t)
+	key, _ := chain.ReadKeyFile(keyFile)
+	rep := verifyDir(t, dir, key)
+	if !rep.Intact || len(rep.Files) != 2 || len(rep.Problems()) != 0 || !rep.Files[0].Closed {
+		t.Fatalf("after SIGHUP: %+v", rep)
+	}
+}
