@@ -292,6 +292,7 @@ type pent struct {
 type exporter struct {
 	b       *Bridge
 	rd      *fileReader
+	conv    converter
 	spare   queue
 	pending []pent // sorted by seq once sorted is true
 	sorted  bool
@@ -561,7 +562,8 @@ func (e *exporter) build(now time.Time) {
 
 // emit converts one record and emits it into the processor's batch.
 func (e *exporter) emit(ctx context.Context, members []byte, pos chain.Position, now time.Time) {
-	rec, sc, _ := convert(members, pos, now) // a malformed record is exported as its raw text
+	rec, sc, _ := e.conv.convert(members, pos, now) // a malformed record is exported as its raw text
+	e.conv.release()
 	if sc.HasTraceID() || sc.HasSpanID() {
 		ctx = trace.ContextWithSpanContext(ctx, sc)
 	}
