@@ -211,7 +211,7 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 			return true
 		})
 		if redacted > 0 {
-			r = h.redactRecord(r, msg)
+			r = h.redactRecord(r, msg, n)
 		}
 	} else if !isAudit {
 		r.Attrs(func(a slog.Attr) bool {
@@ -331,13 +331,10 @@ func appendHex(b, src []byte) []byte {
 	return b
 }
 
-// redactRecord returns a copy of r with message msg and every attribute
-// redacted, plus redacted=N.
-func (h *Handler) redactRecord(r slog.Record, msg string) slog.Record {
-	total := 0
-	if _, n := h.c.red.String(r.Message); n > 0 {
-		total = n
-	}
+// redactRecord returns a copy of r with the redacted message msg (msgN
+// redactions) and every attribute redacted, plus redacted=N.
+func (h *Handler) redactRecord(r slog.Record, msg string, msgN int) slog.Record {
+	total := msgN
 	r2 := slog.NewRecord(r.Time, r.Level, msg, r.PC)
 	r.Attrs(func(a slog.Attr) bool {
 		if !isTag(a) {

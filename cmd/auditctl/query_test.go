@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,9 +15,7 @@ import (
 )
 
 func runQuery(args ...string) (code int, stdout, stderr string) {
-	var out, errb bytes.Buffer
-	code = queryCmd(args, &out, &errb)
-	return code, out.String(), errb.String()
+	return runCmd(append([]string{"query"}, args...)...)
 }
 
 // queryDir writes 12 keyed audit events over several compressed files:
