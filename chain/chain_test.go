@@ -122,9 +122,9 @@ func assertFinds(t *testing.T, rep *Report, c Class, file string, line int) {
 
 func TestSealAndParse(t *testing.T) {
 	for _, key := range [][]byte{nil, testKey} {
-		s := newSealer(key, fakeClock(), state{})
+		s := newSealer(keyState(key), 0, fakeClock(), state{})
 		body := []byte(`"msg":"hello","n":1`)
-		want := s.Len(body)
+		want := s.Len(body, nil)
 		line := s.seal(nil, body)
 		if len(line) != want {
 			t.Errorf("Len = %d, seal wrote %d", want, len(line))
@@ -150,7 +150,7 @@ func TestSealAndParse(t *testing.T) {
 }
 
 func TestParseLineRejects(t *testing.T) {
-	s := newSealer(testKey, fakeClock(), state{})
+	s := newSealer(keyState(testKey), 0, fakeClock(), state{})
 	good := string(bytes.TrimSuffix(s.seal(nil, []byte(`"msg":"x"`)), []byte("\n")))
 	for _, bad := range []string{
 		"",
@@ -277,7 +277,7 @@ func TestTornTailRecovery(t *testing.T) {
 	rep = verify(t, dir, testKey)
 	assertIntact(t, rep)
 	assertWarns(t, rep, TornTail)
-	assertWarns(t, rep, Unclosed)
+	assertWarns(t, rep, TornTail)
 }
 
 func assertWarns(t *testing.T, rep *Report, c Class) {
@@ -508,4 +508,12 @@ func TestConcurrentAppend(t *testing.T) {
 	if rep.Lines != goroutines*each+2*len(rep.Files) {
 		t.Errorf("%d lines in %d files", rep.Lines, len(rep.Files))
 	}
+}
+
+// keyState is the state of initial key k, or the unkeyed state for nil.
+func keyState(k []byte) KeyState {
+	if k == nil {
+		return KeyState{}
+	}
+	return NewKeyState(k)
 }

@@ -11,7 +11,7 @@ import (
 // the frame of FORMAT.md §2 — the sealed part, the mac member and nothing
 // else — so two different byte strings cannot parse to the same line.
 func FuzzParseLine(f *testing.F) {
-	s := newSealer(testKey, func() time.Time { return time.Unix(0, 0) }, state{})
+	s := newSealer(keyState(testKey), 0, func() time.Time { return time.Unix(0, 0) }, state{})
 	for _, body := range []string{"", `"msg":"x"`, `"rec":"open","file":"a"`, `"a":{"b":[1,2]}`} {
 		f.Add(bytes.TrimSuffix(s.seal(nil, []byte(body)), []byte("\n")))
 	}

@@ -9,6 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 )
 
 // KeySize is the length of a chain key in bytes.
@@ -49,7 +52,23 @@ func WriteKeyFile(path string, key []byte) error {
 // ReadKeyFile reads a key written by WriteKeyFile (64 hex digits, surrounding
 // white space ignored) or a raw 32-byte file. Like ssh with private keys, it
 // refuses a file that its group or others may read or write.
+//
+// It returns the initial key K(0): a key file that a writer has evolved
+// (see KeyState) is refused, since it cannot verify earlier epochs.
 func ReadKeyFile(path string) ([]byte, error) {
+	ks, err := ReadKeyState(path)
+	if err != nil {
+		return nil, err
+	}
+	if ks.Epoch != 0 {
+		return nil, fmt.Errorf("chain: key file %s has evolved to epoch %d (a writer's forward-secure key); verification needs the initial key K(0): use the copy kept offline", path, ks.Epoch)
+	}
+	return ks.Key, nil
+}
+
+// readPrivate reads a secret file, refusing one that its group or others
+// may read or write, like ssh with private keys.
+func readPrivate(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("chain: read key: %w", err)
@@ -61,7 +80,7 @@ func ReadKeyFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chain: read key: %w", err)
 	}
-	return ParseKey(data)
+	return data, nil
 }
 
 // ParseKey decodes a key from the contents of a key file.
@@ -99,4 +118,155 @@ func KeyID(key []byte) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte("slogaudit key id v1"))
 	return hex.EncodeToString(m.Sum(nil))[:16]
+}
+
+// Forward security. The MAC key evolves at the end of every epoch:
+//
+//	K(e+1) = HMAC-SHA-256(K(e), "slogaudit key v2 epoch " || decimal(e+1))
+//
+// The writer forgets K(e) once K(e+1) is in use, so whoever steals the key
+// on the host later cannot forge records of earlier epochs. A verifier
+// starts from the initial key K(0), which the operator keeps offline.
+
+// EvolveKey returns the key of epoch next, given the key of epoch next-1.
+func EvolveKey(key []byte, next uint64) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("slogaudit key v2 epoch "))
+	m.Write(strconv.AppendUint(nil, next, 10))
+	return m.Sum(nil)
+}
+
+// A KeyState is a chain key at an epoch.
+type KeyState struct {
+	ID    string // KeyID of the initial key K(0): names the chain's key
+	Epoch uint64 // the epoch Key belongs to
+	Key   []byte // K(Epoch)
+}
+
+// NewKeyState returns the state of the initial key k0 (epoch 0).
+func NewKeyState(k0 []byte) KeyState {
+	return KeyState{ID: KeyID(k0), Key: bytes.Clone(k0)}
+}
+
+// At returns the state at a later (or the same) epoch. It cannot go back:
+// that is the point.
+func (ks KeyState) At(epoch uint64) (KeyState, error) {
+	if epoch < ks.Epoch {
+		return KeyState{}, fmt.Errorf("chain: the key of epoch %d cannot be derived from the key of epoch %d (keys only evolve forward; use the initial key)", epoch, ks.Epoch)
+	}
+	k := ks.Key
+	for e := ks.Epoch + 1; e <= epoch; e++ {
+		k = EvolveKey(k, e)
+	}
+	return KeyState{ID: ks.ID, Epoch: epoch, Key: bytes.Clone(k)}, nil
+}
+
+const keyStateHeader = "slogaudit-key v2"
+
+// MarshalText writes the key file form of ks:
+//
+//	slogaudit-key v2
+//	key_id <16 hex>
+//	epoch <decimal>
+//	key <64 hex>
+func (ks KeyState) MarshalText() ([]byte, error) {
+	if len(ks.Key) != KeySize {
+		return nil, fmt.Errorf("chain: key must be %d bytes, got %d", KeySize, len(ks.Key))
+	}
+	return fmt.Appendf(nil, "%s\nkey_id %s\nepoch %d\nkey %x\n", keyStateHeader, ks.ID, ks.Epoch, ks.Key), nil
+}
+
+// ParseKeyState decodes a key file: the form MarshalText writes, or an
+// initial key (64 hex digits or 32 raw bytes, as WriteKeyFile writes it),
+// which is epoch 0.
+func ParseKeyState(data []byte) (KeyState, error) {
+	if !bytes.HasPrefix(data, []byte(keyStateHeader+"\n")) {
+		k, err := ParseKey(data)
+		if err != nil {
+			return KeyState{}, err
+		}
+		return NewKeyState(k), nil
+	}
+	var ks KeyState
+	var keyHex string
+	rest := strings.TrimPrefix(string(data), keyStateHeader+"\n")
+	if _, err := fmt.Sscanf(rest, "key_id %s\nepoch %d\nkey %s\n", &ks.ID, &ks.Epoch, &keyHex); err != nil {
+		return KeyState{}, fmt.Errorf("chain: key file: %w", err)
+	}
+	k, err := hex.DecodeString(keyHex)
+	if err != nil || len(k) != KeySize || len(ks.ID) != 16 {
+		return KeyState{}, errors.New("chain: key file: malformed key or key_id")
+	}
+	ks.Key = k
+	return ks, nil
+}
+
+// ReadKeyState reads a key file as ReadKeyFile does, evolved or not.
+func ReadKeyState(path string) (KeyState, error) {
+	data, err := readPrivate(path)
+	if err != nil {
+		return KeyState{}, err
+	}
+	return ParseKeyState(data)
+}
+
+// WriteKeyState replaces the key file at path by ks, atomically: a crash
+// leaves either the old or the new state, never a mix. The old state's
+// bytes are then overwritten with zeros through the replaced file, so that
+// they do not linger in the file system as far as it overwrites in place
+// (copy-on-write file systems and SSDs may keep old blocks; see FORMAT.md).
+func WriteKeyState(path string, ks KeyState) error {
+	text, err := ks.MarshalText()
+	if err != nil {
+		return err
+	}
+	old, _ := os.OpenFile(path, os.O_WRONLY, 0)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		if old != nil {
+			old.Close()
+		}
+		return fmt.Errorf("chain: write key: %w", err)
+	}
+	_, err = f.Write(text)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		if old != nil {
+			old.Close()
+		}
+		return fmt.Errorf("chain: write key: %w", err)
+	}
+	if old != nil {
+		if fi, err := old.Stat(); err == nil {
+			old.WriteAt(make([]byte, fi.Size()), 0)
+			old.Sync()
+		}
+		old.Close()
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -14,14 +14,16 @@ type Line struct {
 	Seq    uint64
 	Prev   [sha256.Size]byte
 	MAC    [sha256.Size]byte
-	Kind   string // "", RecOpen or RecClose
+	Kind   string // "" for an audit record, or RecOpen, RecClose, RecCheckpoint, RecPruned
 	Sealed []byte // the bytes the MAC covers: from '{' up to, not including, ,"mac":"
 	Raw    []byte // the whole line without its newline
 }
 
 var (
-	recOpenMember  = []byte(`,"rec":"open"`)
-	recCloseMember = []byte(`,"rec":"close"`)
+	recOpenMember       = []byte(`,"rec":"open"`)
+	recCloseMember      = []byte(`,"rec":"close"`)
+	recCheckpointMember = []byte(`,"rec":"checkpoint"`)
+	recPrunedMember     = []byte(`,"rec":"pruned"`)
 )
 
 // ParseLine parses raw (one line without its trailing newline). The returned
@@ -76,6 +78,10 @@ func ParseLine(raw []byte) (Line, error) {
 		l.Kind = RecOpen
 	case bytes.HasPrefix(body, recCloseMember):
 		l.Kind = RecClose
+	case bytes.HasPrefix(body, recCheckpointMember):
+		l.Kind = RecCheckpoint
+	case bytes.HasPrefix(body, recPrunedMember):
+		l.Kind = RecPruned
 	}
 	return l, nil
 }
@@ -115,6 +121,7 @@ func decodeHash(dst *[sha256.Size]byte, src []byte) error {
 type OpenInfo struct {
 	Time     string `json:"time"`
 	V        int    `json:"v"`
+	Epoch    uint64 `json:"epoch"`
 	Alg      string `json:"alg"`
 	KeyID    string `json:"key_id"`
 	File     string `json:"file"`
@@ -124,11 +131,25 @@ type OpenInfo struct {
 	PID      int    `json:"pid"`
 }
 
-// CloseInfo is the body of a close record.
-type CloseInfo struct {
+// EndInfo is the body of a record that ends an epoch: a checkpoint record
+// or a close record (which has a Reason).
+type EndInfo struct {
 	Time   string `json:"time"`
+	Epoch  uint64 `json:"epoch"`
 	File   string `json:"file"`
-	Reason string `json:"reason"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// CloseInfo is the body of a close record.
+type CloseInfo = EndInfo
+
+// PrunedInfo is the body of a pruned record: retention removed File, whose
+// last line was ThroughSeq with chain value ThroughChain.
+type PrunedInfo struct {
+	Time         string `json:"time"`
+	File         string `json:"file"`
+	ThroughSeq   uint64 `json:"through_seq"`
+	ThroughChain string `json:"through_chain"`
 }
 
 // Decode unmarshals the line's members (the sealed part, closed with '}')

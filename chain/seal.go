@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -19,12 +20,14 @@ const (
 )
 
 // Version is the format version written in open records.
-const Version = 1
+const Version = 2
 
 // Record kinds (the "rec" member). Ordinary audit records have none.
 const (
-	RecOpen  = "open"
-	RecClose = "close"
+	RecOpen       = "open"
+	RecClose      = "close"      // ends its file and its epoch
+	RecCheckpoint = "checkpoint" // ends its epoch
+	RecPruned     = "pruned"     // retention removed the oldest file
 )
 
 // Fixed pieces of every line; see FORMAT.md.
@@ -52,32 +55,48 @@ type state struct {
 	prevHex  [hashHex]byte // prev as written, kept to save encoding it again
 	file     string        // base name of the newest file opened
 	prevTorn int64         // bytes of torn tail in file's predecessor, written once in the next open record
+
+	epoch uint64    // the epoch of the next line
+	lines int       // lines of this epoch so far
+	key   []byte    // K(epoch); nil when unkeyed
+	mac   hash.Hash // keyed with key
+
+	ends    []Checkpoint // epochs ended since the last Commit
+	derived [][]byte     // keys derived since the last Commit
 }
 
 // sealer frames records into chained lines. It implements rotate.Framer and
 // is only ever called by one goroutine at a time (the group-commit leader).
 type sealer struct {
 	alg, keyID string
-	mac        hash.Hash
+	every      int // lines per epoch; 0 = no limit
 	sum        [sha256.Size]byte
 	now        func() time.Time
 	host       string
 	pid        int
+	scratch    []byte
+
+	// onCommit receives the epochs whose end lines were just written.
+	onCommit func(ends []Checkpoint, ks KeyState, lines int)
 
 	cur, committed state
 }
 
-func newSealer(key []byte, now func() time.Time, head state) *sealer {
+// newSealer continues the chain at head with ks, the key of head.epoch
+// (ks.Key nil: unkeyed).
+func newSealer(ks KeyState, every int, now func() time.Time, head state) *sealer {
 	hex.Encode(head.prevHex[:], head.prev[:])
-	s := &sealer{now: now, cur: head, committed: head, pid: os.Getpid()}
+	s := &sealer{now: now, every: every, pid: os.Getpid()}
 	s.host, _ = os.Hostname()
-	if key != nil {
-		s.alg, s.keyID = AlgHMACSHA256, KeyID(key)
-		s.mac = hmac.New(sha256.New, key)
+	head.key = ks.Key
+	if ks.Key != nil {
+		s.alg, s.keyID = AlgHMACSHA256, ks.ID
+		head.mac = hmac.New(sha256.New, ks.Key)
 	} else {
 		s.alg = AlgSHA256
-		s.mac = sha256.New()
+		head.mac = sha256.New()
 	}
+	s.cur, s.committed = head, head
 	return s
 }
 
@@ -95,9 +114,10 @@ func (s *sealer) seal(b, body []byte) []byte {
 		b = append(b, ',')
 		b = append(b, body...)
 	}
-	s.mac.Reset()
-	s.mac.Write(b[start:])
-	s.mac.Sum(s.sum[:0])
+	s.cur.mac.Reset()
+	s.cur.mac.Write(b[start:])
+	s.cur.mac.Sum(s.sum[:0])
+	s.cur.lines++
 	s.cur.prev = s.sum
 	hex.Encode(s.cur.prevHex[:], s.sum[:])
 	b = append(b, macPrefix...)
@@ -105,21 +125,80 @@ func (s *sealer) seal(b, body []byte) []byte {
 	return append(b, lineSuffix...)
 }
 
+// checkpointReq asks the sealer to end the epoch if it holds any line.
+type checkpointReq struct{}
+
 func (s *sealer) Frame(b, rec []byte, arg any) []byte {
+	if _, ok := arg.(checkpointReq); ok {
+		if s.cur.lines == 0 {
+			return b
+		}
+		return s.checkpoint(b)
+	}
 	b = s.seal(b, rec)
 	if p, ok := arg.(*Position); ok {
 		p.Seq, p.Chain = s.cur.seq, s.cur.prev
 	}
+	if s.every > 0 && s.cur.lines >= s.every {
+		b = s.checkpoint(b)
+	}
 	return b
 }
 
-func (s *sealer) Len(rec []byte) int {
-	n := len(seqPrefix) + decimalLen(s.cur.seq+1) + len(prevPrefix) + hashHex + 1 +
+func (s *sealer) Len(rec []byte, arg any) int {
+	n := 0
+	if _, ok := arg.(checkpointReq); !ok {
+		n = s.lineLen(s.cur.seq+1, len(rec))
+		if s.every == 0 || s.cur.lines+1 < s.every {
+			return n
+		}
+	} else if s.cur.lines == 0 {
+		return 0
+	}
+	s.scratch = s.checkpointBody(s.scratch[:0], time.Time{})
+	return n + s.lineLen(s.cur.seq+1+uint64(min(n, 1)), len(s.scratch))
+}
+
+func (s *sealer) lineLen(seq uint64, body int) int {
+	n := len(seqPrefix) + decimalLen(seq) + len(prevPrefix) + hashHex + 1 +
 		len(macPrefix) + hashHex + len(lineSuffix)
-	if len(rec) > 0 {
-		n += 1 + len(rec)
+	if body > 0 {
+		n += 1 + body
 	}
 	return n
+}
+
+func (s *sealer) checkpointBody(body []byte, t time.Time) []byte {
+	body = append(body, `"rec":"checkpoint","time":`...)
+	body = jsonenc.Time(body, t)
+	body = append(body, `,"epoch":`...)
+	body = strconv.AppendUint(body, s.cur.epoch, 10)
+	body = append(body, `,"file":`...)
+	return jsonenc.String(body, s.cur.file)
+}
+
+// checkpoint appends a checkpoint line, which ends the epoch.
+func (s *sealer) checkpoint(b []byte) []byte {
+	t := s.now()
+	s.scratch = s.checkpointBody(s.scratch[:0], t)
+	b = s.seal(b, s.scratch)
+	s.endEpoch(t)
+	return b
+}
+
+// endEpoch records the end of the epoch at the line just sealed and moves to
+// the next epoch's key.
+func (s *sealer) endEpoch(t time.Time) {
+	s.cur.ends = append(s.cur.ends, Checkpoint{
+		Seq: s.cur.seq, Chain: s.cur.prev, Epoch: s.cur.epoch, File: s.cur.file, Time: t.UTC(),
+	})
+	s.cur.epoch++
+	s.cur.lines = 0
+	if s.cur.key != nil {
+		s.cur.key = EvolveKey(s.cur.key, s.cur.epoch)
+		s.cur.derived = append(s.cur.derived, s.cur.key)
+		s.cur.mac = hmac.New(sha256.New, s.cur.key)
+	}
 }
 
 func decimalLen(n uint64) int {
@@ -139,6 +218,8 @@ func (s *sealer) Open(b []byte, name, _ string) []byte {
 	body = jsonenc.Time(body, s.now())
 	body = append(body, `,"v":`...)
 	body = strconv.AppendInt(body, Version, 10)
+	body = append(body, `,"epoch":`...)
+	body = strconv.AppendUint(body, s.cur.epoch, 10)
 	body = append(body, `,"alg":`...)
 	body = jsonenc.String(body, s.alg)
 	if s.keyID != "" {
@@ -162,19 +243,50 @@ func (s *sealer) Open(b []byte, name, _ string) []byte {
 	return s.seal(b, body)
 }
 
+// Close ends the file and its epoch.
 func (s *sealer) Close(b []byte, name, reason string) []byte {
-	var body []byte
+	t := s.now()
+	body := s.scratch[:0]
 	body = append(body, `"rec":"close","time":`...)
-	body = jsonenc.Time(body, s.now())
+	body = jsonenc.Time(body, t)
+	body = append(body, `,"epoch":`...)
+	body = strconv.AppendUint(body, s.cur.epoch, 10)
 	body = append(body, `,"file":`...)
 	body = jsonenc.String(body, name)
 	body = append(body, `,"reason":`...)
 	body = jsonenc.String(body, reason)
-	return s.seal(b, body)
+	s.scratch = body
+	b = s.seal(b, body)
+	s.endEpoch(t)
+	return b
 }
 
-func (s *sealer) Commit()   { s.committed = s.cur }
-func (s *sealer) Rollback() { s.cur = s.committed }
+func (s *sealer) Commit() {
+	if s.cur.key != nil && len(s.cur.derived) > 0 {
+		// Forget every key but the one in use: the point of evolving it.
+		clear(s.committed.key)
+		for _, k := range s.cur.derived[:len(s.cur.derived)-1] {
+			clear(k)
+		}
+	}
+	ends := s.cur.ends
+	s.cur.ends, s.cur.derived = nil, nil
+	s.committed = s.cur
+	if s.onCommit != nil {
+		var ks KeyState
+		if len(ends) > 0 && s.cur.key != nil {
+			ks = KeyState{ID: s.keyID, Epoch: s.cur.epoch, Key: bytes.Clone(s.cur.key)}
+		}
+		s.onCommit(ends, ks, s.cur.lines)
+	}
+}
+
+func (s *sealer) Rollback() {
+	for _, k := range s.cur.derived {
+		clear(k)
+	}
+	s.cur = s.committed
+}
 
 // head returns the committed position.
 func (s *sealer) head() Position { return Position{Seq: s.committed.seq, Chain: s.committed.prev} }

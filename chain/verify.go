@@ -6,12 +6,17 @@ import (
 	"compress/gzip"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/slogaudit/slogaudit/rotate"
 )
@@ -19,22 +24,25 @@ import (
 // Class names a kind of finding.
 type Class string
 
-// Findings. Warnings (TORN_TAIL, UNCLOSED, GAP) do not make a report fail.
+// Findings. Warnings (TORN_TAIL, UNANCHORED, GAP) do not make a report fail.
 const (
-	Modified  Class = "MODIFIED"  // a line's bytes differ from what was sealed, or it is not a sealed line
-	Inserted  Class = "INSERTED"  // a line that was never part of the chain (forged, duplicated, or after a close record)
-	Deleted   Class = "DELETED"   // sealed lines are missing inside a file
-	Reordered Class = "REORDERED" // authentic lines out of order
-	Missing   Class = "MISSING"   // a whole file between two others is gone
-	Renamed   Class = "RENAMED"   // a file's name differs from the name sealed in it or in its successor
-	BadKey    Class = "BAD_KEY"   // sealed with another key, or without one although a key was given
-	TornTail  Class = "TORN_TAIL" // warning: an incomplete last line, left by a crash
-	Unclosed  Class = "UNCLOSED"  // warning: a file that ends without a close record, followed by another (crash)
-	Gap       Class = "GAP"       // warning: the oldest file does not start the chain (earlier files removed)
+	Modified      Class = "MODIFIED"       // a line's bytes differ from what was sealed, or it is not a sealed line
+	Inserted      Class = "INSERTED"       // a line that was never part of the chain (forged, duplicated, or after a close record)
+	Deleted       Class = "DELETED"        // sealed lines are missing inside a file
+	Reordered     Class = "REORDERED"      // authentic lines out of order
+	Missing       Class = "MISSING"        // a whole file is gone, and no pruned record accounts for it
+	Renamed       Class = "RENAMED"        // a file's name differs from the name sealed in it or in its successor
+	BadKey        Class = "BAD_KEY"        // sealed with another key, or without one although a key was given
+	Truncated     Class = "TRUNCATED"      // the files end before a signed checkpoint: records removed from the end
+	Rollback      Class = "ROLLBACK"       // the directory is consistent but behind the trusted checkpoint
+	BadCheckpoint Class = "BAD_CHECKPOINT" // a note that does not verify, does not match the chain, or is missing
+	TornTail      Class = "TORN_TAIL"      // warning: an incomplete last line or a file without close record, left by a crash
+	Unanchored    Class = "UNANCHORED"     // warning: records after the last signed checkpoint (the exposure window)
+	Gap           Class = "GAP"            // warning: the oldest files were removed by retention, as a pruned record attests
 )
 
 // Warning reports whether c does not by itself make a report fail.
-func (c Class) Warning() bool { return c == TornTail || c == Unclosed || c == Gap }
+func (c Class) Warning() bool { return c == TornTail || c == Unanchored || c == Gap }
 
 // A Problem is one finding.
 type Problem struct {
@@ -74,16 +82,25 @@ type Report struct {
 	Lines    int          `json:"lines"`
 	FirstSeq uint64       `json:"first_seq,omitempty"`
 	LastSeq  uint64       `json:"last_seq,omitempty"`
-	Intact   bool         `json:"intact"` // no failing problem in any file
+	Epochs   uint64       `json:"epochs"` // epochs ended in the files walked
+	// Notes is the number of signed checkpoints that matched the chain;
+	// NotesSigned whether their signatures were checked (a CheckpointKey).
+	Notes       int    `json:"notes"`
+	NotesSigned bool   `json:"notes_signed"`
+	AnchoredSeq uint64 `json:"anchored_seq,omitempty"` // the last seq a checkpoint commits to
+	// Chain holds the findings about the chain as a whole: retention gaps,
+	// checkpoints, truncation and rollback.
+	Chain  []Problem `json:"chain,omitempty"`
+	Intact bool      `json:"intact"` // no failing problem
 }
 
-// Problems returns every finding in file order.
+// Problems returns every finding: per file in file order, then the chain's.
 func (r *Report) Problems() []Problem {
 	var ps []Problem
 	for _, f := range r.Files {
 		ps = append(ps, f.Problems...)
 	}
-	return ps
+	return append(ps, r.Chain...)
 }
 
 // WriteText writes one line per file and a summary line.
@@ -108,6 +125,16 @@ func (r *Report) WriteText(w io.Writer) error {
 			fmt.Fprintf(bw, ": %s\n", p.Detail)
 		}
 	}
+	for _, p := range r.Chain {
+		fmt.Fprintf(bw, "%-4s %s", map[bool]string{true: "WARN", false: "FAIL"}[p.Class.Warning()], p.Class)
+		if p.File != "" {
+			fmt.Fprintf(bw, " %s", p.File)
+		}
+		if p.Seq > 0 {
+			fmt.Fprintf(bw, " seq %d", p.Seq)
+		}
+		fmt.Fprintf(bw, ": %s\n", p.Detail)
+	}
 	verdict := "INTACT"
 	if !r.Intact {
 		verdict = "TAMPERED OR DAMAGED"
@@ -116,15 +143,31 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.KeyID != "" {
 		key = "key_id " + r.KeyID
 	}
-	fmt.Fprintf(bw, "%d files, %d lines, seq %d-%d, %s: %s\n", len(r.Files), r.Lines, r.FirstSeq, r.LastSeq, key, verdict)
+	signed := "signatures not checked (no checkpoint key)"
+	if r.NotesSigned {
+		signed = "signatures verified"
+	}
+	fmt.Fprintf(bw, "%d files, %d lines, seq %d-%d, %d epochs, %d checkpoints (%s), anchored through seq %d, %s: %s\n",
+		len(r.Files), r.Lines, r.FirstSeq, r.LastSeq, r.Epochs, r.Notes, signed, r.AnchoredSeq, key, verdict)
 	return bw.Flush()
 }
 
 // VerifyOptions configure Verify.
 type VerifyOptions struct {
-	Key    []byte // required when the files are keyed
+	Key    []byte // the initial key K(0); required when the files are keyed
 	Prefix string // default DefaultPrefix
 	Ext    string // default DefaultExt
+	// CheckpointKey verifies the signed checkpoints in the directory's
+	// checkpoints file. Without it they are still checked against the
+	// chain, but not their signatures.
+	CheckpointKey note.Verifier
+	// Trusted is a signed checkpoint kept off the host (e.g. the newest one
+	// the SIEM received): files behind it are reported as ROLLBACK or
+	// TRUNCATED. It requires CheckpointKey.
+	Trusted []byte
+	// Progress, if set, is called after each file with the bytes read so
+	// far and the total size of the files (compressed sizes for .gz).
+	Progress func(done, total int64)
 }
 
 // Errors that stop a verification before it can judge the files.
@@ -147,6 +190,17 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	if opts.Key != nil && len(opts.Key) != KeySize {
 		return nil, fmt.Errorf("chain: key must be %d bytes, got %d", KeySize, len(opts.Key))
 	}
+	var trusted *Checkpoint
+	if opts.Trusted != nil {
+		if opts.CheckpointKey == nil {
+			return nil, errors.New("chain: a trusted checkpoint needs the checkpoint key to verify it")
+		}
+		c, err := OpenCheckpoint(opts.Trusted, opts.CheckpointKey)
+		if err != nil {
+			return nil, fmt.Errorf("chain: trusted checkpoint: %w", err)
+		}
+		trusted = &c
+	}
 	files, err := rotate.List(dir, opts.Prefix, opts.Ext)
 	if err != nil {
 		return nil, fmt.Errorf("chain: verify: %w", err)
@@ -154,13 +208,35 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("%w in %s", ErrNoFiles, dir)
 	}
+	var total, done int64
+	if opts.Progress != nil {
+		for _, path := range files {
+			if fi, err := os.Stat(path); err == nil {
+				total += fi.Size()
+			}
+		}
+	}
 	v := newVerifier(opts.Key)
 	v.rep.Dir = dir
 	for i, path := range files {
 		if err := v.file(path, i == len(files)-1); err != nil {
 			return nil, err
 		}
+		if opts.Progress != nil {
+			if fi, err := os.Stat(path); err == nil {
+				done += fi.Size()
+			}
+			opts.Progress(done, total)
+		}
 	}
+	v.gap()
+	notes, err := ReadCheckpointsFile(filepath.Join(dir, CheckpointsFileName(opts.Prefix)))
+	if err != nil {
+		return nil, fmt.Errorf("chain: verify: %w", err)
+	}
+	v.notes(notes, opts.CheckpointKey)
+	v.trusted(trusted)
+	v.unanchored()
 	v.rep.Intact = true
 	for _, f := range v.rep.Files {
 		v.rep.Lines += f.Lines
@@ -168,17 +244,30 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 			v.rep.Intact = false
 		}
 	}
+	for _, p := range v.rep.Chain {
+		if !p.Class.Warning() {
+			v.rep.Intact = false
+		}
+	}
 	return v.rep, nil
 }
 
 type verifier struct {
-	key    []byte
-	hmac   hash.Hash
+	key    []byte    // K(0)
+	epoch  uint64    // the epoch of the next line
+	ekey   KeyState  // the key of epoch, derived from K(0)
+	hmac   hash.Hash // keyed with ekey
 	sha    hash.Hash
 	sum    [sha256.Size]byte
 	rep    *Report
 	fr     *FileReport
 	badKey bool // the current file is sealed with another key: its MACs say nothing
+
+	ends      map[uint64]Checkpoint // authentic epoch-ending lines by seq
+	endSeqs   []uint64              // their seqs, in chain order
+	pruned    []PrunedInfo          // authentic pruned records
+	firstLine *gapStart             // the chain's first line, when it is not seq 1
+	lastEnded bool                  // the newest file ends with its close record
 
 	started    bool
 	expSeq     uint64 // seq the next line must have
@@ -189,9 +278,18 @@ type verifier struct {
 	closed     bool   // the current file's close record was seen
 }
 
+// gapStart is where a chain that does not begin at seq 1 begins.
+type gapStart struct {
+	file     string
+	seq      uint64
+	prev     [sha256.Size]byte
+	prevFile string
+}
+
 func newVerifier(key []byte) *verifier {
-	v := &verifier{key: key, sha: sha256.New(), rep: &Report{}}
+	v := &verifier{key: key, sha: sha256.New(), rep: &Report{}, ends: make(map[uint64]Checkpoint)}
 	if key != nil {
+		v.ekey = NewKeyState(key)
 		v.hmac = hmac.New(sha256.New, key)
 		v.rep.Alg, v.rep.KeyID = AlgHMACSHA256, KeyID(key)
 	} else {
@@ -200,8 +298,26 @@ func newVerifier(key []byte) *verifier {
 	return v
 }
 
+// setEpoch moves to epoch e's key: forward from the current key, or from
+// K(0) for an earlier epoch (only a damaged chain goes back).
+func (v *verifier) setEpoch(e uint64) {
+	if v.key != nil && e != v.ekey.Epoch {
+		base := v.ekey
+		if e < base.Epoch {
+			base = NewKeyState(v.key)
+		}
+		v.ekey, _ = base.At(e)
+		v.hmac = hmac.New(sha256.New, v.ekey.Key)
+	}
+	v.epoch = e
+}
+
 func (v *verifier) problem(c Class, line int, seq uint64, format string, args ...any) {
 	v.fr.Problems = append(v.fr.Problems, Problem{Class: c, File: v.fr.Name, Line: line, Seq: seq, Detail: fmt.Sprintf(format, args...)})
+}
+
+func (v *verifier) chainProblem(c Class, file string, seq uint64, format string, args ...any) {
+	v.rep.Chain = append(v.rep.Chain, Problem{Class: c, File: file, Seq: seq, Detail: fmt.Sprintf(format, args...)})
 }
 
 func (v *verifier) macOK(l *Line) bool {
@@ -263,8 +379,9 @@ func (v *verifier) file(path string, last bool) error {
 		v.problem(TornTail, 0, 0, "file holds no complete line")
 	}
 	if !v.closed && !last && v.fr.Lines > 0 {
-		v.problem(Unclosed, 0, 0, "file ends without a close record and a newer file follows (the writer stopped without Close, e.g. a crash)")
+		v.problem(TornTail, 0, 0, "file ends without a close record and a newer file follows (the writer stopped without Close, e.g. a crash)")
 	}
+	v.lastEnded = v.closed
 	v.prevFile = v.fr.Name
 	return nil
 }
@@ -314,11 +431,19 @@ func (v *verifier) line(cur, peek *rawLine) (consumedPeek bool, err error) {
 		v.expSeq, v.expPrev = l.Seq, l.Prev
 		v.rep.FirstSeq = l.Seq
 		if l.Seq != 1 {
-			v.problem(Gap, cur.no, l.Seq, "the chain starts at seq %d: earlier files are not present (removed by retention?)", l.Seq)
+			v.firstLine = &gapStart{file: v.fr.Name, seq: l.Seq, prev: l.Prev, prevFile: v.sealedPrev}
 		}
 	}
 	ok := v.macOK(&l)
+	if !ok && v.key != nil && !v.badKey && v.nextEpochMAC(&l) {
+		v.problem(BadCheckpoint, cur.no, l.Seq, "line is sealed with the key of epoch %d: the line that ended epoch %d is missing", v.epoch+1, v.epoch)
+		v.setEpoch(v.epoch + 1)
+		ok = true
+	}
 	linked := l.Seq == v.expSeq && l.Prev == v.expPrev
+	if ok && l.Kind != "" && l.Seq >= v.expSeq {
+		v.special(&l, cur.no)
+	}
 	switch {
 	case ok && linked:
 		v.advance(&l, false)
@@ -371,6 +496,159 @@ func (v *verifier) line(cur, peek *rawLine) (consumedPeek bool, err error) {
 
 func (v *verifier) macOKLine(l *Line) bool { return v.macOK(l) }
 
+// nextEpochMAC reports whether l verifies with the next epoch's key.
+func (v *verifier) nextEpochMAC(l *Line) bool {
+	next, _ := v.ekey.At(v.epoch + 1)
+	return macOf(next.Key, l.Sealed) == l.MAC
+}
+
+// special takes note of an authentic line that ends an epoch or records
+// pruning.
+func (v *verifier) special(l *Line, no int) {
+	switch l.Kind {
+	case RecCheckpoint, RecClose:
+		var ei EndInfo
+		if err := l.Decode(&ei); err != nil {
+			v.problem(Modified, no, l.Seq, "%s record does not decode: %v", l.Kind, err)
+			return
+		}
+		if ei.Epoch != v.epoch {
+			v.problem(BadCheckpoint, no, l.Seq, "%s record ends epoch %d, but the chain is in epoch %d", l.Kind, ei.Epoch, v.epoch)
+		}
+		t, _ := time.Parse(time.RFC3339Nano, ei.Time)
+		v.ends[l.Seq] = Checkpoint{Seq: l.Seq, Chain: l.MAC, Epoch: ei.Epoch, File: ei.File, Time: t}
+		v.endSeqs = append(v.endSeqs, l.Seq)
+		v.rep.Epochs++
+		v.setEpoch(ei.Epoch + 1)
+	case RecPruned:
+		var pi PrunedInfo
+		if err := l.Decode(&pi); err != nil {
+			v.problem(Modified, no, l.Seq, "pruned record does not decode: %v", err)
+			return
+		}
+		v.pruned = append(v.pruned, pi)
+	}
+}
+
+// gap judges a chain that does not start at seq 1: retention's pruned
+// record must account for the files before it.
+func (v *verifier) gap() {
+	g := v.firstLine
+	if g == nil {
+		return
+	}
+	for _, p := range v.pruned {
+		if p.File == g.prevFile && p.ThroughSeq == g.seq-1 && p.ThroughChain == hex.EncodeToString(g.prev[:]) {
+			v.chainProblem(Gap, g.file, g.seq, "pruned: seq 1-%d were removed by retention, through %s, as a pruned record attests", p.ThroughSeq, p.File)
+			return
+		}
+	}
+	v.chainProblem(Missing, g.file, g.seq, "the chain starts at seq %d after %q, and no pruned record accounts for seq 1-%d: the oldest file(s) were removed", g.seq, g.prevFile, g.seq-1)
+}
+
+// notes checks the signed checkpoints against each other and the chain.
+func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
+	if len(entries) == 0 {
+		return
+	}
+	v.rep.NotesSigned = key != nil
+	var prevHash *[sha256.Size]byte
+	noted := make(map[uint64]bool)
+	var firstNoted uint64
+	for _, e := range entries {
+		if e.Err != nil {
+			v.chainProblem(BadCheckpoint, "", 0, "checkpoints file: %v", e.Err)
+			prevHash = nil
+			continue
+		}
+		var c Checkpoint
+		var err error
+		if key != nil {
+			c, err = OpenCheckpoint(e.Note, key)
+		} else {
+			c, err = parseUnverifiedNote(e.Note)
+		}
+		h := sha256.Sum256(e.Note)
+		if err != nil {
+			v.chainProblem(BadCheckpoint, "", e.Seq, "checkpoints file line %d: %v", e.Line, err)
+			prevHash = &h
+			continue
+		}
+		if prevHash != nil && c.Prev != *prevHash {
+			v.chainProblem(BadCheckpoint, c.File, c.Seq, "the note does not follow the note before it in the checkpoints file (a note was removed, inserted or changed)")
+		}
+		prevHash = &h
+		switch end, ok := v.ends[c.Seq]; {
+		case c.Seq > v.rep.LastSeq:
+			v.chainProblem(Truncated, c.File, c.Seq, "a signed checkpoint covers seq %d (epoch %d, file %s), but the files end at seq %d: records were removed from the end of the chain", c.Seq, c.Epoch, c.File, v.rep.LastSeq)
+		case c.Seq < v.rep.FirstSeq:
+			// Its records were pruned; nothing left to compare.
+		case !ok:
+			v.chainProblem(BadCheckpoint, c.File, c.Seq, "a note covers seq %d, but the chain has no authentic checkpoint or close record there", c.Seq)
+		case end.Chain != c.Chain || end.Epoch != c.Epoch || end.File != c.File:
+			v.chainProblem(BadCheckpoint, c.File, c.Seq, "the note for seq %d does not match the chain (chain value, epoch or file differ)", c.Seq)
+		default:
+			v.rep.Notes++
+			noted[c.Seq] = true
+			if firstNoted == 0 {
+				firstNoted = c.Seq
+			}
+			v.rep.AnchoredSeq = max(v.rep.AnchoredSeq, c.Seq)
+		}
+	}
+	for _, seq := range v.endSeqs {
+		if firstNoted != 0 && seq > firstNoted && seq < v.rep.AnchoredSeq && !noted[seq] {
+			v.chainProblem(BadCheckpoint, v.ends[seq].File, seq, "the epoch ending at seq %d has no note in the checkpoints file (dropped)", seq)
+		}
+	}
+}
+
+// parseUnverifiedNote reads a signed note's body without checking any
+// signature: only for when no checkpoint key was given.
+func parseUnverifiedNote(msg []byte) (Checkpoint, error) {
+	i := bytes.LastIndex(msg, []byte("\n\n"))
+	if i < 0 {
+		return Checkpoint{}, fmt.Errorf("%w: not a signed note", ErrBadCheckpoint)
+	}
+	c, err := parseCheckpointBody(string(msg[:i+1]))
+	c.Note = msg
+	return c, err
+}
+
+// trusted compares the chain with a checkpoint kept off the host.
+func (v *verifier) trusted(c *Checkpoint) {
+	if c == nil {
+		return
+	}
+	switch end, ok := v.ends[c.Seq]; {
+	case c.Seq > v.rep.LastSeq:
+		for _, p := range v.rep.Chain {
+			if p.Class == Truncated {
+				return // already explained by the directory's own notes
+			}
+		}
+		v.chainProblem(Rollback, c.File, c.Seq, "the trusted checkpoint covers seq %d (epoch %d, file %s, %s) but the directory ends at seq %d: it was rolled back to an older state, or its newest records were removed together with their notes",
+			c.Seq, c.Epoch, c.File, c.Time.Format(time.RFC3339), v.rep.LastSeq)
+	case c.Seq < v.rep.FirstSeq:
+		// Pruned since; the retention gap is judged on its own.
+	case !ok || end.Chain != c.Chain:
+		v.chainProblem(Modified, c.File, c.Seq, "the chain at seq %d differs from the trusted checkpoint: the files were rewritten after it", c.Seq)
+	default:
+		v.rep.AnchoredSeq = max(v.rep.AnchoredSeq, c.Seq)
+	}
+}
+
+// unanchored reports the records after the last checkpoint: the exposure
+// window that only the current epoch's MAC protects.
+func (v *verifier) unanchored() {
+	if v.rep.Notes == 0 && len(v.endSeqs) > 0 {
+		v.rep.AnchoredSeq = max(v.rep.AnchoredSeq, v.endSeqs[len(v.endSeqs)-1])
+	}
+	if v.rep.LastSeq > v.rep.AnchoredSeq {
+		v.chainProblem(Unanchored, "", v.rep.AnchoredSeq+1, "%d records after the last checkpoint (seq %d) are protected only by the current epoch's MAC", v.rep.LastSeq-v.rep.AnchoredSeq, v.rep.AnchoredSeq)
+	}
+}
+
 func (v *verifier) advance(l *Line, bad bool) {
 	v.expSeq, v.expPrev, v.lastBad = l.Seq+1, l.MAC, bad
 	v.rep.LastSeq = l.Seq
@@ -400,6 +678,16 @@ func (v *verifier) openRecord(l *Line, no int) error {
 		return nil
 	}
 	v.sealedPrev = oi.PrevFile
+	switch {
+	case !v.started && l.Seq == 1 && oi.Epoch != 0:
+		v.problem(Modified, no, l.Seq, "the chain's first file starts in epoch %d, not 0", oi.Epoch)
+		v.setEpoch(oi.Epoch)
+	case !v.started || l.Seq != v.expSeq:
+		v.setEpoch(oi.Epoch) // the chain starts here, or a MISSING file is reported
+	case oi.Epoch != v.epoch:
+		v.problem(BadCheckpoint, no, l.Seq, "open record is in epoch %d but the chain is in epoch %d: an epoch ended without a checkpoint, or one was skipped", oi.Epoch, v.epoch)
+		v.setEpoch(oi.Epoch)
+	}
 	switch {
 	case oi.Alg == AlgHMACSHA256 && v.key == nil:
 		return fmt.Errorf("%w (%s, key_id %s)", ErrKeyRequired, v.fr.Name, oi.KeyID)

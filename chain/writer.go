@@ -1,18 +1,25 @@
 package chain
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/slogaudit/slogaudit/internal/jsonenc"
 	"github.com/slogaudit/slogaudit/rotate"
 )
 
@@ -24,28 +31,103 @@ const (
 
 // Options configure a Writer.
 type Options struct {
-	// Key is the 32-byte MAC key. Nil seals with plain SHA-256, which
-	// anyone can recompute: see FORMAT.md for what that does not protect.
+	// Key is the initial 32-byte MAC key K(0). Nil (and no KeyFile) seals
+	// with plain SHA-256, which anyone can recompute: see FORMAT.md for what
+	// that does not protect.
 	Key []byte
-	// Rotate configures the files: Dir is required; Framer is set by Open.
+	// KeyFile makes the key forward-secure: the file holds the key of the
+	// current epoch (a KeyState; initially K(0) as WriteKeyFile writes it),
+	// and the Writer replaces it with the next epoch's key at the end of every
+	// epoch, erasing the old one. Keep a copy of K(0) offline before the
+	// first use: only K(0) verifies every epoch. Excludes Key.
+	KeyFile string
+	// Checkpoints configures epochs and signed checkpoints.
+	Checkpoints CheckpointOptions
+	// Archive, if set, receives each file that retention (Rotate.MaxBackups,
+	// Rotate.MaxAge) is about to remove; an error keeps the file. Before a
+	// file is removed the Writer seals a pruned record naming it, so that
+	// verification reports GAP (pruned) rather than MISSING.
+	Archive func(path string) error
+	// Rotate configures the files: Dir is required; Framer and BeforeRemove
+	// are set by Open.
 	Rotate rotate.Options
-	// Now stamps open and close records; default Rotate.Now, then time.Now.
+	// Now stamps open, close and checkpoint records; default Rotate.Now,
+	// then time.Now.
 	Now func() time.Time
 }
+
+// CheckpointOptions configure epochs and checkpoints. An epoch ends with a
+// checkpoint line after Every lines, after Interval if it holds any line,
+// and with every close record (rotation and Close). The key evolves at
+// each epoch's end; with a Signer, each end is also signed as a note,
+// appended to the checkpoints file in the directory and passed to
+// OnCheckpoint, e.g. to export it off the host.
+type CheckpointOptions struct {
+	// Signer signs checkpoints (golang.org/x/mod/sumdb/note, ed25519; see
+	// GenerateSigner and ReadSignerFile). Nil: epochs and checkpoint lines,
+	// but no notes.
+	Signer note.Signer
+	// Origin is the first line of every note; default "slogaudit/<host>".
+	Origin string
+	// Every is the number of lines after which an epoch ends; default
+	// 1000, negative for no limit.
+	Every int
+	// Interval is the longest an epoch holding lines lasts; default 10s,
+	// negative for no limit.
+	Interval time.Duration
+	// OnCheckpoint is called, from a background goroutine and in order,
+	// with each checkpoint once its line, the evolved key and its note are
+	// durable. It must not call Close.
+	OnCheckpoint func(Checkpoint)
+	// OnError receives errors of the background work (fsync, key file,
+	// checkpoints file, pruning); default none.
+	OnError func(error)
+}
+
+// Defaults of CheckpointOptions.
+const (
+	DefaultCheckpointEvery    = 1000
+	DefaultCheckpointInterval = 10 * time.Second
+)
 
 // A Writer appends sealed records to a directory of chained files. It is
 // safe for concurrent use; the chain order is the order in which Append
 // calls reach the underlying writer's queue.
 type Writer struct {
-	w *rotate.Writer
+	w        *rotate.Writer
+	dir      string
+	keyFile  string
+	ckptPath string
+	signer   note.Signer
+	origin   string
+	interval time.Duration
+	now      func() time.Time
+	onCkpt   func(Checkpoint)
+	onError  func(error)
+	archive  func(string) error
+
+	ready     chan struct{} // closed once w is set
+	settleMu  sync.Mutex    // one settle at a time: notes chain in order
+	mu        sync.Mutex
+	ends      []Checkpoint // committed epoch ends not yet settled
+	key       KeyState     // newest committed key to persist; Key nil: none
+	curKey    KeyState     // the committed key in use, for CurrentKey
+	lines     int          // lines of the current epoch, as committed
+	lastEnd   time.Time
+	prevNote  [sha256.Size]byte
+	wake      chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 // Open resumes the chain in opts.Rotate.Dir (reading the tail of its newest
 // file) or starts a new one, and opens a new file that continues it.
 //
-// Open refuses to continue a chain sealed with another algorithm or key, and
-// one whose last record does not verify: continuing it would either fork the
-// chain or bless a tampered tail.
+// Open refuses to continue a chain sealed with another algorithm or key, one
+// whose last record does not verify, and one that ends before what the key
+// file or the checkpoints file has seen: continuing it would fork the chain,
+// bless a tampered tail or hide lost records.
 func Open(opts Options) (*Writer, error) {
 	ro := opts.Rotate
 	if ro.Dir == "" {
@@ -57,8 +139,20 @@ func Open(opts Options) (*Writer, error) {
 	if ro.Ext == "" {
 		ro.Ext = DefaultExt
 	}
-	if opts.Key != nil && len(opts.Key) != KeySize {
-		return nil, fmt.Errorf("chain: key must be %d bytes, got %d", KeySize, len(opts.Key))
+	var ks KeyState
+	switch {
+	case opts.KeyFile != "" && opts.Key != nil:
+		return nil, errors.New("chain: set Options.Key or Options.KeyFile, not both")
+	case opts.KeyFile != "":
+		var err error
+		if ks, err = ReadKeyState(opts.KeyFile); err != nil {
+			return nil, err
+		}
+	case opts.Key != nil:
+		if len(opts.Key) != KeySize {
+			return nil, fmt.Errorf("chain: key must be %d bytes, got %d", KeySize, len(opts.Key))
+		}
+		ks = NewKeyState(opts.Key)
 	}
 	now := opts.Now
 	if now == nil {
@@ -67,17 +161,60 @@ func Open(opts Options) (*Writer, error) {
 	if now == nil {
 		now = time.Now
 	}
-	head, err := resume(ro.Dir, ro.Prefix, ro.Ext, opts.Key)
+	co := opts.Checkpoints
+	if co.Every == 0 {
+		co.Every = DefaultCheckpointEvery
+	}
+	if co.Interval == 0 {
+		co.Interval = DefaultCheckpointInterval
+	}
+	if co.Origin == "" {
+		host, _ := os.Hostname()
+		co.Origin = "slogaudit/" + host
+	}
+	w := &Writer{
+		dir: ro.Dir, keyFile: opts.KeyFile, ckptPath: filepath.Join(ro.Dir, CheckpointsFileName(ro.Prefix)),
+		signer: co.Signer, origin: co.Origin, interval: co.Interval, now: now,
+		onCkpt: co.OnCheckpoint, onError: co.OnError, archive: opts.Archive,
+		ready: make(chan struct{}),
+		wake:  make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	if w.onError == nil {
+		w.onError = func(error) {}
+	}
+	rs, err := resume(ro.Dir, ro.Prefix, ro.Ext, ks, w.ckptPath)
 	if err != nil {
 		return nil, err
 	}
-	s := newSealer(opts.Key, now, head)
+	if ks.Key != nil {
+		if ks, err = ks.At(rs.head.epoch); err != nil {
+			return nil, err
+		}
+	}
+	w.prevNote = rs.prevNote
+	if w.signer != nil {
+		w.ends = rs.unsigned
+	}
+	if ks.Key != nil {
+		w.curKey = KeyState{ID: ks.ID, Epoch: ks.Epoch, Key: bytes.Clone(ks.Key)}
+	}
+	every := max(co.Every, 0)
+	s := newSealer(ks, every, now, rs.head)
+	s.onCommit = w.committed
+	w.lastEnd = now()
 	ro.Framer = s
-	w, err := rotate.New(ro)
+	ro.BeforeRemove = w.beforeRemove
+	rw, err := rotate.New(ro)
+	w.w = rw
+	close(w.ready)
 	if err != nil {
 		return nil, err
 	}
-	return &Writer{w: w}, nil
+	go w.keep()
+	if len(w.ends) > 0 {
+		w.poke()
+	}
+	return w, nil
 }
 
 // Append seals body (JSON object members without the braces, e.g.
@@ -91,18 +228,217 @@ func (w *Writer) Append(body []byte, pos *Position) error {
 	return w.w.WriteRecord(body, pos)
 }
 
+// Checkpoint ends the current epoch now, if it holds any line, and waits
+// until the checkpoint is settled (line synced, key evolved on disk, note
+// appended and passed to OnCheckpoint).
+func (w *Writer) Checkpoint() error {
+	if err := w.w.WriteRecord(nil, checkpointReq{}); err != nil {
+		return err
+	}
+	return w.settle()
+}
+
+// CurrentKey returns a copy of the key of the current epoch, so that the
+// process can verify what it wrote in this epoch (e.g. query.Options.
+// CurrentKey). It reports false for an unkeyed chain.
+func (w *Writer) CurrentKey() (KeyState, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.curKey.Key == nil {
+		return KeyState{}, false
+	}
+	return KeyState{ID: w.curKey.ID, Epoch: w.curKey.Epoch, Key: bytes.Clone(w.curKey.Key)}, true
+}
+
 // Rotate closes the current file with a close record and starts a new one.
 func (w *Writer) Rotate() error { return w.w.Rotate() }
 
 // Sync flushes the current file to stable storage.
 func (w *Writer) Sync() error { return w.w.Sync() }
 
-// Close writes a close record, syncs and closes the file. It is idempotent;
-// Append after Close returns an error wrapping rotate.ErrClosed.
-func (w *Writer) Close() error { return w.w.Close() }
+// Close writes a close record (which ends the epoch), syncs and closes the
+// file, and settles the last checkpoint. It is idempotent; Append after
+// Close returns an error wrapping rotate.ErrClosed.
+func (w *Writer) Close() error {
+	err := w.w.Close()
+	w.closeOnce.Do(func() { close(w.stop) })
+	<-w.done
+	return err
+}
 
 // Path returns the path of the file being written.
 func (w *Writer) Path() string { return w.w.Path() }
+
+// committed is the sealer's Commit hook, called by the leader.
+func (w *Writer) committed(ends []Checkpoint, ks KeyState, lines int) {
+	w.mu.Lock()
+	w.lines = lines
+	if len(ends) > 0 {
+		w.ends = append(w.ends, ends...)
+		if ks.Key != nil {
+			clear(w.key.Key)
+			clear(w.curKey.Key)
+			w.key = ks
+			w.curKey = KeyState{ID: ks.ID, Epoch: ks.Epoch, Key: bytes.Clone(ks.Key)}
+		}
+		w.lastEnd = w.now()
+	}
+	w.mu.Unlock()
+	if len(ends) > 0 {
+		w.poke()
+	}
+}
+
+func (w *Writer) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// keep settles epoch ends and ends epochs by Interval, until Close.
+func (w *Writer) keep() {
+	defer close(w.done)
+	var tick <-chan time.Time
+	if w.interval > 0 {
+		t := time.NewTicker(min(w.interval, time.Second))
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-w.wake:
+			w.report(w.settle())
+		case <-tick:
+			w.mu.Lock()
+			due := w.lines > 0 && w.now().Sub(w.lastEnd) >= w.interval
+			w.mu.Unlock()
+			if due {
+				if err := w.w.WriteRecord(nil, checkpointReq{}); err != nil && !errors.Is(err, rotate.ErrClosed) {
+					w.onError(err)
+				}
+			}
+		case <-w.stop:
+			w.report(w.settle())
+			return
+		}
+	}
+}
+
+func (w *Writer) report(err error) {
+	if err != nil {
+		w.onError(err)
+	}
+}
+
+// settle makes the committed epoch ends durable in order: the files holding
+// their lines are synced before the key file moves past their epochs (a
+// crash must never leave an evolved key with the epoch's end unwritten);
+// then the notes are signed and appended, then passed on.
+func (w *Writer) settle() error {
+	w.settleMu.Lock()
+	defer w.settleMu.Unlock()
+	w.mu.Lock()
+	ends, ks := w.ends, w.key
+	w.ends, w.key = nil, KeyState{}
+	w.mu.Unlock()
+	if len(ends) == 0 {
+		return nil
+	}
+	synced := ""
+	for _, c := range ends {
+		if c.File == synced {
+			continue
+		}
+		if err := syncFile(filepath.Join(w.dir, c.File)); err != nil {
+			return fmt.Errorf("chain: checkpoint: %w", err)
+		}
+		synced = c.File
+	}
+	if w.keyFile != "" && ks.Key != nil {
+		err := WriteKeyState(w.keyFile, ks)
+		clear(ks.Key)
+		if err != nil {
+			return err
+		}
+	}
+	if w.signer != nil {
+		for i := range ends {
+			ends[i].Origin, ends[i].Prev = w.origin, w.prevNote
+			if err := ends[i].Sign(w.signer); err != nil {
+				return err
+			}
+			w.prevNote = ends[i].NoteHash()
+		}
+		if err := appendCheckpoints(w.ckptPath, ends); err != nil {
+			return fmt.Errorf("chain: checkpoints file: %w", err)
+		}
+	}
+	if w.onCkpt != nil {
+		for _, c := range ends {
+			w.onCkpt(c)
+		}
+	}
+	return nil
+}
+
+// syncFile fsyncs path, or its compressed copy (already synced) if the
+// plain file is gone.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, gzErr := os.Stat(path + ".gz"); gzErr == nil {
+			return nil
+		}
+	}
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// beforeRemove is rotate's BeforeRemove: archive the file, then seal and
+// sync a pruned record naming it and its last line, so that the chain
+// itself accounts for the removal before it happens.
+func (w *Writer) beforeRemove(path string) error {
+	if <-w.ready; w.w == nil {
+		return errors.New("chain: writer failed to open")
+	}
+	rs, err := scanFile(path)
+	if err != nil {
+		return err
+	}
+	if rs.last == nil {
+		return fmt.Errorf("chain: %s holds no complete line; not pruning it", path)
+	}
+	l, err := ParseLine(rs.last)
+	if err != nil {
+		return fmt.Errorf("chain: %s: last line: %v", path, err)
+	}
+	if w.archive != nil {
+		if err := w.archive(path); err != nil {
+			return fmt.Errorf("chain: archive %s: %w", path, err)
+		}
+	}
+	var body []byte
+	body = append(body, `"rec":"pruned","time":`...)
+	body = jsonenc.Time(body, w.now())
+	body = append(body, `,"file":`...)
+	body = jsonenc.String(body, BaseName(path))
+	body = append(body, `,"through_seq":`...)
+	body = strconv.AppendUint(body, l.Seq, 10)
+	body = append(body, `,"through_chain":"`...)
+	body = hex.AppendEncode(body, l.MAC[:])
+	body = append(body, '"')
+	if err := w.w.WriteRecord(body, nil); err != nil {
+		return err
+	}
+	return w.w.Sync()
+}
 
 // BaseName returns a file's name as sealed in open records: without its
 // directory and without the .gz that compression adds.
@@ -110,50 +446,90 @@ func BaseName(path string) string {
 	return strings.TrimSuffix(filepath.Base(path), ".gz")
 }
 
+// resumed is where a chain stands.
+type resumed struct {
+	head     state
+	prevNote [sha256.Size]byte // hash of the last note in the checkpoints file
+	unsigned []Checkpoint      // epoch ends after the last note (a crash before settling)
+}
+
 // resume finds where the chain in dir stands. Empty files (created, never
 // written) are removed; a file holding only a torn line becomes the
 // predecessor with its size recorded as prev_torn.
-func resume(dir, prefix, ext string, key []byte) (state, error) {
-	var st state
+func resume(dir, prefix, ext string, ks KeyState, ckptPath string) (resumed, error) {
+	var rs resumed
+	st := &rs.head
+	if err := trimTornNote(ckptPath); err != nil {
+		return rs, fmt.Errorf("chain: resume: %w", err)
+	}
+	notes, err := ReadCheckpointsFile(ckptPath)
+	if err != nil {
+		return rs, fmt.Errorf("chain: resume: %w", err)
+	}
+	var lastNoteSeq uint64
+	for i := len(notes) - 1; i >= 0; i-- {
+		if notes[i].Err == nil {
+			rs.prevNote = sha256.Sum256(notes[i].Note)
+			lastNoteSeq = notes[i].Seq
+			break
+		}
+	}
 	files, err := rotate.List(dir, prefix, ext)
 	if errors.Is(err, fs.ErrNotExist) {
-		return st, nil
+		files, err = nil, nil
 	}
 	if err != nil {
-		return st, fmt.Errorf("chain: resume: %w", err)
+		return rs, fmt.Errorf("chain: resume: %w", err)
 	}
+	found := false
 	for i := len(files) - 1; i >= 0; i-- {
 		path := files[i]
-		first, last, torn, size, err := endLines(path)
+		sc, err := scanFile(path)
 		if err != nil {
-			return st, fmt.Errorf("chain: resume from %s: %w", path, err)
+			return rs, fmt.Errorf("chain: resume from %s: %w", path, err)
 		}
-		if size == 0 {
-			if !strings.HasSuffix(path, ".gz") {
-				if err := os.Remove(path); err != nil {
-					return st, fmt.Errorf("chain: resume: remove empty %s: %w", path, err)
+		if !found {
+			if sc.size == 0 {
+				if !strings.HasSuffix(path, ".gz") {
+					if err := os.Remove(path); err != nil {
+						return rs, fmt.Errorf("chain: resume: remove empty %s: %w", path, err)
+					}
 				}
+				continue
 			}
-			continue
+			if st.file == "" {
+				st.file, st.prevTorn = BaseName(path), sc.torn
+			}
+			if sc.last == nil {
+				continue // only a torn line: the head is in an earlier file
+			}
+			if err := checkResumable(path, sc, ks); err != nil {
+				return rs, err
+			}
+			l, _ := ParseLine(sc.last)
+			st.seq, st.prev, st.epoch = l.Seq, l.MAC, sc.epoch
+			found = true
 		}
-		if st.file == "" {
-			st.file, st.prevTorn = BaseName(path), torn
+		// Epoch ends after the last note were sealed but never signed.
+		for j := len(sc.ends) - 1; j >= 0 && sc.ends[j].Seq > lastNoteSeq; j-- {
+			rs.unsigned = append(rs.unsigned, sc.ends[j])
 		}
-		if last == nil {
-			continue // only a torn line: the head is in an earlier file
+		if sc.firstSeq <= lastNoteSeq+1 || len(notes) == 0 {
+			break
 		}
-		if err := checkResumable(path, first, last, key); err != nil {
-			return st, err
-		}
-		l, _ := ParseLine(last)
-		st.seq, st.prev = l.Seq, l.MAC
-		return st, nil
 	}
-	return st, nil
+	slices.Reverse(rs.unsigned)
+	if lastNoteSeq > st.seq {
+		return rs, fmt.Errorf("chain: cannot resume in %s: the checkpoints file has signed seq %d but the files end at seq %d: records are missing from the end of the chain (run auditctl verify; move the directory aside to start a new chain)", dir, lastNoteSeq, st.seq)
+	}
+	if ks.Key != nil && ks.Epoch > st.epoch {
+		return rs, fmt.Errorf("chain: cannot resume in %s: the key file is at epoch %d but the chain ends in epoch %d: records are missing from the end of the chain, or the key belongs to another chain (run auditctl verify; move the directory aside to start a new chain)", dir, ks.Epoch, st.epoch)
+	}
+	return rs, nil
 }
 
-func checkResumable(path string, first, last []byte, key []byte) error {
-	fl, err := ParseLine(first)
+func checkResumable(path string, sc scanned, ks KeyState) error {
+	fl, err := ParseLine(sc.first)
 	var oi OpenInfo
 	if err == nil && fl.Kind == RecOpen {
 		err = fl.Decode(&oi)
@@ -164,16 +540,33 @@ func checkResumable(path string, first, last []byte, key []byte) error {
 		return fmt.Errorf("chain: cannot resume from %s: %v", path, err)
 	}
 	wantAlg := AlgSHA256
-	if key != nil {
+	if ks.Key != nil {
 		wantAlg = AlgHMACSHA256
 	}
-	if oi.Alg != wantAlg || oi.KeyID != KeyID(key) {
+	if oi.Alg != wantAlg || oi.KeyID != ks.ID {
 		return fmt.Errorf("chain: cannot resume from %s: it is sealed with %s key_id %q, this writer uses %s key_id %q; use the key it was written with or another directory",
-			path, oi.Alg, oi.KeyID, wantAlg, KeyID(key))
+			path, oi.Alg, oi.KeyID, wantAlg, ks.ID)
 	}
-	ll, err := ParseLine(last)
+	if oi.V != Version {
+		return fmt.Errorf("chain: cannot resume from %s: format version %d, this writer writes %d; use another directory", path, oi.V, Version)
+	}
+	ll, err := ParseLine(sc.last)
 	if err != nil {
 		return fmt.Errorf("chain: cannot resume from %s: last line: %v", path, err)
+	}
+	// The last line's epoch key; a writer whose key already moved past it
+	// (the line ended an epoch) cannot check it, and need not: it was
+	// settled before the key moved.
+	var key []byte
+	if ks.Key != nil {
+		if ks.Epoch > sc.lastEpoch {
+			return nil
+		}
+		k, err := ks.At(sc.lastEpoch)
+		if err != nil {
+			return err
+		}
+		key = k.Key
 	}
 	if macOf(key, ll.Sealed) != ll.MAC {
 		return fmt.Errorf("chain: cannot resume from %s: its last record (seq %d) fails its MAC; run auditctl verify", path, ll.Seq)
@@ -181,69 +574,73 @@ func checkResumable(path string, first, last []byte, key []byte) error {
 	return nil
 }
 
-// endLines returns the first and the last complete line of a file (without
-// newlines), the number of bytes after the last newline, and the size of the
-// content. A plain file is read from both ends; a compressed one is streamed.
-func endLines(path string) (first, last []byte, torn, size int64, err error) {
+// scanned is what scanFile learns about a file.
+type scanned struct {
+	first, last []byte // first and last complete lines, without newlines
+	torn, size  int64  // bytes after the last newline; content size
+	firstSeq    uint64
+	lastEpoch   uint64       // epoch of the last complete line
+	epoch       uint64       // epoch of the line that would follow it
+	ends        []Checkpoint // epoch ends in the file
+}
+
+// scanFile reads a whole file (through gzip for .gz). Lines that do not
+// parse are skipped: judging them is Verify's job.
+func scanFile(path string) (scanned, error) {
+	var sc scanned
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, 0, 0, err
+		return sc, err
 	}
 	defer f.Close()
+	var r io.Reader = f
 	if strings.HasSuffix(path, ".gz") {
 		zr, err := gzip.NewReader(f)
 		if err != nil {
-			return nil, nil, 0, 0, err
+			return sc, err
 		}
-		return scanEnds(zr)
+		r = zr
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, nil, 0, 0, err
-	}
-	size = fi.Size()
-	if size <= 1<<20 {
-		first, last, torn, _, err = scanEnds(f)
-		return first, last, torn, size, err
-	}
-	first, err = bufio.NewReaderSize(f, 64<<10).ReadBytes('\n')
-	if err != nil {
-		return nil, nil, 0, size, err
-	}
-	first = first[:len(first)-1]
-	// Read backwards in growing chunks until the chunk holds a whole line.
-	for chunk := int64(64 << 10); ; chunk *= 2 {
-		off := max(size-chunk, 0)
-		buf := make([]byte, size-off)
-		if _, err := f.ReadAt(buf, off); err != nil && err != io.EOF {
-			return nil, nil, 0, size, err
+	lr := newLineReader(r)
+	for {
+		rl, err := lr.next()
+		if err != nil {
+			return sc, err
 		}
-		end := bytes.LastIndexByte(buf, '\n')
-		if end >= 0 {
-			torn = int64(len(buf) - end - 1)
-			start := bytes.LastIndexByte(buf[:end], '\n')
-			if start >= 0 || off == 0 {
-				return first, buf[start+1 : end], torn, size, nil
+		if rl == nil {
+			return sc, nil
+		}
+		sc.size += int64(len(rl.b))
+		if !rl.complete {
+			sc.torn = int64(len(rl.b))
+			return sc, nil
+		}
+		sc.size++
+		if sc.first == nil {
+			sc.first = bytes.Clone(rl.b)
+		}
+		sc.last = append(sc.last[:0], rl.b...)
+		l, err := ParseLine(rl.b)
+		if err != nil {
+			continue
+		}
+		if sc.firstSeq == 0 {
+			sc.firstSeq = l.Seq
+		}
+		sc.lastEpoch = sc.epoch
+		switch l.Kind {
+		case RecOpen:
+			var oi OpenInfo
+			if l.Decode(&oi) == nil {
+				sc.epoch, sc.lastEpoch = oi.Epoch, oi.Epoch
+			}
+		case RecCheckpoint, RecClose:
+			var ei EndInfo
+			if l.Decode(&ei) == nil {
+				t, _ := time.Parse(time.RFC3339Nano, ei.Time)
+				sc.ends = append(sc.ends, Checkpoint{Seq: l.Seq, Chain: l.MAC, Epoch: ei.Epoch, File: ei.File, Time: t})
+				sc.lastEpoch, sc.epoch = ei.Epoch, ei.Epoch+1
 			}
 		}
-		if off == 0 {
-			return first, nil, size, size, nil
-		}
 	}
-}
-
-func scanEnds(r io.Reader) (first, last []byte, torn, size int64, err error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, nil, 0, 0, err
-	}
-	size = int64(len(data))
-	end := bytes.LastIndexByte(data, '\n')
-	if end < 0 {
-		return nil, nil, size, size, nil
-	}
-	torn = size - int64(end) - 1
-	first, _, _ = bytes.Cut(data, []byte{'\n'})
-	last = data[bytes.LastIndexByte(data[:end], '\n')+1 : end]
-	return first, last, torn, size, nil
 }

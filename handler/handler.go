@@ -69,9 +69,22 @@ type Options struct {
 	// Dir is the directory of the audit files (created 0700). It overrides
 	// Rotate.Dir; one of the two is required.
 	Dir string
-	// Key is the 32-byte MAC key (see chain.ReadKeyFile). Nil seals with
-	// plain SHA-256, which detects accidents but not a forger.
+	// Key is the 32-byte initial MAC key K(0) (see chain.ReadKeyFile). Nil
+	// (and no KeyFile) seals with plain SHA-256, which detects accidents
+	// but not a forger.
 	Key []byte
+	// KeyFile makes the MAC key forward-secure (chain.Options.KeyFile): the
+	// file is evolved in place at every epoch's end, so a key stolen from
+	// the host cannot forge earlier records. Keep K(0) offline to verify.
+	KeyFile string
+	// Checkpoints configures epochs and signed checkpoints (chain.
+	// CheckpointOptions). Each checkpoint is also passed to every Sink
+	// that implements CheckpointSink, e.g. otelbridge, to anchor the
+	// chain off the host.
+	Checkpoints chain.CheckpointOptions
+	// Archive receives each file retention is about to remove
+	// (chain.Options.Archive).
+	Archive func(path string) error
 	// Rotate sets file size and time limits, retention, compression and the
 	// durability policy (default rotate.SyncNone: each record is handed to the
 	// OS before Handle returns).
@@ -113,6 +126,14 @@ type Sink interface {
 	// position. It is called on the logging goroutine, concurrently, not
 	// necessarily in seq order; it must not block or retain body.
 	Audit(body []byte, pos chain.Position)
+}
+
+// A CheckpointSink is a Sink that also receives the chain's checkpoints,
+// once each is durable: exporting them off the host is what makes
+// truncation and rollback of the local files detectable.
+type CheckpointSink interface {
+	Sink
+	Checkpoint(c chain.Checkpoint)
 }
 
 // ErrClosed is returned for audit records handled after Close.
@@ -159,7 +180,27 @@ func New(opts Options) (*Handler, error) {
 	if opts.Dir != "" {
 		ro.Dir = opts.Dir
 	}
-	w, err := chain.Open(chain.Options{Key: opts.Key, Rotate: ro})
+	co := opts.Checkpoints
+	var ckptSinks []CheckpointSink
+	for _, s := range opts.Sinks {
+		if cs, ok := s.(CheckpointSink); ok {
+			ckptSinks = append(ckptSinks, cs)
+		}
+	}
+	if user := co.OnCheckpoint; len(ckptSinks) > 0 {
+		co.OnCheckpoint = func(c chain.Checkpoint) {
+			if user != nil {
+				user(c)
+			}
+			for _, cs := range ckptSinks {
+				cs.Checkpoint(c)
+			}
+		}
+	}
+	if co.OnError == nil {
+		co.OnError = opts.OnError
+	}
+	w, err := chain.Open(chain.Options{Key: opts.Key, KeyFile: opts.KeyFile, Checkpoints: co, Archive: opts.Archive, Rotate: ro})
 	if err != nil {
 		return nil, err
 	}
@@ -427,6 +468,13 @@ func (h *Handler) Close() error {
 
 // Rotate starts a new audit file now, e.g. on SIGHUP.
 func (h *Handler) Rotate() error { return h.c.w.Rotate() }
+
+// Checkpoint ends the current epoch now (see chain.Writer.Checkpoint).
+func (h *Handler) Checkpoint() error { return h.c.w.Checkpoint() }
+
+// CurrentKey returns a copy of the current epoch's MAC key, for verifying
+// this epoch's records in process (query.Options.CurrentKey).
+func (h *Handler) CurrentKey() (chain.KeyState, bool) { return h.c.w.CurrentKey() }
 
 // Path returns the path of the audit file being written.
 func (h *Handler) Path() string { return h.c.w.Path() }

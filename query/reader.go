@@ -25,9 +25,16 @@ import (
 
 // Options configure a Reader.
 type Options struct {
-	// Key is the 32-byte chain key (chain.ReadKeyFile). Without it events
-	// of keyed files are returned with Verified false.
+	// Key is the chain's initial key K(0) (chain.ReadKeyFile), which
+	// verifies every epoch. Without it events of keyed files are returned
+	// with Verified false, except those CurrentKey can verify.
 	Key []byte
+	// CurrentKey, if set, returns the writer's key of the current epoch
+	// (handler.Handler.CurrentKey): a service whose key is forward-secure
+	// holds no other, so it can verify its current epoch's events only;
+	// those of earlier epochs are returned with Verified false and are
+	// verified offline with K(0).
+	CurrentKey func() (chain.KeyState, bool)
 	// Prefix and Ext name the files, as in rotate.Options; default
 	// chain.DefaultPrefix and chain.DefaultExt.
 	Prefix, Ext string
@@ -40,6 +47,7 @@ type Reader struct {
 	dir, prefix, ext string
 	key              []byte
 	keyID            string
+	current          func() (chain.KeyState, bool)
 
 	mu    sync.Mutex
 	first map[string]uint64 // sealed file name → seq of its first line
@@ -53,7 +61,7 @@ func NewReader(dir string, opts Options) (*Reader, error) {
 	if opts.Key != nil && len(opts.Key) != chain.KeySize {
 		return nil, fmt.Errorf("query: key must be %d bytes, got %d", chain.KeySize, len(opts.Key))
 	}
-	r := &Reader{dir: dir, prefix: opts.Prefix, ext: opts.Ext, first: make(map[string]uint64)}
+	r := &Reader{dir: dir, prefix: opts.Prefix, ext: opts.Ext, first: make(map[string]uint64), current: opts.CurrentKey}
 	if r.prefix == "" {
 		r.prefix = chain.DefaultPrefix
 	}
@@ -196,7 +204,8 @@ func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector
 	br := bufio.NewReaderSize(rc, 64<<10)
 	var (
 		buf    []byte
-		mac    hash.Hash // nil: the file's MACs cannot be checked
+		fk     fileKey
+		mac    hash.Hash // nil: the line's MAC cannot be checked
 		sum    [sha256.Size]byte
 		p1, p2 link // the line before and the one before that
 		closed bool // a close record was read
@@ -221,7 +230,8 @@ func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector
 			continue
 		}
 		if no == 1 {
-			mac = r.hashFor(&l)
+			fk = r.keyFor(&l)
+			mac = fk.hash(r)
 		}
 		cur := link{parsed: true, seq: l.Seq, mac: l.MAC}
 		if mac != nil {
@@ -250,6 +260,10 @@ func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector
 		if l.Kind == chain.RecClose {
 			closed = true
 		}
+		if (l.Kind == chain.RecClose || l.Kind == chain.RecCheckpoint) && cur.macOK {
+			fk.epoch++ // the next line is sealed with the next epoch's key
+			mac = fk.hash(r)
+		}
 		p2, p1 = p1, cur
 		if l.Kind != "" || l.Seq < p.lo || l.Seq > p.hi {
 			continue
@@ -267,27 +281,59 @@ func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector
 	}
 }
 
-// hashFor returns the MAC of the file whose first line is l: as its open
+// fileKey says how a file's lines are sealed.
+type fileKey struct {
+	keyed bool   // hmac-sha256 with this Reader's key (K(0) or the current one)
+	plain bool   // sha256
+	epoch uint64 // the epoch of the next line
+	base  chain.KeyState
+}
+
+// keyFor reads how the file whose first line is l is sealed: as its open
 // record says, if it is one, or else by the key.
-func (r *Reader) hashFor(l *chain.Line) hash.Hash {
+func (r *Reader) keyFor(l *chain.Line) fileKey {
 	alg, keyID := chain.AlgSHA256, ""
 	if r.key != nil {
 		alg, keyID = chain.AlgHMACSHA256, r.keyID
 	}
+	var fk fileKey
 	if l.Kind == chain.RecOpen {
 		var oi chain.OpenInfo
 		if err := l.Decode(&oi); err != nil {
-			return nil
+			return fk
 		}
-		alg, keyID = oi.Alg, oi.KeyID
+		alg, keyID, fk.epoch = oi.Alg, oi.KeyID, oi.Epoch
 	}
 	switch {
 	case alg == chain.AlgHMACSHA256 && r.key != nil && keyID == r.keyID:
-		return hmac.New(sha256.New, r.key)
+		fk.keyed, fk.base = true, chain.NewKeyState(r.key)
+	case alg == chain.AlgHMACSHA256 && r.key == nil && r.current != nil:
+		fk.keyed = true
 	case alg == chain.AlgSHA256 && r.key == nil:
-		return sha256.New()
+		fk.plain = true
 	}
-	return nil // keyed without the key, the wrong key, a downgrade, an unknown algorithm
+	return fk // neither: keyed without the key, the wrong key, a downgrade, an unknown algorithm
+}
+
+// hash returns the MAC of the epoch fk is at, or nil if it cannot be checked.
+func (fk *fileKey) hash(r *Reader) hash.Hash {
+	switch {
+	case fk.plain:
+		return sha256.New()
+	case !fk.keyed:
+		return nil
+	case fk.base.Key != nil:
+		if fk.epoch < fk.base.Epoch {
+			fk.base = chain.NewKeyState(r.key)
+		}
+		fk.base, _ = fk.base.At(fk.epoch)
+		return hmac.New(sha256.New, fk.base.Key)
+	}
+	ks, ok := r.current()
+	if !ok || ks.Epoch != fk.epoch {
+		return nil
+	}
+	return hmac.New(sha256.New, ks.Key)
 }
 
 // readLine appends the next line to buf, without its newline. complete is

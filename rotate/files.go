@@ -49,6 +49,15 @@ type fileInfo struct {
 	gz    bool      // base.gz exists
 }
 
+// name returns the name of the copy to read: the plain file if it exists
+// (a crash during compression leaves both, and the .gz may be incomplete).
+func (f fileInfo) name() string {
+	if f.plain {
+		return f.base
+	}
+	return f.base + ".gz"
+}
+
 // scan returns the Writer files in dir sorted by name, and the names of
 // leftover .gz.tmp files.
 func scan(dir, prefix, ext string) (files []fileInfo, tmps []string, err error) {
@@ -276,6 +285,12 @@ func (w *Writer) retain() {
 		old := w.maxAge > 0 && i+1 < len(files) && files[i+1].start.Before(cutoff)
 		if i >= excess && !old {
 			continue
+		}
+		if w.beforeRm != nil {
+			if err := w.beforeRm(filepath.Join(w.dir, files[i].name())); err != nil {
+				w.onError(fmt.Errorf("rotate: keeping %s: %w", files[i].base, err))
+				break
+			}
 		}
 		for _, name := range []string{files[i].base, files[i].base + ".gz"} {
 			if err := os.Remove(filepath.Join(w.dir, name)); err == nil {

@@ -107,7 +107,7 @@ func (w *Writer) writeRecords(q *queue) (failAt int, err error) {
 		w.frameOpen()
 		rec := q.buf[start:q.ends[i]]
 		if w.maxBytes > 0 && w.nrec+w.segRecs > 0 &&
-			w.size+int64(len(w.out))+int64(w.fr.Len(rec)) > w.maxBytes {
+			w.size+int64(len(w.out))+int64(w.fr.Len(rec, q.args[i])) > w.maxBytes {
 			if err := w.finish("size"); err != nil {
 				return segFirst, err
 			}

@@ -75,7 +75,7 @@ func (f *orderFramer) Frame(b, rec []byte, arg any) []byte {
 	return append(append(b, rec...), '\n')
 }
 
-func (f *orderFramer) Len(rec []byte) int { return len(rec) + 1 }
+func (f *orderFramer) Len(rec []byte, _ any) int { return len(rec) + 1 }
 func (f *orderFramer) Commit()            {}
 func (f *orderFramer) Rollback()          { f.t.Error("unexpected Rollback") }
 

@@ -224,7 +224,7 @@ func (f *logFramer) Frame(b, rec []byte, arg any) []byte {
 	return append(b, '\n')
 }
 
-func (f *logFramer) Len(rec []byte) int {
+func (f *logFramer) Len(rec []byte, _ any) int {
 	if f.busy.Add(1) != 1 {
 		f.t.Error("Framer called concurrently")
 	}

@@ -93,8 +93,9 @@ type Framer interface {
 	// Frame appends to b the framed form of rec; arg is what the caller
 	// passed to WriteRecord.
 	Frame(b []byte, rec []byte, arg any) []byte
-	// Len reports exactly how many bytes Frame would append for rec now.
-	Len(rec []byte) int
+	// Len reports how many bytes Frame would append for rec and arg now;
+	// the Writer uses it only to decide a rotation by size.
+	Len(rec []byte, arg any) int
 	// Commit reports that everything framed since the last Commit or
 	// Rollback was written (and synced, as the policy requires).
 	Commit()
@@ -124,6 +125,12 @@ type Options struct {
 	// that have no caller to return to (compression, retention, the
 	// SyncInterval fsync, closing a rotated file). It must not call Close.
 	OnError func(error)
+	// BeforeRemove, if set, is called from the background goroutine with
+	// the path of each file retention is about to remove (oldest first),
+	// e.g. to archive it or to record the removal. When it returns an error
+	// the file is kept, the error goes to OnError, and no newer file is
+	// removed in that round. It may call WriteRecord and Sync, but not Close.
+	BeforeRemove func(path string) error
 	// Framer, if set, frames records; without one, each record is written
 	// as given.
 	Framer Framer
@@ -156,6 +163,7 @@ type Writer struct {
 	policy     Policy
 	onRotate   func(string)
 	onError    func(error)
+	beforeRm   func(path string) error
 	fr         Framer
 	eager      bool // a Framer was given: create files at once, not at the first record
 	now        func() time.Time
@@ -293,6 +301,7 @@ func New(opts Options) (*Writer, error) {
 		policy:     opts.Sync,
 		onRotate:   opts.OnRotate,
 		onError:    opts.OnError,
+		beforeRm:   opts.BeforeRemove,
 		fr:         opts.Framer,
 		eager:      opts.Framer != (plain{}),
 		now:        opts.Now,
@@ -625,6 +634,6 @@ type plain struct{}
 func (plain) Open(b []byte, _, _ string) []byte  { return b }
 func (plain) Close(b []byte, _, _ string) []byte { return b }
 func (plain) Frame(b, rec []byte, _ any) []byte  { return append(b, rec...) }
-func (plain) Len(rec []byte) int                 { return len(rec) }
+func (plain) Len(rec []byte, _ any) int          { return len(rec) }
 func (plain) Commit()                            {}
 func (plain) Rollback()                          {}

@@ -1220,6 +1220,6 @@ type lineFramer struct{}
 func (lineFramer) Open(b []byte, _, _ string) []byte  { return b }
 func (lineFramer) Close(b []byte, _, _ string) []byte { return b }
 func (lineFramer) Frame(b, rec []byte, _ any) []byte  { return append(append(b, rec...), '\n') }
-func (lineFramer) Len(rec []byte) int                 { return len(rec) + 1 }
+func (lineFramer) Len(rec []byte, _ any) int          { return len(rec) + 1 }
 func (lineFramer) Commit()                            {}
 func (lineFramer) Rollback()                          {}

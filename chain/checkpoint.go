@@ -1,0 +1,262 @@
+package chain
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// A Checkpoint is the end of an epoch: the line that ended it (a checkpoint
+// or a close record) and, once signed, the note that commits to it.
+type Checkpoint struct {
+	Origin string            // who wrote the chain (the note's first line)
+	Seq    uint64            // seq of the line that ended the epoch
+	Chain  [sha256.Size]byte // that line's chain value (its MAC)
+	Epoch  uint64            // the epoch it ended
+	File   string            // the file holding that line
+	Time   time.Time         // the line's time
+	Prev   [sha256.Size]byte // SHA-256 of the previous note; zero for the first
+	Note   []byte            // the signed note; nil without a signer
+}
+
+// Body returns the note text that is signed: a C2SP tlog-checkpoint style
+// body (origin, size, hash) with extension lines.
+//
+//	<origin>
+//	<seq>
+//	<base64 chain value>
+//	epoch <epoch>
+//	file <file>
+//	time <RFC 3339, 9 fraction digits>
+//	prev <base64 SHA-256 of the previous signed note>
+func (c *Checkpoint) Body() []byte {
+	var b []byte
+	b = append(b, c.Origin...)
+	b = append(b, '\n')
+	b = strconv.AppendUint(b, c.Seq, 10)
+	b = append(b, '\n')
+	b = base64.StdEncoding.AppendEncode(b, c.Chain[:])
+	b = append(b, "\nepoch "...)
+	b = strconv.AppendUint(b, c.Epoch, 10)
+	b = append(b, "\nfile "...)
+	b = append(b, c.File...)
+	b = append(b, "\ntime "...)
+	b = c.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000000Z")
+	b = append(b, "\nprev "...)
+	b = base64.StdEncoding.AppendEncode(b, c.Prev[:])
+	return append(b, '\n')
+}
+
+// Sign signs the body with s and stores the note in c.Note.
+func (c *Checkpoint) Sign(s note.Signer) error {
+	n, err := note.Sign(&note.Note{Text: string(c.Body())}, s)
+	if err != nil {
+		return fmt.Errorf("chain: sign checkpoint: %w", err)
+	}
+	c.Note = n
+	return nil
+}
+
+// NoteHash returns the SHA-256 of the signed note: the next checkpoint's Prev.
+func (c *Checkpoint) NoteHash() [sha256.Size]byte { return sha256.Sum256(c.Note) }
+
+// ErrBadCheckpoint wraps every reason a note is not a valid checkpoint.
+var ErrBadCheckpoint = errors.New("chain: bad checkpoint")
+
+// OpenCheckpoint verifies a signed note with v and parses its body.
+func OpenCheckpoint(msg []byte, v note.Verifier) (Checkpoint, error) {
+	n, err := note.Open(msg, note.VerifierList(v))
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("%w: %v", ErrBadCheckpoint, err)
+	}
+	c, err := parseCheckpointBody(n.Text)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	c.Note = bytes.Clone(msg)
+	return c, nil
+}
+
+func parseCheckpointBody(text string) (Checkpoint, error) {
+	var c Checkpoint
+	bad := func(what string) (Checkpoint, error) {
+		return Checkpoint{}, fmt.Errorf("%w: %s", ErrBadCheckpoint, what)
+	}
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	if len(lines) != 7 {
+		return bad("want 7 lines")
+	}
+	c.Origin = lines[0]
+	seq, err := strconv.ParseUint(lines[1], 10, 64)
+	if err != nil || strconv.FormatUint(seq, 10) != lines[1] {
+		return bad("seq")
+	}
+	c.Seq = seq
+	if h, err := base64.StdEncoding.DecodeString(lines[2]); err != nil || len(h) != sha256.Size {
+		return bad("chain value")
+	} else {
+		copy(c.Chain[:], h)
+	}
+	ext := func(i int, key string) (string, bool) { return strings.CutPrefix(lines[i], key+" ") }
+	e, ok := ext(3, "epoch")
+	if c.Epoch, err = strconv.ParseUint(e, 10, 64); !ok || err != nil {
+		return bad("epoch")
+	}
+	if c.File, ok = ext(4, "file"); !ok {
+		return bad("file")
+	}
+	ts, ok := ext(5, "time")
+	if c.Time, err = time.Parse(time.RFC3339Nano, ts); !ok || err != nil {
+		return bad("time")
+	}
+	p, ok := ext(6, "prev")
+	if h, err := base64.StdEncoding.DecodeString(p); !ok || err != nil || len(h) != sha256.Size {
+		return bad("prev")
+	} else {
+		copy(c.Prev[:], h)
+	}
+	return c, nil
+}
+
+// GenerateSigner returns a new ed25519 note signer key and its verifier key
+// (golang.org/x/mod/sumdb/note text forms) for the given name.
+func GenerateSigner(name string) (skey, vkey string, err error) {
+	return note.GenerateKey(rand.Reader, name)
+}
+
+// ReadSignerFile reads a note signer key (PRIVATE+KEY+…) from a file that
+// group and others cannot access.
+func ReadSignerFile(path string) (note.Signer, error) {
+	data, err := readPrivate(path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := note.NewSigner(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil, fmt.Errorf("chain: signer key %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// ReadVerifierFile reads a note verifier key (the public half).
+func ReadVerifierFile(path string) (note.Verifier, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("chain: verifier key: %w", err)
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil, fmt.Errorf("chain: verifier key %s: %w", path, err)
+	}
+	return v, nil
+}
+
+// CheckpointsFileName returns the name of the checkpoints file of a chain
+// whose files have the given prefix.
+func CheckpointsFileName(prefix string) string {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return prefix + ".checkpoints"
+}
+
+// checkpointEntry is one line of the checkpoints file.
+type checkpointEntry struct {
+	Seq   uint64 `json:"seq"`
+	Epoch uint64 `json:"epoch"`
+	Note  string `json:"note"`
+}
+
+// appendCheckpoints appends signed checkpoints to the checkpoints file, one
+// JSON line each, and fsyncs it.
+func appendCheckpoints(path string, cs []Checkpoint) error {
+	var buf []byte
+	for i := range cs {
+		line, err := json.Marshal(checkpointEntry{Seq: cs[i].Seq, Epoch: cs[i].Epoch, Note: string(cs[i].Note)})
+		if err != nil {
+			return err
+		}
+		buf = append(append(buf, line...), '\n')
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(buf)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// A NoteEntry is one line of a checkpoints file as read.
+type NoteEntry struct {
+	Line  int    // 1-based line in the file
+	Seq   uint64 // as listed; the note itself is authoritative
+	Epoch uint64
+	Note  []byte
+	Err   error // the line does not decode
+}
+
+// ReadCheckpointsFile reads a checkpoints file. A missing file is no
+// entries and no error. A torn last line (a crash while appending) is
+// returned with Err set, like any line that does not decode.
+func ReadCheckpointsFile(path string) ([]NoteEntry, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []NoteEntry
+	br := bufio.NewReader(f)
+	for no := 1; ; no++ {
+		line, err := br.ReadBytes('\n')
+		if len(line) == 0 && err == io.EOF {
+			return out, nil
+		}
+		if err != nil && err != io.EOF {
+			return out, err
+		}
+		var ce checkpointEntry
+		e := NoteEntry{Line: no}
+		if derr := json.Unmarshal(line, &ce); derr != nil || !bytes.HasSuffix(line, []byte("\n")) {
+			e.Err = fmt.Errorf("line %d does not decode", no)
+		} else {
+			e.Seq, e.Epoch, e.Note = ce.Seq, ce.Epoch, []byte(ce.Note)
+		}
+		out = append(out, e)
+	}
+}
+
+// trimTornNote removes an incomplete last line from the checkpoints file (a
+// crash while appending), so that the next append starts a clean line. The
+// checkpoint it held is still unsigned in the chain and is signed again.
+func trimTornNote(path string) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) || len(data) == 0 || data[len(data)-1] == '\n' {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return os.Truncate(path, int64(bytes.LastIndexByte(data, '\n')+1))
+}
