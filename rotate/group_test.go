@@ -76,8 +76,8 @@ func (f *orderFramer) Frame(b, rec []byte, arg any) []byte {
 }
 
 func (f *orderFramer) Len(rec []byte, _ any) int { return len(rec) + 1 }
-func (f *orderFramer) Commit()            {}
-func (f *orderFramer) Rollback()          { f.t.Error("unexpected Rollback") }
+func (f *orderFramer) Commit()                   {}
+func (f *orderFramer) Rollback()                 { f.t.Error("unexpected Rollback") }
 
 // TestFastPathOrder mixes writes that find the Writer idle, and take the fast
 // path, with writes that queue behind a leader, plus concurrent Sync and
