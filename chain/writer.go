@@ -260,6 +260,7 @@ func (w *Writer) Sync() error { return w.w.Sync() }
 // file, and settles the last checkpoint. It is idempotent; Append after
 // Close returns an error wrapping rotate.ErrClosed.
 func (w *Writer) Close() error {
+	w.w.Retain() // while pruned records can still be written
 	err := w.w.Close()
 	w.closeOnce.Do(func() { close(w.stop) })
 	<-w.done

@@ -259,6 +259,8 @@ func (w *Writer) retain() {
 	if w.maxBackups == 0 && w.maxAge == 0 {
 		return
 	}
+	w.retainMu.Lock()
+	defer w.retainMu.Unlock()
 	files, _, err := scan(w.dir, w.prefix, w.ext)
 	if err != nil {
 		w.onError(err)
@@ -288,7 +290,9 @@ func (w *Writer) retain() {
 		}
 		if w.beforeRm != nil {
 			if err := w.beforeRm(filepath.Join(w.dir, files[i].name())); err != nil {
-				w.onError(fmt.Errorf("rotate: keeping %s: %w", files[i].base, err))
+				if !errors.Is(err, ErrClosed) { // closing: the next start prunes it
+					w.onError(fmt.Errorf("rotate: keeping %s: %w", files[i].base, err))
+				}
 				break
 			}
 		}

@@ -129,7 +129,9 @@ type Options struct {
 	// the path of each file retention is about to remove (oldest first),
 	// e.g. to archive it or to record the removal. When it returns an error
 	// the file is kept, the error goes to OnError, and no newer file is
-	// removed in that round. It may call WriteRecord and Sync, but not Close.
+	// removed in that round (quietly if the error wraps ErrClosed: after
+	// Close the next Writer on the directory removes it). It may call
+	// WriteRecord and Sync, but not Close.
 	BeforeRemove func(path string) error
 	// Framer, if set, frames records; without one, each record is written
 	// as given.
@@ -164,6 +166,7 @@ type Writer struct {
 	onRotate   func(string)
 	onError    func(error)
 	beforeRm   func(path string) error
+	retainMu   sync.Mutex // one retention pass at a time
 	fr         Framer
 	eager      bool // a Framer was given: create files at once, not at the first record
 	now        func() time.Time
@@ -459,6 +462,11 @@ func (w *Writer) result(seq uint64) error {
 // Rotate closes the current file (Framer.Close reason "rotate"). With a
 // Framer it starts the next file at once; without one the next record does.
 func (w *Writer) Rotate() error { return w.control(opRotate) }
+
+// Retain applies MaxBackups and MaxAge now, in the caller's goroutine,
+// rather than after the next rotation in the background; e.g. before Close,
+// so that BeforeRemove can still write. Errors go to OnError.
+func (w *Writer) Retain() { w.retain() }
 
 // Sync writes any enqueued records and fsyncs the current file.
 func (w *Writer) Sync() error { return w.control(opSync) }
