@@ -2,12 +2,14 @@
 // verifies the hash chain of the audit files, queries their events and
 // computes redaction fingerprints.
 //
-//	auditctl keygen -o FILE
-//	auditctl verify [--key-file FILE] [--json] DIR
+//	auditctl keygen -o FILE [--name SIGNER]
+//	auditctl verify [--key-file K0] [--checkpoint-key FILE.pub] [--trusted-checkpoint NOTE] [--json] DIR
 //	auditctl query [--key-file FILE] [filters] [--json] DIR
 //	auditctl fingerprint --key-file FILE [VALUE]
 //
-// verify exits 0 when the files are intact, 1 when anything is invalid and 2
+// verify exits 0 when the files are intact (warnings only: TORN_TAIL after a
+// crash, UNANCHORED records after the last checkpoint, GAP for files removed
+// by retention as a pruned record attests), 1 when anything is invalid and 2
 // for usage and I/O errors.
 package main
 
@@ -18,6 +20,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/slogaudit/slogaudit/chain"
 )
@@ -84,7 +88,9 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 
 func keygen(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keygen", stderr)
-	out := fs.String("o", "", "key file to create (must not exist)")
+	out := fs.String("o", "", "key file to create (must not exist); also writes FILE.signer and FILE.pub")
+	host, _ := os.Hostname()
+	name := fs.String("name", "slogaudit-"+host, "name of the checkpoint signer key")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return exitUsage
@@ -93,20 +99,60 @@ func keygen(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, "auditctl keygen: -o FILE is required\n")
 		return exitUsage
 	}
+	skey, vkey, err := chain.GenerateSigner(*name)
+	if err != nil {
+		fmt.Fprintf(stderr, "auditctl keygen: %v\n", err)
+		return exitUsage
+	}
+	for _, f := range []struct {
+		path, text string
+		mode       os.FileMode
+	}{{*out + ".signer", skey + "\n", 0o600}, {*out + ".pub", vkey + "\n", 0o644}} {
+		if err := writeNew(f.path, f.text, f.mode); err != nil {
+			fmt.Fprintf(stderr, "auditctl keygen: %v\n", err)
+			return exitUsage
+		}
+	}
 	key := chain.GenerateKey()
 	if err := chain.WriteKeyFile(*out, key); err != nil {
 		fmt.Fprintf(stderr, "auditctl keygen: %v\n", err)
 		return exitUsage
 	}
-	fmt.Fprintf(stdout, "wrote key %s (key_id %s, mode 0600)\n", *out, chain.KeyID(key))
-	fmt.Fprintf(stdout, "Keep a copy offline: whoever holds it can rewrite the audit trail undetected.\n")
-	fmt.Fprintf(stdout, "Verify with: auditctl verify --key-file %s AUDIT_DIR\n", *out)
+	fmt.Fprintf(stdout, `wrote %[1]s         the initial MAC key K(0), key_id %[2]s (mode 0600)
+wrote %[1]s.signer  the checkpoint signing key (mode 0600)
+wrote %[1]s.pub     the checkpoint verifier key (public)
+
+1. Copy %[1]s to offline storage NOW (a password manager, a vault, paper): it is K(0).
+   The service evolves %[1]s in place at every epoch (KeyFile), erasing K(0) from the
+   host; only K(0) verifies every epoch, and whoever steals the host's key later
+   cannot forge earlier records.
+2. Give the service %[1]s as its key file and %[1]s.signer as its signer.
+3. Keep %[1]s.pub with the verifiers and in the SIEM that receives the checkpoints.
+4. Verify with:
+     auditctl verify --key-file OFFLINE-COPY-OF-%[3]s --checkpoint-key %[1]s.pub AUDIT_DIR
+   and against the newest checkpoint the SIEM holds:
+     ... --trusted-checkpoint CHECKPOINT_NOTE_FILE
+`, *out, chain.KeyID(key), filepath.Base(*out))
 	return exitOK
+}
+
+func writeNew(path, text string, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(text)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func verify(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("verify", stderr)
-	keyFile := fs.String("key-file", "", "MAC key file (required for keyed audit files)")
+	keyFile := fs.String("key-file", "", "initial MAC key K(0) (required for keyed audit files)")
+	ckptKey := fs.String("checkpoint-key", "", "checkpoint verifier key (FILE.pub from keygen): check the signatures of the checkpoints")
+	trustedFile := fs.String("trusted-checkpoint", "", "a signed checkpoint kept off the host: report ROLLBACK/TRUNCATED when the files are behind it")
 	asJSON := fs.Bool("json", false, "print a machine-readable report")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -123,7 +169,31 @@ func verify(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
-	rep, err := chain.Verify(pos[0], chain.VerifyOptions{Key: key})
+	opts := chain.VerifyOptions{Key: key}
+	if *ckptKey != "" {
+		if opts.CheckpointKey, err = chain.ReadVerifierFile(*ckptKey); err != nil {
+			fmt.Fprintf(stderr, "auditctl verify: %v\n", err)
+			return exitUsage
+		}
+	}
+	if *trustedFile != "" {
+		if opts.Trusted, err = os.ReadFile(*trustedFile); err != nil {
+			fmt.Fprintf(stderr, "auditctl verify: %v\n", err)
+			return exitUsage
+		}
+	}
+	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
+		start := time.Now()
+		opts.Progress = func(done, total int64) {
+			if time.Since(start) > time.Second {
+				fmt.Fprintf(stderr, "\rverifying: %d of %d MB", done>>20, total>>20)
+				if done == total {
+					fmt.Fprintln(stderr)
+				}
+			}
+		}
+	}
+	rep, err := chain.Verify(pos[0], opts)
 	if err != nil {
 		if errors.Is(err, chain.ErrKeyRequired) {
 			err = fmt.Errorf("%w: pass --key-file", err)
@@ -146,4 +216,9 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	return exitOK
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -121,3 +121,65 @@ func TestVerifyUsageErrors(t *testing.T) {
 		t.Errorf("world-readable key: %d %q", code, errs)
 	}
 }
+
+// The keygen → service → verify workflow of FORMAT.md §6–7: K(0) copied
+// offline, the key file evolving, checkpoints signed, and a rollback found
+// with the checkpoint the auditor kept.
+func TestVerifyCheckpointsAndRollback(t *testing.T) {
+	tmp := t.TempDir()
+	keyFile, dir := filepath.Join(tmp, "audit.key"), filepath.Join(tmp, "audit")
+	if code, out, errs := runCmd("keygen", "-o", keyFile, "--name", "test"); code != 0 || !strings.Contains(out, "offline") {
+		t.Fatalf("keygen: %d %q %q", code, out, errs)
+	}
+	k0 := filepath.Join(tmp, "k0-offline")
+	data, _ := os.ReadFile(keyFile)
+	os.WriteFile(k0, data, 0o600)
+	signer, err := chain.ReadSignerFile(keyFile + ".signer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	session := func() {
+		w, err := chain.Open(chain.Options{KeyFile: keyFile, Rotate: rotate.Options{Dir: dir}, Checkpoints: chain.CheckpointOptions{Signer: signer, Every: 4}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 10 {
+			w.Append(fmt.Appendf(nil, `"msg":"r%d"`, i), nil)
+		}
+		w.Close()
+	}
+	session()
+	old := filepath.Join(tmp, "old")
+	os.Mkdir(old, 0o700)
+	copyFiles(t, dir, old)
+	session()
+	args := []string{"verify", "--key-file", k0, "--checkpoint-key", keyFile + ".pub", dir}
+	if code, out, errs := runCmd(args...); code != 0 || !strings.Contains(out, "signatures verified") {
+		t.Fatalf("verify: %d\n%s%s", code, out, errs)
+	}
+	if code, _, errs := runCmd("verify", "--key-file", keyFile, dir); code != exitUsage || !strings.Contains(errs, "K(0)") {
+		t.Errorf("verify with the evolved key: %d %q", code, errs)
+	}
+	es, _ := chain.ReadCheckpointsFile(filepath.Join(dir, chain.CheckpointsFileName("")))
+	trusted := filepath.Join(tmp, "trusted.note")
+	os.WriteFile(trusted, es[len(es)-1].Note, 0o644)
+	os.RemoveAll(dir)
+	os.Mkdir(dir, 0o700)
+	copyFiles(t, old, dir)
+	code, out, errs := runCmd(append([]string{"verify", "--trusted-checkpoint", trusted}, args[1:]...)...)
+	if code != exitInvalid || !strings.Contains(out, "ROLLBACK") {
+		t.Errorf("rolled-back dir: %d\n%s%s", code, out, errs)
+	}
+}
+
+func copyFiles(t *testing.T, from, to string) {
+	t.Helper()
+	ents, _ := os.ReadDir(from)
+	for _, e := range ents {
+		data, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(to, e.Name()), data, 0o600)
+	}
+}
