@@ -603,6 +603,11 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 	}
 }
 
+// ParseNote reads a signed checkpoint note without checking its signature:
+// for carrying notes (e.g. exporting them), never for trusting them; use
+// OpenCheckpoint for that.
+func ParseNote(msg []byte) (Checkpoint, error) { return parseUnverifiedNote(msg) }
+
 // parseUnverifiedNote reads a signed note's body without checking any
 // signature: only for when no checkpoint key was given.
 func parseUnverifiedNote(msg []byte) (Checkpoint, error) {

@@ -44,6 +44,9 @@ type Bridge struct {
 	qBytes int   // bytes of the records in q and in the goroutine's pending set
 	closed bool
 
+	notes    []chain.Checkpoint // queued by Checkpoint
+	noteScan bool               // Checkpoint dropped a note: re-read the checkpoints file
+
 	wake      chan struct{}
 	stop      chan struct{} // closed by Shutdown
 	done      chan struct{} // closed when the goroutine has returned
@@ -312,6 +315,8 @@ type exporter struct {
 	failing   bool
 	curPath   string
 	persisted uint64
+
+	notes noteState
 }
 
 func (b *Bridge) run() {
@@ -320,6 +325,7 @@ func (b *Bridge) run() {
 	defer e.rd.close()
 	e.curPath = cursorPath(b.cfg.dir, b.cfg.prefix)
 	e.loadCursor()
+	e.loadNotes()
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -337,6 +343,7 @@ func (b *Bridge) run() {
 			break
 		}
 		e.take()
+		e.takeNotes()
 		now := time.Now()
 		if e.bn == 0 && e.ready(now, stopping) {
 			e.build(now)
@@ -345,7 +352,7 @@ func (b *Bridge) run() {
 			e.export()
 			continue
 		}
-		if stopping && e.bn == 0 && !e.scanFile && len(e.pending) == 0 {
+		if stopping && e.bn == 0 && !e.scanFile && len(e.pending) == 0 && len(e.notes.pending) == 0 {
 			break // flushed
 		}
 		var deadline time.Time
@@ -371,7 +378,7 @@ func (b *Bridge) run() {
 		e.persist()
 	}
 	e.releaseAll()
-	if e.bn > 0 || e.scanFile || len(e.pending) > 0 {
+	if e.bn > 0 || e.scanFile || len(e.pending) > 0 || len(e.notes.pending) > 0 {
 		b.flushErr = fmt.Errorf("otelbridge: stopped before every record was exported (cursor %d; the next start exports the rest from the file): %w",
 			b.cursor.Load(), context.Cause(b.runCtx))
 	}
@@ -407,6 +414,7 @@ func (e *exporter) loadCursor() {
 	}
 	b.cursor.Store(seq)
 	e.persisted, e.ackMAC = seq, mac
+	e.bLast, e.bLastMAC = seq, mac // a batch of notes only leaves the cursor here
 	e.next = seq + 1
 }
 
@@ -471,7 +479,7 @@ func (e *exporter) ready(now time.Time, stopping bool) bool {
 	if now.Before(e.retryAt) {
 		return false
 	}
-	if e.scanFile || stopping {
+	if e.scanFile || stopping || len(e.notes.pending) > 0 {
 		return true
 	}
 	if len(e.pending) == 0 {
@@ -558,6 +566,7 @@ func (e *exporter) build(now time.Time) {
 		next++
 	}
 	e.next = next
+	e.buildNotes()
 }
 
 // emit converts one record and emits it into the processor's batch.
@@ -610,6 +619,7 @@ func (e *exporter) export() {
 	e.bn = 0
 	b.proc.reset()
 	e.persist()
+	e.notesAcked()
 }
 
 func (e *exporter) persist() {

@@ -61,8 +61,14 @@
 //
 // # The log record
 //
-// Every line of the file (audit records, open and close records) becomes one
-// log record:
+// Every line of the file (audit records; open, close, checkpoint and pruned
+// records) becomes one log record. Each signed checkpoint (handler.
+// CheckpointSink) becomes one more, event name audit.checkpoint, body the
+// signed note exactly as in the checkpoints file (save it to a file for
+// auditctl verify --trusted-checkpoint), attributes audit.checkpoint.seq,
+// audit.checkpoint.epoch, audit.checkpoint.file and audit.chain; notes have
+// their own persisted cursor (.otlp-notes-<prefix>) and are re-read from the
+// checkpoints file after an outage or a restart. A line becomes:
 //
 //   - body: msg ("audit file open" / "audit file close" for open and close records)
 //   - severity: from level, slog's level plus 9 (DEBUG 5, INFO 9, WARN 13,

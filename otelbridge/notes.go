@@ -1,0 +1,193 @@
+package otelbridge
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/log"
+
+	"github.com/slogaudit/slogaudit/chain"
+)
+
+// The log record of a signed checkpoint: event name EventCheckpoint, body
+// the signed note as written in the checkpoints file, and these attributes.
+// A SIEM that keeps the newest one holds what `auditctl verify
+// --trusted-checkpoint` needs to detect truncation and rollback.
+const (
+	EventCheckpoint = "audit.checkpoint"
+	// CheckpointSeqKey is the seq of the line the note signs (int64); its
+	// chain value is in ChainKey.
+	CheckpointSeqKey   = "audit.checkpoint.seq"
+	CheckpointEpochKey = "audit.checkpoint.epoch"
+	CheckpointFileKey  = "audit.checkpoint.file"
+)
+
+// maxQueuedNotes bounds the notes Checkpoint queues; beyond it the
+// goroutine re-reads them from the checkpoints file.
+const maxQueuedNotes = 1024
+
+// Checkpoint queues a signed checkpoint for export. It implements
+// handler.CheckpointSink. Notes are exported at least once, in seq order,
+// with their own persisted cursor: those not acknowledged are read back from
+// the checkpoints file after an outage or a restart.
+func (b *Bridge) Checkpoint(c chain.Checkpoint) {
+	if b == nil || c.Note == nil {
+		return
+	}
+	b.mu.Lock()
+	if b.closed || len(b.notes) >= maxQueuedNotes {
+		b.noteScan = true
+	} else {
+		b.notes = append(b.notes, c)
+	}
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// noteState is the exporter goroutine's part for notes.
+type noteState struct {
+	path, curPath string
+	cursor        uint64            // every note up to this seq is acknowledged
+	pending       []chain.Checkpoint // sorted by Seq, all after cursor
+	inBatch       int               // notes in the batch being exported
+	batchLast     uint64
+}
+
+func noteCursorPath(dir, prefix string) string {
+	return filepath.Join(dir, ".otlp-notes-"+prefix)
+}
+
+// loadNotes reads the note cursor and the notes after it.
+func (e *exporter) loadNotes() {
+	ns := &e.notes
+	ns.path = filepath.Join(e.b.cfg.dir, chain.CheckpointsFileName(e.b.cfg.prefix))
+	ns.curPath = noteCursorPath(e.b.cfg.dir, e.b.cfg.prefix)
+	if data, err := os.ReadFile(ns.curPath); err == nil {
+		f := strings.Fields(string(data))
+		if len(f) == 2 && f[0] == "v1" {
+			ns.cursor, _ = strconv.ParseUint(f[1], 10, 64)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		otel.Handle(fmt.Errorf("otelbridge: %w", err))
+	}
+	e.scanNotes()
+}
+
+// scanNotes adds the notes of the checkpoints file after the cursor.
+func (e *exporter) scanNotes() {
+	ns := &e.notes
+	es, err := chain.ReadCheckpointsFile(ns.path)
+	if err != nil {
+		otel.Handle(fmt.Errorf("otelbridge: %w", err))
+		return
+	}
+	var cs []chain.Checkpoint
+	for _, en := range es {
+		if en.Err != nil || en.Seq <= ns.cursor {
+			continue
+		}
+		c, err := chain.ParseNote(en.Note)
+		if err != nil {
+			continue // verify reports it; a SIEM gains nothing from it
+		}
+		c.Note = en.Note
+		cs = append(cs, c)
+	}
+	e.addNotes(cs)
+}
+
+// takeNotes moves the queued notes into pending.
+func (e *exporter) takeNotes() {
+	b := e.b
+	b.mu.Lock()
+	cs, scan := b.notes, b.noteScan
+	b.notes, b.noteScan = nil, false
+	b.mu.Unlock()
+	if scan {
+		e.scanNotes()
+	}
+	e.addNotes(cs)
+}
+
+func (e *exporter) addNotes(cs []chain.Checkpoint) {
+	ns := &e.notes
+	for _, c := range cs {
+		if c.Seq <= ns.cursor || slices.ContainsFunc(ns.pending, func(p chain.Checkpoint) bool { return p.Seq == c.Seq }) {
+			continue
+		}
+		ns.pending = append(ns.pending, c)
+	}
+	slices.SortFunc(ns.pending, func(a, b chain.Checkpoint) int {
+		switch {
+		case a.Seq < b.Seq:
+			return -1
+		case a.Seq > b.Seq:
+			return 1
+		}
+		return 0
+	})
+}
+
+// buildNotes emits pending notes into the batch, after its records.
+func (e *exporter) buildNotes() {
+	ns := &e.notes
+	for ns.inBatch < len(ns.pending) && e.bn < e.b.cfg.batch {
+		c := ns.pending[ns.inBatch]
+		var r log.Record
+		r.SetEventName(EventCheckpoint)
+		r.SetBody(attribute.StringValue(string(c.Note))) // as is: a file for verify --trusted-checkpoint
+		r.SetTimestamp(c.Time)
+		r.SetObservedTimestamp(c.Time)
+		r.SetSeverity(log.SeverityInfo)
+		r.SetSeverityText("INFO")
+		r.AddAttributes(
+			attribute.Int64(CheckpointSeqKey, int64(c.Seq)),
+			attribute.Int64(CheckpointEpochKey, int64(c.Epoch)),
+			attribute.String(CheckpointFileKey, c.File),
+			attribute.String(ChainKey, hex.EncodeToString(c.Chain[:])),
+		)
+		e.b.logger.Emit(context.Background(), r)
+		e.bn++
+		ns.inBatch++
+		ns.batchLast = c.Seq
+	}
+}
+
+// notesAcked moves the note cursor past the batch's notes.
+func (e *exporter) notesAcked() {
+	ns := &e.notes
+	if ns.inBatch == 0 {
+		return
+	}
+	ns.pending = slices.Delete(ns.pending, 0, ns.inBatch)
+	ns.cursor, ns.inBatch = ns.batchLast, 0
+	if err := writeNoteCursor(ns.curPath, ns.cursor); err != nil {
+		otel.Handle(err)
+	}
+}
+
+func writeNoteCursor(path string, seq uint64) error {
+	tmp := path + ".tmp"
+	err := os.WriteFile(tmp, fmt.Appendf(nil, "v1 %d\n", seq), 0o600)
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("otelbridge: write note cursor: %w", err)
+	}
+	return nil
+}
