@@ -60,9 +60,9 @@ func (b *Bridge) Checkpoint(c chain.Checkpoint) {
 // noteState is the exporter goroutine's part for notes.
 type noteState struct {
 	path, curPath string
-	cursor        uint64            // every note up to this seq is acknowledged
+	cursor        uint64             // every note up to this seq is acknowledged
 	pending       []chain.Checkpoint // sorted by Seq, all after cursor
-	inBatch       int               // notes in the batch being exported
+	inBatch       int                // notes in the batch being exported
 	batchLast     uint64
 }
 
