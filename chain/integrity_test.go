@@ -532,3 +532,45 @@ func TestEpochKeysEvolve(t *testing.T) {
 		t.Errorf("key file at epoch %d, want %d", ks.Epoch, epoch)
 	}
 }
+
+// A writer that holds only its current key can still check the links of
+// earlier epochs, and the MACs of the current one (self-verification).
+func TestVerifyWithCurrentKey(t *testing.T) {
+	f := newSigned(t)
+	w, err := Open(Options{KeyFile: f.keyFile, Rotate: rotate.Options{Dir: f.dir, Now: f.clock}, Checkpoints: CheckpointOptions{Signer: f.signer, Every: 5, Interval: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := range 23 {
+		w.Append(fmt.Appendf(nil, `"i":%d`, i), nil)
+	}
+	w.Sync()
+	cur, ok := w.CurrentKey()
+	if !ok || cur.Epoch == 0 {
+		t.Fatalf("current key: %+v %v", cur, ok)
+	}
+	self := func() *Report {
+		rep, err := Verify(f.dir, VerifyOptions{KeyAt: cur, CheckpointKey: f.verifier, Last: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	rep := self()
+	assertIntact(t, rep)
+	if rep.Unchecked == 0 || rep.Unchecked >= rep.Lines {
+		t.Errorf("unchecked %d of %d lines", rep.Unchecked, rep.Lines)
+	}
+	path := files(t, f.dir)[0]
+	lines := readLines(t, path)
+	// An edit in the current epoch fails its MAC.
+	edited := slices.Clone(lines)
+	edited[len(edited)-2] = strings.Replace(edited[len(edited)-2], `"i":22`, `"i":99`, 1)
+	writeLines(t, path, edited)
+	assertClass(t, self(), Modified)
+	// A line deleted in an earlier epoch breaks the links.
+	writeLines(t, path, append(slices.Clone(lines[:3]), lines[4:]...))
+	assertClass(t, self(), Deleted)
+	writeLines(t, path, lines)
+}

@@ -88,6 +88,7 @@ type Report struct {
 	Notes       int    `json:"notes"`
 	NotesSigned bool   `json:"notes_signed"`
 	AnchoredSeq uint64 `json:"anchored_seq,omitempty"` // the last seq a checkpoint commits to
+	Unchecked   int    `json:"unchecked,omitempty"`    // lines whose MAC was not checked (VerifyOptions.KeyAt)
 	// Chain holds the findings about the chain as a whole: retention gaps,
 	// checkpoints, truncation and rollback.
 	Chain  []Problem `json:"chain,omitempty"`
@@ -165,6 +166,14 @@ type VerifyOptions struct {
 	// the SIEM received): files behind it are reported as ROLLBACK or
 	// TRUNCATED. It requires CheckpointKey.
 	Trusted []byte
+	// KeyAt, instead of Key, is a later epoch's key, e.g. a writer's
+	// current key (Writer.CurrentKey) for self-verification: lines of
+	// earlier epochs are checked for everything but their MACs, which only
+	// K(0) can check (Report.Unchecked counts them).
+	KeyAt KeyState
+	// Last, if positive, verifies only the newest Last files; the start of
+	// the chain is then not judged.
+	Last int
 	// Progress, if set, is called after each file with the bytes read so
 	// far and the total size of the files (compressed sizes for .gz).
 	Progress func(done, total int64)
@@ -216,7 +225,11 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 			}
 		}
 	}
-	v := newVerifier(opts.Key)
+	partial := opts.Last > 0 && len(files) > opts.Last
+	if partial {
+		files = files[len(files)-opts.Last:]
+	}
+	v := newVerifier(opts.Key, opts.KeyAt)
 	v.rep.Dir = dir
 	for i, path := range files {
 		if err := v.file(path, i == len(files)-1); err != nil {
@@ -228,6 +241,9 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 			}
 			opts.Progress(done, total)
 		}
+	}
+	if partial {
+		v.firstLine = nil // the start of the chain was not read
 	}
 	v.gap()
 	notes, err := ReadCheckpointsFile(filepath.Join(dir, CheckpointsFileName(opts.Prefix)))
@@ -253,9 +269,11 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 }
 
 type verifier struct {
-	key    []byte    // K(0)
+	base   KeyState  // K(0), or a later epoch's key
+	keyed  bool      // base holds a key
+	blind  bool      // the current epoch precedes base: MACs cannot be checked
 	epoch  uint64    // the epoch of the next line
-	ekey   KeyState  // the key of epoch, derived from K(0)
+	ekey   KeyState  // the key of epoch, derived from base
 	hmac   hash.Hash // keyed with ekey
 	sha    hash.Hash
 	sum    [sha256.Size]byte
@@ -286,12 +304,22 @@ type gapStart struct {
 	prevFile string
 }
 
-func newVerifier(key []byte) *verifier {
-	v := &verifier{key: key, sha: sha256.New(), rep: &Report{}, ends: make(map[uint64]Checkpoint)}
-	if key != nil {
-		v.ekey = NewKeyState(key)
-		v.hmac = hmac.New(sha256.New, key)
-		v.rep.Alg, v.rep.KeyID = AlgHMACSHA256, KeyID(key)
+// newVerifier verifies with the initial key k0, or else with at, a later
+// epoch's key, or else unkeyed.
+func newVerifier(k0 []byte, at KeyState) *verifier {
+	v := &verifier{sha: sha256.New(), rep: &Report{}, ends: make(map[uint64]Checkpoint)}
+	switch {
+	case k0 != nil:
+		v.base = NewKeyState(k0)
+	case at.Key != nil:
+		v.base = at
+		v.blind = at.Epoch > 0
+	}
+	v.keyed = v.base.Key != nil
+	if v.keyed {
+		v.ekey = v.base
+		v.hmac = hmac.New(sha256.New, v.base.Key)
+		v.rep.Alg, v.rep.KeyID = AlgHMACSHA256, v.base.ID
 	} else {
 		v.rep.Alg = AlgSHA256
 	}
@@ -299,17 +327,23 @@ func newVerifier(key []byte) *verifier {
 }
 
 // setEpoch moves to epoch e's key: forward from the current key, or from
-// K(0) for an earlier epoch (only a damaged chain goes back).
+// the base key for an earlier epoch (only a damaged chain goes back).
+// Without a key for e (before the base key's epoch) MACs go unchecked.
 func (v *verifier) setEpoch(e uint64) {
-	if v.key != nil && e != v.ekey.Epoch {
-		base := v.ekey
-		if e < base.Epoch {
-			base = NewKeyState(v.key)
-		}
-		v.ekey, _ = base.At(e)
-		v.hmac = hmac.New(sha256.New, v.ekey.Key)
-	}
 	v.epoch = e
+	if !v.keyed {
+		return
+	}
+	v.blind = e < v.base.Epoch
+	if v.blind || e == v.ekey.Epoch {
+		return
+	}
+	from := v.ekey
+	if e < from.Epoch {
+		from = v.base
+	}
+	v.ekey, _ = from.At(e)
+	v.hmac = hmac.New(sha256.New, v.ekey.Key)
 }
 
 func (v *verifier) problem(c Class, line int, seq uint64, format string, args ...any) {
@@ -324,8 +358,12 @@ func (v *verifier) macOK(l *Line) bool {
 	if v.badKey {
 		return true // already reported once for the whole file
 	}
+	if v.blind {
+		v.rep.Unchecked++
+		return true
+	}
 	h := v.sha
-	if v.key != nil {
+	if v.keyed {
 		h = v.hmac
 	}
 	h.Reset()
@@ -435,7 +473,7 @@ func (v *verifier) line(cur, peek *rawLine) (consumedPeek bool, err error) {
 		}
 	}
 	ok := v.macOK(&l)
-	if !ok && v.key != nil && !v.badKey && v.nextEpochMAC(&l) {
+	if !ok && v.keyed && !v.badKey && v.nextEpochMAC(&l) {
 		v.problem(BadCheckpoint, cur.no, l.Seq, "line is sealed with the key of epoch %d: the line that ended epoch %d is missing", v.epoch+1, v.epoch)
 		v.setEpoch(v.epoch + 1)
 		ok = true
@@ -694,15 +732,15 @@ func (v *verifier) openRecord(l *Line, no int) error {
 		v.setEpoch(oi.Epoch)
 	}
 	switch {
-	case oi.Alg == AlgHMACSHA256 && v.key == nil:
+	case oi.Alg == AlgHMACSHA256 && !v.keyed:
 		return fmt.Errorf("%w (%s, key_id %s)", ErrKeyRequired, v.fr.Name, oi.KeyID)
 	case oi.Alg != AlgHMACSHA256 && oi.Alg != AlgSHA256:
 		v.problem(Modified, no, l.Seq, "unknown algorithm %q", oi.Alg)
 		v.badKey = true
-	case v.key != nil && oi.Alg != AlgHMACSHA256:
+	case v.keyed && oi.Alg != AlgHMACSHA256:
 		v.problem(BadKey, no, l.Seq, "file is sealed without a key (%s): anyone can rewrite it", oi.Alg)
 		v.badKey = true
-	case v.key != nil && oi.KeyID != v.rep.KeyID:
+	case v.keyed && oi.KeyID != v.rep.KeyID:
 		v.problem(BadKey, no, l.Seq, "file is sealed with key_id %s, not the given key (key_id %s)", oi.KeyID, v.rep.KeyID)
 		v.badKey = true
 	}

@@ -85,6 +85,9 @@ type Options struct {
 	// Archive receives each file retention is about to remove
 	// (chain.Options.Archive).
 	Archive func(path string) error
+	// SelfVerify turns on periodic verification of the newest files, with
+	// a security_alert audit event and OnError on failure.
+	SelfVerify SelfVerify
 	// Rotate sets file size and time limits, retention, compression and the
 	// durability policy (default rotate.SyncNone: each record is handed to the
 	// OS before Handle returns).
@@ -170,6 +173,16 @@ type core struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
+
+	dir        string
+	stopVerify chan struct{} // nil without SelfVerify
+	verifyDone chan struct{}
+}
+
+func (c *core) report(err error) {
+	if c.onError != nil {
+		c.onError(err)
+	}
 }
 
 // New opens (or resumes) the chain in the audit directory and returns the
@@ -215,10 +228,18 @@ func New(opts Options) (*Handler, error) {
 	if opts.NoRedaction {
 		red = nil
 	}
-	return &Handler{
-		c:   &core{w: w, onError: opts.OnError, appCopy: !opts.AuditOnlyToFile, ctxAttrs: opts.ContextAttrs, sinks: opts.Sinks, red: red},
+	h := &Handler{
+		c:   &core{w: w, onError: opts.OnError, appCopy: !opts.AuditOnlyToFile, ctxAttrs: opts.ContextAttrs, sinks: opts.Sinks, red: red, dir: ro.Dir},
 		app: app,
-	}, nil
+	}
+	if sv := opts.SelfVerify; sv.Interval > 0 {
+		if sv.Files <= 0 {
+			sv.Files = 2
+		}
+		h.c.stopVerify, h.c.verifyDone = make(chan struct{}), make(chan struct{})
+		go h.selfVerify(sv, ro.Dir, ro.Prefix, ro.Ext, h.c.stopVerify, h.c.verifyDone)
+	}
+	return h, nil
 }
 
 // Enabled reports whether a record at level might be handled: always for an
@@ -460,6 +481,10 @@ func (h *Handler) clone() *Handler {
 func (h *Handler) Close() error {
 	c := h.c
 	c.closeOnce.Do(func() {
+		if c.stopVerify != nil {
+			close(c.stopVerify)
+			<-c.verifyDone
+		}
 		c.closed.Store(true)
 		c.closeErr = c.w.Close()
 	})

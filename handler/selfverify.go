@@ -1,0 +1,115 @@
+package handler
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/slogaudit/slogaudit/chain"
+)
+
+// SelfVerify configures the handler's periodic verification of the newest
+// audit files by the writing process itself (PCI DSS 10.3.4: detect changes
+// to audit logs). With a forward-secure key the process holds only the
+// current epoch's key: it checks every link, seq, file name, open and close
+// record and checkpoint of the files, and the MACs of the current epoch;
+// the MACs of earlier epochs need K(0) (auditctl verify).
+type SelfVerify struct {
+	// Interval between verifications; 0 turns self-verification off.
+	Interval time.Duration
+	// Files is the number of newest files to verify; default 2.
+	Files int
+	// CheckpointKey, if set, also checks the signatures of the checkpoints.
+	CheckpointKey note.Verifier
+	// OnFailure, if set, receives each failing report (besides the alert).
+	OnFailure func(*chain.Report)
+}
+
+// Keys of the alert event that a failed self-verification logs.
+const (
+	EventSecurityAlert = "security_alert"
+	AlertRuleKey       = "alert.rule"
+	// AlertRuleChainVerification is the rule id of a failed self-verification.
+	AlertRuleChainVerification = "chain_verification_failed"
+)
+
+// selfVerify runs until stop is closed.
+func (h *Handler) selfVerify(sv SelfVerify, dir, prefix, ext string, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(sv.Interval)
+	defer t.Stop()
+	last := "" // the findings last alerted, so a standing failure alerts once
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		rep, err := h.VerifyNewest(sv.Files, sv.CheckpointKey, dir, prefix, ext)
+		if err != nil {
+			h.c.report(fmt.Errorf("handler: self-verification: %w", err))
+			continue
+		}
+		if rep.Intact {
+			last = ""
+			continue
+		}
+		summary := failures(rep)
+		if summary == last {
+			continue
+		}
+		last = summary
+		h.alert(summary)
+		h.c.report(fmt.Errorf("handler: self-verification of %s failed: %s", dir, summary))
+		if sv.OnFailure != nil {
+			sv.OnFailure(rep)
+		}
+	}
+}
+
+// VerifyNewest verifies the newest n files of the handler's directory with
+// the current key (see SelfVerify).
+func (h *Handler) VerifyNewest(n int, ckpt note.Verifier, dir, prefix, ext string) (*chain.Report, error) {
+	ks, _ := h.CurrentKey()
+	return chain.Verify(dir, chain.VerifyOptions{KeyAt: ks, CheckpointKey: ckpt, Prefix: prefix, Ext: ext, Last: max(n, 1)})
+}
+
+// failures summarises the failing problems of rep in one line.
+func failures(rep *chain.Report) string {
+	var b strings.Builder
+	n := 0
+	for _, p := range rep.Problems() {
+		if p.Class.Warning() {
+			continue
+		}
+		if n < 3 {
+			if n > 0 {
+				b.WriteString("; ")
+			}
+			fmt.Fprintf(&b, "%s %s seq %d: %s", p.Class, p.File, p.Seq, p.Detail)
+		}
+		n++
+	}
+	if n > 3 {
+		fmt.Fprintf(&b, "; and %d more", n-3)
+	}
+	return b.String()
+}
+
+// alert logs a security_alert audit event at ERROR for a failed
+// self-verification.
+func (h *Handler) alert(summary string) {
+	ev := Event{
+		Type: EventSecurityAlert, Action: "verify", ResourceType: "audit_log", Resource: h.c.dir,
+		Status: StatusFailed, Reason: summary, Attrs: []slog.Attr{slog.String(AlertRuleKey, AlertRuleChainVerification)},
+		Message: "audit log verification failed",
+	}
+	r := ev.record(time.Now())
+	r.Level = slog.LevelError
+	h.Handle(context.Background(), r) // an error goes to OnError
+
+}
