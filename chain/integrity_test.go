@@ -574,3 +574,48 @@ func TestVerifyWithCurrentKey(t *testing.T) {
 	assertClass(t, self(), Deleted)
 	writeLines(t, path, lines)
 }
+
+// Preallocated files: the unwritten rest reads as NUL bytes. It is not
+// content: a crash leaves it, verify passes, and the next Open cuts it. NUL
+// bytes with content after them are an edit.
+func TestPreallocatedTail(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(Options{Key: testKey, Rotate: rotate.Options{Dir: dir, Preallocate: 1 << 16}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		w.Append(fmt.Appendf(nil, `"i":%d`, i), nil)
+	}
+	path := w.Path()
+	if fi, _ := os.Stat(path); fi.Size() != 1<<16 {
+		t.Skipf("file not preallocated (%d bytes): no mapped files here", fi.Size())
+	}
+	// A crash now: copy the directory as it is.
+	crashed := t.TempDir()
+	copyDir(t, dir, crashed)
+	w.Close()
+	rep := verify(t, crashed, testKey)
+	assertIntact(t, rep)
+	if rep.Lines != 6 {
+		t.Errorf("%d lines:\n%s", rep.Lines, reportText(rep))
+	}
+	w2, err := Open(Options{Key: testKey, Rotate: rotate.Options{Dir: crashed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2.Close()
+	first := files(t, crashed)[0]
+	data, _ := os.ReadFile(first)
+	if bytes.IndexByte(data, 0) >= 0 {
+		t.Errorf("Open left the NUL tail of the crashed file")
+	}
+	assertIntact(t, verify(t, crashed, testKey))
+
+	// Zeros over the middle of a closed file, content after them.
+	data, _ = os.ReadFile(files(t, dir)[0])
+	lines := strings.SplitAfter(string(data), "\n")
+	zeroed := strings.Repeat("\x00", len(lines[2])) // a whole line
+	writeLines(t, files(t, dir)[0], append(append(lines[:2:2], zeroed), lines[3:]...))
+	assertClass(t, verify(t, dir, testKey), Modified)
+}

@@ -412,6 +412,9 @@ func (v *verifier) file(path string, last bool) error {
 	if err != nil {
 		return fmt.Errorf("chain: verify %s: %w", path, err)
 	}
+	if lr.nulThenData >= 0 {
+		v.problem(Modified, 0, 0, "NUL bytes at offset %d are followed by other bytes: part of the file was overwritten with zeros", lr.nulThenData)
+	}
 	v.fr.Closed = v.closed
 	if v.fr.Lines == 0 && len(v.fr.Problems) == 0 {
 		v.problem(TornTail, 0, 0, "file holds no complete line")
@@ -768,22 +771,58 @@ type rawLine struct {
 // line, a look-ahead line and the one after stay valid together.
 type lineReader struct {
 	br   *bufio.Reader
+	rs   io.ReadSeeker // the plain file, for re-reading; nil for gzip
+	off  int64         // bytes of the lines returned so far
 	no   int
 	ring [3]rawLine
 	i    int
+	// nulThenData is set when the content ended at NUL bytes (preallocated,
+	// unwritten space) that are followed by other bytes: not something a
+	// writer leaves.
+	nulThenData int64 // offset of the NUL, or -1
 }
 
 func newLineReader(r io.Reader) *lineReader {
-	return &lineReader{br: bufio.NewReaderSize(r, 256<<10)}
+	lr := &lineReader{br: bufio.NewReaderSize(r, 256<<10), nulThenData: -1}
+	if rs, ok := r.(io.ReadSeeker); ok {
+		lr.rs = rs
+	}
+	return lr
 }
 
-// next returns the next line, or nil at the end.
+// next returns the next line, or nil at the end. The content of a file
+// ends at its first NUL byte: a preallocated file (rotate.Options.
+// Preallocate) holds NUL bytes where nothing was written yet. Since the
+// reader's buffer may hold such bytes from before they were written, a NUL
+// is read again from the file before it counts.
 func (lr *lineReader) next() (*rawLine, error) {
 	rl := &lr.ring[lr.i]
 	lr.i = (lr.i + 1) % len(lr.ring)
 	rl.b = rl.b[:0]
+	retried := false
 	for {
 		chunk, err := lr.br.ReadSlice('\n')
+		if i := bytes.IndexByte(chunk, 0); i >= 0 {
+			rl.b = append(rl.b, chunk[:i]...)
+			nulAt := lr.off + int64(len(rl.b))
+			if lr.rs != nil && !retried {
+				retried = true
+				if _, err := lr.rs.Seek(nulAt, io.SeekStart); err != nil {
+					return nil, err
+				}
+				lr.br.Reset(lr.rs)
+				continue
+			}
+			if err := lr.afterNUL(nulAt); err != nil {
+				return nil, err
+			}
+			if len(rl.b) == 0 {
+				return nil, nil
+			}
+			lr.no++
+			rl.no, rl.complete = lr.no, false
+			return rl, nil
+		}
 		rl.b = append(rl.b, chunk...)
 		switch err {
 		case bufio.ErrBufferFull:
@@ -797,11 +836,42 @@ func (lr *lineReader) next() (*rawLine, error) {
 			return rl, nil
 		case nil:
 			lr.no++
+			lr.off += int64(len(rl.b))
 			rl.no, rl.complete = lr.no, true
 			rl.b = rl.b[:len(rl.b)-1]
 			return rl, nil
 		default:
 			return nil, err
+		}
+	}
+}
+
+// afterNUL reads the rest of the file after the NUL at offset nulAt and
+// records whether anything but NUL bytes follows. A writer that is still
+// writing may fill the space while it is read: then the NUL itself is gone
+// when read again, and the content simply ended there for this reading.
+func (lr *lineReader) afterNUL(nulAt int64) error {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := lr.br.Read(buf)
+		if bytes.ContainsFunc(buf[:n], func(r rune) bool { return r != 0 }) {
+			if lr.rs != nil {
+				var b [1]byte
+				if _, err := lr.rs.Seek(nulAt, io.SeekStart); err != nil {
+					return err
+				}
+				if _, err := io.ReadFull(lr.rs, b[:]); err != nil || b[0] != 0 {
+					return nil // written meanwhile
+				}
+			}
+			lr.nulThenData = nulAt
+			return nil
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
 		}
 	}
 }

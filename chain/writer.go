@@ -29,6 +29,11 @@ const (
 	DefaultExt    = ".jsonl"
 )
 
+// DefaultPreallocate is the Rotate.Preallocate a Writer uses unless told
+// otherwise (negative: off): records are appended to memory-mapped,
+// preallocated files, which costs no system call per record.
+const DefaultPreallocate = 4 << 20
+
 // Options configure a Writer.
 type Options struct {
 	// Key is the initial 32-byte MAC key K(0). Nil (and no KeyFile) seals
@@ -138,6 +143,9 @@ func Open(opts Options) (*Writer, error) {
 	}
 	if ro.Ext == "" {
 		ro.Ext = DefaultExt
+	}
+	if ro.Preallocate == 0 {
+		ro.Preallocate = DefaultPreallocate
 	}
 	var ks KeyState
 	switch {
@@ -500,6 +508,9 @@ func resume(dir, prefix, ext string, ks KeyState, ckptPath string) (resumed, err
 			}
 			if st.file == "" {
 				st.file, st.prevTorn = BaseName(path), sc.torn
+				if err := trimUnwritten(path, sc.size); err != nil {
+					return rs, fmt.Errorf("chain: resume: %w", err)
+				}
 			}
 			if sc.last == nil {
 				continue // only a torn line: the head is in an earlier file
@@ -573,6 +584,19 @@ func checkResumable(path string, sc scanned, ks KeyState) error {
 		return fmt.Errorf("chain: cannot resume from %s: its last record (seq %d) fails its MAC; run auditctl verify", path, ll.Seq)
 	}
 	return nil
+}
+
+// trimUnwritten cuts the NUL bytes that a crash left after the content of
+// a preallocated file (rotate.Options.Preallocate).
+func trimUnwritten(path string, content int64) error {
+	if strings.HasSuffix(path, ".gz") {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Size() <= content {
+		return err
+	}
+	return os.Truncate(path, content)
 }
 
 // scanned is what scanFile learns about a file.

@@ -54,6 +54,7 @@ func (r *fileReader) read(want uint64) (l chain.Line, ok bool, err error) {
 			return l, false, nil
 		}
 	}
+	rechecked := false
 	for {
 		raw, st, err := r.readRaw()
 		if err != nil {
@@ -79,12 +80,19 @@ func (r *fileReader) read(want uint64) (l chain.Line, ok bool, err error) {
 		if err != nil {
 			return l, false, err
 		}
-		if next == "" {
+		if next == "" || !rechecked {
 			if err := r.rewind(); err != nil {
 				return l, false, err
 			}
-			return l, false, nil
+			if next == "" {
+				return l, false, nil
+			}
+			// A newer file exists, so this one is finished; what was read
+			// of it may predate its last lines: read it once more.
+			rechecked = true
+			continue
 		}
+		rechecked = false
 		if err := r.open(next); err != nil {
 			return l, false, err
 		}
@@ -104,6 +112,11 @@ func (r *fileReader) readRaw() ([]byte, rawStatus, error) {
 	r.line = r.line[:0]
 	for {
 		chunk, err := r.br.ReadSlice('\n')
+		if bytes.IndexByte(chunk, 0) >= 0 {
+			// Preallocated space not written yet (or written after the
+			// buffer read it): the end for now; rewind re-reads it.
+			return nil, partial, nil
+		}
 		r.line = append(r.line, chunk...)
 		switch {
 		case err == nil:

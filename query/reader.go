@@ -341,6 +341,10 @@ func (fk *fileKey) hash(r *Reader) hash.Hash {
 func readLine(br *bufio.Reader, buf []byte) (_ []byte, complete bool, err error) {
 	for {
 		chunk, err := br.ReadSlice('\n')
+		if i := bytes.IndexByte(chunk, 0); i >= 0 {
+			// Preallocated space not written yet: the end, for now.
+			return append(buf, chunk[:i]...), false, nil
+		}
 		buf = append(buf, chunk...)
 		switch err {
 		case nil:

@@ -43,9 +43,16 @@ func fileName(t time.Time) string {
 	return "audit-" + t.UTC().Format(timeLayout) + ".jsonl"
 }
 
+// preallocEnv, when set to a chunk size, makes open use memory-mapped
+// files (Options.Preallocate): TestMappedFiles runs the tests so.
+const preallocEnv = "ROTATE_TEST_PREALLOCATE"
+
 // open calls New and closes the Writer at the end of the test.
 func open(t *testing.T, opts Options) *Writer {
 	t.Helper()
+	if n, _ := strconv.ParseInt(os.Getenv(preallocEnv), 10, 64); n > 0 && opts.Preallocate == 0 {
+		opts.Preallocate = n
+	}
 	w, err := New(opts)
 	if err != nil {
 		t.Fatal(err)

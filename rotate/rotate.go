@@ -114,7 +114,14 @@ type Options struct {
 	MaxAge     time.Duration // remove files whose records are all older than this; 0 = never
 	Compress   bool          // gzip closed files in the background
 	Sync       Policy        // when to fsync
-	SyncEvery  time.Duration // fsync period for SyncInterval; default 1s
+	// Preallocate, if positive, grows each file by this many bytes at a
+	// time with fallocate(2) and appends by copying into a shared memory
+	// mapping of that space (Linux): the bytes reach the page cache, as
+	// with write(2), but without a system call per batch. Close cuts the
+	// unused rest; after a crash it remains as NUL bytes, which readers
+	// treat as unwritten. Ignored with OpenFile or where unsupported.
+	Preallocate int64
+	SyncEvery   time.Duration // fsync period for SyncInterval; default 1s
 
 	// OnRotate, if set, is called from the background goroutine with the
 	// path of each file the Writer stops writing to, before it is compressed:
@@ -142,6 +149,13 @@ type Options struct {
 	OpenFile func(name string, flag int, perm os.FileMode) (File, error)
 }
 
+func mapChunk(opts Options) int64 {
+	if !mmapSupported || opts.Preallocate <= 0 || opts.OpenFile != nil {
+		return 0
+	}
+	return opts.Preallocate
+}
+
 // ErrClosed is returned by operations on a closed Writer.
 var ErrClosed = errors.New("rotate: writer closed")
 
@@ -166,6 +180,7 @@ type Writer struct {
 	onRotate   func(string)
 	onError    func(error)
 	beforeRm   func(path string) error
+	mapChunk   int64      // Preallocate, when files are mapped
 	retainMu   sync.Mutex // one retention pass at a time
 	fr         Framer
 	eager      bool // a Framer was given: create files at once, not at the first record
@@ -261,6 +276,7 @@ func New(opts Options) (*Writer, error) {
 	if opts.Ext == "" {
 		opts.Ext = ".jsonl"
 	}
+	chunk := mapChunk(opts) // before OpenFile gets its default
 	if strings.ContainsAny(opts.Prefix+opts.Ext, `/\`) {
 		return nil, fmt.Errorf("rotate: Prefix %q and Ext %q must not contain path separators", opts.Prefix, opts.Ext)
 	}
@@ -305,6 +321,7 @@ func New(opts Options) (*Writer, error) {
 		onRotate:   opts.OnRotate,
 		onError:    opts.OnError,
 		beforeRm:   opts.BeforeRemove,
+		mapChunk:   chunk,
 		fr:         opts.Framer,
 		eager:      opts.Framer != (plain{}),
 		now:        opts.Now,

@@ -1,0 +1,149 @@
+package rotate
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"syscall"
+)
+
+const mmapSupported = true
+
+// mappedFile appends by copying into a shared memory mapping of space
+// preallocated with fallocate(2): the bytes land in the page cache, where
+// write(2) would put them, without a system call per write. The file is
+// grown a chunk at a time; its logical size is what was written, and Close
+// truncates it to that. A crash leaves the preallocated rest as NUL bytes,
+// which readers and the next Writer treat as unwritten (see FORMAT.md).
+type mappedFile struct {
+	f      *os.File
+	chunk  int64
+	size   int64  // logical size: bytes written
+	alloc  int64  // bytes preallocated
+	win    []byte // the mapping of [winOff, winOff+len(win))
+	winOff int64
+}
+
+func newMappedFile(f *os.File, chunk int64) File {
+	return &mappedFile{f: f, chunk: chunk}
+}
+
+var pageSize = int64(os.Getpagesize())
+
+// Write copies p to the end of the file.
+func (m *mappedFile) Write(p []byte) (n int, err error) {
+	end := m.size + int64(len(p))
+	if m.win == nil || end > m.winOff+int64(len(m.win)) {
+		if err := m.remap(end); err != nil {
+			return 0, err
+		}
+	}
+	// A fault on the mapping (the file was truncated under it, or a disk
+	// error) must become an error, not kill the process.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			n, err = 0, fmt.Errorf("write to mapped file: %v", r)
+		}
+	}()
+	copy(m.win[m.size-m.winOff:], p)
+	m.size = end
+	return len(p), nil
+}
+
+// remap makes the window cover [size, end), preallocating as needed.
+func (m *mappedFile) remap(end int64) error {
+	if need := end - m.alloc; need > 0 {
+		grow := max(m.chunk, (need+pageSize-1)/pageSize*pageSize)
+		if err := fallocate(m.f, m.alloc, grow); err != nil {
+			return err
+		}
+		m.alloc += grow
+	}
+	if err := m.unmap(); err != nil {
+		return err
+	}
+	off := m.size / pageSize * pageSize
+	length := m.alloc - off
+	win, err := syscall.Mmap(int(m.f.Fd()), off, int(length), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("mmap: %w", err)
+	}
+	m.win, m.winOff = win, off
+	return nil
+}
+
+func fallocate(f *os.File, off, n int64) error {
+	for {
+		err := syscall.Fallocate(int(f.Fd()), 0, off, n)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("fallocate: %w", err)
+		}
+		return nil
+	}
+}
+
+func (m *mappedFile) unmap() error {
+	if m.win == nil {
+		return nil
+	}
+	err := syscall.Munmap(m.win)
+	m.win = nil
+	return err
+}
+
+// Sync flushes the written bytes (and a grown size) to stable storage.
+// fdatasync suffices: the mapped pages are the file's page cache, and the
+// size changes only when a chunk is preallocated.
+func (m *mappedFile) Sync() error {
+	for {
+		err := syscall.Fdatasync(int(m.f.Fd()))
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+// Truncate undoes writes after size, by zeroing them: the space stays
+// preallocated and mapped.
+func (m *mappedFile) Truncate(size int64) (err error) {
+	if size > m.size {
+		return errors.New("truncate beyond the written size")
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("zero mapped file: %v", r)
+		}
+	}()
+	if size < m.winOff {
+		// Before the window: rare (a failed batch larger than a chunk).
+		if _, err := m.f.WriteAt(make([]byte, m.winOff-size), size); err != nil {
+			return err
+		}
+		clear(m.win[:m.size-m.winOff])
+	} else {
+		clear(m.win[size-m.winOff : m.size-m.winOff])
+	}
+	m.size = size
+	return nil
+}
+
+// Close unmaps the file, cuts the unwritten preallocated rest and closes it.
+func (m *mappedFile) Close() error {
+	err := m.unmap()
+	// Only ever cut: a file cut shorter under the mapping stays so.
+	if fi, serr := m.f.Stat(); serr != nil || fi.Size() > m.size {
+		if terr := m.f.Truncate(m.size); err == nil {
+			err = terr
+		}
+	}
+	if cerr := m.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,11 @@
+//go:build !linux
+
+package rotate
+
+import "os"
+
+// Memory-mapped appends need fallocate(2) (without it a full disk is a
+// SIGBUS, not an error); elsewhere files are written with write(2).
+const mmapSupported = false
+
+func newMappedFile(f *os.File, _ int64) File { return f }
