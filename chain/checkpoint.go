@@ -212,6 +212,7 @@ type NoteEntry struct {
 	Epoch uint64
 	Note  []byte
 	Err   error // the line does not decode
+	Torn  bool  // the last line, without a newline: a crash while appending
 }
 
 // ReadCheckpointsFile reads a checkpoints file. A missing file is no
@@ -238,7 +239,10 @@ func ReadCheckpointsFile(path string) ([]NoteEntry, error) {
 		}
 		var ce checkpointEntry
 		e := NoteEntry{Line: no}
-		if derr := json.Unmarshal(line, &ce); derr != nil || !bytes.HasSuffix(line, []byte("\n")) {
+		if !bytes.HasSuffix(line, []byte("\n")) {
+			e.Torn = true
+			e.Err = fmt.Errorf("line %d is incomplete (%d bytes): a crash while appending", no, len(line))
+		} else if derr := json.Unmarshal(line, &ce); derr != nil {
 			e.Err = fmt.Errorf("line %d does not decode", no)
 		} else {
 			e.Seq, e.Epoch, e.Note = ce.Seq, ce.Epoch, []byte(ce.Note)

@@ -121,12 +121,6 @@ func FuzzVerify(f *testing.F) {
 // fuzzMaxEpoch bounds the epochs the fuzz target lets through.
 const fuzzMaxEpoch = 256
 
-func reportText(rep *Report) string {
-	var b bytes.Buffer
-	rep.WriteText(&b)
-	return b.String()
-}
-
 type fuzzEntry struct {
 	name    string
 	content []byte // uncompressed

@@ -326,6 +326,23 @@ func newVerifier(k0 []byte, at KeyState) *verifier {
 	return v
 }
 
+// maxEpochStep bounds the key derivation one unauthenticated epoch number
+// can cause (about a second or two of HMACs).
+const maxEpochStep = 1 << 21
+
+// plausibleEpoch reports whether epoch e can be that of a line at seq:
+// every epoch ends with a line, so e < seq; and a chain moves on by at most
+// one epoch per line.
+func (v *verifier) plausibleEpoch(e, seq uint64) bool {
+	if e >= seq {
+		return false
+	}
+	if v.started && seq >= v.expSeq && (e > v.epoch+(seq-v.expSeq)+1 || e > v.epoch+maxEpochStep) {
+		return false
+	}
+	return true
+}
+
 // setEpoch moves to epoch e's key: forward from the current key, or from
 // the base key for an earlier epoch (only a damaged chain goes back).
 // Without a key for e (before the base key's epoch) MACs go unchecked.
@@ -431,6 +448,10 @@ func (v *verifier) file(path string, last bool) error {
 // It reports whether it consumed peek too.
 func (v *verifier) line(cur, peek *rawLine) (consumedPeek bool, err error) {
 	if !cur.complete {
+		if v.closed {
+			v.problem(Inserted, cur.no, 0, "%d bytes after the file's close record", len(cur.b))
+			return false, nil
+		}
 		// A crash tears a line: what is left is a prefix of a sealed line.
 		// A whole sealed line followed by other bytes is an edit.
 		if end := bytes.LastIndex(cur.b, []byte(`"}`)); end >= 0 && end+2 < len(cur.b) {
@@ -555,6 +576,9 @@ func (v *verifier) special(l *Line, no int) {
 		}
 		if ei.Epoch != v.epoch {
 			v.problem(BadCheckpoint, no, l.Seq, "%s record ends epoch %d, but the chain is in epoch %d", l.Kind, ei.Epoch, v.epoch)
+			if !v.plausibleEpoch(ei.Epoch, l.Seq) {
+				ei.Epoch = v.epoch // a file with another key: its MACs say nothing
+			}
 		}
 		t, _ := time.Parse(time.RFC3339Nano, ei.Time)
 		v.ends[l.Seq] = Checkpoint{Seq: l.Seq, Chain: l.MAC, Epoch: ei.Epoch, File: ei.File, Time: t}
@@ -596,7 +620,13 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 	var prevHash *[sha256.Size]byte
 	noted := make(map[uint64]bool)
 	var firstNoted uint64
+	first := true
 	for _, e := range entries {
+		if e.Torn {
+			// The next writer signs that checkpoint again and cuts this.
+			v.chainProblem(TornTail, "", 0, "checkpoints file: %v", e.Err)
+			continue
+		}
 		if e.Err != nil {
 			v.chainProblem(BadCheckpoint, "", 0, "checkpoints file: %v", e.Err)
 			prevHash = nil
@@ -615,6 +645,10 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 			prevHash = &h
 			continue
 		}
+		if first && c.Prev != ([sha256.Size]byte{}) {
+			v.chainProblem(BadCheckpoint, c.File, c.Seq, "the first note of the checkpoints file follows another note: earlier notes were removed")
+		}
+		first = false
 		if prevHash != nil && c.Prev != *prevHash {
 			v.chainProblem(BadCheckpoint, c.File, c.Seq, "the note does not follow the note before it in the checkpoints file (a note was removed, inserted or changed)")
 		}
@@ -724,15 +758,18 @@ func (v *verifier) openRecord(l *Line, no int) error {
 		return nil
 	}
 	v.sealedPrev = oi.PrevFile
+	// The epoch is read before the MAC can be checked (it picks the key):
+	// only a plausible one may drive the key derivation, which costs one
+	// HMAC per epoch.
 	switch {
+	case !v.plausibleEpoch(oi.Epoch, l.Seq):
+		v.problem(Modified, no, l.Seq, "open record claims epoch %d, impossible at seq %d", oi.Epoch, l.Seq)
 	case !v.started && l.Seq == 1 && oi.Epoch != 0:
 		v.problem(Modified, no, l.Seq, "the chain's first file starts in epoch %d, not 0", oi.Epoch)
-		v.setEpoch(oi.Epoch)
 	case !v.started || l.Seq != v.expSeq:
 		v.setEpoch(oi.Epoch) // the chain starts here, or a MISSING file is reported
 	case oi.Epoch != v.epoch:
 		v.problem(BadCheckpoint, no, l.Seq, "open record is in epoch %d but the chain is in epoch %d: an epoch ended without a checkpoint, or one was skipped", oi.Epoch, v.epoch)
-		v.setEpoch(oi.Epoch)
 	}
 	switch {
 	case oi.Alg == AlgHMACSHA256 && !v.keyed:

@@ -480,6 +480,9 @@ func resume(dir, prefix, ext string, ks KeyState, ckptPath string) (resumed, err
 		if notes[i].Err == nil {
 			rs.prevNote = sha256.Sum256(notes[i].Note)
 			lastNoteSeq = notes[i].Seq
+			if c, err := ParseNote(notes[i].Note); err == nil {
+				lastNoteSeq = c.Seq // the note's own word, not the listing's
+			}
 			break
 		}
 	}
@@ -565,6 +568,12 @@ func checkResumable(path string, sc scanned, ks KeyState) error {
 	ll, err := ParseLine(sc.last)
 	if err != nil {
 		return fmt.Errorf("chain: cannot resume from %s: last line: %v", path, err)
+	}
+	// Epochs are read before any MAC is checked; each epoch ends with a
+	// line, so a line's epoch is below its seq. A larger one would only
+	// make the key derivation (one HMAC per epoch) run for ever.
+	if sc.lastEpoch >= ll.Seq || sc.epoch > ll.Seq {
+		return fmt.Errorf("chain: cannot resume from %s: it claims epoch %d at seq %d, which is impossible; run auditctl verify", path, sc.epoch, ll.Seq)
 	}
 	// The last line's epoch key; a writer whose key already moved past it
 	// (the line ended an epoch) cannot check it, and need not: it was

@@ -1,6 +1,7 @@
 package rotate
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -47,9 +48,25 @@ func (m *mappedFile) Write(p []byte) (n int, err error) {
 			n, err = 0, fmt.Errorf("write to mapped file: %v", r)
 		}
 	}()
-	copy(m.win[m.size-m.winOff:], p)
+	forwardCopy(m.win[m.size-m.winOff:], p)
 	m.size = end
 	return len(p), nil
+}
+
+// forwardCopy copies src to dst with stores in ascending address order, so
+// that a process killed in the middle leaves a prefix of src in the file
+// and NUL bytes after it, never a hole: the built-in copy stores a
+// misaligned head or tail after the body for some sizes. (Stores retire in
+// program order; what survives a kill is what executed before it.)
+func forwardCopy(dst, src []byte) {
+	dst = dst[:len(src)]
+	i := 0
+	for ; i+8 <= len(src); i += 8 {
+		binary.LittleEndian.PutUint64(dst[i:], binary.LittleEndian.Uint64(src[i:]))
+	}
+	for ; i < len(src); i++ {
+		dst[i] = src[i]
+	}
 }
 
 // remap makes the window cover [size, end), preallocating as needed.
