@@ -1,10 +1,11 @@
 // Command auditctl manages slogaudit audit directories: it creates keys,
-// verifies the hash chain of the audit files, queries their events and
-// computes redaction fingerprints.
+// verifies the hash chain of the audit files, queries and follows their
+// events and computes redaction fingerprints.
 //
 //	auditctl keygen -o FILE
 //	auditctl verify [--key-file FILE] [--json] DIR
 //	auditctl query [--key-file FILE] [filters] [--json] DIR
+//	auditctl tail [--key-file FILE] [filters] [-n N] [--json] DIR
 //	auditctl fingerprint --key-file FILE [VALUE]
 //
 // verify exits 0 when the files are intact, 1 when anything is invalid and 2
@@ -36,7 +37,7 @@ func main() {
 var usage = `usage:
   auditctl keygen -o FILE                          write a new 32-byte MAC key (mode 0600)
   auditctl verify [--key-file FILE] [--json] DIR   verify the audit files in DIR
-` + queryUsage + fingerprintUsage
+` + queryUsage + tailUsage + fingerprintUsage
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -50,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return verify(args[1:], stdout, stderr)
 	case "query":
 		return queryCmd(args[1:], stdout, stderr)
+	case "tail":
+		return tailCmd(args[1:], stdout, stderr)
 	case "fingerprint":
 		return fingerprintCmd(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
