@@ -15,12 +15,29 @@ fi
 echo "== go vet"
 go vet ./...
 (cd bench && go vet ./...) # the nested benchmark module must keep compiling
+(cd internal/testpeers/browser && go vet ./...)
 
 echo "== test peers: OTel collector, Jaeger, VictoriaLogs (built from their nested modules, cached)"
 internal/testpeers/build.sh
+
+echo "== chromium for the live view's browser test"
+if command -v chromium >/dev/null 2>&1 || [ -n "${SLOGAUDIT_CHROMIUM:-}" ]; then
+  echo "using ${SLOGAUDIT_CHROMIUM:-$(command -v chromium)}"
+else
+  echo "chromium is not installed; installing it (apt-get install -y chromium, ~1-2 min the first time)"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+    if [ "${CI:-}" = "true" ]; then
+      echo "ERROR: could not install chromium; under CI=true the browser test must run" >&2; exit 1
+    fi
+    echo "WARNING: could not install chromium; the browser test will SKIP" >&2
+  fi
+fi
 
 echo "== go test -race"
 go test -race -count=1 ./...
 
 echo "== nested module tests: compose file check"
 (cd internal/testpeers/collector && go test -count=1 ./...)
+
+echo "== nested module tests: the live view in headless Chromium"
+(cd internal/testpeers/browser && go test -count=1 ./...)

@@ -45,6 +45,8 @@ type config struct {
 	sync        string
 	tokensFile  string
 	adminToken  string
+	alertsFile  string
+	jaegerURL   string
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -58,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.sync, "sync", "always", "durability policy: none, interval or always")
 	fs.StringVar(&cfg.tokensFile, "tokens", "", `bearer tokens: a file of lines "token principal" (default: one printed demo token)`)
 	fs.StringVar(&cfg.adminToken, "admin-token", os.Getenv("AUDIT_ADMIN_TOKEN"), "bearer token that may read GET /audit/events (default $AUDIT_ADMIN_TOKEN, else a random one, printed)")
+	fs.StringVar(&cfg.alertsFile, "alerts", "", "alert rules config (JSON, see handler.ParseAlertConfig; default: handler.DefaultAlertRules)")
+	fs.StringVar(&cfg.jaegerURL, "jaeger-url", "http://localhost:16686/trace/{trace_id}", `trace links in the live view ("" for none)`)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -97,9 +101,22 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "OTLP export shutdown: %v (the rest is exported at the next start)\n", err)
 		}
 	}()
-	var sinks []handler.Sink
+	// The notifier wakes the live view's streams when a record is written.
+	notify := query.NewNotifier()
+	sinks := []handler.Sink{notify}
 	if bridge != nil {
 		sinks = append(sinks, bridge)
+	}
+	// Alert rules: each firing is a security_alert audit event (in the file,
+	// the app log, the stream and OTLP) and a call of OnAlert.
+	alerts := &handler.AlertOptions{OnAlert: func(a handler.Alert) {
+		fmt.Fprintf(stderr, "SECURITY ALERT (callback) %s %s: %s %s, %d in %s, traces %v, written: %v\n",
+			a.Severity, a.Rule, a.By, a.Subject, a.Count, a.Window, a.TraceIDs, a.Err == nil)
+	}}
+	if cfg.alertsFile != "" {
+		if err := handler.ReadAlertConfig(cfg.alertsFile, alerts); err != nil {
+			return err
+		}
 	}
 	h, err := handler.New(handler.Options{
 		Sinks: sinks,
@@ -118,6 +135,7 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 		},
 		// who and from where, on every record logged with a request's ctx
 		ContextAttrs: middleware.Attrs,
+		Alerts:       alerts,
 	})
 	if err != nil {
 		return err
@@ -143,8 +161,23 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ui, err := query.NewUI(query.UIOptions{
+		HandlerOptions: query.HandlerOptions{
+			Reader:        reader,
+			Authorize:     ts.authorizeAudit,
+			AuditLog:      handler.Logger(log),
+			OmitPrincipal: true,
+		},
+		Notifier: notify,
+		TraceURL: cfg.jaegerURL,
+	})
+	if err != nil {
+		return err
+	}
 	mux := newApp(log).routes()
 	mux.Handle("GET /audit/events", events)
+	mux.Handle("GET /audit/ui", ui.Page())
+	mux.Handle("GET /audit/stream", ui.Stream())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	srv := &http.Server{
 		Handler: middleware.Wrap(mux, middleware.Options{
@@ -156,6 +189,7 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	srv.RegisterOnShutdown(ui.Close) // the streams end; Shutdown waits for them
 
 	absDir, _ := filepath.Abs(cfg.auditDir)
 	absKey, _ := filepath.Abs(cfg.keyFile)
@@ -179,6 +213,10 @@ try:
   curl -H 'X-Client-ID: test-user' %[1]s/credentials/no_such_key
   curl -X DELETE %[1]s/credentials/obsidian_api_key%[7]s
   curl -H 'Authorization: Bearer %[8]s' '%[1]s/audit/events?action=start&resource=obsidian&limit=10'
+
+live view: %[1]s/audit/ui (sign in with the admin token)
+  curl -N -H 'Authorization: Bearer %[8]s' '%[1]s/audit/stream?backlog=10'
+  auditctl tail --key-file %[3]s %[2]s
 
 then stop with Ctrl-C and verify the audit trail:
   go run ./cmd/auditctl verify --key-file %[3]s %[2]s

@@ -118,6 +118,9 @@ type Options struct {
 	// NoRedaction turns redaction off. Only for records known to hold no
 	// secrets: a leaked credential in an audit trail cannot be taken back.
 	NoRedaction bool
+	// Alerts, if set, runs alert rules over the audit records written (see
+	// AlertOptions and DefaultAlertRules). Nil: no rules, no cost.
+	Alerts *AlertOptions
 }
 
 // A Sink is a further destination of audit records, fed after the file:
@@ -160,6 +163,8 @@ type Handler struct {
 	pre    []byte // members, ending with a member; may leave groups open
 	groups []string
 	nOpen  int
+
+	alertAttrs []slog.Attr // top-level WithAttrs attributes the alert rules read
 }
 
 type core struct {
@@ -169,6 +174,8 @@ type core struct {
 	ctxAttrs func(context.Context) []slog.Attr
 	sinks    []Sink
 	red      *redact.Redactor // nil: no redaction
+	alerts   *alertEngine     // nil: no alert rules
+	root     *Handler         // the handler New returned
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -232,6 +239,13 @@ func New(opts Options) (*Handler, error) {
 		c:   &core{w: w, onError: opts.OnError, appCopy: !opts.AuditOnlyToFile, ctxAttrs: opts.ContextAttrs, sinks: opts.Sinks, red: red, dir: ro.Dir},
 		app: app,
 	}
+	h.c.root = h
+	if opts.Alerts != nil {
+		if h.c.alerts, err = newAlertEngine(opts.Alerts, h); err != nil {
+			w.Close()
+			return nil, err
+		}
+	}
 	if sv := opts.SelfVerify; sv.Interval > 0 {
 		if sv.Files <= 0 {
 			sv.Files = 2
@@ -289,6 +303,9 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	var err error
 	if isAudit {
 		err = h.writeAudit(r, sc, extra)
+		if err == nil && h.c.alerts != nil {
+			h.c.alerts.observeRecord(ctx, h, r, sc, extra)
+		}
 	}
 	if (!isAudit || h.c.appCopy) && h.app.Enabled(ctx, r.Level) {
 		if sc.IsValid() {
@@ -438,6 +455,7 @@ func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	}
 	h2 := h.clone()
 	h2.app = h.app.WithAttrs(attrs)
+	h2.alertAttrs = h.alertAttrsFor(attrs)
 	// Pre-encode, opening the groups that are not open in pre yet; if no
 	// attribute lands, the groups stay closed and pre stays as it was.
 	e := encoder{b: h2.pre, sep: len(h2.pre) > 0, depth: h.nOpen}

@@ -1,9 +1,7 @@
 package handler
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -14,7 +12,9 @@ import (
 
 // SelfVerify configures the handler's periodic verification of the newest
 // audit files by the writing process itself (PCI DSS 10.3.4: detect changes
-// to audit logs). With a forward-secure key the process holds only the
+// to audit logs). A failure is reported once per distinct finding with
+// ReportVerifyFailure (an ERROR chain_verification audit event, which the
+// default alert rules turn into a security_alert), OnError and OnFailure. With a forward-secure key the process holds only the
 // current epoch's key: it checks every link, seq, file name, open and close
 // record and checkpoint of the files, and the MACs of the current epoch;
 // the MACs of earlier epochs need K(0) (auditctl verify).
@@ -28,14 +28,6 @@ type SelfVerify struct {
 	// OnFailure, if set, receives each failing report (besides the alert).
 	OnFailure func(*chain.Report)
 }
-
-// Keys of the alert event that a failed self-verification logs.
-const (
-	EventSecurityAlert = "security_alert"
-	AlertRuleKey       = "alert.rule"
-	// AlertRuleChainVerification is the rule id of a failed self-verification.
-	AlertRuleChainVerification = "chain_verification_failed"
-)
 
 // selfVerify runs until stop is closed.
 func (h *Handler) selfVerify(sv SelfVerify, dir, prefix, ext string, stop <-chan struct{}, done chan<- struct{}) {
@@ -63,7 +55,7 @@ func (h *Handler) selfVerify(sv SelfVerify, dir, prefix, ext string, stop <-chan
 			continue
 		}
 		last = summary
-		h.alert(summary)
+		h.ReportVerifyFailure(nil, summary) // its write error goes to OnError
 		h.c.report(fmt.Errorf("handler: self-verification of %s failed: %s", dir, summary))
 		if sv.OnFailure != nil {
 			sv.OnFailure(rep)
@@ -98,18 +90,4 @@ func failures(rep *chain.Report) string {
 		fmt.Fprintf(&b, "; and %d more", n-3)
 	}
 	return b.String()
-}
-
-// alert logs a security_alert audit event at ERROR for a failed
-// self-verification.
-func (h *Handler) alert(summary string) {
-	ev := Event{
-		Type: EventSecurityAlert, Action: "verify", ResourceType: "audit_log", Resource: h.c.dir,
-		Status: StatusFailed, Reason: summary, Attrs: []slog.Attr{slog.String(AlertRuleKey, AlertRuleChainVerification)},
-		Message: "audit log verification failed",
-	}
-	r := ev.record(time.Now())
-	r.Level = slog.LevelError
-	h.Handle(context.Background(), r) // an error goes to OnError
-
 }

@@ -18,7 +18,8 @@ import (
 )
 
 // A change to a written file is found by the writing process itself: an
-// ERROR security_alert audit event, OnError and OnFailure, once per finding.
+// ERROR chain_verification audit event, a security_alert from the default
+// rules, OnError and OnFailure, once per finding.
 func TestSelfVerifyRaisesAlert(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(t.TempDir(), "audit.key")
@@ -33,6 +34,7 @@ func TestSelfVerifyRaisesAlert(t *testing.T) {
 	var errs []error
 	h, err := New(Options{
 		Dir: dir, KeyFile: keyFile, App: slog.NewJSONHandler(io.Discard, nil),
+		Alerts:      &AlertOptions{Rules: DefaultAlertRules()},
 		Checkpoints: chain.CheckpointOptions{Signer: signer, Every: 1000, Interval: -1}, // one epoch: the current key checks every MAC
 		SelfVerify: SelfVerify{Interval: 10 * time.Millisecond, CheckpointKey: verifier, OnFailure: func(r *chain.Report) {
 			mu.Lock()
@@ -86,7 +88,7 @@ func TestSelfVerifyRaisesAlert(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond) // the finding stands: no second alert
 	data, _ = os.ReadFile(path)
-	if n := bytes.Count(data, []byte(`"event":"security_alert"`)); n != 1 || !bytes.Contains(data, []byte(`"level":"ERROR"`)) {
-		t.Errorf("%d security_alert records in the file", n)
+	if n, a := bytes.Count(data, []byte(`"event":"chain_verification"`)), bytes.Count(data, []byte(`"event":"security_alert"`)); n != 1 || a != 1 || !bytes.Contains(data, []byte(`"level":"ERROR"`)) {
+		t.Errorf("%d chain_verification and %d security_alert records in the file", n, a)
 	}
 }

@@ -57,8 +57,26 @@ type HandlerOptions struct {
 }
 
 type httpHandler struct {
+	auditor
+}
+
+// auditor authorizes and audits access to the audit log, for GET
+// /audit/events and the UI's page and stream.
+type auditor struct {
 	opts     HandlerOptions
 	resource string
+}
+
+func newAuditor(opts HandlerOptions) (auditor, error) {
+	switch {
+	case opts.Reader == nil:
+		return auditor{}, errors.New("query: HandlerOptions.Reader is required")
+	case opts.Authorize == nil:
+		return auditor{}, errors.New("query: HandlerOptions.Authorize is required: the audit log must not be readable by everyone")
+	case opts.AuditLog == nil:
+		return auditor{}, errors.New("query: HandlerOptions.AuditLog is required: every access to the audit log must be audited")
+	}
+	return auditor{opts: opts, resource: filepath.Base(opts.Reader.Dir())}, nil
 }
 
 // NewHandler returns the http.Handler of GET /audit/events (mount it where
@@ -71,15 +89,11 @@ type httpHandler struct {
 // are {"error":"..."} with status 400 (and "parameter": the bad parameter's
 // name), 401, 403, 405 or 500.
 func NewHandler(opts HandlerOptions) (http.Handler, error) {
-	switch {
-	case opts.Reader == nil:
-		return nil, errors.New("query: HandlerOptions.Reader is required")
-	case opts.Authorize == nil:
-		return nil, errors.New("query: HandlerOptions.Authorize is required: the audit log must not be readable by everyone")
-	case opts.AuditLog == nil:
-		return nil, errors.New("query: HandlerOptions.AuditLog is required: every access to the audit log must be audited")
+	a, err := newAuditor(opts)
+	if err != nil {
+		return nil, err
 	}
-	return &httpHandler{opts: opts, resource: filepath.Base(opts.Reader.Dir())}, nil
+	return &httpHandler{a}, nil
 }
 
 // access is the outcome of one request, for the audit event.
@@ -97,20 +111,8 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	principal, err := h.opts.Authorize(r)
-	switch {
-	case errors.Is(err, ErrUnauthenticated):
-		h.audit(ctx, r, access{status: StatusDenied, reason: "unauthenticated"})
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeError(w, http.StatusUnauthorized, "", "authentication required")
-		return
-	case errors.Is(err, ErrForbidden):
-		h.audit(ctx, r, access{status: StatusDenied, reason: "forbidden", principal: principal})
-		writeError(w, http.StatusForbidden, "", "not allowed to read the audit log")
-		return
-	case err != nil:
-		h.audit(ctx, r, access{status: StatusFailed, reason: "authorization_error", err: err, principal: principal})
-		writeError(w, http.StatusInternalServerError, "", "internal error")
+	principal, ok := h.authorize(w, r, ActionQuery, params)
+	if !ok {
 		return
 	}
 	// Not r.URL.Query(), which drops malformed parameters: a filter must not
@@ -128,22 +130,22 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		page, err = h.opts.Reader.Query(ctx, req)
 	}
 	if pe := (*ParamError)(nil); errors.As(err, &pe) {
-		h.audit(ctx, r, access{status: StatusFailed, reason: "bad_request", err: err, principal: principal})
+		h.audit(ctx, r, ActionQuery, params, access{status: StatusFailed, reason: "bad_request", err: err, principal: principal})
 		writeError(w, http.StatusBadRequest, pe.Param, pe.Error())
 		return
 	}
 	if err != nil {
-		h.audit(ctx, r, access{status: StatusFailed, reason: "error", err: err, principal: principal})
+		h.audit(ctx, r, ActionQuery, params, access{status: StatusFailed, reason: "error", err: err, principal: principal})
 		writeError(w, http.StatusInternalServerError, "", "internal error")
 		return
 	}
 	body, err := json.Marshal(page)
 	if err != nil {
-		h.audit(ctx, r, access{status: StatusFailed, reason: "error", err: err, principal: principal})
+		h.audit(ctx, r, ActionQuery, params, access{status: StatusFailed, reason: "error", err: err, principal: principal})
 		writeError(w, http.StatusInternalServerError, "", "internal error")
 		return
 	}
-	if err := h.audit(ctx, r, access{status: StatusSuccess, principal: principal, results: len(page.Events)}); err != nil {
+	if err := h.audit(ctx, r, ActionQuery, params, access{status: StatusSuccess, principal: principal, results: len(page.Events)}); err != nil {
 		writeError(w, http.StatusInternalServerError, "", "the access could not be audited")
 		return
 	}
@@ -155,9 +157,33 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // maxLoggedValue bounds each parameter value in the audit event.
 const maxLoggedValue = 256
 
-// audit writes the audit event of a request and returns the error of the
-// audit handler.
-func (h *httpHandler) audit(ctx context.Context, r *http.Request, a access) error {
+// authorize calls Authorize and, when the request may not read the audit
+// log, audits the refusal and answers it (401, 403 or 500).
+func (h *auditor) authorize(w http.ResponseWriter, r *http.Request, action string, names []string) (principal string, ok bool) {
+	ctx := r.Context()
+	principal, err := h.opts.Authorize(r)
+	switch {
+	case errors.Is(err, ErrUnauthenticated):
+		h.audit(ctx, r, action, names, access{status: StatusDenied, reason: "unauthenticated"})
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		writeError(w, http.StatusUnauthorized, "", "authentication required")
+		return "", false
+	case errors.Is(err, ErrForbidden):
+		h.audit(ctx, r, action, names, access{status: StatusDenied, reason: "forbidden", principal: principal})
+		writeError(w, http.StatusForbidden, "", "not allowed to read the audit log")
+		return "", false
+	case err != nil:
+		h.audit(ctx, r, action, names, access{status: StatusFailed, reason: "authorization_error", err: err, principal: principal})
+		writeError(w, http.StatusInternalServerError, "", "internal error")
+		return "", false
+	}
+	return principal, true
+}
+
+// audit writes the audit event of a request (action query, stream or
+// view, with the request's parameters among names) and returns the error
+// of the audit handler.
+func (h *auditor) audit(ctx context.Context, r *http.Request, action string, names []string, a access) error {
 	level := slog.LevelInfo
 	if a.status != StatusSuccess {
 		level = slog.LevelWarn
@@ -165,7 +191,7 @@ func (h *httpHandler) audit(ctx context.Context, r *http.Request, a access) erro
 	attrs := make([]slog.Attr, 0, 10)
 	attrs = append(attrs,
 		slog.String(EventKey, AuditAccess),
-		slog.String(ActionKey, ActionQuery),
+		slog.String(ActionKey, action),
 		slog.String(ResourceTypeKey, ResourceTypeAuditLog),
 		slog.String(ResourceKey, h.resource),
 		slog.String(StatusKey, a.status),
@@ -181,7 +207,7 @@ func (h *httpHandler) audit(ctx context.Context, r *http.Request, a access) erro
 	}
 	var ps []slog.Attr
 	q := r.URL.Query()
-	for _, k := range params {
+	for _, k := range names {
 		if s := q.Get(k); s != "" {
 			if len(s) > maxLoggedValue {
 				s = s[:maxLoggedValue] + "…"
@@ -192,10 +218,10 @@ func (h *httpHandler) audit(ctx context.Context, r *http.Request, a access) erro
 	if len(ps) > 0 {
 		attrs = append(attrs, slog.Attr{Key: QueryKey, Value: slog.GroupValue(ps...)})
 	}
-	if a.status == StatusSuccess {
+	if a.status == StatusSuccess && action == ActionQuery {
 		attrs = append(attrs, slog.Int(ResultsKey, a.results))
 	}
-	msg := ActionQuery + " " + ResourceTypeAuditLog + " " + h.resource + ": " + a.status
+	msg := action + " " + ResourceTypeAuditLog + " " + h.resource + ": " + a.status
 	// As Logger.LogAttrs does, but returning the handler's error, so that
 	// results are not sent unaudited; and regardless of Enabled, since an
 	// audit event must not be filtered out by level.

@@ -202,16 +202,10 @@ func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector
 	r.filesRead.Add(1)
 	name := chain.BaseName(path)
 	br := bufio.NewReaderSize(rc, 64<<10)
-	var (
-		buf    []byte
-		fk     fileKey
-		mac    hash.Hash // nil: the line's MAC cannot be checked
-		sum    [sha256.Size]byte
-		p1, p2 link // the line before and the one before that
-		closed bool // a close record was read
-	)
-	for no := 1; ; no++ {
-		if no%4096 == 1 {
+	var buf []byte
+	ck := checker{r: r}
+	for {
+		if ck.no%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -224,61 +218,83 @@ func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector
 		if !complete {
 			return nil // the end, maybe after a torn or half-written last line
 		}
-		l, perr := chain.ParseLine(buf)
-		if perr != nil {
-			p2, p1 = p1, link{}
+		l, verified, ok := ck.next(buf)
+		if !ok || l.Kind != "" || l.Seq < p.lo || l.Seq > p.hi {
 			continue
 		}
-		if no == 1 {
-			fk = r.keyFor(&l)
-			mac = fk.hash(r)
-		}
-		cur := link{parsed: true, seq: l.Seq, mac: l.MAC}
-		if mac != nil {
-			mac.Reset()
-			mac.Write(l.Sealed)
-			cur.macOK = hmac.Equal(mac.Sum(sum[:0]), l.MAC[:])
-		}
-		var linked bool
-		switch {
-		case no == 1:
-			linked = l.Kind == chain.RecOpen // MAC only; the first line must open the file
-		case l.Kind == chain.RecOpen || closed:
-			linked = false // inserted: an open record inside a file, a line after a close record
-		case p1.parsed && l.Seq == p1.seq+1 && l.Prev == p1.mac:
-			linked = true
-		case cur.macOK && !p1.macOK && p2.parsed && l.Seq == p2.seq+1 && l.Prev == p2.mac:
-			linked = true // the line before was never sealed into the chain
-		case cur.macOK && p1.parsed && l.Seq == p1.seq+1:
-			// Sealed after seq p1.seq, but over other content: the line
-			// before was changed (and its MAC recomputed).
-			linked = true
-			if p1.ev != nil {
-				p1.ev.Verified = false
-			}
-		}
-		if l.Kind == chain.RecClose {
-			closed = true
-		}
-		if (l.Kind == chain.RecClose || l.Kind == chain.RecCheckpoint) && cur.macOK {
-			fk.epoch++ // the next line is sealed with the next epoch's key
-			mac = fk.hash(r)
-		}
-		p2, p1 = p1, cur
-		if l.Kind != "" || l.Seq < p.lo || l.Seq > p.hi {
-			continue
-		}
-		ev := Event{Seq: l.Seq, File: name, Line: no, Verified: cur.macOK && linked}
+		ev := Event{Seq: l.Seq, File: name, Line: ck.no, Verified: verified}
 		if !p.match(buf, &ev) {
 			continue
 		}
 		ev.Record = bytes.Clone(buf)
 		slot, more := c.add(ev)
-		p1.ev = slot
+		ck.p1.ev = slot
 		if !more {
 			return nil
 		}
 	}
+}
+
+// checker verifies the lines of one file in order, as the package doc
+// says. Set p1.ev to the event returned for the last line, if any, so that
+// a successor that shows the line was changed can mark it unverified.
+type checker struct {
+	r      *Reader
+	no     int // lines checked
+	fk     fileKey
+	mac    hash.Hash // nil: the line's MAC cannot be checked
+	sum    [sha256.Size]byte
+	p1, p2 link // the line before and the one before that
+	closed bool // a close record was read
+}
+
+// next checks the file's next complete line (without its newline). ok is
+// false when it is not a sealed line.
+func (c *checker) next(buf []byte) (l chain.Line, verified, ok bool) {
+	c.no++
+	l, perr := chain.ParseLine(buf)
+	if perr != nil {
+		c.p2, c.p1 = c.p1, link{}
+		return l, false, false
+	}
+	if c.no == 1 {
+		c.fk = c.r.keyFor(&l)
+		c.mac = c.fk.hash(c.r)
+	}
+	cur := link{parsed: true, seq: l.Seq, mac: l.MAC}
+	if c.mac != nil {
+		c.mac.Reset()
+		c.mac.Write(l.Sealed)
+		cur.macOK = hmac.Equal(c.mac.Sum(c.sum[:0]), l.MAC[:])
+	}
+	p1, p2 := c.p1, c.p2
+	var linked bool
+	switch {
+	case c.no == 1:
+		linked = l.Kind == chain.RecOpen // MAC only; the first line must open the file
+	case l.Kind == chain.RecOpen || c.closed:
+		linked = false // inserted: an open record inside a file, a line after a close record
+	case p1.parsed && l.Seq == p1.seq+1 && l.Prev == p1.mac:
+		linked = true
+	case cur.macOK && !p1.macOK && p2.parsed && l.Seq == p2.seq+1 && l.Prev == p2.mac:
+		linked = true // the line before was never sealed into the chain
+	case cur.macOK && p1.parsed && l.Seq == p1.seq+1:
+		// Sealed after seq p1.seq, but over other content: the line
+		// before was changed (and its MAC recomputed).
+		linked = true
+		if p1.ev != nil {
+			p1.ev.Verified = false
+		}
+	}
+	if l.Kind == chain.RecClose {
+		c.closed = true
+	}
+	if (l.Kind == chain.RecClose || l.Kind == chain.RecCheckpoint) && cur.macOK {
+		c.fk.epoch++ // the next line is sealed with the next epoch's key
+		c.mac = c.fk.hash(c.r)
+	}
+	c.p2, c.p1 = p1, cur
+	return l, cur.macOK && linked, true
 }
 
 // fileKey says how a file's lines are sealed.

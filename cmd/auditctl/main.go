@@ -1,10 +1,11 @@
 // Command auditctl manages slogaudit audit directories: it creates keys,
-// verifies the hash chain of the audit files, queries their events and
-// computes redaction fingerprints.
+// verifies the hash chain of the audit files, queries and follows their
+// events and computes redaction fingerprints.
 //
 //	auditctl keygen -o FILE [--name SIGNER]
 //	auditctl verify [--key-file K0] [--checkpoint-key FILE.pub] [--trusted-checkpoint NOTE] [--json] DIR
 //	auditctl query [--key-file FILE] [filters] [--json] DIR
+//	auditctl tail [--key-file FILE] [filters] [-n N] [--json] DIR
 //	auditctl fingerprint --key-file FILE [VALUE]
 //
 // verify exits 0 when the files are intact (warnings only: TORN_TAIL after a
@@ -40,7 +41,7 @@ func main() {
 var usage = `usage:
   auditctl keygen -o FILE                          write a new 32-byte MAC key (mode 0600)
   auditctl verify [--key-file FILE] [--json] DIR   verify the audit files in DIR
-` + queryUsage + fingerprintUsage
+` + queryUsage + tailUsage + fingerprintUsage
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -54,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return verify(args[1:], stdout, stderr)
 	case "query":
 		return queryCmd(args[1:], stdout, stderr)
+	case "tail":
+		return tailCmd(args[1:], stdout, stderr)
 	case "fingerprint":
 		return fingerprintCmd(args[1:], stdout, stderr)
 	case "help", "-h", "--help":

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -40,22 +41,7 @@ func queryCmd(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	keyFile := fs.String("key-file", "", "MAC key `FILE`; without it events of keyed files are shown unverified")
-	since := fs.String("since", "", "only events at or after `TIME`: RFC 3339, or a duration ago such as 24h")
-	until := fs.String("until", "", "only events before `TIME`: RFC 3339, or a duration ago")
-	// Flag name → parameter name of query.ParseRequest.
-	filters := map[string]*string{}
-	for _, f := range []struct{ flag, param, help string }{
-		{"event", "event", "only events of this `TYPE`, e.g. credential_access"},
-		{"action", "action", "only this `ACTION`"},
-		{"resource", "resource", "only this `RESOURCE`"},
-		{"resource-type", "resource_type", "only this resource `TYPE`"},
-		{"principal", "principal", "only events of this `PRINCIPAL` (user.id)"},
-		{"client", "client", "only events from this `CLIENT` (client.address or claimed client.id)"},
-		{"status", "status", "only this `STATUS`: initiated, success, failed or denied"},
-		{"trace-id", "trace_id", "only events of this trace `ID`"},
-	} {
-		filters[f.param] = fs.String(f.flag, "", f.help)
-	}
+	filters, since, until := filterFlags(fs)
 	order := fs.String("order", "newest", "`ORDER`: newest or oldest first")
 	limit := fs.Int("limit", 0, "print at most `N` events (0: all)")
 	asJSON := fs.Bool("json", false, "print one JSON object per event and line")
@@ -158,6 +144,27 @@ func queryCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "auditctl query: %d of %d events not verified (%s)\n", unverified, printed, hint)
 	}
 	return exitOK
+}
+
+// filterFlags defines the filter flags of query and tail: parameter name of
+// query.ParseRequest → value, and --since and --until.
+func filterFlags(fs *flag.FlagSet) (filters map[string]*string, since, until *string) {
+	since = fs.String("since", "", "only events at or after `TIME`: RFC 3339, or a duration ago such as 24h")
+	until = fs.String("until", "", "only events before `TIME`: RFC 3339, or a duration ago")
+	filters = map[string]*string{}
+	for _, f := range []struct{ flag, param, help string }{
+		{"event", "event", "only events of this `TYPE`, e.g. credential_access"},
+		{"action", "action", "only this `ACTION`"},
+		{"resource", "resource", "only this `RESOURCE`"},
+		{"resource-type", "resource_type", "only this resource `TYPE`"},
+		{"principal", "principal", "only events of this `PRINCIPAL` (user.id)"},
+		{"client", "client", "only events from this `CLIENT` (client.address or claimed client.id)"},
+		{"status", "status", "only this `STATUS`: initiated, success, failed or denied"},
+		{"trace-id", "trace_id", "only events of this trace `ID`"},
+	} {
+		filters[f.param] = fs.String(f.flag, "", f.help)
+	}
+	return filters, since, until
 }
 
 // cliTime returns s as an RFC 3339 time: s itself, or now minus s if s is

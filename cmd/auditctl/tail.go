@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/slogaudit/slogaudit/chain"
+	"github.com/slogaudit/slogaudit/query"
+)
+
+// tailUsage is the synopsis of auditctl tail, for the command's usage.
+const tailUsage = `  auditctl tail DIR [--key-file FILE] [filters as for query] [-n N] [--json] [--poll D]
+                                                   print the last N matching events (default 10), then
+                                                   follow new ones across rotations until interrupted
+`
+
+// tailCmd implements auditctl tail; it runs until SIGINT or SIGTERM.
+func tailCmd(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return tail(ctx, args, stdout, stderr)
+}
+
+// tail prints the last -n matching events of DIR, oldest first, then each
+// matching event as it is written (following the newest file and the files
+// that rotation starts), in the format of auditctl query, until ctx is
+// done. It exits 0 when stopped and 2 for usage and I/O errors.
+func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("tail", stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage:\n%s\nflags:\n", tailUsage)
+		fs.PrintDefaults()
+	}
+	keyFile := fs.String("key-file", "", "MAC key `FILE`; without it events of keyed files are shown unverified")
+	filters, since, until := filterFlags(fs)
+	n := fs.Int("n", 10, "print the last `N` matching events first (0: only new ones)")
+	asJSON := fs.Bool("json", false, "print one JSON object per event and line")
+	poll := fs.Duration("poll", 250*time.Millisecond, "look for new records every `D`")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return exitUsage
+	}
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(stderr, "auditctl tail: "+format+"\n", args...)
+		return exitUsage
+	}
+	if len(pos) != 1 {
+		return fail("exactly one DIR is required")
+	}
+	if *n < 0 || *n > query.MaxLimit {
+		return fail("-n must be from 0 to %d", query.MaxLimit)
+	}
+	if *poll <= 0 {
+		return fail("--poll must be positive")
+	}
+	v := url.Values{}
+	for param, val := range filters {
+		if *val != "" {
+			v.Set(param, *val)
+		}
+	}
+	now := time.Now()
+	for _, t := range []struct{ flag, val string }{{"since", *since}, {"until", *until}} {
+		if t.val == "" {
+			continue
+		}
+		s, ok := cliTime(t.val, now)
+		if !ok {
+			return fail("--%s: not an RFC 3339 time (like 2006-01-02T15:04:05Z) or a duration ago (like 24h): %q", t.flag, t.val)
+		}
+		v.Set(t.flag, s)
+	}
+	req, err := query.ParseRequest(v)
+	if pe := (*query.ParamError)(nil); errors.As(err, &pe) {
+		return fail("--%s: %s", strings.ReplaceAll(pe.Param, "_", "-"), pe.Msg)
+	} else if err != nil {
+		return fail("%v", err)
+	}
+	dir := pos[0]
+	if fi, err := os.Stat(dir); err != nil {
+		return fail("%v", err)
+	} else if !fi.IsDir() {
+		return fail("%s is not a directory", dir)
+	}
+	var key []byte
+	if *keyFile != "" {
+		if key, err = chain.ReadKeyFile(*keyFile); err != nil {
+			return fail("%v", err)
+		}
+	}
+	r, err := query.NewReader(dir, query.Options{Key: key})
+	if err != nil {
+		return fail("%v", err)
+	}
+
+	bw := bufio.NewWriter(stdout)
+	print := func(e query.Event) error {
+		if *asJSON {
+			b, err := json.Marshal(e)
+			if err != nil {
+				return fmt.Errorf("seq %d: %w", e.Seq, err)
+			}
+			bw.Write(append(b, '\n'))
+		} else {
+			writeEventText(bw, e)
+		}
+		return bw.Flush()
+	}
+	// The last N up to the head, then everything after it: nothing twice,
+	// nothing missed in between.
+	head, err := r.Head()
+	if err != nil {
+		return fail("%v", err)
+	}
+	if *n > 0 && head > 0 {
+		req.Limit = *n
+		page, err := r.Query(ctx, req)
+		if err != nil {
+			return fail("%v", err)
+		}
+		last := slices.DeleteFunc(page.Events, func(e query.Event) bool { return e.Seq > head })
+		slices.Reverse(last)
+		for _, e := range last {
+			if err := print(e); err != nil {
+				return fail("%v", err)
+			}
+		}
+	}
+	err = r.Follow(ctx, query.FollowOptions{Filter: req.Filter, After: head, Poll: *poll}, print)
+	if err != nil && ctx.Err() == nil {
+		return fail("%v", err)
+	}
+	return exitOK
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slogaudit/slogaudit/chain"
+)
+
+type sseEvent struct {
+	id, event string
+	data      map[string]any
+}
+
+// openStream opens GET /audit/stream?params with the admin token and
+// returns its events (comments dropped) on a channel.
+func openStream(t *testing.T, p *proc, params string) <-chan sseEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", p.base+"/audit/stream?"+params, nil)
+	req.Header.Set("Authorization", "Bearer tok-admin")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("stream: %d", resp.StatusCode)
+	}
+	ch := make(chan sseEvent, 100)
+	go func() {
+		defer resp.Body.Close()
+		defer close(ch)
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(nil, 1<<20)
+		var cur sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "" && cur.event != "":
+				ch <- cur
+				cur = sseEvent{}
+			case strings.HasPrefix(line, "id: "):
+				cur.id = line[4:]
+			case strings.HasPrefix(line, "event: "):
+				cur.event = line[7:]
+			case strings.HasPrefix(line, "data: "):
+				json.Unmarshal([]byte(line[6:]), &cur.data)
+			}
+		}
+	}()
+	return ch
+}
+
+func nextEvent(t *testing.T, ch <-chan sseEvent) sseEvent {
+	t.Helper()
+	select {
+	case e, ok := <-ch:
+		if !ok {
+			t.Fatal("stream ended")
+		}
+		return e
+	case <-time.After(15 * time.Second):
+		t.Fatal("no stream event within 15s")
+	}
+	return sseEvent{}
+}
+
+func alertRule(e map[string]any) string {
+	if a, ok := e["alert"].(map[string]any); ok {
+		s, _ := a["rule"].(string)
+		return s
+	}
+	return ""
+}
+
+// Twenty reads of missing credentials from one client within a minute give
+// exactly one credential_probing alert: in the audit file, on the live
+// stream, and through the example's OnAlert callback (which prints a
+// "SECURITY ALERT (callback)" line on stderr; counting those lines is how
+// this test sees the callback, across the process boundary).
+func TestExampleProbingGivesOneAlert(t *testing.T) {
+	tmp := t.TempDir()
+	dir, keyFile := filepath.Join(tmp, "audit-logs"), filepath.Join(tmp, "audit.key")
+	p := start(t, "-audit-dir", dir, "-key-file", keyFile, "-admin-token", "tok-admin", "-sync", "none")
+
+	// The live view and its stream are the admin's only.
+	for _, path := range []string{"/audit/ui", "/audit/stream", "/audit/stream?event=security_alert"} {
+		if code, _ := p.do(t, "GET", path, ""); code != 401 {
+			t.Errorf("unauthenticated %s: %d, want 401", path, code)
+		}
+	}
+
+	// The stream of alerts, from now on. Opening it is an audit-log read by
+	// a principal new to it, which is itself an alert (audit_reader_new).
+	alerts := openStream(t, p, "event=security_alert")
+	if e := nextEvent(t, alerts); e.event != "live" {
+		t.Fatalf("want live, got %+v", e)
+	}
+	if e := nextEvent(t, alerts); alertRule(e.data) != "audit_reader_new" || e.data["verified"] != true {
+		t.Fatalf("want the audit_reader_new alert, got %+v", e)
+	}
+
+	start := time.Now()
+	for i := range 20 {
+		if code, _ := p.do(t, "GET", fmt.Sprintf("/credentials/missing_%d", i), ""); code != 404 {
+			t.Fatalf("GET missing credential: %d", code)
+		}
+	}
+	if d := time.Since(start); d > 50*time.Second {
+		t.Fatalf("20 requests took %v: not within the rule's minute", d)
+	}
+	// A marker behind them in the chain: five failed admin actions fire
+	// admin_failures. The stream is in seq order, so once the marker is
+	// here every alert before it has been sent.
+	for range 5 {
+		if code, _ := p.do(t, "POST", "/servers/broken/start", ""); code != 500 {
+			t.Fatalf("start broken: %d", code)
+		}
+	}
+	var rules []string
+	for {
+		e := nextEvent(t, alerts)
+		if e.event != "audit" {
+			continue
+		}
+		rules = append(rules, alertRule(e.data))
+		if alertRule(e.data) == "credential_probing" {
+			a := e.data["alert"].(map[string]any)
+			if a["subject"] != "127.0.0.1" || a["count"] != 10.0 || len(a["trace_ids"].([]any)) != 10 || e.data["level"] != "WARN" || e.data["verified"] != true {
+				t.Errorf("probing alert on the stream: %v", e.data)
+			}
+		}
+		if alertRule(e.data) == "admin_failures" {
+			break
+		}
+	}
+	if strings.Join(rules, " ") != "credential_probing admin_failures" {
+		t.Errorf("alerts on the stream: %v, want one credential_probing then the marker", rules)
+	}
+	p.stop(t)
+
+	var inFile []string
+	for _, e := range events(t, dir) {
+		if e["event"] == "security_alert" {
+			inFile = append(inFile, alertRule(e))
+		}
+	}
+	if strings.Join(inFile, " ") != "audit_reader_new credential_probing admin_failures" {
+		t.Errorf("security_alert records in the audit file: %v", inFile)
+	}
+	if n := strings.Count(p.stderr.String(), "SECURITY ALERT (callback) WARN credential_probing: client 127.0.0.1, 10 in 1m0s"); n != 1 {
+		t.Errorf("%d probing callbacks on stderr, want 1:\n%s", n, p.stderr)
+	}
+	if n := strings.Count(p.stderr.String(), "SECURITY ALERT (callback)"); n != 3 {
+		t.Errorf("%d callbacks, want 3", n)
+	}
+	key, _ := chain.ReadKeyFile(keyFile)
+	if rep := verifyDir(t, dir, key); !rep.Intact || len(rep.Problems()) != 0 {
+		t.Fatalf("chain after alerts: %+v", rep.Problems())
+	}
+}

@@ -1,0 +1,667 @@
+package handler
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+)
+
+// The audit event that a firing alert rule writes, and the one that
+// ReportVerifyFailure writes.
+const (
+	SecurityAlert     = "security_alert"     // event of alert records
+	ActionAlert       = "alert"              // their action
+	ResourceTypeRule  = "alert_rule"         // their resource_type; resource is the rule's ID
+	AlertKey          = "alert"              // their group of details (see Alert)
+	ChainVerification = "chain_verification" // event of ReportVerifyFailure's record
+	ActionVerify      = "verify"             // its action
+	DetailKey         = "detail"             // its detail
+)
+
+// What an alert rule counts per: the member of the event whose value is the
+// rule's key. Events without that member are not counted by the rule.
+const (
+	ByPrincipal = "principal" // user.id
+	ByClient    = "client"    // client.address
+	ByResource  = "resource"  // resource_type/resource (just resource when it has no type)
+	ByAll       = "all"       // one key for every event the rule matches
+)
+
+// AlertEvent is what an alert rule sees of an audit record: its top-level
+// standard members as written to the file (after redaction), the who and
+// where from Options.ContextAttrs or the record, and its trace id.
+type AlertEvent struct {
+	Event, Action, ResourceType, Resource, Status, Reason string
+	Principal                                             string        // user.id
+	Client                                                string        // client.address
+	TraceID                                               trace.TraceID // zero when the record had none
+}
+
+// field returns the member a rule's By or Distinct names.
+func (e *AlertEvent) field(name string) string {
+	switch name {
+	case ByPrincipal:
+		return e.Principal
+	case ByClient:
+		return e.Client
+	case ByResource:
+		if e.ResourceType != "" && e.Resource != "" {
+			return e.ResourceType + "/" + e.Resource
+		}
+		return e.Resource
+	case "action":
+		return e.Action
+	case "event":
+		return e.Event
+	}
+	return ""
+}
+
+// set takes a top-level string attribute of a record into e.
+func (e *AlertEvent) set(a slog.Attr) {
+	if a.Value.Kind() != slog.KindString {
+		return
+	}
+	switch a.Key {
+	case EventKey:
+		e.Event = a.Value.String()
+	case ActionKey:
+		e.Action = a.Value.String()
+	case ResourceTypeKey:
+		e.ResourceType = a.Value.String()
+	case ResourceKey:
+		e.Resource = a.Value.String()
+	case StatusKey:
+		e.Status = a.Value.String()
+	case ReasonKey:
+		e.Reason = a.Value.String()
+	case "user.id":
+		e.Principal = a.Value.String()
+	case "client.address":
+		e.Client = a.Value.String()
+	}
+}
+
+// relevant reports whether a is an attribute that set reads.
+func relevant(a slog.Attr) bool {
+	switch a.Key {
+	case EventKey, ActionKey, ResourceTypeKey, ResourceKey, StatusKey, ReasonKey, "user.id", "client.address":
+		return a.Value.Kind() == slog.KindString
+	}
+	return false
+}
+
+// AlertMatch selects events by their standard members: each non-empty
+// field must list the event's value. A rule's Match lists alternatives.
+type AlertMatch struct {
+	Event        []string `json:"event,omitempty"`
+	Action       []string `json:"action,omitempty"`
+	ResourceType []string `json:"resource_type,omitempty"`
+	Resource     []string `json:"resource,omitempty"`
+	Status       []string `json:"status,omitempty"`
+	Reason       []string `json:"reason,omitempty"`
+}
+
+func (m *AlertMatch) matches(e *AlertEvent) bool {
+	in := func(vs []string, v string) bool { return len(vs) == 0 || slices.Contains(vs, v) }
+	return in(m.Event, e.Event) && in(m.Action, e.Action) && in(m.ResourceType, e.ResourceType) &&
+		in(m.Resource, e.Resource) && in(m.Status, e.Status) && in(m.Reason, e.Reason)
+}
+
+// AlertRule is a sliding-window counter over the audit stream, one per key
+// (principal, client, resource or all). It fires when Threshold matching
+// events (or, with Distinct, events with Threshold distinct values of
+// Distinct) fall within Window of each other, counting back from the
+// newest: an event counts while it is less than Window old. After firing,
+// the same key stays quiet for Cooldown, so a burst gives one alert, not
+// one per event.
+//
+// A FirstSeen rule fires instead when a key matches that was not seen
+// (matched) in the last Window (Window 0: since the handler was created).
+type AlertRule struct {
+	ID          string
+	Description string
+	// Match lists alternatives: the rule counts an event that any of them
+	// selects. Empty: every event. Alert records are never counted.
+	Match []AlertMatch
+	// Func, if set, must also return true for the event to count (Go only).
+	Func func(AlertEvent) bool
+	By   string // ByPrincipal, ByClient, ByResource or ByAll
+	// Distinct, if set, counts distinct values of this member (principal,
+	// client, resource, action or event) per key instead of events.
+	Distinct  string
+	Window    time.Duration
+	Threshold int
+	FirstSeen bool
+	// Known are keys a FirstSeen rule regards as seen from the start.
+	Known    []string
+	Severity slog.Level
+	// Cooldown is how long a key does not fire again after firing; 0 means
+	// Window.
+	Cooldown time.Duration
+}
+
+// DefaultAlertRules returns the default rule set; see the README's "Alerts
+// and live view" for the table.
+func DefaultAlertRules() []AlertRule {
+	return []AlertRule{
+		{
+			ID:          "credential_probing",
+			Description: "repeated credential reads of missing keys, or denied ones, from one client",
+			Match: []AlertMatch{
+				{Event: []string{CredentialAccess}, Reason: []string{"not_found"}},
+				{Event: []string{CredentialAccess}, Status: []string{string(StatusDenied)}},
+			},
+			By: ByClient, Window: time.Minute, Threshold: 10, Severity: slog.LevelWarn,
+		},
+		{
+			ID:          "credential_harvest",
+			Description: "one principal read many distinct credentials in a short window",
+			Match:       []AlertMatch{{Event: []string{CredentialAccess}, Action: []string{"get"}, Status: []string{string(StatusSuccess)}}},
+			By:          ByPrincipal, Distinct: ByResource, Window: 5 * time.Minute, Threshold: 10, Severity: slog.LevelWarn,
+		},
+		{
+			ID:          "admin_failures",
+			Description: "a burst of failed or denied admin actions from one client",
+			Match:       []AlertMatch{{Event: []string{AdminAction}, Status: []string{string(StatusFailed), string(StatusDenied)}}},
+			By:          ByClient, Window: 5 * time.Minute, Threshold: 5, Severity: slog.LevelWarn,
+		},
+		{
+			ID:          "audit_reader_new",
+			Description: "the audit log was read by a principal not seen reading it in the last 30 days (in this process)",
+			Match:       []AlertMatch{{Event: []string{AuditAccess}, Status: []string{string(StatusSuccess)}}},
+			By:          ByPrincipal, FirstSeen: true, Window: 30 * 24 * time.Hour, Severity: slog.LevelWarn,
+		},
+		{
+			ID:          "chain_verification_failed",
+			Description: "verifying the audit files failed (see Handler.ReportVerifyFailure)",
+			Match:       []AlertMatch{{Event: []string{ChainVerification}, Status: []string{string(StatusFailed)}}},
+			By:          ByResource, Window: time.Hour, Threshold: 1, Severity: slog.LevelError,
+		},
+	}
+}
+
+// Alert is a firing of a rule, as logged (event security_alert, in the
+// group "alert") and passed to AlertOptions.OnAlert.
+type Alert struct {
+	Rule        string
+	Description string
+	Severity    slog.Level
+	By          string // what the rule counts per
+	Subject     string // the key: the principal, client address or resource
+	Distinct    string // the member whose distinct values were counted, if any
+	Window      time.Duration
+	Threshold   int
+	// Count is the number of events (or distinct values) within Window when
+	// the rule fired; the rule keeps at most Threshold of them, so it is
+	// Threshold for a counting rule.
+	Count int
+	// Suppressed is how many further matching events for this key fell
+	// into the cooldown after the previous alert.
+	Suppressed  int
+	First, Last time.Time // of the counted events
+	// TraceIDs are the distinct trace ids of the counted events, oldest
+	// first (at most 20).
+	TraceIDs []string
+	Time     time.Time
+	// Err is the error of writing the alert record: nil when it is in the
+	// audit file.
+	Err error
+}
+
+// AlertOptions switch alert rules on (Options.Alerts).
+type AlertOptions struct {
+	// Rules are the rules; nil means DefaultAlertRules(). See
+	// ReadAlertConfig for loading them from a file.
+	Rules []AlertRule
+	// OnAlert is called after each alert record is written (Alert.Err says
+	// whether it was), on the goroutine that logged the triggering event.
+	// It must not block; it may log.
+	OnAlert func(Alert)
+	// Now is the clock of the windows; default time.Now.
+	Now func() time.Time
+	// MaxKeys bounds the keys each rule tracks (default 10000): when a rule
+	// is full, the key least recently seen is forgotten (and its counts
+	// with it). Idle keys are dropped once their window and cooldown have
+	// passed.
+	MaxKeys int
+}
+
+// DefaultMaxKeys is AlertOptions.MaxKeys when 0.
+const DefaultMaxKeys = 10000
+
+const (
+	maxKeyLen   = 256 // longer keys are cut (and reported cut)
+	maxTraceIDs = 20
+)
+
+type alertEngine struct {
+	h       *Handler // the root handler, to write alert records through
+	rules   []*ruleState
+	onAlert func(Alert)
+	now     func() time.Time
+	seed    maphash.Seed
+}
+
+func newAlertEngine(o *AlertOptions, h *Handler) (*alertEngine, error) {
+	e := &alertEngine{h: h, onAlert: o.OnAlert, now: o.Now, seed: maphash.MakeSeed()}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	rules := o.Rules
+	if rules == nil {
+		rules = DefaultAlertRules()
+	}
+	maxKeys := o.MaxKeys
+	if maxKeys <= 0 {
+		maxKeys = DefaultMaxKeys
+	}
+	ids := map[string]bool{}
+	for _, r := range rules {
+		if err := validRule(&r); err != nil {
+			return nil, err
+		}
+		if ids[r.ID] {
+			return nil, fmt.Errorf("handler: alert rule %q defined twice", r.ID)
+		}
+		ids[r.ID] = true
+		rs := &ruleState{AlertRule: r, maxKeys: maxKeys, keys: map[string]*keyState{}}
+		rs.Match = slices.Clone(r.Match)
+		if rs.Cooldown == 0 {
+			rs.Cooldown = rs.Window
+		}
+		rs.horizon = max(rs.Window, rs.Cooldown)
+		if len(r.Known) > 0 {
+			rs.known = map[string]bool{}
+			for _, k := range r.Known {
+				rs.known[k] = true
+			}
+		}
+		e.rules = append(e.rules, rs)
+	}
+	return e, nil
+}
+
+func validRule(r *AlertRule) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("handler: alert rule %q: "+format, append([]any{r.ID}, args...)...)
+	}
+	switch {
+	case r.ID == "":
+		return errors.New("handler: alert rule without an ID")
+	case r.By != ByPrincipal && r.By != ByClient && r.By != ByResource && r.By != ByAll:
+		return bad("by must be principal, client, resource or all, not %q", r.By)
+	case r.Window < 0 || r.Cooldown < 0:
+		return bad("window and cooldown must not be negative")
+	case r.FirstSeen && r.Distinct != "":
+		return bad("first_seen and distinct do not go together")
+	case !r.FirstSeen && r.Window == 0:
+		return bad("window is required")
+	case !r.FirstSeen && r.Threshold < 1:
+		return bad("threshold must be at least 1")
+	}
+	switch r.Distinct {
+	case "", ByPrincipal, ByClient, ByResource, "action", "event":
+	default:
+		return bad("distinct must be principal, client, resource, action or event, not %q", r.Distinct)
+	}
+	return nil
+}
+
+// ruleState is a rule's counters: one keyState per key, in a list from the
+// most to the least recently seen, at most maxKeys of them.
+type ruleState struct {
+	AlertRule
+	maxKeys int
+	horizon time.Duration // a key idle for this long has nothing left to count
+	known   map[string]bool
+
+	mu         sync.Mutex
+	keys       map[string]*keyState
+	head, tail *keyState
+	evicted    uint64 // keys forgotten to stay within maxKeys
+}
+
+type hit struct {
+	t     int64 // UnixNano
+	trace trace.TraceID
+	val   uint64 // hash of the Distinct value
+}
+
+type keyState struct {
+	key        string
+	prev, next *keyState
+	seen       int64 // last hit, UnixNano
+	// hits: a counting rule's last Threshold hits (a ring, oldest at ring
+	// once full); a distinct rule's newest hit per distinct value, at most
+	// Threshold of them.
+	hits       []hit
+	ring       int
+	quiet      int64 // no alert before this time (cooldown)
+	suppressed int
+}
+
+func (r *ruleState) matches(e *AlertEvent) bool {
+	if len(r.Match) > 0 {
+		ok := false
+		for i := range r.Match {
+			if r.Match[i].matches(e) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return r.Func == nil || r.Func(*e)
+}
+
+// get returns the state of key, creating it (and forgetting the least
+// recently seen key if the rule is full) if needed, and marks it the most
+// recently seen.
+func (r *ruleState) get(key string, now int64) (ks *keyState, existed bool) {
+	// Drop up to two idle keys from the cold end: what they counted is out
+	// of every window.
+	for i := 0; i < 2 && r.tail != nil && r.horizon > 0 && now-r.tail.seen >= int64(r.horizon) && r.tail.key != key; i++ {
+		r.remove(r.tail)
+	}
+	if ks, ok := r.keys[key]; ok {
+		if r.head != ks {
+			r.unlink(ks)
+			r.pushFront(ks)
+		}
+		return ks, true
+	}
+	if len(r.keys) >= r.maxKeys {
+		r.remove(r.tail)
+		r.evicted++
+	}
+	ks = &keyState{key: strings.Clone(key)}
+	r.keys[ks.key] = ks
+	r.pushFront(ks)
+	return ks, false
+}
+
+func (r *ruleState) remove(ks *keyState) {
+	r.unlink(ks)
+	delete(r.keys, ks.key)
+}
+
+func (r *ruleState) unlink(ks *keyState) {
+	if ks.prev != nil {
+		ks.prev.next = ks.next
+	} else {
+		r.head = ks.next
+	}
+	if ks.next != nil {
+		ks.next.prev = ks.prev
+	} else {
+		r.tail = ks.prev
+	}
+	ks.prev, ks.next = nil, nil
+}
+
+func (r *ruleState) pushFront(ks *keyState) {
+	ks.next = r.head
+	if r.head != nil {
+		r.head.prev = ks
+	}
+	r.head = ks
+	if r.tail == nil {
+		r.tail = ks
+	}
+}
+
+// hit counts an event for key at now and returns the alert if the rule
+// fires.
+func (r *ruleState) hit(e *alertEngine, ev *AlertEvent, key string, now time.Time) (Alert, bool) {
+	t := now.UnixNano()
+	h := hit{t: t, trace: ev.TraceID}
+	if r.Distinct != "" {
+		v := ev.field(r.Distinct)
+		if v == "" {
+			return Alert{}, false
+		}
+		h.val = maphash.String(e.seed, v)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ks, existed := r.get(key, t)
+	lastSeen := ks.seen
+	ks.seen = t
+	if r.FirstSeen {
+		if existed && (r.Window == 0 || t-lastSeen < int64(r.Window)) || !existed && r.known[key] {
+			return Alert{}, false
+		}
+		return r.alert(ks, now, 1, []hit{h}), true
+	}
+	win := int64(r.Window)
+	var in []hit // the hits within the window, oldest first
+	if r.Distinct == "" {
+		if len(ks.hits) < r.Threshold {
+			ks.hits = append(ks.hits, h)
+		} else {
+			ks.hits[ks.ring] = h
+			ks.ring = (ks.ring + 1) % r.Threshold
+		}
+		if len(ks.hits) < r.Threshold {
+			return Alert{}, false
+		}
+		if oldest := ks.hits[ks.ring]; t-oldest.t >= win {
+			return Alert{}, false
+		}
+		in = append(ks.hits[ks.ring:len(ks.hits):len(ks.hits)], ks.hits[:ks.ring]...)
+	} else {
+		i := slices.IndexFunc(ks.hits, func(x hit) bool { return x.val == h.val })
+		if i >= 0 {
+			ks.hits[i] = h
+		} else {
+			ks.hits = append(ks.hits, h)
+		}
+		if len(ks.hits) < r.Threshold {
+			return Alert{}, false
+		}
+		ks.hits = slices.DeleteFunc(ks.hits, func(x hit) bool { return t-x.t >= win })
+		for len(ks.hits) > r.Threshold { // keep the newest Threshold values
+			oldest := 0
+			for j := range ks.hits {
+				if ks.hits[j].t < ks.hits[oldest].t {
+					oldest = j
+				}
+			}
+			ks.hits = slices.Delete(ks.hits, oldest, oldest+1)
+		}
+		if len(ks.hits) < r.Threshold {
+			return Alert{}, false
+		}
+		in = slices.SortedFunc(slices.Values(ks.hits), func(a, b hit) int { return cmp.Compare(a.t, b.t) })
+	}
+	if t < ks.quiet {
+		ks.suppressed++
+		return Alert{}, false
+	}
+	return r.alert(ks, now, len(in), in), true
+}
+
+// alert builds the alert of ks firing at now and starts its cooldown.
+func (r *ruleState) alert(ks *keyState, now time.Time, count int, in []hit) Alert {
+	a := Alert{
+		Rule: r.ID, Description: r.Description, Severity: r.Severity, By: r.By, Subject: ks.key,
+		Distinct: r.Distinct, Window: r.Window, Threshold: r.Threshold, Count: count,
+		Suppressed: ks.suppressed, Time: now,
+		First: time.Unix(0, in[0].t).UTC(), Last: time.Unix(0, in[len(in)-1].t).UTC(),
+	}
+	if r.FirstSeen {
+		a.Threshold = 1
+	}
+	for _, h := range in {
+		if !h.trace.IsValid() || len(a.TraceIDs) == maxTraceIDs {
+			continue
+		}
+		if s := h.trace.String(); !slices.Contains(a.TraceIDs, s) {
+			a.TraceIDs = append(a.TraceIDs, s)
+		}
+	}
+	ks.quiet = now.UnixNano() + int64(r.Cooldown)
+	ks.suppressed = 0
+	return a
+}
+
+// observeRecord feeds the rules with an audit record that is in the file.
+// h is the handler it was logged through, extra its context attributes.
+func (e *alertEngine) observeRecord(ctx context.Context, h *Handler, r slog.Record, sc trace.SpanContext, extra []slog.Attr) {
+	var ev AlertEvent
+	// As a JSON reader that keeps the last of duplicate members would read
+	// the line: context attributes, then WithAttrs, then the record's own.
+	for _, a := range extra {
+		ev.set(a)
+	}
+	for _, a := range h.alertAttrs {
+		ev.set(a)
+	}
+	if len(h.groups) == 0 {
+		r.Attrs(func(a slog.Attr) bool {
+			ev.set(a)
+			return true
+		})
+	}
+	if sc.IsValid() {
+		ev.TraceID = sc.TraceID()
+	}
+	e.observe(ctx, &ev)
+}
+
+// observe counts ev with every rule that matches it and writes the alerts
+// that fire. Alert records themselves are never counted, so an alert cannot
+// set off another.
+func (e *alertEngine) observe(ctx context.Context, ev *AlertEvent) {
+	if ev.Event == SecurityAlert {
+		return
+	}
+	var fired []Alert
+	var now time.Time
+	for _, r := range e.rules {
+		if !r.matches(ev) {
+			continue
+		}
+		key := ev.field(r.By)
+		if r.By == ByAll {
+			key = ByAll
+		} else if key == "" {
+			continue
+		}
+		if len(key) > maxKeyLen {
+			key = key[:maxKeyLen] + "…"
+		}
+		if now.IsZero() {
+			now = e.now()
+		}
+		if a, ok := r.hit(e, ev, key, now); ok {
+			fired = append(fired, a)
+		}
+	}
+	for _, a := range fired {
+		e.emit(ctx, a)
+	}
+}
+
+// emit writes the alert record through the root handler, with the context
+// of the event that set it off (its trace, client and principal), and
+// calls OnAlert.
+func (e *alertEngine) emit(ctx context.Context, a Alert) {
+	what := "events"
+	if a.Distinct != "" {
+		what = "distinct " + a.Distinct + "s"
+	}
+	msg := fmt.Sprintf("security alert %s: %d %s in %s, %s %s", a.Rule, a.Count, what, a.Window, a.By, a.Subject)
+	if a.Threshold == 1 && a.Count == 1 {
+		msg = fmt.Sprintf("security alert %s: %s %s", a.Rule, a.By, a.Subject)
+	}
+	details := []slog.Attr{
+		slog.String("rule", a.Rule),
+		slog.String("by", a.By),
+		slog.String("subject", a.Subject),
+		slog.String("window", a.Window.String()),
+		slog.Int("threshold", a.Threshold),
+		slog.Int("count", a.Count),
+	}
+	if a.Distinct != "" {
+		details = append(details, slog.String("distinct", a.Distinct))
+	}
+	if a.Suppressed > 0 {
+		details = append(details, slog.Int("suppressed", a.Suppressed))
+	}
+	details = append(details, slog.Time("first", a.First), slog.Time("last", a.Last))
+	if len(a.TraceIDs) > 0 {
+		details = append(details, slog.Any("trace_ids", a.TraceIDs))
+	}
+	if a.Description != "" {
+		details = append(details, slog.String("description", a.Description))
+	}
+	rec := slog.NewRecord(a.Time, a.Severity, msg, 0)
+	rec.AddAttrs(Audit,
+		slog.String(EventKey, SecurityAlert),
+		slog.String(ActionKey, ActionAlert),
+		slog.String(ResourceTypeKey, ResourceTypeRule),
+		slog.String(ResourceKey, a.Rule),
+		slog.Attr{Key: AlertKey, Value: slog.GroupValue(details...)},
+	)
+	a.Err = e.h.Handle(ctx, rec)
+	if e.onAlert != nil {
+		e.onAlert(a)
+	}
+}
+
+// alertAttrsFor returns the attributes among attrs that alert rules read,
+// appended to h's, for a handler derived with WithAttrs; nil when alerts
+// are off or the attributes land inside a group.
+func (h *Handler) alertAttrsFor(attrs []slog.Attr) []slog.Attr {
+	if h.c.alerts == nil || len(h.groups) > 0 {
+		return h.alertAttrs
+	}
+	out := h.alertAttrs
+	for _, a := range attrs {
+		if relevant(a) {
+			out = append(slices.Clip(out), a)
+		}
+	}
+	return out
+}
+
+// ReportVerifyFailure records that verifying the audit files failed (err,
+// and a detail such as the file and line): it writes an audit event
+// event=chain_verification action=verify resource_type=audit_log
+// resource=<the audit directory's name> status=failed, which the alert
+// rules see like any other (the default rule chain_verification_failed
+// raises an ERROR security alert, at most once an hour). A periodic
+// self-verification calls it. It returns the error of the audit write.
+func (h *Handler) ReportVerifyFailure(err error, detail string) error {
+	attrs := []slog.Attr{
+		Audit,
+		slog.String(EventKey, ChainVerification),
+		slog.String(ActionKey, ActionVerify),
+		slog.String(ResourceTypeKey, "audit_log"),
+		slog.String(ResourceKey, filepath.Base(filepath.Dir(h.c.w.Path()))),
+		slog.String(StatusKey, string(StatusFailed)),
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String(ErrorKey, err.Error()))
+	}
+	if detail != "" {
+		attrs = append(attrs, slog.String(DetailKey, detail))
+	}
+	rec := slog.NewRecord(time.Now(), slog.LevelError, "audit chain verification failed", 0)
+	rec.AddAttrs(attrs...)
+	return h.c.root.Handle(context.Background(), rec)
+}
