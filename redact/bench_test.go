@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -35,6 +36,47 @@ func BenchmarkRedactOff(b *testing.B) {
 // BenchmarkRedactOn is the same record through Redactor.Handler.
 func BenchmarkRedactOn(b *testing.B) {
 	benchLog(b, Default().Handler(slog.NewJSONHandler(io.Discard, nil)))
+}
+
+// BenchmarkRedactPair logs the record through RedactOn's and RedactOff's
+// handlers alternately, 64 records at a time, and reports each one's time
+// per record and their ratio (on/off; issue 3 asks for at most 1.10). Taken
+// in the same process and interleaved, the two see the same load, which
+// separate runs on a shared machine do not. ns/op is suppressed: one
+// iteration is 128 records; allocs/op and B/op are per record, the mean of
+// on and off.
+func BenchmarkRedactPair(b *testing.B) {
+	ls := [2]*slog.Logger{
+		slog.New(Default().Handler(slog.NewJSONHandler(io.Discard, nil))),
+		slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	}
+	ctx := context.Background()
+	const block = 64
+	var sum [2]time.Duration
+	round := 0
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	for b.Loop() {
+		for k := range 2 {
+			i := (k + round) & 1 // on first, then off first
+			t0 := time.Now()
+			for range block {
+				ls[i].LogAttrs(ctx, slog.LevelInfo, "request handled", benchAttrs...)
+			}
+			sum[i] += time.Since(t0)
+		}
+		round++
+	}
+	n := float64(b.N * block)
+	runtime.ReadMemStats(&m1)
+	// Per record, the mean of on and off (-benchmem would report them per
+	// iteration).
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/(2*n), "allocs/op")
+	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/(2*n), "B/op")
+	b.ReportMetric(float64(sum[0])/n, "on-ns/op")
+	b.ReportMetric(float64(sum[1])/n, "off-ns/op")
+	b.ReportMetric(float64(sum[0])/float64(sum[1]), "on/off")
 }
 
 // BenchmarkAttrNoSecret is the redaction work alone for the record's attributes.
