@@ -60,8 +60,9 @@ echo "== benchmarks matching '$filter', $count rounds, benchtime $benchtime (Ver
 (
 	cd "$out"
 	# Everything but the verify pair, which has its own benchtime.
-	names=$(./bench.test -test.list "$filter" | grep '^Benchmark' | grep -Ev "$verify" | paste -sd'|' -)
-	vnames=$(./bench.test -test.list "$filter" | grep -E "$verify" | paste -sd'|' -)
+	# (grep finding nothing is not an error: BENCH may leave either set empty.)
+	names=$(./bench.test -test.list "$filter" | { grep '^Benchmark' || true; } | { grep -Ev "$verify" || true; } | paste -sd'|' -)
+	vnames=$(./bench.test -test.list "$filter" | { grep -E "$verify" || true; } | paste -sd'|' -)
 	for ((i = 1; i <= count; i++)); do
 		echo "-- round $i/$count" >&2
 		[[ -z $names ]] || run "^($names)\$" "$benchtime"

@@ -54,6 +54,17 @@ func BenchmarkAppPassthrough(b *testing.B) {
 	benchLog(b, slog.New(h))
 }
 
+// BenchmarkAppPassthroughNoRedaction is AppPassthrough with redaction off:
+// the two measure what redaction costs a plain app record.
+func BenchmarkAppPassthroughNoRedaction(b *testing.B) {
+	h, err := New(Options{Dir: b.TempDir(), Key: testKey, App: slog.NewJSONHandler(io.Discard, nil), NoRedaction: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	benchLog(b, slog.New(h))
+}
+
 func BenchmarkPeerAppBare(b *testing.B) {
 	benchLog(b, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 }

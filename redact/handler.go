@@ -32,19 +32,23 @@ func (h *handler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h *handler) Handle(ctx context.Context, rec slog.Record) error {
-	msg, n := h.r.text(rec.Message)
-	changed := n > 0 || h.n > 0
-	if !changed {
-		// First pass only looks, so that the common clean record costs no
-		// copy; a record with secrets is walked again below.
+	// First pass only looks, so that the common clean record costs no
+	// copy; a record with secrets is walked again below.
+	clean := h.n == 0 && !h.r.hasSecret(rec.Message)
+	if clean {
 		rec.Attrs(func(a slog.Attr) bool {
-			changed = h.r.needs(a, h.depth, h.forced)
-			return !changed
+			if h.forced {
+				clean = !h.r.needs(a, h.depth, true)
+			} else {
+				clean = h.r.cleanAttr(a, h.depth)
+			}
+			return clean
 		})
 	}
-	if !changed {
+	if clean {
 		return h.next.Handle(ctx, rec)
 	}
+	msg, n := h.r.text(rec.Message)
 	return h.handleRedacted(ctx, rec, msg, n)
 }
 

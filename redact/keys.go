@@ -214,6 +214,7 @@ type keyMatcher struct {
 	// Looking up a key's last bytes rejects most keys in a few loads,
 	// without a loop.
 	ends      [64]uint64
+	lowEnds   [lowEndsWords]uint64 // ruledOut's table, see lowEnd
 	ends2     [16]uint64
 	pairEnds2 [16]uint64
 	ends1     uint64
@@ -229,6 +230,30 @@ func end3(a, b, c byte) uint {
 	return ((uint(a&31)*37+uint(b&31))*37 + uint(c&31)) & 4095
 }
 
+// low5 maps each byte of class lowerc to a code from 1 to 27 (a to z, and
+// 27 for all bytes from 0x80 on), and every other byte to 0.
+var low5 [256]uint8
+
+func init() {
+	for i := range 256 {
+		switch c := byte(i); {
+		case 'a' <= c && c <= 'z':
+			low5[i] = c - 'a' + 1
+		case class[i] == lowerc:
+			low5[i] = 27
+		}
+	}
+}
+
+// lowEnd is the bit of three bytes in keyMatcher.lowEnds: their low5 codes
+// side by side. Unlike end3 it does not hash, so, indexed with it, lowEnds
+// has no false hits among lower-case letters, and the code 0 marks the
+// endings that are not all lower-case: their bits are all set, and such
+// keys go on to the steps that find word boundaries.
+func lowEnd(a, b, c byte) uint { return uint(low5[a])<<10 | uint(low5[b])<<5 | uint(low5[c]) }
+
+const lowEndsWords = 1 << 15 / 64
+
 func end2(b, c byte) uint { return uint(lower[b]&31)<<5 | uint(lower[c]&31) }
 
 func (m *keyMatcher) addEnd(w string, pair bool) {
@@ -236,6 +261,8 @@ func (m *keyMatcher) addEnd(w string, pair bool) {
 	case n >= 3:
 		i := end3(w[n-3], w[n-2], w[n-1])
 		m.ends[i/64] |= 1 << (i % 64)
+		i = lowEnd(w[n-3], w[n-2], w[n-1])
+		m.lowEnds[i/64] |= 1 << (i % 64)
 	case n == 2 && pair:
 		i := end2(w[0], w[1])
 		m.pairEnds2[i/64] |= 1 << (i % 64)
@@ -247,13 +274,21 @@ func (m *keyMatcher) addEnd(w string, pair bool) {
 	}
 }
 
-// isLower marks the bytes of class lowerc, for the fast step.
-var isLower [256]uint8
+// info holds flags for each byte that the fast steps of key matching and
+// of the text scan test. They share one table so that checking a clean
+// record touches few cache lines: a record that follows a write(2) finds
+// little of the redactor in the cache.
+var info [256]uint8
+
+const (
+	infoTrigger = 1 << iota // a matcher in text.go starts at this byte (bit 0: next builds masks of it)
+	infoLower               // class lowerc
+)
 
 func init() {
 	for i := range 256 {
 		if class[i] == lowerc {
-			isLower[i] = 1
+			info[i] |= infoLower
 		}
 	}
 }
@@ -331,6 +366,11 @@ func normalize(s string) []string {
 }
 
 func (m *keyMatcher) init(rules, allow []string) error {
+	for i := range uint(1 << 15) {
+		if i>>10 == 0 || i>>5&31 == 0 || i&31 == 0 {
+			m.lowEnds[i/64] |= 1 << (i % 64)
+		}
+	}
 	seen := map[string]bool{}
 	m.byLast = map[string][]int{}
 	m.quals = map[string]bool{}
@@ -390,14 +430,28 @@ func wordKey(w string) string {
 // secret reports whether the value under key is a secret by the key rules.
 // It does not allocate.
 func (m *keyMatcher) secret(key string) bool {
-	// Fast step, small enough to be inlined: the common key ends in three
-	// lower-case letters, so its last word has at least those three (a word
-	// boundary needs an upper-case byte), and its last three bytes decide.
-	// A filter hit only sends the key on, so a false hit costs time, never
-	// a missed secret.
-	if n := len(key); n >= 3 && isLower[key[n-1]]&isLower[key[n-2]]&isLower[key[n-3]] != 0 {
-		i := end3(key[n-3], key[n-2], key[n-1])
-		return m.ends[i/64]&(1<<(i%64)) != 0 && m.secretWords(key)
+	return !m.ruledOut(key) && m.secretRest(key)
+}
+
+// ruledOut is the first step of secret, small enough to be inlined where
+// keys are checked most (needs): the common key ends in three lower-case
+// letters, so its last word has at least those three (a word boundary
+// needs an upper-case byte), and if no rule word or qualifier ends in them
+// the key is not secret. A filter hit only sends the key on, so a false
+// hit costs time, never a missed secret.
+func (m *keyMatcher) ruledOut(key string) bool {
+	if len(key) < 3 {
+		return false
+	}
+	k := key[len(key)-3:]
+	i := lowEnd(k[0], k[1], k[2])
+	return m.lowEnds[i/64]&(1<<(i%64)) == 0
+}
+
+// secretRest is secret for a key that ruledOut let through.
+func (m *keyMatcher) secretRest(key string) bool {
+	if n := len(key); n >= 3 && info[key[n-1]]&info[key[n-2]]&info[key[n-3]]&infoLower != 0 {
+		return m.secretWords(key)
 	}
 	return m.quickShort(key) && m.secretWords(key)
 }

@@ -191,3 +191,69 @@ func TestKeyMatchNoAlloc(t *testing.T) {
 		t.Errorf("key matching allocates %v times", n)
 	}
 }
+
+// keyProbes are keys built around the rule words and qualifiers, in the
+// spellings the filters of keyMatcher.secret have to let through.
+func keyProbes() []string {
+	words := append(DefaultKeys(), qualifiers...)
+	var out []string
+	for _, w := range words {
+		for _, v := range []string{w, strings.ToUpper(w), strings.ReplaceAll(w, " ", "_"), strings.ReplaceAll(w, " ", "")} {
+			for _, pre := range []string{"", "x_", "db", "X-", "aB", "2"} {
+				for _, suf := range []string{"", "2", "_2", "_v2", "_new", "New", "_value", "X", "_", "s", "ID", "_id", "Id"} {
+					out = append(out, pre+v+suf)
+				}
+			}
+		}
+	}
+	return append(out, secretKeys...)
+}
+
+// TestKeyFiltersExact: the filters in front of the exact step only save
+// time: secret agrees with match, the exact step alone, on every key.
+func TestKeyFiltersExact(t *testing.T) {
+	for _, opts := range []Options{{}, {Keys: []string{"pin", "ssn", "x", "Ω", "ünïcode key"}, AllowKeys: []string{"session"}}} {
+		r, err := New(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &r.keys
+		check := func(k string) {
+			if got, want := m.secret(k), m.match(k); got != want {
+				t.Errorf("%+v: secret(%q) = %v, exact step says %v", opts.Keys, k, got, want)
+			}
+		}
+		for _, k := range keyProbes() {
+			check(k)
+		}
+		for _, k := range nameKeys {
+			check(k)
+		}
+		// Every ending of three bytes from an alphabet of word, case, digit
+		// and separator bytes, alone and after a word.
+		const alpha = "abcdeiklnoprstuvwxyzAEIKPSTYZ09_-. \x80\xff"
+		for _, a := range []byte(alpha) {
+			for _, b := range []byte(alpha) {
+				for _, c := range []byte(alpha) {
+					e := string([]byte{a, b, c})
+					check(e)
+					check("pass" + e)
+					check("session" + e)
+					check("api_" + e)
+				}
+			}
+		}
+	}
+}
+
+func FuzzKeySecret(f *testing.F) {
+	for _, k := range append(keyProbes()[:200], nameKeys...) {
+		f.Add(k)
+	}
+	m := &Default().keys
+	f.Fuzz(func(t *testing.T, k string) {
+		if got, want := m.secret(k), m.match(k); got != want {
+			t.Errorf("secret(%q) = %v, exact step says %v", k, got, want)
+		}
+	})
+}

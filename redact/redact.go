@@ -202,7 +202,7 @@ func Default() *Redactor { return defaultRedactor() }
 // allocating. Methods of the values (String, Error, MarshalJSON, ...) may be
 // called more than once.
 func (r *Redactor) Attr(a slog.Attr) (slog.Attr, int) {
-	if !r.needs(a, 0, false) {
+	if r.cleanAttr(a, 0) {
 		return a, 0
 	}
 	w := walker{r: r}
@@ -229,7 +229,7 @@ func (r *Redactor) ReplaceAttr(groups []string, a slog.Attr) slog.Attr {
 			break
 		}
 	}
-	if !r.needs(a, len(groups), forced) {
+	if forced && !r.needs(a, len(groups), true) || !forced && r.cleanAttr(a, len(groups)) {
 		return a
 	}
 	w := walker{r: r}

@@ -217,3 +217,49 @@ func TestStringLinear(t *testing.T) {
 		}
 	}
 }
+
+// nextRef is next byte by byte: the first trigger at or after i that is a
+// candidate.
+func nextRef(s string, i int) int {
+	for ; i < len(s); i++ {
+		if info[s[i]]&infoTrigger != 0 && candidate(s, i) {
+			return i
+		}
+	}
+	return len(s)
+}
+
+func checkNext(t *testing.T, s string) {
+	t.Helper()
+	for i := 0; i <= len(s); i++ {
+		if got, want := next(s, i), nextRef(s, i); got != want {
+			t.Fatalf("next(%q, %d) = %d, want %d", s, i, got, want)
+		}
+	}
+}
+
+// TestNext: the eight-byte steps of next find what a byte-by-byte scan
+// finds, at every length and offset.
+func TestNext(t *testing.T) {
+	const alpha = "xbe-_=:@AKJy tg"
+	for n := range 20 {
+		for k := range 200 {
+			b := make([]byte, n)
+			for j := range b {
+				b[j] = alpha[(k*7+j*j*3+j*k)%len(alpha)]
+			}
+			checkNext(t, string(b))
+		}
+	}
+	for _, s := range []string{"obsidian_api_key", "u-123", "request handled", "a=b", "-----BEGIN", "xoxb-1", "ghp_x", "eyJhb"} {
+		checkNext(t, s)
+		checkNext(t, s+s+s)
+	}
+}
+
+func FuzzNext(f *testing.F) {
+	for _, s := range []string{"", "obsidian_api_key", "u-123", "GET /a?b=c&token=x", "Bearer abc", "https://u:p@h", "-----BEGIN RSA", "xoxb-", "ghp_", "eyJ.eyJ"} {
+		f.Add(s)
+	}
+	f.Fuzz(checkNext)
+}

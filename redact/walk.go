@@ -56,12 +56,14 @@ func (w *walker) attr(a slog.Attr, depth int, forced bool) (slog.Attr, bool) {
 // finds nothing (hasSecret is the looser test), never the reverse. It
 // needs no walker for the common kinds, which keeps clean records cheap.
 func (r *Redactor) needs(a slog.Attr, depth int, forced bool) bool {
-	if forced || r.keys.secret(a.Key) {
+	// keys.secret, with its first step inlined: most keys stop there.
+	if forced || !r.keys.ruledOut(a.Key) && r.keys.secretRest(a.Key) {
 		return needsSecret(a.Value)
 	}
 	switch a.Value.Kind() {
 	case slog.KindString:
-		return r.hasSecret(a.Value.String())
+		s := a.Value.String()
+		return len(s) >= r.minText && r.hasSecret(s)
 	case slog.KindGroup:
 		return r.needsGroup(a.Value, depth)
 	case slog.KindLogValuer:
@@ -70,6 +72,37 @@ func (r *Redactor) needs(a slog.Attr, depth int, forced bool) bool {
 		return r.needsAny(a.Value, depth)
 	}
 	return false
+}
+
+// clean reports whether none of as would change at nesting depth depth
+// (not forced): !needs for each of them.
+func (r *Redactor) clean(as []slog.Attr, depth int) bool {
+	for i := range as {
+		if !r.cleanAttr(as[i], depth) {
+			return false
+		}
+	}
+	return true
+}
+
+// cleanAttr is !needs(a, depth, false), with the common case settled
+// here: a key that the first step of the key rules rules out, and a value
+// of a kind that holds no text, short text, text without a trigger, or a
+// group of those. This is most of the check of a clean record.
+func (r *Redactor) cleanAttr(a slog.Attr, depth int) bool {
+	if r.keys.ruledOut(a.Key) {
+		switch a.Value.Kind() {
+		case slog.KindInt64, slog.KindUint64, slog.KindFloat64, slog.KindBool, slog.KindDuration, slog.KindTime:
+			return true
+		case slog.KindString:
+			s := a.Value.String()
+			return len(s) < r.minText || !r.hasSecret(s)
+		case slog.KindGroup:
+			g := a.Value.Group()
+			return len(g) == 0 || depth < r.maxDepth && r.clean(g, depth+1)
+		}
+	}
+	return !r.needs(a, depth, false)
 }
 
 func needsSecret(v slog.Value) bool {
@@ -85,15 +118,7 @@ func needsSecret(v slog.Value) bool {
 
 func (r *Redactor) needsGroup(v slog.Value, depth int) bool {
 	as := v.Group()
-	if len(as) > 0 && depth >= r.maxDepth {
-		return true
-	}
-	for _, a := range as {
-		if r.needs(a, depth+1, false) {
-			return true
-		}
-	}
-	return false
+	return len(as) > 0 && (depth >= r.maxDepth || !r.clean(as, depth+1))
 }
 
 func (r *Redactor) needsAny(v slog.Value, depth int) bool {

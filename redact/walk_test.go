@@ -467,3 +467,27 @@ func TestAttrTaintedText(t *testing.T) {
 		})
 	}
 }
+
+// TestCleanAttrAgreesWithNeeds: the fast path of Attr, cleanAttr, says
+// clean exactly when needs does.
+func TestCleanAttrAgreesWithNeeds(t *testing.T) {
+	r := Default()
+	type creds struct{ Password string }
+	var attrs []slog.Attr
+	for _, k := range append(append([]string{}, secretKeys...), nameKeys...) {
+		attrs = append(attrs, slog.String(k, "v-1"), slog.String(k, ""), slog.Int(k, 7), slog.Bool(k, true),
+			slog.Group(k, slog.String("a", "b")), slog.Any(k, nil), slog.Any(k, creds{"x"}))
+	}
+	for _, v := range []string{"", "GET", "u-123", "obsidian_api_key", "127.0.0.1", "Bearer abcdefghij0123456789",
+		"https://u:pw@h", "a=b&token=c", "request handled", Redacted, "eyJhbGciOi.eyJzdWIi.sig"} {
+		attrs = append(attrs, slog.String("note", v), slog.Group("g", slog.String("note", v), slog.Int("n", 1)),
+			slog.Group("g", slog.Group("h", slog.String("password", v))), slog.Any("e", errors.New(v)))
+	}
+	for _, a := range attrs {
+		for _, d := range []int{0, 15, 16, 17} {
+			if got, want := r.cleanAttr(a, d), !r.needs(a, d, false); got != want {
+				t.Errorf("cleanAttr(%v, %d) = %v, needs says %v", a, d, got, !want)
+			}
+		}
+	}
+}

@@ -95,6 +95,18 @@ var ratios = []ratio{
 	{label: "AuditParallelAlways / NaiveParallelFsync (throughput)", num: [2]string{"AuditParallelAlways", "ns/op"}, den: [2]string{"NaiveParallelFsync", "ns/op"}, invert: true, cmp: ">=", target: 30},
 	{label: "RedactDiscard / PeerMasq (ns/op)", num: [2]string{"RedactDiscard", "ns/op"}, den: [2]string{"PeerMasq", "ns/op"}, cmp: "<=", target: 0.33},
 	{label: "RedactDiscard / PeerMasqModel (ns/op)", num: [2]string{"RedactDiscard", "ns/op"}, den: [2]string{"PeerMasqModel", "ns/op"}, target: 0.33, note: "stand-in for masq, information only"},
+	// Issue 3: redaction on a clean record costs at most 10 %, in each of
+	// the three forms. The interleaved pairs (RedactPair*) measure the same
+	// thing with both sides under the same load.
+	{label: "redaction on/off, audit path: AuditFileNone / DiagAuditFileNoneNoRedaction (ns/op)", num: [2]string{"AuditFileNone", "ns/op"}, den: [2]string{"DiagAuditFileNoneNoRedaction", "ns/op"}, cmp: "<=", target: 1.10},
+	{label: "  same, CPU time", num: [2]string{"AuditFileNone", "cpu-ns/op"}, den: [2]string{"DiagAuditFileNoneNoRedaction", "cpu-ns/op"}, target: 1.10, note: "less sensitive to other tenants"},
+	{label: "  same, interleaved: RedactPairAudit", num: [2]string{"RedactPairAudit", "on/off"}, cmp: "<=", target: 1.10},
+	{label: "redaction on/off, app path: AppPassthrough / DiagAppPassthroughNoRedaction (ns/op)", num: [2]string{"AppPassthrough", "ns/op"}, den: [2]string{"DiagAppPassthroughNoRedaction", "ns/op"}, cmp: "<=", target: 1.10},
+	{label: "  same, CPU time", num: [2]string{"AppPassthrough", "cpu-ns/op"}, den: [2]string{"DiagAppPassthroughNoRedaction", "cpu-ns/op"}, target: 1.10, note: "less sensitive to other tenants"},
+	{label: "  same, interleaved: RedactPairApp", num: [2]string{"RedactPairApp", "on/off"}, cmp: "<=", target: 1.10},
+	{label: "redaction on/off, redact.Handler over JSON: RedactDiscard / PeerAppBare (ns/op)", num: [2]string{"RedactDiscard", "ns/op"}, den: [2]string{"PeerAppBare", "ns/op"}, cmp: "<=", target: 1.10},
+	{label: "  same, CPU time", num: [2]string{"RedactDiscard", "cpu-ns/op"}, den: [2]string{"PeerAppBare", "cpu-ns/op"}, target: 1.10, note: "less sensitive to other tenants"},
+	{label: "  same, interleaved: RedactPairWrapper", num: [2]string{"RedactPairWrapper", "on/off"}, cmp: "<=", target: 1.10},
 	{label: "Verify / SHA256Raw (MB/s)", num: [2]string{"Verify", "MB/s"}, den: [2]string{"SHA256Raw", "MB/s"}, cmp: ">=", target: 0.3},
 	{label: "  same, CPU time", num: [2]string{"Verify", "cpu-ns/op"}, den: [2]string{"SHA256Raw", "cpu-ns/op"}, invert: true, target: 0.3, note: "less sensitive to other tenants"},
 }
@@ -210,7 +222,7 @@ func main() {
 
 // printMedians prints one line per benchmark with the median of each unit.
 func printMedians(s samples, order []string) {
-	units := []string{"ns/op", "cpu-ns/op", "MB/s", "B/op", "allocs/op"}
+	units := []string{"ns/op", "cpu-ns/op", "MB/s", "B/op", "allocs/op", "on/off"}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "benchmark (medians)\tn\t")
 	for _, u := range units {
