@@ -271,22 +271,23 @@ func (h *Handler) Enabled(ctx context.Context, level slog.Level) bool {
 // discards it, which is what Options.OnError and Log are for.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	isAudit := h.audit
-	redacted := 0
 	if red := h.c.red; red != nil {
-		// One pass finds the tag and what needs redacting; only a record
-		// that holds secrets is copied.
+		// One pass finds the tag and what needs redacting.
 		msg, n := red.String(r.Message)
-		redacted = n
+		// A record whose attributes are all plain and clean goes on as it
+		// is; any other is rebuilt from what the redactor returns, so that
+		// no leg renders a value (a LogValuer, a struct) the redactor did
+		// not inspect.
+		rebuild := n > 0
 		r.Attrs(func(a slog.Attr) bool {
 			if isTag(a) {
 				isAudit = true
-			} else if redacted == 0 {
-				_, n := red.Attr(a)
-				redacted += n
+			} else if !rebuild && !red.Clean(a) {
+				rebuild = true
 			}
 			return true
 		})
-		if redacted > 0 {
+		if rebuild {
 			r = h.redactRecord(r, msg, n)
 		}
 	} else if !isAudit {
@@ -424,7 +425,9 @@ func (h *Handler) redactRecord(r slog.Record, msg string, msgN int) slog.Record 
 		r2.AddAttrs(a)
 		return true
 	})
-	r2.AddAttrs(slog.Int(redact.RedactedKey, total))
+	if total > 0 {
+		r2.AddAttrs(slog.Int(redact.RedactedKey, total))
+	}
 	return r2
 }
 

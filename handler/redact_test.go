@@ -70,3 +70,39 @@ func TestNoRedactionIsExplicit(t *testing.T) {
 		t.Errorf("NoRedaction record %v", r)
 	}
 }
+
+// twoFaced is a LogValuer that is clean when the redactor resolves it and
+// holds a secret when resolved again.
+type twoFaced struct{ calls *int }
+
+func (v twoFaced) LogValue() slog.Value {
+	*v.calls++
+	if *v.calls == 1 {
+		return slog.StringValue("nothing to see")
+	}
+	return slog.GroupValue(slog.String("password", planted))
+}
+
+// Every leg logs the value the redactor inspected, not a second resolution.
+func TestLogValuerResolvedOnce(t *testing.T) {
+	for _, audit := range []bool{true, false} {
+		f := newFixture(t, Options{})
+		calls := 0
+		l := slog.New(f.h)
+		if audit {
+			l = Logger(l)
+		}
+		l.Info("lazy", "v", twoFaced{&calls})
+		f.h.Close()
+		var all strings.Builder
+		entries, _ := os.ReadDir(f.dir)
+		for _, e := range entries {
+			data, _ := os.ReadFile(filepath.Join(f.dir, e.Name()))
+			all.Write(data)
+		}
+		all.WriteString(f.app.String())
+		if strings.Contains(all.String(), planted) || !strings.Contains(all.String(), "nothing to see") {
+			t.Errorf("audit=%v: %d resolutions; logged:\n%s", audit, calls, all.String())
+		}
+	}
+}

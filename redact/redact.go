@@ -211,6 +211,13 @@ func (r *Redactor) Attr(a slog.Attr) (slog.Attr, int) {
 	return out, w.n
 }
 
+// Clean reports whether Attr would return a as is, with nothing redacted:
+// a string, number, bool, duration or time (or a group of those) without
+// secrets. For any other a, a handler must log what Attr returns, even
+// when it counts zero: a LogValuer resolved a second time, or a value
+// rendered by another encoder, need not be what the redactor inspected.
+func (r *Redactor) Clean(a slog.Attr) bool { return r.cleanAttr(a, 0) }
+
 // String returns s with secrets found by value patterns replaced, and the
 // number replaced. Use it for record messages and other free text. Text
 // without a candidate costs one scan and no allocation.
