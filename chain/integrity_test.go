@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,10 +160,13 @@ func TestPrunedRecordRequiredForGap(t *testing.T) {
 
 func TestArchiveHookKeepsFileOnError(t *testing.T) {
 	f := newSigned(t)
+	var mu sync.Mutex
 	var archived []string
 	fail := true
 	ro := rotate.Options{Dir: f.dir, Now: f.clock, MaxBytes: 2000, MaxBackups: 1}
 	w, err := Open(Options{Key: f.k0, Rotate: ro, Archive: func(path string) error {
+		mu.Lock()
+		defer mu.Unlock()
 		archived = append(archived, filepath.Base(path))
 		if fail {
 			return fmt.Errorf("archive unavailable")
@@ -177,11 +181,15 @@ func TestArchiveHookKeepsFileOnError(t *testing.T) {
 	}
 	w.Sync()
 	kept := len(files(t, f.dir))
+	mu.Lock()
 	fail = false
+	mu.Unlock()
 	for i := range 40 {
 		w.Append(fmt.Appendf(nil, `"i":%d`, i), nil)
 	}
 	w.Close()
+	mu.Lock()
+	defer mu.Unlock()
 	if len(archived) == 0 || kept < 3 {
 		t.Fatalf("archived %v, files kept while archiving failed: %d", archived, kept)
 	}

@@ -54,13 +54,15 @@ func (r *fileReader) read(want uint64) (l chain.Line, ok bool, err error) {
 			return l, false, nil
 		}
 	}
-	rechecked := false
+	rechecked := false // the file was read again after its end was seen
+	next := ""         // the file after it, as listed before that
 	for {
 		raw, st, err := r.readRaw()
 		if err != nil {
 			return l, false, fmt.Errorf("otelbridge: read %s: %w", r.path, err)
 		}
 		if st == lineComplete {
+			rechecked = false
 			l, err := chain.ParseLine(raw)
 			if err != nil {
 				// Not a sealed line (tampering; auditctl verify says more).
@@ -76,21 +78,26 @@ func (r *fileReader) read(want uint64) (l chain.Line, ok bool, err error) {
 		// End of the file's content, or an incomplete last line: a line
 		// being written, or, if a later file exists, a torn tail left by a
 		// crash, which is never part of the chain.
-		next, err := r.successor()
-		if err != nil {
-			return l, false, err
-		}
-		if next == "" || !rechecked {
+		// What the buffer holds may predate the last lines written (a
+		// preallocated file reads as NUL bytes where they went): read
+		// once more from the end of the last complete line. If a newer
+		// file existed before that reading, this one was finished, and
+		// what it still lacks is a torn tail.
+		if !rechecked {
+			if next, err = r.successor(); err != nil {
+				return l, false, err
+			}
 			if err := r.rewind(); err != nil {
 				return l, false, err
 			}
-			if next == "" {
-				return l, false, nil
-			}
-			// A newer file exists, so this one is finished; what was read
-			// of it may predate its last lines: read it once more.
 			rechecked = true
 			continue
+		}
+		if err := r.rewind(); err != nil {
+			return l, false, err
+		}
+		if next == "" {
+			return l, false, nil
 		}
 		rechecked = false
 		if err := r.open(next); err != nil {
