@@ -181,9 +181,27 @@ type core struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	lastIDs    atomic.Pointer[spanIDs]
 	dir        string
 	stopVerify chan struct{} // nil without SelfVerify
 	verifyDone chan struct{}
+}
+
+// spanIDs caches the hex strings of the last span context seen: the
+// records of one request share it, and the app leg needs them as strings.
+type spanIDs struct {
+	trace    trace.TraceID
+	span     trace.SpanID
+	tid, sid string
+}
+
+func (c *core) idStrings(sc trace.SpanContext) (tid, sid string) {
+	if p := c.lastIDs.Load(); p != nil && p.trace == sc.TraceID() && p.span == sc.SpanID() {
+		return p.tid, p.sid
+	}
+	p := &spanIDs{trace: sc.TraceID(), span: sc.SpanID(), tid: sc.TraceID().String(), sid: sc.SpanID().String()}
+	c.lastIDs.Store(p)
+	return p.tid, p.sid
 }
 
 func (c *core) report(err error) {
@@ -310,7 +328,8 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	}
 	if (!isAudit || h.c.appCopy) && h.app.Enabled(ctx, r.Level) {
 		if sc.IsValid() {
-			r.AddAttrs(slog.String(TraceIDKey, sc.TraceID().String()), slog.String(SpanIDKey, sc.SpanID().String()))
+			tid, sid := h.c.idStrings(sc)
+			r.AddAttrs(slog.String(TraceIDKey, tid), slog.String(SpanIDKey, sid))
 		}
 		r.AddAttrs(extra...)
 		if aerr := h.app.Handle(ctx, r); aerr != nil {
