@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/slogaudit/slogaudit/chain"
 	"github.com/slogaudit/slogaudit/handler"
 	"github.com/slogaudit/slogaudit/middleware"
@@ -118,10 +120,22 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	signer, verifier, err := loadOrCreateSigner(cfg.keyFile)
+	if err != nil {
+		return err
+	}
 	h, err := handler.New(handler.Options{
 		Sinks: sinks,
 		Dir:   cfg.auditDir,
-		Key:   key,
+		// A static key, so that /audit/events and the live view can verify
+		// every event in process. Production: KeyFile (forward-secure, with
+		// K(0) offline), whose service verifies its current epoch only.
+		Key: key,
+		// Signed checkpoints (every 1,000 records or 10 s, at rotation and
+		// shutdown) in the checkpoints file and, with OTLP on, to the
+		// collector: the anchor that shows truncation and rollback.
+		Checkpoints: chain.CheckpointOptions{Signer: signer},
+		SelfVerify:  handler.SelfVerify{Interval: time.Minute, CheckpointKey: verifier},
 		Rotate: rotate.Options{
 			MaxBytes: cfg.rotateBytes,
 			Interval: 24 * time.Hour,
@@ -218,8 +232,8 @@ live view: %[1]s/audit/ui (sign in with the admin token)
   curl -N -H 'Authorization: Bearer %[8]s' '%[1]s/audit/stream?backlog=10'
   auditctl tail --key-file %[3]s %[2]s
 
-then stop with Ctrl-C and verify the audit trail:
-  go run ./cmd/auditctl verify --key-file %[3]s %[2]s
+then stop with Ctrl-C and verify the audit trail and its signed checkpoints:
+  go run ./cmd/auditctl verify --key-file %[3]s --checkpoint-key %[3]s.pub %[2]s
 `, base, absDir, absKey, keyNote, chain.KeyID(key), tokenNote(cfg, demoToken), demoFlag(demoToken), cfg.adminToken, otlpNote(bridge != nil))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -252,6 +266,42 @@ then stop with Ctrl-C and verify the audit trail:
 	}
 	fmt.Fprintln(stdout, "shut down; audit file sealed")
 	return nil
+}
+
+// loadOrCreateSigner reads the checkpoint signer KEYFILE.signer, creating
+// it (0600) and its verifier key KEYFILE.pub if they do not exist.
+func loadOrCreateSigner(keyFile string) (note.Signer, note.Verifier, error) {
+	spath, vpath := keyFile+".signer", keyFile+".pub"
+	if _, err := os.Stat(spath); errors.Is(err, os.ErrNotExist) {
+		host, _ := os.Hostname()
+		skey, vkey, err := chain.GenerateSigner("slogaudit-example-" + host)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := os.WriteFile(vpath, []byte(vkey+"\n"), 0o644); err != nil {
+			return nil, nil, err
+		}
+		f, err := os.OpenFile(spath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, nil, err
+		}
+		_, err = f.WriteString(skey + "\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	signer, err := chain.ReadSignerFile(spath)
+	if err != nil {
+		return nil, nil, err
+	}
+	verifier, err := chain.ReadVerifierFile(vpath)
+	if err != nil {
+		return nil, nil, err
+	}
+	return signer, verifier, nil
 }
 
 // loadOrCreateKey reads the key file, creating it (0600) with a new key if

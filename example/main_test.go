@@ -247,6 +247,19 @@ func TestExampleEndToEnd(t *testing.T) {
 	if !rep.Intact || len(rep.Problems()) != 0 || !rep.Files[len(rep.Files)-1].Closed {
 		t.Fatalf("after SIGTERM: %+v", rep)
 	}
+	// The checkpoints are signed by the key next to the key file and anchor
+	// the chain to its last line, the close record.
+	verifier, err := chain.ReadVerifierFile(keyFile + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(keyFile + ".signer"); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("signer file: %v %v", fi, err)
+	}
+	rep, err = chain.Verify(dir, chain.VerifyOptions{Key: key, CheckpointKey: verifier})
+	if err != nil || !rep.Intact || !rep.NotesSigned || rep.Notes == 0 || rep.AnchoredSeq != rep.LastSeq {
+		t.Fatalf("checkpoints after SIGTERM: %v %+v", err, rep)
+	}
 
 	evs := events(t, dir)
 	var got []string
