@@ -36,6 +36,9 @@ fi
 echo "== go test -race"
 go test -race -count=1 ./...
 
+echo "== crash loop at full length (the race run above kills 20 times; this one 200)"
+go test -count=1 -run '^TestCrashLoop$' ./chain
+
 echo "== nested module tests: compose file check"
 (cd internal/testpeers/collector && go test -count=1 ./...)
 
