@@ -28,8 +28,17 @@ type Checkpoint struct {
 	Epoch  uint64            // the epoch it ended
 	File   string            // the file holding that line
 	Time   time.Time         // the line's time
+	// Digest is the SHA-256 of the epoch's lines, each with its newline,
+	// from the first line after the previous epoch's end through this
+	// one: with it a note vouches for the content of its epoch to anyone
+	// with the verifier key, no MAC key needed. Zero when the writer could
+	// not know them all (it resumed a chain whose epoch began in a file no
+	// longer present).
+	Digest [sha256.Size]byte
 	Prev   [sha256.Size]byte // SHA-256 of the previous note; zero for the first
 	Note   []byte            // the signed note; nil without a signer
+
+	text []byte // the epoch's lines, until hashed
 }
 
 // Body returns the note text that is signed: a C2SP tlog-checkpoint style
@@ -41,6 +50,7 @@ type Checkpoint struct {
 //	epoch <epoch>
 //	file <file>
 //	time <RFC 3339, 9 fraction digits>
+//	digest <base64 SHA-256 of the epoch's lines>
 //	prev <base64 SHA-256 of the previous signed note>
 func (c *Checkpoint) Body() []byte {
 	var b []byte
@@ -55,9 +65,20 @@ func (c *Checkpoint) Body() []byte {
 	b = append(b, c.File...)
 	b = append(b, "\ntime "...)
 	b = c.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000000Z")
+	b = append(b, "\ndigest "...)
+	b = base64.StdEncoding.AppendEncode(b, c.Digest[:])
 	b = append(b, "\nprev "...)
 	b = base64.StdEncoding.AppendEncode(b, c.Prev[:])
 	return append(b, '\n')
+}
+
+// hashText sets Digest from the epoch's lines, if the writer knew them all.
+func (c *Checkpoint) hashText() {
+	if c.text != nil {
+		c.Digest = sha256.Sum256(c.text)
+		textPool.Put(c.text[:0])
+		c.text = nil
+	}
 }
 
 // Sign signs the body with s and stores the note in c.Note.
@@ -96,8 +117,8 @@ func parseCheckpointBody(text string) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("%w: %s", ErrBadCheckpoint, what)
 	}
 	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
-	if len(lines) != 7 {
-		return bad("want 7 lines")
+	if len(lines) != 8 {
+		return bad("want 8 lines")
 	}
 	c.Origin = lines[0]
 	seq, err := strconv.ParseUint(lines[1], 10, 64)
@@ -122,7 +143,13 @@ func parseCheckpointBody(text string) (Checkpoint, error) {
 	if c.Time, err = time.Parse(time.RFC3339Nano, ts); !ok || err != nil {
 		return bad("time")
 	}
-	p, ok := ext(6, "prev")
+	d, ok := ext(6, "digest")
+	if h, err := base64.StdEncoding.DecodeString(d); !ok || err != nil || len(h) != sha256.Size {
+		return bad("digest")
+	} else {
+		copy(c.Digest[:], h)
+	}
+	p, ok := ext(7, "prev")
 	if h, err := base64.StdEncoding.DecodeString(p); !ok || err != nil || len(h) != sha256.Size {
 		return bad("prev")
 	} else {

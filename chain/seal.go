@@ -8,6 +8,7 @@ import (
 	"hash"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/slogaudit/slogaudit/internal/jsonenc"
@@ -63,6 +64,13 @@ type state struct {
 
 	ends    []Checkpoint // epochs ended since the last Commit
 	derived [][]byte     // keys derived since the last Commit
+
+	// text holds the lines of the epoch so far, for its digest (hashed
+	// off the writing path, when the epoch ends). unknown: the epoch began
+	// before what this writer could read back (a resumed chain whose
+	// epoch start is not in the files).
+	text    []byte
+	unknown bool
 }
 
 // sealer frames records into chained lines. It implements rotate.Framer and
@@ -122,8 +130,17 @@ func (s *sealer) seal(b, body []byte) []byte {
 	hex.Encode(s.cur.prevHex[:], s.sum[:])
 	b = append(b, macPrefix...)
 	b = append(b, s.cur.prevHex[:]...)
-	return append(b, lineSuffix...)
+	b = append(b, lineSuffix...)
+	s.cur.text = append(s.cur.text, b[start:]...)
+	return b
 }
+
+// maxEpochText ends an epoch early when its lines take this many bytes, to
+// bound the memory kept for its digest.
+const maxEpochText = 8 << 20
+
+// textPool recycles the buffers of the epochs' lines.
+var textPool = sync.Pool{New: func() any { return []byte(nil) }}
 
 // checkpointReq asks the sealer to end the epoch if it holds any line.
 type checkpointReq struct{}
@@ -139,7 +156,7 @@ func (s *sealer) Frame(b, rec []byte, arg any) []byte {
 	if p, ok := arg.(*Position); ok {
 		p.Seq, p.Chain = s.cur.seq, s.cur.prev
 	}
-	if s.every > 0 && s.cur.lines >= s.every {
+	if s.every > 0 && s.cur.lines >= s.every || len(s.cur.text) >= maxEpochText {
 		b = s.checkpoint(b)
 	}
 	return b
@@ -189,9 +206,12 @@ func (s *sealer) checkpoint(b []byte) []byte {
 // endEpoch records the end of the epoch at the line just sealed and moves to
 // the next epoch's key.
 func (s *sealer) endEpoch(t time.Time) {
-	s.cur.ends = append(s.cur.ends, Checkpoint{
-		Seq: s.cur.seq, Chain: s.cur.prev, Epoch: s.cur.epoch, File: s.cur.file, Time: t.UTC(),
-	})
+	c := Checkpoint{Seq: s.cur.seq, Chain: s.cur.prev, Epoch: s.cur.epoch, File: s.cur.file, Time: t.UTC()}
+	if !s.cur.unknown {
+		c.text = s.cur.text
+	}
+	s.cur.ends = append(s.cur.ends, c)
+	s.cur.text, s.cur.unknown = textPool.Get().([]byte)[:0], false
 	s.cur.epoch++
 	s.cur.lines = 0
 	if s.cur.key != nil {

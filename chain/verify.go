@@ -88,7 +88,10 @@ type Report struct {
 	Notes       int    `json:"notes"`
 	NotesSigned bool   `json:"notes_signed"`
 	AnchoredSeq uint64 `json:"anchored_seq,omitempty"` // the last seq a checkpoint commits to
-	Unchecked   int    `json:"unchecked,omitempty"`    // lines whose MAC was not checked (VerifyOptions.KeyAt)
+	Unchecked   int    `json:"unchecked,omitempty"`    // lines checked neither by MAC nor by a signed digest (VerifyOptions.KeyAt)
+	// DigestChecked counts lines whose MAC could not be checked (KeyAt)
+	// but whose epoch's digest matched its signed checkpoint.
+	DigestChecked int `json:"digest_checked,omitempty"`
 	// Chain holds the findings about the chain as a whole: retention gaps,
 	// checkpoints, truncation and rollback.
 	Chain  []Problem `json:"chain,omitempty"`
@@ -287,6 +290,13 @@ type verifier struct {
 	firstLine *gapStart             // the chain's first line, when it is not seq 1
 	lastEnded bool                  // the newest file ends with its close record
 
+	// With only a later epoch's key (KeyAt), the lines of earlier epochs are
+	// checked against the digests of their signed checkpoints instead.
+	dig      hash.Hash      // SHA-256 of the current epoch's lines so far
+	digKnown bool           // dig has seen the epoch from its first line
+	digBlind int            // lines of the epoch whose MAC was not checked
+	blindIn  map[uint64]int // by end seq: such lines in that epoch
+
 	started    bool
 	expSeq     uint64 // seq the next line must have
 	expPrev    [sha256.Size]byte
@@ -314,6 +324,7 @@ func newVerifier(k0 []byte, at KeyState) *verifier {
 	case at.Key != nil:
 		v.base = at
 		v.blind = at.Epoch > 0
+		v.dig, v.blindIn = sha256.New(), make(map[uint64]int)
 	}
 	v.keyed = v.base.Key != nil
 	if v.keyed {
@@ -377,6 +388,7 @@ func (v *verifier) macOK(l *Line) bool {
 	}
 	if v.blind {
 		v.rep.Unchecked++
+		v.digBlind++
 		return true
 	}
 	h := v.sha
@@ -464,6 +476,10 @@ func (v *verifier) line(cur, peek *rawLine) (consumedPeek bool, err error) {
 		return false, nil
 	}
 	v.fr.Lines++
+	if v.dig != nil {
+		v.dig.Write(cur.b)
+		v.dig.Write([]byte{'\n'})
+	}
 	l, perr := ParseLine(cur.b)
 	if perr != nil {
 		v.problem(Modified, cur.no, 0, "not a sealed line: %v", perr)
@@ -492,6 +508,7 @@ func (v *verifier) line(cur, peek *rawLine) (consumedPeek bool, err error) {
 		v.started = true
 		v.expSeq, v.expPrev = l.Seq, l.Prev
 		v.rep.FirstSeq = l.Seq
+		v.digKnown = l.Seq == 1 // the first epoch's digest needs all its lines
 		if l.Seq != 1 {
 			v.firstLine = &gapStart{file: v.fr.Name, seq: l.Seq, prev: l.Prev, prevFile: v.sealedPrev}
 		}
@@ -581,7 +598,16 @@ func (v *verifier) special(l *Line, no int) {
 			}
 		}
 		t, _ := time.Parse(time.RFC3339Nano, ei.Time)
-		v.ends[l.Seq] = Checkpoint{Seq: l.Seq, Chain: l.MAC, Epoch: ei.Epoch, File: ei.File, Time: t}
+		end := Checkpoint{Seq: l.Seq, Chain: l.MAC, Epoch: ei.Epoch, File: ei.File, Time: t}
+		if v.dig != nil {
+			if v.digKnown {
+				v.dig.Sum(end.Digest[:0])
+				v.blindIn[l.Seq] = v.digBlind
+			}
+			v.dig.Reset()
+			v.digKnown, v.digBlind = true, 0
+		}
+		v.ends[l.Seq] = end
 		v.endSeqs = append(v.endSeqs, l.Seq)
 		v.rep.Epochs++
 		v.setEpoch(ei.Epoch + 1)
@@ -662,7 +688,13 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 			v.chainProblem(BadCheckpoint, c.File, c.Seq, "a note covers seq %d, but the chain has no authentic checkpoint or close record there", c.Seq)
 		case end.Chain != c.Chain || end.Epoch != c.Epoch || end.File != c.File:
 			v.chainProblem(BadCheckpoint, c.File, c.Seq, "the note for seq %d does not match the chain (chain value, epoch or file differ)", c.Seq)
+		case v.dig != nil && end.Digest != ([sha256.Size]byte{}) && c.Digest != ([sha256.Size]byte{}) && end.Digest != c.Digest:
+			v.chainProblem(Modified, c.File, c.Seq, "the lines of epoch %d differ from what its signed checkpoint (seq %d) vouches for", c.Epoch, c.Seq)
 		default:
+			if v.dig != nil && end.Digest != ([sha256.Size]byte{}) && end.Digest == c.Digest && key != nil {
+				v.rep.Unchecked -= v.blindIn[c.Seq] // checked by the signed digest instead
+				v.rep.DigestChecked += v.blindIn[c.Seq]
+			}
 			v.rep.Notes++
 			noted[c.Seq] = true
 			if firstNoted == 0 {

@@ -71,6 +71,7 @@ func workedExample(t testing.TB) (key []byte, lines []string, sealed []string, e
 	signer, _, _ := workedSigner(t)
 	var prev [sha256.Size]byte
 	for i := range ends {
+		ends[i].hashText()
 		ends[i].Origin, ends[i].Prev = "slogaudit/example-host", prev
 		if err := ends[i].Sign(signer); err != nil {
 			t.Fatal(err)
@@ -130,6 +131,11 @@ func TestWorkedExampleInFormatMD(t *testing.T) {
 			t.Fatalf("note %d: %v", i+1, err)
 		}
 		line := lines[c.Seq-1]
+		epochLines := strings.Join(lines[map[int]int{0: 0, 1: 3}[i]:c.Seq], "")
+		digest := sha256.Sum256([]byte(epochLines))
+		if !strings.Contains(n.Text, "\ndigest "+base64.StdEncoding.EncodeToString(digest[:])+"\n") {
+			t.Fatalf("note %d does not carry the SHA-256 of its epoch's lines:\n%s", i+1, n.Text)
+		}
 		if !strings.Contains(n.Text, fmt.Sprintf("\n%d\n%s\n", c.Seq, base64.StdEncoding.EncodeToString(mustHex(t, line[len(line)-67:len(line)-3])))) ||
 			!strings.HasSuffix(n.Text, "prev "+base64.StdEncoding.EncodeToString(prevNote)+"\n") {
 			t.Fatalf("note %d does not commit to line %d and the note before it:\n%s", i+1, c.Seq, n.Text)

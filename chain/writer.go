@@ -354,6 +354,9 @@ func (w *Writer) settle() error {
 	if len(ends) == 0 {
 		return nil
 	}
+	for i := range ends {
+		ends[i].hashText()
+	}
 	if w.keyFile == "" && w.signer == nil {
 		// Nothing on disk depends on the ends being durable.
 		if w.onCkpt != nil {
@@ -502,7 +505,7 @@ func resume(dir, prefix, ext string, ks KeyState, ckptPath string) (resumed, err
 	if err != nil {
 		return rs, fmt.Errorf("chain: resume: %w", err)
 	}
-	found := false
+	found, needStart := false, false
 	for i := len(files) - 1; i >= 0; i-- {
 		path := files[i]
 		sc, err := scanFile(path)
@@ -533,15 +536,25 @@ func resume(dir, prefix, ext string, ks KeyState, ckptPath string) (resumed, err
 			l, _ := ParseLine(sc.last)
 			st.seq, st.prev, st.epoch = l.Seq, l.MAC, sc.epoch
 			found = true
+			needStart = true
+		}
+		// The lines of the current epoch so far, for its digest: after the
+		// newest end line, which may be in an earlier file (a crash).
+		if needStart {
+			st.text = append(sc.afterEnd, st.text...)
+			if len(sc.ends) > 0 || sc.firstSeq == 1 {
+				needStart = false
+			}
 		}
 		// Epoch ends after the last note were sealed but never signed.
 		for j := len(sc.ends) - 1; j >= 0 && sc.ends[j].Seq > lastNoteSeq; j-- {
 			rs.unsigned = append(rs.unsigned, sc.ends[j])
 		}
-		if sc.firstSeq <= lastNoteSeq+1 || len(notes) == 0 {
+		if (sc.firstSeq <= lastNoteSeq+1 || len(notes) == 0) && !needStart {
 			break
 		}
 	}
+	st.unknown = needStart && found
 	slices.Reverse(rs.unsigned)
 	if lastNoteSeq > st.seq {
 		return rs, fmt.Errorf("chain: cannot resume in %s: the checkpoints file has signed seq %d but the files end at seq %d: records are missing from the end of the chain (run auditctl verify; move the directory aside to start a new chain)", dir, lastNoteSeq, st.seq)
@@ -625,6 +638,7 @@ type scanned struct {
 	lastEpoch   uint64       // epoch of the last complete line
 	epoch       uint64       // epoch of the line that would follow it
 	ends        []Checkpoint // epoch ends in the file
+	afterEnd    []byte       // the complete lines after the last end line (all, without one)
 }
 
 // scanFile reads a whole file (through gzip for .gz). Lines that do not
@@ -659,6 +673,7 @@ func scanFile(path string) (scanned, error) {
 			return sc, nil
 		}
 		sc.size++
+		sc.afterEnd = append(append(sc.afterEnd, rl.b...), '\n')
 		if sc.first == nil {
 			sc.first = bytes.Clone(rl.b)
 		}
@@ -681,8 +696,15 @@ func scanFile(path string) (scanned, error) {
 			var ei EndInfo
 			if l.Decode(&ei) == nil {
 				t, _ := time.Parse(time.RFC3339Nano, ei.Time)
-				sc.ends = append(sc.ends, Checkpoint{Seq: l.Seq, Chain: l.MAC, Epoch: ei.Epoch, File: ei.File, Time: t})
+				text := sc.afterEnd
+				if len(sc.ends) == 0 && sc.firstSeq != 1 {
+					// The epoch may have begun in an earlier file (after a
+					// crash): its digest is unknown, not wrong.
+					text = nil
+				}
+				sc.ends = append(sc.ends, Checkpoint{Seq: l.Seq, Chain: l.MAC, Epoch: ei.Epoch, File: ei.File, Time: t, text: text})
 				sc.lastEpoch, sc.epoch = ei.Epoch, ei.Epoch+1
+				sc.afterEnd = nil
 			}
 		}
 	}

@@ -35,7 +35,7 @@ func TestSelfVerifyRaisesAlert(t *testing.T) {
 	h, err := New(Options{
 		Dir: dir, KeyFile: keyFile, App: slog.NewJSONHandler(io.Discard, nil),
 		Alerts:      &AlertOptions{Rules: DefaultAlertRules()},
-		Checkpoints: chain.CheckpointOptions{Signer: signer, Every: 1000, Interval: -1}, // one epoch: the current key checks every MAC
+		Checkpoints: chain.CheckpointOptions{Signer: signer, Every: 4, Interval: -1}, // the edit lands in an epoch whose key is gone: its signed digest finds it
 		SelfVerify: SelfVerify{Interval: 10 * time.Millisecond, CheckpointKey: verifier, OnFailure: func(r *chain.Report) {
 			mu.Lock()
 			reports = append(reports, r)

@@ -277,7 +277,7 @@ func (f *follower) openNext() (bool, error) {
 	}
 	f.r.filesRead.Add(1)
 	f.rc, f.br = rc, bufio.NewReaderSize(rc, 64<<10)
-	f.ck, f.partial, f.ended, f.off = checker{r: f.r}, f.partial[:0], false, 0
+	f.ck, f.partial, f.ended, f.off = checker{r: f.r, path: path}, f.partial[:0], false, 0
 	return true, nil
 }
 

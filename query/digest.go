@@ -1,0 +1,141 @@
+package query
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/slogaudit/slogaudit/chain"
+)
+
+// A reader without the key of an epoch cannot check the MACs of its lines,
+// but a signed checkpoint vouches for them: its note carries the SHA-256
+// of the epoch's lines (FORMAT.md §6). digests finds, for one file, the seq
+// ranges whose epoch's lines hash to what a note signed with
+// Options.CheckpointKey says.
+
+// seqRange is an inclusive range of seqs.
+type seqRange struct{ lo, hi uint64 }
+
+// fileDigests caches the ranges of a file by its size: lines are only
+// ever appended, and a file that grew is read again.
+type fileDigests struct {
+	size   int64
+	ranges []seqRange
+}
+
+// signedDigests returns the digests of the notes in the checkpoints file
+// whose signatures verify, by the seq of the line that ends their epoch.
+func (r *Reader) signedDigests() map[uint64][sha256.Size]byte {
+	path := filepath.Join(r.dir, chain.CheckpointsFileName(r.prefix))
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.notes != nil && fi.Size() == r.notesSize {
+		return r.notes
+	}
+	es, err := chain.ReadCheckpointsFile(path)
+	if err != nil {
+		return r.notes
+	}
+	m := make(map[uint64][sha256.Size]byte, len(es))
+	for _, e := range es {
+		if e.Err != nil {
+			continue
+		}
+		if c, err := chain.OpenCheckpoint(e.Note, r.ckptKey); err == nil && c.Digest != ([sha256.Size]byte{}) {
+			m[c.Seq] = c.Digest
+		}
+	}
+	r.notes, r.notesSize = m, fi.Size()
+	return m
+}
+
+// digestRanges returns the seq ranges of the file at path that a signed
+// digest vouches for; nil without a checkpoint key.
+func (r *Reader) digestRanges(path string) []seqRange {
+	if r.ckptKey == nil {
+		return nil
+	}
+	notes := r.signedDigests()
+	if len(notes) == 0 {
+		return nil
+	}
+	name := chain.BaseName(path)
+	size := int64(-1)
+	if fi, err := os.Stat(path); err == nil {
+		size = fi.Size()
+	}
+	r.mu.Lock()
+	if fd, ok := r.digests[name]; ok && fd.size == size {
+		r.mu.Unlock()
+		return fd.ranges
+	}
+	r.mu.Unlock()
+
+	rc, err := open(path)
+	if errors.Is(err, fs.ErrNotExist) || err != nil {
+		return nil
+	}
+	defer rc.Close()
+	br := bufio.NewReaderSize(rc, 64<<10)
+	h := sha256.New()
+	var (
+		ranges []seqRange
+		buf    []byte
+		lo     uint64 // first seq of the epoch in this file
+	)
+	for {
+		var complete bool
+		buf, complete, err = readLine(br, buf[:0])
+		if err != nil || !complete {
+			break
+		}
+		h.Write(buf)
+		h.Write([]byte{'\n'})
+		l, perr := chain.ParseLine(buf)
+		if perr != nil {
+			continue
+		}
+		if lo == 0 {
+			lo = l.Seq
+		}
+		if l.Kind != chain.RecCheckpoint && l.Kind != chain.RecClose {
+			continue
+		}
+		// An epoch that began in an earlier file (after a crash) does not
+		// match from here: no false match, only a missed one.
+		if d, ok := notes[l.Seq]; ok && [sha256.Size]byte(h.Sum(nil)) == d {
+			ranges = append(ranges, seqRange{lo, l.Seq})
+		}
+		h.Reset()
+		lo = 0
+	}
+	r.mu.Lock()
+	if len(r.digests) > 1024 {
+		clear(r.digests)
+	}
+	r.digests[name] = fileDigests{size: size, ranges: ranges}
+	r.mu.Unlock()
+	return ranges
+}
+
+func inRanges(rs []seqRange, seq uint64) bool {
+	_, found := slices.BinarySearchFunc(rs, seq, func(r seqRange, s uint64) int {
+		switch {
+		case r.hi < s:
+			return -1
+		case r.lo > s:
+			return 1
+		}
+		return 0
+	})
+	return found
+}
