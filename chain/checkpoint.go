@@ -39,6 +39,7 @@ type Checkpoint struct {
 	Note   []byte            // the signed note; nil without a signer
 
 	text []byte // the epoch's lines, until hashed
+	key  []byte // the epoch's key, until settled
 }
 
 // Body returns the note text that is signed: a C2SP tlog-checkpoint style

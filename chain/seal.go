@@ -210,6 +210,9 @@ func (s *sealer) endEpoch(t time.Time) {
 	if !s.cur.unknown {
 		c.text = s.cur.text
 	}
+	if s.cur.key != nil {
+		c.key = bytes.Clone(s.cur.key) // until the checkpoint is settled (Writer.EpochKey)
+	}
 	s.cur.ends = append(s.cur.ends, c)
 	s.cur.text, s.cur.unknown = textPool.Get().([]byte)[:0], false
 	s.cur.epoch++

@@ -111,13 +111,16 @@ type Writer struct {
 	onError  func(error)
 	archive  func(string) error
 
-	ready     chan struct{} // closed once w is set
-	settleMu  sync.Mutex    // one settle at a time: notes chain in order
-	mu        sync.Mutex
-	ends      []Checkpoint // committed epoch ends not yet settled
-	key       KeyState     // newest committed key to persist; Key nil: none
-	curKey    KeyState     // the committed key in use, for CurrentKey
-	lines     int          // lines of the current epoch, as committed
+	ready    chan struct{} // closed once w is set
+	settleMu sync.Mutex    // one settle at a time: notes chain in order
+	mu       sync.Mutex
+	ends     []Checkpoint // committed epoch ends not yet settled
+	key      KeyState     // newest committed key to persist; Key nil: none
+	curKey   KeyState     // the committed key in use, for CurrentKey
+	// keys of ended epochs whose checkpoints are not settled yet: until a
+	// signed digest vouches for an epoch, only its key can (EpochKey).
+	unsettled map[uint64][]byte
+	lines     int // lines of the current epoch, as committed
 	lastEnd   time.Time
 	prevNote  [sha256.Size]byte
 	wake      chan struct{}
@@ -258,6 +261,34 @@ func (w *Writer) CurrentKey() (KeyState, bool) {
 	return KeyState{ID: w.curKey.ID, Epoch: w.curKey.Epoch, Key: bytes.Clone(w.curKey.Key)}, true
 }
 
+// EpochKey returns a copy of the key of epoch e if the Writer still holds
+// it: the current epoch's, and those of ended epochs until their
+// checkpoints are settled (signed, with the digest that vouches for their
+// lines from then on). Forward security keeps no other.
+func (w *Writer) EpochKey(e uint64) ([]byte, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.curKey.Key != nil && w.curKey.Epoch == e {
+		return bytes.Clone(w.curKey.Key), true
+	}
+	if k, ok := w.unsettled[e]; ok {
+		return bytes.Clone(k), true
+	}
+	return nil, false
+}
+
+// forget drops the keys of settled epochs.
+func (w *Writer) forget(ends []Checkpoint) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range ends {
+		if k, ok := w.unsettled[c.Epoch]; ok {
+			clear(k)
+			delete(w.unsettled, c.Epoch)
+		}
+	}
+}
+
 // Rotate closes the current file with a close record and starts a new one.
 func (w *Writer) Rotate() error { return w.w.Rotate() }
 
@@ -284,6 +315,14 @@ func (w *Writer) committed(ends []Checkpoint, ks KeyState, lines int) {
 	w.lines = lines
 	if len(ends) > 0 {
 		w.ends = append(w.ends, ends...)
+		for _, c := range ends {
+			if c.key != nil {
+				if w.unsettled == nil {
+					w.unsettled = make(map[uint64][]byte)
+				}
+				w.unsettled[c.Epoch] = c.key
+			}
+		}
 		if ks.Key != nil {
 			clear(w.key.Key)
 			clear(w.curKey.Key)
@@ -354,6 +393,7 @@ func (w *Writer) settle() error {
 	if len(ends) == 0 {
 		return nil
 	}
+	defer w.forget(ends)
 	for i := range ends {
 		ends[i].hashText()
 	}

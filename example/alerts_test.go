@@ -162,7 +162,7 @@ func TestExampleProbingGivesOneAlert(t *testing.T) {
 	if n := strings.Count(p.stderr.String(), "SECURITY ALERT (callback)"); n != 3 {
 		t.Errorf("%d callbacks, want 3", n)
 	}
-	key, _ := chain.ReadKeyFile(keyFile)
+	key, _ := chain.ReadKeyFile(keyFile + ".initial")
 	if rep := verifyDir(t, dir, key); !rep.Intact || len(rep.Problems()) != 0 {
 		t.Fatalf("chain after alerts: %+v", rep.Problems())
 	}

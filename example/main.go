@@ -57,7 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "listen address")
 	fs.StringVar(&cfg.auditDir, "audit-dir", "audit-logs", "directory of the audit files")
-	fs.StringVar(&cfg.keyFile, "key-file", "audit.key", "MAC key file, created (0600) if missing; keep it outside the audit dir")
+	fs.StringVar(&cfg.keyFile, "key-file", "audit.key", "forward-secure MAC key file, evolved at every epoch; created (0600) with its initial key copied to FILE.initial (move that off the host), the checkpoint signer FILE.signer and FILE.pub")
 	fs.Int64Var(&cfg.rotateBytes, "rotate-bytes", 10<<20, "rotate audit files at this size (0: no size limit)")
 	fs.StringVar(&cfg.sync, "sync", "always", "durability policy: none, interval or always")
 	fs.StringVar(&cfg.tokensFile, "tokens", "", `bearer tokens: a file of lines "token principal" (default: one printed demo token)`)
@@ -79,7 +79,7 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	key, created, err := loadOrCreateKey(cfg.keyFile)
+	keyID, created, err := loadOrCreateKey(cfg.keyFile)
 	if err != nil {
 		return err
 	}
@@ -127,10 +127,10 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	h, err := handler.New(handler.Options{
 		Sinks: sinks,
 		Dir:   cfg.auditDir,
-		// A static key, so that /audit/events and the live view can verify
-		// every event in process. Production: KeyFile (forward-secure, with
-		// K(0) offline), whose service verifies its current epoch only.
-		Key: key,
+		// Forward-secure: the key file moves on at every epoch's end, so a
+		// key stolen from this host cannot forge earlier records. K(0), in
+		// KEYFILE.initial, verifies everything: it belongs off the host.
+		KeyFile: cfg.keyFile,
 		// Signed checkpoints (every 1,000 records or 10 s, at rotation and
 		// shutdown) in the checkpoints file and, with OTLP on, to the
 		// collector: the anchor that shows truncation and rollback.
@@ -162,7 +162,9 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	reader, err := query.NewReader(cfg.auditDir, query.Options{Key: key})
+	// The service holds only its current epoch's key: earlier events are
+	// verified by the digests of the signed checkpoints.
+	reader, err := query.NewReader(cfg.auditDir, query.Options{EpochKey: h.EpochKey, CheckpointKey: verifier})
 	if err != nil {
 		return err
 	}
@@ -230,11 +232,11 @@ try:
 
 live view: %[1]s/audit/ui (sign in with the admin token)
   curl -N -H 'Authorization: Bearer %[8]s' '%[1]s/audit/stream?backlog=10'
-  auditctl tail --key-file %[3]s %[2]s
+  auditctl tail --key-file %[3]s.initial %[2]s
 
-then stop with Ctrl-C and verify the audit trail and its signed checkpoints:
-  go run ./cmd/auditctl verify --key-file %[3]s --checkpoint-key %[3]s.pub %[2]s
-`, base, absDir, absKey, keyNote, chain.KeyID(key), tokenNote(cfg, demoToken), demoFlag(demoToken), cfg.adminToken, otlpNote(bridge != nil))
+then stop with Ctrl-C and verify the audit trail and its signed checkpoints with K(0):
+  go run ./cmd/auditctl verify --key-file %[3]s.initial --checkpoint-key %[3]s.pub %[2]s
+`, base, absDir, absKey, keyNote, keyID, tokenNote(cfg, demoToken), demoFlag(demoToken), cfg.adminToken, otlpNote(bridge != nil))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -304,18 +306,24 @@ func loadOrCreateSigner(keyFile string) (note.Signer, note.Verifier, error) {
 	return signer, verifier, nil
 }
 
-// loadOrCreateKey reads the key file, creating it (0600) with a new key if
-// it does not exist.
-func loadOrCreateKey(path string) (key []byte, created bool, err error) {
-	key, err = chain.ReadKeyFile(path)
+// loadOrCreateKey reads the key file (the key of the current epoch) or
+// creates it (0600) with a new initial key K(0), which it also writes to
+// path.initial: in production K(0) goes offline at once (auditctl keygen
+// says so); the example keeps it next to the key so that its verify command
+// works. It returns the key_id.
+func loadOrCreateKey(path string) (keyID string, created bool, err error) {
+	ks, err := chain.ReadKeyState(path)
 	if err == nil || !errors.Is(err, os.ErrNotExist) {
-		return key, false, err
+		return ks.ID, false, err
 	}
-	key = chain.GenerateKey()
+	key := chain.GenerateKey()
+	if err := chain.WriteKeyFile(path+".initial", key); err != nil {
+		return "", false, err
+	}
 	if err := chain.WriteKeyFile(path, key); err != nil {
-		return nil, false, err
+		return "", false, err
 	}
-	return key, true, nil
+	return chain.KeyID(key), true, nil
 }
 
 // setupTokens loads the bearer tokens (or makes a demo one) and the admin

@@ -239,7 +239,7 @@ func TestExampleEndToEnd(t *testing.T) {
 	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key file: %v %v", fi, err)
 	}
-	key, err := chain.ReadKeyFile(keyFile)
+	key, err := chain.ReadKeyFile(keyFile + ".initial")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ func TestExampleRotationAndDeletedFile(t *testing.T) {
 		session(t, p)
 	}
 	p.stop(t)
-	key, _ := chain.ReadKeyFile(keyFile)
+	key, _ := chain.ReadKeyFile(keyFile + ".initial")
 	rep := verifyDir(t, dir, key)
 	files, _ := rotate.List(dir, chain.DefaultPrefix, chain.DefaultExt)
 	if !rep.Intact || len(files) < 4 {
@@ -373,7 +373,7 @@ func TestExampleSurvivesSIGKILL(t *testing.T) {
 	}
 	p.stop(t)
 
-	key, _ := chain.ReadKeyFile(keyFile)
+	key, _ := chain.ReadKeyFile(keyFile + ".initial")
 	rep := verifyDir(t, dir, key)
 	if !rep.Intact {
 		t.Fatalf("after SIGKILL: %+v", rep.Problems())
@@ -517,7 +517,7 @@ func TestExampleWhoWhereAndQuery(t *testing.T) {
 		t.Errorf("paginated %d events", len(seqs))
 	}
 	p.stop(t)
-	key, _ := chain.ReadKeyFile(keyFile)
+	key, _ := chain.ReadKeyFile(keyFile + ".initial")
 	if rep := verifyDir(t, dir, key); !rep.Intact {
 		t.Fatalf("%+v", rep.Problems())
 	}
@@ -582,7 +582,7 @@ func TestExampleSIGHUPRotates(t *testing.T) {
 	}
 	p.do(t, "POST", "/servers/obsidian/stop", "")
 	p.stop(t)
-	key, _ := chain.ReadKeyFile(keyFile)
+	key, _ := chain.ReadKeyFile(keyFile + ".initial")
 	rep := verifyDir(t, dir, key)
 	if !rep.Intact || len(rep.Files) != 2 || len(rep.Problems()) != 0 || !rep.Files[0].Closed {
 		t.Fatalf("after SIGHUP: %+v", rep)

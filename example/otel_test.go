@@ -227,7 +227,7 @@ func TestExampleOutageLosesNothing(t *testing.T) {
 	writeRecords(t, p, 2000)
 
 	col.Restart()
-	key, _ := readKey(keyFile)
+	key, _ := readKey(keyFile + ".initial")
 	testpeers.Eventually(t, 90*time.Second, "the collector has every seq", func() error {
 		last := verifyDir(t, dir, key).LastSeq
 		seqs := exportedSeqs(t, col.ExportPath())

@@ -538,8 +538,12 @@ func (h *Handler) Rotate() error { return h.c.w.Rotate() }
 func (h *Handler) Checkpoint() error { return h.c.w.Checkpoint() }
 
 // CurrentKey returns a copy of the current epoch's MAC key, for verifying
-// this epoch's records in process (query.Options.CurrentKey).
+// this epoch's records in process (see SelfVerify).
 func (h *Handler) CurrentKey() (chain.KeyState, bool) { return h.c.w.CurrentKey() }
+
+// EpochKey returns a copy of an epoch's MAC key while the writer holds it
+// (chain.Writer.EpochKey), for query.Options.EpochKey.
+func (h *Handler) EpochKey(epoch uint64) ([]byte, bool) { return h.c.w.EpochKey(epoch) }
 
 // Path returns the path of the audit file being written.
 func (h *Handler) Path() string { return h.c.w.Path() }

@@ -21,11 +21,12 @@ import (
 // seqRange is an inclusive range of seqs.
 type seqRange struct{ lo, hi uint64 }
 
-// fileDigests caches the ranges of a file by its size: lines are only
-// ever appended, and a file that grew is read again.
+// fileDigests caches the ranges of a file by its size and the checkpoints
+// file's: lines and notes are only ever appended, and a file that grew, or
+// a new note, means reading it again.
 type fileDigests struct {
-	size   int64
-	ranges []seqRange
+	size, notes int64
+	ranges      []seqRange
 }
 
 // signedDigests returns the digests of the notes in the checkpoints file
@@ -74,7 +75,8 @@ func (r *Reader) digestRanges(path string) []seqRange {
 		size = fi.Size()
 	}
 	r.mu.Lock()
-	if fd, ok := r.digests[name]; ok && fd.size == size {
+	notesSize := r.notesSize
+	if fd, ok := r.digests[name]; ok && fd.size == size && fd.notes == notesSize {
 		r.mu.Unlock()
 		return fd.ranges
 	}
@@ -122,7 +124,7 @@ func (r *Reader) digestRanges(path string) []seqRange {
 	if len(r.digests) > 1024 {
 		clear(r.digests)
 	}
-	r.digests[name] = fileDigests{size: size, ranges: ranges}
+	r.digests[name] = fileDigests{size: size, notes: notesSize, ranges: ranges}
 	r.mu.Unlock()
 	return ranges
 }

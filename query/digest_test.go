@@ -44,13 +44,12 @@ func TestVerifiedByCheckpointDigest(t *testing.T) {
 	}
 	handler.Log(context.Background(), slog.New(h), handler.Event{Type: "test", Action: "write", Resource: "r10", Status: handler.StatusSuccess})
 
-	current := func() (chain.KeyState, bool) { return h.CurrentKey() }
-	withDigests, err := query.NewReader(dir, query.Options{CurrentKey: current, CheckpointKey: verifier})
+	withDigests, err := query.NewReader(dir, query.Options{EpochKey: h.EpochKey, CheckpointKey: verifier})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantVerified(t, verdicts(t, withDigests), 11)
-	withoutDigests, _ := query.NewReader(dir, query.Options{CurrentKey: current})
+	withoutDigests, _ := query.NewReader(dir, query.Options{EpochKey: h.EpochKey})
 	v := verdicts(t, withoutDigests)
 	if !v["r10"] || v["r0"] {
 		t.Errorf("current key only: %v", v)
@@ -64,7 +63,7 @@ func TestVerifiedByCheckpointDigest(t *testing.T) {
 		}
 		return ls
 	})
-	fresh, _ := query.NewReader(dir, query.Options{CurrentKey: current, CheckpointKey: verifier})
+	fresh, _ := query.NewReader(dir, query.Options{EpochKey: h.EpochKey, CheckpointKey: verifier})
 	v = verdicts(t, fresh)
 	if v["r1"] || v["r0"] || !v["r10"] || !v["r9"] { // r0 shares r1's epoch
 		t.Errorf("after an edit in an earlier epoch: %v", v)

@@ -29,17 +29,17 @@ import (
 type Options struct {
 	// Key is the chain's initial key K(0) (chain.ReadKeyFile), which
 	// verifies every epoch. Without it events of keyed files are returned
-	// with Verified false, except those CurrentKey can verify.
+	// with Verified false, except those EpochKey or a signed digest can
+	// verify.
 	Key []byte
-	// CurrentKey, if set, returns the writer's key of the current epoch
-	// (handler.Handler.CurrentKey): a service whose key is forward-secure
-	// holds no other, so it can verify its current epoch's events only;
-	// those of earlier epochs are returned with Verified false and are
-	// verified offline with K(0).
-	CurrentKey func() (chain.KeyState, bool)
+	// EpochKey, if set, returns the writer's key of an epoch if it still
+	// holds it (handler.Handler.EpochKey): a service whose key is
+	// forward-secure holds only the current epoch's (and, briefly, those of
+	// epochs whose checkpoints are being signed).
+	EpochKey func(epoch uint64) ([]byte, bool)
 	// CheckpointKey verifies the signed checkpoints (chain.ReadVerifierFile).
 	// With it, events of an epoch whose MACs the reader cannot check (no
-	// K(0), an earlier epoch than CurrentKey's) are Verified when the
+	// K(0), an epoch EpochKey no longer has) are Verified when the
 	// epoch's lines hash to the digest its signed checkpoint carries.
 	CheckpointKey note.Verifier
 	// Prefix and Ext name the files, as in rotate.Options; default
@@ -54,7 +54,7 @@ type Reader struct {
 	dir, prefix, ext string
 	key              []byte
 	keyID            string
-	current          func() (chain.KeyState, bool)
+	epochKey         func(uint64) ([]byte, bool)
 	ckptKey          note.Verifier
 
 	mu        sync.Mutex
@@ -72,7 +72,7 @@ func NewReader(dir string, opts Options) (*Reader, error) {
 	if opts.Key != nil && len(opts.Key) != chain.KeySize {
 		return nil, fmt.Errorf("query: key must be %d bytes, got %d", chain.KeySize, len(opts.Key))
 	}
-	r := &Reader{dir: dir, prefix: opts.Prefix, ext: opts.Ext, first: make(map[string]uint64), current: opts.CurrentKey,
+	r := &Reader{dir: dir, prefix: opts.Prefix, ext: opts.Ext, first: make(map[string]uint64), epochKey: opts.EpochKey,
 		ckptKey: opts.CheckpointKey, digests: make(map[string]fileDigests)}
 	if r.prefix == "" {
 		r.prefix = chain.DefaultPrefix
@@ -345,7 +345,7 @@ func (r *Reader) keyFor(l *chain.Line) fileKey {
 	switch {
 	case alg == chain.AlgHMACSHA256 && r.key != nil && keyID == r.keyID:
 		fk.keyed, fk.base = true, chain.NewKeyState(r.key)
-	case alg == chain.AlgHMACSHA256 && r.key == nil && r.current != nil:
+	case alg == chain.AlgHMACSHA256 && r.key == nil && r.epochKey != nil:
 		fk.keyed = true
 	case alg == chain.AlgSHA256 && r.key == nil:
 		fk.plain = true
@@ -367,11 +367,11 @@ func (fk *fileKey) hash(r *Reader) hash.Hash {
 		fk.base, _ = fk.base.At(fk.epoch)
 		return hmac.New(sha256.New, fk.base.Key)
 	}
-	ks, ok := r.current()
-	if !ok || ks.Epoch != fk.epoch {
+	k, ok := r.epochKey(fk.epoch)
+	if !ok {
 		return nil
 	}
-	return hmac.New(sha256.New, ks.Key)
+	return hmac.New(sha256.New, k)
 }
 
 // readLine appends the next line to buf, without its newline. complete is
