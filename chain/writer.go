@@ -147,7 +147,10 @@ func Open(opts Options) (*Writer, error) {
 	if ro.Ext == "" {
 		ro.Ext = DefaultExt
 	}
-	if ro.Preallocate == 0 {
+	if ro.Preallocate == 0 && ro.Sync != rotate.SyncAlways {
+		// Under SyncAlways every batch is fsynced, which write-protects the
+		// mapped pages again: each next batch would take a page fault, and
+		// write(2) is cheaper.
 		ro.Preallocate = DefaultPreallocate
 	}
 	var ks KeyState
