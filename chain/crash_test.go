@@ -24,7 +24,7 @@ import (
 
 // The crash loop (issue 6): a child process appends audit records as fast
 // as it can, from several goroutines, with every durability feature on
-// (SyncAlways, size rotation, a forward-secure key file, signed checkpoints
+// (SyncAlways or mapped files, size rotation, a forward-secure key file, signed checkpoints
 // every 50 lines). It reports each record whose Append returned nil to the
 // parent at once; the parent SIGKILLs it at a random moment and starts it
 // again on the same directory, over and over. After every kill the parent
@@ -82,12 +82,19 @@ func newCrashPaths(root string) crashPaths {
 	}
 }
 
-func crashOptions(p crashPaths, signer note.Signer, onError func(error)) Options {
+// crashOptions alternates by run between SyncAlways (write(2) and fsync
+// per batch) and SyncNone (records copied into memory-mapped, preallocated
+// files): both must survive a SIGKILL with every acknowledged record.
+func crashOptions(p crashPaths, signer note.Signer, onError func(error), run int) Options {
+	policy := rotate.SyncAlways
+	if run%2 == 0 {
+		policy = rotate.SyncNone
+	}
 	return Options{
 		KeyFile: p.key,
 		Rotate: rotate.Options{
 			Dir:      p.dir,
-			Sync:     rotate.SyncAlways,
+			Sync:     policy,
 			MaxBytes: crashMaxBytes,
 		},
 		Checkpoints: CheckpointOptions{
@@ -119,7 +126,8 @@ func TestCrashChild(t *testing.T) {
 		say("fail " + oneLine(err.Error()) + "\n")
 		os.Exit(2)
 	}
-	w, err := Open(crashOptions(p, signer, func(err error) { say("bgerr " + oneLine(err.Error()) + "\n") }))
+	runNo, _ := strconv.Atoi(run)
+	w, err := Open(crashOptions(p, signer, func(err error) { say("bgerr " + oneLine(err.Error()) + "\n") }, runNo))
 	if err != nil {
 		say("fail open: " + oneLine(err.Error()) + "\n")
 		os.Exit(2)
@@ -533,7 +541,7 @@ func TestCrashLoop(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var bgErrs []error
-	w, err := Open(crashOptions(p, signer, func(err error) { mu.Lock(); bgErrs = append(bgErrs, err); mu.Unlock() }))
+	w, err := Open(crashOptions(p, signer, func(err error) { mu.Lock(); bgErrs = append(bgErrs, err); mu.Unlock() }, 1))
 	if err != nil {
 		t.Fatalf("Open after the last crash: %v", err)
 	}
