@@ -167,3 +167,28 @@ func TestExampleProbingGivesOneAlert(t *testing.T) {
 		t.Fatalf("chain after alerts: %+v", rep.Problems())
 	}
 }
+
+// A restart does not make the admin a new audit-log reader again: the
+// audit_reader_new rule learns the trail's readers at start.
+func TestExampleKnownReadersSurviveRestart(t *testing.T) {
+	tmp := t.TempDir()
+	dir, keyFile := filepath.Join(tmp, "audit-logs"), filepath.Join(tmp, "audit.key")
+	args := []string{"-audit-dir", dir, "-key-file", keyFile, "-admin-token", "tok-admin", "-sync", "none"}
+	for range 2 {
+		p := start(t, args...)
+		var page map[string]any
+		if code := getJSON(t, p, "/audit/events?limit=1", "tok-admin", &page); code != 200 {
+			t.Fatalf("GET /audit/events: %d", code)
+		}
+		p.stop(t)
+	}
+	n := 0
+	for _, e := range events(t, dir) {
+		if e["event"] == "security_alert" && alertRule(e) == "audit_reader_new" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d audit_reader_new alerts over two starts, want 1", n)
+	}
+}

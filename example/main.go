@@ -120,6 +120,9 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	if err := seedKnownReaders(alerts, cfg.auditDir); err != nil {
+		return err
+	}
 	signer, verifier, err := loadOrCreateSigner(cfg.keyFile)
 	if err != nil {
 		return err
@@ -267,6 +270,47 @@ then stop with Ctrl-C and verify the audit trail and its signed checkpoints with
 		return fmt.Errorf("sealing the audit file: %w", err)
 	}
 	fmt.Fprintln(stdout, "shut down; audit file sealed")
+	return nil
+}
+
+// seedKnownReaders tells the audit_reader_new rule who read the audit log
+// in its window according to the audit trail itself, so that a restart
+// does not make every reader new again.
+func seedKnownReaders(alerts *handler.AlertOptions, dir string) error {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil // a first start: no trail yet
+	}
+	if alerts.Rules == nil {
+		alerts.Rules = handler.DefaultAlertRules()
+	}
+	for i := range alerts.Rules {
+		rule := &alerts.Rules[i]
+		if rule.ID != "audit_reader_new" || !rule.FirstSeen {
+			continue
+		}
+		r, err := query.NewReader(dir, query.Options{})
+		if err != nil {
+			return err
+		}
+		req := query.Request{Filter: query.Filter{Event: handler.AuditAccess, Status: string(handler.StatusSuccess), Since: time.Now().Add(-rule.Window)}, Limit: query.MaxLimit}
+		seen := map[string]bool{}
+		for range 20 { // pages; enough for the example
+			page, err := r.Query(context.Background(), req)
+			if err != nil {
+				return err
+			}
+			for _, e := range page.Events {
+				if e.Principal != "" && !seen[e.Principal] {
+					seen[e.Principal] = true
+					rule.Known = append(rule.Known, e.Principal)
+				}
+			}
+			if page.NextCursor == "" {
+				break
+			}
+			req.Cursor = page.NextCursor
+		}
+	}
 	return nil
 }
 
