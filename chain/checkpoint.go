@@ -40,6 +40,7 @@ type Checkpoint struct {
 
 	text []byte // the epoch's lines, until hashed
 	key  []byte // the epoch's key, until settled
+	line []byte // the end line as read back at resume
 }
 
 // Body returns the note text that is signed: a C2SP tlog-checkpoint style

@@ -634,3 +634,101 @@ func TestPreallocatedTail(t *testing.T) {
 	writeLines(t, files(t, dir)[0], append(append(lines[:2:2], zeroed), lines[3:]...))
 	assertClass(t, verify(t, dir, testKey), Modified)
 }
+
+// Cutting the checkpoints file and editing an epoch whose key is gone must
+// not get the edit signed when the writer restarts: it cannot check those
+// lines, so it does not vouch for them, and verification says so.
+func TestResumeDoesNotSignWhatItCannotCheck(t *testing.T) {
+	f := newSigned(t)
+	f.session(t, 30, rotate.Options{}, 4)
+	path := filepath.Join(f.dir, CheckpointsFileName(""))
+	notes := readLines(t, path)
+	writeLines(t, path, notes[:1])
+	edit := func(path string, from, to string) {
+		data, _ := os.ReadFile(path)
+		os.WriteFile(path, bytes.Replace(data, []byte(from), []byte(to), 1), 0o600)
+	}
+	edit(files(t, f.dir)[0], `"msg":"record 20"`, `"msg":"record 99"`)
+	var mu sync.Mutex
+	var bgErrs []error
+	w, err := Open(Options{KeyFile: f.keyFile, Rotate: rotate.Options{Dir: f.dir, Now: f.clock},
+		Checkpoints: CheckpointOptions{Signer: f.signer, Every: 4, OnError: func(err error) { mu.Lock(); bgErrs = append(bgErrs, err); mu.Unlock() }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close() // a restart
+	mu.Lock()
+	if len(bgErrs) != 1 || !strings.Contains(bgErrs[0].Error(), "were not signed") {
+		t.Errorf("OnError got %v", bgErrs)
+	}
+	mu.Unlock()
+
+	cur, err := ReadKeyState(f.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range []VerifyOptions{
+		{Key: f.k0, CheckpointKey: f.verifier},
+		{KeyAt: cur, CheckpointKey: f.verifier},
+	} {
+		rep, err := Verify(f.dir, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Intact {
+			t.Errorf("key at epoch %d: the edit passed:\n%s", opts.KeyAt.Epoch, reportText(rep))
+		}
+	}
+	for _, e := range mustNotes(t, path) {
+		c, err := OpenCheckpoint(e.Note, f.verifier)
+		if err == nil && c.Seq > 5 && c.Seq < 30 {
+			t.Errorf("the restart signed seq %d, an epoch whose key it no longer had", c.Seq)
+		}
+	}
+}
+
+func mustNotes(t *testing.T, path string) []NoteEntry {
+	t.Helper()
+	es, err := ReadCheckpointsFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}
+
+// With a later epoch's key, the epoch numbers in the files must not decide
+// which MACs are checked: hiding the last epoch end does not make the
+// current epoch's lines unchecked.
+func TestKeyAtIgnoresForgedEpochNumbering(t *testing.T) {
+	f := newSigned(t)
+	w, err := Open(Options{KeyFile: f.keyFile, Rotate: rotate.Options{Dir: f.dir, Now: f.clock}, Checkpoints: CheckpointOptions{Every: 4, Interval: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := range 10 {
+		w.Append(fmt.Appendf(nil, `"msg":"r%d"`, i), nil)
+	}
+	w.Sync()
+	cur, _ := w.CurrentKey()
+	if cur.From == 0 {
+		t.Fatal("CurrentKey without From")
+	}
+	path := files(t, f.dir)[0]
+	lines := readLines(t, path)
+	last := -1
+	for i, l := range lines {
+		if strings.Contains(l, `"rec":"checkpoint"`) {
+			last = i
+		}
+	}
+	lines[last] = strings.Replace(lines[last], `"rec":"checkpoint"`, `"rec":"checkpoinX"`, 1)
+	n := len(lines) - 2
+	lines[n] = strings.Replace(lines[n], `"msg":"r9"`, `"msg":"r0"`, 1)
+	writeLines(t, path, lines)
+	rep, err := Verify(f.dir, VerifyOptions{KeyAt: cur})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertClass(t, rep, Modified)
+}

@@ -128,6 +128,11 @@ func KeyID(key []byte) string {
 // on the host later cannot forge records of earlier epochs. A verifier
 // starts from the initial key K(0), which the operator keeps offline.
 
+// MaxEpochSteps bounds how far KeyState.At evolves a key in one call
+// (about ten seconds of HMACs here): a chain whose pruned part spans more
+// epochs than this cannot be verified from K(0) in one go.
+const MaxEpochSteps = 1 << 24
+
 // EvolveKey returns the key of epoch next, given the key of epoch next-1.
 func EvolveKey(key []byte, next uint64) []byte {
 	m := hmac.New(sha256.New, key)
@@ -141,6 +146,11 @@ type KeyState struct {
 	ID    string // KeyID of the initial key K(0): names the chain's key
 	Epoch uint64 // the epoch Key belongs to
 	Key   []byte // K(Epoch)
+	// From, if not 0, is a seq from which on every line is known to be
+	// sealed with Key (Writer.CurrentKey sets it): a verifier given this
+	// state checks those lines' MACs whatever epoch numbers the files
+	// claim. Not stored in key files.
+	From uint64
 }
 
 // NewKeyState returns the state of the initial key k0 (epoch 0).
@@ -150,9 +160,16 @@ func NewKeyState(k0 []byte) KeyState {
 
 // At returns the state at a later (or the same) epoch. It cannot go back:
 // that is the point.
+//
+// It refuses to evolve more than MaxEpochSteps at once: epoch numbers are
+// read from the files before any MAC can be checked, and a forged one must
+// not make a verifier or a writer spin for ever.
 func (ks KeyState) At(epoch uint64) (KeyState, error) {
 	if epoch < ks.Epoch {
 		return KeyState{}, fmt.Errorf("chain: the key of epoch %d cannot be derived from the key of epoch %d (keys only evolve forward; use the initial key)", epoch, ks.Epoch)
+	}
+	if epoch-ks.Epoch > MaxEpochSteps {
+		return KeyState{}, fmt.Errorf("chain: epoch %d is more than %d epochs after %d: not deriving its key", epoch, MaxEpochSteps, ks.Epoch)
 	}
 	k := ks.Key
 	for e := ks.Epoch + 1; e <= epoch; e++ {

@@ -127,6 +127,7 @@ type Writer struct {
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+	startErr  error // reported through OnError once the Writer runs
 }
 
 // Open resumes the chain in opts.Rotate.Dir (reading the tail of its newest
@@ -196,6 +197,7 @@ func Open(opts Options) (*Writer, error) {
 	if w.onError == nil {
 		w.onError = func(error) {}
 	}
+	ks0 := ks // the key as read: the earliest epoch this writer can check
 	rs, err := resume(ro.Dir, ro.Prefix, ro.Ext, ks, w.ckptPath)
 	if err != nil {
 		return nil, err
@@ -207,10 +209,15 @@ func Open(opts Options) (*Writer, error) {
 	}
 	w.prevNote = rs.prevNote
 	if w.signer != nil {
-		w.ends = rs.unsigned
+		var refused int
+		w.ends, refused = vouchable(rs.unsigned, ks0)
+		if refused > 0 {
+			w.startErr = fmt.Errorf("chain: %d epoch end(s) after the last note in %s were not signed: their lines cannot be checked with the key this writer holds (was the checkpoints file cut? run auditctl verify)", refused, ro.Dir)
+		}
 	}
 	if ks.Key != nil {
-		w.curKey = KeyState{ID: ks.ID, Epoch: ks.Epoch, Key: bytes.Clone(ks.Key)}
+		// This writer's own lines are all sealed with this key at least.
+		w.curKey = KeyState{ID: ks.ID, Epoch: ks.Epoch, Key: bytes.Clone(ks.Key), From: rs.head.seq + 1}
 	}
 	every := max(co.Every, 0)
 	s := newSealer(ks, every, now, rs.head)
@@ -261,7 +268,7 @@ func (w *Writer) CurrentKey() (KeyState, bool) {
 	if w.curKey.Key == nil {
 		return KeyState{}, false
 	}
-	return KeyState{ID: w.curKey.ID, Epoch: w.curKey.Epoch, Key: bytes.Clone(w.curKey.Key)}, true
+	return KeyState{ID: w.curKey.ID, Epoch: w.curKey.Epoch, Key: bytes.Clone(w.curKey.Key), From: w.curKey.From}, true
 }
 
 // EpochKey returns a copy of the key of epoch e if the Writer still holds
@@ -330,7 +337,7 @@ func (w *Writer) committed(ends []Checkpoint, ks KeyState, lines int) {
 			clear(w.key.Key)
 			clear(w.curKey.Key)
 			w.key = ks
-			w.curKey = KeyState{ID: ks.ID, Epoch: ks.Epoch, Key: bytes.Clone(ks.Key)}
+			w.curKey = KeyState{ID: ks.ID, Epoch: ks.Epoch, Key: bytes.Clone(ks.Key), From: ends[len(ends)-1].Seq + 1}
 		}
 		w.lastEnd = w.now()
 	}
@@ -350,6 +357,7 @@ func (w *Writer) poke() {
 // keep settles epoch ends and ends epochs by Interval, until Close.
 func (w *Writer) keep() {
 	defer close(w.done)
+	w.report(w.startErr)
 	var tick <-chan time.Time
 	if w.interval > 0 {
 		t := time.NewTicker(min(w.interval, time.Second))
@@ -396,48 +404,63 @@ func (w *Writer) settle() error {
 	if len(ends) == 0 {
 		return nil
 	}
-	defer w.forget(ends)
 	for i := range ends {
 		ends[i].hashText()
 	}
-	if w.keyFile == "" && w.signer == nil {
-		// Nothing on disk depends on the ends being durable.
-		if w.onCkpt != nil {
-			for _, c := range ends {
-				w.onCkpt(c)
+	// On failure the ends go back, to be settled on the next try: a note
+	// is never skipped, and the chain of notes never names one that was
+	// not written.
+	retry := func(err error) error {
+		w.mu.Lock()
+		w.ends = append(ends, w.ends...)
+		if w.key.Key == nil {
+			w.key = ks
+		}
+		w.mu.Unlock()
+		return err
+	}
+	if w.keyFile != "" || w.signer != nil {
+		synced := ""
+		for _, c := range ends {
+			if c.File == synced {
+				continue
 			}
-		}
-		return nil
-	}
-	synced := ""
-	for _, c := range ends {
-		if c.File == synced {
-			continue
-		}
-		if err := syncFile(filepath.Join(w.dir, c.File)); err != nil {
-			return fmt.Errorf("chain: checkpoint: %w", err)
-		}
-		synced = c.File
-	}
-	if w.keyFile != "" && ks.Key != nil {
-		err := WriteKeyState(w.keyFile, ks)
-		clear(ks.Key)
-		if err != nil {
-			return err
+			if err := syncFile(filepath.Join(w.dir, c.File)); err != nil {
+				return retry(fmt.Errorf("chain: checkpoint: %w", err))
+			}
+			synced = c.File
 		}
 	}
+	// The notes before the key file moves on: a crash in between leaves a
+	// key the next writer evolves forward, never an epoch whose key is gone
+	// without its note.
 	if w.signer != nil {
+		prev := w.prevNote
 		for i := range ends {
-			ends[i].Origin, ends[i].Prev = w.origin, w.prevNote
+			ends[i].Origin, ends[i].Prev = w.origin, prev
 			if err := ends[i].Sign(w.signer); err != nil {
-				return err
+				return retry(err)
 			}
-			w.prevNote = ends[i].NoteHash()
+			prev = ends[i].NoteHash()
 		}
 		if err := appendCheckpoints(w.ckptPath, ends); err != nil {
-			return fmt.Errorf("chain: checkpoints file: %w", err)
+			return retry(fmt.Errorf("chain: checkpoints file: %w", err))
 		}
+		w.prevNote = prev
 	}
+	if w.keyFile != "" && ks.Key != nil {
+		if err := WriteKeyState(w.keyFile, ks); err != nil {
+			w.mu.Lock()
+			if w.key.Key == nil {
+				w.key = ks // tried again at the next epoch's end, or at Close
+			}
+			w.mu.Unlock()
+			w.forget(ends)
+			return err
+		}
+		clear(ks.Key)
+	}
+	w.forget(ends)
 	if w.onCkpt != nil {
 		for _, c := range ends {
 			w.onCkpt(c)
@@ -660,6 +683,53 @@ func checkResumable(path string, sc scanned, ks KeyState) error {
 	return nil
 }
 
+// vouchable returns the epoch ends, found after the last note at resume,
+// that this writer may sign: those whose every line it can check with a key
+// it holds. A note signs the chain value and the digest of its epoch's
+// lines as read back from the files; for an epoch whose key is gone they
+// could have been changed since, and signing them would bless that.
+func vouchable(ends []Checkpoint, ks KeyState) (ok []Checkpoint, refused int) {
+	for _, c := range ends {
+		if ks.Key != nil && !linesVerify(c, ks) {
+			refused++
+			continue
+		}
+		ok = append(ok, c)
+	}
+	return ok, refused
+}
+
+// linesVerify reports whether the lines of the epoch c ends all carry the
+// MAC of its key, derived from ks.
+func linesVerify(c Checkpoint, ks KeyState) bool {
+	if c.Epoch < ks.Epoch {
+		return false
+	}
+	k, err := ks.At(c.Epoch)
+	if err != nil {
+		return false
+	}
+	text := c.text
+	if text == nil {
+		// The epoch's first lines are not known (its digest will be
+		// zero): the end line alone vouches for the chain value.
+		text = append(c.line, '\n')
+	}
+	for _, raw := range bytes.SplitAfter(text, []byte{'\n'}) {
+		if len(raw) == 0 {
+			continue
+		}
+		l, err := ParseLine(bytes.TrimSuffix(raw, []byte{'\n'}))
+		if err != nil || macOf(k.Key, l.Sealed) != l.MAC {
+			return false
+		}
+		if l.Seq == c.Seq && l.MAC != c.Chain {
+			return false
+		}
+	}
+	return true
+}
+
 // trimUnwritten cuts the NUL bytes that a crash left after the content of
 // a preallocated file (rotate.Options.Preallocate).
 func trimUnwritten(path string, content int64) error {
@@ -745,7 +815,7 @@ func scanFile(path string) (scanned, error) {
 					// crash): its digest is unknown, not wrong.
 					text = nil
 				}
-				sc.ends = append(sc.ends, Checkpoint{Seq: l.Seq, Chain: l.MAC, Epoch: ei.Epoch, File: ei.File, Time: t, text: text})
+				sc.ends = append(sc.ends, Checkpoint{Seq: l.Seq, Chain: l.MAC, Epoch: ei.Epoch, File: ei.File, Time: t, text: text, line: bytes.Clone(rl.b)})
 				sc.lastEpoch, sc.epoch = ei.Epoch, ei.Epoch+1
 				sc.afterEnd = nil
 			}
