@@ -19,29 +19,6 @@ import (
 	"github.com/slogaudit/slogaudit/internal/testpeers"
 )
 
-// deployCollector runs the real collector with the compose stack's config,
-// deploy/otel/collector.yaml, its endpoints pointed at the test's peers by
-// the environment variables the config offers (only the listen addresses
-// are rewritten, to the ports the peer harness picks).
-func deployCollector(t *testing.T, env map[string]string) *testpeers.Collector {
-	t.Helper()
-	data, err := os.ReadFile("../deploy/otel/collector.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := string(data)
-	for from, to := range map[string]string{
-		"${env:OTLP_HTTP_LISTEN:-0.0.0.0:4318}": "${env:" + testpeers.EnvOTLPHTTPEndpoint + "}",
-		"${env:OTLP_GRPC_LISTEN:-0.0.0.0:4317}": "${env:" + testpeers.EnvOTLPGRPCEndpoint + "}",
-	} {
-		if !strings.Contains(cfg, from) {
-			t.Fatalf("deploy/otel/collector.yaml no longer has %s", from)
-		}
-		cfg = strings.Replace(cfg, from, to, 1)
-	}
-	return testpeers.StartCollector(t, cfg, env)
-}
-
 func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
@@ -55,7 +32,7 @@ func randomHex(n int) string {
 func TestExampleExportsThroughCollector(t *testing.T) {
 	vl := testpeers.StartVictoriaLogs(t)
 	jg := testpeers.StartJaeger(t)
-	col := deployCollector(t, map[string]string{
+	col := testpeers.DeployCollector(t, map[string]string{
 		"LOGS_OTLP_ENDPOINT":   vl.URL + "/insert/opentelemetry",
 		"TRACES_OTLP_ENDPOINT": jg.OTLPHTTPURL,
 		"DEBUG_VERBOSITY":      "detailed",
@@ -264,6 +241,7 @@ func TestDeployCollectorConfigValidates(t *testing.T) {
 		"LOGS_OTLP_ENDPOINT":   "http://127.0.0.1:9428/insert/opentelemetry",
 		"TRACES_OTLP_ENDPOINT": "http://127.0.0.1:4318",
 		"DEBUG_VERBOSITY":      "detailed",
+		"OTELCOL_STORAGE_DIR":  t.TempDir(),
 	}
 	if err := testpeers.Validate(t, path, env); err != nil {
 		t.Fatal(err)

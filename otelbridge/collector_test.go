@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"maps"
+	"net/http"
 	"os"
 	"strconv"
 	"testing"
@@ -199,4 +201,130 @@ func TestThroughRealCollector(t *testing.T) {
 		t.Errorf("open/close records: %+v / %+v", got[lines[0].Seq], got[lines[len(lines)-1].Seq])
 	}
 	t.Logf("%d lines all exported through the collector; %+v", len(lines), b.Stats())
+}
+
+// oldLogsConfig is the logs pipeline deploy/otel/collector.yaml had before
+// it queued on disk: the batch processor, which answers the receiver at once
+// and holds its batch in memory, then the exporter's default sending queue,
+// also in memory.
+const oldLogsConfig = `receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: ${env:` + testpeers.EnvOTLPHTTPEndpoint + `}
+processors:
+  batch:
+    timeout: 1s
+exporters:
+  otlp_http/logs:
+    endpoint: ${env:LOGS_OTLP_ENDPOINT}
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    logs:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [otlp_http/logs]
+`
+
+// The bridge counts a record delivered when the collector answers, and
+// never sends it again. With the compose stack's config
+// (deploy/otel/collector.yaml: no batch processor, the logs exporter's
+// queue in file_storage) a collector killed with SIGKILL after answering
+// loses nothing: after a restart on the same storage directory it delivers
+// every record it had acknowledged. With the old shape (batch processor,
+// queue in memory) the same crash loses every one of them.
+//
+// Downstream is an OTLP/HTTP receiver that answers 503 until the collector
+// has been killed, so nothing can have left the collector before the crash:
+// whatever arrives afterwards came from its storage.
+func TestCollectorCrashAfterAck(t *testing.T) {
+	const n = 5000
+	t.Run("deploy config: persistent queue", func(t *testing.T) {
+		got, want, d := crashAfterAck(t, true, n)
+		if missing := missingSeqs(got, want); len(missing) > 0 {
+			t.Fatalf("%d of %d acknowledged seqs lost in the crash, e.g. %v", len(missing), len(want), missing[:min(5, len(missing))])
+		}
+		t.Logf("%d records acknowledged, collector SIGKILLed and restarted: all %d arrived downstream %s after the kill", len(want), len(want), d.Round(time.Millisecond))
+	})
+	t.Run("old config: batch processor, memory queue", func(t *testing.T) {
+		got, want, _ := crashAfterAck(t, false, n)
+		missing := missingSeqs(got, want)
+		if len(missing) != len(want) {
+			t.Fatalf("%d of %d acknowledged seqs lost; the old config was expected to lose all", len(missing), len(want))
+		}
+		t.Logf("old config: %d of %d acknowledged records lost in the crash (the bridge will not resend them)", len(missing), len(want))
+	})
+}
+
+// crashAfterAck writes n audit records through a bridge to the collector
+// (deploy config or oldLogsConfig) while downstream answers 503, waits until
+// the bridge's cursor is at the end (the collector acknowledged all) and
+// downstream has refused a request, kills the collector with SIGKILL,
+// restarts it on the same storage directory, brings downstream up and
+// writes one more record (the sentinel). It returns the seqs downstream
+// received once the sentinel arrived (for the deploy config: once every seq
+// arrived, or after 60 s), the seqs acknowledged before the crash, and the
+// time from the kill to that point.
+func crashAfterAck(t *testing.T, deploy bool, n int) (got map[int64]int, acked []uint64, d time.Duration) {
+	down := newReceiver(t)
+	down.setStatus(http.StatusServiceUnavailable)
+	env := map[string]string{"LOGS_OTLP_ENDPOINT": down.endpoint(), "TRACES_OTLP_ENDPOINT": down.endpoint()}
+	var c *testpeers.Collector
+	if deploy {
+		env[testpeers.EnvStorageDir] = t.TempDir()
+		c = testpeers.DeployCollector(t, env)
+	} else {
+		c = testpeers.StartCollector(t, oldLogsConfig, env)
+	}
+	dir := t.TempDir()
+	b := newTestBridge(t, dir, c.OTLPHTTPURL)
+	h := newTestHandler(t, dir, b)
+
+	writeRecords(t, h, n, "before the crash")
+	lines := fileLines(t, dir)
+	last := lines[len(lines)-1].Seq
+	eventually(t, 30*time.Second, "the collector acknowledged every record", func() bool { return b.Stats().Cursor >= last })
+	eventually(t, 30*time.Second, "the collector tried downstream", func() bool {
+		down.mu.Lock()
+		defer down.mu.Unlock()
+		return down.requests > 0
+	})
+	if recs, _ := down.counts(); recs != 0 {
+		t.Fatalf("downstream accepted %d records while answering 503", recs)
+	}
+	for _, ln := range lines {
+		acked = append(acked, ln.Seq)
+	}
+
+	killed := time.Now()
+	c.Kill()
+	c.Restart()
+	down.setStatus(http.StatusOK)
+	writeRecords(t, h, 1, "sentinel")
+	sentinel := last + 1
+	eventually(t, 60*time.Second, "the sentinel record arrived downstream", func() bool { return len(down.missing([]uint64{sentinel})) == 0 })
+	if deploy {
+		deadline := time.Now().Add(60 * time.Second)
+		for len(down.missing(acked)) > 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	d = time.Since(killed)
+	down.mu.Lock()
+	got = maps.Clone(down.seqs)
+	down.mu.Unlock()
+	return got, acked, d
+}
+
+func missingSeqs(got map[int64]int, want []uint64) []uint64 {
+	var out []uint64
+	for _, s := range want {
+		if got[int64(s)] == 0 {
+			out = append(out, s)
+		}
+	}
+	return out
 }

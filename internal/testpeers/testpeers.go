@@ -474,6 +474,31 @@ func (p *process) stop() error {
 	return fmt.Errorf("%s did not exit within %s of SIGTERM; killed", p.name, StopTimeout)
 }
 
+// kill sends SIGKILL (no shutdown hooks run, nothing is flushed: a crash)
+// and waits for the process to exit.
+func (p *process) kill() error {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("%s was never started", p.name)
+	}
+	select {
+	case <-done:
+		return fmt.Errorf("%s had already exited", p.name)
+	default:
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("killing %s: %v", p.name, err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-time.After(StopTimeout):
+		return fmt.Errorf("%s did not exit within %s of SIGKILL", p.name, StopTimeout)
+	}
+}
+
 // waitReady polls ready until it returns nil, the process exits or the
 // deadline passes.
 func (p *process) waitReady(timeout time.Duration, ready func(ctx context.Context) error) error {
@@ -665,6 +690,17 @@ func (c *Collector) Stop() {
 	}
 }
 
+// Kill kills the collector with SIGKILL, as a crash or the OOM killer
+// would: no graceful shutdown, nothing in memory is flushed. It waits for
+// the process to exit; Restart starts it again on the same ports, config,
+// environment (and so storage directories).
+func (c *Collector) Kill() {
+	c.t.Helper()
+	if err := c.p.kill(); err != nil {
+		c.t.Fatalf("testpeers: %v", err)
+	}
+}
+
 // Restart starts the collector again (or for the first time) with the same
 // config, environment and ports, and waits until it is ready. A running
 // collector is stopped first.
@@ -702,6 +738,54 @@ func (c *Collector) WaitExport(t testing.TB, substr string, timeout time.Duratio
 		return nil
 	})
 	return out
+}
+
+// EnvStorageDir is the variable deploy/otel/collector.yaml reads the
+// directory of its file_storage extension (the persistent queue) from.
+const EnvStorageDir = "OTELCOL_STORAGE_DIR"
+
+// DeployConfigPath returns the path of the compose stack's collector config,
+// deploy/otel/collector.yaml.
+func DeployConfigPath(t testing.TB) string {
+	t.Helper()
+	src, err := SourceDir()
+	if err != nil {
+		t.Fatalf("testpeers: %v", err)
+	}
+	return filepath.Join(src, "..", "..", "deploy", "otel", "collector.yaml")
+}
+
+// DeployCollector runs the real collector with the compose stack's config,
+// deploy/otel/collector.yaml, with env added to the environment (its
+// endpoints are variables: LOGS_OTLP_ENDPOINT, TRACES_OTLP_ENDPOINT, ...).
+// Only the OTLP listen addresses are rewritten, to the ports [StartCollector]
+// picks. Unless env sets [EnvStorageDir], the persistent queue lives in a
+// new t.TempDir(); it is the same directory after Kill and Restart.
+func DeployCollector(t testing.TB, env map[string]string) *Collector {
+	t.Helper()
+	path := DeployConfigPath(t)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(data)
+	for _, r := range []struct{ from, to string }{
+		{"${env:OTLP_HTTP_LISTEN:-0.0.0.0:4318}", "${env:" + EnvOTLPHTTPEndpoint + "}"},
+		{"${env:OTLP_GRPC_LISTEN:-0.0.0.0:4317}", "${env:" + EnvOTLPGRPCEndpoint + "}"},
+	} {
+		if !strings.Contains(cfg, r.from) {
+			t.Fatalf("testpeers: %s no longer has %s", path, r.from)
+		}
+		cfg = strings.Replace(cfg, r.from, r.to, 1)
+	}
+	all := map[string]string{EnvStorageDir: ""}
+	for k, v := range env {
+		all[k] = v
+	}
+	if all[EnvStorageDir] == "" {
+		all[EnvStorageDir] = t.TempDir()
+	}
+	return StartCollector(t, cfg, all)
 }
 
 // CollectorOptions selects the exporters of [CollectorConfig].

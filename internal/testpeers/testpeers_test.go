@@ -85,6 +85,16 @@ func TestCollectorFileExportStopRestartValidate(t *testing.T) {
 	post(t, c.OTLPHTTPURL+"/v1/logs", otlpLogJSON(msg2, randHex(t, 16), randHex(t, 8)))
 	c.WaitExport(t, msg2, 20*time.Second)
 
+	// A crash: SIGKILL, then the same collector again.
+	c.Kill()
+	if c.Running() {
+		t.Fatal("collector still running after Kill")
+	}
+	c.Restart()
+	msg3 := "after-kill-" + randHex(t, 8)
+	post(t, c.OTLPHTTPURL+"/v1/logs", otlpLogJSON(msg3, randHex(t, 16), randHex(t, 8)))
+	c.WaitExport(t, msg3, 20*time.Second)
+
 	env := map[string]string{
 		testpeers.EnvOTLPHTTPEndpoint: "127.0.0.1:1",
 		testpeers.EnvOTLPGRPCEndpoint: "127.0.0.1:2",

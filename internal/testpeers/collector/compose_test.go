@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -28,9 +29,37 @@ type compose struct {
 		Environment map[string]string `yaml:"environment"`
 		Ports       []string          `yaml:"ports"`
 		Volumes     []string          `yaml:"volumes"`
-		DependsOn   []string          `yaml:"depends_on"`
+		DependsOn   dependsOn         `yaml:"depends_on"`
 	} `yaml:"services"`
 	Volumes map[string]any `yaml:"volumes"`
+}
+
+// dependsOn is a service's depends_on in either form: a list of services
+// (each "service_started") or a map of service to {condition: ...}.
+type dependsOn map[string]string
+
+func (d *dependsOn) UnmarshalYAML(n *yaml.Node) error {
+	*d = dependsOn{}
+	var list []string
+	if err := n.Decode(&list); err == nil {
+		for _, s := range list {
+			(*d)[s] = "service_started"
+		}
+		return nil
+	}
+	var m map[string]struct {
+		Condition string `yaml:"condition"`
+	}
+	if err := n.Decode(&m); err != nil {
+		return err
+	}
+	for s, c := range m {
+		if c.Condition == "" {
+			c.Condition = "service_started"
+		}
+		(*d)[s] = c.Condition
+	}
+	return nil
 }
 
 func readYAML(t *testing.T, path string, v any) {
@@ -66,7 +95,7 @@ func TestComposeFile(t *testing.T) {
 	}
 	mounts := map[string]string{} // container path -> host path
 	for name, s := range c.Services {
-		for _, d := range s.DependsOn {
+		for d := range s.DependsOn {
 			if _, ok := c.Services[d]; !ok {
 				t.Errorf("%s depends on unknown service %s", name, d)
 			}
@@ -121,6 +150,27 @@ func TestComposeFile(t *testing.T) {
 		} `yaml:"receivers"`
 	}
 	var cfgPath string
+	var storageCfg struct {
+		Extensions struct {
+			FileStorage struct {
+				Directory string `yaml:"directory"`
+			} `yaml:"file_storage"`
+		} `yaml:"extensions"`
+		Exporters struct {
+			Logs struct {
+				SendingQueue struct {
+					Storage string `yaml:"storage"`
+				} `yaml:"sending_queue"`
+			} `yaml:"otlp_http/logs"`
+		} `yaml:"exporters"`
+		Service struct {
+			Extensions []string `yaml:"extensions"`
+			Pipelines  map[string]struct {
+				Processors []string `yaml:"processors"`
+				Exporters  []string `yaml:"exporters"`
+			} `yaml:"pipelines"`
+		} `yaml:"service"`
+	}
 	for _, a := range col.Command {
 		if p, ok := strings.CutPrefix(a, "--config="); ok {
 			cfgPath = p
@@ -131,6 +181,9 @@ func TestComposeFile(t *testing.T) {
 		t.Fatalf("collector --config=%s is not a mounted file", cfgPath)
 	}
 	readYAML(t, host, &colCfg)
+	readYAML(t, host, &storageCfg)
+	checkStorage(t, c, storageCfg.Extensions.FileStorage.Directory, storageCfg.Exporters.Logs.SendingQueue.Storage,
+		storageCfg.Service.Extensions, storageCfg.Service.Pipelines["logs"].Processors, storageCfg.Service.Pipelines["logs"].Exporters)
 	for proto, port := range map[string]string{"grpc": "4317", "http": "4318"} {
 		ep := colCfg.Receivers.OTLP.Protocols[proto].Endpoint
 		if !strings.HasSuffix(strings.TrimSuffix(ep, "}"), ":"+port) || !containerPorts(col.Ports)[port] {
@@ -214,5 +267,58 @@ func TestComposeFile(t *testing.T) {
 		if !strings.Contains(titles, want) {
 			t.Errorf("dashboard lacks a panel %q: %s", want, titles)
 		}
+	}
+}
+
+// checkStorage checks the collector's persistent queue in the compose
+// stack: the logs exporter queues in file_storage, the logs pipeline has no
+// batch processor (it would acknowledge before the queue stores anything),
+// and file_storage's directory (OTELCOL_STORAGE_DIR in the collector's
+// environment, else the config's default) is a writable named volume that
+// the init service hands to the collector's user before the collector starts.
+func checkStorage(t *testing.T, c compose, dirExpr, queueStorage string, extensions, logsProcessors, logsExporters []string) {
+	t.Helper()
+	const prefix = "${env:OTELCOL_STORAGE_DIR:-"
+	def, ok := strings.CutPrefix(dirExpr, prefix)
+	if !ok || !strings.HasSuffix(def, "}") {
+		t.Fatalf("file_storage directory %q, want %s<default>}", dirExpr, prefix)
+	}
+	def = strings.TrimSuffix(def, "}")
+	if queueStorage != "file_storage" || !slices.Contains(extensions, "file_storage") || !slices.Contains(logsExporters, "otlp_http/logs") {
+		t.Errorf("logs exporter queue storage %q, service extensions %v, logs exporters %v", queueStorage, extensions, logsExporters)
+	}
+	if slices.Contains(logsProcessors, "batch") {
+		t.Errorf("logs pipeline processors %v: the batch processor acknowledges before the queue has the data", logsProcessors)
+	}
+	col := c.Services["otel-collector"]
+	dir := def
+	if v, ok := col.Environment["OTELCOL_STORAGE_DIR"]; ok {
+		dir = v
+	}
+	volumeAt := func(s string, target string) string {
+		for _, v := range c.Services[s].Volumes {
+			parts := strings.Split(v, ":")
+			if len(parts) >= 2 && parts[1] == target && !strings.HasPrefix(parts[0], ".") && !strings.HasPrefix(parts[0], "/") {
+				if len(parts) > 2 && parts[2] == "ro" {
+					t.Errorf("%s mounts %s read-only", s, v)
+				}
+				return parts[0]
+			}
+		}
+		return ""
+	}
+	vol := volumeAt("otel-collector", dir)
+	if vol == "" {
+		t.Fatalf("the collector's storage directory %s is not a named volume: %v", dir, col.Volumes)
+	}
+	if _, ok := c.Volumes[vol]; !ok {
+		t.Errorf("volume %s is not declared", vol)
+	}
+	if col.DependsOn["otel-storage-init"] != "service_completed_successfully" {
+		t.Errorf("collector depends_on %v: want otel-storage-init: service_completed_successfully", col.DependsOn)
+	}
+	initSvc := c.Services["otel-storage-init"]
+	if volumeAt("otel-storage-init", dir) != vol || !strings.Contains(strings.Join(initSvc.Command, " "), "chown -R 10001:10001 "+dir) {
+		t.Errorf("otel-storage-init must chown volume %s at %s to the collector's user: %v %v", vol, dir, initSvc.Volumes, initSvc.Command)
 	}
 }
