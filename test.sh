@@ -16,6 +16,7 @@ echo "== go vet"
 go vet ./...
 (cd bench && go vet ./...) # the nested benchmark module must keep compiling
 (cd internal/testpeers/browser && go vet ./...)
+(cd internal/testpeers/collector && go vet ./...)
 
 echo "== test peers: OTel collector, Jaeger, VictoriaLogs (built from their nested modules, cached)"
 internal/testpeers/build.sh

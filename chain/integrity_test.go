@@ -653,15 +653,16 @@ func TestResumeDoesNotSignWhatItCannotCheck(t *testing.T) {
 	var bgErrs []error
 	w, err := Open(Options{KeyFile: f.keyFile, Rotate: rotate.Options{Dir: f.dir, Now: f.clock},
 		Checkpoints: CheckpointOptions{Signer: f.signer, Every: 4, OnError: func(err error) { mu.Lock(); bgErrs = append(bgErrs, err); mu.Unlock() }}})
-	if err != nil {
-		t.Fatal(err)
+	if err == nil {
+		w.Close() // a restart: it must at least refuse to sign
+		mu.Lock()
+		if len(bgErrs) != 1 || !strings.Contains(bgErrs[0].Error(), "were not signed") {
+			t.Errorf("OnError got %v", bgErrs)
+		}
+		mu.Unlock()
+	} else if !strings.Contains(err.Error(), "signed checkpoint") {
+		t.Errorf("Open refused with %v", err)
 	}
-	w.Close() // a restart
-	mu.Lock()
-	if len(bgErrs) != 1 || !strings.Contains(bgErrs[0].Error(), "were not signed") {
-		t.Errorf("OnError got %v", bgErrs)
-	}
-	mu.Unlock()
 
 	cur, err := ReadKeyState(f.keyFile)
 	if err != nil {
@@ -675,7 +676,9 @@ func TestResumeDoesNotSignWhatItCannotCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.Intact {
+		// With only a later key and the notes cut, the edited epoch can be
+		// checked neither by MAC nor by digest: it must say so.
+		if rep.Intact && (opts.KeyAt.Key == nil || rep.Unchecked == 0) {
 			t.Errorf("key at epoch %d: the edit passed:\n%s", opts.KeyAt.Epoch, reportText(rep))
 		}
 	}

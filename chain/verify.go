@@ -770,6 +770,9 @@ func (v *verifier) unanchored() {
 	if v.rep.LastSeq > v.rep.AnchoredSeq {
 		v.chainProblem(Unanchored, "", v.rep.AnchoredSeq+1, "%d records after the last checkpoint (seq %d) are protected only by the current epoch's MAC", v.rep.LastSeq-v.rep.AnchoredSeq, v.rep.AnchoredSeq)
 	}
+	if v.rep.Unchecked > 0 {
+		v.chainProblem(Unanchored, "", 0, "%d lines could be checked neither by MAC (no key for their epoch) nor by a signed digest: verify with K(0)", v.rep.Unchecked)
+	}
 }
 
 func (v *verifier) advance(l *Line, bad bool) {

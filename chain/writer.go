@@ -554,12 +554,14 @@ func resume(dir, prefix, ext string, ks KeyState, ckptPath string) (resumed, err
 		return rs, fmt.Errorf("chain: resume: %w", err)
 	}
 	var lastNoteSeq uint64
+	var lastNote *Checkpoint
 	for i := len(notes) - 1; i >= 0; i-- {
 		if notes[i].Err == nil {
 			rs.prevNote = sha256.Sum256(notes[i].Note)
 			lastNoteSeq = notes[i].Seq
 			if c, err := ParseNote(notes[i].Note); err == nil {
 				lastNoteSeq = c.Seq // the note's own word, not the listing's
+				lastNote = &c
 			}
 			break
 		}
@@ -596,7 +598,7 @@ func resume(dir, prefix, ext string, ks KeyState, ckptPath string) (resumed, err
 			if sc.last == nil {
 				continue // only a torn line: the head is in an earlier file
 			}
-			if err := checkResumable(path, sc, ks); err != nil {
+			if err := checkResumable(path, sc, ks, lastNote); err != nil {
 				return rs, err
 			}
 			l, _ := ParseLine(sc.last)
@@ -631,7 +633,7 @@ func resume(dir, prefix, ext string, ks KeyState, ckptPath string) (resumed, err
 	return rs, nil
 }
 
-func checkResumable(path string, sc scanned, ks KeyState) error {
+func checkResumable(path string, sc scanned, ks KeyState, lastNote *Checkpoint) error {
 	fl, err := ParseLine(sc.first)
 	var oi OpenInfo
 	if err == nil && fl.Kind == RecOpen {
@@ -669,6 +671,12 @@ func checkResumable(path string, sc scanned, ks KeyState) error {
 	var key []byte
 	if ks.Key != nil {
 		if ks.Epoch > sc.lastEpoch {
+			// The last line ended an epoch whose key is gone. Its note, if
+			// notes are kept, was written before the key moved on, and
+			// vouches for it instead.
+			if lastNote != nil && (lastNote.Seq != ll.Seq || lastNote.Chain != ll.MAC) {
+				return fmt.Errorf("chain: cannot resume from %s: its last record (seq %d) is not the one the last signed checkpoint names (seq %d); run auditctl verify", path, ll.Seq, lastNote.Seq)
+			}
 			return nil
 		}
 		k, err := ks.At(sc.lastEpoch)

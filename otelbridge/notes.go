@@ -124,10 +124,18 @@ func (e *exporter) takeNotes() {
 
 func (e *exporter) addNotes(cs []chain.Checkpoint) {
 	ns := &e.notes
+	if len(cs) == 0 {
+		return
+	}
+	have := make(map[uint64]bool, len(ns.pending))
+	for _, p := range ns.pending {
+		have[p.Seq] = true
+	}
 	for _, c := range cs {
-		if c.Seq <= ns.cursor || slices.ContainsFunc(ns.pending, func(p chain.Checkpoint) bool { return p.Seq == c.Seq }) {
+		if c.Seq <= ns.cursor || have[c.Seq] {
 			continue
 		}
+		have[c.Seq] = true
 		ns.pending = append(ns.pending, c)
 	}
 	slices.SortFunc(ns.pending, func(a, b chain.Checkpoint) int {

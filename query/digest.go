@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/slogaudit/slogaudit/chain"
 )
@@ -18,7 +19,9 @@ import (
 // ranges whose epoch's lines hash to what a note signed with
 // Options.CheckpointKey says.
 
-// seqRange is an inclusive range of seqs.
+// seqRange is an inclusive range of line numbers of a file (1-based): the
+// lines whose bytes hashed to a signed digest. Positions, not seqs: a line
+// inserted with a plausible seq is outside them.
 type seqRange struct{ lo, hi uint64 }
 
 // fileDigests caches the ranges of a file by its size and the checkpoints
@@ -26,6 +29,7 @@ type seqRange struct{ lo, hi uint64 }
 // a new note, means reading it again.
 type fileDigests struct {
 	size, notes int64
+	mtime       time.Time // a preallocated file keeps its size
 	ranges      []seqRange
 }
 
@@ -70,13 +74,13 @@ func (r *Reader) digestRanges(path string) []seqRange {
 		return nil
 	}
 	name := chain.BaseName(path)
-	size := int64(-1)
+	size, mtime := int64(-1), time.Time{}
 	if fi, err := os.Stat(path); err == nil {
-		size = fi.Size()
+		size, mtime = fi.Size(), fi.ModTime()
 	}
 	r.mu.Lock()
 	notesSize := r.notesSize
-	if fd, ok := r.digests[name]; ok && fd.size == size && fd.notes == notesSize {
+	if fd, ok := r.digests[name]; ok && fd.size == size && fd.mtime.Equal(mtime) && fd.notes == notesSize {
 		r.mu.Unlock()
 		return fd.ranges
 	}
@@ -92,7 +96,8 @@ func (r *Reader) digestRanges(path string) []seqRange {
 	var (
 		ranges []seqRange
 		buf    []byte
-		lo     uint64 // first seq of the epoch in this file
+		no     uint64 // line number
+		lo     uint64 = 1
 	)
 	for {
 		var complete bool
@@ -100,31 +105,26 @@ func (r *Reader) digestRanges(path string) []seqRange {
 		if err != nil || !complete {
 			break
 		}
+		no++
 		h.Write(buf)
 		h.Write([]byte{'\n'})
 		l, perr := chain.ParseLine(buf)
-		if perr != nil {
-			continue
-		}
-		if lo == 0 {
-			lo = l.Seq
-		}
-		if l.Kind != chain.RecCheckpoint && l.Kind != chain.RecClose {
+		if perr != nil || l.Kind != chain.RecCheckpoint && l.Kind != chain.RecClose {
 			continue
 		}
 		// An epoch that began in an earlier file (after a crash) does not
 		// match from here: no false match, only a missed one.
 		if d, ok := notes[l.Seq]; ok && [sha256.Size]byte(h.Sum(nil)) == d {
-			ranges = append(ranges, seqRange{lo, l.Seq})
+			ranges = append(ranges, seqRange{lo, no})
 		}
 		h.Reset()
-		lo = 0
+		lo = no + 1
 	}
 	r.mu.Lock()
 	if len(r.digests) > 1024 {
 		clear(r.digests)
 	}
-	r.digests[name] = fileDigests{size: size, notes: notesSize, ranges: ranges}
+	r.digests[name] = fileDigests{size: size, notes: notesSize, mtime: mtime, ranges: ranges}
 	r.mu.Unlock()
 	return ranges
 }

@@ -68,4 +68,23 @@ func TestVerifiedByCheckpointDigest(t *testing.T) {
 	if v["r1"] || v["r0"] || !v["r10"] || !v["r9"] { // r0 shares r1's epoch
 		t.Errorf("after an edit in an earlier epoch: %v", v)
 	}
+
+	// A forged line after an epoch's end, linked to it, followed by a copy
+	// of that end so the next epoch still hashes to its note: the forged
+	// line's seq is in that epoch, its position is not.
+	editLines(t, h.Path(), func(ls []string) []string {
+		for i, l := range ls {
+			if i > 6 && strings.Contains(l, `"rec":"checkpoint"`) {
+				end, _ := chain.ParseLine([]byte(l))
+				forged := fmt.Sprintf(`{"seq":%d,"prev":"%x","event":"test","action":"write","resource":"forged","status":"success","mac":"%s"}`, end.Seq+1, end.MAC, strings.Repeat("ab", 32))
+				return append(ls[:i+1:i+1], append([]string{forged, l}, ls[i+1:]...)...)
+			}
+		}
+		t.Fatal("no checkpoint line")
+		return ls
+	})
+	fresh, _ = query.NewReader(dir, query.Options{EpochKey: h.EpochKey, CheckpointKey: verifier})
+	if v = verdicts(t, fresh); v["forged"] {
+		t.Errorf("a forged line passed as verified: %v", v)
+	}
 }

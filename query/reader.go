@@ -314,7 +314,7 @@ func (c *checker) next(buf []byte) (l chain.Line, verified, ok bool) {
 		if !c.loaded {
 			c.signed, c.loaded = c.r.digestRanges(c.path), true
 		}
-		return l, inRanges(c.signed, l.Seq), true
+		return l, inRanges(c.signed, uint64(c.no)), true
 	}
 	return l, cur.macOK && linked, true
 }

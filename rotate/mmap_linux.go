@@ -185,6 +185,8 @@ func (m *mappedFile) Truncate(size int64) (err error) {
 			return err
 		}
 		clear(m.win[:m.size-m.winOff])
+		m.size = size
+		return m.unmap() // the next Write maps a window that covers size
 	} else {
 		clear(m.win[size-m.winOff : m.size-m.winOff])
 	}

@@ -68,3 +68,36 @@ func ls(t *testing.T, dir string) []string {
 	}
 	return names
 }
+
+// Undoing a write that reached into a later window leaves the file
+// writable (Truncate below the mapped window remaps on the next Write).
+func TestMappedTruncateBelowWindow(t *testing.T) {
+	if !mmapSupported {
+		t.Skip("no mapped files here")
+	}
+	f, err := os.OpenFile(filepath.Join(t.TempDir(), "f"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMappedFile(f, 4096)
+	head := bytes.Repeat([]byte("h"), 5000)
+	if _, err := m.Write(head); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Write(bytes.Repeat([]byte("x"), 3*4096)); err != nil { // maps a window from the second page on
+		t.Fatal(err)
+	}
+	if err := m.Truncate(100); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Write([]byte("next\n")); err != nil {
+		t.Fatalf("write after truncating below the window: %v", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(f.Name())
+	if string(data) != string(head[:100])+"next\n" {
+		t.Errorf("file holds %q", data)
+	}
+}
