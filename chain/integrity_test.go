@@ -735,3 +735,33 @@ func TestKeyAtIgnoresForgedEpochNumbering(t *testing.T) {
 	}
 	assertClass(t, rep, Modified)
 }
+
+// Replacing the key file erases the old key's bytes (seen through a hard
+// link to the old file) and any temporary file a crash left.
+func TestWriteKeyStateErasesOldKeys(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.key")
+	k0 := GenerateKey()
+	if err := WriteKeyFile(path, k0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(path, path+".link"); err != nil {
+		t.Skipf("no hard links here: %v", err)
+	}
+	os.WriteFile(path+".tmp", []byte("stale key bytes"), 0o600)
+	next, _ := NewKeyState(k0).At(1)
+	if err := WriteKeyState(path, next); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := os.ReadFile(path + ".link")
+	if len(bytes.Trim(old, "\x00")) != 0 {
+		t.Errorf("the old key file still holds %q", old)
+	}
+	if _, err := os.Stat(path + ".tmp"); err == nil {
+		t.Error("the stale temporary file is still there")
+	}
+	ks, err := ReadKeyState(path)
+	if err != nil || ks.Epoch != 1 || !bytes.Equal(ks.Key, next.Key) {
+		t.Errorf("read back %+v, %v", ks, err)
+	}
+}

@@ -237,9 +237,12 @@ func WriteKeyState(path string, ks KeyState) error {
 	if err != nil {
 		return err
 	}
-	old, _ := os.OpenFile(path, os.O_WRONLY, 0)
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// A temporary file left by a crash holds a key too: erase it first.
+	eraseFile(tmp)
+	os.Remove(tmp)
+	old, _ := os.OpenFile(path, os.O_WRONLY, 0)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		if old != nil {
 			old.Close()
@@ -253,27 +256,46 @@ func WriteKeyState(path string, ks KeyState) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	renamed := false
 	if err == nil {
 		err = os.Rename(tmp, path)
+		renamed = err == nil
 	}
 	if err == nil {
 		err = syncDir(filepath.Dir(path))
 	}
-	if err != nil {
-		os.Remove(tmp)
-		if old != nil {
-			old.Close()
-		}
-		return fmt.Errorf("chain: write key: %w", err)
-	}
 	if old != nil {
-		if fi, err := old.Stat(); err == nil {
-			old.WriteAt(make([]byte, fi.Size()), 0)
-			old.Sync()
+		if renamed {
+			// The old key is no longer the file's: erase its bytes (a
+			// file system that overwrites in place really forgets them).
+			if fi, serr := old.Stat(); serr == nil {
+				old.WriteAt(make([]byte, fi.Size()), 0)
+				old.Sync()
+			}
 		}
 		old.Close()
 	}
+	if err != nil {
+		if !renamed {
+			eraseFile(tmp)
+			os.Remove(tmp)
+		}
+		return fmt.Errorf("chain: write key: %w", err)
+	}
 	return nil
+}
+
+// eraseFile overwrites a file's bytes with zeros, if it exists.
+func eraseFile(path string) {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	if fi, err := f.Stat(); err == nil {
+		f.WriteAt(make([]byte, fi.Size()), 0)
+		f.Sync()
+	}
+	f.Close()
 }
 
 func syncDir(dir string) error {
