@@ -183,3 +183,31 @@ func copyFiles(t *testing.T, from, to string) {
 		os.WriteFile(filepath.Join(to, e.Name()), data, 0o600)
 	}
 }
+
+// Without K(0), a forward-secure trail's events are verified by the digests
+// of its signed checkpoints.
+func TestQueryVerifiesByCheckpoints(t *testing.T) {
+	tmp := t.TempDir()
+	keyFile, dir := filepath.Join(tmp, "audit.key"), filepath.Join(tmp, "audit")
+	if code, _, errs := runCmd("keygen", "-o", keyFile, "--name", "test"); code != 0 {
+		t.Fatalf("keygen: %s", errs)
+	}
+	signer, err := chain.ReadSignerFile(keyFile + ".signer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := chain.Open(chain.Options{KeyFile: keyFile, Rotate: rotate.Options{Dir: dir}, Checkpoints: chain.CheckpointOptions{Signer: signer, Every: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		w.Append(fmt.Appendf(nil, `"msg":"r%d","event":"test","action":"a","status":"success"`, i), nil)
+	}
+	w.Close()
+	if code, out, errs := runCmd("query", "--checkpoint-key", keyFile+".pub", dir); code != 0 || errs != "" || strings.Count(out, "\n") != 10 {
+		t.Errorf("with the checkpoint key: %d %q\n%s", code, errs, out)
+	}
+	if code, _, errs := runCmd("query", dir); code != 0 || !strings.Contains(errs, "10 of 10 events not verified") {
+		t.Errorf("without keys: %d %q", code, errs)
+	}
+}

@@ -40,7 +40,8 @@ func queryCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "usage:\n%s\nflags:\n", queryUsage)
 		fs.PrintDefaults()
 	}
-	keyFile := fs.String("key-file", "", "MAC key `FILE`; without it events of keyed files are shown unverified")
+	keyFile := fs.String("key-file", "", "initial MAC key K(0) `FILE`; without it events of keyed files are verified only by signed checkpoints (--checkpoint-key)")
+	ckptKey := fs.String("checkpoint-key", "", "checkpoint verifier key `FILE` (keygen's FILE.pub): events whose epoch a signed checkpoint's digest vouches for are verified")
 	filters, since, until := filterFlags(fs)
 	order := fs.String("order", "newest", "`ORDER`: newest or oldest first")
 	limit := fs.Int("limit", 0, "print at most `N` events (0: all)")
@@ -59,43 +60,11 @@ func queryCmd(args []string, stdout, stderr io.Writer) int {
 	if *limit < 0 {
 		return fail("--limit must not be negative")
 	}
-	v := url.Values{"order": {*order}}
-	for param, val := range filters {
-		if *val != "" {
-			v.Set(param, *val)
-		}
-	}
-	now := time.Now()
-	for _, t := range []struct{ flag, val string }{{"since", *since}, {"until", *until}} {
-		if t.val == "" {
-			continue
-		}
-		s, ok := cliTime(t.val, now)
-		if !ok {
-			return fail("--%s: not an RFC 3339 time (like 2006-01-02T15:04:05Z) or a duration ago (like 24h): %q", t.flag, t.val)
-		}
-		v.Set(t.flag, s)
-	}
-	req, err := query.ParseRequest(v)
-	if pe := (*query.ParamError)(nil); errors.As(err, &pe) {
-		return fail("--%s: %s", strings.ReplaceAll(pe.Param, "_", "-"), pe.Msg)
-	} else if err != nil {
+	req, err := filterRequest(url.Values{"order": {*order}}, filters, *since, *until)
+	if err != nil {
 		return fail("%v", err)
 	}
-
-	dir := pos[0]
-	if fi, err := os.Stat(dir); err != nil {
-		return fail("%v", err)
-	} else if !fi.IsDir() {
-		return fail("%s is not a directory", dir)
-	}
-	var key []byte
-	if *keyFile != "" {
-		if key, err = chain.ReadKeyFile(*keyFile); err != nil {
-			return fail("%v", err)
-		}
-	}
-	r, err := query.NewReader(dir, query.Options{Key: key})
+	r, err := openReader(pos[0], *keyFile, *ckptKey)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -138,8 +107,8 @@ func queryCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if unverified > 0 {
 		hint := "run auditctl verify for details"
-		if key == nil {
-			hint = "keyed files verify only with --key-file"
+		if *keyFile == "" {
+			hint = "keyed files verify with --key-file K(0), or by signed checkpoints with --checkpoint-key"
 		}
 		fmt.Fprintf(stderr, "auditctl query: %d of %d events not verified (%s)\n", unverified, printed, hint)
 	}
@@ -212,4 +181,57 @@ func field(s string) string {
 		}
 	}
 	return s
+}
+
+// filterRequest builds the query request of the filter flags (their values
+// by query parameter name) and --since/--until, on top of v.
+func filterRequest(v url.Values, filters map[string]*string, since, until string) (query.Request, error) {
+	for param, val := range filters {
+		if *val != "" {
+			v.Set(param, *val)
+		}
+	}
+	now := time.Now()
+	for _, t := range []struct{ flag, val string }{{"since", since}, {"until", until}} {
+		if t.val == "" {
+			continue
+		}
+		s, ok := cliTime(t.val, now)
+		if !ok {
+			return query.Request{}, fmt.Errorf("--%s: not an RFC 3339 time (like 2006-01-02T15:04:05Z) or a duration ago (like 24h): %q", t.flag, t.val)
+		}
+		v.Set(t.flag, s)
+	}
+	req, err := query.ParseRequest(v)
+	if pe := (*query.ParamError)(nil); errors.As(err, &pe) {
+		return req, fmt.Errorf("--%s: %s", strings.ReplaceAll(pe.Param, "_", "-"), pe.Msg)
+	}
+	return req, err
+}
+
+// openReader returns a Reader of the audit directory dir, verifying with
+// the initial key in keyFile and the checkpoint verifier key in ckptKeyFile
+// if given.
+func openReader(dir, keyFile, ckptKeyFile string) (*query.Reader, error) {
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, err
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory", dir)
+	}
+	var key []byte
+	if keyFile != "" {
+		var err error
+		if key, err = chain.ReadKeyFile(keyFile); err != nil {
+			return nil, err
+		}
+	}
+	opts := query.Options{Key: key}
+	if ckptKeyFile != "" {
+		v, err := chain.ReadVerifierFile(ckptKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		opts.CheckpointKey = v
+	}
+	return query.NewReader(dir, opts)
 }

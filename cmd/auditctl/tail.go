@@ -4,18 +4,15 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
 	"os/signal"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/slogaudit/slogaudit/chain"
 	"github.com/slogaudit/slogaudit/query"
 )
 
@@ -42,7 +39,8 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "usage:\n%s\nflags:\n", tailUsage)
 		fs.PrintDefaults()
 	}
-	keyFile := fs.String("key-file", "", "MAC key `FILE`; without it events of keyed files are shown unverified")
+	keyFile := fs.String("key-file", "", "initial MAC key K(0) `FILE`; without it events of keyed files are verified only by signed checkpoints (--checkpoint-key)")
+	ckptKey := fs.String("checkpoint-key", "", "checkpoint verifier key `FILE` (keygen's FILE.pub): events whose epoch a signed checkpoint's digest vouches for are verified")
 	filters, since, until := filterFlags(fs)
 	n := fs.Int("n", 10, "print the last `N` matching events first (0: only new ones)")
 	asJSON := fs.Bool("json", false, "print one JSON object per event and line")
@@ -64,42 +62,11 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *poll <= 0 {
 		return fail("--poll must be positive")
 	}
-	v := url.Values{}
-	for param, val := range filters {
-		if *val != "" {
-			v.Set(param, *val)
-		}
-	}
-	now := time.Now()
-	for _, t := range []struct{ flag, val string }{{"since", *since}, {"until", *until}} {
-		if t.val == "" {
-			continue
-		}
-		s, ok := cliTime(t.val, now)
-		if !ok {
-			return fail("--%s: not an RFC 3339 time (like 2006-01-02T15:04:05Z) or a duration ago (like 24h): %q", t.flag, t.val)
-		}
-		v.Set(t.flag, s)
-	}
-	req, err := query.ParseRequest(v)
-	if pe := (*query.ParamError)(nil); errors.As(err, &pe) {
-		return fail("--%s: %s", strings.ReplaceAll(pe.Param, "_", "-"), pe.Msg)
-	} else if err != nil {
+	req, err := filterRequest(url.Values{}, filters, *since, *until)
+	if err != nil {
 		return fail("%v", err)
 	}
-	dir := pos[0]
-	if fi, err := os.Stat(dir); err != nil {
-		return fail("%v", err)
-	} else if !fi.IsDir() {
-		return fail("%s is not a directory", dir)
-	}
-	var key []byte
-	if *keyFile != "" {
-		if key, err = chain.ReadKeyFile(*keyFile); err != nil {
-			return fail("%v", err)
-		}
-	}
-	r, err := query.NewReader(dir, query.Options{Key: key})
+	r, err := openReader(pos[0], *keyFile, *ckptKey)
 	if err != nil {
 		return fail("%v", err)
 	}
