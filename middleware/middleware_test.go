@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/slogaudit/slogaudit/chain"
 	"github.com/slogaudit/slogaudit/handler"
@@ -311,5 +312,36 @@ func TestSessionCookieDigest(t *testing.T) {
 	data, _ := json.Marshal(e.records(t))
 	if strings.Contains(string(data), cookie) {
 		t.Error("session cookie value in the audit trail")
+	}
+}
+
+// A handler behind Wrap reaches the server's own ResponseWriter through
+// http.ResponseController, past otelhttp's: write deadlines and flushes work,
+// with and without the activity log.
+func TestResponseControllerReachesTheServer(t *testing.T) {
+	for _, activity := range []bool{true, false} {
+		var opts middleware.Options
+		if activity {
+			opts.ActivityLog = slog.New(slog.DiscardHandler)
+		}
+		errs := make(chan error, 2)
+		h := middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rc := http.NewResponseController(w)
+			errs <- rc.SetWriteDeadline(time.Now().Add(time.Second))
+			w.Write([]byte("x"))
+			errs <- rc.Flush()
+		}), opts)
+		srv := httptest.NewServer(h)
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		srv.Close()
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Errorf("activity log %v: %v", activity, err)
+			}
+		}
 	}
 }
