@@ -269,15 +269,36 @@ func ReadCheckpointsFile(path string) ([]NoteEntry, error) {
 		var ce checkpointEntry
 		e := NoteEntry{Line: no}
 		if !bytes.HasSuffix(line, []byte("\n")) {
-			e.Torn = true
-			e.Err = fmt.Errorf("line %d is incomplete (%d bytes): a crash while appending", no, len(line))
+			// A crash leaves a prefix of a line; a whole line followed by
+			// other bytes instead of its newline is an edit.
+			if end := bytes.LastIndexByte(line, '}'); end >= 0 && end+1 < len(line) && canonicalEntry(line[:end+1]) {
+				e.Err = fmt.Errorf("line %d is a whole note followed by %d foreign bytes instead of a newline", no, len(line)-end-1)
+			} else {
+				e.Torn = true
+				e.Err = fmt.Errorf("line %d is incomplete (%d bytes): a crash while appending", no, len(line))
+			}
 		} else if derr := json.Unmarshal(line, &ce); derr != nil {
 			e.Err = fmt.Errorf("line %d does not decode", no)
+		} else if !canonicalEntry(line[:len(line)-1]) {
+			// One spelling only, as the writer writes it (encoding/json
+			// would accept "Seq", duplicate members, other escapes).
+			e.Err = fmt.Errorf("line %d is not written as the writer writes it", no)
 		} else {
 			e.Seq, e.Epoch, e.Note = ce.Seq, ce.Epoch, []byte(ce.Note)
 		}
 		out = append(out, e)
 	}
+}
+
+// canonicalEntry reports whether b is a checkpoints file line as the
+// writer writes it (without its newline).
+func canonicalEntry(b []byte) bool {
+	var ce checkpointEntry
+	if json.Unmarshal(b, &ce) != nil {
+		return false
+	}
+	canon, _ := json.Marshal(ce)
+	return bytes.Equal(canon, b)
 }
 
 // trimTornNote removes an incomplete last line from the checkpoints file (a

@@ -682,6 +682,9 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 			prevHash = &h
 			continue
 		}
+		if e.Seq != c.Seq || e.Epoch != c.Epoch {
+			v.chainProblem(BadCheckpoint, c.File, c.Seq, "checkpoints file line %d lists seq %d epoch %d, but its note says seq %d epoch %d", e.Line, e.Seq, e.Epoch, c.Seq, c.Epoch)
+		}
 		if first && c.Prev != ([sha256.Size]byte{}) {
 			v.chainProblem(BadCheckpoint, c.File, c.Seq, "the first note of the checkpoints file follows another note: earlier notes were removed")
 		}
