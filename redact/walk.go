@@ -136,6 +136,22 @@ func (w *walker) secretOut(s string) slog.Value {
 	return slog.StringValue(w.r.replacement(s))
 }
 
+// logValuer resolves a LogValuer. done means out replaces it as it is: a
+// Secret, or a value that failed to resolve (fail closed); otherwise rv is
+// the resolved value, still to be walked.
+func (w *walker) logValuer(v slog.Value) (rv, out slog.Value, done bool) {
+	if s, ok := v.Any().(Secret); ok {
+		w.n++
+		return slog.Value{}, w.secretOut(string(s)), true
+	}
+	rv, ok := resolve(v)
+	if !ok {
+		w.n++
+		return slog.Value{}, redactedValue, true
+	}
+	return rv, slog.Value{}, false
+}
+
 // secretValue replaces v, which sits under a secret key. A group keeps its
 // keys and has each of its values replaced; anything else is replaced as a
 // whole. Empty values and values that are already placeholders are kept and
@@ -152,16 +168,11 @@ func (w *walker) secretValue(v slog.Value, depth int) (slog.Value, bool) {
 	case slog.KindGroup:
 		return w.group(v, depth, true)
 	case slog.KindLogValuer:
-		if s, ok := v.Any().(Secret); ok {
-			w.n++
-			return w.secretOut(string(s)), true
+		rv, out, done := w.logValuer(v)
+		if done {
+			return out, true
 		}
-		rv, ok := resolve(v)
-		if !ok {
-			w.n++
-			return redactedValue, true
-		}
-		out, _ := w.secretValue(rv, depth)
+		out, _ = w.secretValue(rv, depth)
 		return out, true
 	case slog.KindAny:
 		if v.Any() == nil {
@@ -223,17 +234,12 @@ func (w *walker) value(v slog.Value, depth int) (slog.Value, bool) {
 	case slog.KindGroup:
 		return w.group(v, depth, false)
 	case slog.KindLogValuer:
-		if s, ok := v.Any().(Secret); ok {
-			w.n++
-			return w.secretOut(string(s)), true
-		}
 		// Resolved here rather than left to the handler: a LogValue that
 		// returned something else the second time would reach the output
 		// unseen.
-		rv, ok := resolve(v)
-		if !ok {
-			w.n++
-			return redactedValue, true
+		rv, out, done := w.logValuer(v)
+		if done {
+			return out, true
 		}
 		if out, ch := w.value(rv, depth); ch {
 			return out, true

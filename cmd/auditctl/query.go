@@ -40,8 +40,7 @@ func queryCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "usage:\n%s\nflags:\n", queryUsage)
 		fs.PrintDefaults()
 	}
-	keyFile := fs.String("key-file", "", "initial MAC key K(0) `FILE`; without it events of keyed files are verified only by signed checkpoints (--checkpoint-key)")
-	ckptKey := fs.String("checkpoint-key", "", "checkpoint verifier key `FILE` (keygen's FILE.pub): events whose epoch a signed checkpoint's digest vouches for are verified")
+	keyFile, ckptKey := keyFlags(fs)
 	filters, since, until := filterFlags(fs)
 	order := fs.String("order", "newest", "`ORDER`: newest or oldest first")
 	limit := fs.Int("limit", 0, "print at most `N` events (0: all)")
@@ -207,6 +206,13 @@ func filterRequest(v url.Values, filters map[string]*string, since, until string
 		return req, fmt.Errorf("--%s: %s", strings.ReplaceAll(pe.Param, "_", "-"), pe.Msg)
 	}
 	return req, err
+}
+
+// keyFlags defines the flags of the keys a Reader verifies with (openReader).
+func keyFlags(fs *flag.FlagSet) (keyFile, ckptKey *string) {
+	keyFile = fs.String("key-file", "", "initial MAC key K(0) `FILE`; without it events of keyed files are verified only by signed checkpoints (--checkpoint-key)")
+	ckptKey = fs.String("checkpoint-key", "", "checkpoint verifier key `FILE` (keygen's FILE.pub): events whose epoch a signed checkpoint's digest vouches for are verified")
+	return keyFile, ckptKey
 }
 
 // openReader returns a Reader of the audit directory dir, verifying with

@@ -39,8 +39,7 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "usage:\n%s\nflags:\n", tailUsage)
 		fs.PrintDefaults()
 	}
-	keyFile := fs.String("key-file", "", "initial MAC key K(0) `FILE`; without it events of keyed files are verified only by signed checkpoints (--checkpoint-key)")
-	ckptKey := fs.String("checkpoint-key", "", "checkpoint verifier key `FILE` (keygen's FILE.pub): events whose epoch a signed checkpoint's digest vouches for are verified")
+	keyFile, ckptKey := keyFlags(fs)
 	filters, since, until := filterFlags(fs)
 	n := fs.Int("n", 10, "print the last `N` matching events first (0: only new ones)")
 	asJSON := fs.Bool("json", false, "print one JSON object per event and line")
