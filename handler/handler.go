@@ -103,9 +103,10 @@ type Options struct {
 	// ContextAttrs, if set, returns attributes to add to every record
 	// logged with ctx, audit and app alike: who and where, e.g.
 	// middleware.Attrs, which returns the request's principal, client
-	// address and user agent. In the audit file they are top-level members
-	// after the trace IDs. It is called for every record; return a slice
-	// built once per request, not a new one.
+	// address and user agent. In both legs they are top-level members
+	// after the trace IDs, outside any WithGroup. It is called for every
+	// record; return a slice built once per request, not a new one (the app
+	// leg pre-encodes them once per span and slice).
 	ContextAttrs func(ctx context.Context) []slog.Attr
 	// Sinks receive every audit record after it is in the file, e.g. the
 	// OTLP exporter of package otelbridge.
@@ -154,6 +155,14 @@ var ErrNotAuditHandler = errors.New("handler: logger is not backed by an audit *
 type Handler struct {
 	c   *core
 	app slog.Handler
+
+	// The app leg: app is appRoot with appOps applied. spans caches, per
+	// span, appRoot.WithAttrs(trace IDs, ContextAttrs) with appOps applied,
+	// so that the records of one request carry their correlation IDs
+	// pre-encoded instead of adding them to every record.
+	appRoot slog.Handler
+	appOps  []appOp
+	spans   *spanHandlers
 
 	audit bool // every record of this handler is an audit record
 
@@ -254,8 +263,10 @@ func New(opts Options) (*Handler, error) {
 		red = nil
 	}
 	h := &Handler{
-		c:   &core{w: w, onError: opts.OnError, appCopy: !opts.AuditOnlyToFile, ctxAttrs: opts.ContextAttrs, sinks: opts.Sinks, red: red, dir: ro.Dir},
-		app: app,
+		c:       &core{w: w, onError: opts.OnError, appCopy: !opts.AuditOnlyToFile, ctxAttrs: opts.ContextAttrs, sinks: opts.Sinks, red: red, dir: ro.Dir},
+		app:     app,
+		appRoot: app,
+		spans:   new(spanHandlers),
 	}
 	h.c.root = h
 	if opts.Alerts != nil {
@@ -327,12 +338,11 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 		}
 	}
 	if (!isAudit || h.c.appCopy) && h.app.Enabled(ctx, r.Level) {
-		if sc.IsValid() {
-			tid, sid := h.c.idStrings(sc)
-			r.AddAttrs(slog.String(TraceIDKey, tid), slog.String(SpanIDKey, sid))
+		app := h.app
+		if sc.IsValid() || len(extra) > 0 {
+			app = h.spanApp(sc, extra)
 		}
-		r.AddAttrs(extra...)
-		if aerr := h.app.Handle(ctx, r); aerr != nil {
+		if aerr := app.Handle(ctx, r); aerr != nil {
 			err = errors.Join(err, fmt.Errorf("handler: app handler: %w", aerr))
 		}
 	}
@@ -477,6 +487,7 @@ func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	}
 	h2 := h.clone()
 	h2.app = h.app.WithAttrs(attrs)
+	h2.appOps = append(h2.appOps, appOp{attrs: attrs})
 	h2.alertAttrs = h.alertAttrsFor(attrs)
 	// Pre-encode, opening the groups that are not open in pre yet; if no
 	// attribute lands, the groups stay closed and pre stays as it was.
@@ -505,6 +516,7 @@ func (h *Handler) WithGroup(name string) slog.Handler {
 	}
 	h2 := h.clone()
 	h2.app = h.app.WithGroup(name)
+	h2.appOps = append(h2.appOps, appOp{group: name})
 	h2.groups = append(h2.groups, name)
 	return h2
 }
@@ -513,6 +525,8 @@ func (h *Handler) clone() *Handler {
 	h2 := *h
 	h2.pre = slices.Clip(h.pre)
 	h2.groups = slices.Clip(h.groups)
+	h2.appOps = slices.Clip(h.appOps)
+	h2.spans = new(spanHandlers)
 	return &h2
 }
 
