@@ -133,7 +133,7 @@ func BenchmarkSinkAudit(b *testing.B) {
 // and emitting into the batch.
 func BenchmarkConvert(b *testing.B) {
 	proc := &ackProcessor{exp: discardExporter{}}
-	p := sdklog.NewLoggerProvider(sdklog.WithProcessor(proc))
+	p := sdklog.NewLoggerProvider(sdklog.WithProcessor(proc), sdklog.WithAllowKeyDuplication())
 	logger := p.Logger(scopeName)
 	b.ReportAllocs()
 	now := time.Now()

@@ -262,7 +262,9 @@ func start(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge, er
 		return nil, fmt.Errorf("otelbridge: metrics: %w", err)
 	}
 	proc := &ackProcessor{exp: exp}
-	popts := []sdklog.LoggerProviderOption{sdklog.WithResource(res), sdklog.WithProcessor(proc)}
+	// The converter emits each key once (converter.unique), so the SDK's
+	// deduplication, a map per added attribute, is only cost.
+	popts := []sdklog.LoggerProviderOption{sdklog.WithResource(res), sdklog.WithProcessor(proc), sdklog.WithAllowKeyDuplication()}
 	if !envSet("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT") {
 		// An audit record keeps all its attributes unless the operator says
 		// otherwise (the SDK's default keeps 128).

@@ -77,10 +77,11 @@ type converter struct {
 	chain    string
 
 	// Reused across records.
-	buf    []byte            // members and the chain value's hex, copied into one string
-	prefix []byte            // the group prefix while flattening
-	keys   map[string]string // flattened keys
-	events map[string]string // event → "audit." + event
+	buf    []byte                // members and the chain value's hex, copied into one string
+	prefix []byte                // the group prefix while flattening
+	keys   map[string]string     // flattened keys
+	index  map[attribute.Key]int // unique's, for records with many attributes
+	events map[string]string     // event → "audit." + event
 }
 
 // maxEvents bounds the converter's cache of event names.
@@ -89,7 +90,7 @@ const maxEvents = 256
 // reset clears what decode found, keeping the buffers.
 func (c *converter) reset() {
 	clear(c.attrs)
-	*c = converter{attrs: c.attrs[:0], buf: c.buf[:0], prefix: c.prefix[:0], keys: c.keys, events: c.events}
+	*c = converter{attrs: c.attrs[:0], buf: c.buf[:0], prefix: c.prefix[:0], keys: c.keys, events: c.events, index: c.index}
 }
 
 // release drops references to the last record's data.
@@ -170,9 +171,52 @@ func (c *converter) convert(members []byte, pos chain.Position, observed time.Ti
 	if c.chain != "" {
 		c.attrs = append(c.attrs, attribute.String(ChainKey, c.chain))
 	}
+	c.attrs = c.unique(c.attrs)
 	r.AddAttributes(c.attrs...) // copies
 	return r, trace.NewSpanContext(trace.SpanContextConfig{TraceID: c.traceID, SpanID: c.spanID}), err
 }
+
+// unique merges attributes with the same key, in place: the first one's
+// position, the last one's value, as the SDK's own deduplication does. A
+// slog record may repeat a key (With("k", 1) then "k", 2), OTLP wants each
+// once, and the bridge's provider skips the SDK's deduplication, which
+// builds a map for every attribute it adds (a third of the exporter
+// goroutine's time per record).
+func (c *converter) unique(attrs []attribute.KeyValue) []attribute.KeyValue {
+	out := attrs[:0]
+	if len(attrs) > maxQuadraticUnique {
+		if c.index == nil {
+			c.index = make(map[attribute.Key]int)
+		}
+		defer clear(c.index)
+		for _, a := range attrs {
+			if i, ok := c.index[a.Key]; ok {
+				out[i] = a
+				continue
+			}
+			c.index[a.Key] = len(out)
+			out = append(out, a)
+		}
+		clear(attrs[len(out):])
+		return out
+	}
+next:
+	for _, a := range attrs {
+		for i := range out {
+			if out[i].Key == a.Key {
+				out[i] = a
+				continue next
+			}
+		}
+		out = append(out, a)
+	}
+	clear(attrs[len(out):])
+	return out
+}
+
+// maxQuadraticUnique is how many attributes unique compares pairwise
+// before it uses a map.
+const maxQuadraticUnique = 48
 
 const (
 	bodyOpen  = "audit file " + chain.RecOpen

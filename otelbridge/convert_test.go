@@ -105,6 +105,8 @@ func TestConvert(t *testing.T) {
 		{"event", `"level":"INFO","msg":"start mcp_server x: success","event":"admin_action","action":"start"`, pos,
 			want{body: "start mcp_server x: success", sev: 9, sevText: "INFO", event: "audit.admin_action",
 				attrs: []string{"event=STRING:admin_action", "action=STRING:start"}}},
+		{"repeated keys: first position, last value", `"msg":"m","a":1,"b":2,"g":{"x":1},"a":3,"g.x":"y"`, pos,
+			want{body: "m", attrs: []string{"a=INT64:3", "b=INT64:2", "g.x=STRING:y"}}},
 		{"renamed chain keys are ordinary", `"msg":"m","_seq":1,"_mac":"x"`, pos,
 			want{body: "m", attrs: []string{"_seq=INT64:1", "_mac=STRING:x"}}},
 		{"whole line", line(`"time":"2026-11-27T01:16:10Z","level":"WARN","msg":"m","a":1`), chain.Position{},
@@ -248,5 +250,32 @@ func TestSinkPathEqualsFilePath(t *testing.T) {
 	}
 	if compared != 3 {
 		t.Fatalf("compared %d records, want 3", compared)
+	}
+}
+
+// TestUniqueMany: records with more attributes than unique compares
+// pairwise merge repeated keys the same way.
+func TestUniqueMany(t *testing.T) {
+	for _, n := range []int{maxQuadraticUnique - 1, maxQuadraticUnique, maxQuadraticUnique + 1, 3 * maxQuadraticUnique} {
+		var c converter
+		var attrs []attribute.KeyValue
+		for i := range n {
+			attrs = append(attrs, attribute.Int(fmt.Sprint("k", i%(n/2+1)), i))
+		}
+		got := c.unique(attrs)
+		if len(got) != n/2+1 {
+			t.Fatalf("n=%d: %d attributes, want %d", n, len(got), n/2+1)
+		}
+		for j, a := range got {
+			last := j
+			for i := range n {
+				if i%(n/2+1) == j {
+					last = i
+				}
+			}
+			if string(a.Key) != fmt.Sprint("k", j) || a.Value.AsInt64() != int64(last) {
+				t.Fatalf("n=%d: attribute %d is %v, want k%d=%d", n, j, a, j, last)
+			}
+		}
 	}
 }
