@@ -94,8 +94,9 @@ func reportCPU(b *testing.B) func() {
 // of whose logger is an audit record kept out of the app handler.
 func newAudit(b *testing.B, policy rotate.Policy) *handler.Handler {
 	b.Helper()
+	dir := b.TempDir()
 	h, err := handler.New(handler.Options{
-		Dir: b.TempDir(), Key: benchKey, App: slog.DiscardHandler, AuditOnlyToFile: true,
+		Dir: dir, Key: benchKey, App: slog.DiscardHandler, AuditOnlyToFile: true,
 		OnError: func(err error) { b.Error(err) },
 		Rotate:  rotate.Options{Sync: policy, MaxBytes: 64 << 20},
 	})
@@ -106,8 +107,22 @@ func newAudit(b *testing.B, policy rotate.Policy) *handler.Handler {
 		if err := h.Close(); err != nil {
 			b.Error(err)
 		}
+		verifyOutput(b, dir)
 	})
 	return h
+}
+
+// verifyOutput checks the chain a benchmark wrote: speed must not cost
+// integrity (issue 7: verify on benchmark output passes).
+func verifyOutput(b *testing.B, dir string) {
+	b.Helper()
+	rep, err := chain.Verify(dir, chain.VerifyOptions{Key: benchKey})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if !rep.Intact || len(rep.Problems()) > 0 {
+		b.Fatalf("benchmark output in %s does not verify: %+v", dir, rep.Problems())
+	}
 }
 
 func newLumberjack(b *testing.B) *lumberjack.Logger {
@@ -202,8 +217,11 @@ func BenchmarkAuditFileOTLP(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
-		h.Close()
+		if err := h.Close(); err != nil {
+			b.Error(err)
+		}
 		bridge.Shutdown(context.Background())
+		verifyOutput(b, dir)
 	})
 	benchLog(b, handler.Logger(slog.New(h)))
 }
