@@ -5,6 +5,7 @@ go 1.26.0
 replace github.com/slogaudit/slogaudit => ../
 
 require (
+	github.com/m-mizutani/masq v0.1.11
 	github.com/slogaudit/slogaudit v0.0.0-00010101000000-000000000000
 	go.opentelemetry.io/contrib/bridges/otelslog v0.21.0
 	go.opentelemetry.io/otel/sdk/log v1.47.0

@@ -13,9 +13,7 @@
 #   VERIFY_BENCHTIME  -benchtime of Verify and SHA256Raw (default: BENCHTIME if it
 #                     is a duration, else 1s; an Nx there means N passes over 64 MiB)
 #   BENCH             regexp of benchmarks to run (default: all)
-#   BENCH_TAGS        build tags, comma-separated: "masq" builds the real masq peer
-#                     (run `go get github.com/m-mizutani/masq@latest` first; the
-#                     module proxy refused it when this was written)
+#   BENCH_TAGS        build tags, comma-separated (none of the benchmarks needs one)
 #   OUT               directory for the results (default results/<UTC time>)
 #   STRICT=1          exit 1 if a ratio fails
 set -euo pipefail
@@ -34,8 +32,6 @@ else
 fi
 filter=${BENCH:-.}
 tags=${BENCH_TAGS:-}
-# masq_test.go also needs "ignore", which keeps `go mod tidy` off masq.
-[[ ,$tags, == *,masq,* ]] && tags+=,ignore
 out=${OUT:-results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"
 raw=$out/raw.txt

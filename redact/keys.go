@@ -214,10 +214,11 @@ type keyMatcher struct {
 	// Looking up a key's last bytes rejects most keys in a few loads,
 	// without a loop.
 	ends      [64]uint64
-	lowEnds   [lowEndsWords]uint64 // ruledOut's table, see lowEnd
+	lowEnds   [lowEndsWords]uint64 // ruledOut3's table, see lowEnd
 	ends2     [16]uint64
 	pairEnds2 [16]uint64
 	ends1     uint64
+	ends4     [ends4Words]uint64 // secretRest's first table, see end4
 
 	last wordFilter   // last words of one-word and longer rules, qualifiers
 	pair wordFilter   // last words of two-word rules
@@ -253,6 +254,59 @@ func init() {
 func lowEnd(a, b, c byte) uint { return uint(low5[a])<<10 | uint(low5[b])<<5 | uint(low5[c]) }
 
 const lowEndsWords = 1 << 15 / 64
+
+// ends4 holds a bit for the last four bytes of each rule word, glued rule
+// word and qualifier of four bytes or more, and for each such word of
+// three bytes preceded by a separator. Four lower-case letters (the first
+// may be upper-case) hold no word boundary but maybe before the first, so
+// the last word of a key that ends in them is at least those four, and
+// only a word that ends in the same four can match it. Unlike lowEnds's
+// three, four tell client from current and session from version.
+//
+// The bit of four bytes is a hash of their letter codes (the low five
+// bits of each, the same for either case), packed as a little-endian
+// uint32 with the last byte on top: one load of the key's tail, a mask and
+// a multiply. A zero code stands for a separator.
+const (
+	ends4Bits  = 13
+	ends4Words = 1 << ends4Bits / 64
+)
+
+func end4(codes uint32) uint { return uint(codes*0x9E3779B1) >> (32 - ends4Bits) }
+
+// tail4 returns the last four bytes of key, the last on top; len(key) >= 4.
+func tail4(key string) uint32 {
+	n := len(key)
+	return uint32(key[n-4]) | uint32(key[n-3])<<8 | uint32(key[n-2])<<16 | uint32(key[n-1])<<24
+}
+
+// tail3 is tail4 of a separator and the last three bytes of key; len(key) >= 3.
+func tail3(key string) uint32 {
+	n := len(key)
+	return uint32(key[n-3])<<8 | uint32(key[n-2])<<16 | uint32(key[n-1])<<24
+}
+
+// letters4 reports whether the bytes of y are all ASCII letters, the last
+// three lower-case (set 0x20 in the first to let it be either).
+func letters4(y uint32) bool {
+	t := y | 0x80808080
+	return (t-0x61616161)&^(t-0x7b7b7b7b)&^y&0x80808080 == 0x80808080
+}
+
+// addEnd4 sets the bit of the lower-case word w.
+func (m *keyMatcher) addEnd4(w string) {
+	var codes uint32
+	switch n := len(w); {
+	case n >= 4:
+		codes = tail4(w) & 0x1f1f1f1f
+	case n == 3:
+		codes = tail3(w) & 0x1f1f1f1f
+	default:
+		return // a key ending in three lower-case letters never matches it
+	}
+	i := end4(codes)
+	m.ends4[i/64] |= 1 << (i % 64)
+}
 
 func end2(b, c byte) uint { return uint(lower[b]&31)<<5 | uint(lower[c]&31) }
 
@@ -390,6 +444,7 @@ func (m *keyMatcher) init(rules, allow []string) error {
 		lw := wordKey(ws[len(ws)-1])
 		m.byLast[lw] = append(m.byLast[lw], i)
 		m.addEnd(lw, len(ws) == 2)
+		m.addEnd4(lw)
 		switch len(ws) {
 		case 2:
 			m.pair.add(lw)
@@ -414,6 +469,7 @@ func (m *keyMatcher) init(rules, allow []string) error {
 		m.quals[wordKey(q)] = true
 		m.last.add(wordKey(q))
 		m.addEnd(wordKey(q), false)
+		m.addEnd4(wordKey(q))
 	}
 	return nil
 }
@@ -433,13 +489,26 @@ func (m *keyMatcher) secret(key string) bool {
 	return !m.ruledOut(key) && m.secretRest(key)
 }
 
-// ruledOut is the first step of secret, small enough to be inlined where
-// keys are checked most (needs): the common key ends in three lower-case
-// letters, so its last word has at least those three (a word boundary
-// needs an upper-case byte), and if no rule word or qualifier ends in them
-// the key is not secret. A filter hit only sends the key on, so a false
-// hit costs time, never a missed secret.
+// ruledOut is the first step of secret, which settles most keys with a
+// load of their last four bytes and one of a table (ends4), or, when those
+// are not four letters, of three (ruledOut3). A filter hit only sends the
+// key on, so a false hit costs time, never a missed secret. cleanAttr,
+// where keys are checked most, has the four-letter step written out.
 func (m *keyMatcher) ruledOut(key string) bool {
+	if len(key) >= 4 {
+		if y := tail4(key) | 0x20; letters4(y) {
+			i := end4(y & 0x1f1f1f1f)
+			return m.ends4[i/64]&(1<<(i%64)) == 0
+		}
+	}
+	return m.ruledOut3(key)
+}
+
+// ruledOut3 is ruledOut for keys whose last four bytes are not letters.
+// The last word of a key that ends in three lower-case letters has at
+// least those three (a word boundary needs an upper-case byte), and if no
+// rule word or qualifier ends in them the key is not secret.
+func (m *keyMatcher) ruledOut3(key string) bool {
 	if len(key) < 3 {
 		return false
 	}
@@ -451,6 +520,14 @@ func (m *keyMatcher) ruledOut(key string) bool {
 // secretRest is secret for a key that ruledOut let through.
 func (m *keyMatcher) secretRest(key string) bool {
 	if n := len(key); n >= 3 && info[key[n-1]]&info[key[n-2]]&info[key[n-3]]&infoLower != 0 {
+		// The last word is exactly these three bytes (ruledOut settled
+		// those of four letters or more): no rule word or qualifier of
+		// three is the same, so the key is not secret.
+		if n == 3 || class[key[n-4]] == sepc {
+			if i := end4(tail3(key) & 0x1f1f1f1f); m.ends4[i/64]&(1<<(i%64)) == 0 {
+				return false
+			}
+		}
 		return m.secretWords(key)
 	}
 	return m.quickShort(key) && m.secretWords(key)

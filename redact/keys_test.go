@@ -219,8 +219,13 @@ func TestKeyFiltersExact(t *testing.T) {
 		}
 		m := &r.keys
 		check := func(k string) {
-			if got, want := m.secret(k), m.match(k); got != want {
+			want := m.match(k)
+			if got := m.secret(k); got != want {
 				t.Errorf("%+v: secret(%q) = %v, exact step says %v", opts.Keys, k, got, want)
+			}
+			// cleanAttr has its own copy of the first steps.
+			if got := !r.cleanAttr(slog.Int(k, 1), 0); got != want {
+				t.Errorf("%+v: cleanAttr(%q=1) says secret %v, exact step says %v", opts.Keys, k, got, want)
 			}
 		}
 		for _, k := range keyProbes() {
@@ -242,6 +247,26 @@ func TestKeyFiltersExact(t *testing.T) {
 					check("api_" + e)
 				}
 			}
+		}
+		// Every ending of four from letters of the rule words and
+		// qualifiers, either case first, and separators and digits before
+		// three lower-case letters: the four-letter step.
+		const alpha4 = "acdeiknoprstwyACKPST_-.09"
+		const low3 = "acdeiknoprstwyv"
+		for _, a := range []byte(alpha4) {
+			for _, b := range []byte(low3) {
+				for _, c := range []byte(low3) {
+					for _, d := range []byte(low3) {
+						e := string([]byte{a, b, c, d})
+						check(e)
+						check("x" + e)
+						check("my_" + e)
+					}
+				}
+			}
+		}
+		for _, k := range []string{"client", "version", "session", "region", "duration", "current", "resource", "attempt", "cached", "elapsed", "address", "port", "pid", "url"} {
+			check(k)
 		}
 	}
 }

@@ -138,8 +138,38 @@ func next(s string, i int) int {
 			i = len(s)
 		}
 		for ; m != 0; m &= m - 1 {
-			if j := base + bits.TrailingZeros(m); candidate(s, j) {
+			// candidate(s, j), written out: this is the check of most
+			// triggers in clean text.
+			j := base + bits.TrailingZeros(m)
+			switch s[j] {
+			case 'b', 'B':
+				if j+5 < len(s) && (lower[s[j+1]] == 'e' || lower[s[j+1]] == 'a') {
+					return j
+				}
+			case 'J':
+				if j > 1 && s[j-1] == 'y' {
+					return j
+				}
+			case 'A':
+				if j+1 < len(s) && (s[j+1] == 'K' || s[j+1] == 'S') {
+					return j
+				}
+			case '_':
+				if j > 2 && (s[j-3] == 'g' || s[j-1] == 't') {
+					return j
+				}
+			case '-':
+				if j+1 < len(s) && s[j+1] == '-' || j > 3 && s[j-4] == 'x' {
+					return j
+				}
+			case '@':
 				return j
+			default: // '=', ':'
+				if j > 0 {
+					if c := s[j-1]; keyByte[c] || c == '"' || c == '\'' || c == ' ' || c == '\t' {
+						return j
+					}
+				}
 			}
 		}
 	}
@@ -147,7 +177,8 @@ func next(s string, i int) int {
 }
 
 // candidate reports whether the neighbours of trigger s[i] leave a match
-// possible.
+// possible. (next has a copy of it; TestNext and FuzzNext, whose reference
+// scan calls candidate, keep them equal.)
 func candidate(s string, i int) bool {
 	switch s[i] {
 	case 'b', 'B':

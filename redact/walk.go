@@ -85,24 +85,42 @@ func (r *Redactor) clean(as []slog.Attr, depth int) bool {
 	return true
 }
 
-// cleanAttr is !needs(a, depth, false), with the common case settled
-// here: a key that the first step of the key rules rules out, and a value
-// of a kind that holds no text, short text, text without a trigger, or a
-// group of those. This is most of the check of a clean record.
+// cleanAttr is !needs(a, depth, false), written out so that the check of
+// a clean record makes one call per attribute: the key rules (their first
+// step inlined), then a value of a kind that holds no text, text the scan
+// finds nothing in, or a group of those. This is most of the check of a
+// clean record.
 func (r *Redactor) cleanAttr(a slog.Attr, depth int) bool {
-	if r.keys.ruledOut(a.Key) {
-		switch a.Value.Kind() {
-		case slog.KindInt64, slog.KindUint64, slog.KindFloat64, slog.KindBool, slog.KindDuration, slog.KindTime:
-			return true
-		case slog.KindString:
-			s := a.Value.String()
-			return len(s) < r.minText || !r.hasSecret(s)
-		case slog.KindGroup:
-			g := a.Value.Group()
-			return len(g) == 0 || depth < r.maxDepth && r.clean(g, depth+1)
-		}
+	// keys.secret, with the four-letter step of ruledOut written out:
+	// most keys stop there.
+	var secret bool
+	if k := a.Key; len(k) >= 4 && letters4(tail4(k)|0x20) {
+		i := end4(tail4(k) & 0x1f1f1f1f)
+		secret = r.keys.ends4[i/64]&(1<<(i%64)) != 0 && r.keys.secretRest(k)
+	} else {
+		secret = !r.keys.ruledOut3(k) && r.keys.secretRest(k)
 	}
-	return !r.needs(a, depth, false)
+	if secret {
+		return !needsSecret(a.Value)
+	}
+	switch a.Value.Kind() {
+	case slog.KindString:
+		// hasSecret, with its first step written out.
+		s := a.Value.String()
+		if len(s) < r.minText {
+			return true
+		}
+		i := next(s, 0)
+		return i == len(s) && len(r.patterns) == 0 || !r.hasSecretFrom(s, i)
+	case slog.KindGroup:
+		g := a.Value.Group()
+		return len(g) == 0 || depth < r.maxDepth && r.clean(g, depth+1)
+	case slog.KindLogValuer:
+		return false
+	case slog.KindAny:
+		return !r.needsAny(a.Value, depth)
+	}
+	return true // numbers, bools, durations, times
 }
 
 func needsSecret(v slog.Value) bool {
