@@ -78,6 +78,7 @@ type ratio struct {
 	den    [2]string // empty name: the value is num alone
 	invert bool      // value = den/num (throughput from ns/op)
 	diff   bool      // value = num-den
+	sub    [2]string // if set, value = (num-sub)/den
 	cmp    string    // "<=", ">=" or "=="; "" for information only
 	target float64
 	note   string
@@ -92,6 +93,8 @@ var ratios = []ratio{
 	{label: "  same, CPU time", num: [2]string{"AppPassthrough", "cpu-ns/op"}, den: [2]string{"PeerAppBare", "cpu-ns/op"}, target: 1.05, note: "less sensitive to other tenants"},
 	{label: "AppPassthrough / DiagPeerAppBareTrace (CPU time)", num: [2]string{"AppPassthrough", "cpu-ns/op"}, den: [2]string{"DiagPeerAppBareTrace", "cpu-ns/op"}, target: 1.05, note: "like-for-like peer: same trace_id/span_id added"},
 	{label: "AuditFileOTLP / PeerOtelslogBatch (ns/op)", num: [2]string{"AuditFileOTLP", "ns/op"}, den: [2]string{"PeerOtelslogBatch", "ns/op"}, cmp: "<=", target: 0.5},
+	{label: "  same, the caller thread's own CPU time", num: [2]string{"AuditFileOTLP", "caller-cpu-ns/op"}, den: [2]string{"PeerOtelslogBatch", "caller-cpu-ns/op"}, target: 0.5, note: "without background goroutines' work"},
+	{label: "  the OTLP leg alone, caller's CPU: (AuditFileOTLP - AuditFileNone) / PeerOtelslogBatch", num: [2]string{"AuditFileOTLP", "caller-cpu-ns/op"}, den: [2]string{"PeerOtelslogBatch", "caller-cpu-ns/op"}, sub: [2]string{"AuditFileNone", "caller-cpu-ns/op"}, target: 0.5, note: "what the OTLP leg adds on the logging goroutine"},
 	{label: "AuditParallelAlways / NaiveParallelFsync (throughput)", num: [2]string{"AuditParallelAlways", "ns/op"}, den: [2]string{"NaiveParallelFsync", "ns/op"}, invert: true, cmp: ">=", target: 30},
 	{label: "RedactDiscard / PeerMasq (ns/op)", num: [2]string{"RedactDiscard", "ns/op"}, den: [2]string{"PeerMasq", "ns/op"}, cmp: "<=", target: 0.33},
 	{label: "  same, CPU time", num: [2]string{"RedactDiscard", "cpu-ns/op"}, den: [2]string{"PeerMasq", "cpu-ns/op"}, target: 0.33, note: "less sensitive to other tenants"},
@@ -167,6 +170,13 @@ func main() {
 			target = fmt.Sprintf("(%s%s)", cmp, fmtNum(r.target))
 		}
 		nv, nn, nerr := get(r.num)
+		if r.sub[0] != "" && nerr == "" {
+			sv, _, serr := get(r.sub)
+			if serr != "" {
+				nerr = serr
+			}
+			nv -= sv
+		}
 		var dv float64
 		var dn int
 		var derr string
@@ -223,7 +233,7 @@ func main() {
 
 // printMedians prints one line per benchmark with the median of each unit.
 func printMedians(s samples, order []string) {
-	units := []string{"ns/op", "cpu-ns/op", "MB/s", "B/op", "allocs/op", "on/off"}
+	units := []string{"ns/op", "cpu-ns/op", "caller-cpu-ns/op", "MB/s", "B/op", "allocs/op", "on/off"}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "benchmark (medians)\tn\t")
 	for _, u := range units {
