@@ -300,8 +300,12 @@ type exporter struct {
 	conv    converter
 	spare   queue
 	pending []pent // sorted by seq once sorted is true
-	sorted  bool
-	next    uint64 // the seq to export next: cursor+1
+	// pdata holds the bodies of pending, copied from the queue's arena
+	// (one copy per take instead of one allocation per record); see
+	// compact.
+	pdata  []byte
+	sorted bool
+	next   uint64 // the seq to export next: cursor+1
 	// scanFile says the files may hold records after next that the queue
 	// does not: at start, after Shutdown began, after a read error.
 	scanFile bool
@@ -447,7 +451,9 @@ func (e *exporter) take() {
 		if e.sorted && len(e.pending) > 0 && q.seq < e.pending[len(e.pending)-1].seq {
 			e.sorted = false
 		}
-		e.pending = append(e.pending, pent{seq: q.seq, chain: q.chain, body: slices.Clone(taken.data[q.off : q.off+q.n])})
+		off := len(e.pdata)
+		e.pdata = append(e.pdata, taken.data[q.off:q.off+q.n]...)
+		e.pending = append(e.pending, pent{seq: q.seq, chain: q.chain, body: e.pdata[off:len(e.pdata):len(e.pdata)]})
 	}
 	clear(taken.ents)
 	taken.ents, taken.data = taken.ents[:0], taken.data[:0]
@@ -472,8 +478,36 @@ func (e *exporter) releaseAll() {
 	for _, p := range e.pending {
 		n += len(p.body) + entOverhead
 	}
-	e.pending = nil
+	e.pending, e.pdata = nil, nil
 	e.release(n)
+}
+
+// compact bounds pdata after records left pending: empty, its space is
+// reused (emit copies what it keeps); mostly dead (bodies exported, or
+// left in an array append outgrew), the live bodies move to a new one.
+func (e *exporter) compact() {
+	if len(e.pending) == 0 {
+		e.pending = nil // let the backing array go
+		e.pdata = e.pdata[:0]
+		if cap(e.pdata) > e.b.cfg.queueBytes {
+			e.pdata = nil
+		}
+		return
+	}
+	live := 0
+	for _, p := range e.pending {
+		live += len(p.body)
+	}
+	if len(e.pdata) < 64<<10 || len(e.pdata) < 4*live {
+		return
+	}
+	data := make([]byte, 0, 2*live)
+	for i := range e.pending {
+		off := len(data)
+		data = append(data, e.pending[i].body...)
+		e.pending[i].body = data[off:len(data):len(data)]
+	}
+	e.pdata = data
 }
 
 // ready reports whether to build a batch now.
@@ -519,9 +553,7 @@ func (e *exporter) build(now time.Time) {
 	defer func() {
 		clear(e.pending[:used])
 		e.pending = e.pending[used:]
-		if len(e.pending) == 0 {
-			e.pending = nil // let the backing array go
-		}
+		e.compact()
 		e.release(freed)
 	}()
 	for e.bn < b.cfg.batch {
