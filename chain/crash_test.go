@@ -82,20 +82,26 @@ func newCrashPaths(root string) crashPaths {
 	}
 }
 
-// crashOptions alternates by run between SyncAlways (write(2) and fsync
-// per batch) and SyncNone (records copied into memory-mapped, preallocated
-// files): both must survive a SIGKILL with every acknowledged record.
+// crashOptions rotates by run between SyncAlways (the default: zeroed,
+// preallocated files, pwrite(2) and fdatasync per batch), SyncNone (records
+// copied into memory-mapped, preallocated files) and SyncAlways without
+// preallocation (write(2) and fsync per batch): all must survive a SIGKILL
+// with every acknowledged record.
 func crashOptions(p crashPaths, signer note.Signer, onError func(error), run int) Options {
-	policy := rotate.SyncAlways
-	if run%2 == 0 {
+	policy, prealloc := rotate.SyncAlways, int64(0)
+	switch run % 3 {
+	case 2:
 		policy = rotate.SyncNone
+	case 0:
+		prealloc = -1
 	}
 	return Options{
 		KeyFile: p.key,
 		Rotate: rotate.Options{
-			Dir:      p.dir,
-			Sync:     policy,
-			MaxBytes: crashMaxBytes,
+			Dir:         p.dir,
+			Sync:        policy,
+			MaxBytes:    crashMaxBytes,
+			Preallocate: prealloc,
 		},
 		Checkpoints: CheckpointOptions{
 			Signer:  signer,

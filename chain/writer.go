@@ -31,7 +31,9 @@ const (
 
 // DefaultPreallocate is the Rotate.Preallocate a Writer uses unless told
 // otherwise (negative: off): records are appended to memory-mapped,
-// preallocated files, which costs no system call per record.
+// preallocated files, which costs no system call per record (under
+// SyncAlways: with pwrite(2) into zeroed preallocated space, whose
+// fdatasync(2) then flushes only data).
 const DefaultPreallocate = 4 << 20
 
 // Options configure a Writer.
@@ -148,10 +150,10 @@ func Open(opts Options) (*Writer, error) {
 	if ro.Ext == "" {
 		ro.Ext = DefaultExt
 	}
-	if ro.Preallocate == 0 && ro.Sync != rotate.SyncAlways {
-		// Under SyncAlways every batch is fsynced, which write-protects the
-		// mapped pages again: each next batch would take a page fault, and
-		// write(2) is cheaper.
+	if ro.Preallocate == 0 {
+		// Under SyncAlways rotate zeroes preallocated space and writes it
+		// with pwrite(2) rather than through a mapping: each fdatasync(2)
+		// then flushes only data (see rotate.Options.Preallocate).
 		ro.Preallocate = DefaultPreallocate
 	}
 	var ks KeyState

@@ -9,3 +9,5 @@ import "os"
 const mmapSupported = false
 
 func newMappedFile(f *os.File, _ int64) File { return f }
+
+func newPreallocFile(f *os.File, _, _ int64) File { return f }

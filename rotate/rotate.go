@@ -117,9 +117,13 @@ type Options struct {
 	// Preallocate, if positive, grows each file by this many bytes at a
 	// time with fallocate(2) and appends by copying into a shared memory
 	// mapping of that space (Linux): the bytes reach the page cache, as
-	// with write(2), but without a system call per batch. Close cuts the
-	// unused rest; after a crash it remains as NUL bytes, which readers
-	// treat as unwritten. Ignored with OpenFile or where unsupported.
+	// with write(2), but without a system call per batch. Under SyncAlways
+	// it writes zeros over that space first and then appends with
+	// pwrite(2) into it instead (each fsync would write-protect mapped
+	// pages again), syncing with fdatasync(2), which then has neither a
+	// file size nor extents to flush, only the data. Close cuts the unused
+	// rest; after a crash it remains as NUL bytes, which readers treat as
+	// unwritten. Ignored with OpenFile or where unsupported.
 	Preallocate int64
 	SyncEvery   time.Duration // fsync period for SyncInterval; default 1s
 
@@ -180,7 +184,7 @@ type Writer struct {
 	onRotate   func(string)
 	onError    func(error)
 	beforeRm   func(path string) error
-	mapChunk   int64      // Preallocate, when files are mapped
+	mapChunk   int64      // Preallocate, when supported (files are mapped, or zeroed under SyncAlways)
 	retainMu   sync.Mutex // one retention pass at a time
 	fr         Framer
 	eager      bool // a Framer was given: create files at once, not at the first record
