@@ -635,6 +635,51 @@ func TestPreallocatedTail(t *testing.T) {
 	assertClass(t, verify(t, dir, testKey), Modified)
 }
 
+// A power loss can keep a later page of an unacknowledged batch and lose
+// the one before it: NUL bytes, then a fragment of lines. Verify, before
+// any writer resumes, reports it as an edit (FORMAT.md §5); the writer that
+// resumes cuts the file at the first NUL byte, fragments included, and
+// what is left verifies.
+func TestPowerLossFragments(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(Options{Key: testKey, Rotate: rotate.Options{Dir: dir, Preallocate: 1 << 16}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		w.Append(fmt.Appendf(nil, `"i":%d`, i), nil)
+	}
+	path := w.Path()
+	if fi, _ := os.Stat(path); fi.Size() != 1<<16 {
+		t.Skipf("file not preallocated (%d bytes): no mapped files here", fi.Size())
+	}
+	crashed := t.TempDir()
+	copyDir(t, dir, crashed)
+	w.Close()
+	cpath := files(t, crashed)[0]
+	data, _ := os.ReadFile(cpath)
+	content := bytes.IndexByte(data, 0)
+	// The next page holds the tail of a line and a whole one, as if two
+	// more records had been written across the page boundary.
+	page := (content/4096 + 1) * 4096
+	fragment := []byte(`9a","mac":"00"}` + "\n" + `{"seq":8,"prev":"00","i":7,"mac":"00"}` + "\n")
+	copy(data[page:], fragment)
+	if err := os.WriteFile(cpath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	assertClass(t, verify(t, crashed, testKey), Modified)
+	w2, err := Open(Options{Key: testKey, Rotate: rotate.Options{Dir: crashed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2.Close()
+	data, _ = os.ReadFile(cpath)
+	if bytes.IndexByte(data, 0) >= 0 || bytes.Contains(data, []byte(`"i":7`)) {
+		t.Fatalf("the resumed writer left the NUL bytes or the fragment: %q", data[max(0, content-16):])
+	}
+	assertIntact(t, verify(t, crashed, testKey))
+}
+
 // Cutting the checkpoints file and editing an epoch whose key is gone must
 // not get the edit signed when the writer restarts: it cannot check those
 // lines, so it does not vouch for them, and verification says so.
