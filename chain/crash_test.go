@@ -393,7 +393,10 @@ func (s *crashState) checkNotes(run int) {
 				t.Logf("run %d: torn last line in the checkpoints file (the next Open trims it)", run)
 				break
 			}
-			t.Fatalf("run %d: checkpoints file line %d: %v", run, e.Line, e.Err)
+			// Say what both reads saw: a torn last line that reads as
+			// complete the second time means something still wrote.
+			t.Fatalf("run %d: checkpoints file line %d of %d: %v; torn %v; the file read again: %d bytes, ending %q",
+				run, e.Line, len(entries), e.Err, e.Torn, len(data), data[max(0, len(data)-48):])
 		}
 		c, err := OpenCheckpoint(e.Note, s.verifier)
 		if err != nil {
