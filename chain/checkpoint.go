@@ -78,7 +78,7 @@ func (c *Checkpoint) Body() []byte {
 func (c *Checkpoint) hashText() {
 	if c.text != nil {
 		c.Digest = sha256.Sum256(c.text)
-		textPool.Put(c.text[:0])
+		recycleText(c.text)
 		c.text = nil
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"hash"
 	"os"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/slogaudit/slogaudit/internal/jsonenc"
@@ -139,8 +138,37 @@ func (s *sealer) seal(b, body []byte) []byte {
 // bound the memory kept for its digest.
 const maxEpochText = 8 << 20
 
-// textPool recycles the buffers of the epochs' lines.
-var textPool = sync.Pool{New: func() any { return []byte(nil) }}
+// epochTexts recycles the buffers of the epochs' lines. Not a sync.Pool:
+// that is emptied at every garbage collection, and a new buffer growing to
+// an epoch's size (~400 KiB for 1,000 records) by doubling cost the
+// logging goroutine more than copying the lines into it.
+var epochTexts = make(chan []byte, 2)
+
+// maxKeptText bounds the capacity of a recycled buffer, and so the memory
+// epochTexts keeps.
+const maxKeptText = 2 << 20
+
+// newText returns an empty buffer for an epoch's lines, of at least
+// capacity hint if it is new.
+func newText(hint int) []byte {
+	select {
+	case b := <-epochTexts:
+		return b[:0]
+	default:
+		return make([]byte, 0, min(hint, maxKeptText))
+	}
+}
+
+// recycleText gives an epoch's buffer back once its digest is taken.
+func recycleText(b []byte) {
+	if cap(b) > maxKeptText {
+		return
+	}
+	select {
+	case epochTexts <- b[:0]:
+	default:
+	}
+}
 
 // checkpointReq asks the sealer to end the epoch if it holds any line.
 type checkpointReq struct{}
@@ -214,7 +242,8 @@ func (s *sealer) endEpoch(t time.Time) {
 		c.key = bytes.Clone(s.cur.key) // until the checkpoint is settled (Writer.EpochKey)
 	}
 	s.cur.ends = append(s.cur.ends, c)
-	s.cur.text, s.cur.unknown = textPool.Get().([]byte)[:0], false
+	n := len(s.cur.text)
+	s.cur.text, s.cur.unknown = newText(n+n/4), false
 	s.cur.epoch++
 	s.cur.lines = 0
 	if s.cur.key != nil {

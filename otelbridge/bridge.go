@@ -23,6 +23,9 @@ import (
 
 const scopeName = "github.com/slogaudit/slogaudit/otelbridge"
 
+// pendingChunk is the size of the chunks take copies bodies into.
+const pendingChunk = 64 << 10
+
 // entOverhead is what a queued record costs besides its body, for the
 // queue's byte bound.
 const entOverhead = 64
@@ -56,6 +59,9 @@ type Bridge struct {
 
 	exported, replayed, dropped, failures, skipped, cursor atomic.Uint64
 	overflow                                               atomic.Bool // Audit dropped a record since the goroutine last looked
+	// idle is set by the goroutine before it waits with nothing to do and
+	// no timer: only then does a record need to wake it (see Audit).
+	idle atomic.Bool
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -136,9 +142,13 @@ func (b *Bridge) Audit(body []byte, pos chain.Position) {
 	b.q.ents = append(b.q.ents, qent{seq: pos.Seq, chain: pos.Chain, off: off, n: len(body)})
 	k := len(b.q.ents)
 	b.mu.Unlock()
-	// Wake the goroutine when the queue stops being empty (it starts the
-	// batch timer) and when a batch is full; otherwise let it sleep.
-	if k == 1 || k%b.cfg.batch == 0 {
+	// Wake the goroutine when it waits with nothing to do (it starts the
+	// batch timer) and when a batch is full; otherwise let it sleep: a
+	// wakeup costs the logging goroutine a futex call when the goroutine
+	// waits, which is several times what the copy above costs. (Waking
+	// it at every first record after a take did that for nearly every
+	// record while the goroutine kept up.)
+	if k%b.cfg.batch == 0 || b.idle.Load() && b.idle.CompareAndSwap(true, false) {
 		select {
 		case b.wake <- struct{}{}:
 		default:
@@ -300,10 +310,11 @@ type exporter struct {
 	conv    converter
 	spare   queue
 	pending []pent // sorted by seq once sorted is true
-	// pdata holds the bodies of pending, copied from the queue's arena
-	// (one copy per take instead of one allocation per record); see
-	// compact.
-	pdata  []byte
+	// chunk is where take copies the bodies of pending: one allocation
+	// per pendingChunk bytes instead of one per record. A chunk is never
+	// written again once full; the garbage collector frees it when no
+	// pending body refers to it.
+	chunk  []byte
 	sorted bool
 	next   uint64 // the seq to export next: cursor+1
 	// scanFile says the files may hold records after next that the queue
@@ -312,15 +323,16 @@ type exporter struct {
 	since    time.Time // when the oldest unexported queued record arrived
 
 	// The batch being exported, and retried until acknowledged.
-	bn        int
-	bLast     uint64
-	bLastMAC  [32]byte
-	ackMAC    [32]byte // chain value of the cursor's record
-	retryAt   time.Time
-	backoff   time.Duration
-	failing   bool
-	curPath   string
-	persisted uint64
+	bn          int
+	bLast       uint64
+	bLastMAC    [32]byte
+	ackMAC      [32]byte // chain value of the cursor's record
+	retryAt     time.Time
+	backoff     time.Duration
+	failing     bool
+	curPath     string
+	persisted   uint64
+	persistedAt time.Time
 
 	notes noteState
 }
@@ -372,6 +384,13 @@ func (b *Bridge) run() {
 		if !deadline.IsZero() {
 			timer.Reset(max(deadline.Sub(now), 0))
 			tc = timer.C
+		} else if !stopping {
+			if e.persisted != b.cursor.Load() {
+				e.persist() // out of work: the cursor catches up
+			}
+			if !b.goIdle() {
+				continue // a record came in meanwhile
+			}
 		}
 		select {
 		case <-b.wake:
@@ -379,6 +398,7 @@ func (b *Bridge) run() {
 		case <-stop:
 		case <-b.runCtx.Done():
 		}
+		b.idle.Store(false)
 	}
 	if e.persisted != b.cursor.Load() {
 		e.persist()
@@ -388,6 +408,20 @@ func (b *Bridge) run() {
 		b.flushErr = fmt.Errorf("otelbridge: stopped before every record was exported (cursor %d; the next start exports the rest from the file): %w",
 			b.cursor.Load(), context.Cause(b.runCtx))
 	}
+}
+
+// goIdle marks the goroutine idle before it waits without a timer, unless
+// the queue holds records already: Audit, which appends under mu and then
+// reads idle, either sees idle set or appended before this look.
+func (b *Bridge) goIdle() bool {
+	b.idle.Store(true)
+	b.mu.Lock()
+	empty := len(b.q.ents) == 0
+	b.mu.Unlock()
+	if !empty {
+		b.idle.Store(false)
+	}
+	return empty
 }
 
 // loadCursor reads the persisted cursor and checks that it belongs to the
@@ -451,9 +485,12 @@ func (e *exporter) take() {
 		if e.sorted && len(e.pending) > 0 && q.seq < e.pending[len(e.pending)-1].seq {
 			e.sorted = false
 		}
-		off := len(e.pdata)
-		e.pdata = append(e.pdata, taken.data[q.off:q.off+q.n]...)
-		e.pending = append(e.pending, pent{seq: q.seq, chain: q.chain, body: e.pdata[off:len(e.pdata):len(e.pdata)]})
+		if len(e.chunk)+q.n > cap(e.chunk) {
+			e.chunk = make([]byte, 0, max(pendingChunk, q.n))
+		}
+		off := len(e.chunk)
+		e.chunk = append(e.chunk, taken.data[q.off:q.off+q.n]...)
+		e.pending = append(e.pending, pent{seq: q.seq, chain: q.chain, body: e.chunk[off:len(e.chunk):len(e.chunk)]})
 	}
 	clear(taken.ents)
 	taken.ents, taken.data = taken.ents[:0], taken.data[:0]
@@ -478,36 +515,8 @@ func (e *exporter) releaseAll() {
 	for _, p := range e.pending {
 		n += len(p.body) + entOverhead
 	}
-	e.pending, e.pdata = nil, nil
+	e.pending, e.chunk = nil, nil
 	e.release(n)
-}
-
-// compact bounds pdata after records left pending: empty, its space is
-// reused (emit copies what it keeps); mostly dead (bodies exported, or
-// left in an array append outgrew), the live bodies move to a new one.
-func (e *exporter) compact() {
-	if len(e.pending) == 0 {
-		e.pending = nil // let the backing array go
-		e.pdata = e.pdata[:0]
-		if cap(e.pdata) > e.b.cfg.queueBytes {
-			e.pdata = nil
-		}
-		return
-	}
-	live := 0
-	for _, p := range e.pending {
-		live += len(p.body)
-	}
-	if len(e.pdata) < 64<<10 || len(e.pdata) < 4*live {
-		return
-	}
-	data := make([]byte, 0, 2*live)
-	for i := range e.pending {
-		off := len(data)
-		data = append(data, e.pending[i].body...)
-		e.pending[i].body = data[off:len(data):len(data)]
-	}
-	e.pdata = data
 }
 
 // ready reports whether to build a batch now.
@@ -553,7 +562,9 @@ func (e *exporter) build(now time.Time) {
 	defer func() {
 		clear(e.pending[:used])
 		e.pending = e.pending[used:]
-		e.compact()
+		if len(e.pending) == 0 {
+			e.pending = nil // let the backing array go
+		}
 		e.release(freed)
 	}()
 	for e.bn < b.cfg.batch {
@@ -652,11 +663,23 @@ func (e *exporter) export() {
 	e.ackMAC = e.bLastMAC
 	e.bn = 0
 	b.proc.reset()
-	e.persist()
+	if time.Since(e.persistedAt) >= cursorEvery {
+		e.persist()
+	}
 	e.notesAcked()
 }
 
+// cursorEvery is how often, at most, an acknowledgement is written to the
+// cursor file while records flow; the cursor is also written when the
+// goroutine runs out of work and when it stops. Writing it is an fsync,
+// which after every batch kept the goroutine waiting about as long as it
+// worked: it fell behind a busy logger and replayed most records from the
+// files. What a crash loses is at most this much of acknowledgements:
+// those records are sent again, with the same audit.seq.
+const cursorEvery = 250 * time.Millisecond
+
 func (e *exporter) persist() {
+	e.persistedAt = time.Now()
 	seq := e.b.cursor.Load()
 	if err := writeCursor(e.curPath, seq, e.ackMAC); err != nil {
 		otel.Handle(err)

@@ -527,32 +527,27 @@ func (c countingCounter) Add(_ context.Context, n int64, _ ...metric.AddOption) 
 	c.p.sums[c.name] += n
 }
 
-// TestCompact: pending bodies survive compaction unchanged, and the arena
-// shrinks to the live bodies once they are a small part of it.
-func TestCompact(t *testing.T) {
-	e := &exporter{b: &Bridge{cfg: config{queueBytes: 1 << 20}}}
-	for i := range 1000 {
-		off := len(e.pdata)
-		e.pdata = append(e.pdata, fmt.Sprintf("record %04d %s", i, strings.Repeat("x", 100))...)
-		e.pending = append(e.pending, pent{seq: uint64(i + 1), body: e.pdata[off:len(e.pdata):len(e.pdata)]})
-	}
-	e.compact() // all live: nothing moves
-	if len(e.pending) != 1000 || len(e.pdata) < 100_000 {
-		t.Fatalf("compacted a live arena: %d pending, %d bytes", len(e.pending), len(e.pdata))
-	}
-	e.pending = e.pending[990:]
-	e.compact()
-	if len(e.pdata) > 10*200 {
-		t.Fatalf("arena of %d bytes for 10 live bodies", len(e.pdata))
-	}
-	for i, p := range e.pending {
-		if want := fmt.Sprintf("record %04d %s", 990+i, strings.Repeat("x", 100)); string(p.body) != want {
-			t.Fatalf("body %d = %q after compaction", i, p.body)
+// TestWakeAfterIdle: a record logged while the exporter goroutine waits
+// with nothing to do is exported within the batch delay, every time (a
+// record arriving between its last look at the queue and its wait must not
+// be left until the next one), and the cursor file catches up while idle.
+func TestWakeAfterIdle(t *testing.T) {
+	r := newReceiver(t)
+	dir := t.TempDir()
+	b := newTestBridge(t, dir, r.endpoint(), WithBatch(1000, 5*time.Millisecond))
+	h := newTestHandler(t, dir, b)
+	l := handler.Logger(slog.New(h))
+	for i := range 50 {
+		if i%2 == 0 {
+			// Half the time wait until it is idle, half the time log at once.
+			eventually(t, 5*time.Second, "the exporter goes idle", b.idle.Load)
 		}
+		l.Info("ping", "i", i)
+		want := uint64(i + 1)
+		eventually(t, 5*time.Second, fmt.Sprintf("record %d exported", i), func() bool { return b.Stats().Cursor >= want })
 	}
-	e.pending = e.pending[:0]
-	e.compact()
-	if e.pending != nil || len(e.pdata) != 0 {
-		t.Fatalf("empty pending: %d pending, %d bytes", len(e.pending), len(e.pdata))
-	}
+	eventually(t, 5*time.Second, "the cursor file at the last record", func() bool {
+		seq, _, err := readCursor(cursorPath(dir, chain.DefaultPrefix))
+		return err == nil && seq >= 50 && seq == b.Stats().Cursor
+	})
 }
