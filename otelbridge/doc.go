@@ -39,8 +39,10 @@
 // (100 ms to 10 s); otlploghttp's own retry is switched off so that this loop
 // alone decides. The cursor is kept in the audit directory in
 // ".otlp-cursor-<prefix>" (written with a temporary file, fsync and rename
-// after each acknowledged batch; rotate.List and the verifier ignore it), so
-// a restarted process resumes where the last one was acknowledged. Without a
+// at most every 250 ms while records flow, and whenever the goroutine runs
+// out of work or stops; rotate.List and the verifier ignore it), so a
+// restarted process resumes where the last one was acknowledged, give or
+// take the last 250 ms of acknowledgements, which it sends again. Without a
 // cursor file (the first start with OTLP on) the bridge exports every record
 // the files hold; a cursor that does not match the chain in the directory
 // (another chain started there) is reported and ignored the same way.
