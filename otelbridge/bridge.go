@@ -335,6 +335,9 @@ type exporter struct {
 	persistedAt time.Time
 
 	notes noteState
+
+	spanSC  trace.SpanContext // of the last record with one, and
+	spanCtx context.Context   // a context that carries it
 }
 
 func (b *Bridge) run() {
@@ -619,7 +622,12 @@ func (e *exporter) emit(ctx context.Context, members []byte, pos chain.Position,
 	rec, sc, _ := e.conv.convert(members, pos, now) // a malformed record is exported as its raw text
 	e.conv.release()
 	if sc.HasTraceID() || sc.HasSpanID() {
-		ctx = trace.ContextWithSpanContext(ctx, sc)
+		// The records of one request follow each other: one context
+		// for all of them (the SDK reads the IDs from the context).
+		if !sc.Equal(e.spanSC) || e.spanCtx == nil {
+			e.spanSC, e.spanCtx = sc, trace.ContextWithSpanContext(context.Background(), sc)
+		}
+		ctx = e.spanCtx
 	}
 	e.b.logger.Emit(ctx, rec)
 	e.bn++
