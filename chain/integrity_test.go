@@ -590,26 +590,32 @@ func TestVerifyWithCurrentKey(t *testing.T) {
 	writeLines(t, path, lines)
 }
 
-// Preallocated files: the unwritten rest reads as NUL bytes. It is not
-// content: a crash leaves it, verify passes, and the next Open cuts it. NUL
-// bytes with content after them are an edit.
-func TestPreallocatedTail(t *testing.T) {
-	dir := t.TempDir()
+// crashPreallocated writes five records into a preallocated file and
+// returns its directory, closed, and a copy taken before Close: the
+// directory as a crash would leave it, with the NUL tail.
+func crashPreallocated(t *testing.T) (dir, crashed string) {
+	t.Helper()
+	dir, crashed = t.TempDir(), t.TempDir()
 	w, err := Open(Options{Key: testKey, Rotate: rotate.Options{Dir: dir, Preallocate: 1 << 16}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer w.Close()
 	for i := range 5 {
 		w.Append(fmt.Appendf(nil, `"i":%d`, i), nil)
 	}
-	path := w.Path()
-	if fi, _ := os.Stat(path); fi.Size() != 1<<16 {
+	if fi, _ := os.Stat(w.Path()); fi.Size() != 1<<16 {
 		t.Skipf("file not preallocated (%d bytes): no mapped files here", fi.Size())
 	}
-	// A crash now: copy the directory as it is.
-	crashed := t.TempDir()
 	copyDir(t, dir, crashed)
-	w.Close()
+	return dir, crashed
+}
+
+// Preallocated files: the unwritten rest reads as NUL bytes. It is not
+// content: a crash leaves it, verify passes, and the next Open cuts it. NUL
+// bytes with content after them are an edit.
+func TestPreallocatedTail(t *testing.T) {
+	dir, crashed := crashPreallocated(t)
 	rep := verify(t, crashed, testKey)
 	assertIntact(t, rep)
 	if rep.Lines != 6 {
@@ -641,21 +647,7 @@ func TestPreallocatedTail(t *testing.T) {
 // resumes cuts the file at the first NUL byte, fragments included, and
 // what is left verifies.
 func TestPowerLossFragments(t *testing.T) {
-	dir := t.TempDir()
-	w, err := Open(Options{Key: testKey, Rotate: rotate.Options{Dir: dir, Preallocate: 1 << 16}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 5 {
-		w.Append(fmt.Appendf(nil, `"i":%d`, i), nil)
-	}
-	path := w.Path()
-	if fi, _ := os.Stat(path); fi.Size() != 1<<16 {
-		t.Skipf("file not preallocated (%d bytes): no mapped files here", fi.Size())
-	}
-	crashed := t.TempDir()
-	copyDir(t, dir, crashed)
-	w.Close()
+	_, crashed := crashPreallocated(t)
 	cpath := files(t, crashed)[0]
 	data, _ := os.ReadFile(cpath)
 	content := bytes.IndexByte(data, 0)
