@@ -3,7 +3,6 @@ package chain
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,7 +12,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -414,19 +412,13 @@ func (v *verifier) macOK(l *Line) bool {
 
 // file walks one file. last reports whether it is the newest.
 func (v *verifier) file(path string, last bool) error {
-	f, err := os.Open(path)
+	// rotate.Open: a file compressed since it was listed (the writer of a
+	// live directory) is read as its .gz.
+	r, err := rotate.Open(path)
 	if err != nil {
 		return fmt.Errorf("chain: verify: %w", err)
 	}
-	defer f.Close()
-	var r io.Reader = f
-	if strings.HasSuffix(path, ".gz") {
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			return fmt.Errorf("chain: verify %s: %w", path, err)
-		}
-		r = zr
-	}
+	defer r.Close()
 	v.rep.Files = append(v.rep.Files, FileReport{Name: BaseName(path)})
 	v.fr = &v.rep.Files[len(v.rep.Files)-1]
 	v.badKey, v.closed = false, false

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slogaudit/slogaudit/chain"
+	"github.com/slogaudit/slogaudit/rotate"
 )
 
 // A reader without the key of an epoch cannot check the MACs of its lines,
@@ -86,7 +87,7 @@ func (r *Reader) digestRanges(path string) []seqRange {
 	}
 	r.mu.Unlock()
 
-	rc, err := open(path)
+	rc, err := rotate.Open(path)
 	if errors.Is(err, fs.ErrNotExist) || err != nil {
 		return nil
 	}

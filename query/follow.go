@@ -268,7 +268,7 @@ func (f *follower) openNext() (bool, error) {
 	}
 	path := files[next]
 	f.name = chain.BaseName(path)
-	rc, err := open(path)
+	rc, err := rotate.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return true, nil // removed (retention) since it was listed: on to the next
 	}
@@ -307,7 +307,7 @@ func (r *Reader) Head() (uint64, error) {
 // lastSeq returns the seq of the last sealed line of the file at path (0:
 // none, or the file is gone).
 func lastSeq(path string) (uint64, error) {
-	rc, err := open(path)
+	rc, err := rotate.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}

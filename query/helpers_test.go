@@ -3,15 +3,9 @@ package query_test
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
-	"errors"
-	"io"
-	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -73,20 +67,9 @@ func auditSeqs(t testing.TB, dir string) []uint64 {
 	}
 	var seqs []uint64
 	for _, path := range files {
-		var rd io.Reader
-		f, err := os.Open(path)
-		if errors.Is(err, fs.ErrNotExist) && !strings.HasSuffix(path, ".gz") {
-			path += ".gz" // compressed since it was listed
-			f, err = os.Open(path)
-		}
+		rd, err := rotate.Open(path)
 		if err != nil {
 			t.Fatal(err)
-		}
-		rd = f
-		if strings.HasSuffix(path, ".gz") {
-			if rd, err = gzip.NewReader(f); err != nil {
-				t.Fatal(err)
-			}
 		}
 		sc := bufio.NewScanner(rd)
 		sc.Buffer(nil, 1<<20)
@@ -99,7 +82,7 @@ func auditSeqs(t testing.TB, dir string) []uint64 {
 				seqs = append(seqs, l.Seq)
 			}
 		}
-		f.Close()
+		rd.Close()
 	}
 	return seqs
 }

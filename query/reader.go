@@ -3,7 +3,6 @@ package query
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -13,9 +12,6 @@ import (
 	"io"
 	"io/fs"
 	"math"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -203,7 +199,7 @@ type link struct {
 // readFile reads the file at path from its start, verifying every line,
 // and hands the matching audit records in p's seq range to c.
 func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector) error {
-	rc, err := open(path)
+	rc, err := rotate.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // removed (retention) since it was listed
 	}
@@ -406,7 +402,7 @@ func (r *Reader) firstSeq(path string) (uint64, bool) {
 	if ok {
 		return seq, true
 	}
-	rc, err := open(path)
+	rc, err := rotate.Open(path)
 	if err != nil {
 		return 0, false
 	}
@@ -441,36 +437,4 @@ func (r *Reader) pruneCache(files []string) {
 			delete(r.first, name)
 		}
 	}
-}
-
-// open opens an audit file, through gzip for .gz. A plain file that was
-// compressed since it was listed is opened as its .gz.
-func open(path string) (io.ReadCloser, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) && !strings.HasSuffix(path, ".gz") {
-		path += ".gz"
-		f, err = os.Open(path)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if !strings.HasSuffix(path, ".gz") {
-		return f, nil
-	}
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
-	}
-	return gzReader{zr, f}, nil
-}
-
-type gzReader struct {
-	*gzip.Reader
-	f *os.File
-}
-
-func (g gzReader) Close() error {
-	g.Reader.Close()
-	return g.f.Close()
 }

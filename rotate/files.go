@@ -328,3 +328,37 @@ func (w *Writer) ticker(every time.Duration) {
 		}
 	}
 }
+
+// Open opens a file that List returned, for reading, through gzip if it is
+// compressed. A plain file that was compressed since it was listed is
+// opened as its .gz, which holds the same bytes: a reader of a live
+// directory does not fail because the Writer compressed a file meanwhile.
+func Open(path string) (io.ReadCloser, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) && !strings.HasSuffix(path, ".gz") {
+		path += ".gz"
+		f, err = os.Open(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasSuffix(path, ".gz") {
+		return f, nil
+	}
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
+	}
+	return gzReader{zr, f}, nil
+}
+
+type gzReader struct {
+	*gzip.Reader
+	f *os.File
+}
+
+func (g gzReader) Close() error {
+	g.Reader.Close()
+	return g.f.Close()
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -1223,3 +1224,38 @@ func (lineFramer) Frame(b, rec []byte, _ any) []byte  { return append(append(b, 
 func (lineFramer) Len(rec []byte, _ any) int          { return len(rec) + 1 }
 func (lineFramer) Commit()                            {}
 func (lineFramer) Rollback()                          {}
+
+// TestOpenCompressedSinceListed: Open reads a plain file, a .gz, and a
+// plain file that was replaced by its .gz after it was listed.
+func TestOpenCompressedSinceListed(t *testing.T) {
+	dir := t.TempDir()
+	plain, gz := filepath.Join(dir, "a.jsonl"), filepath.Join(dir, "b.jsonl.gz")
+	if err := os.WriteFile(plain, []byte("plain\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write([]byte("compressed\n"))
+	zw.Close()
+	if err := os.WriteFile(gz, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		plain:                         "plain\n",
+		gz:                            "compressed\n",
+		strings.TrimSuffix(gz, ".gz"): "compressed\n", // listed plain, compressed since
+	} {
+		rc, err := Open(path)
+		if err != nil {
+			t.Fatalf("Open(%s): %v", filepath.Base(path), err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || string(got) != want {
+			t.Errorf("Open(%s) read %q, %v; want %q", filepath.Base(path), got, err, want)
+		}
+	}
+	if _, err := Open(filepath.Join(dir, "missing.jsonl")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open of a missing file: %v", err)
+	}
+}
