@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -132,16 +130,9 @@ func fileLines(t *testing.T, dir string) []chain.Line {
 	}
 	var out []chain.Line
 	for _, p := range files {
-		f, zr, err := openChainFile(p)
-		if errors.Is(err, fs.ErrNotExist) && !strings.HasSuffix(p, ".gz") {
-			f, zr, err = openChainFile(p + ".gz")
-		}
+		src, err := rotate.Open(p)
 		if err != nil {
 			t.Fatal(err)
-		}
-		var src io.Reader = f
-		if zr != nil {
-			src = zr
 		}
 		br := bufio.NewReader(src)
 		for {
@@ -155,7 +146,7 @@ func fileLines(t *testing.T, dir string) []chain.Line {
 			}
 			out = append(out, l)
 		}
-		f.Close()
+		src.Close()
 	}
 	return out
 }

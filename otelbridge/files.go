@@ -198,18 +198,14 @@ func (r *fileReader) firstSeq(path string) (uint64, error) {
 	if seq, ok := r.first[base]; ok {
 		return seq, nil
 	}
-	f, zr, err := openChainFile(path)
+	src, err := rotate.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil // removed since the listing
 	}
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	var src io.Reader = f
-	if zr != nil {
-		src = zr
-	}
+	defer src.Close()
 	first, err := bufio.NewReaderSize(src, 4096).ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, bufio.ErrBufferFull) {
