@@ -183,18 +183,28 @@ func (c *converter) convert(members []byte, pos chain.Position, observed time.Ti
 // builds a map for every attribute it adds (a third of the exporter
 // goroutine's time per record).
 func (c *converter) unique(attrs []attribute.KeyValue) []attribute.KeyValue {
+	if len(attrs) > maxQuadraticUnique && c.index == nil {
+		c.index = make(map[attribute.Key]int)
+	}
+	return mergeKeys(attrs, c.index)
+}
+
+// mergeKeys is unique for any list of attributes, such as an object's
+// members inside an array; index is a scratch map for long lists (nil:
+// made when needed).
+func mergeKeys(attrs []attribute.KeyValue, index map[attribute.Key]int) []attribute.KeyValue {
 	out := attrs[:0]
 	if len(attrs) > maxQuadraticUnique {
-		if c.index == nil {
-			c.index = make(map[attribute.Key]int)
+		if index == nil {
+			index = make(map[attribute.Key]int, len(attrs))
 		}
-		defer clear(c.index)
+		defer clear(index)
 		for _, a := range attrs {
-			if i, ok := c.index[a.Key]; ok {
+			if i, ok := index[a.Key]; ok {
 				out[i] = a
 				continue
 			}
-			c.index[a.Key] = len(out)
+			index[a.Key] = len(out)
 			out = append(out, a)
 		}
 		clear(attrs[len(out):])
@@ -584,7 +594,7 @@ func (p *parser) value(depth int) (attribute.Value, error) {
 			p.ws()
 			if p.i < len(p.b) && p.b[p.i] == '}' {
 				p.i++
-				return attribute.MapValue(kvs...), nil
+				return attribute.MapValue(mergeKeys(kvs, nil)...), nil
 			}
 			if !first {
 				if p.i == len(p.b) || p.b[p.i] != ',' {

@@ -105,6 +105,8 @@ func TestConvert(t *testing.T) {
 		{"event", `"level":"INFO","msg":"start mcp_server x: success","event":"admin_action","action":"start"`, pos,
 			want{body: "start mcp_server x: success", sev: 9, sevText: "INFO", event: "audit.admin_action",
 				attrs: []string{"event=STRING:admin_action", "action=STRING:start"}}},
+		{"repeated keys in an object in an array", `"msg":"m","items":[{"a":1,"b":2,"a":3}]`, pos,
+			want{body: "m", attrs: []string{"items=SLICE:[MAP:{a=INT64:3,b=INT64:2}]"}}},
 		{"repeated keys: first position, last value", `"msg":"m","a":1,"b":2,"g":{"x":1},"a":3,"g.x":"y"`, pos,
 			want{body: "m", attrs: []string{"a=INT64:3", "b=INT64:2", "g.x=STRING:y"}}},
 		{"renamed chain keys are ordinary", `"msg":"m","_seq":1,"_mac":"x"`, pos,
