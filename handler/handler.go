@@ -103,10 +103,12 @@ type Options struct {
 	// ContextAttrs, if set, returns attributes to add to every record
 	// logged with ctx, audit and app alike: who and where, e.g.
 	// middleware.Attrs, which returns the request's principal, client
-	// address and user agent. In both legs they are top-level members
-	// after the trace IDs, outside any WithGroup. It is called for every
-	// record; return a slice built once per request, not a new one (the app
-	// leg pre-encodes them once per span and slice).
+	// address and user agent. In the audit file they are top-level members
+	// after the trace IDs; the app handler gets them, after the trace IDs,
+	// as if added with the logger's With. It is called for every record;
+	// return a slice built once per request, not a new one. The app leg
+	// pre-encodes them once per span while they are the same; values of
+	// kind Any or LogValuer are added to each record instead.
 	ContextAttrs func(ctx context.Context) []slog.Attr
 	// Sinks receive every audit record after it is in the file, e.g. the
 	// OTLP exporter of package otelbridge.
@@ -155,14 +157,9 @@ var ErrNotAuditHandler = errors.New("handler: logger is not backed by an audit *
 type Handler struct {
 	c   *core
 	app slog.Handler
-
-	// The app leg: app is appRoot with appOps applied. spans caches, per
-	// span, appRoot.WithAttrs(trace IDs, ContextAttrs) with appOps applied,
-	// so that the records of one request carry their correlation IDs
-	// pre-encoded instead of adding them to every record.
-	appRoot slog.Handler
-	appOps  []appOp
-	spans   *spanHandlers
+	// spans caches app.WithAttrs(trace IDs, ContextAttrs) per span, so
+	// that the records of one request carry them pre-encoded.
+	spans *spanHandlers
 
 	audit bool // every record of this handler is an audit record
 
@@ -263,10 +260,9 @@ func New(opts Options) (*Handler, error) {
 		red = nil
 	}
 	h := &Handler{
-		c:       &core{w: w, onError: opts.OnError, appCopy: !opts.AuditOnlyToFile, ctxAttrs: opts.ContextAttrs, sinks: opts.Sinks, red: red, dir: ro.Dir},
-		app:     app,
-		appRoot: app,
-		spans:   new(spanHandlers),
+		c:     &core{w: w, onError: opts.OnError, appCopy: !opts.AuditOnlyToFile, ctxAttrs: opts.ContextAttrs, sinks: opts.Sinks, red: red, dir: ro.Dir},
+		app:   app,
+		spans: new(spanHandlers),
 	}
 	h.c.root = h
 	if opts.Alerts != nil {
@@ -340,7 +336,9 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	if (!isAudit || h.c.appCopy) && h.app.Enabled(ctx, r.Level) {
 		app := h.app
 		if sc.IsValid() || len(extra) > 0 {
-			app = h.spanApp(sc, extra)
+			var perRecord []slog.Attr
+			app, perRecord = h.appHandler(sc, extra)
+			r.AddAttrs(perRecord...)
 		}
 		if aerr := app.Handle(ctx, r); aerr != nil {
 			err = errors.Join(err, fmt.Errorf("handler: app handler: %w", aerr))
@@ -466,28 +464,28 @@ func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	if len(attrs) == 0 {
 		return h
 	}
-	if red := h.c.red; red != nil {
-		total := 0
-		for _, a := range attrs {
-			if !isTag(a) {
-				_, n := red.Attr(a)
-				total += n
-			}
+	// Resolve and redact once, here, and give every leg the result:
+	// a LogValuer asked again would log what the redactor did not inspect.
+	as := make([]slog.Attr, 0, len(attrs)+1)
+	total := 0
+	for _, a := range attrs {
+		switch {
+		case isTag(a):
+		case h.c.red != nil:
+			var n int
+			a, n = h.c.red.Attr(a)
+			total += n
+		default:
+			a = resolved(a)
 		}
-		if total > 0 {
-			as := make([]slog.Attr, 0, len(attrs)+1)
-			for _, a := range attrs {
-				if !isTag(a) {
-					a, _ = red.Attr(a)
-				}
-				as = append(as, a)
-			}
-			attrs = append(as, slog.Int(redact.RedactedKey, total))
-		}
+		as = append(as, a)
 	}
+	if total > 0 {
+		as = append(as, slog.Int(redact.RedactedKey, total))
+	}
+	attrs = as
 	h2 := h.clone()
 	h2.app = h.app.WithAttrs(attrs)
-	h2.appOps = append(h2.appOps, appOp{attrs: attrs})
 	h2.alertAttrs = h.alertAttrsFor(attrs)
 	// Pre-encode, opening the groups that are not open in pre yet; if no
 	// attribute lands, the groups stay closed and pre stays as it was.
@@ -516,16 +514,28 @@ func (h *Handler) WithGroup(name string) slog.Handler {
 	}
 	h2 := h.clone()
 	h2.app = h.app.WithGroup(name)
-	h2.appOps = append(h2.appOps, appOp{group: name})
 	h2.groups = append(h2.groups, name)
 	return h2
+}
+
+// resolved returns a with its LogValuers resolved, inside groups too.
+func resolved(a slog.Attr) slog.Attr {
+	a.Value = a.Value.Resolve()
+	if a.Value.Kind() == slog.KindGroup {
+		g := a.Value.Group()
+		out := make([]slog.Attr, len(g))
+		for i, m := range g {
+			out[i] = resolved(m)
+		}
+		a.Value = slog.GroupValue(out...)
+	}
+	return a
 }
 
 func (h *Handler) clone() *Handler {
 	h2 := *h
 	h2.pre = slices.Clip(h.pre)
 	h2.groups = slices.Clip(h.groups)
-	h2.appOps = slices.Clip(h.appOps)
 	h2.spans = new(spanHandlers)
 	return &h2
 }

@@ -2,49 +2,74 @@ package handler
 
 import (
 	"log/slog"
+	"slices"
 	"sync/atomic"
-	"unsafe"
 
 	"go.opentelemetry.io/otel/trace"
 )
 
-// An appOp is one WithAttrs (attrs) or WithGroup (group) call, as applied
-// to the app handler.
-type appOp struct {
-	group string
-	attrs []slog.Attr
-}
-
 // spanHandlers caches app handlers with a span's correlation attributes
-// pre-encoded, a few spans at a time (concurrent requests mostly land in
-// different slots). A miss costs what adding the attributes to the record
-// cost; a hit costs nothing, where adding them to each record costs an
-// allocation and their encoding, which doubled the app leg's cost.
+// pre-encoded (WithAttrs), a few spans at a time (concurrent requests
+// mostly land in different slots). A miss costs about what adding the
+// attributes to the record costs; a hit costs nothing, where adding them to
+// each record cost an allocation and their encoding.
 type spanHandlers [8]atomic.Pointer[spanHandler]
 
 type spanHandler struct {
 	trace trace.TraceID
 	span  trace.SpanID
-	extra []slog.Attr // ContextAttrs' result it was built with
+	extra []slog.Attr // a copy of the ContextAttrs it was built with
 	h     slog.Handler
 }
 
-// matches reports whether s was built for this span and extra: ContextAttrs
-// is meant to return one slice per request, so the same slice is the usual
-// case, but equal attributes in a new slice are the same too.
-func (s *spanHandler) matches(sc trace.SpanContext, extra []slog.Attr) bool {
-	if s.trace != sc.TraceID() || s.span != sc.SpanID() || len(s.extra) != len(extra) {
-		return false
+// appHandler returns the app handler for a record logged with sc (valid
+// or not) and extra (ContextAttrs): h.app with the trace IDs and extra
+// added after the logger's own attributes, as adding them to the record
+// did, and pre-encoded once per span when extra's values are plain.
+func (h *Handler) appHandler(sc trace.SpanContext, extra []slog.Attr) (slog.Handler, []slog.Attr) {
+	if !plainAttrs(extra) {
+		// A LogValuer or an arbitrary value may render differently for
+		// every record: add it to each, as slog does.
+		return h.app, h.idAttrs(sc, extra)
 	}
-	if len(extra) == 0 || unsafe.SliceData(s.extra) == unsafe.SliceData(extra) {
-		return true
+	span := sc.SpanID()
+	slot := &h.spans[span[7]&(uint8(len(h.spans))-1)]
+	if s := slot.Load(); s != nil && s.trace == sc.TraceID() && s.span == span && sameAttrs(s.extra, extra) {
+		return s.h, nil
 	}
-	return sameAttrs(extra, s.extra)
+	app := h.app.WithAttrs(h.idAttrs(sc, extra))
+	slot.Store(&spanHandler{trace: sc.TraceID(), span: span, extra: slices.Clone(extra), h: app})
+	return app, nil
 }
 
-// sameAttrs is slices.EqualFunc with slog.Attr.Equal, except that values
-// of kind Any or LogValuer count as different: Equal compares them with ==,
-// which panics on an uncomparable type such as a slice.
+// idAttrs returns the trace IDs of sc (if valid) followed by extra.
+func (h *Handler) idAttrs(sc trace.SpanContext, extra []slog.Attr) []slog.Attr {
+	if !sc.IsValid() {
+		return extra
+	}
+	tid, sid := h.c.idStrings(sc)
+	return append([]slog.Attr{slog.String(TraceIDKey, tid), slog.String(SpanIDKey, sid)}, extra...)
+}
+
+// plainAttrs reports whether as holds only values that render the same
+// every time: no LogValuer and no Any, inside groups neither.
+func plainAttrs(as []slog.Attr) bool {
+	for _, a := range as {
+		switch a.Value.Kind() {
+		case slog.KindAny, slog.KindLogValuer:
+			return false
+		case slog.KindGroup:
+			if !plainAttrs(a.Value.Group()) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// sameAttrs reports whether two lists of plain attributes (plainAttrs) are
+// equal. The contents are compared even for the same slice: a caller may
+// reuse one for the next request.
 func sameAttrs(as, bs []slog.Attr) bool {
 	if len(as) != len(bs) {
 		return false
@@ -56,7 +81,7 @@ func sameAttrs(as, bs []slog.Attr) bool {
 		}
 		switch a.Value.Kind() {
 		case slog.KindAny, slog.KindLogValuer:
-			return false
+			return false // Equal would compare with ==, which panics on a slice
 		case slog.KindGroup:
 			if !sameAttrs(a.Value.Group(), b.Value.Group()) {
 				return false
@@ -68,31 +93,4 @@ func sameAttrs(as, bs []slog.Attr) bool {
 		}
 	}
 	return true
-}
-
-// spanApp returns h's app handler with the trace IDs of sc (if valid) and
-// extra as its first attributes, top-level, before h's own WithAttrs and
-// WithGroup.
-func (h *Handler) spanApp(sc trace.SpanContext, extra []slog.Attr) slog.Handler {
-	span := sc.SpanID()
-	slot := &h.spans[span[7]&(uint8(len(h.spans))-1)]
-	if s := slot.Load(); s != nil && s.matches(sc, extra) {
-		return s.h
-	}
-	attrs := make([]slog.Attr, 0, 2+len(extra))
-	if sc.IsValid() {
-		tid, sid := h.c.idStrings(sc)
-		attrs = append(attrs, slog.String(TraceIDKey, tid), slog.String(SpanIDKey, sid))
-	}
-	attrs = append(attrs, extra...)
-	app := h.appRoot.WithAttrs(attrs)
-	for _, op := range h.appOps {
-		if op.group != "" {
-			app = app.WithGroup(op.group)
-		} else {
-			app = app.WithAttrs(op.attrs)
-		}
-	}
-	slot.Store(&spanHandler{trace: sc.TraceID(), span: span, extra: extra, h: app})
-	return app
 }
