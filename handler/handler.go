@@ -115,7 +115,9 @@ type Options struct {
 	// as if added with the logger's With. It is called for every record;
 	// return a slice built once per request, not a new one. The app leg
 	// pre-encodes them once per span while they are the same; values of
-	// kind Any or LogValuer are added to each record instead.
+	// kind Any or LogValuer are added to each record instead. They are
+	// redacted like the record's attributes (a secret among them counts in
+	// the record's redacted=N).
 	ContextAttrs func(ctx context.Context) []slog.Attr
 	// Sinks receive every audit record after it is in the file, e.g. the
 	// OTLP exporter of package otelbridge.
@@ -303,14 +305,22 @@ func (h *Handler) Enabled(ctx context.Context, level slog.Level) bool {
 // discards it, which is what Options.OnError and Log are for.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	isAudit := h.audit
+	var extra []slog.Attr
+	if h.c.ctxAttrs != nil {
+		extra = h.c.ctxAttrs(ctx)
+	}
 	if red := h.c.red; red != nil {
+		// ContextAttrs carry what a request brought (a user agent, a
+		// claimed id): as untrusted as the record's own attributes.
+		var extraN int
+		extra, extraN = redactAttrs(red, extra)
 		// One pass finds the tag and what needs redacting.
 		msg, n := red.String(r.Message)
 		// A record whose attributes are all plain and clean goes on as it
 		// is; any other is rebuilt from what the redactor returns, so that
 		// no leg renders a value (a LogValuer, a struct) the redactor did
 		// not inspect.
-		rebuild := n > 0
+		rebuild := n > 0 || extraN > 0
 		r.Attrs(func(a slog.Attr) bool {
 			if isTag(&a) {
 				isAudit = true
@@ -320,7 +330,7 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 			return true
 		})
 		if rebuild {
-			r = h.redactRecord(r, msg, n)
+			r = h.redactRecord(r, msg, n+extraN)
 		}
 	} else if !isAudit {
 		r.Attrs(func(a slog.Attr) bool {
@@ -329,10 +339,6 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 		})
 	}
 	sc := trace.SpanContextFromContext(ctx)
-	var extra []slog.Attr
-	if h.c.ctxAttrs != nil {
-		extra = h.c.ctxAttrs(ctx)
-	}
 	var err error
 	if isAudit {
 		err = h.writeAudit(r, sc, extra)
@@ -445,10 +451,31 @@ func appendHex(b, src []byte) []byte {
 	return b
 }
 
-// redactRecord returns a copy of r with the redacted message msg (msgN
-// redactions) and every attribute redacted, plus redacted=N.
-func (h *Handler) redactRecord(r slog.Record, msg string, msgN int) slog.Record {
-	total := msgN
+// redactAttrs returns as with secrets removed and how many were: as itself
+// when every attribute is clean, else a copy holding what the redactor
+// returned (also when it counts zero: a LogValuer is resolved there once).
+func redactAttrs(red *redact.Redactor, as []slog.Attr) ([]slog.Attr, int) {
+	for i := range as {
+		if !red.Clean(as[i]) {
+			out := make([]slog.Attr, len(as))
+			copy(out, as[:i])
+			total := 0
+			for j := i; j < len(as); j++ {
+				var n int
+				out[j], n = red.Attr(as[j])
+				total += n
+			}
+			return out, total
+		}
+	}
+	return as, 0
+}
+
+// redactRecord returns a copy of r with the redacted message msg and every
+// attribute redacted, plus redacted=N; n counts the redactions made before
+// (the message's, the ContextAttrs').
+func (h *Handler) redactRecord(r slog.Record, msg string, n int) slog.Record {
+	total := n
 	r2 := slog.NewRecord(r.Time, r.Level, msg, r.PC)
 	r.Attrs(func(a slog.Attr) bool {
 		if !isTag(&a) {

@@ -106,3 +106,61 @@ func TestLogValuerResolvedOnce(t *testing.T) {
 		}
 	}
 }
+
+// ContextAttrs carry request data (a user agent, a claimed id) as
+// untrusted as the record's own: they are redacted on every leg, counted in
+// the record's redacted=N, and a LogValuer among them is logged as the
+// redactor saw it.
+func TestContextAttrsRedacted(t *testing.T) {
+	for _, audit := range []bool{true, false} {
+		sink := &memSink{}
+		calls := 0
+		f := newFixture(t, Options{Sinks: []Sink{sink}, ContextAttrs: func(context.Context) []slog.Attr {
+			return []slog.Attr{
+				slog.String("user.id", "alice"),
+				slog.String("api_key", planted),
+				slog.String("user_agent", "probe/1.0 Bearer "+planted),
+				slog.Any("lazy", twoFaced{&calls}),
+			}
+		}})
+		l := slog.New(f.h)
+		if audit {
+			l = Logger(l)
+		}
+		ctx, _ := spanCtx()
+		for i := range 3 {
+			l.InfoContext(ctx, "request", "credential_key", "obsidian_api_key", "i", i)
+		}
+		f.h.Close()
+		var all strings.Builder
+		entries, _ := os.ReadDir(f.dir)
+		for _, e := range entries {
+			data, _ := os.ReadFile(filepath.Join(f.dir, e.Name()))
+			all.Write(data)
+		}
+		all.WriteString(f.app.String())
+		for _, r := range sink.recs {
+			all.WriteString(r.body)
+		}
+		out := all.String()
+		if strings.Contains(out, planted) {
+			t.Errorf("audit=%v: a ContextAttrs secret leaked:\n%s", audit, out)
+		}
+		for _, name := range []string{`"user.id":"alice"`, `"api_key":"` + redact.Redacted + `"`, "probe/1.0 Bearer " + redact.Redacted, "obsidian_api_key", "nothing to see"} {
+			if !strings.Contains(out, name) {
+				t.Errorf("audit=%v: %q missing from:\n%s", audit, name, out)
+			}
+		}
+		if audit {
+			rs := f.records(t)
+			if len(rs) != 3 || rs[0][redact.RedactedKey] != 2.0 || rs[1][redact.RedactedKey] != 3.0 {
+				t.Errorf("records %v", rs)
+			}
+			if len(sink.recs) != 3 {
+				t.Errorf("sink got %d records", len(sink.recs))
+			}
+		} else if n := strings.Count(out, `"`+redact.RedactedKey+`":`); n != 3 {
+			t.Errorf("app log has %d redacted counts, want 3:\n%s", n, out)
+		}
+	}
+}
