@@ -171,6 +171,9 @@ type Handler struct {
 	spans *spanHandlers
 
 	audit bool // every record of this handler is an audit record
+	// secretGroup: a group opened by WithGroup is named a secret key
+	// ("credentials"), so every value logged inside it is redacted.
+	secretGroup bool
 
 	// Audit-leg state, as in log/slog's commonHandler: attrs from WithAttrs
 	// pre-encoded, the groups from WithGroup, and how many of those groups
@@ -320,7 +323,7 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 		// is; any other is rebuilt from what the redactor returns, so that
 		// no leg renders a value (a LogValuer, a struct) the redactor did
 		// not inspect.
-		rebuild := n > 0 || extraN > 0
+		rebuild := n > 0 || extraN > 0 || h.secretGroup
 		r.Attrs(func(a slog.Attr) bool {
 			if isTag(&a) {
 				isAudit = true
@@ -480,7 +483,7 @@ func (h *Handler) redactRecord(r slog.Record, msg string, n int) slog.Record {
 	r.Attrs(func(a slog.Attr) bool {
 		if !isTag(&a) {
 			var n int
-			a, n = h.c.red.Attr(a)
+			a, n = h.redactAttr(a)
 			total += n
 		}
 		r2.AddAttrs(a)
@@ -507,7 +510,7 @@ func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 		case isTag(&a):
 		case h.c.red != nil:
 			var n int
-			a, n = h.c.red.Attr(a)
+			a, n = h.redactAttr(a)
 			total += n
 		default:
 			a = resolved(a)
@@ -547,9 +550,25 @@ func (h *Handler) WithGroup(name string) slog.Handler {
 		return h
 	}
 	h2 := h.clone()
+	if red := h.c.red; red != nil {
+		h2.secretGroup = h.secretGroup || red.SecretKey(name)
+		// A group name is a key chosen by the program, but one built
+		// from data ("Bearer ...") is scanned like text, as
+		// redact.Handler does. (Its redaction is not counted: records
+		// carry the count of their attributes.)
+		name, _ = red.String(name)
+	}
 	h2.app = h.app.WithGroup(name)
 	h2.groups = append(h2.groups, name)
 	return h2
+}
+
+// redactAttr redacts a logged by h: as a whole inside a secret group.
+func (h *Handler) redactAttr(a slog.Attr) (slog.Attr, int) {
+	if h.secretGroup {
+		return h.c.red.SecretAttr(a)
+	}
+	return h.c.red.Attr(a)
 }
 
 // resolved returns a with its LogValuers resolved, inside groups too.

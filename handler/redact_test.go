@@ -164,3 +164,44 @@ func TestContextAttrsRedacted(t *testing.T) {
 		}
 	}
 }
+
+// What is logged inside a group opened by WithGroup whose name is a secret
+// key is redacted whatever its own keys say, as redact.Handler does; a group
+// name that holds a secret by pattern loses it.
+func TestSecretGroupRedacted(t *testing.T) {
+	for _, audit := range []bool{true, false} {
+		f := newFixture(t, Options{})
+		l := slog.New(f.h)
+		if audit {
+			l = Logger(l)
+		}
+		creds := l.WithGroup("credentials")
+		creds.Info("stored", "new", planted, slog.Group("g", "x", planted+"-g"))
+		creds.With("value", planted+"-with").Info("changed", "n", 7)
+		l.WithGroup("Bearer "+planted+"-name").Info("odd group", "k", "v")
+		l.WithGroup("request").Info("plain group", "new", "visible")
+		f.h.Close()
+		var all strings.Builder
+		entries, _ := os.ReadDir(f.dir)
+		for _, e := range entries {
+			data, _ := os.ReadFile(filepath.Join(f.dir, e.Name()))
+			all.Write(data)
+		}
+		all.WriteString(f.app.String())
+		out := all.String()
+		if strings.Contains(out, planted) || strings.Contains(out, `"n":7`) {
+			t.Errorf("audit=%v: a value inside a secret group leaked:\n%s", audit, out)
+		}
+		for _, want := range []string{`"credentials":{"new":"[REDACTED]","g":{"x":"[REDACTED]"}`, `"value":"[REDACTED]"`, `"n":"[REDACTED]"`, `"Bearer [REDACTED]":{"k":"v"`, `"request":{"new":"visible"`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("audit=%v: %s missing from:\n%s", audit, want, out)
+			}
+		}
+		if audit {
+			rs := f.records(t)
+			if g := rs[0]["credentials"].(map[string]any); g[redact.RedactedKey] != 2.0 {
+				t.Errorf("record %v", rs[0])
+			}
+		}
+	}
+}

@@ -211,6 +211,22 @@ func (r *Redactor) Attr(a slog.Attr) (slog.Attr, int) {
 	return out, w.n
 }
 
+// SecretKey reports whether the key rules make the value under key a
+// secret. A handler that opens groups itself (WithGroup) uses it on the
+// group's name: what is logged inside a group named a secret key is
+// redacted with [Redactor.SecretAttr].
+func (r *Redactor) SecretKey(key string) bool { return r.keys.secret(key) }
+
+// SecretAttr is Attr for an attribute inside a group whose name is a secret
+// key: its value is redacted whatever its own key says; a group keeps its
+// keys and has each of its values redacted.
+func (r *Redactor) SecretAttr(a slog.Attr) (slog.Attr, int) {
+	w := walker{r: r}
+	out, _ := w.attr(a, 0, true)
+	w.release()
+	return out, w.n
+}
+
 // Clean reports whether Attr would return a as is, with nothing redacted:
 // a string, number, bool, duration or time (or a group of those) without
 // secrets. For any other a, a handler must log what Attr returns, even

@@ -491,3 +491,30 @@ func TestCleanAttrAgreesWithNeeds(t *testing.T) {
 		}
 	}
 }
+
+// SecretKey and SecretAttr are what a handler that opens groups itself
+// needs: inside a group named a secret key every value goes, keys stay.
+func TestSecretKeyAndSecretAttr(t *testing.T) {
+	r := Default()
+	for key, want := range map[string]bool{"credentials": true, "client_secret": true, "apiKey": true, "credential_key": false, "token_type": false, "request": false} {
+		if got := r.SecretKey(key); got != want {
+			t.Errorf("SecretKey(%q) = %v, want %v", key, got, want)
+		}
+	}
+	for _, tc := range []struct {
+		in   slog.Attr
+		want string
+		n    int
+	}{
+		{slog.Int("n", 7), "n=[REDACTED]", 1},
+		{slog.String("new", "hunter2"), "new=[REDACTED]", 1},
+		{slog.String("empty", ""), "empty=", 0},
+		{slog.Group("g", slog.String("user", "bob"), slog.Bool("ok", true)), "g=[user=[REDACTED] ok=[REDACTED]]", 2},
+		{slog.Any("s", Secret("x")), "s=[REDACTED]", 1},
+	} {
+		got, n := r.SecretAttr(tc.in)
+		if got.String() != tc.want || n != tc.n {
+			t.Errorf("SecretAttr(%v) = %v, %d; want %s, %d", tc.in, got, n, tc.want, tc.n)
+		}
+	}
+}
