@@ -307,7 +307,7 @@ func (h *Handler) Enabled(ctx context.Context, level slog.Level) bool {
 // the audit write, so that a fail-closed caller can stop; slog.Logger
 // discards it, which is what Options.OnError and Log are for.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
-	isAudit := h.audit
+	isAudit, unchecked := h.audit, false
 	var extra []slog.Attr
 	if h.c.ctxAttrs != nil {
 		extra = h.c.ctxAttrs(ctx)
@@ -324,14 +324,21 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 		// no leg renders a value (a LogValuer, a struct) the redactor did
 		// not inspect.
 		rebuild := n > 0 || extraN > 0 || h.secretGroup
-		r.Attrs(func(a slog.Attr) bool {
-			if isTag(&a) {
-				isAudit = true
-			} else if !rebuild && !red.Clean(a) {
-				rebuild = true
-			}
-			return true
-		})
+		if !rebuild && isAudit {
+			// writeAudit checks the attributes as it encodes them
+			// (one pass over them, not two) and says when it found one
+			// to redact.
+			unchecked = true
+		} else {
+			r.Attrs(func(a slog.Attr) bool {
+				if isTag(&a) {
+					isAudit = true
+				} else if !rebuild && !red.Clean(a) {
+					rebuild = true
+				}
+				return true
+			})
+		}
 		if rebuild {
 			r = h.redactRecord(r, msg, n+extraN)
 		}
@@ -344,7 +351,12 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	sc := trace.SpanContextFromContext(ctx)
 	var err error
 	if isAudit {
-		err = h.writeAudit(r, sc, extra)
+		var dirty bool
+		dirty, err = h.writeAudit(r, sc, extra, unchecked)
+		if dirty {
+			r = h.redactRecord(r, r.Message, 0)
+			_, err = h.writeAudit(r, sc, extra, false)
+		}
 		if err == nil && h.c.alerts != nil {
 			h.c.alerts.observeRecord(ctx, h, r, sc, extra)
 		}
@@ -375,9 +387,13 @@ type auditBuf struct {
 	pos chain.Position
 }
 
-func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.Attr) error {
+// writeAudit encodes r and appends it to the chain. With unchecked, the
+// attributes of r have not been through the redactor yet: each is checked
+// as it is encoded, and at the first that is not clean nothing is written
+// and dirty is returned, for the caller to redact r and write it again.
+func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.Attr, unchecked bool) (dirty bool, err error) {
 	if h.c.closed.Load() {
-		return ErrClosed
+		return false, ErrClosed
 	}
 	ab := bufPool.Get().(*auditBuf)
 	defer func() {
@@ -420,11 +436,21 @@ func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.A
 		}
 		empty := true
 		r.Attrs(func(a slog.Attr) bool {
-			if !isTag(&a) && e.attr(a) {
+			if isTag(&a) {
+				return true
+			}
+			if unchecked && !h.c.red.Clean(a) {
+				dirty = true
+				return false
+			}
+			if e.attr(a) {
 				empty = false
 			}
 			return true
 		})
+		if dirty {
+			return true, nil
+		}
 		if empty {
 			e.b, e.sep, e.depth = e.b[:pos], sep, depth
 		}
@@ -433,17 +459,17 @@ func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.A
 		e.b = append(e.b, '}')
 	}
 	ab.b = e.b
-	err := h.c.w.Append(ab.b, &ab.pos)
+	err = h.c.w.Append(ab.b, &ab.pos)
 	if errors.Is(err, rotate.ErrClosed) {
-		return ErrClosed
+		return false, ErrClosed
 	}
 	if err != nil {
-		return fmt.Errorf("handler: audit record not written: %w", err)
+		return false, fmt.Errorf("handler: audit record not written: %w", err)
 	}
 	for _, s := range h.c.sinks {
 		s.Audit(ab.b, ab.pos)
 	}
-	return nil
+	return false, nil
 }
 
 func appendHex(b, src []byte) []byte {
