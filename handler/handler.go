@@ -366,7 +366,9 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 		if sc.IsValid() || len(extra) > 0 {
 			var perRecord []slog.Attr
 			app, perRecord = h.appHandler(sc, extra)
-			r.AddAttrs(perRecord...)
+			if len(perRecord) > 0 {
+				r.AddAttrs(perRecord...)
+			}
 		}
 		if aerr := app.Handle(ctx, r); aerr != nil {
 			err = errors.Join(err, fmt.Errorf("handler: app handler: %w", aerr))
