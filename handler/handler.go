@@ -393,9 +393,11 @@ type auditBuf struct {
 // attributes of r have not been through the redactor yet: each is checked
 // as it is encoded, and at the first that is not clean nothing is written
 // and dirty is returned, for the caller to redact r and write it again.
+// dirty is also returned when the checks did not run (the handler is
+// closed): the caller gives r to other legs only redacted.
 func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.Attr, unchecked bool) (dirty bool, err error) {
 	if h.c.closed.Load() {
-		return false, ErrClosed
+		return unchecked, ErrClosed
 	}
 	ab := bufPool.Get().(*auditBuf)
 	defer func() {

@@ -205,3 +205,20 @@ func TestSecretGroupRedacted(t *testing.T) {
 		}
 	}
 }
+
+// After Close an audit record is not written, but its copy for the app log
+// is still redacted (the attributes of an audit logger's record are checked
+// while encoded, and a closed handler encodes nothing).
+func TestClosedAuditRecordRedactedForApp(t *testing.T) {
+	var errs []error
+	f := newFixture(t, Options{OnError: func(err error) { errs = append(errs, err) }})
+	audit := Logger(slog.New(f.h))
+	f.h.Close()
+	audit.InfoContext(context.Background(), "late login", "password", planted)
+	if strings.Contains(f.app.String(), planted) || !strings.Contains(f.app.String(), `"password":"[REDACTED]"`) {
+		t.Errorf("app log after Close:\n%s", f.app.String())
+	}
+	if len(errs) != 1 || !errors.Is(errs[0], ErrClosed) {
+		t.Errorf("errors %v, want ErrClosed", errs)
+	}
+}
