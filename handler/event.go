@@ -91,7 +91,7 @@ func (ev *Event) record(now time.Time) slog.Record {
 		r.AddAttrs(slog.String(ReasonKey, ev.Reason))
 	}
 	if ev.Err != nil {
-		r.AddAttrs(slog.String(ErrorKey, ev.Err.Error()))
+		r.AddAttrs(slog.Any(ErrorKey, ev.Err)) // not its text: the redactor reads the error's fields
 	}
 	r.AddAttrs(ev.Attrs...)
 	return r

@@ -222,3 +222,35 @@ func TestClosedAuditRecordRedactedForApp(t *testing.T) {
 		t.Errorf("errors %v, want ErrClosed", errs)
 	}
 }
+
+type upstreamErr struct{ User, Token string }
+
+func (e *upstreamErr) Error() string { return "upstream rejected " + e.User + "/" + e.Token }
+
+// Event.Err (Log, Operation.End) is logged as the error, not as its text,
+// so the redactor sees its fields: a secret one is cut from the message as
+// it is from slog.Any("error", err).
+func TestEventErrRedactedByFields(t *testing.T) {
+	const tok = "q9w8e7r6t5y4u3i2"
+	err := &upstreamErr{User: "bob", Token: tok}
+	f := newFixture(t, Options{})
+	l := slog.New(f.h)
+	if lerr := Log(context.Background(), l, Event{Type: CredentialAccess, Action: "get", Status: StatusFailed, Err: err}); lerr != nil {
+		t.Fatal(lerr)
+	}
+	var errp error = err
+	Begin(context.Background(), l, Event{Type: AdminAction, Action: "start"}).End(&errp)
+	f.h.Close()
+	rs := f.records(t)
+	if len(rs) != 3 {
+		t.Fatalf("%d records", len(rs))
+	}
+	for _, r := range []map[string]any{rs[0], rs[2]} {
+		if r[ErrorKey] != "upstream rejected bob/"+redact.Redacted {
+			t.Errorf("record %v", r)
+		}
+	}
+	if strings.Contains(f.app.String(), tok) {
+		t.Errorf("app log:\n%s", f.app.String())
+	}
+}

@@ -200,7 +200,7 @@ func (h *auditor) audit(ctx context.Context, r *http.Request, action string, nam
 		attrs = append(attrs, slog.String(ReasonKey, a.reason))
 	}
 	if a.err != nil {
-		attrs = append(attrs, slog.String(ErrorKey, a.err.Error()))
+		attrs = append(attrs, slog.Any(ErrorKey, a.err)) // not its text: the redactor reads the error's fields
 	}
 	if a.principal != "" && !h.opts.OmitPrincipal {
 		attrs = append(attrs, slog.String(PrincipalKey, a.principal))

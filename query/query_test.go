@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -506,5 +507,32 @@ func TestNewHandlerRequires(t *testing.T) {
 	}
 	if _, err := query.NewHandler(query.HandlerOptions{Reader: r, Authorize: authz, AuditLog: log}); err != nil {
 		t.Error(err)
+	}
+}
+
+type introspectErr struct{ Token string }
+
+func (e *introspectErr) Error() string { return "introspection of " + e.Token + " timed out" }
+
+// The error Authorize returns is logged as the error, not as its text, so
+// the redactor sees its fields: a secret one is cut from the message.
+func TestAuthorizeErrorRedactedByFields(t *testing.T) {
+	const tok = "opaque-SECRET-8f7e6d5c"
+	dir := t.TempDir()
+	h := openLog(t, dir, testKey, rotate.Options{})
+	qh, err := query.NewHandler(query.HandlerOptions{
+		Reader:    newReader(t, dir, testKey),
+		Authorize: func(*http.Request) (string, error) { return "", &introspectErr{Token: tok} },
+		AuditLog:  handler.Logger(slog.New(h)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	qh.ServeHTTP(rec, httptest.NewRequest("GET", "/audit/events", nil))
+	h.Close()
+	b, _ := os.ReadFile(plainFile(t, dir))
+	if strings.Contains(string(b)+rec.Body.String(), tok) || !strings.Contains(string(b), `"error":"introspection of [REDACTED] timed out"`) {
+		t.Errorf("audit file:\n%s\nresponse: %s", b, rec.Body.String())
 	}
 }
