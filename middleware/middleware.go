@@ -141,7 +141,7 @@ func (h *auditHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				h.activity(ctx, r, rec, start, nil)
 				panic(p)
 			}
-			h.activity(ctx, r, rec, start, fmt.Errorf("panic: %v", p))
+			h.activity(ctx, r, rec, start, p)
 			panic(p)
 		}
 	}()
@@ -150,17 +150,18 @@ func (h *auditHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // activity writes the request's activity record.
-func (h *auditHandler) activity(ctx context.Context, r *http.Request, rec *recorder, start time.Time, panicErr error) {
+// panicVal is what the handler panicked with, nil if it did not.
+func (h *auditHandler) activity(ctx context.Context, r *http.Request, rec *recorder, start time.Time, panicVal any) {
 	code := rec.code
 	if code == 0 {
 		code = http.StatusOK
 	}
-	if panicErr != nil {
+	if panicVal != nil {
 		code = http.StatusInternalServerError
 	}
 	status := "success"
 	switch {
-	case panicErr != nil || code >= 500:
+	case panicVal != nil || code >= 500:
 		status = "failed"
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		status = "denied"
@@ -191,10 +192,12 @@ func (h *auditHandler) activity(ctx context.Context, r *http.Request, rec *recor
 	if r.URL.RawQuery != "" {
 		// Secret parameters (?token=, ?api_key=, …) are removed by the
 		// handler's redactor before any leg sees the record.
-		attrs = append(attrs, slog.String("url.query", truncate(r.URL.RawQuery, 1024)))
+		attrs = append(attrs, slog.String("url.query", truncate(r.URL.RawQuery, 1024, "&;")))
 	}
-	if panicErr != nil {
-		attrs = append(attrs, slog.String("error", panicErr.Error()))
+	if panicVal != nil {
+		// The value itself, not its text (%v): the redactor reads a
+		// struct's fields and an error's, and cuts a secret one.
+		attrs = append(attrs, slog.String("error", "panic"), slog.Any("panic", panicVal))
 	}
 	msg := route
 	if !strings.HasPrefix(route, r.Method+" ") {
@@ -228,17 +231,17 @@ func (h *auditHandler) info(r *http.Request) *Info {
 		i.ClientAddress = ""
 	}
 	if claimedForward != "" {
-		as = append(as, slog.String(ClaimedForwardedKey, truncate(claimedForward, 256)))
+		as = append(as, slog.String(ClaimedForwardedKey, truncate(claimedForward, 256, ", ")))
 	}
 	if i.Principal != "" {
 		as = append(as, slog.String(PrincipalKey, i.Principal))
 	}
 	if i.ClaimedClientID != "" {
-		i.ClaimedClientID = truncate(i.ClaimedClientID, 128)
+		i.ClaimedClientID = truncate(i.ClaimedClientID, 128, " ")
 		as = append(as, slog.String(ClaimedClientKey, i.ClaimedClientID))
 	}
 	if i.UserAgent != "" {
-		as = append(as, slog.String(UserAgentKey, truncate(i.UserAgent, 256)))
+		as = append(as, slog.String(UserAgentKey, truncate(i.UserAgent, 256, " ")))
 	}
 	if id := r.Header.Get("X-Request-ID"); validRequestID(id) {
 		as = append(as, slog.String(ClaimedRequestIDKey, id))
@@ -254,11 +257,20 @@ func (h *auditHandler) info(r *http.Request) *Info {
 	return i
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+// truncate shortens s to at most n bytes and a marker, cutting at the last
+// of seps before the limit: a value cut in the middle (a token, a URL
+// password before its '@') would no longer be recognised by the handler's
+// redactor, so the part after the last whole item is dropped, all of s if
+// it has no separator.
+func truncate(s string, n int, seps string) string {
+	if len(s) <= n {
+		return s
 	}
-	return s
+	i := strings.LastIndexAny(s[:n], seps)
+	if i < 0 {
+		return "…"
+	}
+	return s[:i] + "…"
 }
 
 func validRequestID(s string) bool {

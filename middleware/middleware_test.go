@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -283,7 +284,7 @@ func TestActivityLogSkipAndPanic(t *testing.T) {
 	if len(rs) != 1 {
 		t.Fatalf("records %v", rs)
 	}
-	if r := rs[0]; r["status"] != "failed" || r["http.response.status_code"] != 500.0 || !strings.Contains(r["error"].(string), "kaboom") {
+	if r := rs[0]; r["status"] != "failed" || r["http.response.status_code"] != 500.0 || r["error"] != "panic" || r["panic"] != "kaboom" {
 		t.Errorf("panic record %v", r)
 	}
 
@@ -343,5 +344,69 @@ func TestResponseControllerReachesTheServer(t *testing.T) {
 				t.Errorf("activity log %v: %v", activity, err)
 			}
 		}
+	}
+}
+
+type dbConfig struct {
+	User     string
+	Password string
+}
+
+// A panic value is logged as the value, not as its %v text, so the redactor
+// reads its fields and a secret one goes.
+func TestPanicValueRedacted(t *testing.T) {
+	const pw = "Tr0ub4dor&3-horse"
+	out := serveAndCollect(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		panic(&dbConfig{User: "app", Password: pw})
+	}), httptest.NewRequest("GET", "/x", nil))
+	if strings.Contains(out, pw) || !strings.Contains(out, `"panic":{"User":"app","Password":"[REDACTED]"}`) {
+		t.Errorf("logged:\n%s", out)
+	}
+}
+
+// serveAndCollect serves req through Wrap with a real handler (audit file
+// and app log) and returns everything they wrote. A panic is recovered.
+func serveAndCollect(t *testing.T, next http.Handler, req *http.Request) string {
+	t.Helper()
+	dir := t.TempDir()
+	app := new(bytes.Buffer)
+	h, err := handler.New(handler.Options{Dir: dir, App: slog.NewJSONHandler(app, nil), ContextAttrs: middleware.Attrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := middleware.Wrap(next, middleware.Options{ActivityLog: handler.Logger(slog.New(h))})
+	func() {
+		defer func() { recover() }()
+		srv.ServeHTTP(httptest.NewRecorder(), req)
+	}()
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var all strings.Builder
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		all.Write(b)
+	}
+	all.WriteString(app.String())
+	return all.String()
+}
+
+// Long claims are cut at a separator, never inside a value: a URL password
+// whose '@' falls past the limit, or a token cut short, would no longer be
+// recognised by the redactor.
+func TestLongValuesCutAtSeparators(t *testing.T) {
+	const pw = "s3cr3t-P4ssw0rd"
+	const tok = "ghp_0123456789abcdefghijABCDEFGHIJ012345"
+	pad := strings.Repeat("a", 1024-len("p=&next=https://alice:")-len(pw))
+	req := httptest.NewRequest("GET", "/x?p="+pad+"&next=https://alice:"+pw+"@example.com/home", nil)
+	ua := "probe/1 " + strings.Repeat("x", 230) + " " + tok // the limit (256) falls inside tok
+	req.Header.Set("User-Agent", ua)
+	out := serveAndCollect(t, http.NotFoundHandler(), req)
+	if strings.Contains(out, pw) || strings.Contains(out, tok[:12]) {
+		t.Errorf("a value cut short was logged:\n%s", out)
+	}
+	if !strings.Contains(out, `"url.query":"p=`+pad+`…"`) || !strings.Contains(out, `"user_agent.original":"probe/1 `+strings.Repeat("x", 230)+`…"`) {
+		t.Errorf("the whole items before the cut should stay:\n%s", out)
 	}
 }

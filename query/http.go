@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 )
 
@@ -210,7 +211,9 @@ func (h *auditor) audit(ctx context.Context, r *http.Request, action string, nam
 	for _, k := range names {
 		if s := q.Get(k); s != "" {
 			if len(s) > maxLoggedValue {
-				s = s[:maxLoggedValue] + "…"
+				// Cut at a space, not inside a word: a token cut short
+				// is no longer recognised by the redactor.
+				s = s[:max(0, strings.LastIndexByte(s[:maxLoggedValue], ' '))] + "…"
 			}
 			ps = append(ps, slog.String(k, s))
 		}

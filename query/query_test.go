@@ -536,3 +536,26 @@ func TestAuthorizeErrorRedactedByFields(t *testing.T) {
 		t.Errorf("audit file:\n%s\nresponse: %s", b, rec.Body.String())
 	}
 }
+
+// A long parameter value is cut at a space, not inside a word: a token cut
+// short would no longer be recognised by the redactor.
+func TestLoggedParameterCutAtSpace(t *testing.T) {
+	const tok = "ghp_0123456789abcdefghijABCDEFGHIJ012345"
+	dir := t.TempDir()
+	h := openLog(t, dir, testKey, rotate.Options{})
+	qh, err := query.NewHandler(query.HandlerOptions{
+		Reader:    newReader(t, dir, testKey),
+		Authorize: func(*http.Request) (string, error) { return "", query.ErrForbidden },
+		AuditLog:  handler.Logger(slog.New(h)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("x", 240) + " " + tok // 256 falls inside tok
+	qh.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/audit/events?resource="+url.QueryEscape(long), nil))
+	h.Close()
+	b, _ := os.ReadFile(plainFile(t, dir))
+	if strings.Contains(string(b), tok[:10]) || !strings.Contains(string(b), `"resource":"`+strings.Repeat("x", 240)+`…"`) {
+		t.Errorf("audit file:\n%s", b)
+	}
+}
