@@ -410,3 +410,14 @@ func TestLongValuesCutAtSeparators(t *testing.T) {
 		t.Errorf("the whole items before the cut should stay:\n%s", out)
 	}
 }
+
+// Secret query parameters named in form style or percent-encoded are
+// redacted in url.query like plain ones: the program reads them decoded.
+func TestQueryKeyFormsRedacted(t *testing.T) {
+	for _, q := range []string{"user[password]=Pw-SECRET-1a2b3c", "user%5Bpassword%5D=Pw-SECRET-4d5e6f", "page=2&api%5Fkey=Key-SECRET-7a8b9c"} {
+		out := serveAndCollect(t, http.NotFoundHandler(), httptest.NewRequest("GET", "/x?"+q, nil))
+		if i := strings.Index(out, "-SECRET-"); i >= 0 {
+			t.Errorf("%s: leaked: ...%s", q, out[max(0, i-40):i+20])
+		}
+	}
+}

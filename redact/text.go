@@ -2,6 +2,7 @@ package redact
 
 import (
 	"math/bits"
+	"net/url"
 	"strings"
 )
 
@@ -32,7 +33,9 @@ func init() {
 		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 		b64url[i] = alnum || c == '-' || c == '_'
 		token68[i] = alnum || strings.IndexByte("-._~+/", c) >= 0
-		keyByte[i] = alnum || c == '_' || c == '-' || c == '.'
+		// Brackets for form keys (user[password]=), % for the
+		// percent-encoded keys browsers send (user%5Bpassword%5D=).
+		keyByte[i] = alnum || strings.IndexByte("_-.[]%", c) >= 0
 		b64std[i] = -1
 	}
 	for _, c := range []byte(" \t\r\n\v\f&,;\"'<>`") {
@@ -550,6 +553,18 @@ func urlStop(c byte) bool {
 	return c == '/' || isSpace(c) || c == '"' || c == '\'' || c == '<' || c == '>' || c == '`'
 }
 
+// decodeKey returns a percent-encoded key (api%5Fkey) decoded, as the
+// program that reads it sees it; any other key as it is.
+func decodeKey(k string) string {
+	if strings.IndexByte(k, '%') < 0 {
+		return k
+	}
+	if d, err := url.QueryUnescape(k); err == nil {
+		return d
+	}
+	return k
+}
+
 // maxTextKey bounds how far back a key is looked for. Key rules match at
 // the end of a key, so a truncated long key still matches.
 const maxTextKey = 64
@@ -588,7 +603,7 @@ func (t *textOut) keyValue(i int) (int, int) {
 			return 0, 0
 		}
 	}
-	if !t.r.keys.secret(s[ks:ke]) {
+	if !t.r.keys.secret(decodeKey(s[ks:ke])) {
 		return 0, 0
 	}
 	a := i + 1
