@@ -24,9 +24,12 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/slogaudit/slogaudit/redact"
 )
 
 // Attribute keys. OpenTelemetry semantic-convention names where they exist.
@@ -63,6 +66,10 @@ type Options struct {
 	TracerProvider trace.TracerProvider
 	// Operation names the spans; default "http.server".
 	Operation string
+	// Redactor redacts what otelhttp puts on the server span from the
+	// request (URL path, user agent, forwarded client address), which
+	// does not go through the handler's redactor. Default: redact.Default().
+	Redactor *redact.Redactor
 }
 
 type ctxKey struct{}
@@ -104,19 +111,66 @@ func Wrap(next http.Handler, opts Options) http.Handler {
 	if op == "" {
 		op = "http.server"
 	}
-	inner := &auditHandler{next: next, opts: opts}
+	red := opts.Redactor
+	if red == nil {
+		red = redact.Default()
+	}
+	inner := &auditHandler{next: next, opts: opts, red: red}
 	return otelhttp.NewHandler(inner, op,
 		otelhttp.WithTracerProvider(tp),
 		otelhttp.WithPropagators(propagation.TraceContext{}),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-			return r.Method + " " + r.URL.Path
-		}),
+		// The route is not known before the mux has run; ServeHTTP
+		// renames the span then. (Not the path: it is unbounded and
+		// may carry a token.)
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }),
 	)
 }
 
 type auditHandler struct {
 	next http.Handler
 	opts Options
+	red  *redact.Redactor
+}
+
+// redactSpan replaces the request values that otelhttp put on span if they
+// hold a secret: spans are exported (to Jaeger, over OTLP) without passing
+// the handler's redactor.
+func (h *auditHandler) redactSpan(span trace.Span, r *http.Request) {
+	var kvs []attribute.KeyValue
+	for _, kv := range [...]struct{ key, value string }{
+		{"url.path", r.URL.Path},
+		{UserAgentKey, r.UserAgent()},
+		{ClientAddressKey, firstForwarded(r.Header.Get("X-Forwarded-For"))},
+	} {
+		if kv.value == "" {
+			continue
+		}
+		if s, n := h.red.String(kv.value); n > 0 {
+			kvs = append(kvs, attribute.String(kv.key, s))
+		}
+	}
+	if len(kvs) > 0 {
+		span.SetAttributes(kvs...)
+	}
+}
+
+// firstForwarded is the first entry of an X-Forwarded-For header, which
+// otelhttp records as the span's client.address.
+func firstForwarded(xff string) string {
+	first, _, _ := strings.Cut(xff, ",")
+	return strings.TrimSpace(first)
+}
+
+// spanName is the span's name once the route is known: "METHOD route",
+// or the method alone for a request no pattern matched.
+func spanName(method, pattern string) string {
+	switch {
+	case pattern == "":
+		return method
+	case strings.HasPrefix(pattern, method+" "):
+		return pattern
+	}
+	return method + " " + pattern
 }
 
 func (h *auditHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -129,6 +183,11 @@ func (h *auditHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		w.Header().Set("Traceparent", fmt.Sprintf("00-%s-%s-%s", sc.TraceID(), sc.SpanID(), sc.TraceFlags()))
 		w.Header().Set("X-Request-ID", sc.TraceID().String())
+	}
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		h.redactSpan(span, r)
+		// Deferred: also after a panic, which otelhttp records on the span.
+		defer func() { span.SetName(spanName(r.Method, r.Pattern)) }()
 	}
 	rec := &recorder{ResponseWriter: w}
 	if h.opts.ActivityLog == nil || (h.opts.Skip != nil && h.opts.Skip(r)) {

@@ -19,9 +19,13 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/slogaudit/slogaudit/chain"
 	"github.com/slogaudit/slogaudit/handler"
 	"github.com/slogaudit/slogaudit/middleware"
+	"github.com/slogaudit/slogaudit/redact"
 	"github.com/slogaudit/slogaudit/rotate"
 )
 
@@ -418,6 +422,46 @@ func TestQueryKeyFormsRedacted(t *testing.T) {
 		out := serveAndCollect(t, http.NotFoundHandler(), httptest.NewRequest("GET", "/x?"+q, nil))
 		if i := strings.Index(out, "-SECRET-"); i >= 0 {
 			t.Errorf("%s: leaked: ...%s", q, out[max(0, i-40):i+20])
+		}
+	}
+}
+
+// The server span carries no secret from the request: a token in the path
+// or in the user agent is redacted in its attributes, and the span is named
+// after the route, not the path.
+func TestSpanRedacted(t *testing.T) {
+	const tok = "ghp_0123456789abcdefghijABCDEFGHIJ012345"
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /hooks/{id}", func(w http.ResponseWriter, r *http.Request) {})
+	srv := middleware.Wrap(mux, middleware.Options{TracerProvider: tp})
+	req := httptest.NewRequest("GET", "/hooks/"+tok, nil)
+	req.Header.Set("User-Agent", "deploy-bot/2 Bearer "+tok)
+	req.Header.Set("X-Forwarded-For", "token="+tok+", 10.0.0.1")
+	srv.ServeHTTP(httptest.NewRecorder(), req)
+	req = httptest.NewRequest("GET", "/nowhere", nil)
+	srv.ServeHTTP(httptest.NewRecorder(), req)
+	spans := exp.GetSpans()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans", len(spans))
+	}
+	attrs := map[string]string{}
+	for _, a := range spans[0].Attributes {
+		attrs[string(a.Key)] = a.Value.Emit()
+	}
+	if spans[0].Name != "GET /hooks/{id}" || attrs["url.path"] != "/hooks/"+redact.Redacted ||
+		attrs["user_agent.original"] != "deploy-bot/2 Bearer "+redact.Redacted || attrs["client.address"] != "token="+redact.Redacted {
+		t.Errorf("span %q %v", spans[0].Name, attrs)
+	}
+	if spans[1].Name != "GET" {
+		t.Errorf("unmatched request's span is named %q", spans[1].Name)
+	}
+	for _, s := range spans {
+		for _, a := range s.Attributes {
+			if strings.Contains(a.Value.Emit(), tok) {
+				t.Errorf("span %q: %s=%s", s.Name, a.Key, a.Value.Emit())
+			}
 		}
 	}
 }
