@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -47,6 +48,7 @@ type config struct {
 	sync        string
 	tokensFile  string
 	adminToken  string
+	adminShown  string // what the banner shows for it: the token only if generated here
 	alertsFile  string
 	jaegerURL   string
 }
@@ -231,15 +233,15 @@ try:
   curl %[1]s/credentials/obsidian_api_key%[7]s
   curl -H 'X-Client-ID: test-user' %[1]s/credentials/no_such_key
   curl -X DELETE %[1]s/credentials/obsidian_api_key%[7]s
-  curl -H 'Authorization: Bearer %[8]s' '%[1]s/audit/events?action=start&resource=obsidian&limit=10'
+  curl -H "Authorization: Bearer %[8]s" '%[1]s/audit/events?action=start&resource=obsidian&limit=10'
 
 live view: %[1]s/audit/ui (sign in with the admin token)
-  curl -N -H 'Authorization: Bearer %[8]s' '%[1]s/audit/stream?backlog=10'
+  curl -N -H "Authorization: Bearer %[8]s" '%[1]s/audit/stream?backlog=10'
   auditctl tail --key-file %[3]s.initial %[2]s
 
 then stop with Ctrl-C and verify the audit trail and its signed checkpoints with K(0):
   go run ./cmd/auditctl verify --key-file %[3]s.initial --checkpoint-key %[3]s.pub %[2]s
-`, base, absDir, absKey, keyNote, keyID, tokenNote(cfg, demoToken), demoFlag(demoToken), cfg.adminToken, otlpNote(bridge != nil))
+`, base, absDir, absKey, keyNote, keyID, tokenNote(cfg, demoToken), demoFlag(demoToken), cfg.adminShown, otlpNote(bridge != nil))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -382,15 +384,20 @@ func setupTokens(cfg *config) (ts *tokens, demo string, err error) {
 		demo = randomToken("demo-")
 		ts.add(demo, "demo-user")
 	}
+	cfg.adminShown = "$AUDIT_ADMIN_TOKEN"
 	if cfg.adminToken == "" {
 		cfg.adminToken = randomToken("admin-")
+		cfg.adminShown = cfg.adminToken
 	}
 	ts.add(cfg.adminToken, adminPrincipal)
 	return ts, demo, nil
 }
 
 func tokenNote(cfg config, demo string) string {
-	note := "admin token (GET /audit/events): " + cfg.adminToken
+	note := "admin token (GET /audit/events): " + cfg.adminShown
+	if cfg.adminShown != cfg.adminToken {
+		note += " (given, so not printed)"
+	}
 	if demo != "" {
 		note += "\ndemo token (principal demo-user): " + demo
 	} else {
@@ -408,9 +415,22 @@ func demoFlag(demo string) string {
 
 func otlpNote(on bool) string {
 	if on {
-		return "on (" + firstNonEmpty(os.Getenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"), os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")) + ")"
+		return "on (" + printableEndpoint(firstNonEmpty(os.Getenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"), os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))) + ")"
 	}
 	return "off (file only; set OTEL_EXPORTER_OTLP_ENDPOINT to export)"
+}
+
+// printableEndpoint is an endpoint URL without what may be a credential:
+// the password of its userinfo and its query.
+func printableEndpoint(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "set (not printed: it does not parse as a URL)"
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "…"
+	}
+	return u.Redacted()
 }
 
 func firstNonEmpty(ss ...string) string {

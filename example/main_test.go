@@ -588,3 +588,27 @@ func TestExampleSIGHUPRotates(t *testing.T) {
 		t.Fatalf("after SIGHUP: %+v", rep)
 	}
 }
+
+// A token given to the example (-admin-token, $AUDIT_ADMIN_TOKEN) is not
+// printed: only one it generated is. The OTLP endpoint is printed without
+// the password of its userinfo.
+func TestGivenSecretsNotPrinted(t *testing.T) {
+	const tok = "adm-SECRET-from-env-9c8b7a"
+	const pw = "otlpPW-SECRET-31337"
+	tmp := t.TempDir()
+	p := startEnv(t, map[string]string{
+		"AUDIT_ADMIN_TOKEN":           tok,
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://ingest:" + pw + "@127.0.0.1:9",
+	}, "-audit-dir", filepath.Join(tmp, "a"), "-key-file", filepath.Join(tmp, "k"))
+	// The banner is one write, done once it listens. Killed: a clean stop
+	// would spend its export deadline on the unreachable endpoint.
+	p.cmd.Process.Kill()
+	<-p.done
+	out := p.stdout.String() + p.stderr.String()
+	if strings.Contains(out, tok) || strings.Contains(out, pw) {
+		t.Errorf("a given secret was printed:\n%s", out)
+	}
+	if !strings.Contains(out, "(given, so not printed)") || !strings.Contains(out, "OTLP export: on (http://ingest:xxxxx@127.0.0.1:9)") {
+		t.Errorf("banner:\n%s", out)
+	}
+}
