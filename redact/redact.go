@@ -229,9 +229,12 @@ func (r *Redactor) SecretAttr(a slog.Attr) (slog.Attr, int) {
 
 // Clean reports whether Attr would return a as is, with nothing redacted:
 // a string, number, bool, duration or time (or a group of those) without
-// secrets. For any other a, a handler must log what Attr returns, even
-// when it counts zero: a LogValuer resolved a second time, or a value
-// rendered by another encoder, need not be what the redactor inspected.
+// secrets, or a value of kind Any (an error, a struct, ...) in which the
+// redactor finds none; a LogValuer is never clean. When Clean is false a
+// handler must log what Attr returns, even when it counts zero: a
+// LogValuer resolved a second time need not be what the redactor
+// inspected. (A clean value of kind Any is rendered again by whatever logs
+// it; see the README on values whose text changes between calls.)
 //
 //go:noinline
 func (r *Redactor) Clean(a slog.Attr) bool {
