@@ -104,7 +104,7 @@ func (a *app) putCredential(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.mu.Lock()
-	_, existed := a.creds[key]
+	old, existed := a.creds[key]
 	a.creds[key] = value
 	a.mu.Unlock()
 	ev := credentialEvent(key, "set")
@@ -114,9 +114,13 @@ func (a *app) putCredential(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := handler.Log(r.Context(), a.log, ev); err != nil {
 		// The change is made but its record is not: undo it rather than keep
-		// an unaudited modification.
+		// an unaudited modification (an overwritten value comes back).
 		a.mu.Lock()
-		delete(a.creds, key)
+		if existed {
+			a.creds[key] = old
+		} else {
+			delete(a.creds, key)
+		}
 		a.mu.Unlock()
 		fail(w, http.StatusServiceUnavailable, auditUnavailable)
 		return
