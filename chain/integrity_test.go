@@ -842,3 +842,36 @@ func TestVerifyEveryFlippedByteSigned(t *testing.T) {
 	}
 	t.Logf("%d flips, none unnoticed", flips)
 }
+
+// EpochKey gives, with the current epoch's key, the first seq it sealed, so
+// that a reader does not take it for lines before (re-sealed by someone
+// holding the key, claiming its epoch).
+func TestEpochKeyFrom(t *testing.T) {
+	f := newSigned(t)
+	w, err := Open(Options{KeyFile: f.keyFile, Rotate: rotate.Options{Dir: f.dir, Now: f.clock}, Checkpoints: CheckpointOptions{Signer: f.signer, Every: 4, Interval: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var pos Position
+	for i := range 6 {
+		if err := w.Append(fmt.Appendf(nil, `"i":%d`, i), &pos); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// open (1), r0..r2 (2-4), checkpoint (5): epoch 1 from seq 6.
+	ks, ok := w.CurrentKey()
+	if !ok || ks.Epoch != 1 {
+		t.Fatalf("current key %+v, %v", ks, ok)
+	}
+	key, from, ok := w.EpochKey(1)
+	if !ok || !bytes.Equal(key, ks.Key) || from != 6 {
+		t.Errorf("EpochKey(1) = %v, from %d; want the current key from seq 6", ok, from)
+	}
+	if key, from, ok := w.EpochKey(0); ok && (from != 1 || !bytes.Equal(key, f.k0)) {
+		t.Errorf("EpochKey(0) held: from %d", from)
+	}
+	if _, _, ok := w.EpochKey(2); ok {
+		t.Error("EpochKey(2): a key of an epoch not begun")
+	}
+}

@@ -121,7 +121,7 @@ type Writer struct {
 	curKey   KeyState     // the committed key in use, for CurrentKey
 	// keys of ended epochs whose checkpoints are not settled yet: until a
 	// signed digest vouches for an epoch, only its key can (EpochKey).
-	unsettled map[uint64][]byte
+	unsettled map[uint64]heldKey
 	lines     int // lines of the current epoch, as committed
 	lastEnd   time.Time
 	prevNote  [sha256.Size]byte
@@ -273,20 +273,30 @@ func (w *Writer) CurrentKey() (KeyState, bool) {
 	return KeyState{ID: w.curKey.ID, Epoch: w.curKey.Epoch, Key: bytes.Clone(w.curKey.Key), From: w.curKey.From}, true
 }
 
+// heldKey is the key of an ended epoch whose checkpoint is not settled
+// yet, and the first seq it sealed.
+type heldKey struct {
+	key  []byte
+	from uint64
+}
+
 // EpochKey returns a copy of the key of epoch e if the Writer still holds
 // it: the current epoch's, and those of ended epochs until their
 // checkpoints are settled (signed, with the digest that vouches for their
-// lines from then on). Forward security keeps no other.
-func (w *Writer) EpochKey(e uint64) ([]byte, bool) {
+// lines from then on). Forward security keeps no other. from is the first
+// seq the key sealed: a line before it that verifies with the key was
+// re-sealed by someone holding the key, claiming a later epoch than its
+// own, and must not be taken as verified.
+func (w *Writer) EpochKey(e uint64) (key []byte, from uint64, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.curKey.Key != nil && w.curKey.Epoch == e {
-		return bytes.Clone(w.curKey.Key), true
+		return bytes.Clone(w.curKey.Key), w.curKey.From, true
 	}
 	if k, ok := w.unsettled[e]; ok {
-		return bytes.Clone(k), true
+		return bytes.Clone(k.key), k.from, true
 	}
-	return nil, false
+	return nil, 0, false
 }
 
 // forget drops the keys of settled epochs.
@@ -295,7 +305,7 @@ func (w *Writer) forget(ends []Checkpoint) {
 	defer w.mu.Unlock()
 	for _, c := range ends {
 		if k, ok := w.unsettled[c.Epoch]; ok {
-			clear(k)
+			clear(k.key)
 			delete(w.unsettled, c.Epoch)
 		}
 	}
@@ -327,13 +337,15 @@ func (w *Writer) committed(ends []Checkpoint, ks KeyState, lines int) {
 	w.lines = lines
 	if len(ends) > 0 {
 		w.ends = append(w.ends, ends...)
+		from := w.curKey.From // of the first epoch that ended
 		for _, c := range ends {
 			if c.key != nil {
 				if w.unsettled == nil {
-					w.unsettled = make(map[uint64][]byte)
+					w.unsettled = make(map[uint64]heldKey)
 				}
-				w.unsettled[c.Epoch] = c.key
+				w.unsettled[c.Epoch] = heldKey{c.key, from}
 			}
+			from = c.Seq + 1
 		}
 		if ks.Key != nil {
 			clear(w.key.Key)

@@ -650,7 +650,9 @@ func (h *Handler) CurrentKey() (chain.KeyState, bool) { return h.c.w.CurrentKey(
 
 // EpochKey returns a copy of an epoch's MAC key while the writer holds it
 // (chain.Writer.EpochKey), for query.Options.EpochKey.
-func (h *Handler) EpochKey(epoch uint64) ([]byte, bool) { return h.c.w.EpochKey(epoch) }
+func (h *Handler) EpochKey(epoch uint64) (key []byte, from uint64, ok bool) {
+	return h.c.w.EpochKey(epoch)
+}
 
 // Path returns the path of the audit file being written.
 func (h *Handler) Path() string { return h.c.w.Path() }

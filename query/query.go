@@ -30,15 +30,23 @@
 //     never verify.
 //
 // Without the key, events of keyed (hmac-sha256) files are returned with
-// Verified false, every one of them, but querying still works. A key given
-// for files sealed without one (sha256) or with another key also gives
-// Verified false (a downgrade or the wrong key). Unkeyed (sha256) files
-// verify against accidents and naive edits only: anyone can recompute
-// SHA-256 (see FORMAT.md §8).
+// Verified false, every one of them, but querying still works. A reader
+// given any key (Key, EpochKey or CheckpointKey) returns the events of
+// files sealed without one (sha256) or with another key with Verified
+// false (a downgrade or the wrong key). Unkeyed (sha256) files verify
+// against accidents and naive edits only: anyone can recompute SHA-256
+// (see FORMAT.md §8).
 //
-// The reader does not check the links between files, whole missing files
-// or the open records' file names: auditctl verify (chain.Verify) does the
-// complete check. Lines that are not sealed JSON lines at all are not
+// A file's epoch is the one its open record claims. With EpochKey a key
+// verifies only the lines from the first seq the writer knows it sealed,
+// so someone holding the current key cannot pass off a re-sealed older
+// file claiming the current epoch. With K(0) the reader cannot tell: the
+// current key is K(0) evolved, and the epochs' order is only checked
+// across the whole trail.
+//
+// The reader does not check the links between files, the order of epochs,
+// whole missing files or the open records' file names: auditctl verify
+// (chain.Verify) does the complete check. Lines that are not sealed JSON lines at all are not
 // returned; where such a line replaced a sealed one, the line after it is
 // returned unverified.
 //

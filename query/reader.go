@@ -31,8 +31,11 @@ type Options struct {
 	// EpochKey, if set, returns the writer's key of an epoch if it still
 	// holds it (handler.Handler.EpochKey): a service whose key is
 	// forward-secure holds only the current epoch's (and, briefly, those of
-	// epochs whose checkpoints are being signed).
-	EpochKey func(epoch uint64) ([]byte, bool)
+	// epochs whose checkpoints are being signed). from is the first seq
+	// the key is known to have sealed: lines before it are not verified by
+	// it, whatever epoch their file claims (someone holding the key could
+	// re-seal an older file claiming the key's epoch).
+	EpochKey func(epoch uint64) (key []byte, from uint64, ok bool)
 	// CheckpointKey verifies the signed checkpoints (chain.ReadVerifierFile).
 	// With it, events of an epoch whose MACs the reader cannot check (no
 	// K(0), an epoch EpochKey no longer has) are Verified when the
@@ -50,7 +53,7 @@ type Reader struct {
 	dir, prefix, ext string
 	key              []byte
 	keyID            string
-	epochKey         func(uint64) ([]byte, bool)
+	epochKey         func(uint64) ([]byte, uint64, bool)
 	ckptKey          note.Verifier
 
 	mu        sync.Mutex
@@ -276,7 +279,7 @@ func (c *checker) next(buf []byte) (l chain.Line, verified, ok bool) {
 	if c.mac != nil {
 		c.mac.Reset()
 		c.mac.Write(l.Sealed)
-		cur.macOK = hmac.Equal(c.mac.Sum(c.sum[:0]), l.MAC[:])
+		cur.macOK = hmac.Equal(c.mac.Sum(c.sum[:0]), l.MAC[:]) && l.Seq >= c.fk.from
 	}
 	p1, p2 := c.p1, c.p2
 	var linked bool
@@ -321,6 +324,7 @@ type fileKey struct {
 	plain bool   // sha256
 	epoch uint64 // the epoch of the next line
 	base  chain.KeyState
+	from  uint64 // lines before this seq are not verified by the current key
 }
 
 // keyFor reads how the file whose first line is l is sealed: as its open
@@ -343,7 +347,9 @@ func (r *Reader) keyFor(l *chain.Line) fileKey {
 		fk.keyed, fk.base = true, chain.NewKeyState(r.key)
 	case alg == chain.AlgHMACSHA256 && r.key == nil && r.epochKey != nil:
 		fk.keyed = true
-	case alg == chain.AlgSHA256 && r.key == nil:
+	case alg == chain.AlgSHA256 && r.key == nil && r.epochKey == nil && r.ckptKey == nil:
+		// Only for a reader without any key: given one, an unkeyed
+		// file is a downgrade (anyone can write one).
 		fk.plain = true
 	}
 	return fk // neither: keyed without the key, the wrong key, a downgrade, an unknown algorithm
@@ -363,10 +369,11 @@ func (fk *fileKey) hash(r *Reader) hash.Hash {
 		fk.base, _ = fk.base.At(fk.epoch)
 		return hmac.New(sha256.New, fk.base.Key)
 	}
-	k, ok := r.epochKey(fk.epoch)
+	k, from, ok := r.epochKey(fk.epoch)
 	if !ok {
 		return nil
 	}
+	fk.from = from
 	return hmac.New(sha256.New, k)
 }
 
