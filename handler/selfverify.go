@@ -14,7 +14,10 @@ import (
 // audit files by the writing process itself (PCI DSS 10.3.4: detect changes
 // to audit logs). A failure is reported once per distinct finding with
 // ReportVerifyFailure (an ERROR chain_verification audit event, which the
-// default alert rules turn into a security_alert), OnError and OnFailure. With a forward-secure key the process holds only the
+// default alert rules turn into a security_alert), OnError and OnFailure;
+// newest files that cannot be read (a corrupt .gz) are reported the same
+// way (without OnFailure: there is no report) once two verifications in a
+// row failed on them. With a forward-secure key the process holds only the
 // current epoch's key: it checks every link, seq, file name, open and close
 // record and checkpoint of the files, and the MACs of the current epoch;
 // the MACs of earlier epochs need K(0) (auditctl verify).
@@ -34,7 +37,8 @@ func (h *Handler) selfVerify(sv SelfVerify, dir, prefix, ext string, stop <-chan
 	defer close(done)
 	t := time.NewTicker(sv.Interval)
 	defer t.Stop()
-	last := "" // the findings last alerted, so a standing failure alerts once
+	last := ""    // the findings last alerted, so a standing failure alerts once
+	lastErr := "" // the error of the run before, if it failed to read
 	for {
 		select {
 		case <-stop:
@@ -44,8 +48,18 @@ func (h *Handler) selfVerify(sv SelfVerify, dir, prefix, ext string, stop <-chan
 		rep, err := h.VerifyNewest(sv.Files, sv.CheckpointKey, dir, prefix, ext)
 		if err != nil {
 			h.c.report(fmt.Errorf("handler: self-verification: %w", err))
+			// A file that cannot be read (a corrupt .gz) hides what it
+			// holds: a failure like a modified one, alerted once it is
+			// seen twice in a row (not a file that went away mid-read).
+			summary := "unreadable: " + err.Error()
+			if summary == lastErr && summary != last {
+				last = summary
+				h.ReportVerifyFailure(err, "the newest audit files could not be read")
+			}
+			lastErr = summary
 			continue
 		}
+		lastErr = ""
 		if rep.Intact {
 			last = ""
 			continue

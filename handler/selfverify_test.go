@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/slogaudit/slogaudit/chain"
+	"github.com/slogaudit/slogaudit/rotate"
 )
 
 // A change to a written file is found by the writing process itself: an
@@ -90,5 +91,80 @@ func TestSelfVerifyRaisesAlert(t *testing.T) {
 	data, _ = os.ReadFile(path)
 	if n, a := bytes.Count(data, []byte(`"event":"chain_verification"`)), bytes.Count(data, []byte(`"event":"security_alert"`)); n != 1 || a != 1 || !bytes.Contains(data, []byte(`"level":"ERROR"`)) {
 		t.Errorf("%d chain_verification and %d security_alert records in the file", n, a)
+	}
+}
+
+// A newest file that cannot be read (a corrupted .gz) is alerted like a
+// modified one, not only reported to OnError.
+func TestSelfVerifyUnreadableFileAlerts(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(t.TempDir(), "audit.key")
+	if err := chain.WriteKeyFile(keyFile, chain.GenerateKey()); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var alerts []Alert
+	h, err := New(Options{Dir: dir, KeyFile: keyFile, App: slog.DiscardHandler,
+		Rotate:     rotate.Options{Compress: true},
+		SelfVerify: SelfVerify{Interval: 20 * time.Millisecond},
+		Alerts:     &AlertOptions{OnAlert: func(a Alert) { mu.Lock(); alerts = append(alerts, a); mu.Unlock() }},
+		OnError:    func(error) {},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l := Logger(slog.New(h))
+	for f := range 3 {
+		l.Info("genuine", "event", "credential_access")
+		if f < 2 {
+			if err := h.Rotate(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Wait for the second-newest file's compression, then flip a byte of
+	// its gzip trailer (the CRC): it no longer reads.
+	var gz string
+	for deadline := time.Now().Add(10 * time.Second); gz == ""; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second-newest file was not compressed")
+		}
+		if files, _ := rotate.List(dir, chain.DefaultPrefix, chain.DefaultExt); len(files) >= 2 && strings.HasSuffix(files[len(files)-2], ".gz") {
+			gz = files[len(files)-2]
+		}
+	}
+	b, err := os.ReadFile(gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-6] ^= 1
+	if err := os.WriteFile(gz, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(alerts)
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no alert for an unreadable audit file")
+		}
+	}
+	h.Close()
+	// The event is in a file written after the corruption, not compressed.
+	files, _ := rotate.List(dir, chain.DefaultPrefix, chain.DefaultExt)
+	found := false
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil && !strings.HasSuffix(p, ".gz") {
+			for _, line := range strings.Split(string(b), "\n") {
+				found = found || strings.Contains(line, `"event":"`+ChainVerification+`"`) && strings.Contains(line, "gzip")
+			}
+		}
+	}
+	if !found {
+		t.Error("no chain_verification event naming the read error")
 	}
 }
