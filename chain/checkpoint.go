@@ -105,6 +105,16 @@ func OpenCheckpoint(msg []byte, v note.Verifier) (Checkpoint, error) {
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("%w: %v", ErrBadCheckpoint, err)
 	}
+	// note.Open decodes base64 leniently: a signature whose last digit
+	// differs in its unused low bits opens as the same signature. One
+	// spelling only, so that no byte of a note can change unnoticed.
+	for _, sigs := range [][]note.Signature{n.Sigs, n.UnverifiedSigs} {
+		for _, sig := range sigs {
+			if b, err := base64.StdEncoding.DecodeString(sig.Base64); err != nil || base64.StdEncoding.EncodeToString(b) != sig.Base64 {
+				return Checkpoint{}, fmt.Errorf("%w: signature of %s is not in canonical base64", ErrBadCheckpoint, sig.Name)
+			}
+		}
+	}
 	c, err := parseCheckpointBody(n.Text)
 	if err != nil {
 		return Checkpoint{}, err

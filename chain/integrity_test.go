@@ -2,6 +2,7 @@ package chain
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -554,6 +555,11 @@ func TestVerifyWithCurrentKey(t *testing.T) {
 		w.Append(fmt.Appendf(nil, `"i":%d`, i), nil)
 	}
 	w.Sync()
+	// The epochs ended so far are signed in the background; wait for it,
+	// as their signed digests are what is checked below.
+	if err := w.settle(); err != nil {
+		t.Fatal(err)
+	}
 	cur, ok := w.CurrentKey()
 	if !ok || cur.Epoch == 0 {
 		t.Fatalf("current key: %+v %v", cur, ok)
@@ -873,5 +879,34 @@ func TestEpochKeyFrom(t *testing.T) {
 	}
 	if _, _, ok := w.EpochKey(2); ok {
 		t.Error("EpochKey(2): a key of an epoch not begun")
+	}
+}
+
+// A note's signature has one spelling: base64 whose last digit differs
+// only in bits the decoder drops decodes to the same signature, and must
+// not open (the every-flipped-byte test hit it now and then).
+func TestCheckpointSignatureCanonical(t *testing.T) {
+	f := newSigned(t)
+	f.session(t, 3, rotate.Options{}, 2)
+	entries, err := ReadCheckpointsFile(filepath.Join(f.dir, CheckpointsFileName("")))
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("%d notes, %v", len(entries), err)
+	}
+	msg := entries[0].Note
+	if _, err := OpenCheckpoint(msg, f.verifier); err != nil {
+		t.Fatal(err)
+	}
+	// The signature (4-byte key hash + 64-byte Ed25519 signature) is 68
+	// bytes: its base64 ends in a digit with two unused bits, then '='.
+	i := bytes.LastIndex(msg, []byte("=\n")) - 1
+	if i < 0 {
+		t.Fatalf("no padded signature in %q", msg)
+	}
+	const digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	d := strings.IndexByte(digits, msg[i])
+	alt := bytes.Clone(msg)
+	alt[i] = digits[d^1]
+	if _, err := OpenCheckpoint(alt, f.verifier); !errors.Is(err, ErrBadCheckpoint) {
+		t.Errorf("a signature spelt differently opened: %v", err)
 	}
 }

@@ -232,6 +232,21 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	}
 	v := newVerifier(opts.Key, opts.KeyAt)
 	v.rep.Dir = dir
+	ckptPath := filepath.Join(dir, CheckpointsFileName(opts.Prefix))
+	if partial && opts.CheckpointKey != nil {
+		// Where the window starts right after a signed epoch end, the
+		// epoch's digest can be computed from the window.
+		notes, err := ReadCheckpointsFile(ckptPath)
+		if err != nil {
+			return nil, fmt.Errorf("chain: verify: %w", err)
+		}
+		v.signedEnds = make(map[uint64][sha256.Size]byte)
+		for _, e := range notes {
+			if c, err := OpenCheckpoint(e.Note, opts.CheckpointKey); e.Err == nil && err == nil {
+				v.signedEnds[c.Seq] = c.Chain
+			}
+		}
+	}
 	for i, path := range files {
 		if err := v.file(path, i == len(files)-1); err != nil {
 			return nil, err
@@ -247,7 +262,8 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 		v.firstLine = nil // the start of the chain was not read
 	}
 	v.gap()
-	notes, err := ReadCheckpointsFile(filepath.Join(dir, CheckpointsFileName(opts.Prefix)))
+	// Read after the files: a note signed meanwhile vouches for more.
+	notes, err := ReadCheckpointsFile(ckptPath)
 	if err != nil {
 		return nil, fmt.Errorf("chain: verify: %w", err)
 	}
@@ -282,11 +298,14 @@ type verifier struct {
 	fr     *FileReport
 	badKey bool // the current file is sealed with another key: its MACs say nothing
 
-	ends      map[uint64]Checkpoint // authentic epoch-ending lines by seq
-	endSeqs   []uint64              // their seqs, in chain order
-	pruned    []PrunedInfo          // authentic pruned records
-	firstLine *gapStart             // the chain's first line, when it is not seq 1
-	lastEnded bool                  // the newest file ends with its close record
+	ends map[uint64]Checkpoint // authentic epoch-ending lines by seq
+	// signedEnds: chain values of the epoch ends signed checkpoints name,
+	// by seq, when only the newest files are verified.
+	signedEnds map[uint64][sha256.Size]byte
+	endSeqs    []uint64     // their seqs, in chain order
+	pruned     []PrunedInfo // authentic pruned records
+	firstLine  *gapStart    // the chain's first line, when it is not seq 1
+	lastEnded  bool         // the newest file ends with its close record
 
 	// With only a later epoch's key (KeyAt), the lines of earlier epochs are
 	// checked against the digests of their signed checkpoints instead.
@@ -511,7 +530,10 @@ func (v *verifier) line(cur, peek *rawLine) (consumedPeek bool, err error) {
 		v.started = true
 		v.expSeq, v.expPrev = l.Seq, l.Prev
 		v.rep.FirstSeq = l.Seq
-		v.digKnown = l.Seq == 1 // the first epoch's digest needs all its lines
+		// The first epoch's digest needs all its lines: from seq 1, or
+		// from the line after a signed epoch end it links to.
+		end, ok := v.signedEnds[l.Seq-1]
+		v.digKnown = l.Seq == 1 || ok && end == l.Prev
 		if l.Seq != 1 {
 			v.firstLine = &gapStart{file: v.fr.Name, seq: l.Seq, prev: l.Prev, prevFile: v.sealedPrev}
 		}

@@ -168,3 +168,58 @@ func TestSelfVerifyUnreadableFileAlerts(t *testing.T) {
 		t.Error("no chain_verification event naming the read error")
 	}
 }
+
+// Self-verification reads only the newest files; where their first line
+// follows a signed epoch end, that epoch's lines are checked against the
+// digest of its signed checkpoint: an edit made without any key (the mac
+// member left as it was) in an epoch whose key the process no longer holds
+// is found.
+func TestSelfVerifyWindowStartsAtSignedEnd(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(t.TempDir(), "audit.key")
+	if err := chain.WriteKeyFile(keyFile, chain.GenerateKey()); err != nil {
+		t.Fatal(err)
+	}
+	skey, vkey, _ := chain.GenerateSigner("self")
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	h, err := New(Options{Dir: dir, KeyFile: keyFile, App: slog.DiscardHandler, Checkpoints: chain.CheckpointOptions{Signer: signer}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l := Logger(slog.New(h))
+	for f := range 3 {
+		for range 3 {
+			l.Info("genuine", "event", "credential_access", "user.id", "mallory")
+		}
+		if f < 2 {
+			if err := h.Rotate(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := h.Checkpoint(); err != nil { // every epoch so far signed
+		t.Fatal(err)
+	}
+	if rep, err := h.VerifyNewest(2, verifier, dir, "", ""); err != nil || !rep.Intact {
+		t.Fatalf("before: %v %v", err, rep.Problems())
+	}
+	files, _ := rotate.List(dir, chain.DefaultPrefix, chain.DefaultExt)
+	victim := files[len(files)-2]
+	b, err := os.ReadFile(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(b), `"user.id":"mallory"`, `"user.id":"alice__"`, 1)
+	if err := os.WriteFile(victim, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := h.VerifyNewest(2, verifier, dir, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Intact || !slices.ContainsFunc(rep.Problems(), func(p chain.Problem) bool { return p.Class == chain.Modified }) {
+		t.Errorf("an edit in the window's first epoch went unnoticed: %v", rep.Problems())
+	}
+}
