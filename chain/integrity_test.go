@@ -2,6 +2,7 @@ package chain
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"os"
@@ -908,5 +909,70 @@ func TestCheckpointSignatureCanonical(t *testing.T) {
 	alt[i] = digits[d^1]
 	if _, err := OpenCheckpoint(alt, f.verifier); !errors.Is(err, ErrBadCheckpoint) {
 		t.Errorf("a signature spelt differently opened: %v", err)
+	}
+}
+
+// A file that cannot be read, from its gzip header on or part way, is a
+// MODIFIED finding of that file, and the other files are still checked.
+func TestVerifyUnreadableFile(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(Options{Key: testKey, Rotate: rotate.Options{Dir: dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		if err := w.Append(fmt.Appendf(nil, `"i":%d`, i), nil); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 1 {
+			if err := w.Rotate(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	paths := files(t, dir)
+	if len(paths) < 3 {
+		t.Fatalf("%d files", len(paths))
+	}
+	for _, tc := range []struct {
+		name    string
+		corrupt func([]byte) []byte
+	}{
+		{"header", func(gz []byte) []byte { gz[0] ^= 0xff; return gz }},
+		{"trailer", func(gz []byte) []byte { gz[len(gz)-6] ^= 1; return gz }},
+		{"truncated", func(gz []byte) []byte { return gz[:len(gz)/2] }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			orig, err := os.ReadFile(paths[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			var z bytes.Buffer
+			zw := gzip.NewWriter(&z)
+			zw.Write(orig)
+			zw.Close()
+			if err := os.WriteFile(paths[1]+".gz", tc.corrupt(z.Bytes()), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(paths[1])
+			defer func() { os.Remove(paths[1] + ".gz"); os.WriteFile(paths[1], orig, 0o600) }()
+			rep, err := Verify(dir, VerifyOptions{Key: testKey})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Intact || len(rep.Files) != len(paths) {
+				t.Fatalf("intact %v, %d file reports of %d", rep.Intact, len(rep.Files), len(paths))
+			}
+			fr := rep.Files[1]
+			if len(fr.Problems) == 0 || fr.Problems[0].Class != Modified || !strings.Contains(fr.Problems[0].Detail, "cannot be read") {
+				t.Errorf("%s: %+v", fr.Name, fr.Problems)
+			}
+			if !rep.Files[0].OK() {
+				t.Errorf("the file before was not checked as intact: %+v", rep.Files[0].Problems)
+			}
+		})
 	}
 }

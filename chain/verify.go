@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -434,13 +435,19 @@ func (v *verifier) file(path string, last bool) error {
 	// rotate.Open: a file compressed since it was listed (the writer of a
 	// live directory) is read as its .gz.
 	r, err := rotate.Open(path)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("chain: verify: %w", err)
 	}
-	defer r.Close()
 	v.rep.Files = append(v.rep.Files, FileReport{Name: BaseName(path)})
 	v.fr = &v.rep.Files[len(v.rep.Files)-1]
 	v.badKey, v.closed = false, false
+	if err != nil {
+		// There but unreadable (a corrupt gzip header): damaged or
+		// tampered with, and what it holds cannot be checked.
+		v.problem(Modified, 0, 0, "the file cannot be read: %v", err)
+		return nil
+	}
+	defer r.Close()
 
 	lr := newLineReader(r)
 	cur, err := lr.next()
@@ -461,7 +468,10 @@ func (v *verifier) file(path string, last bool) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("chain: verify %s: %w", path, err)
+		// A corrupt .gz (a checksum, a truncated stream) or an I/O error:
+		// the rest of the file cannot be checked, which is a finding, not
+		// a reason to report nothing.
+		v.problem(Modified, 0, 0, "the file cannot be read to its end: %v", err)
 	}
 	if lr.nulThenData >= 0 {
 		v.problem(Modified, 0, 0, "NUL bytes at offset %d are followed by other bytes: part of the file was overwritten with zeros", lr.nulThenData)

@@ -10,7 +10,8 @@
 //
 // verify exits 0 when the files are intact (warnings only: TORN_TAIL after a
 // crash, UNANCHORED records after the last checkpoint, GAP for files removed
-// by retention as a pruned record attests), 1 when anything is invalid and 2
+// by retention as a pruned record attests), 1 when anything is invalid (an
+// audit file that cannot be read, such as a corrupt .gz, is MODIFIED) and 2
 // for usage and I/O errors.
 package main
 
