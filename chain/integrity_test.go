@@ -976,3 +976,30 @@ func TestVerifyUnreadableFile(t *testing.T) {
 		})
 	}
 }
+
+// Given a checkpoint key, only signed checkpoints anchor: with the notes
+// gone, the epoch ends in the chain (which a holder of the current key can
+// write) do not, and every line is reported UNANCHORED.
+func TestUnsignedEpochEndsDoNotAnchor(t *testing.T) {
+	f := newSigned(t)
+	f.session(t, 6, rotate.Options{}, 2)
+	if err := os.Remove(filepath.Join(f.dir, CheckpointsFileName(""))); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(f.dir, VerifyOptions{Key: f.k0, CheckpointKey: f.verifier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.AnchoredSeq != 0 || !slices.ContainsFunc(rep.Problems(), func(p Problem) bool { return p.Class == Unanchored }) {
+		t.Errorf("anchored through %d; problems %v", rep.AnchoredSeq, rep.Problems())
+	}
+	// Without a checkpoint key the ended epochs are anchored by their
+	// keys being gone.
+	rep, err = Verify(f.dir, VerifyOptions{Key: f.k0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.AnchoredSeq == 0 {
+		t.Errorf("without a checkpoint key: anchored through %d", rep.AnchoredSeq)
+	}
+}

@@ -674,10 +674,10 @@ func (v *verifier) gap() {
 
 // notes checks the signed checkpoints against each other and the chain.
 func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
+	v.rep.NotesSigned = key != nil
 	if len(entries) == 0 {
 		return
 	}
-	v.rep.NotesSigned = key != nil
 	var prevHash *[sha256.Size]byte
 	noted := make(map[uint64]bool)
 	var firstNoted uint64
@@ -791,11 +791,16 @@ func (v *verifier) trusted(c *Checkpoint) {
 // unanchored reports the records after the last checkpoint: the exposure
 // window that only the current epoch's MAC protects.
 func (v *verifier) unanchored() {
-	if v.rep.Notes == 0 && len(v.endSeqs) > 0 {
+	if v.rep.Notes == 0 && !v.rep.NotesSigned && len(v.endSeqs) > 0 {
+		// Without checkpoints to check, an ended epoch is anchored by its
+		// key being gone (forward security). Given a CheckpointKey, only
+		// signed checkpoints anchor: unsigned epoch ends are what a holder
+		// of the current key can write.
 		v.rep.AnchoredSeq = max(v.rep.AnchoredSeq, v.endSeqs[len(v.endSeqs)-1])
 	}
 	if v.rep.LastSeq > v.rep.AnchoredSeq {
-		v.chainProblem(Unanchored, "", v.rep.AnchoredSeq+1, "%d records after the last checkpoint (seq %d) are protected only by the current epoch's MAC", v.rep.LastSeq-v.rep.AnchoredSeq, v.rep.AnchoredSeq)
+		from := max(v.rep.AnchoredSeq+1, v.rep.FirstSeq) // not the lines retention removed
+		v.chainProblem(Unanchored, "", from, "%d records after the last checkpoint (seq %d) are protected only by the current epoch's MAC", v.rep.LastSeq-from+1, v.rep.AnchoredSeq)
 	}
 	if v.rep.Unchecked > 0 {
 		v.chainProblem(Unanchored, "", 0, "%d lines could be checked neither by MAC (no key for their epoch) nor by a signed digest: verify with K(0)", v.rep.Unchecked)
