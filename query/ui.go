@@ -2,6 +2,7 @@ package query
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"embed"
@@ -190,7 +191,9 @@ func (u *UI) Page() http.Handler {
 // otherwise the newest backlog (0 to 1000, default 0) matching records.
 // Then an event "live" (data {"after":seq}) says that what follows is
 // written from now on, and a comment line comes every Heartbeat while
-// nothing does.
+// nothing does. At every heartbeat Authorize is asked again: credentials
+// revoked meanwhile end the stream with an event "end" (data
+// {"reason":"revoked"}) and a denied audit event.
 //
 // Credentials go in the Authorization header, as for GET /audit/events.
 // The page reads the stream with fetch() rather than EventSource, which
@@ -316,6 +319,18 @@ func (u *UI) serveStream(w http.ResponseWriter, r *http.Request) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				// Credentials revoked (or a principal no longer allowed)
+				// while the stream is open end it, audited.
+				if p, err := u.a.opts.Authorize(r); err != nil {
+					a := access{status: StatusDenied, reason: "revoked", principal: cmp.Or(p, principal)}
+					if !errors.Is(err, ErrUnauthenticated) && !errors.Is(err, ErrForbidden) {
+						a.status, a.reason, a.err = StatusFailed, "authorization_error", err
+					}
+					u.a.audit(r.Context(), r, ActionStream, streamParams, a)
+					send(0, "end", []byte(`{"reason":"`+a.reason+`"}`))
+					cancel()
+					return
+				}
 				mu.Lock()
 				err := u.write(rc, w, []byte(": ping\n\n"))
 				mu.Unlock()

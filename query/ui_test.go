@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -336,5 +337,52 @@ func TestNewUIRequires(t *testing.T) {
 		if _, err := query.NewUI(query.UIOptions{HandlerOptions: base, TraceURL: u}); err == nil {
 			t.Errorf("TraceURL %q accepted", u)
 		}
+	}
+}
+
+// An open stream asks Authorize again at every heartbeat: credentials
+// revoked meanwhile end it, with an "end" event and a denied audit event.
+func TestStreamEndsWhenRevoked(t *testing.T) {
+	var revoked atomic.Bool
+	f := newUIFixture(t, func(o *query.UIOptions) {
+		o.Heartbeat = 20 * time.Millisecond
+		o.Authorize = func(r *http.Request) (string, error) {
+			if revoked.Load() {
+				return "", query.ErrUnauthenticated
+			}
+			return authorize(r)
+		}
+	})
+	resp := f.get("/audit/stream", "alice-token")
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d", resp.StatusCode)
+	}
+	ch := readSSE(resp.Body)
+	if m := next(t, ch); m.event != "live" {
+		t.Fatalf("want live, got %+v", m)
+	}
+	revoked.Store(true)
+	m := next(t, ch)
+	for m.event == "audit" { // the stream's own access events, live
+		m = next(t, ch)
+	}
+	if m.event != "end" || !strings.Contains(m.data, "revoked") {
+		t.Fatalf("want end, got %+v", m)
+	}
+	for deadline := time.After(10 * time.Second); ; {
+		select {
+		case _, ok := <-ch:
+			if ok {
+				continue
+			}
+		case <-deadline:
+			t.Fatal("the stream did not close")
+		}
+		break
+	}
+	streams := f.accesses(query.ActionStream)
+	if len(streams) != 2 || streams[0]["status"] != "success" || streams[1]["status"] != "denied" || streams[1]["reason"] != "revoked" || streams[1]["user.id"] != "alice" {
+		t.Errorf("stream events %v", streams)
 	}
 }
