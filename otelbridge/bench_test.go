@@ -148,3 +148,54 @@ func BenchmarkConvert(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEmit is what the exporter goroutine does per record of a batch
+// taken from the queue: exporter.emitPending (convert, Emit, the
+// processor), the batch handed to a discarding exporter every 512 records.
+func BenchmarkEmit(b *testing.B) {
+	benchEmit(b, func(e *exporter, seq uint64, now time.Time) {
+		if len(e.pending) == 0 {
+			// What take makes of 512 queued records.
+			e.b.q.data = append(e.b.q.data[:0], benchBody...)
+			for i := range 512 {
+				e.b.q.ents = append(e.b.q.ents, qent{seq: seq + uint64(i), off: 0, n: len(benchBody)})
+			}
+			e.b.qBytes += 512 * (len(benchBody) + entOverhead)
+			e.take()
+		}
+		e.emitPending(context.Background(), e.pending[0], now)
+		e.pending = e.pending[1:]
+	})
+}
+
+// BenchmarkEmitFile is BenchmarkEmit for records read back from the files
+// (exporter.emit, which copies the line).
+func BenchmarkEmitFile(b *testing.B) {
+	body := append([]byte(nil), benchBody...)
+	benchEmit(b, func(e *exporter, seq uint64, now time.Time) {
+		e.emit(context.Background(), body, chain.Position{Seq: seq}, now)
+	})
+}
+
+func benchEmit(b *testing.B, emit func(e *exporter, seq uint64, now time.Time)) {
+	br, err := newBridge(discardExporter{}, nil, newConfig([]Option{WithDir(b.TempDir())}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := &exporter{b: br}
+	now := time.Now()
+	b.ReportAllocs()
+	t0, ok := cpuTime()
+	seq := uint64(0)
+	for b.Loop() {
+		seq++
+		emit(e, seq, now)
+		if len(br.proc.batch) == 512 {
+			br.proc.export(context.Background())
+			br.proc.reset()
+		}
+	}
+	if t1, ok2 := cpuTime(); ok && ok2 {
+		b.ReportMetric(float64(t1-t0)/float64(b.N), "cpu-ns/op")
+	}
+}

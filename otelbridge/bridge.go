@@ -2,6 +2,7 @@ package otelbridge
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,8 +10,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
 	"go.opentelemetry.io/otel/metric"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
@@ -218,15 +221,42 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 // hands the batch to the Exporter and returns its answer: nil is the
 // acknowledgement that moves the cursor. Nothing else emits through this
 // provider, so the batch needs no lock.
+//
+// A converted record reaches the processor without its attributes and trace
+// ids: the exporter puts them in next, and OnEmit sets them on the batch's
+// copy of the SDK record (the Processor contract allows modifying the record
+// in OnEmit). Emitting them in the log.Record cost four allocations and a
+// copy per attribute: log.Record keeps five inline and copies the rest, the
+// SDK's Logger adds them to its record one at a time (growing its slice for
+// each) and Clone copies that slice again; SetAttributes applies the same
+// filtering and limits with one exact copy. The trace ids would otherwise go
+// through a context made for each span (two allocations).
 type ackProcessor struct {
 	exp   sdklog.Exporter
 	batch []sdklog.Record
+	next  *emitExtra // for the Emit call in progress, if set
+}
+
+// emitExtra is what OnEmit adds to the record being emitted.
+type emitExtra struct {
+	attrs []attribute.KeyValue
+	sc    trace.SpanContext
 }
 
 func (p *ackProcessor) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }
 
 func (p *ackProcessor) OnEmit(_ context.Context, r *sdklog.Record) error {
 	p.batch = append(p.batch, r.Clone())
+	if x := p.next; x != nil {
+		p.next = nil
+		rec := &p.batch[len(p.batch)-1]
+		rec.SetAttributes(x.attrs...) // copies, applying the provider's limits
+		if x.sc.HasTraceID() || x.sc.HasSpanID() {
+			rec.SetTraceID(x.sc.TraceID())
+			rec.SetSpanID(x.sc.SpanID())
+			rec.SetTraceFlags(x.sc.TraceFlags())
+		}
+	}
 	return nil
 }
 
@@ -263,6 +293,16 @@ func newInstruments(mp metric.MeterProvider) (instruments, error) {
 }
 
 func start(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge, error) {
+	b, err := newBridge(exp, res, cfg)
+	if err != nil {
+		return nil, err
+	}
+	go b.run()
+	return b, nil
+}
+
+// newBridge is start without the goroutine.
+func newBridge(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge, error) {
 	mp := cfg.meterProvider
 	if mp == nil {
 		mp = otel.GetMeterProvider()
@@ -292,7 +332,6 @@ func start(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge, er
 		done:     make(chan struct{}),
 	}
 	b.runCtx, b.cancelRun = context.WithCancelCause(context.Background())
-	go b.run()
 	return b, nil
 }
 
@@ -300,7 +339,10 @@ func start(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge, er
 type pent struct {
 	seq   uint64
 	chain [32]byte
-	body  []byte
+	// text is the body (n bytes) followed by the chain value in hex, the
+	// text convert makes the record's strings from; see take.
+	text []byte
+	n    int
 }
 
 // exporter is the state of the exporter goroutine.
@@ -311,9 +353,11 @@ type exporter struct {
 	spare   queue
 	pending []pent // sorted by seq once sorted is true
 	// chunk is where take copies the bodies of pending: one allocation
-	// per pendingChunk bytes instead of one per record. A chunk is never
-	// written again once full; the garbage collector frees it when no
-	// pending body refers to it.
+	// per pendingChunk bytes instead of one per record. Bytes of a chunk
+	// are never written again once appended (a full chunk is replaced, not
+	// reused), so the strings of the records emitted from pending alias
+	// them instead of copying them; the garbage collector frees a chunk
+	// when no pending body and no record of the batch refers to it.
 	chunk  []byte
 	sorted bool
 	next   uint64 // the seq to export next: cursor+1
@@ -336,8 +380,7 @@ type exporter struct {
 
 	notes noteState
 
-	spanSC  trace.SpanContext // of the last record with one, and
-	spanCtx context.Context   // a context that carries it
+	extra emitExtra // handed to the processor by emit
 }
 
 func (b *Bridge) run() {
@@ -488,12 +531,13 @@ func (e *exporter) take() {
 		if e.sorted && len(e.pending) > 0 && q.seq < e.pending[len(e.pending)-1].seq {
 			e.sorted = false
 		}
-		if len(e.chunk)+q.n > cap(e.chunk) {
-			e.chunk = make([]byte, 0, max(pendingChunk, q.n))
+		if m := q.n + hex.EncodedLen(len(q.chain)); len(e.chunk)+m > cap(e.chunk) {
+			e.chunk = make([]byte, 0, max(pendingChunk, m))
 		}
 		off := len(e.chunk)
 		e.chunk = append(e.chunk, taken.data[q.off:q.off+q.n]...)
-		e.pending = append(e.pending, pent{seq: q.seq, chain: q.chain, body: e.chunk[off:len(e.chunk):len(e.chunk)]})
+		e.chunk = hex.AppendEncode(e.chunk, q.chain[:])
+		e.pending = append(e.pending, pent{seq: q.seq, chain: q.chain, text: e.chunk[off:len(e.chunk):len(e.chunk)], n: q.n})
 	}
 	clear(taken.ents)
 	taken.ents, taken.data = taken.ents[:0], taken.data[:0]
@@ -516,7 +560,7 @@ func (e *exporter) release(n int) {
 func (e *exporter) releaseAll() {
 	n := 0
 	for _, p := range e.pending {
-		n += len(p.body) + entOverhead
+		n += p.n + entOverhead
 	}
 	e.pending, e.chunk = nil, nil
 	e.release(n)
@@ -572,13 +616,13 @@ func (e *exporter) build(now time.Time) {
 	}()
 	for e.bn < b.cfg.batch {
 		for used < len(e.pending) && e.pending[used].seq < next {
-			freed += len(e.pending[used].body) + entOverhead
+			freed += e.pending[used].n + entOverhead
 			used++
 		}
 		if used < len(e.pending) && e.pending[used].seq == next {
 			p := e.pending[used]
-			e.emit(ctx, p.body, chain.Position{Seq: p.seq, Chain: p.chain}, now)
-			freed += len(p.body) + entOverhead
+			e.emitPending(ctx, p, now)
+			freed += p.n + entOverhead
 			used++
 			next++
 			continue
@@ -618,18 +662,32 @@ func (e *exporter) build(now time.Time) {
 }
 
 // emit converts one record and emits it into the processor's batch.
+// members may be a buffer that is reused afterwards: the record's strings
+// are made from a copy.
 func (e *exporter) emit(ctx context.Context, members []byte, pos chain.Position, now time.Time) {
-	rec, sc, _ := e.conv.convert(members, pos, now) // a malformed record is exported as its raw text
-	e.conv.release()
-	if sc.HasTraceID() || sc.HasSpanID() {
-		// The records of one request follow each other: one context
-		// for all of them (the SDK reads the IDs from the context).
-		if !sc.Equal(e.spanSC) || e.spanCtx == nil {
-			e.spanSC, e.spanCtx = sc, trace.ContextWithSpanContext(context.Background(), sc)
-		}
-		ctx = e.spanCtx
-	}
+	e.conv.reset()
+	e.conv.buf = append(e.conv.buf, members...)
+	e.conv.buf = hex.AppendEncode(e.conv.buf, pos.Chain[:])
+	e.emitText(ctx, members, string(e.conv.buf), pos, now)
+}
+
+// emitPending is emit for a record taken from the queue, whose text is
+// never written again (see exporter.chunk): the record's strings alias it.
+func (e *exporter) emitPending(ctx context.Context, p pent, now time.Time) {
+	e.conv.reset()
+	e.emitText(ctx, p.text[:p.n], unsafe.String(unsafe.SliceData(p.text), len(p.text)), chain.Position{Seq: p.seq, Chain: p.chain}, now)
+}
+
+// emitText emits members, whose text s holds followed by the chain value in
+// hex (see converter.convertText).
+func (e *exporter) emitText(ctx context.Context, members []byte, s string, pos chain.Position, now time.Time) {
+	rec, sc, _ := e.conv.convertText(members, s, pos, now) // a malformed record is exported as its raw text
+	e.extra = emitExtra{attrs: e.conv.attrs, sc: sc}
+	e.b.proc.next = &e.extra
 	e.b.logger.Emit(ctx, rec)
+	e.b.proc.next = nil // if the provider is shut down, OnEmit was not called
+	e.extra = emitExtra{}
+	e.conv.release()
 	e.bn++
 	e.bLast, e.bLastMAC = pos.Seq, pos.Chain
 }

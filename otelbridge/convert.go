@@ -50,6 +50,7 @@ const (
 func convert(members []byte, pos chain.Position, observed time.Time) (log.Record, trace.SpanContext, error) {
 	c := converterPool.Get().(*converter)
 	r, sc, err := c.convert(members, pos, observed)
+	r.AddAttributes(c.attrs...) // copies
 	c.release()
 	converterPool.Put(c)
 	return r, sc, err
@@ -104,9 +105,12 @@ func (c *converter) release() {
 	}
 }
 
+// convert is the package-level convert without the attributes: they are
+// left in c.attrs, valid until c.release, for the caller to add (the
+// exporter's processor sets them on the SDK's record directly: adding them
+// to the log.Record copies them there, and the SDK's Logger copies them again
+// one at a time into a slice it grows for each).
 func (c *converter) convert(members []byte, pos chain.Position, observed time.Time) (log.Record, trace.SpanContext, error) {
-	var r log.Record
-	r.SetObservedTimestamp(observed)
 	c.reset()
 	// Every string of the record that appears verbatim in members (keys and
 	// values without escapes, numbers too big for int64), and the chain
@@ -115,7 +119,15 @@ func (c *converter) convert(members []byte, pos chain.Position, observed time.Ti
 	if pos.Seq != 0 {
 		c.buf = hex.AppendEncode(c.buf, pos.Chain[:])
 	}
-	s := string(c.buf)
+	return c.convertText(members, string(c.buf), pos, observed)
+}
+
+// convertText is convert with the text the record's strings are cut from:
+// s holds members and, if pos.Seq is not 0, pos.Chain in hex after them. s
+// must stay unchanged as long as the record is used. c must be reset.
+func (c *converter) convertText(members []byte, s string, pos chain.Position, observed time.Time) (log.Record, trace.SpanContext, error) {
+	var r log.Record
+	r.SetObservedTimestamp(observed)
 	c.seq = pos.Seq
 	if pos.Seq != 0 {
 		c.chain = s[len(members):]
@@ -172,7 +184,6 @@ func (c *converter) convert(members []byte, pos chain.Position, observed time.Ti
 		c.attrs = append(c.attrs, attribute.String(ChainKey, c.chain))
 	}
 	c.attrs = c.unique(c.attrs)
-	r.AddAttributes(c.attrs...) // copies
 	return r, trace.NewSpanContext(trace.SpanContextConfig{TraceID: c.traceID, SpanID: c.spanID}), err
 }
 
