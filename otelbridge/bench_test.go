@@ -163,7 +163,7 @@ func BenchmarkEmit(b *testing.B) {
 			e.b.qBytes += 512 * (len(benchBody) + entOverhead)
 			e.take()
 		}
-		e.emitPending(context.Background(), e.pending[0], now)
+		e.emitPending(e.pending[0], now)
 		e.pending = e.pending[1:]
 	})
 }
@@ -173,7 +173,7 @@ func BenchmarkEmit(b *testing.B) {
 func BenchmarkEmitFile(b *testing.B) {
 	body := append([]byte(nil), benchBody...)
 	benchEmit(b, func(e *exporter, seq uint64, now time.Time) {
-		e.emit(context.Background(), body, chain.Position{Seq: seq}, now)
+		e.emit(body, chain.Position{Seq: seq}, now)
 	})
 }
 

@@ -13,7 +13,6 @@ import (
 	"unsafe"
 
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
 	"go.opentelemetry.io/otel/metric"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
@@ -222,42 +221,38 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 // acknowledgement that moves the cursor. Nothing else emits through this
 // provider, so the batch needs no lock.
 //
-// A converted record reaches the processor without its attributes and trace
-// ids: the exporter puts them in next, and OnEmit sets them on the batch's
-// copy of the SDK record (the Processor contract allows modifying the record
-// in OnEmit). Emitting them in the log.Record cost four allocations and a
-// copy per attribute: log.Record keeps five inline and copies the rest, the
-// SDK's Logger adds them to its record one at a time (growing its slice for
-// each) and Clone copies that slice again; SetAttributes applies the same
-// filtering and limits with one exact copy. The trace ids would otherwise go
-// through a context made for each span (two allocations).
+// Converted audit records do not go through Emit one by one: the Logger
+// made one record, the template (no fields set; the provider's resource,
+// scope and attribute limits), and add appends a Clone of it to the batch,
+// on which the exporter sets every field with the Record's own setters, as
+// a Processor may (SetAttributes applies the provider's limits as Emit
+// does). Emit per record cost more than converting the record: building a
+// log.Record, the SDK's copy of it (an allocation of ~600 bytes), its
+// attributes added one at a time to a slice it grows for each, and Clone's
+// copy of that slice. TestEmitEqualsPlainPath checks that the records are
+// the ones Emit makes.
 type ackProcessor struct {
-	exp   sdklog.Exporter
-	batch []sdklog.Record
-	next  *emitExtra // for the Emit call in progress, if set
-}
-
-// emitExtra is what OnEmit adds to the record being emitted.
-type emitExtra struct {
-	attrs []attribute.KeyValue
-	sc    trace.SpanContext
+	exp      sdklog.Exporter
+	batch    []sdklog.Record
+	template sdklog.Record
+	capture  bool // the next OnEmit is the template's
 }
 
 func (p *ackProcessor) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }
 
 func (p *ackProcessor) OnEmit(_ context.Context, r *sdklog.Record) error {
-	p.batch = append(p.batch, r.Clone())
-	if x := p.next; x != nil {
-		p.next = nil
-		rec := &p.batch[len(p.batch)-1]
-		rec.SetAttributes(x.attrs...) // copies, applying the provider's limits
-		if x.sc.HasTraceID() || x.sc.HasSpanID() {
-			rec.SetTraceID(x.sc.TraceID())
-			rec.SetSpanID(x.sc.SpanID())
-			rec.SetTraceFlags(x.sc.TraceFlags())
-		}
+	if p.capture {
+		p.template, p.capture = r.Clone(), false
+		return nil
 	}
+	p.batch = append(p.batch, r.Clone())
 	return nil
+}
+
+// add appends a copy of the template to the batch and returns it.
+func (p *ackProcessor) add() *sdklog.Record {
+	p.batch = append(p.batch, p.template.Clone())
+	return &p.batch[len(p.batch)-1]
 }
 
 func (p *ackProcessor) export(ctx context.Context) error { return p.exp.Export(ctx, p.batch) }
@@ -321,6 +316,11 @@ func newBridge(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge
 		popts = append(popts, sdklog.WithAttributeCountLimit(-1))
 	}
 	provider := sdklog.NewLoggerProvider(popts...)
+	proc.capture = true
+	provider.Logger(scopeName).Emit(context.Background(), log.Record{})
+	if proc.capture {
+		return nil, errors.New("otelbridge: the LoggerProvider did not emit the template record")
+	}
 	b := &Bridge{
 		cfg:      cfg,
 		provider: provider,
@@ -379,8 +379,6 @@ type exporter struct {
 	persistedAt time.Time
 
 	notes noteState
-
-	extra emitExtra // handed to the processor by emit
 }
 
 func (b *Bridge) run() {
@@ -621,7 +619,7 @@ func (e *exporter) build(now time.Time) {
 		}
 		if used < len(e.pending) && e.pending[used].seq == next {
 			p := e.pending[used]
-			e.emitPending(ctx, p, now)
+			e.emitPending(p, now)
 			freed += p.n + entOverhead
 			used++
 			next++
@@ -652,7 +650,7 @@ func (e *exporter) build(now time.Time) {
 			e.skip(next, l.Seq)
 			next = l.Seq
 		}
-		e.emit(ctx, l.Raw, chain.Position{Seq: l.Seq, Chain: l.MAC}, now)
+		e.emit(l.Raw, chain.Position{Seq: l.Seq, Chain: l.MAC}, now)
 		b.replayed.Add(1)
 		b.inst.replayed.Add(ctx, 1)
 		next++
@@ -664,29 +662,32 @@ func (e *exporter) build(now time.Time) {
 // emit converts one record and emits it into the processor's batch.
 // members may be a buffer that is reused afterwards: the record's strings
 // are made from a copy.
-func (e *exporter) emit(ctx context.Context, members []byte, pos chain.Position, now time.Time) {
+func (e *exporter) emit(members []byte, pos chain.Position, now time.Time) {
 	e.conv.reset()
 	e.conv.buf = append(e.conv.buf, members...)
 	e.conv.buf = hex.AppendEncode(e.conv.buf, pos.Chain[:])
-	e.emitText(ctx, members, string(e.conv.buf), pos, now)
+	e.emitText(members, string(e.conv.buf), pos, now)
 }
 
 // emitPending is emit for a record taken from the queue, whose text is
 // never written again (see exporter.chunk): the record's strings alias it.
-func (e *exporter) emitPending(ctx context.Context, p pent, now time.Time) {
+func (e *exporter) emitPending(p pent, now time.Time) {
 	e.conv.reset()
-	e.emitText(ctx, p.text[:p.n], unsafe.String(unsafe.SliceData(p.text), len(p.text)), chain.Position{Seq: p.seq, Chain: p.chain}, now)
+	e.emitText(p.text[:p.n], unsafe.String(unsafe.SliceData(p.text), len(p.text)), chain.Position{Seq: p.seq, Chain: p.chain}, now)
 }
 
 // emitText emits members, whose text s holds followed by the chain value in
 // hex (see converter.convertText).
-func (e *exporter) emitText(ctx context.Context, members []byte, s string, pos chain.Position, now time.Time) {
-	rec, sc, _ := e.conv.convertText(members, s, pos, now) // a malformed record is exported as its raw text
-	e.extra = emitExtra{attrs: e.conv.attrs, sc: sc}
-	e.b.proc.next = &e.extra
-	e.b.logger.Emit(ctx, rec)
-	e.b.proc.next = nil // if the provider is shut down, OnEmit was not called
-	e.extra = emitExtra{}
+func (e *exporter) emitText(members []byte, s string, pos chain.Position, now time.Time) {
+	sc, _ := e.conv.convertText(members, s, pos, now) // a malformed record is exported as its raw text
+	rec := e.b.proc.add()
+	e.conv.fill(rec)
+	rec.SetAttributes(e.conv.attrs...) // copies
+	if sc.HasTraceID() || sc.HasSpanID() {
+		rec.SetTraceID(sc.TraceID())
+		rec.SetSpanID(sc.SpanID())
+		rec.SetTraceFlags(sc.TraceFlags())
+	}
 	e.conv.release()
 	e.bn++
 	e.bLast, e.bLastMAC = pos.Seq, pos.Chain

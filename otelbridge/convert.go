@@ -49,7 +49,9 @@ const (
 // what was wrong.
 func convert(members []byte, pos chain.Position, observed time.Time) (log.Record, trace.SpanContext, error) {
 	c := converterPool.Get().(*converter)
-	r, sc, err := c.convert(members, pos, observed)
+	var r log.Record
+	sc, err := c.convert(members, pos, observed)
+	c.fill(&r)
 	r.AddAttributes(c.attrs...) // copies
 	c.release()
 	converterPool.Put(c)
@@ -74,6 +76,7 @@ type converter struct {
 	spanID   trace.SpanID
 	event    string
 	kind     string // "", chain.RecOpen or chain.RecClose
+	observed time.Time
 	seq      uint64
 	chain    string
 
@@ -111,12 +114,10 @@ func (c *converter) release() {
 	}
 }
 
-// convert is the package-level convert without the attributes: they are
-// left in c.attrs, valid until c.release, for the caller to add (the
-// exporter's processor sets them on the SDK's record directly: adding them
-// to the log.Record copies them there, and the SDK's Logger copies them again
-// one at a time into a slice it grows for each).
-func (c *converter) convert(members []byte, pos chain.Position, observed time.Time) (log.Record, trace.SpanContext, error) {
+// convert is the package-level convert leaving the record in c: fill sets
+// its fields on a record, and the attributes are in c.attrs. Both are valid
+// until c.release.
+func (c *converter) convert(members []byte, pos chain.Position, observed time.Time) (trace.SpanContext, error) {
 	c.reset()
 	// Every string of the record that appears verbatim in members (keys and
 	// values without escapes, numbers too big for int64), and the chain
@@ -131,9 +132,7 @@ func (c *converter) convert(members []byte, pos chain.Position, observed time.Ti
 // convertText is convert with the text the record's strings are cut from:
 // s holds members and, if pos.Seq is not 0, pos.Chain in hex after them. s
 // must stay unchanged as long as the record is used. c must be reset.
-func (c *converter) convertText(members []byte, s string, pos chain.Position, observed time.Time) (log.Record, trace.SpanContext, error) {
-	var r log.Record
-	r.SetObservedTimestamp(observed)
+func (c *converter) convertText(members []byte, s string, pos chain.Position, observed time.Time) (trace.SpanContext, error) {
 	c.seq = pos.Seq
 	if pos.Seq != 0 {
 		c.chain = s[len(members):]
@@ -152,7 +151,32 @@ func (c *converter) convertText(members []byte, s string, pos chain.Position, ob
 		c.hasBody = true
 		c.attrs = append(c.attrs, attribute.String("audit.error", err.Error()))
 	}
+	c.observed = observed
 
+	if c.seq != 0 {
+		c.attrs = append(c.attrs, attribute.Int64(SeqKey, int64(c.seq)))
+	}
+	if c.chain != "" {
+		c.attrs = append(c.attrs, attribute.String(ChainKey, c.chain))
+	}
+	c.attrs = c.unique(c.attrs)
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: c.traceID, SpanID: c.spanID}), err
+}
+
+// recordFields are the setters that log.Record and sdk/log's Record share.
+type recordFields interface {
+	SetEventName(string)
+	SetTimestamp(time.Time)
+	SetObservedTimestamp(time.Time)
+	SetSeverity(log.Severity)
+	SetSeverityText(string)
+	SetBody(attribute.Value)
+}
+
+// fill sets the converted record's fields, all but the attributes and the
+// trace ids, on r. A field the record does not have is left as it is.
+func (c *converter) fill(r recordFields) {
+	r.SetObservedTimestamp(c.observed)
 	switch c.kind {
 	case chain.RecOpen:
 		r.SetEventName(EventFileOpen)
@@ -183,14 +207,6 @@ func (c *converter) convertText(members []byte, s string, pos chain.Position, ob
 		r.SetSeverityText("INFO")
 	}
 	r.SetTimestamp(c.time)
-	if c.seq != 0 {
-		c.attrs = append(c.attrs, attribute.Int64(SeqKey, int64(c.seq)))
-	}
-	if c.chain != "" {
-		c.attrs = append(c.attrs, attribute.String(ChainKey, c.chain))
-	}
-	c.attrs = c.unique(c.attrs)
-	return r, trace.NewSpanContext(trace.SpanContextConfig{TraceID: c.traceID, SpanID: c.spanID}), err
 }
 
 // unique merges attributes with the same key, in place: the first one's

@@ -32,7 +32,7 @@ func emitCorpus() (members [][]byte, pos []chain.Position) {
 		`"time":"2026-11-27T01:16:10.123456789Z","level":"INFO","msg":"get credential obsidian_api_key: success","trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331","principal":"alice","client_addr":"10.0.0.7","event":"credential_access","action":"get","resource_type":"credential","resource":"obsidian_api_key","status":"success"`,
 		`"time":"2026-11-27T01:16:10Z","level":"WARN+2","msg":"no trace","a":1`,
 		`"level":"DEBUG","msg":"m","trace_id":"0af7651916cd43dd8448eb211c80319d","g":{"a":1,"h":{"b":"x","c":false}},"z":2`,
-		`"msg":"m","i":-3,"f":1.5,"e":1e3,"big":18446744073709551615,"zero":0,"t":true,"s":"\u00e9\n\"q\"","n":null,"bad":"\xff"`,
+		`"msg":"m","i":-3,"f":1.5,"e":1e3,"big":18446744073709551615,"zero":0,"t":true,"s":"\u00e9\n\"q\"","n":null,"bad":"` + "\xff" + `"`,
 		`"msg":"m","ss":["a","b"],"is":[1,2],"fs":[1,2.5],"bs":[true],"mixed":[1,"a",{"k":[null],"k":2}],"empty":[]`,
 		`"msg":"m","a":1,"b":2,"g":{"x":1},"a":3,"g.x":"y","":"empty key","span_id":"b7ad6b7169203332"`,
 		`"time":"yesterday","msg":"m","trace_id":"xyz","_seq":1,"_mac":"x","long":"` + strings.Repeat("abcdefghij", 20) + `"`,
@@ -113,7 +113,7 @@ func TestEmitEqualsPlainPath(t *testing.T) {
 				t.Fatalf("took %d records, want %d", len(e.pending), len(queued))
 			}
 			for _, p := range e.pending {
-				e.emitPending(context.Background(), p, now)
+				e.emitPending(p, now)
 			}
 			lineBuf := make([]byte, 0, 4096)
 			for i, m := range members {
@@ -124,7 +124,7 @@ func TestEmitEqualsPlainPath(t *testing.T) {
 					}
 				}
 				lineBuf = append(lineBuf[:0], m...)
-				e.emit(context.Background(), lineBuf, p, now)
+				e.emit(lineBuf, p, now)
 				clear(lineBuf[:cap(lineBuf)])
 			}
 			// What Audit copied and take read is reused for the next records.
