@@ -2,6 +2,7 @@ package otelbridge
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
@@ -155,5 +156,17 @@ func TestEmitEqualsPlainPath(t *testing.T) {
 				t.Errorf("limits %v, first record: %s", limits, first)
 			}
 		})
+	}
+}
+
+func TestAppendHex32(t *testing.T) {
+	var v [32]byte
+	for i := range 256 {
+		for j := range v {
+			v[j] = byte(i + 37*j)
+		}
+		if got, want := string(appendHex32([]byte("x"), &v)), "x"+hex.EncodeToString(v[:]); got != want {
+			t.Fatalf("%s, want %s", got, want)
+		}
 	}
 }
