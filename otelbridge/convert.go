@@ -784,6 +784,9 @@ func (p *parser) str() (string, error) {
 	b := p.b
 	i := p.i
 	for {
+		for i+4 <= len(b) && strClass[b[i]]|strClass[b[i+1]]|strClass[b[i+2]]|strClass[b[i+3]] == 0 {
+			i += 4
+		}
 		for i < len(b) && strClass[b[i]] == 0 {
 			i++
 		}
