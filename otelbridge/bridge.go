@@ -707,7 +707,8 @@ func (e *exporter) emitPending(p pent, now time.Time) {
 func (e *exporter) emitText(members []byte, s string, pos chain.Position, now time.Time) {
 	sc, _ := e.conv.convertText(members, s, pos, now) // a malformed record is exported as its raw text
 	rec := e.b.proc.add()
-	e.conv.fill(rec)
+	f := e.conv.fields()
+	f.setSDK(rec)
 	rec.SetAttributes(e.conv.attrs...) // copies
 	if sc.HasTraceID() || sc.HasSpanID() {
 		rec.SetTraceID(sc.TraceID())

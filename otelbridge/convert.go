@@ -16,6 +16,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/slogaudit/slogaudit/chain"
@@ -51,7 +52,8 @@ func convert(members []byte, pos chain.Position, observed time.Time) (log.Record
 	c := converterPool.Get().(*converter)
 	var r log.Record
 	sc, err := c.convert(members, pos, observed)
-	c.fill(&r)
+	f := c.fields()
+	f.setLog(&r)
 	r.AddAttributes(c.attrs...) // copies
 	c.release()
 	converterPool.Put(c)
@@ -114,9 +116,9 @@ func (c *converter) release() {
 	}
 }
 
-// convert is the package-level convert leaving the record in c: fill sets
-// its fields on a record, and the attributes are in c.attrs. Both are valid
-// until c.release.
+// convert is the package-level convert leaving the record in c: its
+// fields are c.fields(), its attributes c.attrs, both valid until
+// c.release.
 func (c *converter) convert(members []byte, pos chain.Position, observed time.Time) (trace.SpanContext, error) {
 	c.reset()
 	// Every string of the record that appears verbatim in members (keys and
@@ -163,50 +165,81 @@ func (c *converter) convertText(members []byte, s string, pos chain.Position, ob
 	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: c.traceID, SpanID: c.spanID}), err
 }
 
-// recordFields are the setters that log.Record and sdk/log's Record share.
-type recordFields interface {
-	SetEventName(string)
-	SetTimestamp(time.Time)
-	SetObservedTimestamp(time.Time)
-	SetSeverity(log.Severity)
-	SetSeverityText(string)
-	SetBody(attribute.Value)
+// fields are a converted record's fields but its attributes and trace ids.
+type fields struct {
+	event, severityText  string
+	body                 attribute.Value
+	severity             log.Severity
+	time, observed       time.Time
+	setBody, setSeverity bool
 }
 
-// fill sets the converted record's fields, all but the attributes and the
-// trace ids, on r. A field the record does not have is left as it is.
-func (c *converter) fill(r recordFields) {
-	r.SetObservedTimestamp(c.observed)
+// fields returns the converted record's fields.
+func (c *converter) fields() fields {
+	f := fields{time: c.time, observed: c.observed}
 	switch c.kind {
 	case chain.RecOpen:
-		r.SetEventName(EventFileOpen)
+		f.event = EventFileOpen
 	case chain.RecClose:
-		r.SetEventName(EventFileClose)
+		f.event = EventFileClose
 	default:
 		if c.event != "" {
-			r.SetEventName(c.eventName(c.event))
+			f.event = c.eventName(c.event)
 		}
 	}
 	if c.hasBody {
-		r.SetBody(c.body)
+		f.body, f.setBody = c.body, true
 	} else if c.kind != "" {
+		f.setBody = true
 		switch c.kind {
 		case chain.RecOpen:
-			r.SetBody(attribute.StringValue(bodyOpen))
+			f.body = attribute.StringValue(bodyOpen)
 		case chain.RecClose:
-			r.SetBody(attribute.StringValue(bodyClose))
+			f.body = attribute.StringValue(bodyClose)
 		default:
-			r.SetBody(attribute.StringValue("audit file " + c.kind))
+			f.body = attribute.StringValue("audit file " + c.kind)
 		}
 	}
 	if c.hasLevel {
-		r.SetSeverity(c.severity)
-		r.SetSeverityText(c.level)
+		f.severity, f.severityText, f.setSeverity = c.severity, c.level, true
 	} else if c.kind != "" {
-		r.SetSeverity(log.SeverityInfo)
-		r.SetSeverityText("INFO")
+		f.severity, f.severityText, f.setSeverity = log.SeverityInfo, "INFO", true
 	}
-	r.SetTimestamp(c.time)
+	return f
+}
+
+// setLog sets f on a log.Record. (The same lines for log.Record and the
+// SDK's Record, rather than one function over an interface of their
+// setters: a log.Record passed as an interface escapes, 500 bytes.)
+func (f *fields) setLog(r *log.Record) {
+	r.SetObservedTimestamp(f.observed)
+	if f.event != "" {
+		r.SetEventName(f.event)
+	}
+	if f.setBody {
+		r.SetBody(f.body)
+	}
+	if f.setSeverity {
+		r.SetSeverity(f.severity)
+		r.SetSeverityText(f.severityText)
+	}
+	r.SetTimestamp(f.time)
+}
+
+// setSDK sets f on an SDK record made from the template (see ackProcessor).
+func (f *fields) setSDK(r *sdklog.Record) {
+	r.SetObservedTimestamp(f.observed)
+	if f.event != "" {
+		r.SetEventName(f.event)
+	}
+	if f.setBody {
+		r.SetBody(f.body)
+	}
+	if f.setSeverity {
+		r.SetSeverity(f.severity)
+		r.SetSeverityText(f.severityText)
+	}
+	r.SetTimestamp(f.time)
 }
 
 // unique merges attributes with the same key, in place: the first one's
