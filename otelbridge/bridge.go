@@ -691,7 +691,9 @@ var hexPairs = func() (t [256]uint16) {
 func (e *exporter) emit(members []byte, pos chain.Position, now time.Time) {
 	e.conv.reset()
 	e.conv.buf = append(e.conv.buf, members...)
-	e.conv.buf = hex.AppendEncode(e.conv.buf, pos.Chain[:])
+	if pos.Seq != 0 {
+		e.conv.buf = appendHex32(e.conv.buf, &pos.Chain)
+	}
 	e.emitText(members, string(e.conv.buf), pos, now)
 }
 
