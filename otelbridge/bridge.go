@@ -2,6 +2,7 @@ package otelbridge
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/log"
@@ -218,16 +220,39 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 // hands the batch to the Exporter and returns its answer: nil is the
 // acknowledgement that moves the cursor. Nothing else emits through this
 // provider, so the batch needs no lock.
+//
+// Converted audit records do not go through Emit one by one: the Logger
+// made one record, the template (no fields set; the provider's resource,
+// scope and attribute limits), and add appends a Clone of it to the batch,
+// on which the exporter sets every field with the Record's own setters, as
+// a Processor may (SetAttributes applies the provider's limits as Emit
+// does). Emit per record cost more than converting the record: building a
+// log.Record, the SDK's copy of it (an allocation of ~600 bytes), its
+// attributes added one at a time to a slice it grows for each, and Clone's
+// copy of that slice. TestEmitEqualsPlainPath checks that the records are
+// the ones Emit makes.
 type ackProcessor struct {
-	exp   sdklog.Exporter
-	batch []sdklog.Record
+	exp      sdklog.Exporter
+	batch    []sdklog.Record
+	template sdklog.Record
+	capture  bool // the next OnEmit is the template's
 }
 
 func (p *ackProcessor) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }
 
 func (p *ackProcessor) OnEmit(_ context.Context, r *sdklog.Record) error {
+	if p.capture {
+		p.template, p.capture = r.Clone(), false
+		return nil
+	}
 	p.batch = append(p.batch, r.Clone())
 	return nil
+}
+
+// add appends a copy of the template to the batch and returns it.
+func (p *ackProcessor) add() *sdklog.Record {
+	p.batch = append(p.batch, p.template.Clone())
+	return &p.batch[len(p.batch)-1]
 }
 
 func (p *ackProcessor) export(ctx context.Context) error { return p.exp.Export(ctx, p.batch) }
@@ -263,6 +288,16 @@ func newInstruments(mp metric.MeterProvider) (instruments, error) {
 }
 
 func start(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge, error) {
+	b, err := newBridge(exp, res, cfg)
+	if err != nil {
+		return nil, err
+	}
+	go b.run()
+	return b, nil
+}
+
+// newBridge is start without the goroutine.
+func newBridge(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge, error) {
 	mp := cfg.meterProvider
 	if mp == nil {
 		mp = otel.GetMeterProvider()
@@ -281,6 +316,11 @@ func start(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge, er
 		popts = append(popts, sdklog.WithAttributeCountLimit(-1))
 	}
 	provider := sdklog.NewLoggerProvider(popts...)
+	proc.capture = true
+	provider.Logger(scopeName).Emit(context.Background(), log.Record{})
+	if proc.capture {
+		return nil, errors.New("otelbridge: the LoggerProvider did not emit the template record")
+	}
 	b := &Bridge{
 		cfg:      cfg,
 		provider: provider,
@@ -292,7 +332,6 @@ func start(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge, er
 		done:     make(chan struct{}),
 	}
 	b.runCtx, b.cancelRun = context.WithCancelCause(context.Background())
-	go b.run()
 	return b, nil
 }
 
@@ -300,7 +339,10 @@ func start(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge, er
 type pent struct {
 	seq   uint64
 	chain [32]byte
-	body  []byte
+	// text is the body (n bytes) followed by the chain value in hex, the
+	// text convert makes the record's strings from; see take.
+	text []byte
+	n    int
 }
 
 // exporter is the state of the exporter goroutine.
@@ -311,9 +353,11 @@ type exporter struct {
 	spare   queue
 	pending []pent // sorted by seq once sorted is true
 	// chunk is where take copies the bodies of pending: one allocation
-	// per pendingChunk bytes instead of one per record. A chunk is never
-	// written again once full; the garbage collector frees it when no
-	// pending body refers to it.
+	// per pendingChunk bytes instead of one per record. Bytes of a chunk
+	// are never written again once appended (a full chunk is replaced, not
+	// reused), so the strings of the records emitted from pending alias
+	// them instead of copying them; the garbage collector frees a chunk
+	// when no pending body and no record of the batch refers to it.
 	chunk  []byte
 	sorted bool
 	next   uint64 // the seq to export next: cursor+1
@@ -335,9 +379,6 @@ type exporter struct {
 	persistedAt time.Time
 
 	notes noteState
-
-	spanSC  trace.SpanContext // of the last record with one, and
-	spanCtx context.Context   // a context that carries it
 }
 
 func (b *Bridge) run() {
@@ -488,12 +529,13 @@ func (e *exporter) take() {
 		if e.sorted && len(e.pending) > 0 && q.seq < e.pending[len(e.pending)-1].seq {
 			e.sorted = false
 		}
-		if len(e.chunk)+q.n > cap(e.chunk) {
-			e.chunk = make([]byte, 0, max(pendingChunk, q.n))
+		if m := q.n + hex.EncodedLen(len(q.chain)); len(e.chunk)+m > cap(e.chunk) {
+			e.chunk = make([]byte, 0, max(pendingChunk, m))
 		}
 		off := len(e.chunk)
 		e.chunk = append(e.chunk, taken.data[q.off:q.off+q.n]...)
-		e.pending = append(e.pending, pent{seq: q.seq, chain: q.chain, body: e.chunk[off:len(e.chunk):len(e.chunk)]})
+		e.chunk = appendHex32(e.chunk, &q.chain)
+		e.pending = append(e.pending, pent{seq: q.seq, chain: q.chain, text: e.chunk[off:len(e.chunk):len(e.chunk)], n: q.n})
 	}
 	clear(taken.ents)
 	taken.ents, taken.data = taken.ents[:0], taken.data[:0]
@@ -516,7 +558,7 @@ func (e *exporter) release(n int) {
 func (e *exporter) releaseAll() {
 	n := 0
 	for _, p := range e.pending {
-		n += len(p.body) + entOverhead
+		n += p.n + entOverhead
 	}
 	e.pending, e.chunk = nil, nil
 	e.release(n)
@@ -563,22 +605,26 @@ func (e *exporter) build(now time.Time) {
 	freed, used := 0, 0
 	next := e.next
 	defer func() {
-		clear(e.pending[:used])
-		e.pending = e.pending[used:]
-		if len(e.pending) == 0 {
-			e.pending = nil // let the backing array go
+		// The rest moves to the front: the backing array is kept for the
+		// next take (growing one anew for every batch showed in profiles),
+		// unless a burst made it large.
+		n := copy(e.pending, e.pending[used:])
+		clear(e.pending[n:])
+		e.pending = e.pending[:n]
+		if n == 0 && cap(e.pending) > 4*b.cfg.batch {
+			e.pending = nil
 		}
 		e.release(freed)
 	}()
 	for e.bn < b.cfg.batch {
 		for used < len(e.pending) && e.pending[used].seq < next {
-			freed += len(e.pending[used].body) + entOverhead
+			freed += e.pending[used].n + entOverhead
 			used++
 		}
 		if used < len(e.pending) && e.pending[used].seq == next {
 			p := e.pending[used]
-			e.emit(ctx, p.body, chain.Position{Seq: p.seq, Chain: p.chain}, now)
-			freed += len(p.body) + entOverhead
+			e.emitPending(p, now)
+			freed += p.n + entOverhead
 			used++
 			next++
 			continue
@@ -608,7 +654,7 @@ func (e *exporter) build(now time.Time) {
 			e.skip(next, l.Seq)
 			next = l.Seq
 		}
-		e.emit(ctx, l.Raw, chain.Position{Seq: l.Seq, Chain: l.MAC}, now)
+		e.emit(l.Raw, chain.Position{Seq: l.Seq, Chain: l.MAC}, now)
 		b.replayed.Add(1)
 		b.inst.replayed.Add(ctx, 1)
 		next++
@@ -617,19 +663,61 @@ func (e *exporter) build(now time.Time) {
 	e.buildNotes()
 }
 
-// emit converts one record and emits it into the processor's batch.
-func (e *exporter) emit(ctx context.Context, members []byte, pos chain.Position, now time.Time) {
-	rec, sc, _ := e.conv.convert(members, pos, now) // a malformed record is exported as its raw text
-	e.conv.release()
-	if sc.HasTraceID() || sc.HasSpanID() {
-		// The records of one request follow each other: one context
-		// for all of them (the SDK reads the IDs from the context).
-		if !sc.Equal(e.spanSC) || e.spanCtx == nil {
-			e.spanSC, e.spanCtx = sc, trace.ContextWithSpanContext(context.Background(), sc)
-		}
-		ctx = e.spanCtx
+// appendHex32 is hex.AppendEncode for a chain value, with one table load
+// per byte instead of two (it was half of take's time).
+func appendHex32(b []byte, v *[32]byte) []byte {
+	b = slices.Grow(b, 64)
+	n := len(b)
+	b = b[:n+64]
+	for i, c := range v {
+		h := hexPairs[c]
+		b[n+2*i], b[n+2*i+1] = byte(h>>8), byte(h)
 	}
-	e.b.logger.Emit(ctx, rec)
+	return b
+}
+
+// hexPairs holds each byte's two lower-case hex digits.
+var hexPairs = func() (t [256]uint16) {
+	const digits = "0123456789abcdef"
+	for i := range t {
+		t[i] = uint16(digits[i>>4])<<8 | uint16(digits[i&15])
+	}
+	return t
+}()
+
+// emit converts one record and emits it into the processor's batch.
+// members may be a buffer that is reused afterwards: the record's strings
+// are made from a copy.
+func (e *exporter) emit(members []byte, pos chain.Position, now time.Time) {
+	e.conv.reset()
+	e.conv.buf = append(e.conv.buf, members...)
+	if pos.Seq != 0 {
+		e.conv.buf = appendHex32(e.conv.buf, &pos.Chain)
+	}
+	e.emitText(members, string(e.conv.buf), pos, now)
+}
+
+// emitPending is emit for a record taken from the queue, whose text is
+// never written again (see exporter.chunk): the record's strings alias it.
+func (e *exporter) emitPending(p pent, now time.Time) {
+	e.conv.reset()
+	e.emitText(p.text[:p.n], unsafe.String(unsafe.SliceData(p.text), len(p.text)), chain.Position{Seq: p.seq, Chain: p.chain}, now)
+}
+
+// emitText emits members, whose text s holds followed by the chain value in
+// hex (see converter.convertText).
+func (e *exporter) emitText(members []byte, s string, pos chain.Position, now time.Time) {
+	sc, _ := e.conv.convertText(members, s, pos, now) // a malformed record is exported as its raw text
+	rec := e.b.proc.add()
+	f := e.conv.fields()
+	f.setSDK(rec)
+	rec.SetAttributes(e.conv.attrs...) // copies
+	if sc.HasTraceID() || sc.HasSpanID() {
+		rec.SetTraceID(sc.TraceID())
+		rec.SetSpanID(sc.SpanID())
+		rec.SetTraceFlags(sc.TraceFlags())
+	}
+	e.conv.release()
 	e.bn++
 	e.bLast, e.bLastMAC = pos.Seq, pos.Chain
 }

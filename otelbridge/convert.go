@@ -16,6 +16,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/slogaudit/slogaudit/chain"
@@ -49,7 +50,11 @@ const (
 // what was wrong.
 func convert(members []byte, pos chain.Position, observed time.Time) (log.Record, trace.SpanContext, error) {
 	c := converterPool.Get().(*converter)
-	r, sc, err := c.convert(members, pos, observed)
+	var r log.Record
+	sc, err := c.convert(members, pos, observed)
+	f := c.fields()
+	f.setLog(&r)
+	r.AddAttributes(c.attrs...) // copies
 	c.release()
 	converterPool.Put(c)
 	return r, sc, err
@@ -73,8 +78,14 @@ type converter struct {
 	spanID   trace.SpanID
 	event    string
 	kind     string // "", chain.RecOpen or chain.RecClose
+	observed time.Time
 	seq      uint64
 	chain    string
+
+	// The minute of the last time parsed ("2026-11-27T08:08") and its Unix
+	// time: see parseTime.
+	minute     string
+	minuteUnix int64
 
 	// Reused across records.
 	buf    []byte                // members and the chain value's hex, copied into one string
@@ -90,7 +101,8 @@ const maxEvents = 256
 // reset clears what decode found, keeping the buffers.
 func (c *converter) reset() {
 	clear(c.attrs)
-	*c = converter{attrs: c.attrs[:0], buf: c.buf[:0], prefix: c.prefix[:0], keys: c.keys, events: c.events, index: c.index}
+	*c = converter{attrs: c.attrs[:0], buf: c.buf[:0], prefix: c.prefix[:0], keys: c.keys, events: c.events, index: c.index,
+		minute: c.minute, minuteUnix: c.minuteUnix}
 }
 
 // release drops references to the last record's data.
@@ -104,9 +116,10 @@ func (c *converter) release() {
 	}
 }
 
-func (c *converter) convert(members []byte, pos chain.Position, observed time.Time) (log.Record, trace.SpanContext, error) {
-	var r log.Record
-	r.SetObservedTimestamp(observed)
+// convert is the package-level convert leaving the record in c: its
+// fields are c.fields(), its attributes c.attrs, both valid until
+// c.release.
+func (c *converter) convert(members []byte, pos chain.Position, observed time.Time) (trace.SpanContext, error) {
 	c.reset()
 	// Every string of the record that appears verbatim in members (keys and
 	// values without escapes, numbers too big for int64), and the chain
@@ -115,7 +128,13 @@ func (c *converter) convert(members []byte, pos chain.Position, observed time.Ti
 	if pos.Seq != 0 {
 		c.buf = hex.AppendEncode(c.buf, pos.Chain[:])
 	}
-	s := string(c.buf)
+	return c.convertText(members, string(c.buf), pos, observed)
+}
+
+// convertText is convert with the text the record's strings are cut from:
+// s holds members and, if pos.Seq is not 0, pos.Chain in hex after them. s
+// must stay unchanged as long as the record is used. c must be reset.
+func (c *converter) convertText(members []byte, s string, pos chain.Position, observed time.Time) (trace.SpanContext, error) {
 	c.seq = pos.Seq
 	if pos.Seq != 0 {
 		c.chain = s[len(members):]
@@ -134,37 +153,8 @@ func (c *converter) convert(members []byte, pos chain.Position, observed time.Ti
 		c.hasBody = true
 		c.attrs = append(c.attrs, attribute.String("audit.error", err.Error()))
 	}
+	c.observed = observed
 
-	switch c.kind {
-	case chain.RecOpen:
-		r.SetEventName(EventFileOpen)
-	case chain.RecClose:
-		r.SetEventName(EventFileClose)
-	default:
-		if c.event != "" {
-			r.SetEventName(c.eventName(c.event))
-		}
-	}
-	if c.hasBody {
-		r.SetBody(c.body)
-	} else if c.kind != "" {
-		switch c.kind {
-		case chain.RecOpen:
-			r.SetBody(attribute.StringValue(bodyOpen))
-		case chain.RecClose:
-			r.SetBody(attribute.StringValue(bodyClose))
-		default:
-			r.SetBody(attribute.StringValue("audit file " + c.kind))
-		}
-	}
-	if c.hasLevel {
-		r.SetSeverity(c.severity)
-		r.SetSeverityText(c.level)
-	} else if c.kind != "" {
-		r.SetSeverity(log.SeverityInfo)
-		r.SetSeverityText("INFO")
-	}
-	r.SetTimestamp(c.time)
 	if c.seq != 0 {
 		c.attrs = append(c.attrs, attribute.Int64(SeqKey, int64(c.seq)))
 	}
@@ -172,8 +162,84 @@ func (c *converter) convert(members []byte, pos chain.Position, observed time.Ti
 		c.attrs = append(c.attrs, attribute.String(ChainKey, c.chain))
 	}
 	c.attrs = c.unique(c.attrs)
-	r.AddAttributes(c.attrs...) // copies
-	return r, trace.NewSpanContext(trace.SpanContextConfig{TraceID: c.traceID, SpanID: c.spanID}), err
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: c.traceID, SpanID: c.spanID}), err
+}
+
+// fields are a converted record's fields but its attributes and trace ids.
+type fields struct {
+	event, severityText  string
+	body                 attribute.Value
+	severity             log.Severity
+	time, observed       time.Time
+	setBody, setSeverity bool
+}
+
+// fields returns the converted record's fields.
+func (c *converter) fields() fields {
+	f := fields{time: c.time, observed: c.observed}
+	switch c.kind {
+	case chain.RecOpen:
+		f.event = EventFileOpen
+	case chain.RecClose:
+		f.event = EventFileClose
+	default:
+		if c.event != "" {
+			f.event = c.eventName(c.event)
+		}
+	}
+	if c.hasBody {
+		f.body, f.setBody = c.body, true
+	} else if c.kind != "" {
+		f.setBody = true
+		switch c.kind {
+		case chain.RecOpen:
+			f.body = attribute.StringValue(bodyOpen)
+		case chain.RecClose:
+			f.body = attribute.StringValue(bodyClose)
+		default:
+			f.body = attribute.StringValue("audit file " + c.kind)
+		}
+	}
+	if c.hasLevel {
+		f.severity, f.severityText, f.setSeverity = c.severity, c.level, true
+	} else if c.kind != "" {
+		f.severity, f.severityText, f.setSeverity = log.SeverityInfo, "INFO", true
+	}
+	return f
+}
+
+// setLog sets f on a log.Record. (The same lines for log.Record and the
+// SDK's Record, rather than one function over an interface of their
+// setters: a log.Record passed as an interface escapes, 500 bytes.)
+func (f *fields) setLog(r *log.Record) {
+	r.SetObservedTimestamp(f.observed)
+	if f.event != "" {
+		r.SetEventName(f.event)
+	}
+	if f.setBody {
+		r.SetBody(f.body)
+	}
+	if f.setSeverity {
+		r.SetSeverity(f.severity)
+		r.SetSeverityText(f.severityText)
+	}
+	r.SetTimestamp(f.time)
+}
+
+// setSDK sets f on an SDK record made from the template (see ackProcessor).
+func (f *fields) setSDK(r *sdklog.Record) {
+	r.SetObservedTimestamp(f.observed)
+	if f.event != "" {
+		r.SetEventName(f.event)
+	}
+	if f.setBody {
+		r.SetBody(f.body)
+	}
+	if f.setSeverity {
+		r.SetSeverity(f.severity)
+		r.SetSeverityText(f.severityText)
+	}
+	r.SetTimestamp(f.time)
 }
 
 // unique merges attributes with the same key, in place: the first one's
@@ -255,10 +321,10 @@ func (c *converter) eventName(event string) string {
 // a small parser of its own: with encoding/json's token API (which keeps
 // member order, unlike Unmarshal into a map) a typical record cost ~50 µs and
 // ~190 allocations to convert and emit; with this one, which takes the
-// strings from s (a copy of members) and reuses the converter's buffers,
-// ~4 µs and 9, of which the conversion itself is ~1 µs and 2 (the copy and
-// the log.Record's attribute slice) and the rest the SDK's Emit
-// (BenchmarkConvert).
+// strings from s (a copy of members, or the queue's chunk) and reuses the
+// converter's buffers, ~0.5 µs and none, about a third of what the exporter
+// goroutine spends per record (BenchmarkEmit), the SDK's SetAttributes
+// another third.
 func (c *converter) decode(members []byte, s string) error {
 	p := parser{b: members, s: s}
 	p.ws()
@@ -356,7 +422,7 @@ func (c *converter) top(key string, v attribute.Value) bool {
 		if v.Type() != attribute.STRING {
 			return false
 		}
-		t, ok := parseTime(v.AsString())
+		t, ok := c.parseTime(v.AsString())
 		if !ok {
 			return false
 		}
@@ -415,9 +481,19 @@ func (c *converter) top(key string, v attribute.Value) bool {
 
 // parseTime parses an RFC 3339 time as time.Parse(time.RFC3339Nano, s)
 // does, with a fast path for UTC times ("Z") with up to nine fractional
-// digits, the handler's layout.
-func parseTime(s string) (time.Time, bool) {
+// digits, the handler's layout, and a faster one for a time in the same
+// minute as the last one (consecutive records mostly are): only the seconds
+// are parsed then, not the date (time.Date was most of parseUTC's cost).
+func (c *converter) parseTime(s string) (time.Time, bool) {
+	if len(s) >= 20 && len(s) <= 30 && s[len(s)-1] == 'Z' && c.minute != "" && s[:16] == c.minute && s[16] == ':' {
+		if sec, nsec, ok := parseSeconds(s[17 : len(s)-1]); ok {
+			return time.Unix(c.minuteUnix+int64(sec), int64(nsec)).UTC(), true
+		}
+	}
 	if t, ok := parseUTC(s); ok {
+		// A copy: s may be part of a record's text, which the cache must
+		// not keep alive.
+		c.minute, c.minuteUnix = strings.Clone(s[:16]), t.Unix()-int64(t.Second())
 		return t, true
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
@@ -432,42 +508,55 @@ func parseUTC(s string) (time.Time, bool) {
 		s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
 		return time.Time{}, false
 	}
-	num := func(s string) (int, bool) {
-		n := 0
-		for i := 0; i < len(s); i++ {
-			d := s[i] - '0'
-			if d > 9 {
-				return 0, false
-			}
-			n = n*10 + int(d)
-		}
-		return n, true
-	}
-	year, ok1 := num(s[0:4])
-	month, ok2 := num(s[5:7])
-	day, ok3 := num(s[8:10])
-	hour, ok4 := num(s[11:13])
-	minute, ok5 := num(s[14:16])
-	sec, ok6 := num(s[17:19])
+	year, ok1 := decimal(s[0:4])
+	month, ok2 := decimal(s[5:7])
+	day, ok3 := decimal(s[8:10])
+	hour, ok4 := decimal(s[11:13])
+	minute, ok5 := decimal(s[14:16])
+	sec, nsec, ok6 := parseSeconds(s[17 : len(s)-1])
 	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) ||
-		month < 1 || month > 12 || day < 1 || day > 28 || hour > 23 || minute > 59 || sec > 59 {
+		month < 1 || month > 12 || day < 1 || day > 28 || hour > 23 || minute > 59 {
 		return time.Time{}, false
 	}
-	nsec := 0
-	if frac := s[19 : len(s)-1]; frac != "" {
+	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC), true
+}
+
+// parseSeconds parses SS[.fraction] (up to nine digits; s is at most 12
+// bytes long) into seconds (0-59) and nanoseconds.
+func parseSeconds(s string) (sec, nsec int, ok bool) {
+	if len(s) < 2 {
+		return 0, 0, false
+	}
+	if sec, ok = decimal(s[:2]); !ok || sec > 59 {
+		return 0, 0, false
+	}
+	if frac := s[2:]; frac != "" {
 		if frac[0] != '.' || len(frac) == 1 {
-			return time.Time{}, false
+			return 0, 0, false
 		}
-		n, ok := num(frac[1:])
+		n, ok := decimal(frac[1:])
 		if !ok {
-			return time.Time{}, false
+			return 0, 0, false
 		}
 		for i := len(frac) - 1; i < 9; i++ {
 			n *= 10
 		}
 		nsec = n
 	}
-	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC), true
+	return sec, nsec, true
+}
+
+// decimal parses a string of ASCII digits (short enough not to overflow).
+func decimal(s string) (int, bool) {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		d := s[i] - '0'
+		if d > 9 {
+			return 0, false
+		}
+		n = n*10 + int(d)
+	}
+	return n, true
 }
 
 // flatten adds the members of the object whose '{' was just read as
@@ -665,12 +754,25 @@ func (p *parser) number() (attribute.Value, error) {
 		}
 		return n
 	}
-	if p.b[p.i] == '-' {
+	neg := p.b[p.i] == '-'
+	if neg {
 		p.i++
 	}
 	intStart := p.i
-	if n := digits(); n == 0 || n > 1 && p.b[intStart] == '0' {
+	var u uint64 // the integer part, if it has at most 18 digits
+	for p.i < len(p.b) && '0' <= p.b[p.i] && p.b[p.i] <= '9' {
+		u = u*10 + uint64(p.b[p.i]-'0')
+		p.i++
+	}
+	if n := p.i - intStart; n == 0 || n > 1 && p.b[intStart] == '0' {
 		return attribute.Value{}, p.errorf("bad number")
+	}
+	if p.i-intStart <= 18 && (p.i == len(p.b) || p.b[p.i] != '.' && p.b[p.i] != 'e' && p.b[p.i] != 'E') {
+		// An integer that fits: what ParseInt below would return.
+		if neg {
+			return attribute.Int64Value(-int64(u)), nil
+		}
+		return attribute.Int64Value(int64(u)), nil
 	}
 	integer := true
 	if p.i < len(p.b) && p.b[p.i] == '.' {
@@ -715,6 +817,9 @@ func (p *parser) str() (string, error) {
 	b := p.b
 	i := p.i
 	for {
+		for i+4 <= len(b) && strClass[b[i]]|strClass[b[i+1]]|strClass[b[i+2]]|strClass[b[i+3]] == 0 {
+			i += 4
+		}
 		for i < len(b) && strClass[b[i]] == 0 {
 			i++
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -278,6 +279,41 @@ func TestUniqueMany(t *testing.T) {
 			if string(a.Key) != fmt.Sprint("k", j) || a.Value.AsInt64() != int64(last) {
 				t.Fatalf("n=%d: attribute %d is %v, want k%d=%d", n, j, a, j, last)
 			}
+		}
+	}
+}
+
+// The converter's time and integer fast paths give what time.Parse and
+// strconv.ParseInt give, whatever came before (parseTime remembers the last
+// minute).
+func TestParseFastPaths(t *testing.T) {
+	var c converter
+	for _, s := range []string{
+		"2026-11-27T01:16:10.123456789Z", "2026-11-27T01:16:59Z", "2026-11-27T01:16:00.5Z",
+		"2026-11-27T01:17:00.000000001Z", "2026-11-27T01:16:10Z", "2026-11-28T01:16:10.1Z",
+		"2026-11-28T01:16:10.1+02:00", "2026-11-28T01:16:61Z", "2026-11-28T01:16:1xZ",
+		"2026-11-28T01:16:10.Z", "2026-11-28T01:16:10.1234567890Z", "2026-02-29T01:16:10Z",
+		"2028-02-29T01:16:10Z", "2028-02-29T01:16:10.25Z", "2026-11-28T01:16:10,5Z",
+	} {
+		want, werr := time.Parse(time.RFC3339Nano, s)
+		got, ok := c.parseTime(s)
+		if ok != (werr == nil) || ok && (!got.Equal(want) || got.Location() != want.Location()) {
+			t.Errorf("parseTime(%q) = %v, %v; time.Parse: %v, %v", s, got, ok, want, werr)
+		}
+	}
+	for _, s := range []string{"0", "-0", "7", "-7", "123456789012345678", "-123456789012345678",
+		"9223372036854775807", "-9223372036854775808", "9223372036854775808", "1234567890123456789", "12.5", "1e2", "-1E-2"} {
+		p := parser{b: []byte(s), s: s}
+		v, err := p.number()
+		if err != nil {
+			t.Fatalf("number(%q): %v", s, err)
+		}
+		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+			if v.Type() != attribute.INT64 || v.AsInt64() != i {
+				t.Errorf("number(%q) = %v, want int64 %d", s, v.Emit(), i)
+			}
+		} else if v.Type() == attribute.INT64 {
+			t.Errorf("number(%q) = int64 %d", s, v.AsInt64())
 		}
 	}
 }
