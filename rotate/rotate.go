@@ -627,7 +627,14 @@ const (
 //
 // It polls, yielding the processor to the writers it waits for, rather than
 // sleeping, because a timer shorter than a millisecond fires a millisecond
-// late when the process is otherwise idle.
+// late when the process is otherwise idle. Polling also keeps the other
+// processor from going idle while its writers return: on the project's
+// 2-vCPU guest waking an idle one costs the waker ~20µs (a futex call) and
+// the woken one ~100µs before it runs anything, so a leader that blocked
+// until the last writer signalled it measured longer gathers (80 vs 48µs).
+// It does not frame the records that have arrived meanwhile: that moved
+// ~25µs of framing into the gather but made it ~35µs longer (the writers
+// it waits for need the same processors), no net gain.
 //
 // It is called with mu held and the leader role taken, and releases mu while
 // it waits.
