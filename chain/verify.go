@@ -212,6 +212,15 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 		}
 		trusted = &c
 	}
+	// The notes first, then the files: a writer appends a note only after
+	// the line it names is in a file, so notes read first name lines the
+	// files then hold. Read the other way round, a note signed meanwhile
+	// names lines past the end of what was read, and a live directory
+	// (self-verification) looks cut (TRUNCATED).
+	notes, err := ReadCheckpointsFile(filepath.Join(dir, CheckpointsFileName(opts.Prefix)))
+	if err != nil {
+		return nil, fmt.Errorf("chain: verify: %w", err)
+	}
 	files, err := rotate.List(dir, opts.Prefix, opts.Ext)
 	if err != nil {
 		return nil, fmt.Errorf("chain: verify: %w", err)
@@ -233,14 +242,9 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	}
 	v := newVerifier(opts.Key, opts.KeyAt)
 	v.rep.Dir = dir
-	ckptPath := filepath.Join(dir, CheckpointsFileName(opts.Prefix))
 	if partial && opts.CheckpointKey != nil {
 		// Where the window starts right after a signed epoch end, the
 		// epoch's digest can be computed from the window.
-		notes, err := ReadCheckpointsFile(ckptPath)
-		if err != nil {
-			return nil, fmt.Errorf("chain: verify: %w", err)
-		}
 		v.signedEnds = make(map[uint64][sha256.Size]byte)
 		for _, e := range notes {
 			if c, err := OpenCheckpoint(e.Note, opts.CheckpointKey); e.Err == nil && err == nil {
@@ -263,11 +267,6 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 		v.firstLine = nil // the start of the chain was not read
 	}
 	v.gap()
-	// Read after the files: a note signed meanwhile vouches for more.
-	notes, err := ReadCheckpointsFile(ckptPath)
-	if err != nil {
-		return nil, fmt.Errorf("chain: verify: %w", err)
-	}
 	v.notes(notes, opts.CheckpointKey)
 	v.trusted(trusted)
 	v.unanchored()

@@ -2,6 +2,7 @@ package handler
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -221,5 +222,65 @@ func TestSelfVerifyWindowStartsAtSignedEnd(t *testing.T) {
 	}
 	if rep.Intact || !slices.ContainsFunc(rep.Problems(), func(p chain.Problem) bool { return p.Class == chain.Modified }) {
 		t.Errorf("an edit in the window's first epoch went unnoticed: %v", rep.Problems())
+	}
+}
+
+// Self-verification of a directory being written raises no false alarm:
+// a note signed while the files are read must not look like a cut trail
+// (TRUNCATED), under either durability policy.
+func TestSelfVerifyWhileWriting(t *testing.T) {
+	for _, pol := range []rotate.Policy{rotate.SyncNone, rotate.SyncAlways} {
+		t.Run(pol.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			k0 := chain.GenerateKey()
+			keyFile := filepath.Join(t.TempDir(), "audit.key")
+			if err := chain.WriteKeyFile(keyFile, k0); err != nil {
+				t.Fatal(err)
+			}
+			skey, vkey, _ := chain.GenerateSigner("self")
+			signer, _ := note.NewSigner(skey)
+			verifier, _ := note.NewVerifier(vkey)
+			var mu sync.Mutex
+			var fails []string
+			h, err := New(Options{
+				Dir: dir, KeyFile: keyFile, App: slog.DiscardHandler,
+				Checkpoints: chain.CheckpointOptions{Signer: signer, Every: 50},
+				Rotate:      rotate.Options{Sync: pol},
+				SelfVerify: SelfVerify{Interval: 5 * time.Millisecond, CheckpointKey: verifier, OnFailure: func(r *chain.Report) {
+					mu.Lock()
+					defer mu.Unlock()
+					for _, p := range r.Problems() {
+						if !p.Class.Warning() {
+							fails = append(fails, fmt.Sprintf("%v seq %d: %s", p.Class, p.Seq, p.Detail))
+						}
+					}
+				}},
+				OnError: func(error) {},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := Logger(slog.New(h))
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Go(func() {
+					for i := range 1000 {
+						l.Info("op", "i", i)
+					}
+				})
+			}
+			wg.Wait()
+			if err := h.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if rep, err := chain.Verify(dir, chain.VerifyOptions{Key: k0, CheckpointKey: verifier}); err != nil || !rep.Intact {
+				t.Fatalf("verify with K(0): %v %v", err, rep.Problems())
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(fails) > 0 {
+				t.Errorf("%d false failures, the first: %s", len(fails), fails[0])
+			}
+		})
 	}
 }
