@@ -230,13 +230,29 @@ func appendCheckpoints(path string, cs []Checkpoint) error {
 		}
 		buf = append(append(buf, line...), '\n')
 	}
+	// A torn line a failed append left (a short write before ENOSPC)
+	// goes first, so that the retried notes start a clean line.
+	if err := trimTornNote(path); err != nil {
+		return err
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(buf)
+	fi, err := f.Stat()
 	if err == nil {
-		err = f.Sync()
+		_, err = f.Write(buf)
+		if err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			// The caller retries these notes: leave no part of them
+			// behind, neither torn nor whole (a failed fsync would
+			// otherwise have them twice).
+			if terr := f.Truncate(fi.Size()); terr != nil {
+				err = errors.Join(err, terr)
+			}
+		}
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr

@@ -1,0 +1,90 @@
+package chain
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/slogaudit/slogaudit/rotate"
+)
+
+// An append to the checkpoints file that fails part way (a short write,
+// then EFBIG here, as ENOSPC would) leaves nothing behind: the notes are
+// appended whole when the disk has room again, and the trail verifies.
+// (RLIMIT_FSIZE limits every file of the process: no test in this package
+// runs in parallel with this one.)
+func TestCheckpointsAppendFailsCleanly(t *testing.T) {
+	dir := t.TempDir()
+	signer, verifier := testSigner(t, "test-signer")
+	var errs []error
+	w, err := Open(Options{Key: testKey,
+		Checkpoints: CheckpointOptions{Signer: signer, Every: 1, Interval: -1, OnError: func(e error) { errs = append(errs, e) }},
+		Rotate:      rotate.Options{Dir: dir, Preallocate: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Enough notes that the checkpoints file outgrows a fresh audit file.
+	for range 10 {
+		if err := w.Append([]byte(`"msg":"x"`), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Checkpoint(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Checkpoint(); err != nil { // settles the rotation's epoch end
+		t.Fatal(err)
+	}
+	ckpt := filepath.Join(dir, CheckpointsFileName(""))
+	fi, err := os.Stat(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audit, err := os.Stat(w.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if audit.Size()+1024 > fi.Size() {
+		t.Fatalf("audit file %d bytes, checkpoints file %d", audit.Size(), fi.Size())
+	}
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Skip(err)
+	}
+	// Room for the audit file to grow, and for part of a note.
+	limit := uint64(fi.Size() + 100)
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: limit, Max: old.Max}); err != nil {
+		t.Skip(err)
+	}
+	appendErr := w.Append([]byte(`"msg":"y"`), nil)
+	ckptErr := w.Checkpoint()
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	if appendErr != nil || ckptErr == nil {
+		t.Fatalf("under the limit: append %v, checkpoint %v (want the checkpoint to fail)", appendErr, ckptErr)
+	}
+	if b, _ := os.ReadFile(ckpt); int64(len(b)) != fi.Size() {
+		t.Errorf("the failed append left %d bytes in the checkpoints file", int64(len(b))-fi.Size())
+	}
+	if err := w.Append([]byte(`"msg":"z"`), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(dir, VerifyOptions{Key: testKey, CheckpointKey: verifier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Intact || len(rep.Problems()) != 0 {
+		t.Errorf("after a failed append to the checkpoints file: %v", rep.Problems())
+	}
+}
