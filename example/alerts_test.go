@@ -93,7 +93,7 @@ func TestExampleProbingGivesOneAlert(t *testing.T) {
 
 	// The live view and its stream are the admin's only.
 	for _, path := range []string{"/audit/ui", "/audit/stream", "/audit/stream?event=security_alert"} {
-		if code, _ := p.do(t, "GET", path, ""); code != 401 {
+		if code, _ := p.doAs(t, "", "GET", path, ""); code != 401 {
 			t.Errorf("unauthenticated %s: %d, want 401", path, code)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/slogaudit/slogaudit/handler"
+	"github.com/slogaudit/slogaudit/middleware"
 )
 
 // app is the AgentHub-like service: a supervisor of (simulated) MCP servers
@@ -28,11 +29,38 @@ func newApp(log *slog.Logger) *app {
 
 func (a *app) routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /servers/{name}/{action}", a.serverAction)
-	mux.HandleFunc("PUT /credentials/{key}", a.putCredential)
-	mux.HandleFunc("GET /credentials/{key}", a.getCredential)
-	mux.HandleFunc("DELETE /credentials/{key}", a.deleteCredential)
+	server := func(r *http.Request) handler.Event {
+		return handler.Event{Type: handler.AdminAction, Action: r.PathValue("action"), ResourceType: "mcp_server", Resource: r.PathValue("name")}
+	}
+	credential := func(action string) func(*http.Request) handler.Event {
+		return func(r *http.Request) handler.Event { return credentialEvent(r.PathValue("key"), action) }
+	}
+	mux.HandleFunc("POST /servers/{name}/{action}", a.authenticated(server, a.serverAction))
+	mux.HandleFunc("PUT /credentials/{key}", a.authenticated(credential("set"), a.putCredential))
+	mux.HandleFunc("GET /credentials/{key}", a.authenticated(credential("get"), a.getCredential))
+	mux.HandleFunc("DELETE /credentials/{key}", a.authenticated(credential("delete"), a.deleteCredential))
 	return mux
+}
+
+// authenticated runs next for a request with a principal (a valid bearer
+// token, see middleware.Options.Authenticate); any other is refused with
+// 401, and the attempt is an audit event of what it tried, status denied:
+// a failed credential access is on record, never silent.
+func (a *app) authenticated(attempt func(*http.Request) handler.Event, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if info, ok := middleware.FromContext(r.Context()); ok && info.Principal != "" {
+			next(w, r)
+			return
+		}
+		ev := attempt(r)
+		ev.Status, ev.Reason = handler.StatusDenied, "unauthenticated"
+		if err := handler.Log(r.Context(), a.log, ev); err != nil {
+			fail(w, http.StatusServiceUnavailable, auditUnavailable)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		fail(w, http.StatusUnauthorized, "authentication required")
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/slogaudit/slogaudit/handler"
+	"github.com/slogaudit/slogaudit/middleware"
 )
 
 // A credential change whose audit record cannot be written is undone: a
@@ -18,7 +19,7 @@ func TestPutCredentialUndoneWhenUnaudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := newApp(slog.New(h))
-	mux := a.routes()
+	mux := middleware.Wrap(a.routes(), middleware.Options{Authenticate: func(*http.Request) string { return "tester" }})
 	put := func(key, value string) int {
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, httptest.NewRequest("PUT", "/credentials/"+key, strings.NewReader(value)))

@@ -227,11 +227,11 @@ OTLP export: %[9]s
 %[6]s
 try:
   curl -X POST %[1]s/servers/obsidian/start%[7]s
-  curl -X POST %[1]s/servers/broken/start
+  curl -X POST %[1]s/servers/broken/start%[7]s
   curl -X POST %[1]s/servers/obsidian/stop%[7]s
   curl -X PUT --data 'value-of-the-secret' %[1]s/credentials/obsidian_api_key%[7]s
   curl %[1]s/credentials/obsidian_api_key%[7]s
-  curl -H 'X-Client-ID: test-user' %[1]s/credentials/no_such_key
+  curl -H 'X-Client-ID: test-user' %[1]s/credentials/obsidian_api_key    # no token: 401, audited as denied
   curl -X DELETE %[1]s/credentials/obsidian_api_key%[7]s
   curl -H "Authorization: Bearer %[8]s" '%[1]s/audit/events?action=start&resource=obsidian&limit=10'
 

@@ -35,6 +35,7 @@ func TestMain(m *testing.M) {
 type proc struct {
 	cmd            *exec.Cmd
 	base           string
+	token          string // the demo token it printed, sent by do; "" with -tokens
 	stdout, stderr *syncBuffer
 	done           chan error
 }
@@ -56,7 +57,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var listening = regexp.MustCompile(`listening on (http://\S+)`)
+var (
+	listening = regexp.MustCompile(`listening on (http://\S+)`)
+	demoToken = regexp.MustCompile(`demo token \(principal demo-user\): (\S+)`)
+)
 
 // start runs the example as a child process and waits until it listens.
 func start(t *testing.T, args ...string) *proc {
@@ -86,6 +90,10 @@ func startEnv(t *testing.T, env map[string]string, args ...string) *proc {
 	for time.Now().Before(deadline) {
 		if m := listening.FindStringSubmatch(p.stdout.String()); m != nil {
 			p.base = m[1]
+			// The banner is one write: the demo token is in it, if any.
+			if m := demoToken.FindStringSubmatch(p.stdout.String()); m != nil {
+				p.token = m[1]
+			}
 			return p
 		}
 		select {
@@ -100,9 +108,18 @@ func startEnv(t *testing.T, env map[string]string, args ...string) *proc {
 
 func (p *proc) do(t *testing.T, method, path, body string) (int, string) {
 	t.Helper()
+	return p.doAs(t, p.token, method, path, body)
+}
+
+// doAs is do with the bearer token token, none if "".
+func (p *proc) doAs(t *testing.T, token, method, path, body string) (int, string) {
+	t.Helper()
 	req, err := http.NewRequest(method, p.base+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -135,19 +152,25 @@ func session(t *testing.T, p *proc) {
 	for _, c := range []struct {
 		method, path, body string
 		code               int
+		anonymous          bool
 	}{
-		{"POST", "/servers/obsidian/start", "", 200},
-		{"POST", "/servers/broken/start", "", 500},
-		{"POST", "/servers/obsidian/restart", "", 404},
-		{"POST", "/servers/obsidian/stop", "", 200},
-		{"POST", "/servers/obsidian/stop", "", 500},
-		{"PUT", "/credentials/obsidian_api_key", secret, 200},
-		{"GET", "/credentials/obsidian_api_key", "", 200},
-		{"GET", "/credentials/no_such_key", "", 404},
-		{"DELETE", "/credentials/obsidian_api_key", "", 200},
-		{"DELETE", "/credentials/obsidian_api_key", "", 404},
+		{"GET", "/credentials/obsidian_api_key", "", 401, true},
+		{"POST", "/servers/obsidian/start", "", 200, false},
+		{"POST", "/servers/broken/start", "", 500, false},
+		{"POST", "/servers/obsidian/restart", "", 404, false},
+		{"POST", "/servers/obsidian/stop", "", 200, false},
+		{"POST", "/servers/obsidian/stop", "", 500, false},
+		{"PUT", "/credentials/obsidian_api_key", secret, 200, false},
+		{"GET", "/credentials/obsidian_api_key", "", 200, false},
+		{"GET", "/credentials/no_such_key", "", 404, false},
+		{"DELETE", "/credentials/obsidian_api_key", "", 200, false},
+		{"DELETE", "/credentials/obsidian_api_key", "", 404, false},
 	} {
-		code, body := p.do(t, c.method, c.path, c.body)
+		token := p.token
+		if c.anonymous {
+			token = ""
+		}
+		code, body := p.doAs(t, token, c.method, c.path, c.body)
 		if code != c.code {
 			t.Errorf("%s %s: %d %s, want %d", c.method, c.path, code, body, c.code)
 		}
@@ -273,10 +296,11 @@ func TestExampleEndToEnd(t *testing.T) {
 			got = append(got, e["action"].(string)+" "+e["resource"].(string)+" "+e["status"].(string))
 		}
 	}
-	if activity != 10 {
-		t.Errorf("%d activity records for 10 requests", activity)
+	if activity != 11 {
+		t.Errorf("%d activity records for 11 requests", activity)
 	}
 	want := []string{
+		"get obsidian_api_key denied",
 		"start obsidian initiated", "start obsidian success",
 		"start broken initiated", "start broken failed",
 		"restart obsidian failed",
@@ -535,14 +559,21 @@ func TestExampleLeavesNoSecrets(t *testing.T) {
 		queryTok  = "query-SECRET-0b9a8c7d6e"
 		value     = "value-SECRET-5e4d3c2b1a"
 	)
-	req, _ := http.NewRequest("PUT", p.base+"/credentials/obsidian_api_key?token="+queryTok+"&note=x", strings.NewReader(value))
-	req.Header.Set("Authorization", "Bearer "+bearerTok)
-	req.Header.Set("X-Api-Key", apiKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	// An unknown bearer token is refused (and must not be logged either);
+	// the demo token stores the value.
+	for _, tok := range []string{bearerTok, p.token} {
+		req, _ := http.NewRequest("PUT", p.base+"/credentials/obsidian_api_key?token="+queryTok+"&note=x", strings.NewReader(value))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("X-Api-Key", apiKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{true: 401, false: 200}[tok == bearerTok]; resp.StatusCode != want {
+			t.Fatalf("PUT with token %q: %d, want %d", tok, resp.StatusCode, want)
+		}
 	}
-	resp.Body.Close()
 	if code, body := p.do(t, "GET", "/credentials/obsidian_api_key?api_key="+apiKey, ""); code != 200 || body != value {
 		t.Fatalf("GET: %d %q", code, body)
 	}

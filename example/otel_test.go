@@ -55,6 +55,7 @@ func TestExampleExportsThroughCollector(t *testing.T) {
 	} {
 		req, _ := http.NewRequest(c.method, p.base+c.path, strings.NewReader(c.body))
 		req.Header.Set("traceparent", "00-"+traceID+"-"+randomHex(8)+"-01")
+		req.Header.Set("Authorization", "Bearer "+p.token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -171,7 +172,9 @@ func writeRecords(t *testing.T, p *proc, n int) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				resp, err := http.Post(fmt.Sprintf("%s/servers/s%d/start", p.base, i), "", nil)
+				req, _ := http.NewRequest("POST", fmt.Sprintf("%s/servers/s%d/start", p.base, i), nil)
+				req.Header.Set("Authorization", "Bearer "+p.token)
+				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Error(err)
 					return
