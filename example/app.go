@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/slogaudit/slogaudit/handler"
 	"github.com/slogaudit/slogaudit/middleware"
@@ -42,12 +43,28 @@ func (a *app) routes() *http.ServeMux {
 	return mux
 }
 
+// maxName bounds server names and credential keys.
+const maxName = 256
+
 // authenticated runs next for a request with a principal (a valid bearer
 // token, see middleware.Options.Authenticate); any other is refused with
 // 401, and the attempt is an audit event of what it tried, status denied:
 // a failed credential access is on record, never silent.
 func (a *app) authenticated(attempt func(*http.Request) handler.Event, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if len(r.PathValue("name")) > maxName || len(r.PathValue("key")) > maxName {
+			// Refused before anything is logged at length: a huge name
+			// would be written to the trail twice per request.
+			ev := attempt(r)
+			ev.Resource = ev.Resource[:maxName] + "…"
+			ev.Status, ev.Reason = handler.StatusFailed, "name_too_long"
+			if err := handler.Log(r.Context(), a.log, ev); err != nil {
+				fail(w, http.StatusServiceUnavailable, auditUnavailable)
+				return
+			}
+			fail(w, http.StatusBadRequest, "name too long")
+			return
+		}
 		if info, ok := middleware.FromContext(r.Context()); ok && info.Principal != "" {
 			next(w, r)
 			return
@@ -93,10 +110,17 @@ func (a *app) serverAction(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusServiceUnavailable, auditUnavailable)
 		return
 	}
-	err := a.supervise(r.Context(), name, action)
-	op.End(&err)
-	if err != nil {
-		fail(w, http.StatusInternalServerError, err.Error())
+	serr := a.supervise(r.Context(), name, action)
+	err := serr
+	op.End(&err) // err: serr, or the audit write's error if serr is nil
+	switch {
+	case serr != nil:
+		fail(w, http.StatusInternalServerError, serr.Error())
+		return
+	case err != nil:
+		// Done, but not on record: say so, without the audit error's
+		// text (paths, disk state), which is for the operator's log.
+		fail(w, http.StatusServiceUnavailable, auditUnavailable)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"server": name, "action": action, "status": "ok"})
@@ -126,6 +150,8 @@ func credentialEvent(key, action string) handler.Event {
 
 func (a *app) putCredential(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
+	// A body sent a byte at a time does not hold the handler for long.
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(10 * time.Second))
 	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err != nil {
 		fail(w, http.StatusBadRequest, "cannot read the credential value")
@@ -177,7 +203,10 @@ func (a *app) getCredential(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusServiceUnavailable, auditUnavailable)
 		return
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Cache-Control", "no-store") // a secret: no cache keeps a copy
+	h.Set("X-Content-Type-Options", "nosniff")
 	w.Write(value)
 }
 

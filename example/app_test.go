@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -42,5 +43,65 @@ func TestPutCredentialUndoneWhenUnaudited(t *testing.T) {
 	}
 	if _, ok := a.creds["new"]; ok {
 		t.Error("a new credential stayed without its audit record")
+	}
+}
+
+// A request without a valid token is refused and on record; an overlong
+// name is refused before anything is logged at length; a credential is
+// sent with headers that keep it out of caches.
+func TestAppGuards(t *testing.T) {
+	dir := t.TempDir()
+	h, err := handler.New(handler.Options{Dir: dir, App: slog.DiscardHandler})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newApp(slog.New(h))
+	mux := middleware.Wrap(a.routes(), middleware.Options{Authenticate: func(r *http.Request) string {
+		if r.Header.Get("Authorization") == "Bearer ok" {
+			return "tester"
+		}
+		return ""
+	}})
+	do := func(method, path, token, body string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := do("GET", "/credentials/k", "", ""); rec.Code != 401 || rec.Header().Get("WWW-Authenticate") != "Bearer" {
+		t.Errorf("no token: %d %v", rec.Code, rec.Header())
+	}
+	if rec := do("PUT", "/credentials/k", "wrong", "v"); rec.Code != 401 {
+		t.Errorf("wrong token: %d", rec.Code)
+	}
+	long := strings.Repeat("n", 100_000)
+	if rec := do("GET", "/credentials/"+long, "ok", ""); rec.Code != 400 {
+		t.Errorf("long key: %d", rec.Code)
+	}
+	if rec := do("PUT", "/credentials/k", "ok", "v"); rec.Code != 200 {
+		t.Fatalf("PUT: %d", rec.Code)
+	}
+	rec := do("GET", "/credentials/k", "ok", "")
+	if rec.Code != 200 || rec.Body.String() != "v" || rec.Header().Get("Cache-Control") != "no-store" || rec.Header().Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("GET: %d %q %v", rec.Code, rec.Body, rec.Header())
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range events(t, dir) {
+		if e["event"] == "credential_access" {
+			got = append(got, fmt.Sprint(e["action"], " ", e["status"], " ", e["reason"], " ", len(e["resource"].(string))))
+		}
+		if len(fmt.Sprint(e)) > 4096 {
+			t.Errorf("a record of %d bytes", len(fmt.Sprint(e)))
+		}
+	}
+	want := []string{"get denied unauthenticated 1", "set denied unauthenticated 1", "get failed name_too_long 259", "set success <nil> 1", "get success <nil> 1"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

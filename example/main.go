@@ -209,6 +209,10 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 			TracerProvider: bridge.TracerProvider(),
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute, // an idle keep-alive connection is closed
+		MaxHeaderBytes:    64 << 10,
+		// No ReadTimeout or WriteTimeout: the live stream is long-lived;
+		// the handler that reads a body sets its own read deadline.
 	}
 	srv.RegisterOnShutdown(ui.Close) // the streams end; Shutdown waits for them
 

@@ -243,7 +243,7 @@ func (h *auditHandler) activity(ctx context.Context, r *http.Request, rec *recor
 		slog.String("status", status),
 		slog.String("http.request.method", r.Method),
 		slog.String("http.route", route),
-		slog.String("url.path", r.URL.Path),
+		slog.String("url.path", truncate(r.URL.Path, 1024, "/")),
 		slog.Int("http.response.status_code", code),
 		slog.Float64("http.server.request.duration", time.Since(start).Seconds()),
 		slog.Int64("http.response.body.size", rec.bytes),

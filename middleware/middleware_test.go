@@ -465,3 +465,15 @@ func TestSpanRedacted(t *testing.T) {
 		}
 	}
 }
+
+// The path is cut like the other claims: a request can not make its
+// activity record arbitrarily long.
+func TestLongPathCut(t *testing.T) {
+	seg := strings.Repeat("p", 100)
+	path := strings.Repeat("/"+seg, 50) // 5,050 bytes
+	out := serveAndCollect(t, http.NotFoundHandler(), httptest.NewRequest("GET", path, nil))
+	want := `"url.path":"` + strings.Repeat("/"+seg, 10) + `…"`
+	if !strings.Contains(out, want) || strings.Contains(out, strings.Repeat("/"+seg, 11)) {
+		t.Errorf("url.path not cut at 1024 at a '/':\n%.2000s", out)
+	}
+}

@@ -169,6 +169,7 @@ func (u *UI) Page() http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Content-Security-Policy", u.csp)
 		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY") // frame-ancestors for older browsers
 		w.WriteHeader(code)
 		if r.Method == http.MethodGet {
 			w.Write(u.page)

@@ -184,6 +184,11 @@ func TestUIPageNeedsAuthorization(t *testing.T) {
 		!strings.Contains(string(body), `data-trace-url="http://jaeger.example:16686/trace/{trace_id}"`) {
 		t.Errorf("page: CSP %q\n%s", csp, body)
 	}
+	for k, v := range map[string]string{"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"} {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("%s: %q, want %q", k, got, v)
+		}
+	}
 	for _, c := range []struct {
 		token string
 		code  int
