@@ -229,10 +229,21 @@ func (w *Writer) gzip(zw *gzip.Writer, path string) *gzip.Writer {
 		if cerr := out.Close(); err == nil {
 			err = cerr
 		}
-		if err == nil {
-			err = os.Rename(tmp, path+".gz")
-		}
 		if err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		// Retention may have removed path while it was being copied (a
+		// Close runs retention on its caller's goroutine): under its lock,
+		// a .gz is made only of a file that is still there, or a removed
+		// file would come back compressed.
+		w.retainMu.Lock()
+		defer w.retainMu.Unlock()
+		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+			os.Remove(tmp)
+			return nil
+		}
+		if err := os.Rename(tmp, path+".gz"); err != nil {
 			os.Remove(tmp)
 			return err
 		}
