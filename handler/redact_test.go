@@ -30,17 +30,7 @@ func TestRedactionOnEveryLeg(t *testing.T) {
 	l.Info("plain app record", "apiKey", planted, "key_id", "k-1")
 	f.h.Close()
 
-	var all strings.Builder
-	entries, _ := os.ReadDir(f.dir)
-	for _, e := range entries {
-		data, _ := os.ReadFile(filepath.Join(f.dir, e.Name()))
-		all.Write(data)
-	}
-	all.WriteString(f.app.String())
-	for _, r := range sink.recs {
-		all.WriteString(r.body)
-	}
-	out := all.String()
+	out := f.everything(sink)
 	for _, leak := range []string{planted, "eyJhbGciOiJIUzI1NiJ9"} {
 		if strings.Contains(out, leak) {
 			t.Errorf("secret %q leaked:\n%s", leak, out)
@@ -94,15 +84,9 @@ func TestLogValuerResolvedOnce(t *testing.T) {
 		}
 		l.Info("lazy", "v", twoFaced{&calls})
 		f.h.Close()
-		var all strings.Builder
-		entries, _ := os.ReadDir(f.dir)
-		for _, e := range entries {
-			data, _ := os.ReadFile(filepath.Join(f.dir, e.Name()))
-			all.Write(data)
-		}
-		all.WriteString(f.app.String())
-		if strings.Contains(all.String(), planted) || !strings.Contains(all.String(), "nothing to see") {
-			t.Errorf("audit=%v: %d resolutions; logged:\n%s", audit, calls, all.String())
+		out := f.everything(nil)
+		if strings.Contains(out, planted) || !strings.Contains(out, "nothing to see") {
+			t.Errorf("audit=%v: %d resolutions; logged:\n%s", audit, calls, out)
 		}
 	}
 }
@@ -132,17 +116,7 @@ func TestContextAttrsRedacted(t *testing.T) {
 			l.InfoContext(ctx, "request", "credential_key", "obsidian_api_key", "i", i)
 		}
 		f.h.Close()
-		var all strings.Builder
-		entries, _ := os.ReadDir(f.dir)
-		for _, e := range entries {
-			data, _ := os.ReadFile(filepath.Join(f.dir, e.Name()))
-			all.Write(data)
-		}
-		all.WriteString(f.app.String())
-		for _, r := range sink.recs {
-			all.WriteString(r.body)
-		}
-		out := all.String()
+		out := f.everything(sink)
 		if strings.Contains(out, planted) {
 			t.Errorf("audit=%v: a ContextAttrs secret leaked:\n%s", audit, out)
 		}
@@ -181,14 +155,7 @@ func TestSecretGroupRedacted(t *testing.T) {
 		l.WithGroup("Bearer "+planted+"-name").Info("odd group", "k", "v")
 		l.WithGroup("request").Info("plain group", "new", "visible")
 		f.h.Close()
-		var all strings.Builder
-		entries, _ := os.ReadDir(f.dir)
-		for _, e := range entries {
-			data, _ := os.ReadFile(filepath.Join(f.dir, e.Name()))
-			all.Write(data)
-		}
-		all.WriteString(f.app.String())
-		out := all.String()
+		out := f.everything(nil)
 		if strings.Contains(out, planted) || strings.Contains(out, `"n":7`) {
 			t.Errorf("audit=%v: a value inside a secret group leaked:\n%s", audit, out)
 		}
@@ -253,4 +220,22 @@ func TestEventErrRedactedByFields(t *testing.T) {
 	if strings.Contains(f.app.String(), tok) {
 		t.Errorf("app log:\n%s", f.app.String())
 	}
+}
+
+// everything returns all the fixture's handler wrote: every file of the
+// audit directory, the app log, and the bodies sink received (if any).
+func (f *fixture) everything(sink *memSink) string {
+	var all strings.Builder
+	entries, _ := os.ReadDir(f.dir)
+	for _, e := range entries {
+		data, _ := os.ReadFile(filepath.Join(f.dir, e.Name()))
+		all.Write(data)
+	}
+	all.WriteString(f.app.String())
+	if sink != nil {
+		for _, r := range sink.recs {
+			all.WriteString(r.body)
+		}
+	}
+	return all.String()
 }

@@ -24,13 +24,7 @@ import (
 // rules, OnError and OnFailure, once per finding.
 func TestSelfVerifyRaisesAlert(t *testing.T) {
 	dir := t.TempDir()
-	keyFile := filepath.Join(t.TempDir(), "audit.key")
-	if err := chain.WriteKeyFile(keyFile, chain.GenerateKey()); err != nil {
-		t.Fatal(err)
-	}
-	skey, vkey, _ := chain.GenerateSigner("self")
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
+	keyFile, signer, verifier := selfVerifyKeys(t, chain.GenerateKey())
 	var mu sync.Mutex
 	var reports []*chain.Report
 	var errs []error
@@ -177,13 +171,7 @@ func TestSelfVerifyUnreadableFileAlerts(t *testing.T) {
 // is found.
 func TestSelfVerifyWindowStartsAtSignedEnd(t *testing.T) {
 	dir := t.TempDir()
-	keyFile := filepath.Join(t.TempDir(), "audit.key")
-	if err := chain.WriteKeyFile(keyFile, chain.GenerateKey()); err != nil {
-		t.Fatal(err)
-	}
-	skey, vkey, _ := chain.GenerateSigner("self")
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
+	keyFile, signer, verifier := selfVerifyKeys(t, chain.GenerateKey())
 	h, err := New(Options{Dir: dir, KeyFile: keyFile, App: slog.DiscardHandler, Checkpoints: chain.CheckpointOptions{Signer: signer}})
 	if err != nil {
 		t.Fatal(err)
@@ -233,13 +221,7 @@ func TestSelfVerifyWhileWriting(t *testing.T) {
 		t.Run(pol.String(), func(t *testing.T) {
 			dir := t.TempDir()
 			k0 := chain.GenerateKey()
-			keyFile := filepath.Join(t.TempDir(), "audit.key")
-			if err := chain.WriteKeyFile(keyFile, k0); err != nil {
-				t.Fatal(err)
-			}
-			skey, vkey, _ := chain.GenerateSigner("self")
-			signer, _ := note.NewSigner(skey)
-			verifier, _ := note.NewVerifier(vkey)
+			keyFile, signer, verifier := selfVerifyKeys(t, k0)
 			var mu sync.Mutex
 			var fails []string
 			h, err := New(Options{
@@ -283,4 +265,25 @@ func TestSelfVerifyWhileWriting(t *testing.T) {
 			}
 		})
 	}
+}
+
+// selfVerifyKeys writes k0 to a forward-secure key file and makes a
+// checkpoint signer and its verifier.
+func selfVerifyKeys(t *testing.T, k0 []byte) (keyFile string, signer note.Signer, verifier note.Verifier) {
+	t.Helper()
+	keyFile = filepath.Join(t.TempDir(), "audit.key")
+	if err := chain.WriteKeyFile(keyFile, k0); err != nil {
+		t.Fatal(err)
+	}
+	skey, vkey, err := chain.GenerateSigner("self")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if signer, err = note.NewSigner(skey); err != nil {
+		t.Fatal(err)
+	}
+	if verifier, err = note.NewVerifier(vkey); err != nil {
+		t.Fatal(err)
+	}
+	return keyFile, signer, verifier
 }

@@ -82,29 +82,12 @@ func TestReaderDowngradeNotVerified(t *testing.T) {
 	if err := os.WriteFile(victim, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p, err := r.Query(context.Background(), query.Request{Limit: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad := 0
-	for _, e := range p.Events {
-		if strings.Contains(string(e.Record), "FORGED") && e.Verified {
-			bad++
-		}
-	}
-	if bad > 0 {
+	if bad := verifiedForged(t, r); bad > 0 {
 		t.Errorf("%d forged events in a downgraded (sha256) file returned Verified=true by a keyed Reader (EpochKey+CheckpointKey)", bad)
 	}
 	// auditctl query/tail --checkpoint-key FILE.pub (no --key-file)
 	rc, _ := query.NewReader(dir, query.Options{CheckpointKey: vk})
-	p, _ = rc.Query(context.Background(), query.Request{Limit: 100})
-	bad = 0
-	for _, e := range p.Events {
-		if strings.Contains(string(e.Record), "FORGED") && e.Verified {
-			bad++
-		}
-	}
-	if bad > 0 {
+	if bad := verifiedForged(t, rc); bad > 0 {
 		t.Errorf("%d forged events Verified=true by a Reader with only CheckpointKey (auditctl query --checkpoint-key)", bad)
 	}
 }
@@ -148,17 +131,7 @@ func TestReaderCurrentKeyRewriteNotVerified(t *testing.T) {
 	if err := os.WriteFile(victim, []byte(strings.Join(out, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p, err := r.Query(context.Background(), query.Request{Limit: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad := 0
-	for _, e := range p.Events {
-		if strings.Contains(string(e.Record), "FORGED") && e.Verified {
-			bad++
-		}
-	}
-	if bad > 0 {
+	if bad := verifiedForged(t, r); bad > 0 {
 		t.Errorf("%d events of an earlier, checkpointed epoch rewritten with the current key returned Verified=true (service Reader: EpochKey+CheckpointKey)", bad)
 	}
 	rep, err := chain.Verify(dir, chain.VerifyOptions{Key: k0})
@@ -176,4 +149,21 @@ func macHex(key []byte, s []byte) string {
 	m := hmac.New(sha256.New, key)
 	m.Write(s)
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// verifiedForged returns how many events r returns Verified whose record
+// says FORGED.
+func verifiedForged(t *testing.T, r *query.Reader) int {
+	t.Helper()
+	p, err := r.Query(context.Background(), query.Request{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for _, e := range p.Events {
+		if strings.Contains(string(e.Record), "FORGED") && e.Verified {
+			bad++
+		}
+	}
+	return bad
 }
