@@ -188,7 +188,7 @@ func TestLiveViewInChromium(t *testing.T) {
 		}
 	}
 	for i := range 10 {
-		if code := ex.do(t, "GET", fmt.Sprintf("/credentials/guess_%d", i), "", ""); code != 404 {
+		if code := ex.do(t, "GET", fmt.Sprintf("/credentials/guess_%d", i), "tok-alice", ""); code != 404 {
 			t.Fatal(code)
 		}
 	}
@@ -300,7 +300,7 @@ func TestLiveViewInChromium(t *testing.T) {
 		t.Errorf("start events after filtering: %v", actions)
 	}
 	for _, req := range []string{"/servers/second/start", "/servers/second/stop"} {
-		if code := ex.do(t, "POST", req, "", ""); code != 200 {
+		if code := ex.do(t, "POST", req, "tok-alice", ""); code != 200 {
 			t.Fatal(req, code)
 		}
 	}
