@@ -99,17 +99,17 @@ func (ev *Event) record(now time.Time) slog.Record {
 
 // Log writes ev as an audit record through l and returns what the audit
 // write returned: nil only when the record is in the audit file (as durable
-// as the policy makes it). Use it where an operation must not go ahead
-// unaudited. If l is not backed by a *Handler the record is still handed to
-// l's handler and the error wraps ErrNotAuditHandler.
+// as the policy makes it), also when the copy for the app handler failed
+// (that error goes to Options.OnError). Use it where an operation must not
+// go ahead unaudited. If l is not backed by a *Handler the record is still
+// handed to l's handler and the error wraps ErrNotAuditHandler.
 func Log(ctx context.Context, l *slog.Logger, ev Event) error {
-	h := l.Handler()
 	r := ev.record(time.Now())
-	err := h.Handle(ctx, r)
-	if _, ok := h.(*Handler); !ok {
-		err = errors.Join(ErrNotAuditHandler, err)
+	if h, ok := l.Handler().(*Handler); ok {
+		err, _ := h.handle(ctx, r)
+		return err
 	}
-	return err
+	return errors.Join(ErrNotAuditHandler, l.Handler().Handle(ctx, r))
 }
 
 // Operation is an audited operation between Begin and End.

@@ -307,6 +307,14 @@ func (h *Handler) Enabled(ctx context.Context, level slog.Level) bool {
 // the audit write, so that a fail-closed caller can stop; slog.Logger
 // discards it, which is what Options.OnError and Log are for.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
+	auditErr, appErr := h.handle(ctx, r)
+	return errors.Join(auditErr, appErr)
+}
+
+// handle is Handle with the audit write's error apart from the app
+// handler's (Log returns only the first: the record is on record even when
+// the app log failed). Both go to OnError.
+func (h *Handler) handle(ctx context.Context, r slog.Record) (auditErr, appErr error) {
 	isAudit, unchecked := h.audit, false
 	var extra []slog.Attr
 	if h.c.ctxAttrs != nil {
@@ -349,15 +357,14 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 		})
 	}
 	sc := trace.SpanContextFromContext(ctx)
-	var err error
 	if isAudit {
 		var dirty bool
-		dirty, err = h.writeAudit(r, sc, extra, unchecked)
+		dirty, auditErr = h.writeAudit(r, sc, extra, unchecked)
 		if dirty {
 			r = h.redactRecord(r, r.Message, 0)
-			_, err = h.writeAudit(r, sc, extra, false)
+			_, auditErr = h.writeAudit(r, sc, extra, false)
 		}
-		if err == nil && h.c.alerts != nil {
+		if auditErr == nil && h.c.alerts != nil {
 			h.c.alerts.observeRecord(ctx, h, r, sc, extra)
 		}
 	}
@@ -371,13 +378,13 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 			}
 		}
 		if aerr := app.Handle(ctx, r); aerr != nil {
-			err = errors.Join(err, fmt.Errorf("handler: app handler: %w", aerr))
+			appErr = fmt.Errorf("handler: app handler: %w", aerr)
 		}
 	}
-	if err != nil && h.c.onError != nil {
+	if err := errors.Join(auditErr, appErr); err != nil && h.c.onError != nil {
 		h.c.onError(err)
 	}
-	return err
+	return auditErr, appErr
 }
 
 var bufPool = sync.Pool{New: func() any { return &auditBuf{b: make([]byte, 0, 1024)} }}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"testing/slogtest"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -440,5 +441,39 @@ func TestSinksGetWhatTheFileHolds(t *testing.T) {
 		if err != nil || l.Seq != r.pos.Seq || l.MAC != r.pos.Chain || !strings.HasSuffix(string(l.Sealed), ","+r.body) {
 			t.Errorf("sink record %d %+v does not match line %q (%v)", i, r, lines[i+1], err)
 		}
+	}
+}
+
+// failingHandler is an app handler whose every Handle fails (a full disk).
+type failingHandler struct{ slog.Handler }
+
+func (failingHandler) Handle(context.Context, slog.Record) error {
+	return errors.New("app log: no space left")
+}
+func (f failingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return failingHandler{f.Handler.WithAttrs(as)}
+}
+func (f failingHandler) WithGroup(name string) slog.Handler {
+	return failingHandler{f.Handler.WithGroup(name)}
+}
+
+// Log answers for the audit write only: a record that is in the file is
+// reported written although its copy for the app log failed, which goes to
+// OnError; Handle still returns both.
+func TestLogIgnoresAppLegError(t *testing.T) {
+	var errs []error
+	f := newFixture(t, Options{App: failingHandler{slog.NewJSONHandler(io.Discard, nil)}, OnError: func(err error) { errs = append(errs, err) }})
+	l := slog.New(f.h)
+	if err := Log(context.Background(), l, Event{Type: AdminAction, Action: "start", Resource: "x", Status: StatusSuccess}); err != nil {
+		t.Errorf("Log: %v", err)
+	}
+	if err := f.h.Handle(context.Background(), slog.NewRecord(time.Now(), slog.LevelInfo, "m", 0)); err == nil {
+		t.Error("Handle of an app record whose app handler failed returned nil")
+	}
+	if len(errs) != 2 || !strings.Contains(errs[0].Error(), "no space left") {
+		t.Errorf("OnError got %v", errs)
+	}
+	if rs := f.records(t); len(rs) != 1 || rs[0][ActionKey] != "start" {
+		t.Errorf("records %v", rs)
 	}
 }
