@@ -86,7 +86,9 @@ func newAuditor(opts HandlerOptions) (auditor, error) {
 //
 //	{"events":[{...the record as written..., "file":"...", "line":N, "verified":true}, ...], "next_cursor":"..."}
 //
-// where each record begins with its "seq" (see Event.MarshalJSON). Errors
+// where each record begins with its "seq" (see Event.MarshalJSON), and
+// "unreadable" lists the files that could not be read to their end (see
+// Page.Unreadable). Errors
 // are {"error":"..."} with status 400 (and "parameter": the bad parameter's
 // name), 401, 403, 405 or 500.
 func NewHandler(opts HandlerOptions) (http.Handler, error) {

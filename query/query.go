@@ -190,6 +190,10 @@ type Page struct {
 	// NextCursor continues after the last event of Events; "" when no
 	// further matching event existed at the time of the query.
 	NextCursor string `json:"next_cursor"`
+	// Unreadable names the files that could not be read to their end (a
+	// corrupt .gz, an I/O error): their events past the damage are not in
+	// Events. auditctl verify reports such a file as MODIFIED.
+	Unreadable []string `json:"unreadable,omitempty"`
 }
 
 // ParamError is a bad query parameter. Param is the name of the HTTP

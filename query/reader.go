@@ -122,7 +122,9 @@ func (r *Reader) Query(ctx context.Context, req Request) (Page, error) {
 			}
 			ring := &ring{max: need - len(out)}
 			if err := r.readFile(ctx, files[i], p, ring); err != nil {
-				return Page{}, err
+				if !page.unreadable(err) {
+					return Page{}, err
+				}
 			}
 			out = ring.appendNewestFirst(out)
 		}
@@ -135,7 +137,9 @@ func (r *Reader) Query(ctx context.Context, req Request) (Page, error) {
 				}
 			}
 			if err := r.readFile(ctx, files[i], p, c); err != nil {
-				return Page{}, err
+				if !page.unreadable(err) {
+					return Page{}, err
+				}
 			}
 		}
 		out = c.events
@@ -146,6 +150,27 @@ func (r *Reader) Query(ctx context.Context, req Request) (Page, error) {
 	}
 	page.Events = out
 	return page, nil
+}
+
+// damagedFile is readFile's error for a file that is there but cannot be
+// read to its end.
+type damagedFile struct {
+	name string
+	err  error
+}
+
+func (d *damagedFile) Error() string { return fmt.Sprintf("query: %s: %v", d.name, d.err) }
+func (d *damagedFile) Unwrap() error { return d.err }
+
+// unreadable records a damaged file and reports whether err was one: one
+// bad file does not make the rest of the trail unreadable.
+func (p *Page) unreadable(err error) bool {
+	var d *damagedFile
+	if !errors.As(err, &d) {
+		return false
+	}
+	p.Unreadable = append(p.Unreadable, d.name)
+	return true
 }
 
 // collector receives the matching events of a file in file order.
@@ -207,7 +232,7 @@ func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector
 		return nil // removed (retention) since it was listed
 	}
 	if err != nil {
-		return fmt.Errorf("query: %w", err)
+		return &damagedFile{chain.BaseName(path), err}
 	}
 	defer rc.Close()
 	r.filesRead.Add(1)
@@ -224,7 +249,7 @@ func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector
 		var complete bool
 		buf, complete, err = readLine(br, buf[:0])
 		if err != nil {
-			return fmt.Errorf("query: %s: %w", path, err)
+			return &damagedFile{name, err}
 		}
 		if !complete {
 			return nil // the end, maybe after a torn or half-written last line

@@ -1,0 +1,97 @@
+package query_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/slogaudit/slogaudit/chain"
+	"github.com/slogaudit/slogaudit/query"
+	"github.com/slogaudit/slogaudit/rotate"
+)
+
+// A compressed file that no longer decompresses (one flipped byte of its
+// trailer) does not make the rest of the trail unreadable: queries in
+// either order return the events of the other files and name the damaged
+// one in Unreadable.
+func TestDamagedFileDoesNotBlockQueries(t *testing.T) {
+	dir := t.TempDir()
+	h := openLog(t, dir, testKey, rotate.Options{})
+	ctx := context.Background()
+	for f := range 3 {
+		for i := range 2 {
+			logAt(t, ctx, h, time.Now(), fmt.Sprintf("f%dr%d", f, i))
+		}
+		if err := h.Rotate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, err := rotate.List(dir, chain.DefaultPrefix, chain.DefaultExt)
+	if err != nil || len(files) < 4 {
+		t.Fatalf("%d files, %v", len(files), err)
+	}
+	mid := files[1]
+	plain, err := os.ReadFile(mid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write(plain)
+	zw.Close()
+	gz := z.Bytes()
+	gz[len(gz)-6] ^= 1
+	if err := os.WriteFile(mid+".gz", gz, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(mid)
+	r := newReader(t, dir, testKey)
+	for _, order := range []query.Order{query.NewestFirst, query.OldestFirst} {
+		var msgs []string
+		var unreadable []string
+		req := query.Request{Limit: 2, Order: order}
+		for {
+			p, err := r.Query(ctx, req)
+			if err != nil {
+				t.Fatalf("%v: %v", order, err)
+			}
+			for _, e := range p.Events {
+				msgs = append(msgs, e.Msg)
+			}
+			unreadable = append(unreadable, p.Unreadable...)
+			if p.NextCursor == "" {
+				break
+			}
+			req.Cursor = p.NextCursor
+		}
+		slices.Sort(msgs)
+		for _, want := range []string{"f0r0", "f0r1", "f2r0", "f2r1"} {
+			if !slices.Contains(msgs, want) {
+				t.Errorf("%v: %s missing from %v", order, want, msgs)
+			}
+		}
+		if !slices.Contains(unreadable, filepath.Base(mid)) {
+			t.Errorf("%v: unreadable %v, want %s", order, unreadable, filepath.Base(mid))
+		}
+	}
+	// Follow goes on past it too.
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var followed []string
+	r.Follow(fctx, query.FollowOptions{Poll: 5 * time.Millisecond}, func(e query.Event) error {
+		followed = append(followed, e.Msg)
+		if e.Msg == "f2r1" {
+			cancel()
+		}
+		return nil
+	})
+	if !slices.Contains(followed, "f0r0") || !slices.Contains(followed, "f2r1") {
+		t.Errorf("Follow delivered %v", followed)
+	}
+}
