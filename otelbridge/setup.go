@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
@@ -125,8 +127,10 @@ func withBackoff(lo, hi time.Duration) Option {
 // nothing), a shutdown function that does nothing, and no error, and starts
 // nothing. Otherwise it starts a Bridge exporting with otlploghttp, which
 // reads the other OTEL_EXPORTER_OTLP_* variables itself (headers, timeout,
-// compression, TLS and mTLS files); WithDir is then required. Call shutdown
-// after closing the handler.
+// compression, TLS and mTLS files) after Setup has checked them: a
+// malformed one is Setup's error, naming the variable but no value;
+// WithDir is then required. Only OTEL_SDK_DISABLED=true disables. Call
+// shutdown after closing the handler.
 func Setup(ctx context.Context, opts ...Option) (*Bridge, func(context.Context) error, error) {
 	nop := func(context.Context) error { return nil }
 	if !enabled() {
@@ -135,6 +139,13 @@ func Setup(ctx context.Context, opts ...Option) (*Bridge, func(context.Context) 
 	cfg := newConfig(opts)
 	if cfg.dir == "" {
 		return nil, nop, errors.New("otelbridge: WithDir is required")
+	}
+	signals := []string{"LOGS"}
+	if cfg.tracing {
+		signals = append(signals, "TRACES")
+	}
+	if err := checkEnv(signals...); err != nil {
+		return nil, nop, err
 	}
 	res, err := newResource(ctx, cfg)
 	if err != nil {
@@ -169,13 +180,83 @@ func Setup(ctx context.Context, opts ...Option) (*Bridge, func(context.Context) 
 // enabled reports whether the environment configures OTLP log export, that
 // is whether Setup would start a Bridge.
 func enabled() bool {
-	if v, err := strconv.ParseBool(os.Getenv("OTEL_SDK_DISABLED")); err == nil && v {
-		return false
+	if strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true") {
+		return false // the spec's only value that disables; "1" does not
 	}
 	return envSet("OTEL_EXPORTER_OTLP_ENDPOINT") || envSet("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
 }
 
 func envSet(name string) bool { return os.Getenv(name) != "" }
+
+// checkEnv checks the OTEL_EXPORTER_OTLP_* variables that otlploghttp and
+// otlptracehttp read for the signals (LOGS, TRACES), generic and
+// signal-specific: the exporters drop a malformed value with only a
+// message to the global error handler (a bad header entry drops every
+// header, and the message quotes them, API keys included). Errors name the
+// variable, and a header by its key, never a value.
+func checkEnv(signals ...string) error {
+	for _, prefix := range append([]string{"OTEL_EXPORTER_OTLP_"}, signalPrefixes(signals)...) {
+		if v := os.Getenv(prefix + "ENDPOINT"); v != "" {
+			if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("otelbridge: %sENDPOINT is not an http:// or https:// URL", prefix)
+			}
+		}
+		if v := os.Getenv(prefix + "HEADERS"); v != "" {
+			for i, entry := range strings.Split(v, ",") {
+				key, value, ok := strings.Cut(entry, "=")
+				key = strings.TrimSpace(key)
+				if !ok || !headerToken(key) {
+					// Not even the key is named: it may be a value.
+					return fmt.Errorf("otelbridge: %sHEADERS: entry %d is not key=value with a valid header name", prefix, i+1)
+				}
+				if _, err := url.PathUnescape(value); err != nil {
+					return fmt.Errorf("otelbridge: %sHEADERS: the value of %q is not percent-encoded correctly", prefix, key)
+				}
+			}
+		}
+		for _, name := range []string{"CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"} {
+			if path := os.Getenv(prefix + name); path != "" {
+				if _, err := os.ReadFile(path); err != nil {
+					return fmt.Errorf("otelbridge: %s%s: %w", prefix, name, err)
+				}
+			}
+		}
+		if (os.Getenv(prefix+"CLIENT_CERTIFICATE") == "") != (os.Getenv(prefix+"CLIENT_KEY") == "") {
+			return fmt.Errorf("otelbridge: %sCLIENT_CERTIFICATE and %sCLIENT_KEY go together (mTLS)", prefix, prefix)
+		}
+		if v := os.Getenv(prefix + "COMPRESSION"); v != "" && v != "gzip" && v != "none" {
+			return fmt.Errorf("otelbridge: %sCOMPRESSION must be gzip or none", prefix)
+		}
+		if v := os.Getenv(prefix + "TIMEOUT"); v != "" {
+			if ms, err := strconv.ParseUint(v, 10, 63); err != nil || ms == 0 {
+				return fmt.Errorf("otelbridge: %sTIMEOUT must be a positive number of milliseconds", prefix)
+			}
+		}
+	}
+	return nil
+}
+
+// headerToken reports whether k is an HTTP header name (RFC 9110 token).
+func headerToken(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func signalPrefixes(signals []string) []string {
+	out := make([]string, len(signals))
+	for i, s := range signals {
+		out[i] = "OTEL_EXPORTER_OTLP_" + s + "_"
+	}
+	return out
+}
 
 // newResource describes the service: telemetry SDK, host, a default
 // service.name, WithService's, then OTEL_RESOURCE_ATTRIBUTES and

@@ -3,7 +3,10 @@ package otelbridge
 import (
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,12 +14,13 @@ import (
 )
 
 func clearOTLPEnv(t *testing.T) {
-	for _, k := range []string{
-		"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-		"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_SERVICE_NAME",
-		"OTEL_RESOURCE_ATTRIBUTES", "OTEL_SDK_DISABLED",
-	} {
+	for _, k := range []string{"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_SDK_DISABLED"} {
 		t.Setenv(k, "")
+	}
+	for _, p := range []string{"OTEL_EXPORTER_OTLP_", "OTEL_EXPORTER_OTLP_LOGS_", "OTEL_EXPORTER_OTLP_TRACES_"} {
+		for _, k := range []string{"ENDPOINT", "HEADERS", "COMPRESSION", "TIMEOUT", "CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"} {
+			t.Setenv(p+k, "")
+		}
 	}
 }
 
@@ -129,4 +133,55 @@ func TestSetupLogsEndpoint(t *testing.T) {
 	if miss := r.missing(seqsOf(fileLines(t, dir))); len(miss) != 0 {
 		t.Fatalf("missing %v", miss)
 	}
+}
+
+// A malformed OTEL_EXPORTER_OTLP_* value is an error of Setup, which names
+// the variable (and a header by its key) but never a value: the exporter
+// would drop it (a bad header entry drops every header) and quote it, API
+// keys included, to the global error handler. OTEL_SDK_DISABLED disables
+// only with "true".
+func TestSetupRejectsBadEnv(t *testing.T) {
+	cert := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(cert, []byte("not checked here"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const secret = "s3cret-api-key"
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string // in the error
+	}{
+		{"header entry without =", map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=" + secret + ",x-tenant"}, "HEADERS: entry 2"},
+		{"bad percent-encoding", map[string]string{"OTEL_EXPORTER_OTLP_LOGS_HEADERS": "authorization=Basic%zz" + secret}, `"authorization"`},
+		{"value where the key goes", map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "Bearer " + secret + "=x"}, "entry 1"},
+		{"endpoint without scheme", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "127.0.0.1:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT is not"},
+		{"missing certificate", map[string]string{"OTEL_EXPORTER_OTLP_CERTIFICATE": filepath.Join(t.TempDir(), "nope.pem")}, "OTEL_EXPORTER_OTLP_CERTIFICATE"},
+		{"client certificate without key", map[string]string{"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": cert}, "go together"},
+		{"compression", map[string]string{"OTEL_EXPORTER_OTLP_LOGS_COMPRESSION": "zstd"}, "COMPRESSION"},
+		{"timeout with a unit", map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "10s"}, "milliseconds"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clearOTLPEnv(t)
+			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			b, _, err := Setup(context.Background(), WithDir(t.TempDir()))
+			if err == nil {
+				b.Shutdown(context.Background())
+				t.Fatal("Setup accepted it")
+			}
+			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), secret) {
+				t.Errorf("error %q: want it to contain %q and no value", err, tc.want)
+			}
+		})
+	}
+	clearOTLPEnv(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+	t.Setenv("OTEL_SDK_DISABLED", "1")
+	b, _, err := Setup(context.Background(), WithDir(t.TempDir()))
+	if err != nil || b == nil {
+		t.Fatalf("OTEL_SDK_DISABLED=1 turned it off: %v, %v", b, err)
+	}
+	b.Shutdown(context.Background())
 }
