@@ -3,11 +3,14 @@ package handler
 import (
 	"cmp"
 	"context"
+	"encoding"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -69,34 +72,56 @@ func (e *AlertEvent) field(name string) string {
 
 // set takes a top-level string attribute of a record into e.
 func (e *AlertEvent) set(a slog.Attr) {
-	if a.Value.Kind() != slog.KindString {
+	v, ok := stringValue(a.Value)
+	if !ok {
 		return
 	}
 	switch a.Key {
 	case EventKey:
-		e.Event = a.Value.String()
+		e.Event = v
 	case ActionKey:
-		e.Action = a.Value.String()
+		e.Action = v
 	case ResourceTypeKey:
-		e.ResourceType = a.Value.String()
+		e.ResourceType = v
 	case ResourceKey:
-		e.Resource = a.Value.String()
+		e.Resource = v
 	case StatusKey:
-		e.Status = a.Value.String()
+		e.Status = v
 	case ReasonKey:
-		e.Reason = a.Value.String()
+		e.Reason = v
 	case "user.id":
-		e.Principal = a.Value.String()
+		e.Principal = v
 	case "client.address":
-		e.Client = a.Value.String()
+		e.Client = v
 	}
+}
+
+// stringValue returns v's text if the audit file holds it as a JSON
+// string: a string, or a value of a string type that encoding/json writes
+// as its content (slog.Any("status", handler.StatusDenied) is kind Any).
+func stringValue(v slog.Value) (string, bool) {
+	switch v.Kind() {
+	case slog.KindString:
+		return v.String(), true
+	case slog.KindAny:
+		x := v.Any()
+		switch x.(type) {
+		case json.Marshaler, encoding.TextMarshaler, error:
+			return "", false // written as something else than its content
+		}
+		if rv := reflect.ValueOf(x); rv.Kind() == reflect.String {
+			return rv.String(), true
+		}
+	}
+	return "", false
 }
 
 // relevant reports whether a is an attribute that set reads.
 func relevant(a slog.Attr) bool {
 	switch a.Key {
 	case EventKey, ActionKey, ResourceTypeKey, ResourceKey, StatusKey, ReasonKey, "user.id", "client.address":
-		return a.Value.Kind() == slog.KindString
+		_, ok := stringValue(a.Value)
+		return ok
 	}
 	return false
 }

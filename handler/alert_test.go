@@ -515,3 +515,23 @@ func TestAlertConfig(t *testing.T) {
 		}
 	}
 }
+
+// Rules read the standard members however they were logged: a Status (a
+// string type, kind Any to slog) counts as the string the file shows.
+func TestAlertTypedStatus(t *testing.T) {
+	af := newAlertFixture(t, []AlertRule{probingRule(3, time.Minute)}, 0)
+	l := Logger(slog.New(af.h))
+	for i := range 3 {
+		af.clock.at(time.Duration(i) * time.Second)
+		// Matched by its status alone (credential_probing's second
+		// alternative): denied.
+		l.Info("probe", EventKey, CredentialAccess, ActionKey, "get", ResourceTypeKey, "credential", ResourceKey, "key",
+			StatusKey, StatusDenied, "client.address", "10.0.0.9")
+	}
+	if got := af.got(); len(got) != 1 {
+		t.Errorf("%d alerts, want 1", len(got))
+	}
+	if r := af.records(t)[0]; r[StatusKey] != "denied" {
+		t.Errorf("record %v", r)
+	}
+}
