@@ -407,8 +407,11 @@ func (fk *fileKey) hash(r *Reader) hash.Hash {
 func readLine(br *bufio.Reader, buf []byte) (_ []byte, complete bool, err error) {
 	for {
 		chunk, err := br.ReadSlice('\n')
-		if i := bytes.IndexByte(chunk, 0); i >= 0 {
+		if i := bytes.IndexByte(chunk, 0); i >= 0 && allZero(chunk[i+1:]) {
 			// Preallocated space not written yet: the end, for now.
+			// (A NUL with other bytes after it is damage inside a
+			// line, read on: the line does not parse, the next one
+			// is returned unverified, nothing after it is hidden.)
 			return append(buf, chunk[:i]...), false, nil
 		}
 		buf = append(buf, chunk...)
@@ -423,6 +426,15 @@ func readLine(br *bufio.Reader, buf []byte) (_ []byte, complete bool, err error)
 			return buf, false, err
 		}
 	}
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // firstSeq returns the seq of the first line of the file at path.
