@@ -103,8 +103,25 @@ func keygen(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, "auditctl keygen: -o FILE is required\n")
 		return exitUsage
 	}
+	// All three must be new: check before writing any, and take back
+	// what was written if a later one fails, so that a failed keygen
+	// leaves nothing that makes the next one fail.
+	for _, p := range []string{*out, *out + ".signer", *out + ".pub"} {
+		if _, err := os.Lstat(p); err == nil || !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(stderr, "auditctl keygen: %s exists (or cannot be checked): nothing written\n", p)
+			return exitUsage
+		}
+	}
 	skey, vkey, err := chain.GenerateSigner(*name)
 	if err != nil {
+		fmt.Fprintf(stderr, "auditctl keygen: %v\n", err)
+		return exitUsage
+	}
+	var written []string
+	undo := func(err error) int {
+		for _, p := range written {
+			os.Remove(p)
+		}
 		fmt.Fprintf(stderr, "auditctl keygen: %v\n", err)
 		return exitUsage
 	}
@@ -113,14 +130,13 @@ func keygen(args []string, stdout, stderr io.Writer) int {
 		mode       os.FileMode
 	}{{*out + ".signer", skey + "\n", 0o600}, {*out + ".pub", vkey + "\n", 0o644}} {
 		if err := writeNew(f.path, f.text, f.mode); err != nil {
-			fmt.Fprintf(stderr, "auditctl keygen: %v\n", err)
-			return exitUsage
+			return undo(err)
 		}
+		written = append(written, f.path)
 	}
 	key := chain.GenerateKey()
 	if err := chain.WriteKeyFile(*out, key); err != nil {
-		fmt.Fprintf(stderr, "auditctl keygen: %v\n", err)
-		return exitUsage
+		return undo(err)
 	}
 	fmt.Fprintf(stdout, `wrote %[1]s         the initial MAC key K(0), key_id %[2]s (mode 0600)
 wrote %[1]s.signer  the checkpoint signing key (mode 0600)

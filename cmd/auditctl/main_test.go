@@ -36,6 +36,20 @@ func TestKeygen(t *testing.T) {
 	if code, _, errs := runCmd("keygen", "-o", path); code != exitUsage || !strings.Contains(errs, "exists") {
 		t.Errorf("keygen over an existing file: %d %q", code, errs)
 	}
+	// A keygen that fails writes nothing: the key's companions are not
+	// left behind to make the next attempt fail.
+	other := filepath.Join(t.TempDir(), "other.key")
+	if err := os.WriteFile(other, []byte("in the way\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := runCmd("keygen", "-o", other); code != exitUsage {
+		t.Errorf("keygen over an existing key: %d", code)
+	}
+	for _, p := range []string{other + ".signer", other + ".pub"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("a failed keygen left %s", p)
+		}
+	}
 	if code, _, _ := runCmd("keygen"); code != exitUsage {
 		t.Errorf("keygen without -o: %d", code)
 	}
