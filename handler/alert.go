@@ -340,7 +340,19 @@ func validRule(r *AlertRule) error {
 	default:
 		return bad("distinct must be principal, client, resource, action or event, not %q", r.Distinct)
 	}
+	for i, m := range r.Match {
+		if m.empty() {
+			return bad("match %d is empty: it would match every event (leave match out to mean that)", i+1)
+		}
+	}
+	if len(r.Known) > 0 && !r.FirstSeen {
+		return bad("known applies to first_seen rules only")
+	}
 	return nil
+}
+
+func (m *AlertMatch) empty() bool {
+	return len(m.Event)+len(m.Action)+len(m.ResourceType)+len(m.Resource)+len(m.Status)+len(m.Reason) == 0
 }
 
 // ruleState is a rule's counters: one keyState per key, in a list from the

@@ -498,17 +498,24 @@ func TestAlertConfig(t *testing.T) {
 	if err := ParseAlertConfig([]byte(`{"defaults": false}`), &o); err != nil || o.Rules == nil || len(o.Rules) != 0 {
 		t.Errorf("no rules: %v %+v", err, o.Rules)
 	}
+	const m = `"match": [{"event": ["credential_access"]}]`
 	for _, bad := range []string{
-		`{"rules": [{"id": "x", "treshold": 3}]}`,
+		`{"rules": [{"id": "x", ` + m + `, "treshold": 3}]}`,
 		`{"rules": [{"threshold": 3}]}`,
-		`{"rules": [{"id": "x", "by": "client", "window": "soon", "threshold": 1}]}`,
-		`{"rules": [{"id": "x", "by": "nobody", "window": "1m", "threshold": 1}]}`,
-		`{"rules": [{"id": "x", "by": "client", "window": "1m"}]}`,
-		`{"rules": [{"id": "x", "by": "client", "threshold": 1}]}`,
-		`{"rules": [{"id": "x", "by": "client", "window": "1m", "threshold": 1, "severity": "LOUD"}]}`,
-		`{"rules": [{"id": "x", "by": "client", "window": "1m", "threshold": 1, "distinct": "color"}]}`,
+		`{"rules": [{"id": "x", ` + m + `, "by": "client", "window": "soon", "threshold": 1}]}`,
+		`{"rules": [{"id": "x", ` + m + `, "by": "nobody", "window": "1m", "threshold": 1}]}`,
+		`{"rules": [{"id": "x", ` + m + `, "by": "client", "window": "1m"}]}`,
+		`{"rules": [{"id": "x", ` + m + `, "by": "client", "threshold": 1}]}`,
+		`{"rules": [{"id": "x", ` + m + `, "by": "client", "window": "1m", "threshold": 1, "severity": "LOUD"}]}`,
+		`{"rules": [{"id": "x", ` + m + `, "by": "client", "window": "1m", "threshold": 1, "distinct": "color"}]}`,
 		`{"max_keys": -1}`,
 		`{"rules": []} {}`,
+		// What would silently mean something else than it says:
+		`{"rules": [{"id": "admin_failure", "disabled": true}]}`,                   // a misspelt default: admin_failures stays on
+		`{"rules": [{"id": "x", "by": "client", "window": "1m", "threshold": 1}]}`, // a new rule without match counts everything
+		`{"rules": [{"id": "credential_probing", "match": []}]}`,                   // empty list: every event
+		`{"rules": [{"id": "credential_probing", "match": [{}]}]}`,                 // empty match: every event
+		`{"rules": [{"id": "credential_probing", "known": ["alice"]}]}`,            // known on a counting rule: ignored
 	} {
 		if err := ParseAlertConfig([]byte(bad), &AlertOptions{}); err == nil {
 			t.Errorf("accepted %s", bad)

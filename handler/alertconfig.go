@@ -77,6 +77,11 @@ func ParseAlertConfig(data []byte, o *AlertOptions) error {
 			}
 		}
 		if j < 0 {
+			// A new rule: it must say what it counts. (An id that was
+			// meant to name a default rule, misspelt, lands here too.)
+			if id.Match == nil {
+				return fmt.Errorf("alert config: rule %q: no rule of that id to change, and a new rule needs a match", id.ID)
+			}
 			rules = append(rules, ruleJSON{})
 			j = len(rules) - 1
 		}
@@ -90,6 +95,9 @@ func ParseAlertConfig(data []byte, o *AlertOptions) error {
 		}
 		if err := strictDecode(raw, &rules[j]); err != nil {
 			return fmt.Errorf("alert config: rule %q: %w", id.ID, err)
+		}
+		if id.Match != nil && len(rules[j].Match) == 0 {
+			return fmt.Errorf("alert config: rule %q: an empty match list would match every event", id.ID)
 		}
 	}
 	out := []AlertRule{} // not nil: a config without rules means none

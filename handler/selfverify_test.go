@@ -134,8 +134,32 @@ func TestSelfVerifyUnreadableFileAlerts(t *testing.T) {
 		t.Fatal(err)
 	}
 	b[len(b)-6] ^= 1
-	if err := os.WriteFile(gz, b, 0o600); err != nil {
+	// Replaced whole (a verification must not read it half-written).
+	if err := os.WriteFile(gz+".tmp", b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if err := os.Rename(gz+".tmp", gz); err != nil {
+		t.Fatal(err)
+	}
+	// The chain_verification event naming the read error, in a file
+	// written after the corruption (not compressed).
+	found := func() bool {
+		files, _ := rotate.List(dir, chain.DefaultPrefix, chain.DefaultExt)
+		for _, p := range files {
+			if b, err := os.ReadFile(p); err == nil && !strings.HasSuffix(p, ".gz") {
+				for _, line := range strings.Split(string(b), "\n") {
+					if strings.Contains(line, `"event":"`+ChainVerification+`"`) && strings.Contains(line, "gzip") {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(10 * time.Second); !found(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no chain_verification event naming the read error")
+		}
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		mu.Lock()
@@ -147,20 +171,6 @@ func TestSelfVerifyUnreadableFileAlerts(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no alert for an unreadable audit file")
 		}
-	}
-	h.Close()
-	// The event is in a file written after the corruption, not compressed.
-	files, _ := rotate.List(dir, chain.DefaultPrefix, chain.DefaultExt)
-	found := false
-	for _, p := range files {
-		if b, err := os.ReadFile(p); err == nil && !strings.HasSuffix(p, ".gz") {
-			for _, line := range strings.Split(string(b), "\n") {
-				found = found || strings.Contains(line, `"event":"`+ChainVerification+`"`) && strings.Contains(line, "gzip")
-			}
-		}
-	}
-	if !found {
-		t.Error("no chain_verification event naming the read error")
 	}
 }
 
