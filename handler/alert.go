@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/trace"
 )
@@ -223,7 +225,7 @@ type Alert struct {
 	Description string
 	Severity    slog.Level
 	By          string // what the rule counts per
-	Subject     string // the key: the principal, client address or resource
+	Subject     string // the key: the principal, client address (an IPv6 one's /64) or resource
 	Distinct    string // the member whose distinct values were counted, if any
 	Window      time.Duration
 	Threshold   int
@@ -349,6 +351,21 @@ func validRule(r *AlertRule) error {
 		return bad("known applies to first_seen rules only")
 	}
 	return nil
+}
+
+// clientKey is the key of a client address: an IPv6 address stands for
+// its /64, which one host is commonly given whole (counting by address, a
+// prober rotating through its /64 would never reach a threshold).
+func clientKey(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return addr
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return addr
+	}
+	return p.String()
 }
 
 func (m *AlertMatch) empty() bool {
@@ -593,13 +610,20 @@ func (e *alertEngine) observe(ctx context.Context, ev *AlertEvent) {
 			continue
 		}
 		key := ev.field(r.By)
-		if r.By == ByAll {
+		switch {
+		case r.By == ByAll:
 			key = ByAll
-		} else if key == "" {
+		case key == "":
 			continue
+		case r.By == ByClient:
+			key = clientKey(key)
 		}
 		if len(key) > maxKeyLen {
-			key = key[:maxKeyLen] + "…"
+			cut := maxKeyLen
+			for cut > 0 && !utf8.RuneStart(key[cut]) {
+				cut-- // not inside a character
+			}
+			key = key[:cut] + "…"
 		}
 		if now.IsZero() {
 			now = e.now()

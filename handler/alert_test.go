@@ -542,3 +542,25 @@ func TestAlertTypedStatus(t *testing.T) {
 		t.Errorf("record %v", r)
 	}
 }
+
+// A client rule keys an IPv6 address by its /64: a prober rotating through
+// the addresses of its /64 is one client; IPv4 addresses stay apart.
+func TestAlertIPv6ClientsByPrefix(t *testing.T) {
+	af := newAlertFixture(t, []AlertRule{probingRule(5, time.Minute)}, 0)
+	for i := range 5 {
+		af.log(t, time.Duration(i)*time.Second, missing, "", fmt.Sprintf("2001:db8::%x", i+1))
+	}
+	got := af.got()
+	if len(got) != 1 || got[0].Subject != "2001:db8::/64" {
+		t.Errorf("alerts %+v, want one for 2001:db8::/64", got)
+	}
+	for i := range 5 {
+		af.log(t, time.Minute+time.Duration(i)*time.Second, missing, "", fmt.Sprintf("192.0.2.%d", i+1))
+	}
+	if n := len(af.got()); n != 1 {
+		t.Errorf("%d alerts after five IPv4 clients", n)
+	}
+	if clientKey("::ffff:192.0.2.1") != "::ffff:192.0.2.1" || clientKey("not an address") != "not an address" {
+		t.Error("clientKey changed a mapped IPv4 address or a claim")
+	}
+}
