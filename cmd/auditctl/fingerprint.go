@@ -41,6 +41,9 @@ func fingerprintCmd(args []string, stdout, stderr io.Writer) int {
 	var value string
 	if len(pos) == 1 {
 		value = pos[0]
+		// Kept for scripts, but the secret is now in the shell's history
+		// and, while this runs, in the process list.
+		fmt.Fprint(stderr, "auditctl fingerprint: warning: the value was given as an argument (shell history, process list); pipe it on stdin instead\n")
 	} else {
 		line, err := bufio.NewReader(stdin).ReadString('\n')
 		if err != nil && err != io.EOF {

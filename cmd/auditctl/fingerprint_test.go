@@ -39,9 +39,12 @@ func TestFingerprintFindsTheLeakedToken(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(fp, "hmac-sha256:") || len(fp) != len("hmac-sha256:")+16 {
 		t.Fatalf("fingerprint: %d %q %q", code, out, errs)
 	}
+	if !strings.Contains(errs, "warning") {
+		t.Errorf("no warning for a value given as an argument: %q", errs)
+	}
 	stdin = strings.NewReader(leaked + "\n")
-	if _, out2, _ := runCmd("fingerprint", "--key-file", keyFile); strings.TrimSpace(out2) != fp {
-		t.Errorf("stdin fingerprint %q != %q", out2, fp)
+	if _, out2, errs2 := runCmd("fingerprint", "--key-file", keyFile); strings.TrimSpace(out2) != fp || errs2 != "" {
+		t.Errorf("stdin fingerprint %q != %q (stderr %q)", out2, fp, errs2)
 	}
 	code, out, _ = runCmd("query", "--key-file", keyFile, "--json", dir)
 	if code != 0 || !strings.Contains(out, fp) || strings.Contains(out, leaked) {
