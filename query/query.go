@@ -46,7 +46,10 @@
 //
 // The reader does not check the links between files, the order of epochs,
 // whole missing files or the open records' file names: auditctl verify
-// (chain.Verify) does the complete check. Lines that are not sealed JSON lines at all are not
+// (chain.Verify) does the complete check. Events are paged by the seq their
+// lines claim: a line whose seq was changed is returned unverified with
+// that seq, and a walk with cursors can stop at it (a forged high seq
+// oldest first, a low one newest first); verify reports it. Lines that are not sealed JSON lines at all are not
 // returned; where such a line replaced a sealed one, the line after it is
 // returned unverified.
 //
