@@ -488,7 +488,10 @@ func (e *exporter) loadCursor() {
 		case !ok:
 			otel.Handle(fmt.Errorf("otelbridge: cursor %d is past the end of the audit files in %s (a new chain?); exporting from the first record", seq, b.cfg.dir))
 			seq = 0
-		case l.Seq == seq && l.MAC != mac:
+		case l.Seq != seq || l.MAC != mac:
+			// Not the record it names (another chain, or the line at seq
+			// does not parse and read found the next one): the cursor
+			// cannot be checked, so it is not trusted.
 			otel.Handle(fmt.Errorf("otelbridge: cursor %d does not match record %d of the audit files in %s (a new chain?); exporting from the first record", seq, seq, b.cfg.dir))
 			seq = 0
 		}

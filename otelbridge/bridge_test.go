@@ -542,3 +542,46 @@ func TestWakeAfterIdle(t *testing.T) {
 		return err == nil && seq >= 50 && seq == b.Stats().Cursor
 	})
 }
+
+// A cursor that cannot be checked against the record it names (the line at
+// its seq does not parse: read finds the next one) is not trusted: every
+// record before it is exported too.
+func TestCursorAtUnparsableLineNotTrusted(t *testing.T) {
+	r := newReceiver(t)
+	dir := t.TempDir()
+	h := newTestHandler(t, dir)
+	writeRecords(t, h, 20, "x")
+	h.Close()
+	files := fileListing(t, dir)
+	p := files[len(files)-1]
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	if len(lines) < 12 {
+		t.Fatalf("%d lines in %s", len(lines), p)
+	}
+	l10, err := chain.ParseLine([]byte(strings.TrimSuffix(lines[9], "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines[9] = "{\"damaged\":true}\n"
+	if err := os.WriteFile(p, []byte(strings.Join(lines, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeCursor(cursorPath(dir, chain.DefaultPrefix), l10.Seq, [32]byte{9, 9, 9}); err != nil {
+		t.Fatal(err)
+	}
+	b := newTestBridge(t, dir, r.endpoint())
+	if err := shutdown(t, b, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var want []uint64
+	for s := uint64(1); s < l10.Seq; s++ {
+		want = append(want, s)
+	}
+	if miss := r.missing(want); len(miss) != 0 {
+		t.Errorf("the unchecked cursor %d was kept: seqs %v never exported", l10.Seq, miss)
+	}
+}
