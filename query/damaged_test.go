@@ -97,8 +97,8 @@ func TestDamagedFileDoesNotBlockQueries(t *testing.T) {
 	}
 }
 
-// A NUL byte inside a line (damage, not the unwritten preallocated tail)
-// hides nothing after it: the damaged line, no longer JSON, is left out
+// A NUL byte inside a line of a file no longer written (damage, not the
+// unwritten preallocated tail) hides nothing after it: the damaged line, no longer JSON, is left out
 // (auditctl verify reports it), and every line after it is returned, by
 // Query and Follow. (r4 verifies: its MAC and its link to r3's recorded
 // MAC hold; it is r3 that was changed.)
@@ -109,10 +109,16 @@ func TestNULInsideALineHidesNothing(t *testing.T) {
 	for i := range 10 {
 		logAt(t, ctx, h, time.Now(), fmt.Sprintf("r%d", i))
 	}
+	path := h.Path()
+	// A newer file: the damaged one is no longer written. (In the file
+	// being written a NUL is where a write in progress has not arrived
+	// yet, and reading stops there for now.)
+	if err := h.Rotate(); err != nil {
+		t.Fatal(err)
+	}
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
-	path := plainFile(t, dir)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -150,5 +156,61 @@ func TestNULInsideALineHidesNothing(t *testing.T) {
 	})
 	if len(followed) != 9 || followed[len(followed)-1] != "r9" {
 		t.Errorf("Follow delivered %v", followed)
+	}
+}
+
+// A read that overlaps a write can see the head of a line still NUL and
+// its tail already written: in the file being written that is not damage,
+// Follow reads the line again once it is there.
+func TestFollowTornReadOfTheNewestFile(t *testing.T) {
+	dir := t.TempDir()
+	h := openLog(t, dir, testKey, rotate.Options{Preallocate: -1})
+	ctx := context.Background()
+	for i := range 3 {
+		logAt(t, ctx, h, time.Now(), fmt.Sprintf("r%d", i))
+	}
+	path := h.Path()
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	full, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(full, []byte(`"msg":"r1"`))
+	start := bytes.LastIndexByte(full[:i], '\n') + 1
+	torn := bytes.Clone(full)
+	clear(torn[start : start+40]) // r1's first 40 bytes not there yet
+	if err := os.WriteFile(path, torn, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := newReader(t, dir, testKey)
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	got := make(chan query.Event, 10)
+	go r.Follow(fctx, query.FollowOptions{Poll: 5 * time.Millisecond}, func(e query.Event) error {
+		got <- e
+		return nil
+	})
+	next := func() query.Event {
+		select {
+		case e := <-got:
+			return e
+		case <-fctx.Done():
+			t.Fatal("no event")
+			return query.Event{}
+		}
+	}
+	if e := next(); e.Msg != "r0" {
+		t.Fatalf("first event %s", e.Msg)
+	}
+	// The rest of the write arrives.
+	if err := os.WriteFile(path, full, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"r1", "r2"} {
+		if e := next(); e.Msg != want || !e.Verified {
+			t.Errorf("got %s (verified %v), want %s verified", e.Msg, e.Verified, want)
+		}
 	}
 }

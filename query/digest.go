@@ -102,7 +102,7 @@ func (r *Reader) digestRanges(path string) []seqRange {
 	)
 	for {
 		var complete bool
-		buf, complete, err = readLine(br, buf[:0])
+		buf, complete, err = readLine(br, buf[:0], false)
 		if err != nil || !complete {
 			break
 		}

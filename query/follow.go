@@ -135,6 +135,7 @@ type follower struct {
 	partial []byte // an incomplete last line read so far (compressed files)
 	off     int64  // plain files: offset after the last complete line
 	ended   bool   // the current file has its close record
+	final   bool   // the current file is no longer written (readLine)
 }
 
 func (f *follower) closeFile() {
@@ -165,6 +166,7 @@ func (f *follower) step(ctx context.Context) (bool, error) {
 		if err != nil || !newer {
 			return false, err
 		}
+		f.final = true
 		if _, err := f.drain(ctx); err != nil {
 			return false, err
 		}
@@ -177,7 +179,7 @@ func (f *follower) step(ctx context.Context) (bool, error) {
 func (f *follower) drain(ctx context.Context) (bool, error) {
 	progressed := false
 	for {
-		buf, complete, err := readLine(f.br, f.partial)
+		buf, complete, err := readLine(f.br, f.partial, f.final)
 		if err != nil {
 			if _, plain := f.rc.(io.Seeker); !plain {
 				// A compressed file is complete: one that no longer
@@ -285,6 +287,8 @@ func (f *follower) openNext() (bool, error) {
 	f.r.filesRead.Add(1)
 	f.rc, f.br = rc, bufio.NewReaderSize(rc, 64<<10)
 	f.ck, f.partial, f.ended, f.off = checker{r: f.r, path: path}, f.partial[:0], false, 0
+	_, plain := rc.(io.Seeker)
+	f.final = next < len(files)-1 || !plain
 	return true, nil
 }
 
@@ -329,7 +333,7 @@ func lastSeq(path string) (uint64, error) {
 	)
 	for {
 		var complete bool
-		buf, complete, err = readLine(br, buf[:0])
+		buf, complete, err = readLine(br, buf[:0], false)
 		if err != nil {
 			return 0, fmt.Errorf("query: %s: %w", path, err)
 		}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -121,7 +122,7 @@ func (r *Reader) Query(ctx context.Context, req Request) (Page, error) {
 				}
 			}
 			ring := &ring{max: need - len(out)}
-			if err := r.readFile(ctx, files[i], p, ring); err != nil {
+			if err := r.readFile(ctx, files[i], p, ring, i < len(files)-1 || strings.HasSuffix(files[i], ".gz")); err != nil {
 				if !page.unreadable(err) {
 					return Page{}, err
 				}
@@ -136,7 +137,7 @@ func (r *Reader) Query(ctx context.Context, req Request) (Page, error) {
 					continue // every line is older than the cursor's successor
 				}
 			}
-			if err := r.readFile(ctx, files[i], p, c); err != nil {
+			if err := r.readFile(ctx, files[i], p, c, i < len(files)-1 || strings.HasSuffix(files[i], ".gz")); err != nil {
 				if !page.unreadable(err) {
 					return Page{}, err
 				}
@@ -226,7 +227,9 @@ type link struct {
 
 // readFile reads the file at path from its start, verifying every line,
 // and hands the matching audit records in p's seq range to c.
-func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector) error {
+//
+// final: a newer file exists, so this one is no longer written (readLine).
+func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector, final bool) error {
 	rc, err := rotate.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // removed (retention) since it was listed
@@ -247,7 +250,7 @@ func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector
 			}
 		}
 		var complete bool
-		buf, complete, err = readLine(br, buf[:0])
+		buf, complete, err = readLine(br, buf[:0], final)
 		if err != nil {
 			return &damagedFile{name, err}
 		}
@@ -404,14 +407,17 @@ func (fk *fileKey) hash(r *Reader) hash.Hash {
 
 // readLine appends the next line to buf, without its newline. complete is
 // false at the end of the file, for an empty or unterminated last line.
-func readLine(br *bufio.Reader, buf []byte) (_ []byte, complete bool, err error) {
+// final says the file is no longer written (a newer one exists, or it is
+// compressed): then only a NUL followed by nothing but NULs is its end
+// (unwritten preallocated space), and a NUL with other bytes after it is
+// damage inside a line, read on (the line does not parse, nothing after it
+// is hidden). In a file being written a NUL is the end for now: a read
+// that overlaps a write can see a line's start still NUL and its end
+// already there.
+func readLine(br *bufio.Reader, buf []byte, final bool) (_ []byte, complete bool, err error) {
 	for {
 		chunk, err := br.ReadSlice('\n')
-		if i := bytes.IndexByte(chunk, 0); i >= 0 && allZero(chunk[i+1:]) {
-			// Preallocated space not written yet: the end, for now.
-			// (A NUL with other bytes after it is damage inside a
-			// line, read on: the line does not parse, the next one
-			// is returned unverified, nothing after it is hidden.)
+		if i := bytes.IndexByte(chunk, 0); i >= 0 && (!final || allZero(chunk[i+1:])) {
 			return append(buf, chunk[:i]...), false, nil
 		}
 		buf = append(buf, chunk...)
@@ -451,7 +457,7 @@ func (r *Reader) firstSeq(path string) (uint64, bool) {
 		return 0, false
 	}
 	defer rc.Close()
-	line, complete, err := readLine(bufio.NewReaderSize(rc, 4096), nil)
+	line, complete, err := readLine(bufio.NewReaderSize(rc, 4096), nil, false)
 	if err != nil || !complete {
 		return 0, false
 	}
