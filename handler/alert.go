@@ -311,6 +311,9 @@ func newAlertEngine(o *AlertOptions, h *Handler) (*alertEngine, error) {
 		if len(r.Known) > 0 {
 			rs.known = map[string]bool{}
 			for _, k := range r.Known {
+				if r.By == ByClient {
+					k = clientKey(k) // as the events' keys are
+				}
 				rs.known[k] = true
 			}
 		}

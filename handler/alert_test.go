@@ -564,3 +564,17 @@ func TestAlertIPv6ClientsByPrefix(t *testing.T) {
 		t.Error("clientKey changed a mapped IPv4 address or a claim")
 	}
 }
+
+// A first-seen client rule's known list is keyed as the events are: a known
+// IPv6 host is known by its /64.
+func TestAlertKnownIPv6Client(t *testing.T) {
+	rule := AlertRule{ID: "new_client", By: ByClient, FirstSeen: true, Known: []string{"2001:db8::10"},
+		Match: []AlertMatch{{Event: []string{CredentialAccess}}}}
+	af := newAlertFixture(t, []AlertRule{rule}, 0)
+	af.log(t, 0, missing, "", "2001:db8::10")
+	af.log(t, time.Second, missing, "", "2001:db8:1::10")
+	got := af.got()
+	if len(got) != 1 || got[0].Subject != "2001:db8:1::/64" {
+		t.Errorf("alerts %+v, want one for the unknown 2001:db8:1::/64 only", got)
+	}
+}
