@@ -43,8 +43,12 @@ func (a *app) routes() *http.ServeMux {
 	return mux
 }
 
-// maxName bounds server names and credential keys.
-const maxName = 256
+// maxPath bounds the path of a request (so each name in it); maxName is
+// how much of a name a refused attempt's audit event keeps.
+const (
+	maxPath = 512
+	maxName = 256
+)
 
 // authenticated runs next for a request with a principal (a valid bearer
 // token, see middleware.Options.Authenticate); any other is refused with
@@ -52,32 +56,39 @@ const maxName = 256
 // a failed credential access is on record, never silent.
 func (a *app) authenticated(attempt func(*http.Request) handler.Event, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if len(r.PathValue("name")) > maxName || len(r.PathValue("key")) > maxName {
-			// Refused before anything is logged at length: a huge name
-			// would be written to the trail twice per request.
-			ev := attempt(r)
-			ev.Resource = ev.Resource[:maxName] + "…"
-			ev.Status, ev.Reason = handler.StatusFailed, "name_too_long"
+		info, ok := middleware.FromContext(r.Context())
+		authenticated := ok && info.Principal != ""
+		ev := attempt(r)
+		if len(r.URL.Path) > maxPath || !authenticated {
+			// Refused; the attempt is on record, with its names cut so
+			// that a huge one is not written to the trail at length.
+			ev.Action, ev.Resource = cut(ev.Action), cut(ev.Resource)
+			ev.Status, ev.Reason = handler.StatusDenied, "unauthenticated"
+			if authenticated {
+				ev.Status, ev.Reason = handler.StatusFailed, "name_too_long"
+			}
 			if err := handler.Log(r.Context(), a.log, ev); err != nil {
 				fail(w, http.StatusServiceUnavailable, auditUnavailable)
 				return
 			}
-			fail(w, http.StatusBadRequest, "name too long")
+			if authenticated {
+				fail(w, http.StatusBadRequest, "name too long")
+				return
+			}
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			fail(w, http.StatusUnauthorized, "authentication required")
 			return
 		}
-		if info, ok := middleware.FromContext(r.Context()); ok && info.Principal != "" {
-			next(w, r)
-			return
-		}
-		ev := attempt(r)
-		ev.Status, ev.Reason = handler.StatusDenied, "unauthenticated"
-		if err := handler.Log(r.Context(), a.log, ev); err != nil {
-			fail(w, http.StatusServiceUnavailable, auditUnavailable)
-			return
-		}
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		fail(w, http.StatusUnauthorized, "authentication required")
+		next(w, r)
 	}
+}
+
+// cut shortens a name to maxName bytes and a marker.
+func cut(s string) string {
+	if len(s) <= maxName {
+		return s
+	}
+	return s[:maxName] + "…"
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

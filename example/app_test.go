@@ -81,6 +81,9 @@ func TestAppGuards(t *testing.T) {
 	if rec := do("GET", "/credentials/"+long, "ok", ""); rec.Code != 400 {
 		t.Errorf("long key: %d", rec.Code)
 	}
+	if rec := do("POST", "/servers/x/"+long, "", ""); rec.Code != 401 {
+		t.Errorf("long action without a token: %d", rec.Code)
+	}
 	if rec := do("PUT", "/credentials/k", "ok", "v"); rec.Code != 200 {
 		t.Fatalf("PUT: %d", rec.Code)
 	}
@@ -93,14 +96,17 @@ func TestAppGuards(t *testing.T) {
 	}
 	var got []string
 	for _, e := range events(t, dir) {
-		if e["event"] == "credential_access" {
+		switch e["event"] {
+		case "credential_access":
 			got = append(got, fmt.Sprint(e["action"], " ", e["status"], " ", e["reason"], " ", len(e["resource"].(string))))
+		case "admin_action":
+			got = append(got, fmt.Sprint("server ", len(e["action"].(string)), " ", e["status"], " ", e["reason"]))
 		}
 		if len(fmt.Sprint(e)) > 4096 {
 			t.Errorf("a record of %d bytes", len(fmt.Sprint(e)))
 		}
 	}
-	want := []string{"get denied unauthenticated 1", "set denied unauthenticated 1", "get failed name_too_long 259", "set success <nil> 1", "get success <nil> 1"}
+	want := []string{"get denied unauthenticated 1", "set denied unauthenticated 1", "get failed name_too_long 259", "server 259 denied unauthenticated", "set success <nil> 1", "get success <nil> 1"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
