@@ -434,15 +434,17 @@ func (v *verifier) file(path string, last bool) error {
 	// rotate.Open: a file compressed since it was listed (the writer of a
 	// live directory) is read as its .gz.
 	r, err := rotate.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if osError(err) {
+		// Gone, no permission, no file descriptor left: nothing to say
+		// about the file's content.
 		return fmt.Errorf("chain: verify: %w", err)
 	}
 	v.rep.Files = append(v.rep.Files, FileReport{Name: BaseName(path)})
 	v.fr = &v.rep.Files[len(v.rep.Files)-1]
 	v.badKey, v.closed = false, false
 	if err != nil {
-		// There but unreadable (a corrupt gzip header): damaged or
-		// tampered with, and what it holds cannot be checked.
+		// There but not a readable gzip stream (a corrupt header):
+		// damaged or tampered with, and what it holds cannot be checked.
 		v.problem(Modified, 0, 0, "the file cannot be read: %v", err)
 		return nil
 	}
@@ -466,10 +468,13 @@ func (v *verifier) file(path string, last bool) error {
 			cur = peek
 		}
 	}
+	if osError(err) {
+		return fmt.Errorf("chain: verify %s: %w", path, err)
+	}
 	if err != nil {
-		// A corrupt .gz (a checksum, a truncated stream) or an I/O error:
-		// the rest of the file cannot be checked, which is a finding, not
-		// a reason to report nothing.
+		// A corrupt .gz (a checksum, a truncated stream): the rest of the
+		// file cannot be checked, which is a finding, not a reason to
+		// report nothing.
 		v.problem(Modified, 0, 0, "the file cannot be read to its end: %v", err)
 	}
 	if lr.nulThenData >= 0 {
@@ -485,6 +490,15 @@ func (v *verifier) file(path string, last bool) error {
 	v.lastEnded = v.closed
 	v.prevFile = v.fr.Name
 	return nil
+}
+
+// osError reports whether err came from the operating system (a path
+// error: gone, permission, out of descriptors, EIO), as opposed to content
+// that does not decompress. The first is an error of Verify; the second is
+// a finding about the file.
+func osError(err error) bool {
+	var pe *fs.PathError
+	return errors.As(err, &pe)
 }
 
 // line judges one line; peek is the next line of the same file or nil.

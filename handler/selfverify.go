@@ -15,9 +15,11 @@ import (
 // to audit logs). A failure is reported once per distinct finding with
 // ReportVerifyFailure (an ERROR chain_verification audit event, which the
 // default alert rules turn into a security_alert), OnError and OnFailure;
-// newest files that cannot be read (a corrupt .gz) are reported the same
-// way (without OnFailure: there is no report) once two verifications in a
-// row failed on them. With a forward-secure key the process holds only the
+// a file that does not decompress (a corrupt .gz) is such a finding
+// (MODIFIED). A verification that fails with an error instead (the
+// directory or a file cannot be read: permissions, I/O) is reported the same
+// way, without OnFailure (there is no report), once two in a row failed
+// with the same error. With a forward-secure key the process holds only the
 // current epoch's key: it checks every link, seq, file name, open and close
 // record and checkpoint of the files, and the MACs of the current epoch;
 // the MACs of earlier epochs need K(0) (auditctl verify).
@@ -48,9 +50,9 @@ func (h *Handler) selfVerify(sv SelfVerify, dir, prefix, ext string, stop <-chan
 		rep, err := h.VerifyNewest(sv.Files, sv.CheckpointKey, dir, prefix, ext)
 		if err != nil {
 			h.c.report(fmt.Errorf("handler: self-verification: %w", err))
-			// A file that cannot be read (a corrupt .gz) hides what it
-			// holds: a failure like a modified one, alerted once it is
-			// seen twice in a row (not a file that went away mid-read).
+			// Files that cannot be read hide what they hold: a failure
+			// like a modified file, alerted once it is seen twice in a
+			// row (not a file that went away mid-read).
 			summary := "unreadable: " + err.Error()
 			if summary == lastErr && summary != last {
 				last = summary

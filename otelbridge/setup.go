@@ -1,6 +1,7 @@
 package otelbridge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -195,41 +196,53 @@ func envSet(name string) bool { return os.Getenv(name) != "" }
 // header, and the message quotes them, API keys included). Errors name the
 // variable, and a header by its key, never a value.
 func checkEnv(signals ...string) error {
-	for _, prefix := range append([]string{"OTEL_EXPORTER_OTLP_"}, signalPrefixes(signals)...) {
-		if v := os.Getenv(prefix + "ENDPOINT"); v != "" {
+	for _, signal := range signals {
+		// The variable each exporter uses: the signal's own if set, else
+		// the generic one (a generic one it overrides is not checked).
+		get := func(name string) (string, string) {
+			for _, v := range []string{"OTEL_EXPORTER_OTLP_" + signal + "_" + name, "OTEL_EXPORTER_OTLP_" + name} {
+				if s := os.Getenv(v); s != "" {
+					return v, s
+				}
+			}
+			return "", ""
+		}
+		if name, v := get("ENDPOINT"); v != "" {
 			if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return fmt.Errorf("otelbridge: %sENDPOINT is not an http:// or https:// URL", prefix)
+				return fmt.Errorf("otelbridge: %s is not an http:// or https:// URL", name)
 			}
 		}
-		if v := os.Getenv(prefix + "HEADERS"); v != "" {
+		if name, v := get("HEADERS"); v != "" {
 			for i, entry := range strings.Split(v, ",") {
 				key, value, ok := strings.Cut(entry, "=")
 				key = strings.TrimSpace(key)
 				if !ok || !headerToken(key) {
 					// Not even the key is named: it may be a value.
-					return fmt.Errorf("otelbridge: %sHEADERS: entry %d is not key=value with a valid header name", prefix, i+1)
+					return fmt.Errorf("otelbridge: %s: entry %d is not key=value with a valid header name", name, i+1)
 				}
 				if _, err := url.PathUnescape(value); err != nil {
-					return fmt.Errorf("otelbridge: %sHEADERS: the value of %q is not percent-encoded correctly", prefix, key)
+					return fmt.Errorf("otelbridge: %s: the value of %q is not percent-encoded correctly", name, key)
 				}
 			}
 		}
-		for _, name := range []string{"CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"} {
-			if path := os.Getenv(prefix + name); path != "" {
+		for _, file := range []string{"CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"} {
+			if name, path := get(file); path != "" {
 				if _, err := os.ReadFile(path); err != nil {
-					return fmt.Errorf("otelbridge: %s%s: %w", prefix, name, err)
+					return fmt.Errorf("otelbridge: %s: %w", name, err)
 				}
 			}
 		}
-		if (os.Getenv(prefix+"CLIENT_CERTIFICATE") == "") != (os.Getenv(prefix+"CLIENT_KEY") == "") {
-			return fmt.Errorf("otelbridge: %sCLIENT_CERTIFICATE and %sCLIENT_KEY go together (mTLS)", prefix, prefix)
+		certName, cert := get("CLIENT_CERTIFICATE")
+		keyName, key := get("CLIENT_KEY")
+		if (cert == "") != (key == "") {
+			return fmt.Errorf("otelbridge: %s and %s go together (mTLS)", cmp.Or(certName, "OTEL_EXPORTER_OTLP_"+signal+"_CLIENT_CERTIFICATE"), cmp.Or(keyName, "OTEL_EXPORTER_OTLP_"+signal+"_CLIENT_KEY"))
 		}
-		if v := os.Getenv(prefix + "COMPRESSION"); v != "" && v != "gzip" && v != "none" {
-			return fmt.Errorf("otelbridge: %sCOMPRESSION must be gzip or none", prefix)
+		if name, v := get("COMPRESSION"); v != "" && v != "gzip" && v != "none" {
+			return fmt.Errorf("otelbridge: %s must be gzip or none", name)
 		}
-		if v := os.Getenv(prefix + "TIMEOUT"); v != "" {
+		if name, v := get("TIMEOUT"); v != "" {
 			if ms, err := strconv.ParseUint(v, 10, 63); err != nil || ms == 0 {
-				return fmt.Errorf("otelbridge: %sTIMEOUT must be a positive number of milliseconds", prefix)
+				return fmt.Errorf("otelbridge: %s must be a positive number of milliseconds", name)
 			}
 		}
 	}
@@ -248,14 +261,6 @@ func headerToken(k string) bool {
 		}
 	}
 	return true
-}
-
-func signalPrefixes(signals []string) []string {
-	out := make([]string, len(signals))
-	for i, s := range signals {
-		out[i] = "OTEL_EXPORTER_OTLP_" + s + "_"
-	}
-	return out
 }
 
 // newResource describes the service: telemetry SDK, host, a default

@@ -176,6 +176,16 @@ func TestSetupRejectsBadEnv(t *testing.T) {
 			}
 		})
 	}
+	// A generic variable that the logs' own overrides is not checked
+	// (another SDK in the process may read it its own way).
+	clearOTLPEnv(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")
+	t.Setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://127.0.0.1:1")
+	if b, _, err := Setup(context.Background(), WithDir(t.TempDir())); err != nil || b == nil {
+		t.Fatalf("an overridden generic endpoint: %v, %v", b, err)
+	} else {
+		b.Shutdown(context.Background())
+	}
 	clearOTLPEnv(t)
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
 	t.Setenv("OTEL_SDK_DISABLED", "1")
