@@ -8,8 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,7 +35,8 @@ var queryPageSize = query.MaxLimit
 // of DIR, one per line (time, seq, verified mark, level, event, action,
 // resource, status, message), or as JSON lines with --json (the record as
 // written plus file, line and verified). It exits 0 when the events were
-// printed (verified or not) and 2 for usage and I/O errors.
+// printed (verified or not) and 2 for usage and I/O errors, also when a
+// file could not be read to its end (its events are missing).
 func queryCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("query", stderr)
 	fs.Usage = func() {
@@ -70,6 +73,7 @@ func queryCmd(args []string, stdout, stderr io.Writer) int {
 
 	bw := bufio.NewWriter(stdout)
 	printed, unverified := 0, 0
+	unreadable := map[string]bool{}
 	for {
 		req.Limit = queryPageSize
 		if *limit > 0 {
@@ -95,6 +99,9 @@ func queryCmd(args []string, stdout, stderr io.Writer) int {
 				unverified++
 			}
 		}
+		for _, f := range page.Unreadable {
+			unreadable[f] = true
+		}
 		printed += len(page.Events)
 		if page.NextCursor == "" || *limit > 0 && printed >= *limit {
 			break
@@ -110,6 +117,13 @@ func queryCmd(args []string, stdout, stderr io.Writer) int {
 			hint = "keyed files verify with --key-file K(0), or by signed checkpoints with --checkpoint-key"
 		}
 		fmt.Fprintf(stderr, "auditctl query: %d of %d events not verified (%s)\n", unverified, printed, hint)
+	}
+	if len(unreadable) > 0 {
+		// What they hold past the damage is missing above: not a
+		// complete answer.
+		fmt.Fprintf(stderr, "auditctl query: %d file(s) could not be read to their end: %s (run auditctl verify)\n",
+			len(unreadable), strings.Join(slices.Sorted(maps.Keys(unreadable)), ", "))
+		return exitUsage // 2: usage and I/O errors
 	}
 	return exitOK
 }
