@@ -2,7 +2,6 @@ package redact
 
 import (
 	"math/bits"
-	"net/url"
 	"strings"
 )
 
@@ -554,15 +553,35 @@ func urlStop(c byte) bool {
 }
 
 // decodeKey returns a percent-encoded key (api%5Fkey) decoded, as the
-// program that reads it sees it; any other key as it is.
+// program that reads it sees it; any other key as it is. Each valid %XX is
+// decoded on its own and an invalid one kept, as a lenient server does
+// (x%zzapi%5Fkey is x%zzapi_key to it).
 func decodeKey(k string) string {
 	if strings.IndexByte(k, '%') < 0 {
 		return k
 	}
-	if d, err := url.QueryUnescape(k); err == nil {
-		return d
+	b := make([]byte, 0, len(k))
+	for i := 0; i < len(k); i++ {
+		if k[i] == '%' && i+2 < len(k) && unhex(k[i+1]) >= 0 && unhex(k[i+2]) >= 0 {
+			b = append(b, byte(unhex(k[i+1])<<4|unhex(k[i+2])))
+			i += 2
+			continue
+		}
+		b = append(b, k[i])
 	}
-	return k
+	return string(b)
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c - 'a' + 10)
+	case 'A' <= c && c <= 'F':
+		return int(c - 'A' + 10)
+	}
+	return -1
 }
 
 // maxTextKey bounds how far back a key is looked for. Key rules match at

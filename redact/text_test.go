@@ -37,6 +37,7 @@ func TestStringPatterns(t *testing.T) {
 		{"percent-encoded form key", "user%5Bpassword%5D=x1y2z3", "user%5Bpassword%5D=" + R, 1},
 		{"percent-encoded key", "a=1&api%5Fkey=x1y2z3", "a=1&api%5Fkey=" + R, 1},
 		{"bad percent-encoding, no key the program sees", "api%5key=x1y2z3", "api%5key=x1y2z3", 0},
+		{"one bad escape, the rest decoded", "a%zz_api%5Fkey=x1y2z3", "a%zz_api%5Fkey=" + R, 1},
 		{"already redacted", "password=" + R + " token=" + R, "password=" + R + " token=" + R, 0},
 		{"uuid and dates", "id 123e4567-e89b-12d3-a456-426614174000 on 2024-01-02", "id 123e4567-e89b-12d3-a456-426614174000 on 2024-01-02", 0},
 		{"email", "mail bob@example.com", "mail bob@example.com", 0},
