@@ -84,16 +84,20 @@ func TestDamagedFileDoesNotBlockQueries(t *testing.T) {
 	// Follow goes on past it too.
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var followed []string
-	r.Follow(fctx, query.FollowOptions{Poll: 5 * time.Millisecond}, func(e query.Event) error {
-		followed = append(followed, e.Msg)
-		if e.Msg == "f2r1" {
-			cancel()
-		}
-		return nil
-	})
+	var followed, told []string
+	r.Follow(fctx, query.FollowOptions{Poll: 5 * time.Millisecond, OnUnreadable: func(file string, _ error) { told = append(told, file) }},
+		func(e query.Event) error {
+			followed = append(followed, e.Msg)
+			if e.Msg == "f2r1" {
+				cancel()
+			}
+			return nil
+		})
 	if !slices.Contains(followed, "f0r0") || !slices.Contains(followed, "f2r1") {
 		t.Errorf("Follow delivered %v", followed)
+	}
+	if len(told) != 1 || told[0] != filepath.Base(mid) {
+		t.Errorf("OnUnreadable heard of %v, want %s", told, filepath.Base(mid))
 	}
 }
 

@@ -72,6 +72,10 @@ type FollowOptions struct {
 	// woken: default 250ms without a Notifier, 2s with one (which does not
 	// hear about rotations).
 	Poll time.Duration
+	// OnUnreadable, if set, hears of a file that could not be read to its
+	// end (a .gz that no longer decompresses): Follow goes on with the next
+	// file, and the events past the damage are not delivered.
+	OnUnreadable func(file string, err error)
 }
 
 // Follow calls fn with each audit record after opts.After that matches
@@ -99,7 +103,7 @@ func (r *Reader) Follow(ctx context.Context, opts FollowOptions, fn func(Event) 
 			poll = 2 * time.Second
 		}
 	}
-	f := &follower{r: r, p: p, fn: fn}
+	f := &follower{r: r, p: p, fn: fn, onUnreadable: opts.OnUnreadable}
 	defer f.closeFile()
 	timer := time.NewTimer(poll)
 	defer timer.Stop()
@@ -124,9 +128,10 @@ func (r *Reader) Follow(ctx context.Context, opts FollowOptions, fn func(Event) 
 
 // follower is Follow's position: the file being read and how far.
 type follower struct {
-	r  *Reader
-	p  *plan
-	fn func(Event) error
+	r            *Reader
+	p            *plan
+	fn           func(Event) error
+	onUnreadable func(string, error)
 
 	name    string // sealed name of the current (or last) file; "" before the first
 	rc      io.ReadCloser
@@ -186,6 +191,9 @@ func (f *follower) drain(ctx context.Context) (bool, error) {
 				// decompresses is damaged (auditctl verify says so),
 				// and the stream goes on with the next file.
 				f.ended, f.partial = true, nil
+				if f.onUnreadable != nil {
+					f.onUnreadable(f.name, err)
+				}
 				return progressed, nil
 			}
 			return progressed, fmt.Errorf("query: %s: %w", f.name, err)

@@ -194,7 +194,9 @@ func (u *UI) Page() http.Handler {
 // written from now on, and a comment line comes every Heartbeat while
 // nothing does. At every heartbeat Authorize is asked again: credentials
 // revoked meanwhile end the stream with an event "end" (data
-// {"reason":"revoked"}) and a denied audit event.
+// {"reason":"revoked"}) and a denied audit event. A file that can no
+// longer be read to its end is skipped with an event "unreadable" (data
+// {"file":name}): its events past the damage are not sent.
 //
 // Credentials go in the Authorization header, as for GET /audit/events.
 // The page reads the stream with fetch() rather than EventSource, which
@@ -342,7 +344,12 @@ func (u *UI) serveStream(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	})
-	reader.Follow(ctx, FollowOptions{Filter: sr.filter, After: after, Notifier: u.opts.Notifier, Poll: u.opts.Poll}, sendEvent)
+	// A damaged file is skipped, and the page told (event "unreadable").
+	unreadable := func(file string, _ error) {
+		b, _ := json.Marshal(map[string]string{"file": file})
+		send(0, "unreadable", b)
+	}
+	reader.Follow(ctx, FollowOptions{Filter: sr.filter, After: after, Notifier: u.opts.Notifier, Poll: u.opts.Poll, OnUnreadable: unreadable}, sendEvent)
 }
 
 // maxCatchUp bounds what a resuming stream sends before "live"; a client

@@ -103,7 +103,11 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	err = r.Follow(ctx, query.FollowOptions{Filter: req.Filter, After: head, Poll: *poll}, print)
+	unreadable := func(file string, err error) {
+		bw.Flush()
+		fmt.Fprintf(stderr, "auditctl tail: %s could not be read to its end (%v): its events past the damage are missing (run auditctl verify)\n", file, err)
+	}
+	err = r.Follow(ctx, query.FollowOptions{Filter: req.Filter, After: head, Poll: *poll, OnUnreadable: unreadable}, print)
 	if err != nil && ctx.Err() == nil {
 		return fail("%v", err)
 	}
