@@ -174,6 +174,10 @@
       live = true;
       setState("live", "live");
       if (!tbody.rows.length) $("empty").hidden = false;
+    } else if (event === "unreadable") {
+      // A damaged file was skipped: its events past the damage are missing.
+      const u = JSON.parse(data);
+      setState("damaged audit file skipped: " + str(u.file) + " (run auditctl verify)", "down");
     }
   }
 
