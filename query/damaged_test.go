@@ -82,17 +82,8 @@ func TestDamagedFileDoesNotBlockQueries(t *testing.T) {
 		}
 	}
 	// Follow goes on past it too.
-	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	var followed, told []string
-	r.Follow(fctx, query.FollowOptions{Poll: 5 * time.Millisecond, OnUnreadable: func(file string, _ error) { told = append(told, file) }},
-		func(e query.Event) error {
-			followed = append(followed, e.Msg)
-			if e.Msg == "f2r1" {
-				cancel()
-			}
-			return nil
-		})
+	var told []string
+	followed := followUntil(t, r, query.FollowOptions{OnUnreadable: func(file string, _ error) { told = append(told, file) }}, "f2r1")
 	if !slices.Contains(followed, "f0r0") || !slices.Contains(followed, "f2r1") {
 		t.Errorf("Follow delivered %v", followed)
 	}
@@ -148,16 +139,7 @@ func TestNULInsideALineHidesNothing(t *testing.T) {
 	if fmt.Sprint(strings.Join(got, " ")) != want {
 		t.Errorf("events %v\nwant %s", got, want)
 	}
-	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	var followed []string
-	r.Follow(fctx, query.FollowOptions{Poll: 5 * time.Millisecond}, func(e query.Event) error {
-		followed = append(followed, e.Msg)
-		if e.Msg == "r9" {
-			cancel()
-		}
-		return nil
-	})
+	followed := followUntil(t, r, query.FollowOptions{}, "r9")
 	if len(followed) != 9 || followed[len(followed)-1] != "r9" {
 		t.Errorf("Follow delivered %v", followed)
 	}
@@ -217,4 +199,22 @@ func TestFollowTornReadOfTheNewestFile(t *testing.T) {
 			t.Errorf("got %s (verified %v), want %s verified", e.Msg, e.Verified, want)
 		}
 	}
+}
+
+// followUntil follows r from the start, polling every 5ms, until the event
+// whose message is last (10 s at most), and returns the messages delivered.
+func followUntil(t *testing.T, r *query.Reader, opts query.FollowOptions, last string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	opts.Poll = 5 * time.Millisecond
+	var msgs []string
+	r.Follow(ctx, opts, func(e query.Event) error {
+		msgs = append(msgs, e.Msg)
+		if e.Msg == last {
+			cancel()
+		}
+		return nil
+	})
+	return msgs
 }

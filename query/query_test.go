@@ -518,44 +518,36 @@ func (e *introspectErr) Error() string { return "introspection of " + e.Token + 
 // the redactor sees its fields: a secret one is cut from the message.
 func TestAuthorizeErrorRedactedByFields(t *testing.T) {
 	const tok = "opaque-SECRET-8f7e6d5c"
+	file, body := serveOnce(t, func(*http.Request) (string, error) { return "", &introspectErr{Token: tok} }, "/audit/events")
+	if strings.Contains(file+body, tok) || !strings.Contains(file, `"error":"introspection of [REDACTED] timed out"`) {
+		t.Errorf("audit file:\n%s\nresponse: %s", file, body)
+	}
+}
+
+// serveOnce serves one GET of target by a query handler with authorize over
+// a fresh audit directory and returns the audit file and the response body.
+func serveOnce(t *testing.T, authorize func(*http.Request) (string, error), target string) (file, body string) {
+	t.Helper()
 	dir := t.TempDir()
 	h := openLog(t, dir, testKey, rotate.Options{})
-	qh, err := query.NewHandler(query.HandlerOptions{
-		Reader:    newReader(t, dir, testKey),
-		Authorize: func(*http.Request) (string, error) { return "", &introspectErr{Token: tok} },
-		AuditLog:  handler.Logger(slog.New(h)),
-	})
+	qh, err := query.NewHandler(query.HandlerOptions{Reader: newReader(t, dir, testKey), Authorize: authorize, AuditLog: handler.Logger(slog.New(h))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
-	qh.ServeHTTP(rec, httptest.NewRequest("GET", "/audit/events", nil))
+	qh.ServeHTTP(rec, httptest.NewRequest("GET", target, nil))
 	h.Close()
 	b, _ := os.ReadFile(plainFile(t, dir))
-	if strings.Contains(string(b)+rec.Body.String(), tok) || !strings.Contains(string(b), `"error":"introspection of [REDACTED] timed out"`) {
-		t.Errorf("audit file:\n%s\nresponse: %s", b, rec.Body.String())
-	}
+	return string(b), rec.Body.String()
 }
 
 // A long parameter value is cut at a space, not inside a word: a token cut
 // short would no longer be recognised by the redactor.
 func TestLoggedParameterCutAtSpace(t *testing.T) {
 	const tok = "ghp_0123456789abcdefghijABCDEFGHIJ012345"
-	dir := t.TempDir()
-	h := openLog(t, dir, testKey, rotate.Options{})
-	qh, err := query.NewHandler(query.HandlerOptions{
-		Reader:    newReader(t, dir, testKey),
-		Authorize: func(*http.Request) (string, error) { return "", query.ErrForbidden },
-		AuditLog:  handler.Logger(slog.New(h)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	long := strings.Repeat("x", 240) + " " + tok // 256 falls inside tok
-	qh.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/audit/events?resource="+url.QueryEscape(long), nil))
-	h.Close()
-	b, _ := os.ReadFile(plainFile(t, dir))
-	if strings.Contains(string(b), tok[:10]) || !strings.Contains(string(b), `"resource":"`+strings.Repeat("x", 240)+`…"`) {
-		t.Errorf("audit file:\n%s", b)
+	file, _ := serveOnce(t, func(*http.Request) (string, error) { return "", query.ErrForbidden }, "/audit/events?resource="+url.QueryEscape(long))
+	if strings.Contains(file, tok[:10]) || !strings.Contains(file, `"resource":"`+strings.Repeat("x", 240)+`…"`) {
+		t.Errorf("audit file:\n%s", file)
 	}
 }

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -198,29 +195,5 @@ func TestQueryUsage(t *testing.T) {
 		if code != exitUsage || out != "" || !strings.Contains(errs, tc.msg) {
 			t.Errorf("%v: %d %q %q, want %q", tc.args, code, out, errs, tc.msg)
 		}
-	}
-}
-
-// A file that cannot be read to its end makes query say so and exit 2: the
-// events it holds past the damage are missing from the answer.
-func TestQueryUnreadableFile(t *testing.T) {
-	dir, keyFile, files := setup(t)
-	b, err := os.ReadFile(files[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var z bytes.Buffer
-	zw := gzip.NewWriter(&z)
-	zw.Write(b)
-	zw.Close()
-	gz := z.Bytes()
-	gz[0] ^= 0xff // not a gzip header any more
-	if err := os.WriteFile(files[0]+".gz", gz, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(files[0])
-	code, out, errs := runCmd("query", "--key-file", keyFile, dir)
-	if code != exitUsage || !strings.Contains(errs, "could not be read to their end") || out == "" {
-		t.Errorf("exit %d\nstdout: %s\nstderr: %s", code, out, errs)
 	}
 }
