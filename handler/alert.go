@@ -31,6 +31,8 @@ const (
 	ChainVerification = "chain_verification" // event of ReportVerifyFailure's record
 	ActionVerify      = "verify"             // its action
 	DetailKey         = "detail"             // its detail
+	AuditOutage       = "audit_outage"       // event of the record of audit records not written
+	ActionWrite       = "write"              // its action
 )
 
 // What an alert rule counts per: the member of the event whose value is the
@@ -72,29 +74,38 @@ func (e *AlertEvent) field(name string) string {
 	return ""
 }
 
-// set takes a top-level string attribute of a record into e.
-func (e *AlertEvent) set(a slog.Attr) {
-	v, ok := stringValue(a.Value)
-	if !ok {
-		return
-	}
+// set takes a top-level attribute of a record into e, unless an earlier
+// one of the same key was taken (seen): the audit file keeps the first
+// member of a name and writes later ones with a leading underscore.
+func (e *AlertEvent) set(a slog.Attr, seen *uint8) {
+	var bit uint8
+	var f *string
 	switch a.Key {
 	case EventKey:
-		e.Event = v
+		bit, f = 1<<0, &e.Event
 	case ActionKey:
-		e.Action = v
+		bit, f = 1<<1, &e.Action
 	case ResourceTypeKey:
-		e.ResourceType = v
+		bit, f = 1<<2, &e.ResourceType
 	case ResourceKey:
-		e.Resource = v
+		bit, f = 1<<3, &e.Resource
 	case StatusKey:
-		e.Status = v
+		bit, f = 1<<4, &e.Status
 	case ReasonKey:
-		e.Reason = v
+		bit, f = 1<<5, &e.Reason
 	case "user.id":
-		e.Principal = v
+		bit, f = 1<<6, &e.Principal
 	case "client.address":
-		e.Client = v
+		bit, f = 1<<7, &e.Client
+	default:
+		return
+	}
+	if *seen&bit != 0 {
+		return
+	}
+	*seen |= bit
+	if v, ok := stringValue(a.Value); ok {
+		*f = v
 	}
 }
 
@@ -122,8 +133,7 @@ func stringValue(v slog.Value) (string, bool) {
 func relevant(a slog.Attr) bool {
 	switch a.Key {
 	case EventKey, ActionKey, ResourceTypeKey, ResourceKey, StatusKey, ReasonKey, "user.id", "client.address":
-		_, ok := stringValue(a.Value)
-		return ok
+		return true // also when not a string: it takes the name
 	}
 	return false
 }
@@ -214,6 +224,12 @@ func DefaultAlertRules() []AlertRule {
 			Description: "verifying the audit files failed (see Handler.ReportVerifyFailure)",
 			Match:       []AlertMatch{{Event: []string{ChainVerification}, Status: []string{string(StatusFailed)}}},
 			By:          ByResource, Window: time.Hour, Threshold: 1, Severity: slog.LevelError,
+		},
+		{
+			ID:          "audit_outage",
+			Description: "audit records could not be written (the audit_outage record says how many, when, and why)",
+			Match:       []AlertMatch{{Event: []string{AuditOutage}}},
+			By:          ByAll, Window: time.Hour, Threshold: 1, Severity: slog.LevelError,
 		},
 	}
 }
@@ -579,17 +595,18 @@ func (r *ruleState) alert(ks *keyState, now time.Time, count int, in []hit) Aler
 // h is the handler it was logged through, extra its context attributes.
 func (e *alertEngine) observeRecord(ctx context.Context, h *Handler, r slog.Record, sc trace.SpanContext, extra []slog.Attr) {
 	var ev AlertEvent
-	// As a JSON reader that keeps the last of duplicate members would read
-	// the line: context attributes, then WithAttrs, then the record's own.
+	var seen uint8
+	// In the order of the line: context attributes, then WithAttrs, then
+	// the record's own; the first of a name counts, as in the file.
 	for _, a := range extra {
-		ev.set(a)
+		ev.set(a, &seen)
 	}
 	for _, a := range h.alertAttrs {
-		ev.set(a)
+		ev.set(a, &seen)
 	}
 	if len(h.groups) == 0 {
 		r.Attrs(func(a slog.Attr) bool {
-			ev.set(a)
+			ev.set(a, &seen)
 			return true
 		})
 	}

@@ -381,14 +381,22 @@ func TestAlertFieldSources(t *testing.T) {
 	if len(seen) != 3 {
 		t.Fatalf("seen %+v", seen)
 	}
+	// The first member of a name counts, as in the file: the context's
+	// principal, not one logged after it.
 	want := []AlertEvent{
-		{Event: "e1", Resource: "r1", Principal: "with-user", Client: "10.1.1.1"},
-		{Event: "e2", Principal: "rec-user", Client: "10.1.1.1"},
+		{Event: "e1", Resource: "r1", Principal: "ctx-user", Client: "10.1.1.1"},
+		{Event: "e2", Principal: "ctx-user", Client: "10.1.1.1"},
 		{Principal: "ctx-user", Client: "10.1.1.1"},
 	}
 	for i := range want {
 		if seen[i] != want[i] {
 			t.Errorf("event %d: %+v, want %+v", i, seen[i], want[i])
+		}
+	}
+	recs := f.records(t)
+	for i, later := range []string{"with-user", "rec-user"} {
+		if recs[i]["user.id"] != "ctx-user" || recs[i]["_user.id"] != later {
+			t.Errorf("record %d in the file: %v", i, recs[i])
 		}
 	}
 }
@@ -477,7 +485,7 @@ func TestAlertConfig(t *testing.T) {
 	for _, r := range o.Rules {
 		ids = append(ids, r.ID)
 	}
-	if strings.Join(ids, " ") != "credential_probing credential_harvest audit_reader_new chain_verification_failed bulk_delete" || o.MaxKeys != 500 {
+	if strings.Join(ids, " ") != "credential_probing credential_harvest audit_reader_new chain_verification_failed audit_outage bulk_delete" || o.MaxKeys != 500 {
 		t.Fatalf("rules %v, max_keys %d", ids, o.MaxKeys)
 	}
 	p := o.Rules[0]
@@ -485,7 +493,7 @@ func TestAlertConfig(t *testing.T) {
 		p.Match[0].Reason != nil || p.Match[0].Status[0] != "denied" || p.Severity != slog.LevelWarn {
 		t.Errorf("overridden rule %+v", p)
 	}
-	b := o.Rules[4]
+	b := o.Rules[len(o.Rules)-1]
 	if b.Window != 10*time.Minute || b.Cooldown != 30*time.Minute || b.Severity != slog.LevelError || b.By != ByPrincipal || b.Threshold != 5 {
 		t.Errorf("new rule %+v", b)
 	}

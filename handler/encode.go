@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
-	"time"
 
 	"github.com/slogaudit/slogaudit/internal/jsonenc"
 )
@@ -16,35 +17,123 @@ import (
 // encoder appends the members of an audit record's JSON object, following
 // log/slog's JSON handler rule for rule (empty attrs and groups elided,
 // groups with an empty key inlined, LogValuers resolved), so that an audit
-// line reads like slog's own output.
+// line reads like slog's own output. Unlike slog's, it writes every
+// top-level key once: see claim.
 type encoder struct {
 	b     []byte
 	sep   bool // a member precedes; the next one needs a comma
 	depth int  // open groups
+
+	// top holds the top-level keys written so far, as written; bloom
+	// has a bit set for each, so that most keys are known to be new
+	// without a comparison.
+	top   []string
+	bloom uint64
+
+	// offs, when trackOffs, receives the offset of each top-level key's
+	// opening quote (WithAttrs needs them, see appendPre).
+	offs      []int
+	trackOffs bool
 }
 
-// reserved are the chain's own members; a top-level attribute with one of
-// these keys is written with a leading underscore so that JSON readers that
-// keep the last duplicate cannot be misled.
+// preKey is a top-level key of a handler's pre-encoded attributes: as
+// written, and the offset of its opening quote in pre.
+type preKey struct {
+	key string
+	off int
+}
+
+// appendPre appends pre, whose top-level keys are keys, claiming each of
+// them in turn; a key an earlier member already holds (a context
+// attribute of the same name) gets its underscores inserted.
+func (e *encoder) appendPre(pre []byte, keys []preKey) {
+	start := len(e.b)
+	e.b = append(e.b, pre...)
+	shift := 0
+	for _, pk := range keys {
+		if n := len(e.claim(pk.key)) - len(pk.key); n > 0 {
+			at := start + shift + pk.off + 1
+			e.b = slices.Insert(e.b, at, underscores[:n]...)
+			shift += n
+		}
+	}
+}
+
+var underscores = []byte(strings.Repeat("_", 64))
+
+// reserved are the members the handler writes itself (the chain's and the
+// record's time, level, message and trace ids); an attribute never takes
+// their key at the top level.
 func reserved(key string) bool {
 	switch key {
-	case "seq", "prev", "mac", "rec":
+	case "seq", "prev", "mac", "rec", "time", "level", "msg", "trace_id", "span_id":
 		return true
 	}
 	return false
+}
+
+func bloomBit(k string) uint64 {
+	if len(k) == 0 {
+		return 1
+	}
+	return 1 << ((uint(len(k))*7 + uint(k[0])*3 + uint(k[len(k)-1])) & 63)
+}
+
+func (e *encoder) taken(k string) bool {
+	if e.bloom&bloomBit(k) == 0 {
+		return false
+	}
+	for _, t := range e.top {
+		if t == k {
+			return true
+		}
+	}
+	return false
+}
+
+// claim returns the key a top-level attribute named k is written under:
+// k itself, or k behind as many underscores as make it differ from the
+// reserved members and from every top-level key written before it. The
+// first member of a name is the one every reader finds, also a JSON
+// reader that keeps the last of duplicates: what the handler and the
+// context wrote (the time, the principal, the client address) cannot be
+// overridden by an attribute of the same name logged after them.
+func (e *encoder) claim(k string) string {
+	if reserved(k) || e.taken(k) {
+		u := "_" + k
+		for (reserved(u) || e.taken(u)) && len(u)-len(k) < len(underscores) {
+			u = "_" + u
+		}
+		k = u
+	}
+	e.top = append(e.top, k)
+	e.bloom |= bloomBit(k)
+	return k
+}
+
+// mark remembers the top-level state, for undo.
+func (e *encoder) mark() (int, int, bool, uint64) {
+	return len(e.b), len(e.top), e.sep, e.bloom
+}
+
+func (e *encoder) undo(b, top int, sep bool, bloom uint64) {
+	e.b, e.top, e.sep, e.bloom = e.b[:b], e.top[:top], sep, bloom
+	if e.trackOffs {
+		e.offs = e.offs[:top]
+	}
 }
 
 func (e *encoder) key(k string) {
 	if e.sep {
 		e.b = append(e.b, ',')
 	}
-	if e.depth == 0 && reserved(k) {
-		e.b = append(e.b, `"_`...)
-		e.b = append(e.b, k...)
-		e.b = append(e.b, `":`...)
-	} else {
-		e.b = jsonenc.Key(e.b, k)
+	if e.depth == 0 {
+		if e.trackOffs {
+			e.offs = append(e.offs, len(e.b))
+		}
+		k = e.claim(k)
 	}
+	e.b = jsonenc.Key(e.b, k)
 	e.sep = true
 }
 
@@ -83,12 +172,12 @@ func (e *encoder) attr(a slog.Attr) bool {
 		if len(as) == 0 {
 			return false
 		}
-		pos, sep := len(e.b), e.sep
+		b, top, sep, bloom := e.mark()
 		if a.Key != "" {
 			e.openGroup(a.Key)
 		}
 		if !e.attrs(as) {
-			e.b, e.sep = e.b[:pos], sep
+			e.undo(b, top, sep, bloom)
 			if a.Key != "" {
 				e.depth--
 			}
@@ -124,9 +213,7 @@ func (e *encoder) value(v slog.Value) {
 	case slog.KindDuration:
 		e.b = strconv.AppendInt(e.b, int64(v.Duration()), 10)
 	case slog.KindTime:
-		e.b = append(e.b, '"')
-		e.b = v.Time().AppendFormat(e.b, time.RFC3339Nano)
-		e.b = append(e.b, '"')
+		e.b = jsonenc.Time(e.b, v.Time()) // UTC, like the record's own time
 	default: // KindAny
 		x := v.Any()
 		if err, ok := x.(error); ok {

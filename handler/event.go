@@ -3,7 +3,10 @@ package handler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -52,7 +55,7 @@ type Event struct {
 	Status       Status
 	Reason       string // a short machine-readable cause, e.g. "not_found"
 	Err          error
-	Message      string      // default: "<action> <resource type> <resource>: <status>"
+	Message      string      // default: "<action> <resource type> <resource> (<status>)"
 	Attrs        []slog.Attr // anything else
 }
 
@@ -74,7 +77,34 @@ func (ev *Event) message() string {
 			m += " " + s
 		}
 	}
-	return m + ": " + string(ev.Status)
+	// Not "name: status": the redactor reads "obsidian_api_key: denied"
+	// as a secret's key and value.
+	return m + " (" + string(ev.Status) + ")"
+}
+
+// ErrInvalidEvent is returned by Log for an event without Type or Action,
+// or with a Status that is not one of the four.
+var ErrInvalidEvent = errors.New("handler: invalid audit event")
+
+func (ev *Event) check() error {
+	var missing []string
+	if ev.Type == "" {
+		missing = append(missing, "Type")
+	}
+	if ev.Action == "" {
+		missing = append(missing, "Action")
+	}
+	switch ev.Status {
+	case StatusInitiated, StatusSuccess, StatusFailed, StatusDenied:
+	case "":
+		missing = append(missing, "Status")
+	default:
+		return fmt.Errorf("%w: Status %q is none of initiated, success, failed, denied", ErrInvalidEvent, ev.Status)
+	}
+	if missing != nil {
+		return fmt.Errorf("%w: no %s", ErrInvalidEvent, strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 func (ev *Event) record(now time.Time) slog.Record {
@@ -102,8 +132,16 @@ func (ev *Event) record(now time.Time) slog.Record {
 // as the policy makes it), also when the copy for the app handler failed
 // (that error goes to Options.OnError). Use it where an operation must not
 // go ahead unaudited. If l is not backed by a *Handler the record is still
-// handed to l's handler and the error wraps ErrNotAuditHandler.
+// handed to l's handler and the error wraps ErrNotAuditHandler. An event
+// without Type or Action, or with an unknown Status, is not written: the
+// error wraps ErrInvalidEvent (and goes to Options.OnError too).
 func Log(ctx context.Context, l *slog.Logger, ev Event) error {
+	if err := ev.check(); err != nil {
+		if h, ok := l.Handler().(*Handler); ok && h.c.onError != nil {
+			h.c.onError(err)
+		}
+		return err
+	}
 	r := ev.record(time.Now())
 	if h, ok := l.Handler().(*Handler); ok {
 		err, _ := h.handle(ctx, r)
@@ -140,11 +178,22 @@ func Begin(ctx context.Context, l *slog.Logger, ev Event) *Operation {
 func (op *Operation) Err() error { return op.err }
 
 // End logs the outcome: StatusSuccess when *errp is nil, StatusDenied when it
-// wraps ErrDenied, StatusFailed otherwise, with the error's text. When the
-// audit write fails and the operation succeeded, End stores the audit error
-// in *errp, so that an unaudited success is not reported as one. errp may be
+// wraps ErrDenied, StatusFailed otherwise, with the error. When the audit
+// write fails and the operation succeeded, End stores the audit error in
+// *errp, so that an unaudited success is not reported as one. errp may be
 // nil (success).
+//
+// Deferred directly (defer op.End(&err)), End also sees a panic: it logs
+// StatusFailed with reason "panic" and the panic value, then panics again
+// with the same value.
 func (op *Operation) End(errp *error) {
+	if p := recover(); p != nil {
+		ev := op.ev
+		ev.Status, ev.Reason = StatusFailed, "panic"
+		ev.Attrs = append(slices.Clip(ev.Attrs), slog.Any("panic", p)) // a value: the redactor reads it
+		Log(op.ctx, op.l, ev)
+		panic(p)
+	}
 	ev := op.ev
 	var opErr error
 	if errp != nil {

@@ -19,9 +19,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -178,9 +180,10 @@ type Handler struct {
 	// Audit-leg state, as in log/slog's commonHandler: attrs from WithAttrs
 	// pre-encoded, the groups from WithGroup, and how many of those groups
 	// are already opened inside pre.
-	pre    []byte // members, ending with a member; may leave groups open
-	groups []string
-	nOpen  int
+	pre     []byte   // members, ending with a member; may leave groups open
+	preKeys []preKey // the top-level keys in pre
+	groups  []string
+	nOpen   int
 
 	alertAttrs []slog.Attr // top-level WithAttrs attributes the alert rules read
 }
@@ -194,6 +197,8 @@ type core struct {
 	red      *redact.Redactor // nil: no redaction
 	alerts   *alertEngine     // nil: no alert rules
 	root     *Handler         // the handler New returned
+
+	outage outage
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -358,11 +363,22 @@ func (h *Handler) handle(ctx context.Context, r slog.Record) (auditErr, appErr e
 	}
 	sc := trace.SpanContextFromContext(ctx)
 	if isAudit {
+		if r.Time.IsZero() {
+			// slog's handlers leave out a zero time; an audit record
+			// needs its when.
+			r.Time = time.Now()
+		}
+		if h.c.outage.n.Load() != 0 {
+			h.c.root.reportOutage()
+		}
 		var dirty bool
 		dirty, auditErr = h.writeAudit(r, sc, extra, unchecked)
 		if dirty {
 			r = h.redactRecord(r, r.Message, 0)
 			_, auditErr = h.writeAudit(r, sc, extra, false)
+		}
+		if auditErr != nil && !errors.Is(auditErr, ErrClosed) {
+			h.c.outage.note(auditErr)
 		}
 		if auditErr == nil && h.c.alerts != nil {
 			h.c.alerts.observeRecord(ctx, h, r, sc, extra)
@@ -387,12 +403,88 @@ func (h *Handler) handle(ctx context.Context, r slog.Record) (auditErr, appErr e
 	return auditErr, appErr
 }
 
+// outage counts the audit records that could not be written, so that the
+// first audit record that can be written again is preceded by a record of
+// the gap: a failed write leaves no line and no break in the chain.
+type outage struct {
+	n           atomic.Int64 // records not written and not yet on record
+	mu          sync.Mutex
+	first, last time.Time
+	err         error // the last write error
+}
+
+func (o *outage) note(err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	now := time.Now()
+	if o.n.Load() == 0 {
+		o.first = now
+	}
+	o.last, o.err = now, err
+	o.n.Add(1)
+}
+
+// reportOutage writes the audit_outage record of the records not written
+// since the last one; h is the root handler. If that write fails too, the
+// count stays for the next record to try.
+func (h *Handler) reportOutage() {
+	r, ok := h.writeOutage()
+	if !ok {
+		return
+	}
+	// Outside the lock: an alert is written through handle, which may
+	// find a new outage to report.
+	ctx := context.Background()
+	if h.c.alerts != nil {
+		h.c.alerts.observeRecord(ctx, h, r, trace.SpanContext{}, nil)
+	}
+	if h.c.appCopy && h.app.Enabled(ctx, r.Level) {
+		if err := h.app.Handle(ctx, r); err != nil && h.c.onError != nil {
+			h.c.onError(fmt.Errorf("handler: app handler: %w", err))
+		}
+	}
+}
+
+func (h *Handler) writeOutage() (slog.Record, bool) {
+	o := &h.c.outage
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := o.n.Load()
+	if n == 0 {
+		return slog.Record{}, false
+	}
+	dir := filepath.Base(filepath.Dir(h.c.w.Path()))
+	r := slog.NewRecord(time.Now(), slog.LevelError, fmt.Sprintf("audit log: %d audit records not written", n), 0)
+	r.AddAttrs(Audit,
+		slog.String(EventKey, AuditOutage),
+		slog.String(ActionKey, ActionWrite),
+		slog.String(ResourceTypeKey, "audit_log"),
+		slog.String(ResourceKey, dir),
+		slog.String(StatusKey, string(StatusFailed)),
+		slog.String(ReasonKey, "write_failed"),
+		slog.Int64("lost", n),
+		slog.Time("first", o.first),
+		slog.Time("last", o.last),
+		slog.Any(ErrorKey, o.err),
+	)
+	if h.c.red != nil {
+		msg, k := h.c.red.String(r.Message)
+		r = h.redactRecord(r, msg, k)
+	}
+	if _, err := h.writeAudit(r, trace.SpanContext{}, nil, false); err != nil {
+		return r, false
+	}
+	o.n.Add(-n)
+	return r, true
+}
+
 var bufPool = sync.Pool{New: func() any { return &auditBuf{b: make([]byte, 0, 1024)} }}
 
 // auditBuf is pooled: it carries the encoded body and receives the record's
 // position, so a write costs no allocation.
 type auditBuf struct {
 	b   []byte
+	top []string // the encoder's top-level keys
 	pos chain.Position
 }
 
@@ -412,13 +504,18 @@ func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.A
 			bufPool.Put(ab)
 		}
 	}()
-	e := encoder{b: ab.b[:0]}
-	if !r.Time.IsZero() {
-		e.b = append(e.b, `"time":`...)
-		e.b = jsonenc.Time(e.b, r.Time)
-		e.b = append(e.b, ',')
+	e := encoder{b: ab.b[:0], top: ab.top[:0]}
+	defer func() {
+		clear(e.top) // keep no caller's key alive in the pool
+		ab.top = e.top[:0]
+	}()
+	t := r.Time
+	if t.IsZero() {
+		t = time.Now()
 	}
-	e.b = append(e.b, `"level":`...)
+	e.b = append(e.b, `"time":`...)
+	e.b = jsonenc.Time(e.b, t)
+	e.b = append(e.b, `,"level":`...)
 	e.b = jsonenc.String(e.b, r.Level.String())
 	e.b = append(e.b, `,"msg":`...)
 	e.b = jsonenc.String(e.b, r.Message)
@@ -437,11 +534,12 @@ func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.A
 	}
 	if len(h.pre) > 0 {
 		e.b = append(e.b, ',')
-		e.b = append(e.b, h.pre...)
+		e.appendPre(h.pre, h.preKeys)
 		e.depth = h.nOpen
 	}
 	if r.NumAttrs() > 0 {
-		pos, sep, depth := len(e.b), e.sep, e.depth
+		b, top, sep, bloom := e.mark()
+		depth := e.depth
 		for _, g := range h.groups[h.nOpen:] {
 			e.openGroup(g)
 		}
@@ -463,7 +561,8 @@ func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.A
 			return true, nil
 		}
 		if empty {
-			e.b, e.sep, e.depth = e.b[:pos], sep, depth
+			e.undo(b, top, sep, bloom)
+			e.depth = depth
 		}
 	}
 	for ; e.depth > 0; e.depth-- {
@@ -563,7 +662,12 @@ func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	h2.alertAttrs = h.alertAttrsFor(attrs)
 	// Pre-encode, opening the groups that are not open in pre yet; if no
 	// attribute lands, the groups stay closed and pre stays as it was.
-	e := encoder{b: h2.pre, sep: len(h2.pre) > 0, depth: h.nOpen}
+	e := encoder{b: h2.pre, sep: len(h2.pre) > 0, depth: h.nOpen, trackOffs: true}
+	for _, pk := range h.preKeys {
+		e.top = append(e.top, pk.key)
+		e.offs = append(e.offs, pk.off)
+		e.bloom |= bloomBit(pk.key)
+	}
 	for _, g := range h.groups[h.nOpen:] {
 		e.openGroup(g)
 	}
@@ -577,6 +681,10 @@ func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	}
 	if wrote {
 		h2.pre, h2.nOpen = e.b, len(h.groups)
+		h2.preKeys = slices.Clip(h.preKeys)
+		for i := len(h.preKeys); i < len(e.top); i++ {
+			h2.preKeys = append(h2.preKeys, preKey{e.top[i], e.offs[i]})
+		}
 	}
 	return h2
 }

@@ -163,7 +163,7 @@ func cliTime(s string, now time.Time) (string, bool) {
 
 // writeEventText writes e as one line:
 //
-//	2026-03-01T12:00:00.000Z  seq 42  ✓ INFO  credential_access get credential/obsidian_api_key success  get credential obsidian_api_key: success
+//	2026-03-01T12:00:00.000Z  seq 42  ✓ INFO  credential_access get credential/obsidian_api_key success  get credential obsidian_api_key (success)
 func writeEventText(w io.Writer, e query.Event) {
 	ts := "-"
 	if !e.Time.IsZero() {

@@ -80,7 +80,7 @@ func TestQueryText(t *testing.T) {
 		t.Fatalf("%d lines:\n%s", len(lines), out)
 	}
 	// Newest first: r11 is seq 2+11 plus one open and one close record per earlier file.
-	if !strings.Contains(lines[0], "  ✓ WARN   credential_access get credential/r11 denied  get credential r11: denied") ||
+	if !strings.Contains(lines[0], "  ✓ WARN   credential_access get credential/r11 denied  get credential r11 (denied)") ||
 		!strings.Contains(lines[11], "  ✓ INFO   credential_access get credential/r0 success") ||
 		!strings.HasPrefix(lines[11], "20") || !strings.Contains(lines[11], "  seq 2  ") {
 		t.Errorf("output:\n%s", out)
