@@ -173,7 +173,7 @@ type Event struct {
 	Seq      uint64          // the record's seq
 	File     string          // the file's sealed name (without .gz)
 	Line     int             // 1-based line number in File
-	Verified bool            // the MAC and the link to the line before it check out (see the package doc)
+	Verified bool            // the MAC (or its epoch's signed digest) and the link to the line before it check out (see the package doc)
 	Record   json.RawMessage // the whole line as written (without its newline)
 
 	// Members of Record, decoded for convenience ("" when absent or not a
