@@ -171,7 +171,10 @@ type VerifyOptions struct {
 	// KeyAt, instead of Key, is a later epoch's key, e.g. a writer's
 	// current key (Writer.CurrentKey) for self-verification: lines of
 	// earlier epochs are checked for everything but their MACs, which only
-	// K(0) can check (Report.Unchecked counts them).
+	// K(0) can check. With CheckpointKey, an earlier epoch whose lines hash
+	// to the digest its signed checkpoint carries has them checked by it
+	// (Report.DigestChecked counts them); Report.Unchecked counts the lines
+	// checked neither by MAC nor by a signed digest.
 	KeyAt KeyState
 	// Last, if positive, verifies only the newest Last files; the start of
 	// the chain is then not judged.

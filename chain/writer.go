@@ -262,8 +262,8 @@ func (w *Writer) Checkpoint() error {
 }
 
 // CurrentKey returns a copy of the key of the current epoch, so that the
-// process can verify what it wrote in this epoch (e.g. query.Options.
-// CurrentKey). It reports false for an unkeyed chain.
+// process can verify what it wrote in this epoch (e.g. as
+// VerifyOptions.KeyAt). It reports false for an unkeyed chain.
 func (w *Writer) CurrentKey() (KeyState, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -64,7 +64,11 @@ type Options struct {
 	// that exports nothing but gives every request a trace id; pass yours
 	// (e.g. from otelbridge) to export the spans.
 	TracerProvider trace.TracerProvider
-	// Operation names the spans; default "http.server".
+	// Operation is otelhttp's operation name, which otelhttp uses only to
+	// name spans, and Wrap names them itself: "METHOD route" once the mux
+	// has matched a pattern, the method alone otherwise.
+	//
+	// Deprecated: Operation has no effect.
 	Operation string
 	// Redactor redacts what otelhttp puts on the server span from the
 	// request (URL path, user agent, forwarded client address), which

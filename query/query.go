@@ -2,8 +2,9 @@
 // serves them over HTTP as GET /audit/events (see NewHandler).
 //
 // A Reader walks the chained files of one audit directory (plain and .gz,
-// in chain order), skips the open and close records, and returns the audit
-// records that match a Filter, newest or oldest first, a page at a time:
+// in chain order), skips the chain's own records (the lines with a "rec"
+// member: open, close, checkpoint and pruned), and returns the audit records
+// that match a Filter, newest or oldest first, a page at a time:
 //
 //	r, _ := query.NewReader("audit-logs", query.Options{Key: key})
 //	req := query.Request{Filter: query.Filter{Event: "credential_access", Status: "denied"}}
@@ -29,13 +30,16 @@
 //     only) and must be the file's open record; lines after a close record
 //     never verify.
 //
-// Without the key, events of keyed (hmac-sha256) files are returned with
-// Verified false, every one of them, but querying still works. A reader
-// given any key (Key, EpochKey or CheckpointKey) returns the events of
-// files sealed without one (sha256) or with another key with Verified
-// false (a downgrade or the wrong key). Unkeyed (sha256) files verify
-// against accidents and naive edits only: anyone can recompute SHA-256
-// (see FORMAT.md §8).
+// Without K(0), events of keyed (hmac-sha256) files are Verified only when
+// EpochKey still holds their epoch's key or, with CheckpointKey, their
+// epoch's lines hash to the digest its signed checkpoint carries; otherwise
+// they are returned with Verified false, but querying still works. A reader
+// given any key (Key, EpochKey or CheckpointKey) does not check the MACs of
+// files sealed without one (sha256) or with another key (a downgrade or the
+// wrong key): their events are Verified only by a matching signed digest
+// (CheckpointKey), otherwise false. Unkeyed (sha256) files verify against
+// accidents and naive edits only: anyone can recompute SHA-256 (see
+// FORMAT.md §8).
 //
 // A file's epoch is the one its open record claims. With EpochKey a key
 // verifies only the lines from the first seq the writer knows it sealed,
@@ -169,7 +173,7 @@ type Event struct {
 	Seq      uint64          // the record's seq
 	File     string          // the file's sealed name (without .gz)
 	Line     int             // 1-based line number in File
-	Verified bool            // the MAC and the link to the line before it check out (see the package doc)
+	Verified bool            // the MAC (or its epoch's signed digest) and the link to the line before it check out (see the package doc)
 	Record   json.RawMessage // the whole line as written (without its newline)
 
 	// Members of Record, decoded for convenience ("" when absent or not a
@@ -208,6 +212,7 @@ type ParamError struct {
 	Msg   string
 }
 
+// Error returns "parameter PARAM: MSG".
 func (e *ParamError) Error() string { return "parameter " + e.Param + ": " + e.Msg }
 
 func paramErr(param, format string, args ...any) error {

@@ -55,6 +55,7 @@ const (
 	Fingerprint
 )
 
+// String returns "replace" or "fingerprint".
 func (m Mode) String() string {
 	switch m {
 	case Replace:

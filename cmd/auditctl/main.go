@@ -4,8 +4,8 @@
 //
 //	auditctl keygen -o FILE [--name SIGNER]
 //	auditctl verify [--key-file K0] [--checkpoint-key FILE.pub] [--trusted-checkpoint NOTE] [--json] DIR
-//	auditctl query [--key-file FILE] [filters] [--json] DIR
-//	auditctl tail [--key-file FILE] [filters] [-n N] [--json] DIR
+//	auditctl query [--key-file K0] [--checkpoint-key FILE.pub] [filters] [--order newest|oldest] [--limit N] [--json] DIR
+//	auditctl tail [--key-file K0] [--checkpoint-key FILE.pub] [filters] [-n N] [--json] [--poll D] DIR
 //	auditctl fingerprint --key-file FILE [VALUE]
 //
 // verify exits 0 when the files are intact (warnings only: TORN_TAIL after a
@@ -40,8 +40,11 @@ func main() {
 }
 
 var usage = `usage:
-  auditctl keygen -o FILE                          write a new 32-byte MAC key (mode 0600)
-  auditctl verify [--key-file FILE] [--json] DIR   verify the audit files in DIR
+  auditctl keygen -o FILE [--name SIGNER]          write a new 32-byte MAC key K(0) to FILE (mode 0600),
+                                                   the checkpoint signer FILE.signer (0600) and its
+                                                   verifier key FILE.pub
+  auditctl verify [--key-file K0] [--checkpoint-key FILE.pub] [--trusted-checkpoint NOTE] [--json] DIR
+                                                   verify the audit files in DIR
 ` + queryUsage + tailUsage + fingerprintUsage
 
 func run(args []string, stdout, stderr io.Writer) int {

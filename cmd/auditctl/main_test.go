@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -223,5 +224,50 @@ func TestQueryVerifiesByCheckpoints(t *testing.T) {
 	}
 	if code, _, errs := runCmd("query", dir); code != 0 || !strings.Contains(errs, "10 of 10 events not verified") {
 		t.Errorf("without keys: %d %q", code, errs)
+	}
+}
+
+// TestUsageListsEveryFlag keeps the usage text in step with the flag sets:
+// each command's synopsis in usage names every flag the command registers
+// (as -h lists them), and no flag it does not register.
+func TestUsageListsEveryFlag(t *testing.T) {
+	// The synopsis of each command: its line in usage and the lines up to
+	// the next command's.
+	synopsis := map[string]string{}
+	var cmd string
+	for _, line := range strings.Split(usage, "\n") {
+		if rest, ok := strings.CutPrefix(line, "  auditctl "); ok {
+			cmd, _, _ = strings.Cut(rest, " ")
+		}
+		if cmd != "" {
+			synopsis[cmd] += line + "\n"
+		}
+	}
+	defined := regexp.MustCompile(`(?m)^  -([A-Za-z0-9][\w-]*)`)
+	mentioned := regexp.MustCompile(`[\s\[]--?([A-Za-z0-9][\w-]*)`)
+	for _, cmd := range []string{"keygen", "verify", "query", "tail", "fingerprint"} {
+		text, ok := synopsis[cmd]
+		if !ok {
+			t.Errorf("usage has no line for %s:\n%s", cmd, usage)
+			continue
+		}
+		code, _, help := runCmd(cmd, "-h")
+		flags := map[string]bool{}
+		for _, m := range defined.FindAllStringSubmatch(help, -1) {
+			flags[m[1]] = true
+		}
+		if code != exitUsage || len(flags) == 0 {
+			t.Fatalf("%s -h: %d %q", cmd, code, help)
+		}
+		for f := range flags {
+			if !regexp.MustCompile(`[\s\[]--?` + regexp.QuoteMeta(f) + `[\s\]=]`).MatchString(text) {
+				t.Errorf("usage of %s does not mention -%s:\n%s", cmd, f, text)
+			}
+		}
+		for _, m := range mentioned.FindAllStringSubmatch(text, -1) {
+			if !flags[m[1]] {
+				t.Errorf("usage of %s mentions -%s, which it does not define:\n%s", cmd, m[1], text)
+			}
+		}
 	}
 }

@@ -22,9 +22,9 @@ import (
 )
 
 // queryUsage is the synopsis of auditctl query, for the command's usage.
-const queryUsage = `  auditctl query DIR [--key-file FILE] [--since T] [--until T] [--event E] [--action A]
-        [--resource R] [--resource-type T] [--principal P] [--client C] [--status S]
-        [--trace-id ID] [--order newest|oldest] [--limit N] [--json]
+const queryUsage = `  auditctl query DIR [--key-file K0] [--checkpoint-key FILE.pub] [--since T] [--until T]
+        [--event E] [--action A] [--resource R] [--resource-type T] [--principal P]
+        [--client C] [--status S] [--trace-id ID] [--order newest|oldest] [--limit N] [--json]
                                                    list the audit events in DIR, newest first
 `
 

@@ -17,7 +17,9 @@ import (
 )
 
 // tailUsage is the synopsis of auditctl tail, for the command's usage.
-const tailUsage = `  auditctl tail DIR [--key-file FILE] [filters as for query] [-n N] [--json] [--poll D]
+const tailUsage = `  auditctl tail DIR [--key-file K0] [--checkpoint-key FILE.pub] [--since T] [--until T]
+        [--event E] [--action A] [--resource R] [--resource-type T] [--principal P]
+        [--client C] [--status S] [--trace-id ID] [-n N] [--json] [--poll D]
                                                    print the last N matching events (default 10), then
                                                    follow new ones across rotations until interrupted
 `
