@@ -95,7 +95,8 @@ type Options struct {
 	// (chain.Options.Archive).
 	Archive func(path string) error
 	// SelfVerify turns on periodic verification of the newest files, with
-	// a security_alert audit event and OnError on failure.
+	// an ERROR chain_verification audit event (a security_alert too when
+	// Alerts has the default rules) and OnError on failure.
 	SelfVerify SelfVerify
 	// Rotate sets file size and time limits, retention, compression and the
 	// durability policy (default rotate.SyncNone: each record is handed to the
