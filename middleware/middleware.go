@@ -41,6 +41,7 @@ const (
 	ClaimedClientKey    = "client.claimed_id"                // X-Client-ID: what the client says it is, not authenticated
 	SessionKey          = "session.hash"                     // a digest of the session cookie: the cookie itself is a credential
 	ClaimedRequestIDKey = "http.request.header.x-request-id" // a valid incoming X-Request-ID; the trace id is the request id
+	ClaimedTraceKey     = "http.request.header.traceparent"  // a valid traceparent from a peer whose trace context is not continued
 )
 
 // Options configure Wrap.
@@ -51,6 +52,14 @@ type Options struct {
 	// TrustedProxies are the peers whose X-Forwarded-For and Forwarded
 	// headers are believed. From any other peer they are recorded as claims.
 	TrustedProxies []netip.Prefix
+	// TrustTraceparent reports whether the request's W3C traceparent is
+	// continued: the request's records and span then carry the caller's
+	// trace id. Otherwise the request starts a new trace whose span links
+	// to the caller's, and a valid traceparent is recorded as a claim
+	// (http.request.header.traceparent): a client cannot make its requests
+	// share another request's correlation id. Default: a loopback peer or
+	// one of TrustedProxies.
+	TrustTraceparent func(r *http.Request) bool
 	// ActivityLog receives one audit record per request; pass an audit
 	// logger (handler.Logger(l)). Nil: no activity log.
 	ActivityLog *slog.Logger
@@ -119,10 +128,18 @@ func Wrap(next http.Handler, opts Options) http.Handler {
 	if red == nil {
 		red = redact.Default()
 	}
-	inner := &auditHandler{next: next, opts: opts, red: red}
+	trust := opts.TrustTraceparent
+	if trust == nil {
+		trust = func(r *http.Request) bool {
+			peer := peerAddr(r.RemoteAddr)
+			return peer.IsLoopback() || trusted(opts.TrustedProxies, peer)
+		}
+	}
+	inner := &auditHandler{next: next, opts: opts, red: red, trust: trust}
 	return otelhttp.NewHandler(inner, op,
 		otelhttp.WithTracerProvider(tp),
 		otelhttp.WithPropagators(propagation.TraceContext{}),
+		otelhttp.WithPublicEndpointFn(func(r *http.Request) bool { return !trust(r) }),
 		// The route is not known before the mux has run; ServeHTTP
 		// renames the span then. (Not the path: it is unbounded and
 		// may carry a token.)
@@ -131,9 +148,10 @@ func Wrap(next http.Handler, opts Options) http.Handler {
 }
 
 type auditHandler struct {
-	next http.Handler
-	opts Options
-	red  *redact.Redactor
+	next  http.Handler
+	opts  Options
+	red   *redact.Redactor
+	trust func(*http.Request) bool
 }
 
 // redactSpan replaces the request values that otelhttp put on span if they
@@ -295,6 +313,13 @@ func (h *auditHandler) info(r *http.Request) *Info {
 	}
 	if claimedForward != "" {
 		as = append(as, slog.String(ClaimedForwardedKey, truncate(claimedForward, 256, ", ")))
+	}
+	if tp := r.Header.Get("traceparent"); tp != "" && !h.trust(r) {
+		ctx := (propagation.TraceContext{}).Extract(context.Background(), propagation.HeaderCarrier(r.Header))
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			// As parsed, not as sent: a later version's header may be longer.
+			as = append(as, slog.String(ClaimedTraceKey, "00-"+sc.TraceID().String()+"-"+sc.SpanID().String()+"-"+sc.TraceFlags().String()))
+		}
 	}
 	if i.Principal != "" {
 		as = append(as, slog.String(PrincipalKey, i.Principal))

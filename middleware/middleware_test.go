@@ -203,6 +203,45 @@ func TestIncomingTraceparent(t *testing.T) {
 	}
 }
 
+// A traceparent from a peer that is not trusted (not loopback, not a
+// trusted proxy) is not continued: the request gets its own trace, and the
+// claim is recorded as one.
+func TestUntrustedTraceparent(t *testing.T) {
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	const claim = "00-" + traceID + "-00f067aa0ba902b7-01"
+	for _, tt := range []struct {
+		name   string
+		opts   middleware.Options
+		remote string
+		trust  bool
+	}{
+		{"default, remote peer", middleware.Options{}, "192.0.2.7:4000", false},
+		{"default, loopback peer", middleware.Options{}, "127.0.0.1:4000", true},
+		{"default, trusted proxy", middleware.Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}, "192.0.2.7:4000", true},
+		{"TrustTraceparent false", middleware.Options{TrustTraceparent: func(*http.Request) bool { return false }}, "127.0.0.1:4000", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, tt.opts)
+			e.mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) {})
+			req := httptest.NewRequest("GET", "/x", nil)
+			req.RemoteAddr = tt.remote
+			req.Header.Set("traceparent", claim)
+			rec := httptest.NewRecorder()
+			e.srv.Config.Handler.ServeHTTP(rec, req)
+			r := e.records(t)[0]
+			if got := r["trace_id"] == traceID; got != tt.trust {
+				t.Errorf("trace_id %v: continued %v, want %v", r["trace_id"], got, tt.trust)
+			}
+			if got := rec.Header().Get("X-Request-ID"); got != r["trace_id"] {
+				t.Errorf("X-Request-ID %q, record's trace_id %v", got, r["trace_id"])
+			}
+			if tt.trust && r[middleware.ClaimedTraceKey] != nil || !tt.trust && r[middleware.ClaimedTraceKey] != claim {
+				t.Errorf("claimed traceparent %v", r[middleware.ClaimedTraceKey])
+			}
+		})
+	}
+}
+
 // Records of concurrent requests separate cleanly by trace id.
 func TestConcurrentRequestsSeparate(t *testing.T) {
 	e := newEnv(t, middleware.Options{})
