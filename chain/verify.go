@@ -245,6 +245,12 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	}
 	v := newVerifier(opts.Key, opts.KeyAt)
 	v.rep.Dir = dir
+	if opts.CheckpointKey != nil && v.dig == nil {
+		// Also with K(0): a signed note whose digest contradicts its
+		// epoch's lines is a finding, as for a verifier that has only
+		// the digests (FORMAT.md §6).
+		v.dig, v.blindIn = sha256.New(), make(map[uint64]int)
+	}
 	if partial && opts.CheckpointKey != nil {
 		// Where the window starts right after a signed epoch end, the
 		// epoch's digest can be computed from the window.
@@ -743,7 +749,12 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 		case end.Chain != c.Chain || end.Epoch != c.Epoch || end.File != c.File:
 			v.chainProblem(BadCheckpoint, c.File, c.Seq, "the note for seq %d does not match the chain (chain value, epoch or file differ)", c.Seq)
 		case v.dig != nil && end.Digest != ([sha256.Size]byte{}) && c.Digest != ([sha256.Size]byte{}) && end.Digest != c.Digest:
-			v.chainProblem(Modified, c.File, c.Seq, "the lines of epoch %d differ from what its signed checkpoint (seq %d) vouches for", c.Epoch, c.Seq)
+			if v.keyed && v.blindIn[c.Seq] == 0 {
+				// Every line of the epoch passed its MAC: the note is wrong.
+				v.chainProblem(BadCheckpoint, c.File, c.Seq, "the digest of the signed checkpoint at seq %d does not match the lines of epoch %d, whose MACs check out", c.Seq, c.Epoch)
+			} else {
+				v.chainProblem(Modified, c.File, c.Seq, "the lines of epoch %d differ from what its signed checkpoint (seq %d) vouches for", c.Epoch, c.Seq)
+			}
 		default:
 			if v.dig != nil && end.Digest != ([sha256.Size]byte{}) && end.Digest == c.Digest && key != nil {
 				v.rep.Unchecked -= v.blindIn[c.Seq] // checked by the signed digest instead
@@ -944,7 +955,7 @@ func (lr *lineReader) next() (*rawLine, error) {
 				lr.br.Reset(lr.rs)
 				continue
 			}
-			if err := lr.afterNUL(nulAt); err != nil {
+			if err := lr.afterNUL(nulAt, chunk[i:]); err != nil {
 				return nil, err
 			}
 			if len(rl.b) == 0 {
@@ -977,26 +988,19 @@ func (lr *lineReader) next() (*rawLine, error) {
 	}
 }
 
-// afterNUL reads the rest of the file after the NUL at offset nulAt and
-// records whether anything but NUL bytes follows. A writer that is still
-// writing may fill the space while it is read: then the NUL itself is gone
-// when read again, and the content simply ended there for this reading.
-func (lr *lineReader) afterNUL(nulAt int64) error {
+// afterNUL reads the rest of the file after the NUL at offset nulAt (rest:
+// what was read of it already) and records whether anything but NUL bytes
+// follows. A writer that is still writing may fill the space while it is
+// read: then the NUL itself is gone when read again, and the content simply
+// ended there for this reading.
+func (lr *lineReader) afterNUL(nulAt int64, rest []byte) error {
+	found := !allNUL(rest)
 	buf := make([]byte, 64<<10)
-	for {
+	for !found {
 		n, err := lr.br.Read(buf)
-		if bytes.ContainsFunc(buf[:n], func(r rune) bool { return r != 0 }) {
-			if lr.rs != nil {
-				var b [1]byte
-				if _, err := lr.rs.Seek(nulAt, io.SeekStart); err != nil {
-					return err
-				}
-				if _, err := io.ReadFull(lr.rs, b[:]); err != nil || b[0] != 0 {
-					return nil // written meanwhile
-				}
-			}
-			lr.nulThenData = nulAt
-			return nil
+		found = !allNUL(buf[:n])
+		if found {
+			break
 		}
 		if err == io.EOF {
 			return nil
@@ -1005,4 +1009,24 @@ func (lr *lineReader) afterNUL(nulAt int64) error {
 			return err
 		}
 	}
+	if lr.rs != nil {
+		var b [1]byte
+		if _, err := lr.rs.Seek(nulAt, io.SeekStart); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(lr.rs, b[:]); err != nil || b[0] != 0 {
+			return nil // written meanwhile
+		}
+	}
+	lr.nulThenData = nulAt
+	return nil
+}
+
+func allNUL(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
