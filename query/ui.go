@@ -150,7 +150,7 @@ func (u *UI) Page() http.Handler {
 		ac := access{status: StatusSuccess, principal: principal}
 		switch {
 		case errors.Is(err, ErrUnauthenticated):
-			code, ac = http.StatusUnauthorized, access{status: StatusDenied, reason: "unauthenticated"}
+			code, ac = http.StatusUnauthorized, access{status: StatusDenied, reason: unauthenticatedReason(err)}
 			w.Header().Set("WWW-Authenticate", "Bearer")
 		case errors.Is(err, ErrForbidden):
 			code, ac.status, ac.reason = http.StatusForbidden, StatusDenied, "forbidden"

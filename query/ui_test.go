@@ -34,8 +34,10 @@ func authorize(req *http.Request) (string, error) {
 		return "alice", nil
 	case "Bearer mallory-token":
 		return "mallory", query.ErrForbidden
+	case "":
+		return "", query.ErrUnauthenticated
 	}
-	return "", query.ErrUnauthenticated
+	return "", query.ErrInvalidCredentials
 }
 
 func newUIFixture(t *testing.T, mod func(*query.UIOptions)) *uiFixture {
