@@ -52,8 +52,10 @@ const (
 
 // authenticated runs next for a request with a principal (a valid bearer
 // token, see middleware.Options.Authenticate); any other is refused with
-// 401, and the attempt is an audit event of what it tried, status denied:
-// a failed credential access is on record, never silent.
+// 401, and the attempt is an audit event of what it tried, status denied
+// with reason invalid_credentials when it presented credentials (a wrong
+// token) or unauthenticated when it presented none: a failed credential
+// access is on record, never silent.
 func (a *app) authenticated(attempt func(*http.Request) handler.Event, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		info, ok := middleware.FromContext(r.Context())
@@ -63,7 +65,7 @@ func (a *app) authenticated(attempt func(*http.Request) handler.Event, next http
 			// Refused; the attempt is on record, with its names cut so
 			// that a huge one is not written to the trail at length.
 			ev.Action, ev.Resource = cut(ev.Action), cut(ev.Resource)
-			ev.Status, ev.Reason = handler.StatusDenied, "unauthenticated"
+			ev.Status, ev.Reason = handler.StatusDenied, deniedReason(r)
 			if authenticated {
 				ev.Status, ev.Reason = handler.StatusFailed, "name_too_long"
 			}

@@ -152,8 +152,9 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 			// The handler's own logger must not be used here: it is what failed.
 			fmt.Fprintf(stderr, "AUDIT FAILURE: %v\n", err)
 		},
-		// who and from where, on every record logged with a request's ctx
-		ContextAttrs: middleware.Attrs,
+		// who, from where and how authenticated, on every record logged
+		// with a request's ctx
+		ContextAttrs: contextAttrs,
 		Alerts:       alerts,
 	})
 	if err != nil {
@@ -201,10 +202,11 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	mux.Handle("GET /audit/stream", ui.Stream())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	srv := &http.Server{
-		Handler: middleware.Wrap(mux, middleware.Options{
-			Authenticate: ts.principal,
-			ActivityLog:  handler.Logger(log),
-			Skip:         func(r *http.Request) bool { return r.URL.Path == "/healthz" },
+		// ts.wrap authenticates (the principal for the middleware, how it
+		// authenticated for the records) and wraps mux in the middleware.
+		Handler: ts.wrap(mux, middleware.Options{
+			ActivityLog: handler.Logger(log),
+			Skip:        func(r *http.Request) bool { return r.URL.Path == "/healthz" },
 			// nil without OTLP: spans get trace ids but are not exported
 			TracerProvider: bridge.TracerProvider(),
 		}),
