@@ -36,8 +36,13 @@ func (a *app) routes() *http.ServeMux {
 	credential := func(action string) func(*http.Request) handler.Event {
 		return func(r *http.Request) handler.Event { return credentialEvent(r.PathValue("key"), action) }
 	}
+	// A refused PUT is on record as what it would have been.
+	put := func(r *http.Request) handler.Event {
+		key := r.PathValue("key")
+		return credentialEvent(key, a.putAction(key))
+	}
 	mux.HandleFunc("POST /servers/{name}/{action}", a.authenticated(server, a.serverAction))
-	mux.HandleFunc("PUT /credentials/{key}", a.authenticated(credential("set"), a.putCredential))
+	mux.HandleFunc("PUT /credentials/{key}", a.authenticated(put, a.putCredential))
 	mux.HandleFunc("GET /credentials/{key}", a.authenticated(credential("get"), a.getCredential))
 	mux.HandleFunc("DELETE /credentials/{key}", a.authenticated(credential("delete"), a.deleteCredential))
 	return mux
@@ -161,6 +166,29 @@ func credentialEvent(key, action string) handler.Event {
 	return handler.Event{Type: handler.CredentialAccess, Action: action, ResourceType: "credential", Resource: key}
 }
 
+// Actions of a credential PUT: creating a credential and overwriting one
+// (whose old value is gone) are told apart, for queries and alert rules.
+const (
+	actionCreate = "create"
+	actionUpdate = "update"
+)
+
+func putAction(existed bool) string {
+	if existed {
+		return actionUpdate
+	}
+	return actionCreate
+}
+
+// putAction is the action a PUT of key is now: update if it exists,
+// create if not.
+func (a *app) putAction(key string) string {
+	a.mu.Lock()
+	_, ok := a.creds[key]
+	a.mu.Unlock()
+	return putAction(ok)
+}
+
 func (a *app) putCredential(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
 	// A body sent a byte at a time does not hold the handler for long.
@@ -174,8 +202,8 @@ func (a *app) putCredential(w http.ResponseWriter, r *http.Request) {
 	old, existed := a.creds[key]
 	a.creds[key] = value
 	a.mu.Unlock()
-	ev := credentialEvent(key, "set")
-	ev.Status, ev.Message = handler.StatusSuccess, "credential modified"
+	ev := credentialEvent(key, putAction(existed))
+	ev.Status, ev.Message = handler.StatusSuccess, "credential updated"
 	if !existed {
 		ev.Message = "credential created"
 	}

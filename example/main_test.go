@@ -306,7 +306,7 @@ func TestExampleEndToEnd(t *testing.T) {
 		"restart obsidian failed",
 		"stop obsidian initiated", "stop obsidian success",
 		"stop obsidian initiated", "stop obsidian failed",
-		"set obsidian_api_key success",
+		"create obsidian_api_key success",
 		"get obsidian_api_key success",
 		"get no_such_key failed",
 		"delete obsidian_api_key success",

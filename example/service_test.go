@@ -179,3 +179,33 @@ func stringOf(v any) string {
 	s, _ := v.(string)
 	return s
 }
+
+// Creating a credential and overwriting one are distinct actions (create,
+// update), also for a refused attempt; no credential event says "set".
+func TestCredentialCreateVsUpdate(t *testing.T) {
+	s := newTestService(t)
+	for _, c := range []struct {
+		auth, body string
+		code       int
+	}{
+		{"", "v0", 401},                  // would create
+		{"Bearer demo-token", "v1", 200}, // creates
+		{"Bearer guessed", "v2", 401},    // would update
+		{"Bearer demo-token", "v3", 200}, // updates
+	} {
+		if rec := s.do("PUT", "/credentials/k", c.auth, strings.NewReader(c.body)); rec.Code != c.code {
+			t.Errorf("PUT %q: %d, want %d", c.auth, rec.Code, c.code)
+		}
+	}
+	if v := string(s.app.creds["k"]); v != "v3" {
+		t.Errorf("value %q", v)
+	}
+	var got []string
+	for _, e := range ofEvent(s.events(), handler.CredentialAccess) {
+		got = append(got, stringOf(e["action"])+" "+stringOf(e["status"])+" "+stringOf(e["msg"]))
+	}
+	want := []string{"create denied create credential k: denied", "create success credential created", "update denied update credential k: denied", "update success credential updated"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("credential events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
