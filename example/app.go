@@ -195,6 +195,15 @@ func (a *app) putCredential(w http.ResponseWriter, r *http.Request) {
 	http.NewResponseController(w).SetReadDeadline(time.Now().Add(10 * time.Second))
 	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err != nil {
+		// Too large, stalled past the deadline, cut off: a failed attempt
+		// to write a credential, on record like any other (fail closed).
+		ev := credentialEvent(key, a.putAction(key))
+		ev.Status, ev.Reason, ev.Err = handler.StatusFailed, "bad_body", err
+		ev.Message = "credential value could not be read"
+		if err := handler.Log(r.Context(), a.log, ev); err != nil {
+			fail(w, http.StatusServiceUnavailable, auditUnavailable)
+			return
+		}
 		fail(w, http.StatusBadRequest, "cannot read the credential value")
 		return
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -207,5 +208,59 @@ func TestCredentialCreateVsUpdate(t *testing.T) {
 	want := []string{"create denied create credential k: denied", "create success credential created", "update denied update credential k: denied", "update success credential updated"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("credential events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// errReader fails after its first bytes, as a connection cut mid-body.
+type errReader struct{ sent bool }
+
+func (e *errReader) Read(p []byte) (int, error) {
+	if !e.sent {
+		e.sent = true
+		return copy(p, "partial-"), nil
+	}
+	return 0, errors.New("connection reset by peer")
+}
+
+// A credential PUT whose body cannot be read (over 64 KiB, a read error) is
+// refused with 400 and on record as a failed create or update, reason
+// bad_body; nothing is stored. When that record cannot be written the
+// answer is 503, as everywhere else.
+func TestCredentialBadBodyAudited(t *testing.T) {
+	s := newTestService(t)
+	if rec := s.do("PUT", "/credentials/k", "Bearer demo-token", strings.NewReader("v1")); rec.Code != 200 {
+		t.Fatalf("PUT: %d", rec.Code)
+	}
+	for _, c := range []struct {
+		key  string
+		body io.Reader
+	}{
+		{"new_key", strings.NewReader(strings.Repeat("a", 70<<10))}, // too large
+		{"k", &errReader{}}, // read error
+	} {
+		if rec := s.do("PUT", "/credentials/"+c.key, "Bearer demo-token", c.body); rec.Code != http.StatusBadRequest {
+			t.Errorf("PUT %s: %d", c.key, rec.Code)
+		}
+	}
+	if _, ok := s.app.creds["new_key"]; ok || string(s.app.creds["k"]) != "v1" {
+		t.Errorf("store after failed PUTs: %q", s.app.creds)
+	}
+	var got []string
+	for _, e := range ofEvent(s.events(), handler.CredentialAccess) {
+		got = append(got, strings.Join([]string{stringOf(e["action"]), stringOf(e["resource"]), stringOf(e["status"]), stringOf(e["reason"]), stringOf(e["user.id"])}, " "))
+		if e["status"] == "failed" && stringOf(e["error"]) == "" {
+			t.Errorf("failed PUT without its error: %v", e)
+		}
+	}
+	want := []string{"create k success  demo-user", "create new_key failed bad_body demo-user", "update k failed bad_body demo-user"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("credential events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// Fail closed: with the audit log gone, 503.
+	s = newTestService(t)
+	s.h.Close()
+	if rec := s.do("PUT", "/credentials/k", "Bearer demo-token", &errReader{}); rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("unaudited bad PUT: %d, want 503", rec.Code)
 	}
 }
