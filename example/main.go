@@ -129,6 +129,13 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ro := rotate.Options{
+		MaxBytes: cfg.rotateBytes,
+		Interval: 24 * time.Hour,
+		Compress: true,
+		Sync:     policy,
+	}
+	selfVerify := handler.SelfVerify{Interval: time.Minute, CheckpointKey: verifier}
 	h, err := handler.New(handler.Options{
 		Sinks: sinks,
 		Dir:   cfg.auditDir,
@@ -140,14 +147,9 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 		// shutdown) in the checkpoints file and, with OTLP on, to the
 		// collector: the anchor that shows truncation and rollback.
 		Checkpoints: chain.CheckpointOptions{Signer: signer},
-		SelfVerify:  handler.SelfVerify{Interval: time.Minute, CheckpointKey: verifier},
-		Rotate: rotate.Options{
-			MaxBytes: cfg.rotateBytes,
-			Interval: 24 * time.Hour,
-			Compress: true,
-			Sync:     policy,
-		},
-		App: slog.NewJSONHandler(stderr, nil),
+		SelfVerify:  selfVerify,
+		Rotate:      ro,
+		App:         slog.NewJSONHandler(stderr, nil),
 		OnError: func(err error) {
 			// The handler's own logger must not be used here: it is what failed.
 			fmt.Fprintf(stderr, "AUDIT FAILURE: %v\n", err)
@@ -167,6 +169,19 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
+	}
+	defer ln.Close() // Serve closes it; not if the service never serves
+	// The start is on record, with the audit configuration in effect,
+	// before any request is served; the service does not run unaudited.
+	start := serviceEvent(actionServiceStart)
+	start.Status = handler.StatusSuccess
+	start.Attrs = []slog.Attr{
+		slog.String("service.version", version),
+		slog.String("server.address", ln.Addr().String()),
+		auditConfig(cfg, ro, selfVerify, alerts, keyID, bridge != nil),
+	}
+	if err := handler.Log(context.Background(), log, start); err != nil {
+		return fmt.Errorf("recording the service start: %w", err)
 	}
 	// The service holds only its current epoch's key: earlier events are
 	// verified by the digests of the signed checkpoints.
@@ -249,8 +264,9 @@ then stop with Ctrl-C and verify the audit trail and its signed checkpoints with
   go run ./cmd/auditctl verify --key-file %[3]s.initial --checkpoint-key %[3]s.pub %[2]s
 `, base, absDir, absKey, keyNote, keyID, tokenNote(cfg, demoToken), demoFlag(demoToken), cfg.adminShown, otlpNote(bridge != nil))
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigc)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -264,14 +280,25 @@ then stop with Ctrl-C and verify the audit trail and its signed checkpoints with
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	// The stop is on record before the handler closes: initiated with what
+	// stopped the service (a signal, or the server failing), then its
+	// outcome once the requests in flight are done.
+	stopEv := serviceEvent(actionServiceStop)
 	select {
 	case err := <-errc:
+		stopEv.Reason = "server_error"
+		handler.Begin(context.Background(), log, stopEv).End(&err)
 		return err
-	case <-ctx.Done():
+	case sig := <-sigc:
+		stopEv.Reason = "signal"
+		stopEv.Attrs = []slog.Attr{slog.String("signal", signalName(sig))}
 	}
+	op := handler.Begin(context.Background(), log, stopEv)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
+	err = srv.Shutdown(shutdownCtx)
+	op.End(&err)
+	if err != nil {
 		return err
 	}
 	if err := h.Close(); err != nil {
@@ -279,6 +306,65 @@ then stop with Ctrl-C and verify the audit trail and its signed checkpoints with
 	}
 	fmt.Fprintln(stdout, "shut down; audit file sealed")
 	return nil
+}
+
+// The example's service lifecycle events: event service_lifecycle, action
+// start or stop, resource_type service, resource the service's name.
+const (
+	eventServiceLifecycle = "service_lifecycle"
+	actionServiceStart    = "start"
+	actionServiceStop     = "stop"
+	serviceName           = "slogaudit-example"
+)
+
+func serviceEvent(action string) handler.Event {
+	return handler.Event{Type: eventServiceLifecycle, Action: action, ResourceType: "service", Resource: serviceName}
+}
+
+// auditConfig is the audit configuration in effect, for the start event:
+// what an auditor needs to judge the trail (durability, rotation, keys by
+// id, alerting, export), never a secret: no token, no key, not the OTLP
+// endpoint (its URL may hold credentials), only whether export is on.
+func auditConfig(cfg config, ro rotate.Options, sv handler.SelfVerify, alerts *handler.AlertOptions, keyID string, otlp bool) slog.Attr {
+	rules := alerts.Rules
+	if rules == nil {
+		rules = handler.DefaultAlertRules()
+	}
+	alertSource := "default"
+	if cfg.alertsFile != "" {
+		alertSource = "file"
+	}
+	return slog.Group("audit.config",
+		slog.String("sync", ro.Sync.String()),
+		slog.Group("rotate",
+			slog.Int64("max_bytes", ro.MaxBytes),
+			slog.String("interval", ro.Interval.String()),
+			slog.Bool("compress", ro.Compress),
+		),
+		slog.Group("integrity",
+			slog.Bool("forward_secure", true),
+			slog.String("key_id", keyID),
+			slog.Bool("signed_checkpoints", true),
+			slog.String("self_verify_interval", sv.Interval.String()),
+		),
+		slog.Group("alerts",
+			slog.Bool("enabled", alerts != nil),
+			slog.Int("rules", len(rules)),
+			slog.String("source", alertSource),
+		),
+		slog.Group("otlp", slog.Bool("export", otlp)),
+	)
+}
+
+// signalName is the conventional name of a stop signal.
+func signalName(sig os.Signal) string {
+	switch sig {
+	case os.Interrupt:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return sig.String()
 }
 
 // seedKnownReaders tells the audit_reader_new rule who read the audit log

@@ -300,6 +300,7 @@ func TestExampleEndToEnd(t *testing.T) {
 		t.Errorf("%d activity records for 11 requests", activity)
 	}
 	want := []string{
+		"start slogaudit-example success",
 		"get obsidian_api_key denied",
 		"start obsidian initiated", "start obsidian success",
 		"start broken initiated", "start broken failed",
@@ -311,6 +312,7 @@ func TestExampleEndToEnd(t *testing.T) {
 		"get no_such_key failed",
 		"delete obsidian_api_key success",
 		"delete obsidian_api_key failed",
+		"stop slogaudit-example initiated", "stop slogaudit-example success",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("audit events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -413,7 +415,7 @@ func TestExampleSurvivesSIGKILL(t *testing.T) {
 	}
 	n := 0
 	for _, e := range events(t, dir) {
-		if e["action"] == "start" && e["status"] == "success" {
+		if e["event"] == "admin_action" && e["action"] == "start" && e["status"] == "success" {
 			n++
 		}
 	}
