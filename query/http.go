@@ -113,6 +113,7 @@ type access struct {
 	err            error
 	principal      string
 	results        int
+	extra          []slog.Attr // added last
 }
 
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -245,6 +246,7 @@ func (h *auditor) audit(ctx context.Context, r *http.Request, action string, nam
 	if a.status == StatusSuccess && action == ActionQuery {
 		attrs = append(attrs, slog.Int(ResultsKey, a.results))
 	}
+	attrs = append(attrs, a.extra...)
 	msg := action + " " + ResourceTypeAuditLog + " " + h.resource + ": " + a.status
 	// As Logger.LogAttrs does, but returning the handler's error, so that
 	// results are not sent unaudited; and regardless of Enabled, since an

@@ -392,4 +392,8 @@ func TestStreamEndsWhenRevoked(t *testing.T) {
 	if len(streams) != 2 || streams[0]["status"] != "success" || streams[1]["status"] != "denied" || streams[1]["reason"] != "revoked" || streams[1]["user.id"] != "alice" {
 		t.Errorf("stream events %v", streams)
 	}
+	// The denied event is the end's record: no second one.
+	if ends := f.accesses(query.ActionStreamEnd); len(ends) != 0 {
+		t.Errorf("stream_end events after a revocation: %v", ends)
+	}
 }
