@@ -4,7 +4,7 @@
 // tamper-evident, hash-chained file.
 //
 //	go run ./example
-//	go run ./cmd/auditctl verify --key-file audit.key audit-logs
+//	go run ./cmd/auditctl verify --key-file audit.key.initial --checkpoint-key audit.key.pub audit-logs
 package main
 
 import (
@@ -48,6 +48,7 @@ type config struct {
 	sync        string
 	tokensFile  string
 	adminToken  string
+	adminFlag   bool   // adminToken came from -admin-token (not $AUDIT_ADMIN_TOKEN)
 	adminShown  string // what the banner shows for it: the token only if generated here
 	alertsFile  string
 	jaegerURL   string
@@ -63,12 +64,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Int64Var(&cfg.rotateBytes, "rotate-bytes", 10<<20, "rotate audit files at this size (0: no size limit)")
 	fs.StringVar(&cfg.sync, "sync", "always", "durability policy: none, interval or always")
 	fs.StringVar(&cfg.tokensFile, "tokens", "", `bearer tokens: a file of lines "token principal" (default: one printed demo token)`)
-	fs.StringVar(&cfg.adminToken, "admin-token", os.Getenv("AUDIT_ADMIN_TOKEN"), "bearer token that may read GET /audit/events (default $AUDIT_ADMIN_TOKEN, else a random one, printed)")
+	fs.StringVar(&cfg.adminToken, "admin-token", os.Getenv("AUDIT_ADMIN_TOKEN"), "bearer token that may read the audit log: GET /audit/events, the live view /audit/ui and /audit/stream (default $AUDIT_ADMIN_TOKEN, else a random one, printed)")
 	fs.StringVar(&cfg.alertsFile, "alerts", "", "alert rules config (JSON, see handler.ParseAlertConfig; default: handler.DefaultAlertRules)")
 	fs.StringVar(&cfg.jaegerURL, "jaeger-url", "http://localhost:16686/trace/{trace_id}", `trace links in the live view ("" for none)`)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	fs.Visit(func(f *flag.Flag) { cfg.adminFlag = cfg.adminFlag || f.Name == "admin-token" })
 	if err := serve(cfg, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "example: %v\n", err)
 		return 1
@@ -258,11 +260,11 @@ try:
 
 live view: %[1]s/audit/ui (sign in with the admin token)
   curl -N -H "Authorization: Bearer %[8]s" '%[1]s/audit/stream?backlog=10'
-  auditctl tail --key-file %[3]s.initial %[2]s
+  go run ./cmd/auditctl tail --key-file %[3]s.initial %[2]s
 
 then stop with Ctrl-C and verify the audit trail and its signed checkpoints with K(0):
   go run ./cmd/auditctl verify --key-file %[3]s.initial --checkpoint-key %[3]s.pub %[2]s
-`, base, absDir, absKey, keyNote, keyID, tokenNote(cfg, demoToken), demoFlag(demoToken), cfg.adminShown, otlpNote(bridge != nil))
+`, base, absDir, absKey, keyNote, keyID, tokenNote(cfg, demoToken), tokenFlag(cfg, demoToken), cfg.adminShown, otlpNote(bridge != nil))
 
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
@@ -445,14 +447,18 @@ func loadOrCreateSigner(keyFile string) (note.Signer, note.Verifier, error) {
 }
 
 // loadOrCreateKey reads the key file (the key of the current epoch) or
-// creates it (0600) with a new initial key K(0), which it also writes to
-// path.initial: in production K(0) goes offline at once (auditctl keygen
-// says so); the example keeps it next to the key so that its verify command
-// works. It returns the key_id.
+// creates it (0600, and its directory 0700 if missing) with a new initial
+// key K(0), which it also writes to path.initial: in production K(0) goes
+// offline at once (auditctl keygen says so); the example keeps it next to
+// the key so that its verify command works. It returns the key_id.
 func loadOrCreateKey(path string) (keyID string, created bool, err error) {
 	ks, err := chain.ReadKeyState(path)
 	if err == nil || !errors.Is(err, os.ErrNotExist) {
 		return ks.ID, false, err
+	}
+	// Its directory too, private (e.g. /data/keys on a new, empty volume).
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", false, err
 	}
 	key := chain.GenerateKey()
 	if err := chain.WriteKeyFile(path+".initial", key); err != nil {
@@ -476,19 +482,29 @@ func setupTokens(cfg *config) (ts *tokens, demo string, err error) {
 		demo = randomToken("demo-")
 		ts.add(demo, "demo-user")
 	}
-	cfg.adminShown = "$AUDIT_ADMIN_TOKEN"
-	if cfg.adminToken == "" {
+	// A given token is not printed: the banner's curl lines name it.
+	switch {
+	case cfg.adminToken == "":
 		cfg.adminToken = randomToken("admin-")
 		cfg.adminShown = cfg.adminToken
+	case cfg.adminFlag:
+		cfg.adminShown = "<admin token>"
+	default:
+		cfg.adminShown = "$AUDIT_ADMIN_TOKEN" // in the environment, as the shell's may be
 	}
 	ts.add(cfg.adminToken, adminPrincipal)
 	return ts, demo, nil
 }
 
 func tokenNote(cfg config, demo string) string {
-	note := "admin token (GET /audit/events): " + cfg.adminShown
-	if cfg.adminShown != cfg.adminToken {
-		note += " (given, so not printed)"
+	note := "admin token (GET /audit/events, /audit/ui, /audit/stream): "
+	switch {
+	case cfg.adminShown == cfg.adminToken:
+		note += cfg.adminToken // generated here
+	case cfg.adminFlag:
+		note += "given with -admin-token (not printed)"
+	default:
+		note += "given in $AUDIT_ADMIN_TOKEN (not printed)"
 	}
 	if demo != "" {
 		note += "\ndemo token (principal demo-user): " + demo
@@ -498,9 +514,11 @@ func tokenNote(cfg config, demo string) string {
 	return note
 }
 
-func demoFlag(demo string) string {
+// tokenFlag is the curl option that sends a bearer token: the demo token,
+// or a placeholder for one from -tokens (which is not printed).
+func tokenFlag(cfg config, demo string) string {
 	if demo == "" {
-		return ""
+		return " -H 'Authorization: Bearer <a token from " + cfg.tokensFile + ">'"
 	}
 	return " -H 'Authorization: Bearer " + demo + "'"
 }

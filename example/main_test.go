@@ -641,7 +641,7 @@ func TestGivenSecretsNotPrinted(t *testing.T) {
 	if strings.Contains(out, tok) || strings.Contains(out, pw) {
 		t.Errorf("a given secret was printed:\n%s", out)
 	}
-	if !strings.Contains(out, "(given, so not printed)") || !strings.Contains(out, "OTLP export: on (http://ingest:xxxxx@127.0.0.1:9)") {
+	if !strings.Contains(out, "given in $AUDIT_ADMIN_TOKEN (not printed)") || !strings.Contains(out, "OTLP export: on (http://ingest:xxxxx@127.0.0.1:9)") {
 		t.Errorf("banner:\n%s", out)
 	}
 }
