@@ -36,8 +36,13 @@ func (a *app) routes() *http.ServeMux {
 	credential := func(action string) func(*http.Request) handler.Event {
 		return func(r *http.Request) handler.Event { return credentialEvent(r.PathValue("key"), action) }
 	}
+	// A refused PUT is on record as what it would have been.
+	put := func(r *http.Request) handler.Event {
+		key := r.PathValue("key")
+		return credentialEvent(key, a.putAction(key))
+	}
 	mux.HandleFunc("POST /servers/{name}/{action}", a.authenticated(server, a.serverAction))
-	mux.HandleFunc("PUT /credentials/{key}", a.authenticated(credential("set"), a.putCredential))
+	mux.HandleFunc("PUT /credentials/{key}", a.authenticated(put, a.putCredential))
 	mux.HandleFunc("GET /credentials/{key}", a.authenticated(credential("get"), a.getCredential))
 	mux.HandleFunc("DELETE /credentials/{key}", a.authenticated(credential("delete"), a.deleteCredential))
 	return mux
@@ -52,8 +57,10 @@ const (
 
 // authenticated runs next for a request with a principal (a valid bearer
 // token, see middleware.Options.Authenticate); any other is refused with
-// 401, and the attempt is an audit event of what it tried, status denied:
-// a failed credential access is on record, never silent.
+// 401, and the attempt is an audit event of what it tried, status denied
+// with reason invalid_credentials when it presented credentials (a wrong
+// token) or unauthenticated when it presented none: a failed credential
+// access is on record, never silent.
 func (a *app) authenticated(attempt func(*http.Request) handler.Event, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		info, ok := middleware.FromContext(r.Context())
@@ -63,7 +70,7 @@ func (a *app) authenticated(attempt func(*http.Request) handler.Event, next http
 			// Refused; the attempt is on record, with its names cut so
 			// that a huge one is not written to the trail at length.
 			ev.Action, ev.Resource = cut(ev.Action), cut(ev.Resource)
-			ev.Status, ev.Reason = handler.StatusDenied, "unauthenticated"
+			ev.Status, ev.Reason = handler.StatusDenied, deniedReason(r)
 			if authenticated {
 				ev.Status, ev.Reason = handler.StatusFailed, "name_too_long"
 			}
@@ -159,12 +166,44 @@ func credentialEvent(key, action string) handler.Event {
 	return handler.Event{Type: handler.CredentialAccess, Action: action, ResourceType: "credential", Resource: key}
 }
 
+// Actions of a credential PUT: creating a credential and overwriting one
+// (whose old value is gone) are told apart, for queries and alert rules.
+const (
+	actionCreate = "create"
+	actionUpdate = "update"
+)
+
+func putAction(existed bool) string {
+	if existed {
+		return actionUpdate
+	}
+	return actionCreate
+}
+
+// putAction is the action a PUT of key is now: update if it exists,
+// create if not.
+func (a *app) putAction(key string) string {
+	a.mu.Lock()
+	_, ok := a.creds[key]
+	a.mu.Unlock()
+	return putAction(ok)
+}
+
 func (a *app) putCredential(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
 	// A body sent a byte at a time does not hold the handler for long.
 	http.NewResponseController(w).SetReadDeadline(time.Now().Add(10 * time.Second))
 	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err != nil {
+		// Too large, stalled past the deadline, cut off: a failed attempt
+		// to write a credential, on record like any other (fail closed).
+		ev := credentialEvent(key, a.putAction(key))
+		ev.Status, ev.Reason, ev.Err = handler.StatusFailed, "bad_body", err
+		ev.Message = "credential value could not be read"
+		if err := handler.Log(r.Context(), a.log, ev); err != nil {
+			fail(w, http.StatusServiceUnavailable, auditUnavailable)
+			return
+		}
 		fail(w, http.StatusBadRequest, "cannot read the credential value")
 		return
 	}
@@ -172,8 +211,8 @@ func (a *app) putCredential(w http.ResponseWriter, r *http.Request) {
 	old, existed := a.creds[key]
 	a.creds[key] = value
 	a.mu.Unlock()
-	ev := credentialEvent(key, "set")
-	ev.Status, ev.Message = handler.StatusSuccess, "credential modified"
+	ev := credentialEvent(key, putAction(existed))
+	ev.Status, ev.Message = handler.StatusSuccess, "credential updated"
 	if !existed {
 		ev.Message = "credential created"
 	}

@@ -106,7 +106,7 @@ func TestAppGuards(t *testing.T) {
 			t.Errorf("a record of %d bytes", len(fmt.Sprint(e)))
 		}
 	}
-	want := []string{"get denied unauthenticated 1", "set denied unauthenticated 1", "get failed name_too_long 259", "server 259 denied unauthenticated", "set success <nil> 1", "get success <nil> 1"}
+	want := []string{"get denied unauthenticated 1", "create denied invalid_credentials 1", "get failed name_too_long 259", "server 259 denied unauthenticated", "create success <nil> 1", "get success <nil> 1"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}

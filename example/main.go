@@ -4,7 +4,7 @@
 // tamper-evident, hash-chained file.
 //
 //	go run ./example
-//	go run ./cmd/auditctl verify --key-file audit.key audit-logs
+//	go run ./cmd/auditctl verify --key-file audit.key.initial --checkpoint-key audit.key.pub audit-logs
 package main
 
 import (
@@ -48,6 +48,7 @@ type config struct {
 	sync        string
 	tokensFile  string
 	adminToken  string
+	adminFlag   bool   // adminToken came from -admin-token (not $AUDIT_ADMIN_TOKEN)
 	adminShown  string // what the banner shows for it: the token only if generated here
 	alertsFile  string
 	jaegerURL   string
@@ -63,12 +64,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Int64Var(&cfg.rotateBytes, "rotate-bytes", 10<<20, "rotate audit files at this size (0: no size limit)")
 	fs.StringVar(&cfg.sync, "sync", "always", "durability policy: none, interval or always")
 	fs.StringVar(&cfg.tokensFile, "tokens", "", `bearer tokens: a file of lines "token principal" (default: one printed demo token)`)
-	fs.StringVar(&cfg.adminToken, "admin-token", os.Getenv("AUDIT_ADMIN_TOKEN"), "bearer token that may read GET /audit/events (default $AUDIT_ADMIN_TOKEN, else a random one, printed)")
+	fs.StringVar(&cfg.adminToken, "admin-token", os.Getenv("AUDIT_ADMIN_TOKEN"), "bearer token that may read the audit log: GET /audit/events, the live view /audit/ui and /audit/stream (default $AUDIT_ADMIN_TOKEN, else a random one, printed)")
 	fs.StringVar(&cfg.alertsFile, "alerts", "", "alert rules config (JSON, see handler.ParseAlertConfig; default: handler.DefaultAlertRules)")
 	fs.StringVar(&cfg.jaegerURL, "jaeger-url", "http://localhost:16686/trace/{trace_id}", `trace links in the live view ("" for none)`)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	fs.Visit(func(f *flag.Flag) { cfg.adminFlag = cfg.adminFlag || f.Name == "admin-token" })
 	if err := serve(cfg, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "example: %v\n", err)
 		return 1
@@ -129,6 +131,13 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ro := rotate.Options{
+		MaxBytes: cfg.rotateBytes,
+		Interval: 24 * time.Hour,
+		Compress: true,
+		Sync:     policy,
+	}
+	selfVerify := handler.SelfVerify{Interval: time.Minute, CheckpointKey: verifier}
 	h, err := handler.New(handler.Options{
 		Sinks: sinks,
 		Dir:   cfg.auditDir,
@@ -140,20 +149,16 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 		// shutdown) in the checkpoints file and, with OTLP on, to the
 		// collector: the anchor that shows truncation and rollback.
 		Checkpoints: chain.CheckpointOptions{Signer: signer},
-		SelfVerify:  handler.SelfVerify{Interval: time.Minute, CheckpointKey: verifier},
-		Rotate: rotate.Options{
-			MaxBytes: cfg.rotateBytes,
-			Interval: 24 * time.Hour,
-			Compress: true,
-			Sync:     policy,
-		},
-		App: slog.NewJSONHandler(stderr, nil),
+		SelfVerify:  selfVerify,
+		Rotate:      ro,
+		App:         slog.NewJSONHandler(stderr, nil),
 		OnError: func(err error) {
 			// The handler's own logger must not be used here: it is what failed.
 			fmt.Fprintf(stderr, "AUDIT FAILURE: %v\n", err)
 		},
-		// who and from where, on every record logged with a request's ctx
-		ContextAttrs: middleware.Attrs,
+		// who, from where and how authenticated, on every record logged
+		// with a request's ctx
+		ContextAttrs: contextAttrs,
 		Alerts:       alerts,
 	})
 	if err != nil {
@@ -166,6 +171,19 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
+	}
+	defer ln.Close() // Serve closes it; not if the service never serves
+	// The start is on record, with the audit configuration in effect,
+	// before any request is served; the service does not run unaudited.
+	start := serviceEvent(actionServiceStart)
+	start.Status = handler.StatusSuccess
+	start.Attrs = []slog.Attr{
+		slog.String("service.version", version),
+		slog.String("server.address", ln.Addr().String()),
+		auditConfig(cfg, ro, selfVerify, alerts, keyID, bridge != nil),
+	}
+	if err := handler.Log(context.Background(), log, start); err != nil {
+		return fmt.Errorf("recording the service start: %w", err)
 	}
 	// The service holds only its current epoch's key: earlier events are
 	// verified by the digests of the signed checkpoints.
@@ -201,10 +219,11 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	mux.Handle("GET /audit/stream", ui.Stream())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	srv := &http.Server{
-		Handler: middleware.Wrap(mux, middleware.Options{
-			Authenticate: ts.principal,
-			ActivityLog:  handler.Logger(log),
-			Skip:         func(r *http.Request) bool { return r.URL.Path == "/healthz" },
+		// ts.wrap authenticates (the principal for the middleware, how it
+		// authenticated for the records) and wraps mux in the middleware.
+		Handler: ts.wrap(mux, middleware.Options{
+			ActivityLog: handler.Logger(log),
+			Skip:        func(r *http.Request) bool { return r.URL.Path == "/healthz" },
 			// nil without OTLP: spans get trace ids but are not exported
 			TracerProvider: bridge.TracerProvider(),
 		}),
@@ -241,14 +260,15 @@ try:
 
 live view: %[1]s/audit/ui (sign in with the admin token)
   curl -N -H "Authorization: Bearer %[8]s" '%[1]s/audit/stream?backlog=10'
-  auditctl tail --key-file %[3]s.initial %[2]s
+  go run ./cmd/auditctl tail --key-file %[3]s.initial %[2]s
 
 then stop with Ctrl-C and verify the audit trail and its signed checkpoints with K(0):
   go run ./cmd/auditctl verify --key-file %[3]s.initial --checkpoint-key %[3]s.pub %[2]s
-`, base, absDir, absKey, keyNote, keyID, tokenNote(cfg, demoToken), demoFlag(demoToken), cfg.adminShown, otlpNote(bridge != nil))
+`, base, absDir, absKey, keyNote, keyID, tokenNote(cfg, demoToken), tokenFlag(cfg, demoToken), cfg.adminShown, otlpNote(bridge != nil))
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigc)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -262,14 +282,25 @@ then stop with Ctrl-C and verify the audit trail and its signed checkpoints with
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	// The stop is on record before the handler closes: initiated with what
+	// stopped the service (a signal, or the server failing), then its
+	// outcome once the requests in flight are done.
+	stopEv := serviceEvent(actionServiceStop)
 	select {
 	case err := <-errc:
+		stopEv.Reason = "server_error"
+		handler.Begin(context.Background(), log, stopEv).End(&err)
 		return err
-	case <-ctx.Done():
+	case sig := <-sigc:
+		stopEv.Reason = "signal"
+		stopEv.Attrs = []slog.Attr{slog.String("signal", signalName(sig))}
 	}
+	op := handler.Begin(context.Background(), log, stopEv)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
+	err = srv.Shutdown(shutdownCtx)
+	op.End(&err)
+	if err != nil {
 		return err
 	}
 	if err := h.Close(); err != nil {
@@ -277,6 +308,65 @@ then stop with Ctrl-C and verify the audit trail and its signed checkpoints with
 	}
 	fmt.Fprintln(stdout, "shut down; audit file sealed")
 	return nil
+}
+
+// The example's service lifecycle events: event service_lifecycle, action
+// start or stop, resource_type service, resource the service's name.
+const (
+	eventServiceLifecycle = "service_lifecycle"
+	actionServiceStart    = "start"
+	actionServiceStop     = "stop"
+	serviceName           = "slogaudit-example"
+)
+
+func serviceEvent(action string) handler.Event {
+	return handler.Event{Type: eventServiceLifecycle, Action: action, ResourceType: "service", Resource: serviceName}
+}
+
+// auditConfig is the audit configuration in effect, for the start event:
+// what an auditor needs to judge the trail (durability, rotation, keys by
+// id, alerting, export), never a secret: no token, no key, not the OTLP
+// endpoint (its URL may hold credentials), only whether export is on.
+func auditConfig(cfg config, ro rotate.Options, sv handler.SelfVerify, alerts *handler.AlertOptions, keyID string, otlp bool) slog.Attr {
+	rules := alerts.Rules
+	if rules == nil {
+		rules = handler.DefaultAlertRules()
+	}
+	alertSource := "default"
+	if cfg.alertsFile != "" {
+		alertSource = "file"
+	}
+	return slog.Group("audit.config",
+		slog.String("sync", ro.Sync.String()),
+		slog.Group("rotate",
+			slog.Int64("max_bytes", ro.MaxBytes),
+			slog.String("interval", ro.Interval.String()),
+			slog.Bool("compress", ro.Compress),
+		),
+		slog.Group("integrity",
+			slog.Bool("forward_secure", true),
+			slog.String("key_id", keyID),
+			slog.Bool("signed_checkpoints", true),
+			slog.String("self_verify_interval", sv.Interval.String()),
+		),
+		slog.Group("alerts",
+			slog.Bool("enabled", alerts != nil),
+			slog.Int("rules", len(rules)),
+			slog.String("source", alertSource),
+		),
+		slog.Group("otlp", slog.Bool("export", otlp)),
+	)
+}
+
+// signalName is the conventional name of a stop signal.
+func signalName(sig os.Signal) string {
+	switch sig {
+	case os.Interrupt:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return sig.String()
 }
 
 // seedKnownReaders tells the audit_reader_new rule who read the audit log
@@ -357,14 +447,18 @@ func loadOrCreateSigner(keyFile string) (note.Signer, note.Verifier, error) {
 }
 
 // loadOrCreateKey reads the key file (the key of the current epoch) or
-// creates it (0600) with a new initial key K(0), which it also writes to
-// path.initial: in production K(0) goes offline at once (auditctl keygen
-// says so); the example keeps it next to the key so that its verify command
-// works. It returns the key_id.
+// creates it (0600, and its directory 0700 if missing) with a new initial
+// key K(0), which it also writes to path.initial: in production K(0) goes
+// offline at once (auditctl keygen says so); the example keeps it next to
+// the key so that its verify command works. It returns the key_id.
 func loadOrCreateKey(path string) (keyID string, created bool, err error) {
 	ks, err := chain.ReadKeyState(path)
 	if err == nil || !errors.Is(err, os.ErrNotExist) {
 		return ks.ID, false, err
+	}
+	// Its directory too, private (e.g. /data/keys on a new, empty volume).
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", false, err
 	}
 	key := chain.GenerateKey()
 	if err := chain.WriteKeyFile(path+".initial", key); err != nil {
@@ -388,19 +482,29 @@ func setupTokens(cfg *config) (ts *tokens, demo string, err error) {
 		demo = randomToken("demo-")
 		ts.add(demo, "demo-user")
 	}
-	cfg.adminShown = "$AUDIT_ADMIN_TOKEN"
-	if cfg.adminToken == "" {
+	// A given token is not printed: the banner's curl lines name it.
+	switch {
+	case cfg.adminToken == "":
 		cfg.adminToken = randomToken("admin-")
 		cfg.adminShown = cfg.adminToken
+	case cfg.adminFlag:
+		cfg.adminShown = "<admin token>"
+	default:
+		cfg.adminShown = "$AUDIT_ADMIN_TOKEN" // in the environment, as the shell's may be
 	}
 	ts.add(cfg.adminToken, adminPrincipal)
 	return ts, demo, nil
 }
 
 func tokenNote(cfg config, demo string) string {
-	note := "admin token (GET /audit/events): " + cfg.adminShown
-	if cfg.adminShown != cfg.adminToken {
-		note += " (given, so not printed)"
+	note := "admin token (GET /audit/events, /audit/ui, /audit/stream): "
+	switch {
+	case cfg.adminShown == cfg.adminToken:
+		note += cfg.adminToken // generated here
+	case cfg.adminFlag:
+		note += "given with -admin-token (not printed)"
+	default:
+		note += "given in $AUDIT_ADMIN_TOKEN (not printed)"
 	}
 	if demo != "" {
 		note += "\ndemo token (principal demo-user): " + demo
@@ -410,9 +514,11 @@ func tokenNote(cfg config, demo string) string {
 	return note
 }
 
-func demoFlag(demo string) string {
+// tokenFlag is the curl option that sends a bearer token: the demo token,
+// or a placeholder for one from -tokens (which is not printed).
+func tokenFlag(cfg config, demo string) string {
 	if demo == "" {
-		return ""
+		return " -H 'Authorization: Bearer <a token from " + cfg.tokensFile + ">'"
 	}
 	return " -H 'Authorization: Bearer " + demo + "'"
 }

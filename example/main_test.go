@@ -300,17 +300,19 @@ func TestExampleEndToEnd(t *testing.T) {
 		t.Errorf("%d activity records for 11 requests", activity)
 	}
 	want := []string{
+		"start slogaudit-example success",
 		"get obsidian_api_key denied",
 		"start obsidian initiated", "start obsidian success",
 		"start broken initiated", "start broken failed",
 		"restart obsidian failed",
 		"stop obsidian initiated", "stop obsidian success",
 		"stop obsidian initiated", "stop obsidian failed",
-		"set obsidian_api_key success",
+		"create obsidian_api_key success",
 		"get obsidian_api_key success",
 		"get no_such_key failed",
 		"delete obsidian_api_key success",
 		"delete obsidian_api_key failed",
+		"stop slogaudit-example initiated", "stop slogaudit-example success",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("audit events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -413,7 +415,7 @@ func TestExampleSurvivesSIGKILL(t *testing.T) {
 	}
 	n := 0
 	for _, e := range events(t, dir) {
-		if e["action"] == "start" && e["status"] == "success" {
+		if e["event"] == "admin_action" && e["action"] == "start" && e["status"] == "success" {
 			n++
 		}
 	}
@@ -639,7 +641,7 @@ func TestGivenSecretsNotPrinted(t *testing.T) {
 	if strings.Contains(out, tok) || strings.Contains(out, pw) {
 		t.Errorf("a given secret was printed:\n%s", out)
 	}
-	if !strings.Contains(out, "(given, so not printed)") || !strings.Contains(out, "OTLP export: on (http://ingest:xxxxx@127.0.0.1:9)") {
+	if !strings.Contains(out, "given in $AUDIT_ADMIN_TOKEN (not printed)") || !strings.Contains(out, "OTLP export: on (http://ingest:xxxxx@127.0.0.1:9)") {
 		t.Errorf("banner:\n%s", out)
 	}
 }

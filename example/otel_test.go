@@ -71,7 +71,7 @@ func TestExampleExportsThroughCollector(t *testing.T) {
 			want = append(want, strconv.FormatFloat(e["seq"].(float64), 'f', -1, 64))
 		}
 	}
-	if len(want) != 7 { // start initiated+success, set, get, 3 activity records
+	if len(want) != 7 { // start initiated+success, create, get, 3 activity records
 		t.Fatalf("%d local records with the trace id", len(want))
 	}
 	rows := vl.WaitQuery(t, "trace_id:"+traceID, len(want), 60*time.Second)

@@ -18,6 +18,12 @@ import (
 var (
 	ErrUnauthenticated = errors.New("query: no valid credentials")              // 401
 	ErrForbidden       = errors.New("query: not allowed to read the audit log") // 403
+	// ErrInvalidCredentials is ErrUnauthenticated (it wraps it: also
+	// answered 401) for a request that presented credentials which are not
+	// valid (a wrong or expired token, an unknown scheme), as opposed to
+	// none: its audit event has reason invalid_credentials rather than
+	// unauthenticated, so that token guessing is told from anonymous access.
+	ErrInvalidCredentials = fmt.Errorf("%w: the credentials presented are not valid", ErrUnauthenticated)
 )
 
 // The audit event that every query through the handler writes.
@@ -36,7 +42,8 @@ type HandlerOptions struct {
 	// Authorize decides whether the request may read the audit log and
 	// names its principal. It returns an error wrapping ErrUnauthenticated
 	// (answered 401, with WWW-Authenticate: Bearer) when the request carries
-	// no valid credentials, one wrapping ErrForbidden (403) when the
+	// no valid credentials — ErrInvalidCredentials when it presented some
+	// that are not valid —, one wrapping ErrForbidden (403) when the
 	// principal may not read the audit log; any other error is answered 500.
 	Authorize func(r *http.Request) (principal string, err error)
 	// AuditLog receives an audit event for every request (PCI DSS 10.2.1.3:
@@ -44,7 +51,8 @@ type HandlerOptions struct {
 	// handler.Logger(l). The event is event=audit_access action=query
 	// resource_type=audit_log resource=<the directory's base name>, status
 	// success (with results, the number of events returned), denied (401,
-	// 403, with reason unauthenticated or forbidden) or failed (bad
+	// 403, with reason unauthenticated, invalid_credentials or forbidden)
+	// or failed (bad
 	// parameters, errors), the principal as user.id, and the request's
 	// parameters in the group "query". It is logged with the request's
 	// context, so that a context-aware handler adds the trace and the
@@ -105,6 +113,7 @@ type access struct {
 	err            error
 	principal      string
 	results        int
+	extra          []slog.Attr // added last
 }
 
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -167,7 +176,7 @@ func (h *auditor) authorize(w http.ResponseWriter, r *http.Request, action strin
 	principal, err := h.opts.Authorize(r)
 	switch {
 	case errors.Is(err, ErrUnauthenticated):
-		h.audit(ctx, r, action, names, access{status: StatusDenied, reason: "unauthenticated"})
+		h.audit(ctx, r, action, names, access{status: StatusDenied, reason: unauthenticatedReason(err)})
 		w.Header().Set("WWW-Authenticate", "Bearer")
 		writeError(w, http.StatusUnauthorized, "", "authentication required")
 		return "", false
@@ -181,6 +190,17 @@ func (h *auditor) authorize(w http.ResponseWriter, r *http.Request, action strin
 		return "", false
 	}
 	return principal, true
+}
+
+// unauthenticatedReason is the reason of the denied audit event for an
+// Authorize error that wraps ErrUnauthenticated: invalid_credentials when
+// credentials were presented (ErrInvalidCredentials), unauthenticated when
+// none were.
+func unauthenticatedReason(err error) string {
+	if errors.Is(err, ErrInvalidCredentials) {
+		return "invalid_credentials"
+	}
+	return "unauthenticated"
 }
 
 // audit writes the audit event of a request (action query, stream or
@@ -226,6 +246,7 @@ func (h *auditor) audit(ctx context.Context, r *http.Request, action string, nam
 	if a.status == StatusSuccess && action == ActionQuery {
 		attrs = append(attrs, slog.Int(ResultsKey, a.results))
 	}
+	attrs = append(attrs, a.extra...)
 	msg := action + " " + ResourceTypeAuditLog + " " + h.resource + ": " + a.status
 	// As Logger.LogAttrs does, but returning the handler's error, so that
 	// results are not sent unaudited; and regardless of Enabled, since an

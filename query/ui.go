@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/url"
@@ -24,8 +25,22 @@ import (
 
 // Actions of the audit events that the UI's page and stream write.
 const (
-	ActionView   = "view"   // GET /audit/ui
-	ActionStream = "stream" // GET /audit/stream
+	ActionView      = "view"       // GET /audit/ui
+	ActionStream    = "stream"     // GET /audit/stream, when it opens (or is refused, or revoked)
+	ActionStreamEnd = "stream_end" // GET /audit/stream, when it ends
+)
+
+// Members of the stream_end audit event.
+const (
+	StreamDurationKey = "stream.duration" // seconds the stream was open
+	StreamEventsKey   = "stream.events"   // audit records it sent
+)
+
+// Reasons of the stream_end audit event.
+const (
+	StreamEndClientGone = "client_gone" // the client closed the connection, or stopped reading
+	StreamEndShutdown   = "shutdown"    // UI.Close (the server shutting down)
+	StreamEndError      = "error"       // reading the files failed (status failed, with the error)
 )
 
 // The parameters of GET /audit/stream: the filters of GET /audit/events,
@@ -150,7 +165,7 @@ func (u *UI) Page() http.Handler {
 		ac := access{status: StatusSuccess, principal: principal}
 		switch {
 		case errors.Is(err, ErrUnauthenticated):
-			code, ac = http.StatusUnauthorized, access{status: StatusDenied, reason: "unauthenticated"}
+			code, ac = http.StatusUnauthorized, access{status: StatusDenied, reason: unauthenticatedReason(err)}
 			w.Header().Set("WWW-Authenticate", "Bearer")
 		case errors.Is(err, ErrForbidden):
 			code, ac.status, ac.reason = http.StatusForbidden, StatusDenied, "forbidden"
@@ -206,7 +221,12 @@ func (u *UI) Page() http.Handler {
 //
 // The stream's audit event (action stream) is written when it opens,
 // before anything is sent; records are sent as they are read from the
-// files, so a slow client never holds up the writer.
+// files, so a slow client never holds up the writer. Its end is an audit
+// event too, action stream_end, status success with reason client_gone or
+// shutdown (failed with reason error when reading the files failed), with
+// how long it was open (stream.duration, seconds) and how many records it
+// sent (stream.events); a stream ended by revoked credentials has the
+// denied stream event instead.
 func (u *UI) Stream() http.Handler {
 	return http.HandlerFunc(u.serveStream)
 }
@@ -261,6 +281,41 @@ func (u *UI) serveStream(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "", "the access could not be audited")
 		return
 	}
+	// From here the stream's end is audited, once it is over (this runs
+	// after the heartbeat is done): how long, how much, and why.
+	opened := time.Now()
+	var (
+		sent        int         // audit records sent
+		revoked     atomic.Bool // the heartbeat audited the end (denied)
+		writeFailed atomic.Bool // the client stopped taking data
+		followErr   error
+	)
+	defer func() {
+		if revoked.Load() {
+			return
+		}
+		a := access{status: StatusSuccess, reason: StreamEndClientGone, principal: principal, extra: []slog.Attr{
+			slog.Float64(StreamDurationKey, time.Since(opened).Seconds()),
+			slog.Int(StreamEventsKey, sent),
+		}}
+		switch {
+		case u.base.Err() != nil:
+			a.reason = StreamEndShutdown
+		case r.Context().Err() != nil || writeFailed.Load():
+		case followErr != nil:
+			a.status, a.reason, a.err = StatusFailed, StreamEndError, followErr
+		}
+		// The request's context is done when the client went away; its
+		// values (trace, audit context) are still the request's.
+		u.a.audit(context.WithoutCancel(r.Context()), r, ActionStreamEnd, streamParams, a)
+	}()
+	write := func(b []byte) error {
+		err := u.write(rc, w, b)
+		if err != nil {
+			writeFailed.Store(true)
+		}
+		return err
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -290,16 +345,20 @@ func (u *UI) serveStream(w http.ResponseWriter, r *http.Request) {
 		buf = append(buf, "\ndata: "...)
 		buf = append(buf, data...) // JSON: no newlines
 		buf = append(buf, "\n\n"...)
-		return u.write(rc, w, buf)
+		return write(buf)
 	}
 	sendEvent := func(e Event) error {
 		b, err := json.Marshal(e)
 		if err != nil {
 			return err
 		}
-		return send(e.Seq, "audit", b)
+		if err := send(e.Seq, "audit", b); err != nil {
+			return err
+		}
+		sent++ // only here, on this goroutine
+		return nil
 	}
-	if err := u.write(rc, w, []byte("retry: 2000\n\n")); err != nil {
+	if err := write([]byte("retry: 2000\n\n")); err != nil {
 		return
 	}
 	for _, e := range backlog {
@@ -330,12 +389,13 @@ func (u *UI) serveStream(w http.ResponseWriter, r *http.Request) {
 						a.status, a.reason, a.err = StatusFailed, "authorization_error", err
 					}
 					u.a.audit(r.Context(), r, ActionStream, streamParams, a)
+					revoked.Store(true)
 					send(0, "end", []byte(`{"reason":"`+a.reason+`"}`))
 					cancel()
 					return
 				}
 				mu.Lock()
-				err := u.write(rc, w, []byte(": ping\n\n"))
+				err := write([]byte(": ping\n\n"))
 				mu.Unlock()
 				if err != nil {
 					cancel()
@@ -349,7 +409,7 @@ func (u *UI) serveStream(w http.ResponseWriter, r *http.Request) {
 		b, _ := json.Marshal(map[string]string{"file": file})
 		send(0, "unreadable", b)
 	}
-	reader.Follow(ctx, FollowOptions{Filter: sr.filter, After: after, Notifier: u.opts.Notifier, Poll: u.opts.Poll, OnUnreadable: unreadable}, sendEvent)
+	followErr = reader.Follow(ctx, FollowOptions{Filter: sr.filter, After: after, Notifier: u.opts.Notifier, Poll: u.opts.Poll, OnUnreadable: unreadable}, sendEvent)
 }
 
 // maxCatchUp bounds what a resuming stream sends before "live"; a client

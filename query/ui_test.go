@@ -34,8 +34,10 @@ func authorize(req *http.Request) (string, error) {
 		return "alice", nil
 	case "Bearer mallory-token":
 		return "mallory", query.ErrForbidden
+	case "":
+		return "", query.ErrUnauthenticated
 	}
-	return "", query.ErrUnauthenticated
+	return "", query.ErrInvalidCredentials
 }
 
 func newUIFixture(t *testing.T, mod func(*query.UIOptions)) *uiFixture {
@@ -389,5 +391,9 @@ func TestStreamEndsWhenRevoked(t *testing.T) {
 	streams := f.accesses(query.ActionStream)
 	if len(streams) != 2 || streams[0]["status"] != "success" || streams[1]["status"] != "denied" || streams[1]["reason"] != "revoked" || streams[1]["user.id"] != "alice" {
 		t.Errorf("stream events %v", streams)
+	}
+	// The denied event is the end's record: no second one.
+	if ends := f.accesses(query.ActionStreamEnd); len(ends) != 0 {
+		t.Errorf("stream_end events after a revocation: %v", ends)
 	}
 }

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/slogaudit/slogaudit/handler"
+)
+
+// serviceEvents returns the service_lifecycle events and their positions
+// among all events.
+func serviceEvents(evs []map[string]any) (out []map[string]any, at []int) {
+	for i, e := range evs {
+		if e["event"] == eventServiceLifecycle {
+			out = append(out, e)
+			at = append(at, i)
+		}
+	}
+	return out, at
+}
+
+// The service's start is an audit event, before any request's, with the
+// audit configuration in effect; its stop (the signal) is one too, the
+// last before the handler closes.
+func TestExampleRecordsStartAndStop(t *testing.T) {
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "audit-logs")
+	p := start(t, "-audit-dir", dir, "-key-file", filepath.Join(tmp, "audit.key"), "-sync", "interval", "-rotate-bytes", "123456")
+	if code, _ := p.do(t, "POST", "/servers/obsidian/start", ""); code != 200 {
+		t.Fatal(code)
+	}
+	p.stop(t)
+	evs := events(t, dir)
+	svc, at := serviceEvents(evs)
+	if len(svc) != 3 {
+		t.Fatalf("service events %v", svc)
+	}
+	st := svc[0]
+	if at[0] != 0 || st["action"] != "start" || st["status"] != "success" || st["resource"] != serviceName || st["resource_type"] != "service" {
+		t.Errorf("start event (at %d): %v", at[0], st)
+	}
+	// key_id is the banner's; the rest as configured.
+	keyID, _ := st["audit.config"].(map[string]any)["integrity"].(map[string]any)["key_id"].(string)
+	if keyID == "" || !strings.Contains(p.stdout.String(), "key_id "+keyID) {
+		t.Errorf("key_id %q of the start event is not the banner's:\n%s", keyID, p.stdout)
+	}
+	b, _ := json.Marshal(st["audit.config"])
+	want := `{"alerts":{"enabled":true,"rules":` + jsonInt(len(handler.DefaultAlertRules())) + `,"source":"default"},` +
+		`"integrity":{"forward_secure":true,"key_id":"` + keyID + `","self_verify_interval":"1m0s","signed_checkpoints":true},` +
+		`"otlp":{"export":false},"rotate":{"compress":true,"interval":"24h0m0s","max_bytes":123456},"sync":"interval"}`
+	if string(b) != want {
+		t.Errorf("audit.config\n%s\nwant\n%s", b, want)
+	}
+	if st["service.version"] != version || !strings.HasPrefix(p.base, "http://"+stringOf(st["server.address"])) {
+		t.Errorf("start event: %v (base %s)", st, p.base)
+	}
+	n := len(evs)
+	if at[1] != n-2 || at[2] != n-1 {
+		t.Errorf("stop events at %v of %d, want last", at[1:], n)
+	}
+	for i, status := range []string{"initiated", "success"} {
+		e := svc[1+i]
+		if e["action"] != "stop" || e["status"] != status || e["reason"] != "signal" || e["signal"] != "SIGTERM" {
+			t.Errorf("stop event %d: %v", i, e)
+		}
+	}
+}
+
+func jsonInt(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+// The start event says OTLP export is on, but holds neither the endpoint
+// (whose URL may carry credentials) nor any token.
+func TestStartEventHoldsNoSecrets(t *testing.T) {
+	const tok = "adm-SECRET-start-event-5d4c"
+	const pw = "otlpPW-SECRET-start-event"
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "a")
+	p := startEnv(t, map[string]string{
+		"AUDIT_ADMIN_TOKEN":           tok,
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://ingest:" + pw + "@127.0.0.1:9/v1?api_key=" + pw,
+	}, "-audit-dir", dir, "-key-file", filepath.Join(tmp, "k"))
+	// The start event is on disk (-sync always) before the banner. Killed: a
+	// clean stop would spend its export deadline on the unreachable endpoint.
+	p.cmd.Process.Kill()
+	<-p.done
+	svc, _ := serviceEvents(events(t, dir))
+	if len(svc) != 1 || svc[0]["action"] != "start" {
+		t.Fatalf("service events %v", svc)
+	}
+	cfg := svc[0]["audit.config"].(map[string]any)
+	if cfg["otlp"].(map[string]any)["export"] != true {
+		t.Errorf("start event: OTLP export not on: %v", cfg)
+	}
+	all := dirText(t, dir)
+	for _, s := range []string{tok, pw, "ingest"} {
+		if strings.Contains(all, s) {
+			t.Errorf("%q found in the audit dir", s)
+		}
+	}
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/slogaudit/slogaudit/handler"
+	"github.com/slogaudit/slogaudit/middleware"
+	"github.com/slogaudit/slogaudit/query"
+)
+
+// testService is the example's request path in process: the app's routes
+// and GET /audit/events behind the example's handler chain (ts.wrap), an
+// audit handler with its ContextAttrs. Tokens: demo-token (demo-user) and
+// admin-token (admin).
+type testService struct {
+	t   *testing.T
+	dir string
+	h   *handler.Handler
+	app *app
+	srv http.Handler
+}
+
+func newTestService(t *testing.T) *testService {
+	t.Helper()
+	s := &testService{t: t, dir: t.TempDir()}
+	h, err := handler.New(handler.Options{Dir: s.dir, App: slog.DiscardHandler, ContextAttrs: contextAttrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	s.h = h
+	ts := &tokens{}
+	ts.add("demo-token", "demo-user")
+	ts.add("admin-token", adminPrincipal)
+	log := slog.New(h)
+	s.app = newApp(log)
+	mux := s.app.routes()
+	reader, err := query.NewReader(s.dir, query.Options{EpochKey: h.EpochKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := query.NewHandler(query.HandlerOptions{Reader: reader, Authorize: ts.authorizeAudit, AuditLog: handler.Logger(log), OmitPrincipal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux.Handle("GET /audit/events", events)
+	s.srv = ts.wrap(mux, middleware.Options{ActivityLog: handler.Logger(log)})
+	return s
+}
+
+// do sends a request with the Authorization header auth ("" for none).
+func (s *testService) do(method, path, auth string, body io.Reader) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, body)
+	req.RemoteAddr = "127.0.0.1:4321"
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	rec := httptest.NewRecorder()
+	s.srv.ServeHTTP(rec, req)
+	return rec
+}
+
+// events closes the audit handler and returns the audit records.
+func (s *testService) events() []map[string]any {
+	s.t.Helper()
+	if err := s.h.Close(); err != nil {
+		s.t.Fatal(err)
+	}
+	return events(s.t, s.dir)
+}
+
+func ofEvent(evs []map[string]any, event string) []map[string]any {
+	var out []map[string]any
+	for _, e := range evs {
+		if e["event"] == event {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// A wrong bearer token, or credentials of another scheme, is recorded as
+// invalid_credentials, no credentials as unauthenticated: on the
+// credential_access and admin_action events, the audit_access event of
+// /audit/events, and (auth.result) the activity record. Records of an
+// authenticated request say how it authenticated (auth.method=bearer).
+func TestInvalidCredentialsRecorded(t *testing.T) {
+	s := newTestService(t)
+	auths := []string{"", "Bearer guessed-token", "Basic ZGVtbzpkZW1v"}
+	for _, auth := range auths {
+		for _, path := range []string{"/credentials/k", "/audit/events"} {
+			if rec := s.do("GET", path, auth, nil); rec.Code != 401 {
+				t.Errorf("GET %s with %q: %d", path, auth, rec.Code)
+			}
+		}
+		if rec := s.do("POST", "/servers/x/start", auth, nil); rec.Code != 401 {
+			t.Errorf("POST with %q: %d", auth, rec.Code)
+		}
+	}
+	if rec := s.do("PUT", "/credentials/k", "Bearer demo-token", strings.NewReader("v")); rec.Code != 200 {
+		t.Fatalf("PUT: %d", rec.Code)
+	}
+	evs := s.events()
+	wantReasons := []string{"unauthenticated", "invalid_credentials", "invalid_credentials"}
+	for _, event := range []string{handler.CredentialAccess, handler.AdminAction, handler.AuditAccess} {
+		var reasons []string
+		for _, e := range ofEvent(evs, event) {
+			if e["status"] == "denied" {
+				reasons = append(reasons, stringOf(e["reason"]))
+				if e[authMethodKey] != nil || e["user.id"] != nil {
+					t.Errorf("denied %s event with a principal or auth.method: %v", event, e)
+				}
+			}
+		}
+		if strings.Join(reasons, " ") != strings.Join(wantReasons, " ") {
+			t.Errorf("%s denied reasons %v, want %v", event, reasons, wantReasons)
+		}
+	}
+	var results []string
+	for _, e := range ofEvent(evs, "http_request") {
+		if e["status"] == "denied" {
+			results = append(results, stringOf(e[authResultKey]))
+		}
+	}
+	// three requests without credentials, then six with invalid ones
+	if want := []string{"", "", "", "invalid_credentials", "invalid_credentials", "invalid_credentials", "invalid_credentials", "invalid_credentials", "invalid_credentials"}; strings.Join(results, ",") != strings.Join(want, ",") {
+		t.Errorf("auth.result of the denied activity records: %q, want %q", results, want)
+	}
+	n := 0
+	for _, e := range evs {
+		if e["user.id"] == "demo-user" {
+			n++
+			if e[authMethodKey] != "bearer" || e[authResultKey] != nil {
+				t.Errorf("record of an authenticated request: %v", e)
+			}
+		}
+	}
+	if n != 2 { // credential_access, http_request
+		t.Errorf("%d records of the authenticated request", n)
+	}
+}
+
+// Wired as in the middleware's documentation (Authenticate alone, no
+// withAuth), the app still tells a wrong token from none.
+func TestInvalidCredentialsWithPlainMiddleware(t *testing.T) {
+	dir := t.TempDir()
+	h, err := handler.New(handler.Options{Dir: dir, App: slog.DiscardHandler, ContextAttrs: middleware.Attrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &tokens{}
+	ts.add("demo-token", "demo-user")
+	log := slog.New(h)
+	mux := middleware.Wrap(newApp(log).routes(), middleware.Options{Authenticate: ts.principal, ActivityLog: handler.Logger(log)})
+	for _, auth := range []string{"", "Bearer guessed-token"} {
+		req := httptest.NewRequest("GET", "/credentials/k", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		if rec.Code != 401 {
+			t.Errorf("%q: %d", auth, rec.Code)
+		}
+	}
+	h.Close()
+	evs := ofEvent(events(t, dir), handler.CredentialAccess)
+	if len(evs) != 2 || evs[0]["reason"] != "unauthenticated" || evs[1]["reason"] != "invalid_credentials" {
+		t.Errorf("credential events %v", evs)
+	}
+}
+
+func stringOf(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+// Creating a credential and overwriting one are distinct actions (create,
+// update), also for a refused attempt; no credential event says "set".
+func TestCredentialCreateVsUpdate(t *testing.T) {
+	s := newTestService(t)
+	for _, c := range []struct {
+		auth, body string
+		code       int
+	}{
+		{"", "v0", 401},                  // would create
+		{"Bearer demo-token", "v1", 200}, // creates
+		{"Bearer guessed", "v2", 401},    // would update
+		{"Bearer demo-token", "v3", 200}, // updates
+	} {
+		if rec := s.do("PUT", "/credentials/k", c.auth, strings.NewReader(c.body)); rec.Code != c.code {
+			t.Errorf("PUT %q: %d, want %d", c.auth, rec.Code, c.code)
+		}
+	}
+	if v := string(s.app.creds["k"]); v != "v3" {
+		t.Errorf("value %q", v)
+	}
+	var got []string
+	for _, e := range ofEvent(s.events(), handler.CredentialAccess) {
+		got = append(got, stringOf(e["action"])+" "+stringOf(e["status"])+" "+stringOf(e["msg"]))
+	}
+	want := []string{"create denied create credential k: denied", "create success credential created", "update denied update credential k: denied", "update success credential updated"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("credential events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// errReader fails after its first bytes, as a connection cut mid-body.
+type errReader struct{ sent bool }
+
+func (e *errReader) Read(p []byte) (int, error) {
+	if !e.sent {
+		e.sent = true
+		return copy(p, "partial-"), nil
+	}
+	return 0, errors.New("connection reset by peer")
+}
+
+// A credential PUT whose body cannot be read (over 64 KiB, a read error) is
+// refused with 400 and on record as a failed create or update, reason
+// bad_body; nothing is stored. When that record cannot be written the
+// answer is 503, as everywhere else.
+func TestCredentialBadBodyAudited(t *testing.T) {
+	s := newTestService(t)
+	if rec := s.do("PUT", "/credentials/k", "Bearer demo-token", strings.NewReader("v1")); rec.Code != 200 {
+		t.Fatalf("PUT: %d", rec.Code)
+	}
+	for _, c := range []struct {
+		key  string
+		body io.Reader
+	}{
+		{"new_key", strings.NewReader(strings.Repeat("a", 70<<10))}, // too large
+		{"k", &errReader{}}, // read error
+	} {
+		if rec := s.do("PUT", "/credentials/"+c.key, "Bearer demo-token", c.body); rec.Code != http.StatusBadRequest {
+			t.Errorf("PUT %s: %d", c.key, rec.Code)
+		}
+	}
+	if _, ok := s.app.creds["new_key"]; ok || string(s.app.creds["k"]) != "v1" {
+		t.Errorf("store after failed PUTs: %q", s.app.creds)
+	}
+	var got []string
+	for _, e := range ofEvent(s.events(), handler.CredentialAccess) {
+		got = append(got, strings.Join([]string{stringOf(e["action"]), stringOf(e["resource"]), stringOf(e["status"]), stringOf(e["reason"]), stringOf(e["user.id"])}, " "))
+		if e["status"] == "failed" && stringOf(e["error"]) == "" {
+			t.Errorf("failed PUT without its error: %v", e)
+		}
+	}
+	want := []string{"create k success  demo-user", "create new_key failed bad_body demo-user", "update k failed bad_body demo-user"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("credential events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// Fail closed: with the audit log gone, 503.
+	s = newTestService(t)
+	s.h.Close()
+	if rec := s.do("PUT", "/credentials/k", "Bearer demo-token", &errReader{}); rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("unaudited bad PUT: %d, want 503", rec.Code)
+	}
+}
