@@ -205,7 +205,7 @@ func TestCredentialCreateVsUpdate(t *testing.T) {
 	for _, e := range ofEvent(s.events(), handler.CredentialAccess) {
 		got = append(got, stringOf(e["action"])+" "+stringOf(e["status"])+" "+stringOf(e["msg"]))
 	}
-	want := []string{"create denied create credential k: denied", "create success credential created", "update denied update credential k: denied", "update success credential updated"}
+	want := []string{"create denied create credential k (denied)", "create success credential created", "update denied update credential k (denied)", "update success credential updated"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("credential events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}

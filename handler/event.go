@@ -49,7 +49,7 @@ var ErrDenied = errors.New("denied")
 // package middleware); the when from the clock.
 type Event struct {
 	Type         string // e.g. AdminAction, CredentialAccess
-	Action       string // e.g. "start", "stop", "get", "set", "delete"
+	Action       string // e.g. "start", "stop", "get", "create", "update", "delete"
 	ResourceType string // e.g. "mcp_server", "credential"
 	Resource     string // the resource's name, e.g. "obsidian", "obsidian_api_key"
 	Status       Status
