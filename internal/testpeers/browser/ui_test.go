@@ -296,7 +296,7 @@ func TestLiveViewInChromium(t *testing.T) {
 	}
 	actions := eval[[]string](t, ctx, rowsJS+`.map(r => r.dataset.action + " " + r.querySelector("td.resource").textContent + " " + r.dataset.status)`)
 	t.Logf("filtered: %v", actions)
-	if len(actions) != 6 { // obsidian, broken, livecheck: initiated and the outcome each
+	if len(actions) != 7 { // obsidian, broken, livecheck: initiated and the outcome each; the service's start
 		t.Errorf("start events after filtering: %v", actions)
 	}
 	for _, req := range []string{"/servers/second/start", "/servers/second/stop"} {
