@@ -748,6 +748,11 @@ func (h *Handler) Close() error {
 			close(c.stopVerify)
 			<-c.verifyDone
 		}
+		if c.outage.n.Load() != 0 {
+			// Records were lost since the last one written: say so
+			// before the file is sealed, if the disk lets us.
+			c.root.reportOutage()
+		}
 		c.closed.Store(true)
 		c.closeErr = c.w.Close()
 	})

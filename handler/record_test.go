@@ -305,3 +305,25 @@ func TestAttributeTimesInUTC(t *testing.T) {
 		t.Errorf("time attribute not in UTC / fixed width:\n%s", strings.Join(recs, "\n"))
 	}
 }
+
+// Records lost with nothing written after them are on record at Close,
+// before the close record.
+func TestOutageOnRecordAtClose(t *testing.T) {
+	dir := t.TempDir()
+	fs := &failingFS{}
+	h := probeHandler(t, dir, handler.Options{Rotate: rotate.Options{OpenFile: fs.open}, OnError: func(error) {}})
+	ctx := context.Background()
+	fs.fail.Store(true)
+	for range 2 {
+		slog.New(h).InfoContext(ctx, "lost", handler.Audit, "event", "credential_access")
+	}
+	fs.fail.Store(false)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lines := auditLines(t, dir)
+	if n := len(lines); n < 3 || !strings.Contains(lines[n-2], `"event":"audit_outage"`) || !strings.Contains(lines[n-2], `"lost":2`) ||
+		!strings.Contains(lines[n-1], `"rec":"close"`) {
+		t.Errorf("want the outage record before the close record:\n%s", strings.Join(lines, "\n"))
+	}
+}
