@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -167,6 +168,16 @@ func (e *encoder) attr(a slog.Attr) bool {
 	if a.Key == "" && a.Value.Kind() == slog.KindAny && a.Value.Any() == nil {
 		return false
 	}
+	if a.Value.Kind() == slog.KindAny {
+		if src, ok := a.Value.Any().(*slog.Source); ok {
+			// As slog's JSON handler: a source is the group of its
+			// non-zero fields, and elided when it has none.
+			if src == nil || *src == (slog.Source{}) {
+				return false
+			}
+			a.Value = sourceGroup(src)
+		}
+	}
 	if a.Value.Kind() == slog.KindGroup {
 		as := a.Value.Group()
 		if len(as) == 0 {
@@ -193,9 +204,32 @@ func (e *encoder) attr(a slog.Attr) bool {
 	return true
 }
 
+// sourceGroup returns the non-zero fields of src as a group, as
+// log/slog's JSON handler writes a *slog.Source.
+func sourceGroup(src *slog.Source) slog.Value {
+	as := make([]slog.Attr, 0, 3)
+	if src.Function != "" {
+		as = append(as, slog.String("function", src.Function))
+	}
+	if src.File != "" {
+		as = append(as, slog.String("file", src.File))
+	}
+	if src.Line != 0 {
+		as = append(as, slog.Int("line", src.Line))
+	}
+	return slog.GroupValue(as...)
+}
+
 func (e *encoder) value(v slog.Value) {
 	defer func() {
 		if r := recover(); r != nil {
+			// As slog's handlers: a method that panics on a nil
+			// receiver (an error or a marshaler that does not guard
+			// against nil) writes <nil>.
+			if rv := reflect.ValueOf(v.Any()); rv.Kind() == reflect.Pointer && rv.IsNil() {
+				e.b = jsonenc.String(e.b, "<nil>")
+				return
+			}
 			e.b = jsonenc.String(e.b, fmt.Sprintf("!PANIC: %v", r))
 		}
 	}()
