@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/slogaudit/slogaudit/internal/jsonenc"
 )
@@ -30,6 +31,11 @@ type encoder struct {
 	// without a comparison.
 	top   []string
 	bloom uint64
+	// set and next, made only for records with many top-level keys or
+	// many of one name (see claim), keep claim linear: set holds top,
+	// next the underscores the next key of a name starts trying at.
+	set  map[string]struct{}
+	next map[string]int
 
 	// offs, when trackOffs, receives the offset of each top-level key's
 	// opening quote (WithAttrs needs them, see appendPre).
@@ -54,7 +60,11 @@ func (e *encoder) appendPre(pre []byte, keys []preKey) {
 	for _, pk := range keys {
 		if n := len(e.claim(pk.key)) - len(pk.key); n > 0 {
 			at := start + shift + pk.off + 1
-			e.b = slices.Insert(e.b, at, underscores[:n]...)
+			if n <= len(underscores) {
+				e.b = slices.Insert(e.b, at, underscores[:n]...)
+			} else {
+				e.b = slices.Insert(e.b, at, []byte(strings.Repeat("_", n))...)
+			}
 			shift += n
 		}
 	}
@@ -84,12 +94,42 @@ func (e *encoder) taken(k string) bool {
 	if e.bloom&bloomBit(k) == 0 {
 		return false
 	}
+	if len(e.top) > 32 {
+		if e.set == nil {
+			e.set = make(map[string]struct{}, 2*len(e.top))
+			for _, t := range e.top {
+				e.set[t] = struct{}{}
+			}
+		}
+		_, ok := e.set[k]
+		return ok
+	}
 	for _, t := range e.top {
 		if t == k {
 			return true
 		}
 	}
 	return false
+}
+
+// wireKey returns k as a JSON reader reads it back: jsonenc writes each
+// byte that is not valid UTF-8 as U+FFFD, so "\xff" and "\xfe" are the
+// same member name.
+func wireKey(k string) string {
+	if utf8.ValidString(k) {
+		return k
+	}
+	var b strings.Builder
+	for i := 0; i < len(k); {
+		r, n := utf8.DecodeRuneInString(k[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteString("\uFFFD")
+		} else {
+			b.WriteString(k[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // claim returns the key a top-level attribute named k is written under:
@@ -99,17 +139,36 @@ func (e *encoder) taken(k string) bool {
 // reader that keeps the last of duplicates: what the handler and the
 // context wrote (the time, the principal, the client address) cannot be
 // overridden by an attribute of the same name logged after them.
+//
+// Keys are compared as a JSON reader reads them (see wireKey); the key
+// returned is k as given behind its underscores, which jsonenc writes as
+// it writes k.
 func (e *encoder) claim(k string) string {
-	if reserved(k) || e.taken(k) {
-		u := "_" + k
-		for (reserved(u) || e.taken(u)) && len(u)-len(k) < len(underscores) {
-			u = "_" + u
+	w := wireKey(k)
+	n := 0
+	if reserved(w) || e.taken(w) {
+		// The next of a name starts where the last one ended: a record
+		// with many attributes of one name costs a try each, not one
+		// per underscore.
+		n = max(1, e.next[w])
+		for u := strings.Repeat("_", n) + w; reserved(u) || e.taken(u); u = "_" + u {
+			n++
 		}
-		k = u
+		if e.next == nil {
+			e.next = make(map[string]int)
+		}
+		e.next[w] = n + 1
+		w = strings.Repeat("_", n) + w
 	}
-	e.top = append(e.top, k)
-	e.bloom |= bloomBit(k)
-	return k
+	e.top = append(e.top, w)
+	e.bloom |= bloomBit(w)
+	if e.set != nil {
+		e.set[w] = struct{}{}
+	}
+	if n == 0 {
+		return k
+	}
+	return strings.Repeat("_", n) + k
 }
 
 // mark remembers the top-level state, for undo.
@@ -119,6 +178,7 @@ func (e *encoder) mark() (int, int, bool, uint64) {
 
 func (e *encoder) undo(b, top int, sep bool, bloom uint64) {
 	e.b, e.top, e.sep, e.bloom = e.b[:b], e.top[:top], sep, bloom
+	e.set, e.next = nil, nil // rebuilt when needed
 	if e.trackOffs {
 		e.offs = e.offs[:top]
 	}

@@ -103,6 +103,10 @@ func checkEncode(t *testing.T, in *fuzzInput) {
 
 // Findings of FuzzEncode, as plain tests.
 func TestEncodeFuzzFindings(t *testing.T) {
+	many := make([]slog.Attr, 70)
+	for i := range many {
+		many[i] = slog.Int("a", i)
+	}
 	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 	for name, attrs := range map[string][]slog.Attr{
 		// slog's JSON handler writes a *slog.Source as the group of its
@@ -113,6 +117,13 @@ func TestEncodeFuzzFindings(t *testing.T) {
 		// A nil pointer whose Error method panics: slog writes <nil>,
 		// the handler wrote "!PANIC: runtime error: ...".
 		"nil error": {slog.Any("err", (*ptrErr)(nil)), slog.Any("", (*ptrErr)(nil))},
+		// Keys that differ only in bytes that are not UTF-8 are one
+		// member name once written (each such byte is U+FFFD): they
+		// were written twice.
+		"invalid UTF-8 keys": {slog.Int("\xff", 1), slog.Int("\xfe", 2), slog.Int("\ufffd", 3), slog.Int("_\xff", 4)},
+		// More than 64 attributes of one name: the 66th was written
+		// under the 65th's name (the underscores stopped at 64).
+		"70 of one name": many,
 	} {
 		t.Run(name, func(t *testing.T) {
 			checkEncode(t, &fuzzInput{
