@@ -426,7 +426,10 @@ func forwardedFor(h http.Header) string {
 func clientFromForwarded(chain string, proxies []netip.Prefix) netip.Addr {
 	hops := strings.Split(chain, ",")
 	for i := len(hops) - 1; i >= 0; i-- {
-		a := peerAddr(strings.TrimSpace(hops[i]))
+		// A zone names an interface of the host that wrote the hop,
+		// not of this one: the client's address is without it (and a
+		// zone is free text, of any length).
+		a := peerAddr(strings.TrimSpace(hops[i])).WithZone("")
 		if !a.IsValid() {
 			return netip.Addr{}
 		}
