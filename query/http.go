@@ -98,7 +98,7 @@ func newAuditor(opts HandlerOptions) (auditor, error) {
 // "unreadable" lists the files that could not be read to their end (see
 // Page.Unreadable). Errors
 // are {"error":"..."} with status 400 (and "parameter": the bad parameter's
-// name), 401, 403, 405 or 500.
+// name, "" for one without a name), 401, 403, 405 or 500.
 func NewHandler(opts HandlerOptions) (http.Handler, error) {
 	a, err := newAuditor(opts)
 	if err != nil {
@@ -272,8 +272,11 @@ func writeError(w http.ResponseWriter, code int, param, msg string) {
 	setHeaders(w)
 	w.WriteHeader(code)
 	body := struct {
-		Error     string `json:"error"`
-		Parameter string `json:"parameter,omitempty"`
-	}{msg, param}
+		Error     string  `json:"error"`
+		Parameter *string `json:"parameter,omitempty"`
+	}{Error: msg}
+	if code == http.StatusBadRequest || param != "" {
+		body.Parameter = &param // also "" (a parameter without a name)
+	}
 	json.NewEncoder(w).Encode(body)
 }

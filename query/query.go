@@ -212,8 +212,14 @@ type ParamError struct {
 	Msg   string
 }
 
-// Error returns "parameter PARAM: MSG".
-func (e *ParamError) Error() string { return "parameter " + e.Param + ": " + e.Msg }
+// Error returns "parameter PARAM: MSG" ("parameter without a name: MSG"
+// for a query string such as "=x").
+func (e *ParamError) Error() string {
+	if e.Param == "" {
+		return "parameter without a name: " + e.Msg
+	}
+	return "parameter " + e.Param + ": " + e.Msg
+}
 
 func paramErr(param, format string, args ...any) error {
 	return &ParamError{Param: param, Msg: fmt.Sprintf(format, args...)}

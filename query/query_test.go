@@ -469,6 +469,8 @@ func TestHTTPBadParameters(t *testing.T) {
 		{"evnt=admin_action", "evnt", "unknown parameter"},
 		{"event=a&event=b", "event", "more than once"},
 		{"event=%zz", "query", "malformed query string"},
+		// FuzzHTTPQuery: was {"error":"parameter : unknown parameter"}.
+		{"=x", "", "parameter without a name: unknown parameter"},
 	} {
 		w, body := f.get("alice-token", tc.params)
 		if w.Code != 400 || body["parameter"] != tc.param || !strings.Contains(body["error"].(string), tc.msg) ||
@@ -483,8 +485,8 @@ func TestHTTPBadParameters(t *testing.T) {
 			n++
 		}
 	}
-	if n != 14 {
-		t.Errorf("%d failed queries in the trail, want 14", n)
+	if n != 15 {
+		t.Errorf("%d failed queries in the trail, want 15", n)
 	}
 	// Unauthenticated requests are refused before the parameters are read.
 	if w, _ := f.get("", "limit=ten"); w.Code != 401 {
