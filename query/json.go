@@ -52,13 +52,18 @@ func (e Event) MarshalJSON() ([]byte, error) {
 }
 
 // appendMembers appends the members of obj (a JSON object) to b, without
-// the braces, renaming the top-level members file, line and verified.
+// the braces, renaming the top-level members file, line and verified (to
+// a name no other member has).
 func appendMembers(b, obj []byte) ([]byte, error) {
 	inner := bytes.TrimSpace(obj[1 : len(obj)-1])
 	// A quick look first: a key is written as "file" unless escaped.
 	if !bytes.Contains(inner, []byte(`"`+FileKey+`"`)) && !bytes.Contains(inner, []byte(`"`+LineKey+`"`)) &&
 		!bytes.Contains(inner, []byte(`"`+VerifiedKey+`"`)) && !bytes.Contains(inner, []byte(`\u`)) {
 		return append(b, inner...), nil
+	}
+	keys, err := topKeys(obj)
+	if err != nil {
+		return nil, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(obj))
 	if _, err := dec.Token(); err != nil { // {
@@ -77,7 +82,14 @@ func appendMembers(b, obj []byte) ([]byte, error) {
 			// The key's bytes are obj[start:end] after a comma and white space.
 			ks := start + bytes.IndexByte(obj[start:end], '"')
 			b = append(b, obj[last:ks]...)
-			b = strconv.AppendQuote(b, "_"+key)
+			// Behind as many underscores as make it a new name: the
+			// record may have a "_file" of its own.
+			u := "_" + key
+			for keys[u] {
+				u = "_" + u
+			}
+			keys[u] = true
+			b = strconv.AppendQuote(b, u)
 			last = end
 		}
 		var v json.RawMessage
@@ -86,6 +98,27 @@ func appendMembers(b, obj []byte) ([]byte, error) {
 		}
 	}
 	return append(b, bytes.TrimSpace(obj[last:len(obj)-1])...), nil
+}
+
+// topKeys returns the names of obj's top-level members.
+func topKeys(obj []byte) (map[string]bool, error) {
+	keys := map[string]bool{}
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		keys[tok.(string)] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
 }
 
 // appendString appends s as a JSON string.

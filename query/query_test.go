@@ -245,7 +245,7 @@ func TestCursor(t *testing.T) {
 
 func TestMarshalJSON(t *testing.T) {
 	e := query.Event{Seq: 7, File: "audit-x.jsonl", Line: 3, Verified: false,
-		Record: []byte(`{"seq":7,"prev":"00","msg":"m","file":"evil","verified":true,"g":{"file":1},"lin\u0065" : 9,"mac":"ff"}`)}
+		Record: []byte(`{"seq":7,"prev":"00","msg":"m","file":"evil","verified":true,"g":{"file":1},"lin\u0065" : 9,"_verified":"own","mac":"ff"}`)}
 	b, err := json.Marshal(e)
 	if err != nil {
 		t.Fatal(err)
@@ -255,7 +255,7 @@ func TestMarshalJSON(t *testing.T) {
 		t.Fatalf("%s: %v", b, err)
 	}
 	if m["seq"] != 7.0 || m["file"] != "audit-x.jsonl" || m["line"] != 3.0 || m["verified"] != false ||
-		m["_file"] != "evil" || m["_verified"] != true || m["_line"] != 9.0 || m["msg"] != "m" ||
+		m["_file"] != "evil" || m["__verified"] != true || m["_verified"] != "own" || m["_line"] != 9.0 || m["msg"] != "m" ||
 		m["g"].(map[string]any)["file"] != 1.0 {
 		t.Errorf("%s", b)
 	}
