@@ -18,7 +18,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,85 +27,74 @@ import (
 	"github.com/slogaudit/slogaudit/rotate"
 )
 
-// fuzzTrail is an audit directory of a few files (one compressed) shared by
-// the fuzz targets: 40 events of varied members.
-var fuzzTrail struct {
-	once  sync.Once
+// fuzzTrail is an audit directory of a few files (one compressed) for the
+// fuzz targets: 40 events of varied members.
+type fuzzTrail struct {
 	dir   string
-	files map[string][]byte // name → content, for FuzzReader
-	err   error
+	files map[string][]byte // name → content, as written (before compression)
 }
 
-func fuzzTrailDir(tb testing.TB) string {
-	fuzzTrail.once.Do(func() {
-		dir, err := os.MkdirTemp("", "slogaudit-fuzz-trail-")
-		if err != nil {
-			fuzzTrail.err = err
-			return
-		}
-		h, err := handler.New(handler.Options{Dir: dir, Key: testKey, App: slog.DiscardHandler, Rotate: rotate.Options{MaxBytes: 3000}})
-		if err != nil {
-			fuzzTrail.err = err
-			return
-		}
-		log := slog.New(h)
-		base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-		statuses := []handler.Status{handler.StatusSuccess, handler.StatusFailed, handler.StatusDenied, handler.StatusInitiated}
-		for i := range 40 {
-			r := slog.NewRecord(base.Add(time.Duration(i)*time.Minute), slog.LevelInfo, fmt.Sprint("event ", i), 0)
-			r.AddAttrs(handler.Audit,
-				slog.String("event", []string{"credential_access", "admin_action", "audit_access"}[i%3]),
-				slog.String("action", []string{"get", "start", "query", "delete"}[i%4]),
-				slog.String("resource_type", "thing"),
-				slog.String("resource", fmt.Sprint("r", i%5)),
-				slog.String("status", string(statuses[i%4])),
-				slog.String("user.id", []string{"alice", "bob", "<&>"}[i%3]),
-				slog.String("client.address", fmt.Sprint("10.0.0.", i%7)),
-				slog.String("trace_id", fmt.Sprintf("%032x", i%6)),
-			)
-			if i%9 == 0 {
-				r.AddAttrs(slog.String("file", "x"), slog.Int("line", 3), slog.Bool("verified", true))
-			}
-			if err := log.Handler().Handle(context.Background(), r); err != nil {
-				fuzzTrail.err = err
-				return
-			}
-		}
-		if err := h.Close(); err != nil {
-			fuzzTrail.err = err
-			return
-		}
-		files, err := rotate.List(dir, chain.DefaultPrefix, chain.DefaultExt)
-		if err != nil || len(files) < 3 {
-			fuzzTrail.err = fmt.Errorf("%d files, %v", len(files), err)
-			return
-		}
-		fuzzTrail.files = map[string][]byte{}
-		for _, f := range files {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				fuzzTrail.err = err
-				return
-			}
-			fuzzTrail.files[filepath.Base(f)] = b
-		}
-		// The second file compressed, as rotation leaves it.
-		second := files[1]
-		var z bytes.Buffer
-		zw := gzip.NewWriter(&z)
-		zw.Write(fuzzTrail.files[filepath.Base(second)])
-		zw.Close()
-		if err := os.WriteFile(second+".gz", z.Bytes(), 0o600); err != nil {
-			fuzzTrail.err = err
-			return
-		}
-		os.Remove(second)
-		fuzzTrail.dir = dir
-	})
-	if fuzzTrail.err != nil {
-		tb.Fatal(fuzzTrail.err)
+func newFuzzTrail(f *testing.F) *fuzzTrail {
+	trail, err := makeFuzzTrail(f.TempDir())
+	if err != nil {
+		f.Fatal(err)
 	}
-	return fuzzTrail.dir
+	return trail
+}
+
+func makeFuzzTrail(dir string) (*fuzzTrail, error) {
+	h, err := handler.New(handler.Options{Dir: dir, Key: testKey, App: slog.DiscardHandler, Rotate: rotate.Options{MaxBytes: 3000}})
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(h)
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	statuses := []handler.Status{handler.StatusSuccess, handler.StatusFailed, handler.StatusDenied, handler.StatusInitiated}
+	for i := range 40 {
+		r := slog.NewRecord(base.Add(time.Duration(i)*time.Minute), slog.LevelInfo, fmt.Sprint("event ", i), 0)
+		r.AddAttrs(handler.Audit,
+			slog.String("event", []string{"credential_access", "admin_action", "audit_access"}[i%3]),
+			slog.String("action", []string{"get", "start", "query", "delete"}[i%4]),
+			slog.String("resource_type", "thing"),
+			slog.String("resource", fmt.Sprint("r", i%5)),
+			slog.String("status", string(statuses[i%4])),
+			slog.String("user.id", []string{"alice", "bob", "<&>"}[i%3]),
+			slog.String("client.address", fmt.Sprint("10.0.0.", i%7)),
+			slog.String("trace_id", fmt.Sprintf("%032x", i%6)),
+		)
+		if i%9 == 0 {
+			r.AddAttrs(slog.String("file", "x"), slog.Int("line", 3), slog.Bool("verified", true))
+		}
+		if err := log.Handler().Handle(context.Background(), r); err != nil {
+			return nil, err
+		}
+	}
+	if err := h.Close(); err != nil {
+		return nil, err
+	}
+	files, err := rotate.List(dir, chain.DefaultPrefix, chain.DefaultExt)
+	if err != nil || len(files) < 3 {
+		return nil, fmt.Errorf("%d files, %v", len(files), err)
+	}
+	trail := &fuzzTrail{dir: dir, files: map[string][]byte{}}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		trail.files[filepath.Base(f)] = b
+	}
+	// The second file compressed, as rotation leaves it.
+	second := files[1]
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write(trail.files[filepath.Base(second)])
+	zw.Close()
+	if err := os.WriteFile(second+".gz", z.Bytes(), 0o600); err != nil {
+		return nil, err
+	}
+	os.Remove(second)
+	return trail, nil
 }
 
 // fuzzCursor makes a cursor the way the API does, for a seq and order the
@@ -158,8 +146,7 @@ func FuzzHTTPQuery(f *testing.F) {
 	} {
 		f.Add(s.raw, s.auth, s.cursor, s.order, s.seq)
 	}
-	dir := fuzzTrailDir(f)
-	reader := newReader(f, dir, testKey)
+	reader := newReader(f, newFuzzTrail(f).dir, testKey)
 	logDir := f.TempDir()
 	alog, err := handler.New(handler.Options{Dir: logDir, Key: testKey, App: slog.DiscardHandler, Rotate: rotate.Options{MaxBytes: 1 << 20, MaxBackups: 2}})
 	if err != nil {
@@ -367,10 +354,9 @@ func FuzzReader(f *testing.F) {
 	f.Add(byte(0x42), uint16(1000), []byte("\xff\xfe"))
 	f.Add(byte(6), uint16(0), []byte(`"line":1,"file":"f","verified":true,"x":"\u0066ile"`))
 	f.Add(byte(7), uint16(20), []byte(`"file"`))
-	trail := fuzzTrailDir(f)
-	_ = trail
+	trail := newFuzzTrail(f)
 	names := slices.Sorted(func(yield func(string) bool) {
-		for n := range fuzzTrail.files {
+		for n := range trail.files {
 			if !yield(n) {
 				return
 			}
@@ -382,7 +368,7 @@ func FuzzReader(f *testing.F) {
 		victim := int(mode>>4) % len(names)
 		gzVictim := false
 		for i, n := range names {
-			b := fuzzTrail.files[n]
+			b := trail.files[n]
 			if i == victim {
 				var gz bool
 				b, gz = fuzzContent(mode&0xf, int(at), b, data)
