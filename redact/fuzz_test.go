@@ -209,7 +209,10 @@ func FuzzRedactPlantedSecret(f *testing.F) {
 		}
 		// Filler attributes around the secret.
 		noise := []any{"a", filler, "n", 1, slog.Group("g0", "f", filler)}
-		at := int(pos) % (len(noise) + 1)
+		// Between whole attributes only: inside a key-value pair the
+		// secret would become "n"'s value, text whose PEM rule may rightly
+		// take the key along.
+		at := []int{0, 2, 4, 5}[int(pos)%4]
 		around := func(a any) []any {
 			args := append([]any{}, noise[:at]...)
 			args = append(args, a)
