@@ -48,6 +48,10 @@ type Bridge struct {
 	q      queue // records handed to Audit, not yet taken by the goroutine
 	qBytes int   // bytes of the records in q and in the goroutine's pending set
 	closed bool
+	// hi is the highest seq handed to Audit (queued or dropped): the
+	// handler calls Audit only after the writer's Append succeeded, so
+	// every record up to hi is committed (see exporter.build).
+	hi uint64
 
 	notes    []chain.Checkpoint // queued by Checkpoint
 	noteScan bool               // Checkpoint dropped a note: re-read the checkpoints file
@@ -120,6 +124,9 @@ func (b *Bridge) Audit(body []byte, pos chain.Position) {
 	}
 	n := len(body) + entOverhead
 	b.mu.Lock()
+	if pos.Seq > b.hi {
+		b.hi = pos.Seq
+	}
 	if b.closed {
 		b.mu.Unlock()
 		return // a later process exports it from the file
@@ -186,7 +193,10 @@ func (b *Bridge) TracerProvider() trace.TracerProvider {
 // Shutdown exports every record up to the newest one in the audit files
 // (so call it after the handler's Close, to include the close record),
 // persists the cursor and stops the bridge, giving up when ctx is done: what
-// is left is exported by the next process from the file. It also shuts down
+// is left is exported by the next process from the file. Records of a
+// handler that is still open and that Audit has not seen are not known to
+// be committed: Shutdown leaves them to the next start and says so in its
+// error. It also shuts down
 // the exporter and the TracerProvider. Later calls return the first call's
 // result; Audit does nothing after Shutdown.
 func (b *Bridge) Shutdown(ctx context.Context) error {
@@ -364,7 +374,14 @@ type exporter struct {
 	// scanFile says the files may hold records after next that the queue
 	// does not: at start, after Shutdown began, after a read error.
 	scanFile bool
-	since    time.Time // when the oldest unexported queued record arrived
+	hi       uint64 // Bridge.hi as of the last take
+	// held says build stopped at a line of the files that is not known to
+	// be committed (see build); it looks again at heldUntil, or when
+	// Audit hands it a record.
+	held      bool
+	heldHi    uint64 // hi when it stopped
+	heldUntil time.Time
+	since     time.Time // when the oldest unexported queued record arrived
 
 	// The batch being exported, and retried until acknowledged.
 	bn          int
@@ -398,6 +415,7 @@ func (b *Bridge) run() {
 			select {
 			case <-stop:
 				stopping, stop, e.scanFile = true, nil, true
+				e.held, e.heldUntil = false, time.Time{} // look again: the handler is closed now
 			default:
 			}
 		}
@@ -414,8 +432,8 @@ func (b *Bridge) run() {
 			e.export()
 			continue
 		}
-		if stopping && e.bn == 0 && !e.scanFile && len(e.pending) == 0 && len(e.notes.pending) == 0 {
-			break // flushed
+		if stopping && e.bn == 0 && (!e.scanFile || e.held) && len(e.pending) == 0 && len(e.notes.pending) == 0 {
+			break // flushed, or up to what the handler committed
 		}
 		var deadline time.Time
 		switch {
@@ -423,6 +441,9 @@ func (b *Bridge) run() {
 			deadline = e.retryAt
 		case e.bn == 0 && len(e.pending) > 0 && !stopping:
 			deadline = e.since.Add(b.cfg.delay)
+		}
+		if e.bn == 0 && e.scanFile && e.held && !stopping && (deadline.IsZero() || e.heldUntil.Before(deadline)) {
+			deadline = e.heldUntil
 		}
 		var tc <-chan time.Time
 		if !deadline.IsZero() {
@@ -448,7 +469,9 @@ func (b *Bridge) run() {
 		e.persist()
 	}
 	e.releaseAll()
-	if e.bn > 0 || e.scanFile || len(e.pending) > 0 || len(e.notes.pending) > 0 {
+	if e.bn == 0 && e.held && len(e.notes.pending) == 0 {
+		b.flushErr = fmt.Errorf("otelbridge: stopped at cursor %d: the audit files hold later records that the handler has not confirmed as committed (Shutdown before the handler's Close?); the next start exports them from the file", b.cursor.Load())
+	} else if e.bn > 0 || e.scanFile || len(e.pending) > 0 || len(e.notes.pending) > 0 {
 		b.flushErr = fmt.Errorf("otelbridge: stopped before every record was exported (cursor %d; the next start exports the rest from the file): %w",
 			b.cursor.Load(), context.Cause(b.runCtx))
 	}
@@ -513,6 +536,7 @@ func (e *exporter) take() {
 		e.scanFile = true
 	}
 	b.mu.Lock()
+	e.hi = b.hi
 	if len(b.q.ents) == 0 {
 		b.mu.Unlock()
 		return
@@ -572,7 +596,10 @@ func (e *exporter) ready(now time.Time, stopping bool) bool {
 	if now.Before(e.retryAt) {
 		return false
 	}
-	if e.scanFile || stopping || len(e.notes.pending) > 0 {
+	if stopping || len(e.notes.pending) > 0 {
+		return true
+	}
+	if e.scanFile && (!e.held || !now.Before(e.heldUntil) || e.hi != e.heldHi) {
 		return true
 	}
 	if len(e.pending) == 0 {
@@ -619,6 +646,7 @@ func (e *exporter) build(now time.Time) {
 		}
 		e.release(freed)
 	}()
+	e.held = false
 	for e.bn < b.cfg.batch {
 		for used < len(e.pending) && e.pending[used].seq < next {
 			freed += e.pending[used].n + entOverhead
@@ -652,6 +680,50 @@ func (e *exporter) build(now time.Time) {
 				continue
 			}
 			break
+		}
+		if bound, ok := e.rd.knownFinished(); l.Seq > e.hi && (!ok || l.Seq >= bound) {
+			// Only committed records are exported. A line the writer has
+			// written is not necessarily committed: under SyncAlways a
+			// write whose fsync fails is truncated away, and its seq
+			// goes to the next record. Exporting it would put a record
+			// that is not in the audit trail at the collector and move the
+			// cursor past its seq, so that the real record with that seq
+			// (coming through Audit or the file) would be dropped as
+			// already exported, for good. A line is known committed when
+			// its seq is at most hi (Audit is called after Append
+			// succeeded, and Append commits in seq order) or when its
+			// file is finished (fileReader.finished); anything later waits
+			// until Audit raises hi, the file is finished, or the next look.
+			seq := l.Seq
+			err := e.rd.unread(seq)
+			var bound uint64
+			if err == nil {
+				bound, err = e.rd.finished() // overwrites l
+			}
+			if err != nil {
+				otel.Handle(err)
+				e.scanFile = true
+				e.retryAt = now.Add(e.b.cfg.minBackoff)
+				break
+			}
+			if bound == 0 {
+				e.held, e.heldHi, e.heldUntil = true, e.hi, now.Add(e.b.cfg.minBackoff)
+				if e.b.cfg.onHold != nil {
+					e.b.cfg.onHold(seq)
+				}
+				break
+			}
+			if seq >= bound {
+				otel.Handle(fmt.Errorf("otelbridge: %s ends with records from seq %d on that a newer file replaces (a write the handler could not undo); not exported", e.rd.path, bound))
+				e.rd.close() // the next read locates the newer file
+			}
+			continue // read it again (the bound is cached now)
+		}
+		if l.Seq == e.bLast+1 && e.bLast != 0 && l.Prev != e.bLastMAC {
+			// Cannot happen unless the files changed under the bridge:
+			// the record exported as seq bLast is not the one this line
+			// follows. Report it; verify says more.
+			otel.Handle(fmt.Errorf("otelbridge: record %d in %s does not follow the record exported as %d: the audit files changed after it was read (run auditctl verify)", l.Seq, e.rd.path, e.bLast))
 		}
 		if l.Seq > next {
 			e.skip(next, l.Seq)

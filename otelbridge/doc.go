@@ -35,7 +35,13 @@
 // everything written while a previous process was down or not yet
 // acknowledged when it stopped — it reads back from the chained files
 // (compressed ones too), starting at the file whose open record's seq
-// precedes the cursor. A failed export is retried with exponential backoff
+// precedes the cursor. Only committed records are read back: a line of the
+// newest file counts once Audit has seen its seq or a later one (the
+// handler calls Audit after the write succeeded; under rotate.SyncAlways a
+// write whose fsync fails is truncated away and its seq reused), or once
+// the file is finished (compressed, ended by a close record, or followed by
+// a newer file); until then the bridge looks again every 100 ms or so. A
+// failed export is retried with exponential backoff
 // (100 ms to 10 s); otlploghttp's own retry is switched off so that this loop
 // alone decides. The cursor is kept in the audit directory in
 // ".otlp-cursor-<prefix>" (written with a temporary file, fsync and rename

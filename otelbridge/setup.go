@@ -38,6 +38,7 @@ type config struct {
 	delay            time.Duration
 	minBackoff       time.Duration
 	maxBackoff       time.Duration
+	onHold           func(seq uint64) // tests: build stopped at seq, not known committed
 }
 
 func newConfig(opts []Option) config {
@@ -120,6 +121,12 @@ func WithBatch(records int, delay time.Duration) Option {
 // withBackoff sets the retry backoff bounds (for tests).
 func withBackoff(lo, hi time.Duration) Option {
 	return optionFunc(func(c *config) { c.minBackoff, c.maxBackoff = lo, hi })
+}
+
+// withHoldHook sets a function the exporter goroutine calls when it stops
+// reading the files at a line not known to be committed (for tests).
+func withHoldHook(f func(seq uint64)) Option {
+	return optionFunc(func(c *config) { c.onHold = f })
 }
 
 // Setup builds the OTLP leg from the environment. When neither

@@ -1,0 +1,264 @@
+package otelbridge
+
+// Regression tests for the findings of the review of branch review-bridge
+// (one test per finding, adapted from its probe), with their helpers.
+
+import (
+	"context"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/slogaudit/slogaudit/chain"
+	"github.com/slogaudit/slogaudit/handler"
+	"github.com/slogaudit/slogaudit/rotate"
+)
+
+// fwdSink forwards to a Bridge set later.
+type fwdSink struct{ b atomic.Pointer[Bridge] }
+
+func (s *fwdSink) Audit(body []byte, pos chain.Position) {
+	if b := s.b.Load(); b != nil {
+		b.Audit(body, pos)
+	}
+}
+
+// syncHookFile is an *os.File whose next Sync, once armed, signals entered,
+// waits for release and fails with EIO (a disk error under SyncAlways).
+type syncHookFile struct {
+	*os.File
+	h *syncHook
+}
+
+type syncHook struct {
+	armed   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func newSyncHook() *syncHook {
+	return &syncHook{entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (f syncHookFile) Sync() error {
+	if f.h.armed.CompareAndSwap(true, false) {
+		close(f.h.entered)
+		<-f.h.release
+		return syscall.EIO
+	}
+	return f.File.Sync()
+}
+
+// newSyncHookHandler returns a SyncAlways handler whose files' Sync is
+// hook's.
+func newSyncHookHandler(t *testing.T, dir string, hook *syncHook, sinks ...handler.Sink) *handler.Handler {
+	t.Helper()
+	h, err := handler.New(handler.Options{
+		Dir: dir, App: slog.NewJSONHandler(io.Discard, nil), AuditOnlyToFile: true,
+		Sinks: sinks,
+		Rotate: rotate.Options{Sync: rotate.SyncAlways, OpenFile: func(name string, flag int, perm os.FileMode) (rotate.File, error) {
+			f, err := os.OpenFile(name, flag, perm)
+			if err != nil {
+				return nil, err
+			}
+			return syncHookFile{f, hook}, nil
+		}},
+		OnError: func(error) {},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// receivedChains returns, per seq, the set of audit.chain values received.
+func (r *receiver) receivedChains() map[int64]map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[int64]map[string]bool)
+	for _, rc := range r.recs {
+		s, ok := attr(rc.rec.Attributes, SeqKey)
+		if !ok {
+			continue
+		}
+		c, _ := attr(rc.rec.Attributes, ChainKey)
+		if out[s.GetIntValue()] == nil {
+			out[s.GetIntValue()] = make(map[string]bool)
+		}
+		out[s.GetIntValue()][c.GetStringValue()] = true
+	}
+	return out
+}
+
+// checkExactlyTheFiles fails t unless the receiver got every line of the
+// files with its own chain value, and no record that is not in the files.
+func checkExactlyTheFiles(t *testing.T, r *receiver, dir string) {
+	t.Helper()
+	got := r.receivedChains()
+	inFile := map[int64]string{}
+	for _, ln := range fileLines(t, dir) {
+		c := hex.EncodeToString(ln.MAC[:])
+		inFile[int64(ln.Seq)] = c
+		if !got[int64(ln.Seq)][c] {
+			t.Errorf("seq %d as in the file (chain %.16s…) never reached the collector; it got %v", ln.Seq, c, got[int64(ln.Seq)])
+		}
+	}
+	for seq, chains := range got {
+		for c := range chains {
+			if inFile[seq] != c {
+				t.Errorf("the collector holds seq %d with chain %.16s…, a record that is not in the audit files", seq, c)
+			}
+		}
+	}
+}
+
+// holdSignal returns a hold hook and a channel that receives the seqs it
+// is called with (without blocking the exporter).
+func holdSignal() (func(uint64), chan uint64) {
+	ch := make(chan uint64, 64)
+	return func(seq uint64) {
+		select {
+		case ch <- seq:
+		default:
+		}
+	}, ch
+}
+
+// Finding 1. A bridge that starts (or replays from the file for any other
+// reason) while a write's fsync is pending must not export that line: the
+// fsync fails, the handler truncates it away and gives its seq to the next
+// record. Before the fix the bridge exported the rolled-back line, moved
+// its cursor past its seq and dropped the real record with that seq as
+// already exported, also after a restart.
+func TestRolledBackLineNotExported(t *testing.T) {
+	r := newReceiver(t)
+	dir := t.TempDir()
+	hook := newSyncHook()
+	sink := &fwdSink{}
+	h := newSyncHookHandler(t, dir, hook, sink)
+	l := handler.Logger(slog.New(h))
+	for i := range 5 {
+		l.Info("before", "i", i)
+	}
+	hook.armed.Store(true)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.Info("phantom: this write's fsync fails, the handler rolls it back")
+	}()
+	<-hook.entered // seq 7 is in the file, not committed
+
+	hold, held := holdSignal()
+	b := newTestBridge(t, dir, r.endpoint(), withHoldHook(hold))
+	sink.b.Store(b)
+	deadline := time.After(10 * time.Second)
+wait:
+	for {
+		select {
+		case <-held:
+			break wait // it read the file and stopped where it must
+		case <-deadline:
+			t.Fatalf("the bridge neither held nor exported: %+v", b.Stats())
+		case <-time.After(time.Millisecond):
+			if b.Stats().Cursor >= 7 {
+				break wait // exported the uncommitted line: fails below
+			}
+		}
+	}
+	close(hook.release) // fsync fails: truncated, seq 7 is free again
+	<-done
+	l.Info("real record 7")
+	l.Info("real record 8")
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := shutdown(t, b, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	b2 := newTestBridge(t, dir, r.endpoint())
+	if err := shutdown(t, b2, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyTheFiles(t, r, dir)
+}
+
+// Finding 1, with the bridge attached from the start (records up to 6
+// confirmed by Audit) and a Shutdown, which reads the files to their end,
+// while the write of seq 7 waits for its fsync: Shutdown stops before 7
+// and says why; the next bridge exports the real 7.
+func TestShutdownDuringPendingWriteStopsAtCommitted(t *testing.T) {
+	r := newReceiver(t)
+	dir := t.TempDir()
+	hook := newSyncHook()
+	hold, held := holdSignal()
+	b := newTestBridge(t, dir, r.endpoint(), withHoldHook(hold))
+	h := newSyncHookHandler(t, dir, hook, b)
+	l := handler.Logger(slog.New(h))
+	for i := range 5 {
+		l.Info("before", "i", i)
+	}
+	eventually(t, 10*time.Second, "records 1-6 exported", func() bool { return b.Stats().Cursor >= 6 })
+	hook.armed.Store(true)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.Info("phantom")
+	}()
+	<-hook.entered
+	err := shutdown(t, b, 5*time.Second)
+	if got := b.Stats().Cursor; got != 6 {
+		t.Errorf("cursor %d after Shutdown, want 6 (Shutdown: %v)", got, err)
+	} else if err == nil {
+		t.Errorf("Shutdown returned nil, but seq 7 was left for the next start")
+	}
+	var heldAt []uint64
+	for len(held) > 0 {
+		heldAt = append(heldAt, <-held)
+	}
+	if !slices.Contains(heldAt, 7) {
+		t.Errorf("the bridge did not hold at 7: it held at %v", heldAt)
+	}
+	close(hook.release)
+	<-done
+	l.Info("real record 7")
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b2 := newTestBridge(t, dir, r.endpoint())
+	if err := shutdown(t, b2, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyTheFiles(t, r, dir)
+}
+
+// newGatedReceiver is a receiver whose requests first go through gate,
+// which may answer them itself (returning true).
+func newGatedReceiver(t *testing.T, gate func(w http.ResponseWriter, req *http.Request) bool) *receiver {
+	t.Helper()
+	r := &receiver{t: t, seqs: make(map[int64]int)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.addr = ln.Addr().String()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if gate(w, req) {
+			return
+		}
+		r.serve(w, req)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return r
+}
+
+var _ = context.Background
