@@ -86,7 +86,12 @@
 //   - event name: "audit." + the event member (audit.admin_action,
 //     audit.credential_access, ...), audit.file_open and audit.file_close
 //   - attributes: every other member, in file order (event too, for backends
-//     that do not show event names). Nested objects (slog groups) are
+//     that do not show event names). Each key once, by the handler's rule:
+//     the first member of a name keeps it (for msg, level, time, trace_id
+//     and span_id the first one is the record's own), a later one gets
+//     underscores in front until it is unique (_msg, _user.id; the handler
+//     writes attributes that way since it applies the rule, older files
+//     may repeat a key). Nested objects (slog groups) are
 //     flattened to dotted keys, "g":{"a":1} to g.a: Loki, VictoriaLogs and
 //     most SIEMs index flat keys and query them directly, while map values
 //     are stored as opaque JSON. Numbers are int64 when written as integers

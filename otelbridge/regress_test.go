@@ -12,10 +12,14 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/log"
 
 	"github.com/slogaudit/slogaudit/chain"
 	"github.com/slogaudit/slogaudit/handler"
@@ -262,3 +266,87 @@ func newGatedReceiver(t *testing.T, gate func(w http.ResponseWriter, req *http.R
 }
 
 var _ = context.Background
+
+// Finding 2. A member with a meaning of its own (msg, level, time,
+// trace_id, span_id) that a record repeats — files written before the
+// handler named such attributes "_msg" and so on — does not replace the
+// record's own: the first one counts, a later one is an attribute named as
+// the handler names it now. Before the fix the last one won and the
+// record's own message, severity, time and trace were lost.
+func TestRepeatedHeaderMemberDoesNotShadow(t *testing.T) {
+	const (
+		tid = "0af7651916cd43dd8448eb211c80319c"
+		sid = "b7ad6b7169203331"
+	)
+	members := []byte(`"time":"2026-11-27T10:00:00.5Z","level":"ERROR","msg":"credential deleted by mallory",` +
+		`"trace_id":"` + tid + `","span_id":"` + sid + `","event":"credential_access",` +
+		`"msg":"routine health check","level":"DEBUG","time":"2001-01-01T00:00:00Z",` +
+		`"trace_id":"00000000000000000000000000000001","span_id":"0000000000000001","event":"other"`)
+	rec, sc, err := convert(members, chain.Position{Seq: 9, Chain: [32]byte{1}}, time.Unix(1, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.Body().AsString(); got != "credential deleted by mallory" {
+		t.Errorf("body %q", got)
+	}
+	if rec.Severity() != log.SeverityError || rec.SeverityText() != "ERROR" {
+		t.Errorf("severity %v %q", rec.Severity(), rec.SeverityText())
+	}
+	if want := time.Date(2026, 11, 27, 10, 0, 0, 5e8, time.UTC); !rec.Timestamp().Equal(want) {
+		t.Errorf("time %v, want %v", rec.Timestamp(), want)
+	}
+	if sc.TraceID().String() != tid || sc.SpanID().String() != sid {
+		t.Errorf("trace %v span %v", sc.TraceID(), sc.SpanID())
+	}
+	if rec.EventName() != "audit.credential_access" {
+		t.Errorf("event name %q", rec.EventName())
+	}
+	attrs := map[string]string{}
+	rec.WalkAttributes(func(kv attribute.KeyValue) bool {
+		attrs[string(kv.Key)] = kv.Value.Emit()
+		return true
+	})
+	for k, v := range map[string]string{
+		"_msg": "routine health check", "_level": "DEBUG", "_time": "2001-01-01T00:00:00Z",
+		"_trace_id": "00000000000000000000000000000001", "_span_id": "0000000000000001",
+		"event": "credential_access", "_event": "other",
+	} {
+		if attrs[k] != v {
+			t.Errorf("attribute %s = %q, want %q (all: %v)", k, attrs[k], v, attrs)
+		}
+	}
+}
+
+// Finding 2: a key made by flattening a group does not replace a
+// top-level member with that key, nor the other way round: the first one
+// keeps the key, the later one gets an underscore (the handler's rule).
+// Before the fix the later one replaced the earlier one's value.
+func TestFlattenedKeyDoesNotReplaceTopLevel(t *testing.T) {
+	for _, tc := range []struct {
+		members string
+		want    []string
+	}{
+		{`"msg":"m","user.id":"alice","user":{"id":"bob","n":1}`,
+			[]string{"user.id=STRING:alice", "_user.id=STRING:bob", "user.n=INT64:1"}},
+		{`"msg":"m","user":{"id":"bob"},"user.id":"alice"`,
+			[]string{"user.id=STRING:bob", "_user.id=STRING:alice"}},
+		{`"msg":"m","a":{"b":1},"a.b":2,"_a.b":3`,
+			[]string{"a.b=INT64:1", "_a.b=INT64:2", "__a.b=INT64:3"}},
+	} {
+		rec, _, err := convert([]byte(tc.members), chain.Position{Seq: 9, Chain: [32]byte{1}}, time.Unix(1, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, a := range renderAttrs(rec.WalkAttributes) {
+			if !strings.HasPrefix(a, ChainKey+"=") {
+				got = append(got, a)
+			}
+		}
+		for _, w := range tc.want {
+			if !slices.Contains(got, w) {
+				t.Errorf("%s: want %s among %v", tc.members, w, got)
+			}
+		}
+	}
+}
