@@ -376,12 +376,12 @@ type exporter struct {
 	scanFile bool
 	hi       uint64 // Bridge.hi as of the last take
 	// held says build stopped at a line of the files that is not known to
-	// be committed (see build); it looks again at heldUntil, or when
-	// Audit hands it a record.
-	held      bool
-	heldHi    uint64 // hi when it stopped
-	heldUntil time.Time
-	since     time.Time // when the oldest unexported queued record arrived
+	// be committed (see build); it looks again when Audit raises hi (the
+	// writer's next record, also one that makes the file finished by
+	// rotating) and when Shutdown begins. Meanwhile it may go idle.
+	held   bool
+	heldHi uint64    // hi when it stopped
+	since  time.Time // when the oldest unexported queued record arrived
 
 	// The batch being exported, and retried until acknowledged.
 	bn          int
@@ -415,7 +415,7 @@ func (b *Bridge) run() {
 			select {
 			case <-stop:
 				stopping, stop, e.scanFile = true, nil, true
-				e.held, e.heldUntil = false, time.Time{} // look again: the handler is closed now
+				e.held = false // look again: the handler is closed now
 			default:
 			}
 		}
@@ -441,9 +441,6 @@ func (b *Bridge) run() {
 			deadline = e.retryAt
 		case e.bn == 0 && len(e.pending) > 0 && !stopping:
 			deadline = e.since.Add(b.cfg.delay)
-		}
-		if e.bn == 0 && e.scanFile && e.held && !stopping && (deadline.IsZero() || e.heldUntil.Before(deadline)) {
-			deadline = e.heldUntil
 		}
 		var tc <-chan time.Time
 		if !deadline.IsZero() {
@@ -599,7 +596,7 @@ func (e *exporter) ready(now time.Time, stopping bool) bool {
 	if stopping || len(e.notes.pending) > 0 {
 		return true
 	}
-	if e.scanFile && (!e.held || !now.Before(e.heldUntil) || e.hi != e.heldHi) {
+	if e.scanFile && (!e.held || e.hi != e.heldHi) {
 		return true
 	}
 	if len(e.pending) == 0 {
@@ -693,7 +690,7 @@ func (e *exporter) build(now time.Time) {
 			// its seq is at most hi (Audit is called after Append
 			// succeeded, and Append commits in seq order) or when its
 			// file is finished (fileReader.finished); anything later waits
-			// until Audit raises hi, the file is finished, or the next look.
+			// until Audit raises hi or Shutdown begins (see held).
 			seq := l.Seq
 			err := e.rd.unread(seq)
 			var bound uint64
@@ -707,7 +704,7 @@ func (e *exporter) build(now time.Time) {
 				break
 			}
 			if bound == 0 {
-				e.held, e.heldHi, e.heldUntil = true, e.hi, now.Add(e.b.cfg.minBackoff)
+				e.held, e.heldHi = true, e.hi
 				if e.b.cfg.onHold != nil {
 					e.b.cfg.onHold(seq)
 				}

@@ -40,7 +40,7 @@
 // handler calls Audit after the write succeeded; under rotate.SyncAlways a
 // write whose fsync fails is truncated away and its seq reused), or once
 // the file is finished (compressed, ended by a close record, or followed by
-// a newer file); until then the bridge looks again every 100 ms or so. A
+// a newer file); until then it waits for the next record or Shutdown. A
 // failed export is retried with exponential backoff
 // (100 ms to 10 s); otlploghttp's own retry is switched off so that this loop
 // alone decides. The cursor is kept in the audit directory in
