@@ -661,6 +661,19 @@ func (e *exporter) build(now time.Time) {
 			break // nothing known after next
 		}
 		l, ok, err := e.rd.read(next)
+		if ue := (*unreadableError)(nil); errors.As(err, &ue) {
+			// As query.Follow's OnUnreadable: the rest of that file is
+			// lost to the bridge (retrying reads the same damage); report
+			// it, count it as skipped and go on with the next file.
+			first, serr := e.rd.resumeAfter(ue.path)
+			if serr == nil && first > next {
+				otel.Handle(fmt.Errorf("%w; records %d to %d are not exported (run auditctl verify)", err, next, first-1))
+				e.skip(next, first, "")
+				next = first
+				continue
+			}
+			err = errors.Join(err, serr)
+		}
 		if err != nil {
 			otel.Handle(err)
 			e.scanFile = true
@@ -672,7 +685,7 @@ func (e *exporter) build(now time.Time) {
 			if used < len(e.pending) {
 				// The queue holds later records but the files do not hold
 				// next: removed (retention) or deleted.
-				e.skip(next, e.pending[used].seq)
+				e.skip(next, e.pending[used].seq, retentionSkip)
 				next = e.pending[used].seq
 				continue
 			}
@@ -723,7 +736,7 @@ func (e *exporter) build(now time.Time) {
 			otel.Handle(fmt.Errorf("otelbridge: record %d in %s does not follow the record exported as %d: the audit files changed after it was read (run auditctl verify)", l.Seq, e.rd.path, e.bLast))
 		}
 		if l.Seq > next {
-			e.skip(next, l.Seq)
+			e.skip(next, l.Seq, retentionSkip)
 			next = l.Seq
 		}
 		e.emit(l.Raw, chain.Position{Seq: l.Seq, Chain: l.MAC}, now)
@@ -794,12 +807,18 @@ func (e *exporter) emitText(members []byte, s string, pos chain.Position, now ti
 	e.bLast, e.bLastMAC = pos.Seq, pos.Chain
 }
 
-func (e *exporter) skip(from, to uint64) {
+// skip counts the records from to to-1 as skipped and reports why, if
+// why is not "" (a format with the range and the directory).
+func (e *exporter) skip(from, to uint64, why string) {
 	n := to - from
 	e.b.skipped.Add(n)
 	e.b.inst.skipped.Add(context.Background(), int64(n))
-	otel.Handle(fmt.Errorf("otelbridge: records %d to %d are not in the audit files of %s (removed by retention before export, or deleted; run auditctl verify); not exported", from, to-1, e.b.cfg.dir))
+	if why != "" {
+		otel.Handle(fmt.Errorf(why, from, to-1, e.b.cfg.dir))
+	}
 }
+
+const retentionSkip = "otelbridge: records %d to %d are not in the audit files of %s (removed by retention before export, or deleted; run auditctl verify); not exported"
 
 // export sends the batch; on success it moves the cursor, on failure it
 // schedules a retry of the same batch.

@@ -57,8 +57,10 @@
 // whose answer was lost, a crash before the cursor was written); duplicates
 // are identical and carry the same audit.seq, so deduplicate by it. A record
 // is never skipped unless the files no longer hold it (removed by retention
-// before it could be exported, or deleted by tampering); that is reported to
-// the OpenTelemetry error handler and counted as skipped.
+// before it could be exported, or deleted by tampering) or reads them no
+// more (a compressed file that no longer decompresses to its end: the rest
+// of it; the export goes on with the next file); that is reported to the
+// OpenTelemetry error handler and counted as skipped.
 //
 // Memory is bounded by the queue size plus one batch. Counters, through the
 // OpenTelemetry metrics API (the global MeterProvider unless

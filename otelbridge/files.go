@@ -65,6 +65,9 @@ func (r *fileReader) read(want uint64) (l chain.Line, ok bool, err error) {
 		start := r.off
 		raw, st, err := r.readRaw()
 		if err != nil {
+			if r.zr != nil {
+				return l, false, &unreadableError{path: r.path, err: err}
+			}
 			return l, false, fmt.Errorf("otelbridge: read %s: %w", r.path, err)
 		}
 		if st == lineComplete {
@@ -320,16 +323,48 @@ func (r *fileReader) firstSeq(path string) (uint64, error) {
 
 // successor returns the path of the file after the open one, "" if none.
 func (r *fileReader) successor() (string, error) {
+	return r.after(r.base)
+}
+
+// after returns the path of the file after the one with base name base,
+// "" if none.
+func (r *fileReader) after(base string) (string, error) {
 	files, err := r.list()
 	if err != nil {
 		return "", err
 	}
 	for _, p := range files {
-		if chain.BaseName(p) > r.base {
+		if chain.BaseName(p) > base {
 			return p, nil
 		}
 	}
 	return "", nil
+}
+
+// unreadableError is the error of a compressed file that does not read to
+// its end (a .gz damaged after it was written): a complete file, so
+// reading it again gives the same error.
+type unreadableError struct {
+	path string
+	err  error
+}
+
+func (e *unreadableError) Error() string {
+	return fmt.Sprintf("otelbridge: %s does not read to its end: %v", e.path, e.err)
+}
+
+func (e *unreadableError) Unwrap() error { return e.err }
+
+// resumeAfter returns the seq of the first line of the file after the
+// one at path, 0 if there is none or its first line is not known yet; the
+// reader is closed, so that the next read locates afresh.
+func (r *fileReader) resumeAfter(path string) (uint64, error) {
+	r.close()
+	next, err := r.after(chain.BaseName(path))
+	if err != nil || next == "" {
+		return 0, err
+	}
+	return r.firstSeq(next)
 }
 
 // open opens path for reading from its start. A plain file that was
@@ -342,6 +377,9 @@ func (r *fileReader) open(path string) error {
 		f, zr, err = openChainFile(path)
 	}
 	if err != nil {
+		if strings.HasSuffix(path, ".gz") && !errors.Is(err, fs.ErrNotExist) {
+			return &unreadableError{path: path, err: err}
+		}
 		return fmt.Errorf("otelbridge: %w", err)
 	}
 	r.f, r.zr, r.path, r.base, r.off, r.nextSeq = f, zr, path, chain.BaseName(path), 0, 0

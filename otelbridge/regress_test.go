@@ -350,3 +350,61 @@ func TestFlattenedKeyDoesNotReplaceTopLevel(t *testing.T) {
 		}
 	}
 }
+
+// Finding 3. A compressed file that no longer decompresses to its end (bit
+// rot in a .gz) is reported, the rest of it is counted as skipped, and the
+// export goes on with the next file. Before the fix the bridge retried the
+// same read forever: nothing after that file was exported again.
+func TestCorruptGzipSkippedNotWedged(t *testing.T) {
+	r := newReceiver(t)
+	dir := t.TempDir()
+	h := newTestHandler(t, dir)
+	writeRecords(t, h, 3000, "x")
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files := fileListing(t, dir)
+	if len(files) < 3 || !strings.HasSuffix(files[0], ".gz") {
+		t.Fatalf("want >= 3 files, the first compressed: %v", files)
+	}
+	var want []uint64
+	for _, f := range files[1:] {
+		want = append(want, seqsOf(fileLinesOf(t, f))...)
+	}
+	firstOfSecond := want[0]
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(data) / 2; i < len(data)/2+64; i++ {
+		data[i] ^= 0x5a
+	}
+	if err := os.WriteFile(files[0], data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reported := otelErrorsContaining("does not read to its end")
+
+	b := newTestBridge(t, dir, r.endpoint())
+	err = shutdown(t, b, 10*time.Second)
+	if err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if miss := r.missing(want); len(miss) != 0 {
+		t.Fatalf("%d of the %d records in the intact files never exported (first %d); %+v", len(miss), len(want), miss[0], b.Stats())
+	}
+	// Every seq of the damaged file is either exported or skipped.
+	got := r.receivedChains()
+	exported := uint64(0)
+	for s := range firstOfSecond {
+		if len(got[int64(s)]) > 0 {
+			exported++
+		}
+	}
+	st := b.Stats()
+	if st.Skipped == 0 || exported+st.Skipped != firstOfSecond-1 {
+		t.Errorf("from the damaged file (seqs 1-%d): %d exported, %d skipped; %+v", firstOfSecond-1, exported, st.Skipped, st)
+	}
+	if otelErrorsContaining("does not read to its end") == reported {
+		t.Errorf("the damaged file was not reported")
+	}
+}
