@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,8 +64,8 @@ type Bridge struct {
 	cancelRun context.CancelCauseFunc
 	flushErr  error // set by the goroutine before done
 
-	exported, replayed, dropped, failures, skipped, cursor atomic.Uint64
-	overflow                                               atomic.Bool // Audit dropped a record since the goroutine last looked
+	exported, replayed, dropped, failures, skipped, rejected, cursor atomic.Uint64
+	overflow                                                         atomic.Bool // Audit dropped a record since the goroutine last looked
 	// idle is set by the goroutine before it waits with nothing to do and
 	// no timer: only then does a record need to wake it (see Audit).
 	idle atomic.Bool
@@ -80,7 +81,8 @@ type Stats struct {
 	Dropped        uint64 // records Audit could not queue (replayed later)
 	ExportFailures uint64 // failed Export calls
 	Skipped        uint64 // records the files no longer held when their turn came
-	Cursor         uint64 // every record up to this seq is acknowledged
+	Rejected       uint64 // records the receiver refused for good, alone in a request (they stay in the files)
+	Cursor         uint64 // every record up to this seq is acknowledged, or rejected
 }
 
 // queue is an append-only arena of record copies.
@@ -176,6 +178,7 @@ func (b *Bridge) Stats() Stats {
 		Dropped:        b.dropped.Load(),
 		ExportFailures: b.failures.Load(),
 		Skipped:        b.skipped.Load(),
+		Rejected:       b.rejected.Load(),
 		Cursor:         b.cursor.Load(),
 	}
 }
@@ -265,11 +268,21 @@ func (p *ackProcessor) add() *sdklog.Record {
 	return &p.batch[len(p.batch)-1]
 }
 
-func (p *ackProcessor) export(ctx context.Context) error { return p.exp.Export(ctx, p.batch) }
+// export exports the first n records of the batch.
+func (p *ackProcessor) export(ctx context.Context, n int) error {
+	return p.exp.Export(ctx, p.batch[:n])
+}
 
 func (p *ackProcessor) reset() {
 	clear(p.batch)
 	p.batch = p.batch[:0]
+}
+
+// drop removes the first n records of the batch.
+func (p *ackProcessor) drop(n int) {
+	k := copy(p.batch, p.batch[n:])
+	clear(p.batch[k:])
+	p.batch = p.batch[:k]
 }
 
 func (p *ackProcessor) ForceFlush(context.Context) error { return nil }
@@ -277,7 +290,7 @@ func (p *ackProcessor) ForceFlush(context.Context) error { return nil }
 func (p *ackProcessor) Shutdown(ctx context.Context) error { return p.exp.Shutdown(ctx) }
 
 type instruments struct {
-	exported, replayed, dropped, failures, skipped metric.Int64Counter
+	exported, replayed, dropped, failures, skipped, rejected metric.Int64Counter
 }
 
 func newInstruments(mp metric.MeterProvider) (instruments, error) {
@@ -294,6 +307,7 @@ func newInstruments(mp metric.MeterProvider) (instruments, error) {
 	in.dropped = counter("slogaudit.otlp.dropped", "Audit records not queued for export because the queue was full (exported later from the file).")
 	in.failures = counter("slogaudit.otlp.export_failures", "Failed OTLP export attempts.")
 	in.skipped = counter("slogaudit.otlp.skipped", "Audit records that could not be exported because the audit files no longer hold them.")
+	in.rejected = counter("slogaudit.otlp.rejected", "Audit records the OTLP receiver refused for good when sent alone (they stay in the audit files).")
 	return in, errors.Join(errs...)
 }
 
@@ -385,6 +399,9 @@ type exporter struct {
 
 	// The batch being exported, and retried until acknowledged.
 	bn          int
+	bBytes      int    // about what the batch's records take in a request
+	bEnts       []bent // the batch's records and notes, in order
+	part        int    // export only the first part records (0: all); see export
 	bLast       uint64
 	bLastMAC    [32]byte
 	ackMAC      [32]byte // chain value of the cursor's record
@@ -644,7 +661,7 @@ func (e *exporter) build(now time.Time) {
 		e.release(freed)
 	}()
 	e.held = false
-	for e.bn < b.cfg.batch {
+	for e.bn < b.cfg.batch && e.bBytes < b.cfg.batchBytes {
 		for used < len(e.pending) && e.pending[used].seq < next {
 			freed += e.pending[used].n + entOverhead
 			used++
@@ -804,8 +821,22 @@ func (e *exporter) emitText(members []byte, s string, pos chain.Position, now ti
 	}
 	e.conv.release()
 	e.bn++
+	e.bBytes += len(s) + recordOverhead
+	e.bEnts = append(e.bEnts, bent{seq: pos.Seq, mac: pos.Chain})
 	e.bLast, e.bLastMAC = pos.Seq, pos.Chain
 }
+
+// bent is an entry of the batch: a record's seq and chain value, or a
+// note.
+type bent struct {
+	seq  uint64
+	mac  [32]byte
+	note bool
+}
+
+// recordOverhead is about what a record adds to a request besides its
+// text: its time stamps, severity, event name, attribute keys and framing.
+const recordOverhead = 128
 
 // skip counts the records from to to-1 as skipped and reports why, if
 // why is not "" (a format with the range and the directory).
@@ -820,17 +851,47 @@ func (e *exporter) skip(from, to uint64, why string) {
 
 const retentionSkip = "otelbridge: records %d to %d are not in the audit files of %s (removed by retention before export, or deleted; run auditctl verify); not exported"
 
-// export sends the batch; on success it moves the cursor, on failure it
-// schedules a retry of the same batch.
+// export sends the batch, or its first e.part records; on success it
+// moves the cursor past what was sent, on failure it schedules a retry.
+//
+// A receiver refuses a request for good (400 Bad Request or 413 Payload
+// Too Large, or otlploghttp's own size check) when it is too large for it
+// or holds a record it cannot take: resending it gets the same answer, so
+// the request is split in halves, the front first, until the record it
+// refuses is alone. That record is then reported, counted as rejected and
+// passed over: it stays in the file, and the cursor, which says that
+// every record up to it was acknowledged or rejected, moves past it.
+// Other errors (the receiver down, overloaded, or refusing every request,
+// such as 401 for a wrong key) are retried with backoff, records kept.
 func (e *exporter) export() {
 	b := e.b
 	ctx := context.Background()
-	err := b.proc.export(b.runCtx)
+	n := e.bn
+	if e.part > 0 {
+		n = e.part
+	}
+	err := b.proc.export(b.runCtx, n)
 	if err != nil && !isPartialSuccess(err) {
 		b.failures.Add(1)
 		b.inst.failures.Add(ctx, 1)
+		if refused(err) {
+			if n > 1 {
+				e.part = (n + 1) / 2 // at once: a smaller request is another question
+				return
+			}
+			seq := e.bEnts[0].seq
+			what := fmt.Sprintf("record %d", seq)
+			if e.bEnts[0].note {
+				what = fmt.Sprintf("the checkpoint note for seq %d", seq)
+			}
+			otel.Handle(fmt.Errorf("otelbridge: the receiver refused %s sent alone; not exported (it stays in the audit files), counted as rejected: %w", what, err))
+			b.rejected.Add(1)
+			b.inst.rejected.Add(ctx, 1)
+			e.acked(1, false)
+			return
+		}
 		if !e.failing {
-			otel.Handle(fmt.Errorf("otelbridge: export failed; retrying from seq %d, records stay in the audit files: %w", e.next-uint64(e.bn), err))
+			otel.Handle(fmt.Errorf("otelbridge: export failed; retrying from seq %d, records stay in the audit files: %w", e.bEnts[0].seq, err))
 		}
 		e.failing = true
 		e.retryAt = time.Now().Add(e.backoff)
@@ -844,16 +905,66 @@ func (e *exporter) export() {
 		otel.Handle(err)
 	}
 	e.failing, e.retryAt, e.backoff = false, time.Time{}, b.cfg.minBackoff
-	b.exported.Add(uint64(e.bn))
-	b.inst.exported.Add(ctx, int64(e.bn))
-	b.cursor.Store(e.bLast)
-	e.ackMAC = e.bLastMAC
-	e.bn = 0
-	b.proc.reset()
-	if time.Since(e.persistedAt) >= cursorEvery {
+	e.acked(n, true)
+}
+
+// acked moves the cursors past the first n entries of the batch, sent
+// (exported) or rejected, and removes them from it.
+func (e *exporter) acked(n int, exported bool) {
+	b := e.b
+	ctx := context.Background()
+	records, notes := 0, 0
+	for _, be := range e.bEnts[:n] {
+		if be.note {
+			notes++
+			continue
+		}
+		records++
+		b.cursor.Store(be.seq)
+		e.ackMAC = be.mac
+	}
+	if exported && records > 0 {
+		b.exported.Add(uint64(records))
+		b.inst.exported.Add(ctx, int64(records))
+	}
+	if n == e.bn {
+		e.bn, e.bBytes, e.part = 0, 0, 0
+		e.bEnts = e.bEnts[:0]
+		b.proc.reset()
+	} else {
+		e.bn -= n
+		e.bEnts = slices.Delete(e.bEnts, 0, n)
+		b.proc.drop(n)
+		if e.part > 0 {
+			e.part = min(e.part, e.bn) // the next part: as large as the last one that passed
+		}
+	}
+	if records > 0 && time.Since(e.persistedAt) >= cursorEvery {
 		e.persist()
 	}
-	e.notesAcked()
+	e.notesAcked(notes)
+}
+
+// refused reports whether err is the receiver's (or otlploghttp's) answer
+// that it will not take this request as it is: 400 or 413, or a body above
+// otlploghttp's own limit.
+func refused(err error) bool {
+	for _, e := range unwrapAll(err) {
+		msg := e.Error()
+		if strings.HasPrefix(msg, "request body too large") {
+			return true
+		}
+		if rest, ok := strings.CutPrefix(msg, "failed to send logs to "); ok {
+			// "failed to send logs to URL: 400 Bad Request (body: ...)"
+			if i := strings.Index(rest, ": "); i >= 0 && len(rest) >= i+5 {
+				switch rest[i+2 : i+5] {
+				case "400", "413":
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // cursorEvery is how often, at most, an acknowledgement is written to the

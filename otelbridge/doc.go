@@ -28,9 +28,12 @@
 // (WithQueueSize, 4 MiB by default) and returns; it never blocks, and when
 // the queue is full it drops the copy and counts it. One background goroutine
 // does everything else: it converts records, exports them in seq order in
-// batches (WithBatch: 512 records or 1 s), and keeps a cursor, the highest
-// seq up to which every record was acknowledged (the exporter's Export
-// returned nil). Whatever the queue does not hold in order — records dropped
+// batches (WithBatch: 512 records or 1 s; WithBatchBytes: 4 MiB), and keeps
+// a cursor, the highest seq up to which every record was acknowledged (the
+// exporter's Export returned nil) or rejected. A request the receiver
+// refuses for good as it is (400 or 413: too large, or a record it cannot
+// take) is split until it passes; a record refused alone is reported,
+// counted as rejected and passed over (it stays in the file). Whatever the queue does not hold in order — records dropped
 // on overflow, the open and close records the handler never passes on,
 // everything written while a previous process was down or not yet
 // acknowledged when it stopped — it reads back from the chained files
@@ -67,7 +70,8 @@
 // WithMeterProvider): slogaudit.otlp.exported, slogaudit.otlp.replayed
 // (records read back from the file), slogaudit.otlp.dropped (queue
 // overflows, later replayed), slogaudit.otlp.export_failures and
-// slogaudit.otlp.skipped. Bridge.Stats returns the same numbers.
+// slogaudit.otlp.skipped and slogaudit.otlp.rejected. Bridge.Stats returns
+// the same numbers.
 //
 // # The log record
 //

@@ -63,7 +63,6 @@ type noteState struct {
 	cursor        uint64             // every note up to this seq is acknowledged
 	pending       []chain.Checkpoint // sorted by Seq, all after cursor
 	inBatch       int                // notes in the batch being exported
-	batchLast     uint64
 }
 
 func noteCursorPath(dir, prefix string) string {
@@ -152,7 +151,7 @@ func (e *exporter) addNotes(cs []chain.Checkpoint) {
 // buildNotes emits pending notes into the batch, after its records.
 func (e *exporter) buildNotes() {
 	ns := &e.notes
-	for ns.inBatch < len(ns.pending) && e.bn < e.b.cfg.batch {
+	for ns.inBatch < len(ns.pending) && e.bn < e.b.cfg.batch && e.bBytes < e.b.cfg.batchBytes {
 		c := ns.pending[ns.inBatch]
 		var r log.Record
 		r.SetEventName(EventCheckpoint)
@@ -169,19 +168,21 @@ func (e *exporter) buildNotes() {
 		)
 		e.b.logger.Emit(context.Background(), r)
 		e.bn++
+		e.bBytes += len(c.Note) + recordOverhead
+		e.bEnts = append(e.bEnts, bent{seq: c.Seq, mac: c.Chain, note: true})
 		ns.inBatch++
-		ns.batchLast = c.Seq
 	}
 }
 
-// notesAcked moves the note cursor past the batch's notes.
-func (e *exporter) notesAcked() {
+// notesAcked moves the note cursor past the first n of the batch's notes.
+func (e *exporter) notesAcked(n int) {
 	ns := &e.notes
-	if ns.inBatch == 0 {
+	if n == 0 {
 		return
 	}
-	ns.pending = slices.Delete(ns.pending, 0, ns.inBatch)
-	ns.cursor, ns.inBatch = ns.batchLast, 0
+	ns.cursor = ns.pending[n-1].Seq
+	ns.pending = slices.Delete(ns.pending, 0, n)
+	ns.inBatch -= n
 	if err := writeNoteCursor(ns.curPath, ns.cursor); err != nil {
 		otel.Handle(err)
 	}

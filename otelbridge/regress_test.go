@@ -6,6 +6,8 @@ package otelbridge
 import (
 	"context"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -406,5 +408,115 @@ func TestCorruptGzipSkippedNotWedged(t *testing.T) {
 	}
 	if otelErrorsContaining("does not read to its end") == reported {
 		t.Errorf("the damaged file was not reported")
+	}
+}
+
+// Finding 4. A receiver that refuses requests above a body limit (as the
+// Collector's max_request_body_size does, with 400) still gets every
+// record: batches are bounded in bytes, and a refused request is split
+// until it passes; a record refused even alone is counted as rejected and
+// passed over, and the cursor moves on. Before the fix the bridge resent
+// the same refused batch forever. Here: 4 KB records, a 256 KiB limit,
+// batches of 256 records, and one record of 300 KB that no request can
+// carry.
+func TestRefusedBatchSplitAndRecordRejected(t *testing.T) {
+	const limit = 256 << 10
+	r := newGatedReceiver(t, func(w http.ResponseWriter, req *http.Request) bool {
+		if req.ContentLength > limit {
+			io.Copy(io.Discard, req.Body)
+			http.Error(w, "request body too large", http.StatusBadRequest)
+			return true
+		}
+		return false
+	})
+	dir := t.TempDir()
+	h := newTestHandler(t, dir)
+	l := handler.Logger(slog.New(h))
+	blob := strings.Repeat("b", 4000)
+	for i := range 300 {
+		if i == 150 {
+			l.Info("huge", "blob", strings.Repeat("h", 300<<10))
+		}
+		l.Info("big", "i", i, "blob", blob)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var huge uint64
+	var want []uint64
+	for _, ln := range fileLines(t, dir) {
+		if strings.Contains(string(ln.Raw), `"msg":"huge"`) {
+			huge = ln.Seq
+			continue
+		}
+		want = append(want, ln.Seq)
+	}
+	mp := &countingMeterProvider{}
+	b := newTestBridge(t, dir, r.endpoint(), WithMeterProvider(mp))
+	err := shutdown(t, b, 10*time.Second)
+	st := b.Stats()
+	if err != nil {
+		t.Errorf("Shutdown: %v; %+v", err, st)
+	}
+	if miss := r.missing(want); len(miss) != 0 {
+		t.Fatalf("%d of %d records never delivered (%+v)", len(miss), len(want), st)
+	}
+	if _, ok := r.bySeq(huge); ok {
+		t.Errorf("the record the receiver refuses was delivered?")
+	}
+	if st.Rejected != 1 || mp.get("slogaudit.otlp.rejected") != 1 || st.Cursor != want[len(want)-1] || st.Skipped != 0 {
+		t.Errorf("want 1 rejected (metric %d) and the cursor at the end: %+v", mp.get("slogaudit.otlp.rejected"), st)
+	}
+	if seq, _, _ := readCursor(cursorPath(dir, chain.DefaultPrefix)); seq != st.Cursor {
+		t.Errorf("cursor file at %d, Stats %d", seq, st.Cursor)
+	}
+}
+
+// Finding 4: batches are bounded by WithBatchBytes too: with 64 KiB, no
+// request carries much more than 64 KiB of records.
+func TestBatchBoundedInBytes(t *testing.T) {
+	var largest atomic.Int64
+	r := newGatedReceiver(t, func(w http.ResponseWriter, req *http.Request) bool {
+		if n := req.ContentLength; n > largest.Load() {
+			largest.Store(n)
+		}
+		return false
+	})
+	dir := t.TempDir()
+	h := newTestHandler(t, dir)
+	l := handler.Logger(slog.New(h))
+	blob := strings.Repeat("b", 4000)
+	for i := range 200 {
+		l.Info("big", "i", i, "blob", blob)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := newTestBridge(t, dir, r.endpoint(), WithBatchBytes(64<<10))
+	if err := shutdown(t, b, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitDelivered(t, r, dir, time.Second)
+	if n := largest.Load(); n > 64<<10+8<<10 {
+		t.Errorf("a request of %d bytes", n)
+	}
+}
+
+// Finding 4: only answers about the request itself split it; a receiver
+// that refuses every request (auth, a wrong path) or is down is retried
+// with the records kept.
+func TestRefusedClassifies(t *testing.T) {
+	for msg, want := range map[string]bool{
+		"failed to send logs to http://127.0.0.1:1/v1/logs: 400 Bad Request (body: too large)": true,
+		"failed to send logs to http://h/v1/logs: 413 Request Entity Too Large (body: x)":      true,
+		"request body too large: exceeded 67108864 bytes":                                      true,
+		"failed to send logs to http://h/v1/logs: 401 Unauthorized (body: x)":                  false,
+		"failed to send logs to http://h/v1/logs: 404 Not Found (body: x)":                     false,
+		"failed to send logs to http://h/v1/logs: 500 Internal Server Error (body: 400)":       false,
+		"Post \"http://h/v1/logs\": dial tcp: connection refused":                              false,
+	} {
+		if got := refused(fmt.Errorf("wrapped: %w", errors.New(msg))); got != want {
+			t.Errorf("refused(%q) = %v", msg, got)
+		}
 	}
 }
