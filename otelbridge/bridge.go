@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -320,6 +322,33 @@ func start(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge, er
 	return b, nil
 }
 
+// checkLimits refuses attribute limits that would cut what identifies a
+// record: audit.chain is 64 characters long, and audit.seq and
+// audit.chain are a record's first two attributes.
+func checkLimits() error {
+	for _, l := range []struct {
+		name string
+		min  int
+		what string
+	}{
+		{"OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", 64, "the length of audit.chain"},
+		{"OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", 2, "audit.seq and audit.chain"},
+	} {
+		v := strings.TrimSpace(os.Getenv(l.name))
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			continue // the SDK ignores it too
+		}
+		if n >= 0 && n < l.min {
+			return fmt.Errorf("otelbridge: %s must be at least %d (%s) or negative (no limit)", l.name, l.min, l.what)
+		}
+	}
+	return nil
+}
+
 // newBridge is start without the goroutine.
 func newBridge(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge, error) {
 	mp := cfg.meterProvider
@@ -329,6 +358,9 @@ func newBridge(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge
 	inst, err := newInstruments(mp)
 	if err != nil {
 		return nil, fmt.Errorf("otelbridge: metrics: %w", err)
+	}
+	if err := checkLimits(); err != nil {
+		return nil, err
 	}
 	proc := &ackProcessor{exp: exp}
 	// The converter emits each key once (converter.unique), so the SDK's

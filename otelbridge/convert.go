@@ -159,11 +159,17 @@ func (c *converter) convertText(members []byte, s string, pos chain.Position, ob
 	}
 	c.observed = observed
 
-	if c.seq != 0 {
-		c.attrs = append(c.attrs, attribute.Int64(SeqKey, int64(c.seq)))
-	}
-	if c.chain != "" {
-		c.attrs = append(c.attrs, attribute.String(ChainKey, c.chain))
+	// audit.seq and audit.chain come first: an attribute count limit
+	// (OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT) keeps the first attributes,
+	// and these are what a record is matched and deduplicated by; and an
+	// attribute of the same name in the record gets the underscore.
+	switch {
+	case c.seq != 0 && c.chain != "":
+		c.attrs = slices.Insert(c.attrs, 0, attribute.Int64(SeqKey, int64(c.seq)), attribute.String(ChainKey, c.chain))
+	case c.seq != 0:
+		c.attrs = slices.Insert(c.attrs, 0, attribute.Int64(SeqKey, int64(c.seq)))
+	case c.chain != "":
+		c.attrs = slices.Insert(c.attrs, 0, attribute.String(ChainKey, c.chain))
 	}
 	c.attrs = c.unique(c.attrs)
 	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: c.traceID, SpanID: c.spanID}), err

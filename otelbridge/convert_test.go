@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -152,9 +153,9 @@ func TestConvert(t *testing.T) {
 				t.Errorf("span id %q, want %q", got, w.spanID)
 			}
 			got := renderAttrs(r.WalkAttributes)
-			wantAttrs := append(append([]string{}, w.attrs...), seqChain...)
+			wantAttrs := append(append([]string{}, seqChain...), w.attrs...) // audit.seq and audit.chain first
 			if w.wantError {
-				got = got[1:] // audit.error
+				got = slices.Delete(got, 2, 3) // audit.error
 			}
 			if !reflect.DeepEqual(got, wantAttrs) {
 				t.Errorf("attributes\n got %q\nwant %q", got, wantAttrs)

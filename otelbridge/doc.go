@@ -104,9 +104,14 @@
 //     (integers beyond int64 stay decimal strings rather than losing
 //     precision as float64), float64 otherwise; arrays are slices
 //     (homogeneous when their elements are), objects inside arrays maps.
-//   - audit.seq (int64) and audit.chain (the line's MAC, 64 hex digits): a
-//     SIEM can match a record against the local file, prove with auditctl
-//     verify that the file it matches is intact, and deduplicate by seq.
+//   - audit.seq (int64) and audit.chain (the line's MAC, 64 hex digits),
+//     the first two attributes: a SIEM can match a record against the local
+//     file, prove with auditctl verify that the file it matches is intact,
+//     and deduplicate by seq. The SDK's limits keep the first attributes
+//     (OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT) and cut long values
+//     (OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT); New and Setup refuse a
+//     count limit below 2 and a length limit below 64, which would cut
+//     these.
 //
 // The same line gives the same record whether it came through Audit or was
 // read back from the file.

@@ -520,3 +520,64 @@ func TestRefusedClassifies(t *testing.T) {
 		}
 	}
 }
+
+// Finding 5. With OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT below a record's
+// attribute count, the record still arrives with its audit.seq and full
+// audit.chain (they come first; the SDK keeps the first attributes), and a
+// value length limit that would cut audit.chain is New's error, naming
+// the variable. Before the fix both were appended last: dropped first, or
+// cut to the limit.
+func TestAttributeLimitsKeepSeqAndChain(t *testing.T) {
+	for _, tc := range []struct {
+		env, val string
+		refused  bool
+	}{
+		{"OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "8", false},
+		{"OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "2", false},
+		{"OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "1", true},
+		{"OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", "64", false},
+		{"OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", "32", true},
+		{"OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", "0", true},
+	} {
+		t.Run(tc.env+"="+tc.val, func(t *testing.T) {
+			t.Setenv(tc.env, tc.val)
+			r := newReceiver(t)
+			dir := t.TempDir()
+			if tc.refused {
+				_, err := New(discardExporter{}, WithDir(dir))
+				if err == nil || !strings.Contains(err.Error(), tc.env) {
+					t.Fatalf("New: %v; want an error naming %s", err, tc.env)
+				}
+				return
+			}
+			b := newTestBridge(t, dir, r.endpoint())
+			h := newTestHandler(t, dir, b)
+			l := handler.Logger(slog.New(h))
+			l.Info("many attributes", "a", 1, "b", 2, "c", 3, "d", 4, "e", 5, "f", 6, "g", 7, "h", 8, "i", 9, "j", 10, "audit.seq", "mine")
+			h.Close()
+			if err := shutdown(t, b, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			for _, ln := range fileLines(t, dir) {
+				got := r.receivedChains()[int64(ln.Seq)]
+				if len(got) != 1 || !got[hex.EncodeToString(ln.MAC[:])] {
+					t.Errorf("record seq %d did not arrive with audit.seq and its full audit.chain (got %v)", ln.Seq, got)
+				}
+			}
+		})
+	}
+}
+
+// Finding 5: an attribute named audit.seq in the record does not take the
+// key of the bridge's own.
+func TestRecordAttributeNamedAuditSeq(t *testing.T) {
+	rec, _, err := convert([]byte(`"msg":"m","audit.seq":"mine","audit.chain":"x"`), chain.Position{Seq: 9, Chain: [32]byte{1}}, time.Unix(1, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := renderAttrs(rec.WalkAttributes)
+	want := []string{"audit.seq=INT64:9", "audit.chain=STRING:01" + strings.Repeat("0", 62), "_audit.seq=STRING:mine", "_audit.chain=STRING:x"}
+	if !slices.Equal(got, want) {
+		t.Errorf("attributes %v, want %v", got, want)
+	}
+}
