@@ -81,8 +81,10 @@
 // signed note exactly as in the checkpoints file (save it to a file for
 // auditctl verify --trusted-checkpoint), attributes audit.checkpoint.seq,
 // audit.checkpoint.epoch, audit.checkpoint.file and audit.chain; notes have
-// their own persisted cursor (.otlp-notes-<prefix>) and are re-read from the
-// checkpoints file after an outage or a restart. A line becomes:
+// their own persisted cursor (.otlp-notes-<prefix>, the seq and chain value
+// of the last note acknowledged, checked against the chain in the directory
+// as the record cursor is) and are re-read from the checkpoints file after
+// an outage or a restart. A line becomes:
 //
 //   - body: msg ("audit file open" / "audit file close" for open and close records)
 //   - severity: from level, slog's level plus 9 (DEBUG 5, INFO 9, WARN 13,

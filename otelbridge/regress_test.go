@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/slogaudit/slogaudit/chain"
 	"github.com/slogaudit/slogaudit/handler"
@@ -579,5 +581,74 @@ func TestRecordAttributeNamedAuditSeq(t *testing.T) {
 	want := []string{"audit.seq=INT64:9", "audit.chain=STRING:01" + strings.Repeat("0", 62), "_audit.seq=STRING:mine", "_audit.chain=STRING:x"}
 	if !slices.Equal(got, want) {
 		t.Errorf("attributes %v, want %v", got, want)
+	}
+}
+
+// Finding 6. The notes cursor holds the chain value of its note and is
+// checked against the chain in the directory, as the record cursor: when a
+// new chain starts in the directory (`rm dir/*` leaves the dot files),
+// every checkpoint of the new chain is exported. Before the fix the old
+// cursor's seq was trusted and the new chain's checkpoints up to it were
+// never exported.
+func TestNotesCursorOfAnotherChain(t *testing.T) {
+	r := newReceiver(t)
+	dir := t.TempDir()
+	skey, _, err := chain.GenerateSigner("otel-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	session := func(n int) {
+		b := newTestBridge(t, dir, r.endpoint())
+		h, err := handler.New(handler.Options{
+			Dir: dir, Key: chain.GenerateKey(), App: slog.NewJSONHandler(io.Discard, nil), AuditOnlyToFile: true,
+			Sinks:       []handler.Sink{b},
+			Checkpoints: chain.CheckpointOptions{Signer: signer, Every: 50},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeRecords(t, h, n, "notes")
+		if err := h.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := shutdown(t, b, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	session(400)
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".") {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	r.mu.Lock()
+	r.recs = nil
+	r.mu.Unlock()
+	session(150)
+	es, err := chain.ReadCheckpointsFile(filepath.Join(dir, chain.CheckpointsFileName("")))
+	if err != nil || len(es) == 0 {
+		t.Fatalf("%d notes in the new chain's file, %v", len(es), err)
+	}
+	got := r.notes()
+	for _, e := range es {
+		if _, ok := got[int64(e.Seq)]; !ok {
+			t.Errorf("the new chain's checkpoint at seq %d was never exported", e.Seq)
+		}
+	}
+	// A restart with the cursor of this chain exports no note again.
+	r.mu.Lock()
+	r.recs = nil
+	r.mu.Unlock()
+	b := newTestBridge(t, dir, r.endpoint())
+	if err := shutdown(t, b, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.notes(); len(got) != 0 {
+		t.Errorf("notes exported again after a restart: %v", got)
 	}
 }
