@@ -72,8 +72,9 @@ type Bridge struct {
 	// no timer: only then does a record need to wake it (see Audit).
 	idle atomic.Bool
 
-	shutdownOnce sync.Once
-	shutdownErr  error
+	shutdownStarted atomic.Bool   // by the first Shutdown (not a sync.Once: Do blocks the others)
+	shutdownDone    chan struct{} // closed when the first Shutdown has its result
+	shutdownErr     error
 }
 
 // Stats are the bridge's counters since it was created, and its cursor.
@@ -202,13 +203,15 @@ func (b *Bridge) TracerProvider() trace.TracerProvider {
 // handler that is still open and that Audit has not seen are not known to
 // be committed: Shutdown leaves them to the next start and says so in its
 // error. It also shuts down
-// the exporter and the TracerProvider. Later calls return the first call's
-// result; Audit does nothing after Shutdown.
+// the exporter and the TracerProvider. Other calls, concurrent or later,
+// wait for the first call's result, or return when their own ctx is done;
+// Audit does nothing after Shutdown.
 func (b *Bridge) Shutdown(ctx context.Context) error {
 	if b == nil {
 		return nil
 	}
-	b.shutdownOnce.Do(func() {
+	if b.shutdownStarted.CompareAndSwap(false, true) {
+		defer close(b.shutdownDone)
 		b.mu.Lock()
 		b.closed = true
 		b.mu.Unlock()
@@ -224,8 +227,14 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 			err = errors.Join(err, b.tp.Shutdown(ctx))
 		}
 		b.shutdownErr = err
-	})
-	return b.shutdownErr
+		return err
+	}
+	select {
+	case <-b.shutdownDone:
+		return b.shutdownErr
+	case <-ctx.Done():
+		return fmt.Errorf("otelbridge: Shutdown: another call is still flushing: %w", context.Cause(ctx))
+	}
 }
 
 // ackProcessor is the only Processor of the bridge's private
@@ -378,14 +387,15 @@ func newBridge(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge
 		return nil, errors.New("otelbridge: the LoggerProvider did not emit the template record")
 	}
 	b := &Bridge{
-		cfg:      cfg,
-		provider: provider,
-		logger:   provider.Logger(scopeName),
-		proc:     proc,
-		inst:     inst,
-		wake:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		cfg:          cfg,
+		provider:     provider,
+		logger:       provider.Logger(scopeName),
+		proc:         proc,
+		inst:         inst,
+		wake:         make(chan struct{}, 1),
+		shutdownDone: make(chan struct{}),
+		stop:         make(chan struct{}),
+		done:         make(chan struct{}),
 	}
 	b.runCtx, b.cancelRun = context.WithCancelCause(context.Background())
 	return b, nil

@@ -652,3 +652,43 @@ func TestNotesCursorOfAnotherChain(t *testing.T) {
 		t.Errorf("notes exported again after a restart: %v", got)
 	}
 }
+
+// Finding 7. A Shutdown that finds another one flushing returns by its own
+// deadline. Before the fix it waited for the first one (sync.Once), with
+// the collector down and no deadline on the first: for good.
+func TestSecondShutdownKeepsItsDeadline(t *testing.T) {
+	r := newReceiver(t)
+	r.stop()
+	dir := t.TempDir()
+	b := newTestBridge(t, dir, r.endpoint())
+	h := newTestHandler(t, dir, b)
+	writeRecords(t, h, 10, "x")
+	h.Close()
+	first := make(chan error, 1)
+	go func() { first <- b.Shutdown(context.Background()) }()
+	eventually(t, 5*time.Second, "the first Shutdown has begun", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.closed
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	second := make(chan error, 1)
+	go func() { second <- b.Shutdown(ctx) }()
+	select {
+	case err := <-second:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("second Shutdown: %v, want its deadline", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Errorf("Shutdown with a 200 ms deadline has not returned after 3 s")
+	}
+	r.start() // let the first one finish
+	if err := <-first; err != nil {
+		t.Errorf("first Shutdown: %v", err)
+	}
+	if err := shutdown(t, b, time.Second); err != nil {
+		t.Errorf("a later Shutdown: %v, want the first one's result", err)
+	}
+	waitDelivered(t, r, dir, time.Second)
+}
