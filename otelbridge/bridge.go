@@ -549,7 +549,9 @@ func (b *Bridge) goIdle() bool {
 
 // loadCursor reads the persisted cursor and checks that it belongs to the
 // chain in the directory: its seq must be in the files, with the same chain
-// value. Otherwise (a new chain in the same directory) it starts at seq 1.
+// value, or before the oldest file's first line (retention removed it: it
+// is kept, and the records after it that are gone count as skipped).
+// Otherwise (a new chain in the same directory) it starts at seq 1.
 func (e *exporter) loadCursor() {
 	b := e.b
 	seq, mac, err := readCursor(e.curPath)
@@ -567,6 +569,12 @@ func (e *exporter) loadCursor() {
 		case !ok:
 			otel.Handle(fmt.Errorf("otelbridge: cursor %d is past the end of the audit files in %s (a new chain?); exporting from the first record", seq, b.cfg.dir))
 			seq = 0
+		case l.Seq > seq && e.rd.oldestAfter(seq):
+			// Retention removed the cursor's record (and everything
+			// before the oldest file): the cursor cannot be checked, but
+			// nothing up to it is left to export either. Keep it, so
+			// that only the records after it that are gone count as
+			// skipped (build).
 		case l.Seq != seq || l.MAC != mac:
 			// Not the record it names (another chain, or the line at seq
 			// does not parse and read found the next one): the cursor

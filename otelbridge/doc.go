@@ -54,7 +54,10 @@
 // take the last 250 ms of acknowledgements, which it sends again. Without a
 // cursor file (the first start with OTLP on) the bridge exports every record
 // the files hold; a cursor that does not match the chain in the directory
-// (another chain started there) is reported and ignored the same way.
+// (another chain started there) is reported and ignored the same way. A
+// cursor before the oldest file (retention removed its record during an
+// outage) is kept: only the records after it that are gone count as
+// skipped.
 //
 // A receiver may therefore see a record twice (an export that succeeded but
 // whose answer was lost, a crash before the cursor was written); duplicates

@@ -288,6 +288,17 @@ func (r *fileReader) locate(want uint64) error {
 	return r.open(files[pick])
 }
 
+// oldestAfter reports whether the oldest file's first line comes after
+// seq: the files hold no line up to seq.
+func (r *fileReader) oldestAfter(seq uint64) bool {
+	files, err := r.list()
+	if err != nil || len(files) == 0 {
+		return false
+	}
+	first, err := r.firstSeq(files[0])
+	return err == nil && first > seq
+}
+
 // firstSeq returns the seq of the first line of the file at path, 0 if it
 // has no complete line yet.
 func (r *fileReader) firstSeq(path string) (uint64, error) {

@@ -692,3 +692,35 @@ func TestSecondShutdownKeepsItsDeadline(t *testing.T) {
 	}
 	waitDelivered(t, r, dir, time.Second)
 }
+
+// Finding 8. A cursor whose record retention removed (a long outage) is
+// kept: only the records after it that are gone count as skipped. Before
+// the fix it was taken for another chain's, and every seq before the
+// oldest file counted as skipped, the acknowledged ones too.
+func TestSkippedAfterRetentionCountsOnlyUnexported(t *testing.T) {
+	r := newReceiver(t)
+	dir := t.TempDir()
+	h := newTestHandler(t, dir)
+	writeRecords(t, h, 2500, "x")
+	h.Close()
+	files := fileListing(t, dir)
+	if len(files) < 4 {
+		t.Fatalf("%d files", len(files))
+	}
+	second := fileLinesOf(t, files[1])
+	acked := second[len(second)/2] // the collector acknowledged up to here
+	if err := writeCursor(cursorPath(dir, chain.DefaultPrefix), acked.Seq, acked.MAC); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(files[0]) // retention, during the outage
+	os.Remove(files[1])
+	first := fileLinesOf(t, files[2])[0].Seq
+	b := newTestBridge(t, dir, r.endpoint())
+	if err := shutdown(t, b, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if want := first - 1 - acked.Seq; b.Stats().Skipped != want {
+		t.Errorf("skipped %d, want %d (seqs %d..%d; 1..%d were acknowledged)", b.Stats().Skipped, want, acked.Seq+1, first-1, acked.Seq)
+	}
+	waitDelivered(t, r, dir, time.Second)
+}
