@@ -43,7 +43,8 @@ const (
 // handler passes to a Sink (the object's members without braces and without
 // the chain members, with pos giving seq and chain value) or a whole line as
 // read from the file (with braces; its seq, prev, mac and rec members give
-// what pos would). observed becomes the observed timestamp.
+// what pos would). The observed timestamp is the record's time, or
+// observed for a record without one (see convertText).
 //
 // A line that is not valid JSON still yields a record, whose body is the raw
 // text, so that it is exported rather than silently skipped; the error says
@@ -157,7 +158,18 @@ func (c *converter) convertText(members []byte, s string, pos chain.Position, ob
 		c.hasBody = true
 		c.attrs = append(c.attrs, attribute.String("audit.error", err.Error()))
 	}
-	c.observed = observed
+	// The observed timestamp is the record's own time: when the record
+	// entered the audit trail, which is where the bridge observes it (it
+	// replays the trail; when it reads a record is an accident of
+	// batching, outages and restarts). So a record sent twice (at least
+	// once delivery) is the same record both times, byte for byte, and a
+	// receiver may deduplicate by content as well as by audit.seq and
+	// audit.chain. Only a line without a time (not valid JSON, say) gets
+	// the time it was converted.
+	c.observed = c.time
+	if c.observed.IsZero() {
+		c.observed = observed
+	}
 
 	// audit.seq and audit.chain come first: an attribute count limit
 	// (OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT) keeps the first attributes,

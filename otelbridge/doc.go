@@ -61,7 +61,8 @@
 //
 // A receiver may therefore see a record twice (an export that succeeded but
 // whose answer was lost, a crash before the cursor was written); duplicates
-// are identical and carry the same audit.seq, so deduplicate by it. A record
+// are identical (the observed timestamp too: it is the record's time) and
+// carry the same audit.seq and audit.chain, so deduplicate by them. A record
 // is never skipped unless the files no longer hold it (removed by retention
 // before it could be exported, or deleted by tampering) or reads them no
 // more (a compressed file that no longer decompresses to its end: the rest
@@ -92,7 +93,10 @@
 //   - body: msg ("audit file open" / "audit file close" for open and close records)
 //   - severity: from level, slog's level plus 9 (DEBUG 5, INFO 9, WARN 13,
 //     ERROR 17, INFO+2 11, clamped to 1..24); severity text: level as written
-//   - timestamp: time; observed timestamp: when the bridge converted it
+//   - timestamp: time; observed timestamp: time as well (the record is
+//     observed when it enters the trail; the bridge only replays it, so a
+//     record sent twice is the same record), the time of the conversion only
+//     for a line without a time
 //   - trace and span id: trace_id and span_id
 //   - event name: "audit." + the event member (audit.admin_action,
 //     audit.credential_access, ...), audit.file_open and audit.file_close

@@ -23,7 +23,10 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
+	logpb "go.opentelemetry.io/proto/otlp/logs/v1"
 	"golang.org/x/mod/sumdb/note"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/slogaudit/slogaudit/chain"
 	"github.com/slogaudit/slogaudit/handler"
@@ -723,4 +726,50 @@ func TestSkippedAfterRetentionCountsOnlyUnexported(t *testing.T) {
 		t.Errorf("skipped %d, want %d (seqs %d..%d; 1..%d were acknowledged)", b.Stats().Skipped, want, acked.Seq+1, first-1, acked.Seq)
 	}
 	waitDelivered(t, r, dir, time.Second)
+}
+
+// Finding 10. A record sent again after a restart (a process killed after
+// the acknowledgement, before the cursor was written: simulated by
+// removing the cursor file) is identical to the first copy, observed
+// timestamp included (the record's own time). Before the fix the observed
+// timestamp was the time of each conversion, contrary to the package
+// documentation.
+func TestDuplicatesIdentical(t *testing.T) {
+	r := newReceiver(t)
+	dir := t.TempDir()
+	h := newTestHandler(t, dir)
+	writeRecords(t, h, 3, "x")
+	h.Close()
+	b := newTestBridge(t, dir, r.endpoint())
+	if err := shutdown(t, b, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(cursorPath(dir, chain.DefaultPrefix)); err != nil {
+		t.Fatal(err)
+	}
+	b2 := newTestBridge(t, dir, r.endpoint())
+	if err := shutdown(t, b2, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	bySeq := map[int64][]*logpb.LogRecord{}
+	for _, rc := range r.recs {
+		s, _ := attr(rc.rec.Attributes, SeqKey)
+		bySeq[s.GetIntValue()] = append(bySeq[s.GetIntValue()], rc.rec)
+	}
+	if len(bySeq) != 5 {
+		t.Fatalf("%d seqs received, want 5", len(bySeq))
+	}
+	for seq, copies := range bySeq {
+		if len(copies) != 2 {
+			t.Fatalf("seq %d received %d times; want 2", seq, len(copies))
+		}
+		if !proto.Equal(copies[0], copies[1]) {
+			t.Errorf("seq %d: the duplicate differs:\n%s\n%s", seq, prototext.Format(copies[0]), prototext.Format(copies[1]))
+		}
+		if copies[0].ObservedTimeUnixNano != copies[0].TimeUnixNano {
+			t.Errorf("seq %d: observed %d, time %d", seq, copies[0].ObservedTimeUnixNano, copies[0].TimeUnixNano)
+		}
+	}
 }
