@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -944,7 +945,11 @@ func (e *exporter) export() {
 			otel.Handle(fmt.Errorf("otelbridge: export failed; retrying from seq %d, records stay in the audit files: %w", e.bEnts[0].seq, err))
 		}
 		e.failing = true
-		e.retryAt = time.Now().Add(e.backoff)
+		wait := e.backoff
+		if ra := retryAfter(err); ra > wait {
+			wait = min(ra, maxRetryAfter) // the receiver asked for it
+		}
+		e.retryAt = time.Now().Add(wait)
 		e.backoff = min(2*e.backoff, b.cfg.maxBackoff)
 		return
 	}
@@ -993,6 +998,30 @@ func (e *exporter) acked(n int, exported bool) {
 		e.persist()
 	}
 	e.notesAcked(notes)
+}
+
+// maxRetryAfter bounds the wait a receiver's Retry-After asks for.
+const maxRetryAfter = 10 * time.Minute
+
+// retryAfter returns the wait the receiver asked for with Retry-After (on
+// 429, 502, 503, 504), 0 if none. otlploghttp parses it into its error but
+// does not export the type (retryableError, field throttle), so it is
+// read by reflection; should that type change, this returns 0 and the
+// bridge's own backoff alone applies.
+func retryAfter(err error) time.Duration {
+	for _, e := range unwrapAll(err) {
+		v := reflect.ValueOf(e)
+		if v.Kind() == reflect.Pointer && !v.IsNil() {
+			v = v.Elem()
+		}
+		if v.Kind() != reflect.Struct || v.Type().Name() != "retryableError" || !strings.HasSuffix(v.Type().PkgPath(), "/otlploghttp") {
+			continue
+		}
+		if f := v.FieldByName("throttle"); f.IsValid() && f.Kind() == reflect.Int64 {
+			return time.Duration(f.Int())
+		}
+	}
+	return 0
 }
 
 // refused reports whether err is the receiver's (or otlploghttp's) answer

@@ -45,8 +45,9 @@
 // the file is finished (compressed, ended by a close record, or followed by
 // a newer file); until then it waits for the next record or Shutdown. A
 // failed export is retried with exponential backoff
-// (100 ms to 10 s); otlploghttp's own retry is switched off so that this loop
-// alone decides. The cursor is kept in the audit directory in
+// (100 ms to 10 s), or after the receiver's Retry-After if that is longer
+// (up to 10 minutes); otlploghttp's own retry is switched off so that this
+// loop alone decides. The cursor is kept in the audit directory in
 // ".otlp-cursor-<prefix>" (written with a temporary file, fsync and rename
 // at most every 250 ms while records flow, and whenever the goroutine runs
 // out of work or stops; rotate.List and the verifier ignore it), so a

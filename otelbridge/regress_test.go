@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -771,5 +772,41 @@ func TestDuplicatesIdentical(t *testing.T) {
 		if copies[0].ObservedTimeUnixNano != copies[0].TimeUnixNano {
 			t.Errorf("seq %d: observed %d, time %d", seq, copies[0].ObservedTimeUnixNano, copies[0].TimeUnixNano)
 		}
+	}
+}
+
+// Finding 9. A receiver that sheds load with 429 and Retry-After gets no
+// request before the time it asked for (the bridge waits the longer of its
+// backoff and Retry-After). Before the fix the bridge retried on its own
+// backoff, 10 ms doubling here: several requests within the second.
+func TestRetryAfterHonoured(t *testing.T) {
+	var mu sync.Mutex
+	var first time.Time
+	early := 0
+	r := newGatedReceiver(t, func(w http.ResponseWriter, req *http.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		now := time.Now()
+		if first.IsZero() {
+			first = now
+		} else if now.Sub(first) >= time.Second {
+			return false
+		} else {
+			early++
+		}
+		io.Copy(io.Discard, req.Body)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "busy", http.StatusTooManyRequests)
+		return true
+	})
+	dir := t.TempDir()
+	b := newTestBridge(t, dir, r.endpoint())
+	h := newTestHandler(t, dir, b)
+	writeRecords(t, h, 10, "x")
+	waitDelivered(t, r, dir, 10*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if early > 0 {
+		t.Errorf("%d requests within the 1 s Retry-After", early)
 	}
 }
