@@ -195,8 +195,9 @@ func benchEmit(b *testing.B, emit func(e *exporter, seq uint64, now time.Time)) 
 		seq++
 		emit(e, seq, now)
 		if len(br.proc.batch) == 512 {
-			br.proc.export(context.Background())
+			br.proc.export(context.Background(), len(br.proc.batch))
 			br.proc.reset()
+			e.bn, e.bBytes, e.bEnts = 0, 0, e.bEnts[:0]
 		}
 	}
 	if t1, ok2 := cpuTime(); ok && ok2 {

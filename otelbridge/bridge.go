@@ -6,7 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"reflect"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +52,10 @@ type Bridge struct {
 	q      queue // records handed to Audit, not yet taken by the goroutine
 	qBytes int   // bytes of the records in q and in the goroutine's pending set
 	closed bool
+	// hi is the highest seq handed to Audit (queued or dropped): the
+	// handler calls Audit only after the writer's Append succeeded, so
+	// every record up to hi is committed (see exporter.build).
+	hi uint64
 
 	notes    []chain.Checkpoint // queued by Checkpoint
 	noteScan bool               // Checkpoint dropped a note: re-read the checkpoints file
@@ -59,14 +67,15 @@ type Bridge struct {
 	cancelRun context.CancelCauseFunc
 	flushErr  error // set by the goroutine before done
 
-	exported, replayed, dropped, failures, skipped, cursor atomic.Uint64
-	overflow                                               atomic.Bool // Audit dropped a record since the goroutine last looked
+	exported, replayed, dropped, failures, skipped, rejected, cursor atomic.Uint64
+	overflow                                                         atomic.Bool // Audit dropped a record since the goroutine last looked
 	// idle is set by the goroutine before it waits with nothing to do and
 	// no timer: only then does a record need to wake it (see Audit).
 	idle atomic.Bool
 
-	shutdownOnce sync.Once
-	shutdownErr  error
+	shutdownStarted atomic.Bool   // by the first Shutdown (not a sync.Once: Do blocks the others)
+	shutdownDone    chan struct{} // closed when the first Shutdown has its result
+	shutdownErr     error
 }
 
 // Stats are the bridge's counters since it was created, and its cursor.
@@ -76,7 +85,8 @@ type Stats struct {
 	Dropped        uint64 // records Audit could not queue (replayed later)
 	ExportFailures uint64 // failed Export calls
 	Skipped        uint64 // records the files no longer held when their turn came
-	Cursor         uint64 // every record up to this seq is acknowledged
+	Rejected       uint64 // records the receiver refused for good, alone in a request (they stay in the files)
+	Cursor         uint64 // every record up to this seq is acknowledged, or rejected
 }
 
 // queue is an append-only arena of record copies.
@@ -120,6 +130,9 @@ func (b *Bridge) Audit(body []byte, pos chain.Position) {
 	}
 	n := len(body) + entOverhead
 	b.mu.Lock()
+	if pos.Seq > b.hi {
+		b.hi = pos.Seq
+	}
 	if b.closed {
 		b.mu.Unlock()
 		return // a later process exports it from the file
@@ -169,6 +182,7 @@ func (b *Bridge) Stats() Stats {
 		Dropped:        b.dropped.Load(),
 		ExportFailures: b.failures.Load(),
 		Skipped:        b.skipped.Load(),
+		Rejected:       b.rejected.Load(),
 		Cursor:         b.cursor.Load(),
 	}
 }
@@ -186,14 +200,19 @@ func (b *Bridge) TracerProvider() trace.TracerProvider {
 // Shutdown exports every record up to the newest one in the audit files
 // (so call it after the handler's Close, to include the close record),
 // persists the cursor and stops the bridge, giving up when ctx is done: what
-// is left is exported by the next process from the file. It also shuts down
-// the exporter and the TracerProvider. Later calls return the first call's
-// result; Audit does nothing after Shutdown.
+// is left is exported by the next process from the file. Records of a
+// handler that is still open and that Audit has not seen are not known to
+// be committed: Shutdown leaves them to the next start and says so in its
+// error. It also shuts down
+// the exporter and the TracerProvider. Other calls, concurrent or later,
+// wait for the first call's result, or return when their own ctx is done;
+// Audit does nothing after Shutdown.
 func (b *Bridge) Shutdown(ctx context.Context) error {
 	if b == nil {
 		return nil
 	}
-	b.shutdownOnce.Do(func() {
+	if b.shutdownStarted.CompareAndSwap(false, true) {
+		defer close(b.shutdownDone)
 		b.mu.Lock()
 		b.closed = true
 		b.mu.Unlock()
@@ -209,8 +228,14 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 			err = errors.Join(err, b.tp.Shutdown(ctx))
 		}
 		b.shutdownErr = err
-	})
-	return b.shutdownErr
+		return err
+	}
+	select {
+	case <-b.shutdownDone:
+		return b.shutdownErr
+	case <-ctx.Done():
+		return fmt.Errorf("otelbridge: Shutdown: another call is still flushing: %w", context.Cause(ctx))
+	}
 }
 
 // ackProcessor is the only Processor of the bridge's private
@@ -255,11 +280,21 @@ func (p *ackProcessor) add() *sdklog.Record {
 	return &p.batch[len(p.batch)-1]
 }
 
-func (p *ackProcessor) export(ctx context.Context) error { return p.exp.Export(ctx, p.batch) }
+// export exports the first n records of the batch.
+func (p *ackProcessor) export(ctx context.Context, n int) error {
+	return p.exp.Export(ctx, p.batch[:n])
+}
 
 func (p *ackProcessor) reset() {
 	clear(p.batch)
 	p.batch = p.batch[:0]
+}
+
+// drop removes the first n records of the batch.
+func (p *ackProcessor) drop(n int) {
+	k := copy(p.batch, p.batch[n:])
+	clear(p.batch[k:])
+	p.batch = p.batch[:k]
 }
 
 func (p *ackProcessor) ForceFlush(context.Context) error { return nil }
@@ -267,7 +302,7 @@ func (p *ackProcessor) ForceFlush(context.Context) error { return nil }
 func (p *ackProcessor) Shutdown(ctx context.Context) error { return p.exp.Shutdown(ctx) }
 
 type instruments struct {
-	exported, replayed, dropped, failures, skipped metric.Int64Counter
+	exported, replayed, dropped, failures, skipped, rejected metric.Int64Counter
 }
 
 func newInstruments(mp metric.MeterProvider) (instruments, error) {
@@ -284,6 +319,7 @@ func newInstruments(mp metric.MeterProvider) (instruments, error) {
 	in.dropped = counter("slogaudit.otlp.dropped", "Audit records not queued for export because the queue was full (exported later from the file).")
 	in.failures = counter("slogaudit.otlp.export_failures", "Failed OTLP export attempts.")
 	in.skipped = counter("slogaudit.otlp.skipped", "Audit records that could not be exported because the audit files no longer hold them.")
+	in.rejected = counter("slogaudit.otlp.rejected", "Audit records the OTLP receiver refused for good when sent alone (they stay in the audit files).")
 	return in, errors.Join(errs...)
 }
 
@@ -296,6 +332,33 @@ func start(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge, er
 	return b, nil
 }
 
+// checkLimits refuses attribute limits that would cut what identifies a
+// record: audit.chain is 64 characters long, and audit.seq and
+// audit.chain are a record's first two attributes.
+func checkLimits() error {
+	for _, l := range []struct {
+		name string
+		min  int
+		what string
+	}{
+		{"OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", 64, "the length of audit.chain"},
+		{"OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", 2, "audit.seq and audit.chain"},
+	} {
+		v := strings.TrimSpace(os.Getenv(l.name))
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			continue // the SDK ignores it too
+		}
+		if n >= 0 && n < l.min {
+			return fmt.Errorf("otelbridge: %s must be at least %d (%s) or negative (no limit)", l.name, l.min, l.what)
+		}
+	}
+	return nil
+}
+
 // newBridge is start without the goroutine.
 func newBridge(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge, error) {
 	mp := cfg.meterProvider
@@ -305,6 +368,9 @@ func newBridge(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge
 	inst, err := newInstruments(mp)
 	if err != nil {
 		return nil, fmt.Errorf("otelbridge: metrics: %w", err)
+	}
+	if err := checkLimits(); err != nil {
+		return nil, err
 	}
 	proc := &ackProcessor{exp: exp}
 	// The converter emits each key once (converter.unique), so the SDK's
@@ -322,14 +388,15 @@ func newBridge(exp sdklog.Exporter, res *resource.Resource, cfg config) (*Bridge
 		return nil, errors.New("otelbridge: the LoggerProvider did not emit the template record")
 	}
 	b := &Bridge{
-		cfg:      cfg,
-		provider: provider,
-		logger:   provider.Logger(scopeName),
-		proc:     proc,
-		inst:     inst,
-		wake:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		cfg:          cfg,
+		provider:     provider,
+		logger:       provider.Logger(scopeName),
+		proc:         proc,
+		inst:         inst,
+		wake:         make(chan struct{}, 1),
+		shutdownDone: make(chan struct{}),
+		stop:         make(chan struct{}),
+		done:         make(chan struct{}),
 	}
 	b.runCtx, b.cancelRun = context.WithCancelCause(context.Background())
 	return b, nil
@@ -364,10 +431,20 @@ type exporter struct {
 	// scanFile says the files may hold records after next that the queue
 	// does not: at start, after Shutdown began, after a read error.
 	scanFile bool
-	since    time.Time // when the oldest unexported queued record arrived
+	hi       uint64 // Bridge.hi as of the last take
+	// held says build stopped at a line of the files that is not known to
+	// be committed (see build); it looks again when Audit raises hi (the
+	// writer's next record, also one that makes the file finished by
+	// rotating) and when Shutdown begins. Meanwhile it may go idle.
+	held   bool
+	heldHi uint64    // hi when it stopped
+	since  time.Time // when the oldest unexported queued record arrived
 
 	// The batch being exported, and retried until acknowledged.
 	bn          int
+	bBytes      int    // about what the batch's records take in a request
+	bEnts       []bent // the batch's records and notes, in order
+	part        int    // export only the first part records (0: all); see export
 	bLast       uint64
 	bLastMAC    [32]byte
 	ackMAC      [32]byte // chain value of the cursor's record
@@ -398,6 +475,7 @@ func (b *Bridge) run() {
 			select {
 			case <-stop:
 				stopping, stop, e.scanFile = true, nil, true
+				e.held = false // look again: the handler is closed now
 			default:
 			}
 		}
@@ -414,8 +492,8 @@ func (b *Bridge) run() {
 			e.export()
 			continue
 		}
-		if stopping && e.bn == 0 && !e.scanFile && len(e.pending) == 0 && len(e.notes.pending) == 0 {
-			break // flushed
+		if stopping && e.bn == 0 && (!e.scanFile || e.held) && len(e.pending) == 0 && len(e.notes.pending) == 0 {
+			break // flushed, or up to what the handler committed
 		}
 		var deadline time.Time
 		switch {
@@ -448,7 +526,9 @@ func (b *Bridge) run() {
 		e.persist()
 	}
 	e.releaseAll()
-	if e.bn > 0 || e.scanFile || len(e.pending) > 0 || len(e.notes.pending) > 0 {
+	if e.bn == 0 && e.held && len(e.notes.pending) == 0 {
+		b.flushErr = fmt.Errorf("otelbridge: stopped at cursor %d: the audit files hold later records that the handler has not confirmed as committed (Shutdown before the handler's Close?); the next start exports them from the file", b.cursor.Load())
+	} else if e.bn > 0 || e.scanFile || len(e.pending) > 0 || len(e.notes.pending) > 0 {
 		b.flushErr = fmt.Errorf("otelbridge: stopped before every record was exported (cursor %d; the next start exports the rest from the file): %w",
 			b.cursor.Load(), context.Cause(b.runCtx))
 	}
@@ -470,7 +550,9 @@ func (b *Bridge) goIdle() bool {
 
 // loadCursor reads the persisted cursor and checks that it belongs to the
 // chain in the directory: its seq must be in the files, with the same chain
-// value. Otherwise (a new chain in the same directory) it starts at seq 1.
+// value, or before the oldest file's first line (retention removed it: it
+// is kept, and the records after it that are gone count as skipped).
+// Otherwise (a new chain in the same directory) it starts at seq 1.
 func (e *exporter) loadCursor() {
 	b := e.b
 	seq, mac, err := readCursor(e.curPath)
@@ -488,6 +570,12 @@ func (e *exporter) loadCursor() {
 		case !ok:
 			otel.Handle(fmt.Errorf("otelbridge: cursor %d is past the end of the audit files in %s (a new chain?); exporting from the first record", seq, b.cfg.dir))
 			seq = 0
+		case l.Seq > seq && e.rd.oldestAfter(seq):
+			// Retention removed the cursor's record (and everything
+			// before the oldest file): the cursor cannot be checked, but
+			// nothing up to it is left to export either. Keep it, so
+			// that only the records after it that are gone count as
+			// skipped (build).
 		case l.Seq != seq || l.MAC != mac:
 			// Not the record it names (another chain, or the line at seq
 			// does not parse and read found the next one): the cursor
@@ -513,6 +601,7 @@ func (e *exporter) take() {
 		e.scanFile = true
 	}
 	b.mu.Lock()
+	e.hi = b.hi
 	if len(b.q.ents) == 0 {
 		b.mu.Unlock()
 		return
@@ -572,7 +661,10 @@ func (e *exporter) ready(now time.Time, stopping bool) bool {
 	if now.Before(e.retryAt) {
 		return false
 	}
-	if e.scanFile || stopping || len(e.notes.pending) > 0 {
+	if stopping || len(e.notes.pending) > 0 {
+		return true
+	}
+	if e.scanFile && (!e.held || e.hi != e.heldHi) {
 		return true
 	}
 	if len(e.pending) == 0 {
@@ -619,7 +711,8 @@ func (e *exporter) build(now time.Time) {
 		}
 		e.release(freed)
 	}()
-	for e.bn < b.cfg.batch {
+	e.held = false
+	for e.bn < b.cfg.batch && e.bBytes < b.cfg.batchBytes {
 		for used < len(e.pending) && e.pending[used].seq < next {
 			freed += e.pending[used].n + entOverhead
 			used++
@@ -636,6 +729,19 @@ func (e *exporter) build(now time.Time) {
 			break // nothing known after next
 		}
 		l, ok, err := e.rd.read(next)
+		if ue := (*unreadableError)(nil); errors.As(err, &ue) {
+			// As query.Follow's OnUnreadable: the rest of that file is
+			// lost to the bridge (retrying reads the same damage); report
+			// it, count it as skipped and go on with the next file.
+			first, serr := e.rd.resumeAfter(ue.path)
+			if serr == nil && first > next {
+				otel.Handle(fmt.Errorf("%w; records %d to %d are not exported (run auditctl verify)", err, next, first-1))
+				e.skip(next, first, "")
+				next = first
+				continue
+			}
+			err = errors.Join(err, serr)
+		}
 		if err != nil {
 			otel.Handle(err)
 			e.scanFile = true
@@ -647,14 +753,58 @@ func (e *exporter) build(now time.Time) {
 			if used < len(e.pending) {
 				// The queue holds later records but the files do not hold
 				// next: removed (retention) or deleted.
-				e.skip(next, e.pending[used].seq)
+				e.skip(next, e.pending[used].seq, retentionSkip)
 				next = e.pending[used].seq
 				continue
 			}
 			break
 		}
+		if bound, ok := e.rd.knownFinished(); l.Seq > e.hi && (!ok || l.Seq >= bound) {
+			// Only committed records are exported. A line the writer has
+			// written is not necessarily committed: under SyncAlways a
+			// write whose fsync fails is truncated away, and its seq
+			// goes to the next record. Exporting it would put a record
+			// that is not in the audit trail at the collector and move the
+			// cursor past its seq, so that the real record with that seq
+			// (coming through Audit or the file) would be dropped as
+			// already exported, for good. A line is known committed when
+			// its seq is at most hi (Audit is called after Append
+			// succeeded, and Append commits in seq order) or when its
+			// file is finished (fileReader.finished); anything later waits
+			// until Audit raises hi or Shutdown begins (see held).
+			seq := l.Seq
+			err := e.rd.unread(seq)
+			var bound uint64
+			if err == nil {
+				bound, err = e.rd.finished() // overwrites l
+			}
+			if err != nil {
+				otel.Handle(err)
+				e.scanFile = true
+				e.retryAt = now.Add(e.b.cfg.minBackoff)
+				break
+			}
+			if bound == 0 {
+				e.held, e.heldHi = true, e.hi
+				if e.b.cfg.onHold != nil {
+					e.b.cfg.onHold(seq)
+				}
+				break
+			}
+			if seq >= bound {
+				otel.Handle(fmt.Errorf("otelbridge: %s ends with records from seq %d on that a newer file replaces (a write the handler could not undo); not exported", e.rd.path, bound))
+				e.rd.close() // the next read locates the newer file
+			}
+			continue // read it again (the bound is cached now)
+		}
+		if l.Seq == e.bLast+1 && e.bLast != 0 && l.Prev != e.bLastMAC {
+			// Cannot happen unless the files changed under the bridge:
+			// the record exported as seq bLast is not the one this line
+			// follows. Report it; verify says more.
+			otel.Handle(fmt.Errorf("otelbridge: record %d in %s does not follow the record exported as %d: the audit files changed after it was read (run auditctl verify)", l.Seq, e.rd.path, e.bLast))
+		}
 		if l.Seq > next {
-			e.skip(next, l.Seq)
+			e.skip(next, l.Seq, retentionSkip)
 			next = l.Seq
 		}
 		e.emit(l.Raw, chain.Position{Seq: l.Seq, Chain: l.MAC}, now)
@@ -722,30 +872,84 @@ func (e *exporter) emitText(members []byte, s string, pos chain.Position, now ti
 	}
 	e.conv.release()
 	e.bn++
+	e.bBytes += len(s) + recordOverhead
+	e.bEnts = append(e.bEnts, bent{seq: pos.Seq, mac: pos.Chain})
 	e.bLast, e.bLastMAC = pos.Seq, pos.Chain
 }
 
-func (e *exporter) skip(from, to uint64) {
+// bent is an entry of the batch: a record's seq and chain value, or a
+// note.
+type bent struct {
+	seq  uint64
+	mac  [32]byte
+	note bool
+}
+
+// recordOverhead is about what a record adds to a request besides its
+// text: its time stamps, severity, event name, attribute keys and framing.
+const recordOverhead = 128
+
+// skip counts the records from to to-1 as skipped and reports why, if
+// why is not "" (a format with the range and the directory).
+func (e *exporter) skip(from, to uint64, why string) {
 	n := to - from
 	e.b.skipped.Add(n)
 	e.b.inst.skipped.Add(context.Background(), int64(n))
-	otel.Handle(fmt.Errorf("otelbridge: records %d to %d are not in the audit files of %s (removed by retention before export, or deleted; run auditctl verify); not exported", from, to-1, e.b.cfg.dir))
+	if why != "" {
+		otel.Handle(fmt.Errorf(why, from, to-1, e.b.cfg.dir))
+	}
 }
 
-// export sends the batch; on success it moves the cursor, on failure it
-// schedules a retry of the same batch.
+const retentionSkip = "otelbridge: records %d to %d are not in the audit files of %s (removed by retention before export, or deleted; run auditctl verify); not exported"
+
+// export sends the batch, or its first e.part records; on success it
+// moves the cursor past what was sent, on failure it schedules a retry.
+//
+// A receiver refuses a request for good (400 Bad Request or 413 Payload
+// Too Large, or otlploghttp's own size check) when it is too large for it
+// or holds a record it cannot take: resending it gets the same answer, so
+// the request is split in halves, the front first, until the record it
+// refuses is alone. That record is then reported, counted as rejected and
+// passed over: it stays in the file, and the cursor, which says that
+// every record up to it was acknowledged or rejected, moves past it.
+// Other errors (the receiver down, overloaded, or refusing every request,
+// such as 401 for a wrong key) are retried with backoff, records kept.
 func (e *exporter) export() {
 	b := e.b
 	ctx := context.Background()
-	err := b.proc.export(b.runCtx)
+	n := e.bn
+	if e.part > 0 {
+		n = e.part
+	}
+	err := b.proc.export(b.runCtx, n)
 	if err != nil && !isPartialSuccess(err) {
 		b.failures.Add(1)
 		b.inst.failures.Add(ctx, 1)
+		if refused(err) {
+			if n > 1 {
+				e.part = (n + 1) / 2 // at once: a smaller request is another question
+				return
+			}
+			seq := e.bEnts[0].seq
+			what := fmt.Sprintf("record %d", seq)
+			if e.bEnts[0].note {
+				what = fmt.Sprintf("the checkpoint note for seq %d", seq)
+			}
+			otel.Handle(fmt.Errorf("otelbridge: the receiver refused %s sent alone; not exported (it stays in the audit files), counted as rejected: %w", what, err))
+			b.rejected.Add(1)
+			b.inst.rejected.Add(ctx, 1)
+			e.acked(1, false)
+			return
+		}
 		if !e.failing {
-			otel.Handle(fmt.Errorf("otelbridge: export failed; retrying from seq %d, records stay in the audit files: %w", e.next-uint64(e.bn), err))
+			otel.Handle(fmt.Errorf("otelbridge: export failed; retrying from seq %d, records stay in the audit files: %w", e.bEnts[0].seq, err))
 		}
 		e.failing = true
-		e.retryAt = time.Now().Add(e.backoff)
+		wait := e.backoff
+		if ra := retryAfter(err); ra > wait {
+			wait = min(ra, maxRetryAfter) // the receiver asked for it
+		}
+		e.retryAt = time.Now().Add(wait)
 		e.backoff = min(2*e.backoff, b.cfg.maxBackoff)
 		return
 	}
@@ -756,16 +960,90 @@ func (e *exporter) export() {
 		otel.Handle(err)
 	}
 	e.failing, e.retryAt, e.backoff = false, time.Time{}, b.cfg.minBackoff
-	b.exported.Add(uint64(e.bn))
-	b.inst.exported.Add(ctx, int64(e.bn))
-	b.cursor.Store(e.bLast)
-	e.ackMAC = e.bLastMAC
-	e.bn = 0
-	b.proc.reset()
-	if time.Since(e.persistedAt) >= cursorEvery {
+	e.acked(n, true)
+}
+
+// acked moves the cursors past the first n entries of the batch, sent
+// (exported) or rejected, and removes them from it.
+func (e *exporter) acked(n int, exported bool) {
+	b := e.b
+	ctx := context.Background()
+	records, notes := 0, 0
+	for _, be := range e.bEnts[:n] {
+		if be.note {
+			notes++
+			continue
+		}
+		records++
+		b.cursor.Store(be.seq)
+		e.ackMAC = be.mac
+	}
+	if exported && records > 0 {
+		b.exported.Add(uint64(records))
+		b.inst.exported.Add(ctx, int64(records))
+	}
+	if n == e.bn {
+		e.bn, e.bBytes, e.part = 0, 0, 0
+		e.bEnts = e.bEnts[:0]
+		b.proc.reset()
+	} else {
+		e.bn -= n
+		e.bEnts = slices.Delete(e.bEnts, 0, n)
+		b.proc.drop(n)
+		if e.part > 0 {
+			e.part = min(e.part, e.bn) // the next part: as large as the last one that passed
+		}
+	}
+	if records > 0 && time.Since(e.persistedAt) >= cursorEvery {
 		e.persist()
 	}
-	e.notesAcked()
+	e.notesAcked(notes)
+}
+
+// maxRetryAfter bounds the wait a receiver's Retry-After asks for.
+const maxRetryAfter = 10 * time.Minute
+
+// retryAfter returns the wait the receiver asked for with Retry-After (on
+// 429, 502, 503, 504), 0 if none. otlploghttp parses it into its error but
+// does not export the type (retryableError, field throttle), so it is
+// read by reflection; should that type change, this returns 0 and the
+// bridge's own backoff alone applies.
+func retryAfter(err error) time.Duration {
+	for _, e := range unwrapAll(err) {
+		v := reflect.ValueOf(e)
+		if v.Kind() == reflect.Pointer && !v.IsNil() {
+			v = v.Elem()
+		}
+		if v.Kind() != reflect.Struct || v.Type().Name() != "retryableError" || !strings.HasSuffix(v.Type().PkgPath(), "/otlploghttp") {
+			continue
+		}
+		if f := v.FieldByName("throttle"); f.IsValid() && f.Kind() == reflect.Int64 {
+			return time.Duration(f.Int())
+		}
+	}
+	return 0
+}
+
+// refused reports whether err is the receiver's (or otlploghttp's) answer
+// that it will not take this request as it is: 400 or 413, or a body above
+// otlploghttp's own limit.
+func refused(err error) bool {
+	for _, e := range unwrapAll(err) {
+		msg := e.Error()
+		if strings.HasPrefix(msg, "request body too large") {
+			return true
+		}
+		if rest, ok := strings.CutPrefix(msg, "failed to send logs to "); ok {
+			// "failed to send logs to URL: 400 Bad Request (body: ...)"
+			if i := strings.Index(rest, ": "); i >= 0 && len(rest) >= i+5 {
+				switch rest[i+2 : i+5] {
+				case "400", "413":
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // cursorEvery is how often, at most, an acknowledgement is written to the

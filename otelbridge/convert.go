@@ -43,7 +43,8 @@ const (
 // handler passes to a Sink (the object's members without braces and without
 // the chain members, with pos giving seq and chain value) or a whole line as
 // read from the file (with braces; its seq, prev, mac and rec members give
-// what pos would). observed becomes the observed timestamp.
+// what pos would). The observed timestamp is the record's time, or
+// observed for a record without one (see convertText).
 //
 // A line that is not valid JSON still yields a record, whose body is the raw
 // text, so that it is exported rather than silently skipped; the error says
@@ -81,6 +82,10 @@ type converter struct {
 	observed time.Time
 	seq      uint64
 	chain    string
+	// seen holds a bit per member with a meaning of its own (headerBit)
+	// that top consumed: the first one counts, a later one of the same
+	// name is an attribute (see top).
+	seen uint16
 
 	// The minute of the last time parsed ("2026-11-27T08:08") and its Unix
 	// time: see parseTime.
@@ -88,11 +93,11 @@ type converter struct {
 	minuteUnix int64
 
 	// Reused across records.
-	buf    []byte                // members and the chain value's hex, copied into one string
-	prefix []byte                // the group prefix while flattening
-	keys   map[string]string     // flattened keys
-	index  map[attribute.Key]int // unique's, for records with many attributes
-	events map[string]string     // event → "audit." + event
+	buf    []byte                     // members and the chain value's hex, copied into one string
+	prefix []byte                     // the group prefix while flattening
+	keys   map[string]string          // flattened keys
+	index  map[attribute.Key]struct{} // unique's, for records with many attributes
+	events map[string]string          // event → "audit." + event
 }
 
 // maxEvents bounds the converter's cache of event names.
@@ -153,13 +158,30 @@ func (c *converter) convertText(members []byte, s string, pos chain.Position, ob
 		c.hasBody = true
 		c.attrs = append(c.attrs, attribute.String("audit.error", err.Error()))
 	}
-	c.observed = observed
-
-	if c.seq != 0 {
-		c.attrs = append(c.attrs, attribute.Int64(SeqKey, int64(c.seq)))
+	// The observed timestamp is the record's own time: when the record
+	// entered the audit trail, which is where the bridge observes it (it
+	// replays the trail; when it reads a record is an accident of
+	// batching, outages and restarts). So a record sent twice (at least
+	// once delivery) is the same record both times, byte for byte, and a
+	// receiver may deduplicate by content as well as by audit.seq and
+	// audit.chain. Only a line without a time (not valid JSON, say) gets
+	// the time it was converted.
+	c.observed = c.time
+	if c.observed.IsZero() {
+		c.observed = observed
 	}
-	if c.chain != "" {
-		c.attrs = append(c.attrs, attribute.String(ChainKey, c.chain))
+
+	// audit.seq and audit.chain come first: an attribute count limit
+	// (OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT) keeps the first attributes,
+	// and these are what a record is matched and deduplicated by; and an
+	// attribute of the same name in the record gets the underscore.
+	switch {
+	case c.seq != 0 && c.chain != "":
+		c.attrs = slices.Insert(c.attrs, 0, attribute.Int64(SeqKey, int64(c.seq)), attribute.String(ChainKey, c.chain))
+	case c.seq != 0:
+		c.attrs = slices.Insert(c.attrs, 0, attribute.Int64(SeqKey, int64(c.seq)))
+	case c.chain != "":
+		c.attrs = slices.Insert(c.attrs, 0, attribute.String(ChainKey, c.chain))
 	}
 	c.attrs = c.unique(c.attrs)
 	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: c.traceID, SpanID: c.spanID}), err
@@ -242,22 +264,75 @@ func (f *fields) setSDK(r *sdklog.Record) {
 	r.SetTimestamp(f.time)
 }
 
-// unique merges attributes with the same key, in place: the first one's
-// position, the last one's value, as the SDK's own deduplication does. A
-// slog record may repeat a key (With("k", 1) then "k", 2), OTLP wants each
-// once, and the bridge's provider skips the SDK's deduplication, which
-// builds a map for every attribute it adds (a third of the exporter
-// goroutine's time per record).
+// unique makes the attributes' keys unique, in place (claimKeys). OTLP
+// wants each key once, and the bridge's provider skips the SDK's
+// deduplication, which builds a map for every attribute it adds (a third
+// of the exporter goroutine's time per record).
 func (c *converter) unique(attrs []attribute.KeyValue) []attribute.KeyValue {
 	if len(attrs) > maxQuadraticUnique && c.index == nil {
-		c.index = make(map[attribute.Key]int)
+		c.index = make(map[attribute.Key]struct{})
 	}
-	return mergeKeys(attrs, c.index)
+	return claimKeys(attrs, c.index)
 }
 
-// mergeKeys is unique for any list of attributes, such as an object's
-// members inside an array; index is a scratch map for long lists (nil:
-// made when needed).
+// claimKeys renames, in place, each attribute whose key an earlier one
+// has, to its key behind as many underscores as make it unique (at most
+// 64, as the handler does; beyond that it keeps the key). It is the rule
+// of the handler (handler/encode.go, claim), which writes every top-level
+// key once since it applies it: the first member of a name is the one
+// that counts. Files written before that may repeat a key, and flattening
+// may make a key that another member has (a group "user" with a member
+// "id" and a member "user.id"); neither replaces the earlier one. index is
+// a scratch map for long lists.
+func claimKeys(attrs []attribute.KeyValue, index map[attribute.Key]struct{}) []attribute.KeyValue {
+	if len(attrs) <= maxQuadraticUnique {
+		for i := 1; i < len(attrs); i++ {
+			for j := range i {
+				if attrs[j].Key == attrs[i].Key {
+					attrs[i].Key = claimKey(attrs[i].Key, func(k attribute.Key) bool {
+						for _, a := range attrs[:i] {
+							if a.Key == k {
+								return true
+							}
+						}
+						return false
+					})
+					break
+				}
+			}
+		}
+		return attrs
+	}
+	defer clear(index)
+	for i := range attrs {
+		if _, ok := index[attrs[i].Key]; ok {
+			attrs[i].Key = claimKey(attrs[i].Key, func(k attribute.Key) bool {
+				_, ok := index[k]
+				return ok
+			})
+		}
+		index[attrs[i].Key] = struct{}{}
+	}
+	return attrs
+}
+
+// claimKey returns k behind as many underscores (1 to 64) as make taken
+// false, or k if none does.
+func claimKey(k attribute.Key, taken func(attribute.Key) bool) attribute.Key {
+	u := k
+	for range 64 {
+		u = "_" + u
+		if !taken(u) {
+			return u
+		}
+	}
+	return k
+}
+
+// mergeKeys merges attributes with the same key, in place: the first
+// one's position, the last one's value, as the SDK's own deduplication
+// does; for an object's members inside an array (a map value). index is a
+// scratch map for long lists (nil: made when needed).
 func mergeKeys(attrs []attribute.KeyValue, index map[attribute.Key]int) []attribute.KeyValue {
 	out := attrs[:0]
 	if len(attrs) > maxQuadraticUnique {
@@ -383,15 +458,66 @@ func (c *converter) decode(members []byte, s string) error {
 			return err
 		}
 		if !c.top(key, v) {
+			if headerBit(key)&c.seen != 0 {
+				// A second member with a meaning of its own (older files;
+				// the handler writes an attribute of that name as "_"+key):
+				// the first one counts, this one is an attribute as the
+				// handler would name it.
+				key = "_" + key
+			}
 			c.attrs = append(c.attrs, attribute.KeyValue{Key: attribute.Key(key), Value: v})
 		}
 	}
 	return nil
 }
 
+// headerBit returns the bit of converter.seen for a member with a meaning
+// of its own, 0 for any other key.
+func headerBit(key string) uint16 {
+	switch key {
+	case "msg":
+		return 1 << 0
+	case "level":
+		return 1 << 1
+	case "time":
+		return 1 << 2
+	case "trace_id":
+		return 1 << 3
+	case "span_id":
+		return 1 << 4
+	case "seq":
+		return 1 << 5
+	case "prev":
+		return 1 << 6
+	case "mac":
+		return 1 << 7
+	case "rec":
+		return 1 << 8
+	}
+	return 0
+}
+
 // top handles the members with a meaning of their own and reports whether
-// it consumed v. A member of an unexpected type stays an attribute.
+// it consumed v: only the first one of each name (the handler's own; see
+// decode for later ones). A member of an unexpected type stays an
+// attribute.
 func (c *converter) top(key string, v attribute.Value) bool {
+	bit := headerBit(key)
+	if bit == 0 {
+		if key == "event" && v.Type() == attribute.STRING && c.event == "" {
+			c.event = v.AsString()
+		}
+		return false // event is kept as an attribute as well
+	}
+	if c.seen&bit != 0 || !c.header(key, v) {
+		return false
+	}
+	c.seen |= bit
+	return true
+}
+
+// header is top for a member with a meaning of its own.
+func (c *converter) header(key string, v attribute.Value) bool {
 	switch key {
 	case "msg":
 		c.body, c.hasBody = v, true
@@ -448,11 +574,6 @@ func (c *converter) top(key string, v attribute.Value) bool {
 		}
 		c.spanID = id
 		return true
-	case "event":
-		if v.Type() == attribute.STRING {
-			c.event = v.AsString()
-		}
-		return false // kept as an attribute as well
 	// The chain members; the handler renames attributes with these keys
 	// (to _seq and so on), so at the top level they are the chain's.
 	case "seq":

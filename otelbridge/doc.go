@@ -28,16 +28,26 @@
 // (WithQueueSize, 4 MiB by default) and returns; it never blocks, and when
 // the queue is full it drops the copy and counts it. One background goroutine
 // does everything else: it converts records, exports them in seq order in
-// batches (WithBatch: 512 records or 1 s), and keeps a cursor, the highest
-// seq up to which every record was acknowledged (the exporter's Export
-// returned nil). Whatever the queue does not hold in order — records dropped
+// batches (WithBatch: 512 records or 1 s; WithBatchBytes: 4 MiB), and keeps
+// a cursor, the highest seq up to which every record was acknowledged (the
+// exporter's Export returned nil) or rejected. A request the receiver
+// refuses for good as it is (400 or 413: too large, or a record it cannot
+// take) is split until it passes; a record refused alone is reported,
+// counted as rejected and passed over (it stays in the file). Whatever the queue does not hold in order — records dropped
 // on overflow, the open and close records the handler never passes on,
 // everything written while a previous process was down or not yet
 // acknowledged when it stopped — it reads back from the chained files
 // (compressed ones too), starting at the file whose open record's seq
-// precedes the cursor. A failed export is retried with exponential backoff
-// (100 ms to 10 s); otlploghttp's own retry is switched off so that this loop
-// alone decides. The cursor is kept in the audit directory in
+// precedes the cursor. Only committed records are read back: a line of the
+// newest file counts once Audit has seen its seq or a later one (the
+// handler calls Audit after the write succeeded; under rotate.SyncAlways a
+// write whose fsync fails is truncated away and its seq reused), or once
+// the file is finished (compressed, ended by a close record, or followed by
+// a newer file); until then it waits for the next record or Shutdown. A
+// failed export is retried with exponential backoff
+// (100 ms to 10 s), or after the receiver's Retry-After if that is longer
+// (up to 10 minutes); otlploghttp's own retry is switched off so that this
+// loop alone decides. The cursor is kept in the audit directory in
 // ".otlp-cursor-<prefix>" (written with a temporary file, fsync and rename
 // at most every 250 ms while records flow, and whenever the goroutine runs
 // out of work or stops; rotate.List and the verifier ignore it), so a
@@ -45,21 +55,28 @@
 // take the last 250 ms of acknowledgements, which it sends again. Without a
 // cursor file (the first start with OTLP on) the bridge exports every record
 // the files hold; a cursor that does not match the chain in the directory
-// (another chain started there) is reported and ignored the same way.
+// (another chain started there) is reported and ignored the same way. A
+// cursor before the oldest file (retention removed its record during an
+// outage) is kept: only the records after it that are gone count as
+// skipped.
 //
 // A receiver may therefore see a record twice (an export that succeeded but
 // whose answer was lost, a crash before the cursor was written); duplicates
-// are identical and carry the same audit.seq, so deduplicate by it. A record
+// are identical (the observed timestamp too: it is the record's time) and
+// carry the same audit.seq and audit.chain, so deduplicate by them. A record
 // is never skipped unless the files no longer hold it (removed by retention
-// before it could be exported, or deleted by tampering); that is reported to
-// the OpenTelemetry error handler and counted as skipped.
+// before it could be exported, or deleted by tampering) or reads them no
+// more (a compressed file that no longer decompresses to its end: the rest
+// of it; the export goes on with the next file); that is reported to the
+// OpenTelemetry error handler and counted as skipped.
 //
 // Memory is bounded by the queue size plus one batch. Counters, through the
 // OpenTelemetry metrics API (the global MeterProvider unless
 // WithMeterProvider): slogaudit.otlp.exported, slogaudit.otlp.replayed
 // (records read back from the file), slogaudit.otlp.dropped (queue
 // overflows, later replayed), slogaudit.otlp.export_failures and
-// slogaudit.otlp.skipped. Bridge.Stats returns the same numbers.
+// slogaudit.otlp.skipped and slogaudit.otlp.rejected. Bridge.Stats returns
+// the same numbers.
 //
 // # The log record
 //
@@ -69,27 +86,42 @@
 // signed note exactly as in the checkpoints file (save it to a file for
 // auditctl verify --trusted-checkpoint), attributes audit.checkpoint.seq,
 // audit.checkpoint.epoch, audit.checkpoint.file and audit.chain; notes have
-// their own persisted cursor (.otlp-notes-<prefix>) and are re-read from the
-// checkpoints file after an outage or a restart. A line becomes:
+// their own persisted cursor (.otlp-notes-<prefix>, the seq and chain value
+// of the last note acknowledged, checked against the chain in the directory
+// as the record cursor is) and are re-read from the checkpoints file after
+// an outage or a restart. A line becomes:
 //
 //   - body: msg ("audit file open" / "audit file close" for open and close records)
 //   - severity: from level, slog's level plus 9 (DEBUG 5, INFO 9, WARN 13,
 //     ERROR 17, INFO+2 11, clamped to 1..24); severity text: level as written
-//   - timestamp: time; observed timestamp: when the bridge converted it
+//   - timestamp: time; observed timestamp: time as well (the record is
+//     observed when it enters the trail; the bridge only replays it, so a
+//     record sent twice is the same record), the time of the conversion only
+//     for a line without a time
 //   - trace and span id: trace_id and span_id
 //   - event name: "audit." + the event member (audit.admin_action,
 //     audit.credential_access, ...), audit.file_open and audit.file_close
 //   - attributes: every other member, in file order (event too, for backends
-//     that do not show event names). Nested objects (slog groups) are
+//     that do not show event names). Each key once, by the handler's rule:
+//     the first member of a name keeps it (for msg, level, time, trace_id
+//     and span_id the first one is the record's own), a later one gets
+//     underscores in front until it is unique (_msg, _user.id; the handler
+//     writes attributes that way since it applies the rule, older files
+//     may repeat a key). Nested objects (slog groups) are
 //     flattened to dotted keys, "g":{"a":1} to g.a: Loki, VictoriaLogs and
 //     most SIEMs index flat keys and query them directly, while map values
 //     are stored as opaque JSON. Numbers are int64 when written as integers
 //     (integers beyond int64 stay decimal strings rather than losing
 //     precision as float64), float64 otherwise; arrays are slices
 //     (homogeneous when their elements are), objects inside arrays maps.
-//   - audit.seq (int64) and audit.chain (the line's MAC, 64 hex digits): a
-//     SIEM can match a record against the local file, prove with auditctl
-//     verify that the file it matches is intact, and deduplicate by seq.
+//   - audit.seq (int64) and audit.chain (the line's MAC, 64 hex digits),
+//     the first two attributes: a SIEM can match a record against the local
+//     file, prove with auditctl verify that the file it matches is intact,
+//     and deduplicate by seq. The SDK's limits keep the first attributes
+//     (OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT) and cut long values
+//     (OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT); New and Setup refuse a
+//     count limit below 2 and a length limit below 64, which would cut
+//     these.
 //
 // The same line gives the same record whether it came through Audit or was
 // read back from the file.

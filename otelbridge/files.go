@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,12 +34,16 @@ type fileReader struct {
 	zr      *gzip.Reader
 	br      *bufio.Reader
 	off     int64  // plain file: offset of the next unread line
+	lineOff int64  // offset of the line read returned last
 	nextSeq uint64 // seq of the line after the last one read; 0 unknown
 	line    []byte
+	// final holds the base names of files known to be finished (see
+	// finished), with the seq below which their lines are the chain's.
+	final map[string]uint64
 }
 
 func newFileReader(dir, prefix, ext string) *fileReader {
-	return &fileReader{dir: dir, prefix: prefix, ext: ext, first: make(map[string]uint64)}
+	return &fileReader{dir: dir, prefix: prefix, ext: ext, first: make(map[string]uint64), final: make(map[string]uint64)}
 }
 
 // read returns the first line whose seq is at least want: normally want
@@ -57,8 +62,12 @@ func (r *fileReader) read(want uint64) (l chain.Line, ok bool, err error) {
 	rechecked := false // the file was read again after its end was seen
 	next := ""         // the file after it, as listed before that
 	for {
+		start := r.off
 		raw, st, err := r.readRaw()
 		if err != nil {
+			if r.zr != nil {
+				return l, false, &unreadableError{path: r.path, err: err}
+			}
 			return l, false, fmt.Errorf("otelbridge: read %s: %w", r.path, err)
 		}
 		if st == lineComplete {
@@ -73,6 +82,7 @@ func (r *fileReader) read(want uint64) (l chain.Line, ok bool, err error) {
 			if l.Seq < want {
 				continue
 			}
+			r.lineOff = start
 			return l, true, nil
 		}
 		// End of the file's content, or an incomplete last line: a line
@@ -155,6 +165,93 @@ func (r *fileReader) rewind() error {
 	return nil
 }
 
+// unread makes the line read returned last (seq seq) the next one read
+// again. The writer may yet truncate it away (see exporter.build).
+func (r *fileReader) unread(seq uint64) error {
+	if r.f == nil {
+		return nil
+	}
+	if r.zr != nil {
+		r.close() // not expected (compressed files are finished): locate again
+		return nil
+	}
+	r.off, r.nextSeq = r.lineOff, seq
+	return r.rewind()
+}
+
+// knownFinished is finished without reading: ok is false if it needs to
+// read.
+func (r *fileReader) knownFinished() (bound uint64, ok bool) {
+	if r.zr != nil {
+		return math.MaxUint64, true
+	}
+	bound, ok = r.final[r.base]
+	return bound, ok
+}
+
+// finished returns the seq below which every complete line of the open
+// file is final, 0 if the file may still grow. The writer opens each file
+// with O_EXCL and never writes to an older one, so a file is finished when
+// it is compressed, when it ends with a close record (the writer's last
+// line), or when a newer file exists; in the last case its lines from the
+// newer file's first seq on are a tail the writer gave up on (a write it
+// could not truncate away after its fsync failed: it then starts the next
+// file at that seq), never part of the chain. It reads ahead in the open
+// file from the position (call unread first to include the line read
+// returned last, which is overwritten); the position is kept.
+func (r *fileReader) finished() (uint64, error) {
+	if r.f == nil {
+		return 0, nil
+	}
+	if bound, ok := r.final[r.base]; ok {
+		return bound, nil
+	}
+	bound := uint64(0)
+	if r.zr != nil {
+		bound = math.MaxUint64
+	}
+	if bound == 0 {
+		next, err := r.successor()
+		if err != nil {
+			return 0, err
+		}
+		if next != "" {
+			first, err := r.firstSeq(next)
+			if err != nil {
+				return 0, err
+			}
+			bound = first // 0 while its first line is not complete: not yet known
+		}
+	}
+	if bound == 0 {
+		// Read ahead for a close record.
+		off, nextSeq := r.off, r.nextSeq
+		for bound == 0 {
+			raw, st, err := r.readRaw()
+			if err != nil {
+				return 0, fmt.Errorf("otelbridge: read %s: %w", r.path, err)
+			}
+			if st != lineComplete {
+				break
+			}
+			if l, err := chain.ParseLine(raw); err == nil && l.Kind == chain.RecClose {
+				bound = math.MaxUint64
+			}
+		}
+		r.off, r.nextSeq = off, nextSeq
+		if err := r.rewind(); err != nil {
+			return 0, err
+		}
+	}
+	if bound != 0 {
+		if len(r.final) > 4096 {
+			clear(r.final)
+		}
+		r.final[r.base] = bound
+	}
+	return bound, nil
+}
+
 // list returns the chain's files, oldest first; none if dir does not exist.
 func (r *fileReader) list() ([]string, error) {
 	files, err := rotate.List(r.dir, r.prefix, r.ext)
@@ -189,6 +286,17 @@ func (r *fileReader) locate(want uint64) error {
 		return nil
 	}
 	return r.open(files[pick])
+}
+
+// oldestAfter reports whether the oldest file's first line comes after
+// seq: the files hold no line up to seq.
+func (r *fileReader) oldestAfter(seq uint64) bool {
+	files, err := r.list()
+	if err != nil || len(files) == 0 {
+		return false
+	}
+	first, err := r.firstSeq(files[0])
+	return err == nil && first > seq
 }
 
 // firstSeq returns the seq of the first line of the file at path, 0 if it
@@ -226,16 +334,48 @@ func (r *fileReader) firstSeq(path string) (uint64, error) {
 
 // successor returns the path of the file after the open one, "" if none.
 func (r *fileReader) successor() (string, error) {
+	return r.after(r.base)
+}
+
+// after returns the path of the file after the one with base name base,
+// "" if none.
+func (r *fileReader) after(base string) (string, error) {
 	files, err := r.list()
 	if err != nil {
 		return "", err
 	}
 	for _, p := range files {
-		if chain.BaseName(p) > r.base {
+		if chain.BaseName(p) > base {
 			return p, nil
 		}
 	}
 	return "", nil
+}
+
+// unreadableError is the error of a compressed file that does not read to
+// its end (a .gz damaged after it was written): a complete file, so
+// reading it again gives the same error.
+type unreadableError struct {
+	path string
+	err  error
+}
+
+func (e *unreadableError) Error() string {
+	return fmt.Sprintf("otelbridge: %s does not read to its end: %v", e.path, e.err)
+}
+
+func (e *unreadableError) Unwrap() error { return e.err }
+
+// resumeAfter returns the seq of the first line of the file after the
+// one at path, 0 if there is none or its first line is not known yet; the
+// reader is closed, so that the next read locates afresh.
+func (r *fileReader) resumeAfter(path string) (uint64, error) {
+	r.close()
+	next, err := r.after(chain.BaseName(path))
+	if err != nil || next == "" {
+		return 0, err
+	}
+	return r.firstSeq(next)
 }
 
 // open opens path for reading from its start. A plain file that was
@@ -248,6 +388,9 @@ func (r *fileReader) open(path string) error {
 		f, zr, err = openChainFile(path)
 	}
 	if err != nil {
+		if strings.HasSuffix(path, ".gz") && !errors.Is(err, fs.ErrNotExist) {
+			return &unreadableError{path: path, err: err}
+		}
 		return fmt.Errorf("otelbridge: %w", err)
 	}
 	r.f, r.zr, r.path, r.base, r.off, r.nextSeq = f, zr, path, chain.BaseName(path), 0, 0

@@ -63,27 +63,68 @@ type noteState struct {
 	cursor        uint64             // every note up to this seq is acknowledged
 	pending       []chain.Checkpoint // sorted by Seq, all after cursor
 	inBatch       int                // notes in the batch being exported
-	batchLast     uint64
 }
 
 func noteCursorPath(dir, prefix string) string {
 	return filepath.Join(dir, ".otlp-notes-"+prefix)
 }
 
-// loadNotes reads the note cursor and the notes after it.
+// loadNotes reads the note cursor and the notes after it. The cursor
+// ("v2 <seq> <chain value in hex>") counts only if it belongs to the chain
+// in the directory, as the record cursor (loadCursor): the checkpoints
+// file holds a note for its seq with its chain value, or the audit files
+// hold the line. Otherwise (another chain started in the directory, whose
+// notes up to the old seq would never be exported; a damaged cursor; the
+// v1 cursor, a seq alone) every note is exported again: duplicates, never
+// a gap.
 func (e *exporter) loadNotes() {
 	ns := &e.notes
 	ns.path = filepath.Join(e.b.cfg.dir, chain.CheckpointsFileName(e.b.cfg.prefix))
 	ns.curPath = noteCursorPath(e.b.cfg.dir, e.b.cfg.prefix)
 	if data, err := os.ReadFile(ns.curPath); err == nil {
-		f := strings.Fields(string(data))
-		if len(f) == 2 && f[0] == "v1" {
-			ns.cursor, _ = strconv.ParseUint(f[1], 10, 64)
+		seq, mac, ok := parseNoteCursor(data)
+		if ok && e.noteCursorValid(seq, mac) {
+			ns.cursor = seq
+		} else {
+			otel.Handle(fmt.Errorf("otelbridge: %s does not match a checkpoint of the chain in %s (a new chain?); exporting every checkpoint note", ns.curPath, e.b.cfg.dir))
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		otel.Handle(fmt.Errorf("otelbridge: %w", err))
 	}
 	e.scanNotes()
+}
+
+func parseNoteCursor(data []byte) (seq uint64, mac [32]byte, ok bool) {
+	f := strings.Fields(string(data))
+	if len(f) != 3 || f[0] != "v2" || len(f[2]) != 2*len(mac) {
+		return 0, mac, false
+	}
+	seq, err := strconv.ParseUint(f[1], 10, 64)
+	if err != nil {
+		return 0, mac, false
+	}
+	if _, err := hex.Decode(mac[:], []byte(f[2])); err != nil {
+		return 0, mac, false
+	}
+	return seq, mac, true
+}
+
+// noteCursorValid reports whether the chain in the directory has chain
+// value mac at seq, by its checkpoints file or its audit files.
+func (e *exporter) noteCursorValid(seq uint64, mac [32]byte) bool {
+	es, err := chain.ReadCheckpointsFile(e.notes.path)
+	if err == nil {
+		for _, en := range es {
+			if en.Err != nil || en.Seq != seq {
+				continue
+			}
+			if c, err := chain.ParseNote(en.Note); err == nil && c.Seq == seq && c.Chain == mac {
+				return true
+			}
+		}
+	}
+	l, ok, err := e.rd.read(seq)
+	return err == nil && ok && l.Seq == seq && l.MAC == mac
 }
 
 // scanNotes adds the notes of the checkpoints file after the cursor.
@@ -152,7 +193,7 @@ func (e *exporter) addNotes(cs []chain.Checkpoint) {
 // buildNotes emits pending notes into the batch, after its records.
 func (e *exporter) buildNotes() {
 	ns := &e.notes
-	for ns.inBatch < len(ns.pending) && e.bn < e.b.cfg.batch {
+	for ns.inBatch < len(ns.pending) && e.bn < e.b.cfg.batch && e.bBytes < e.b.cfg.batchBytes {
 		c := ns.pending[ns.inBatch]
 		var r log.Record
 		r.SetEventName(EventCheckpoint)
@@ -169,27 +210,30 @@ func (e *exporter) buildNotes() {
 		)
 		e.b.logger.Emit(context.Background(), r)
 		e.bn++
+		e.bBytes += len(c.Note) + recordOverhead
+		e.bEnts = append(e.bEnts, bent{seq: c.Seq, mac: c.Chain, note: true})
 		ns.inBatch++
-		ns.batchLast = c.Seq
 	}
 }
 
-// notesAcked moves the note cursor past the batch's notes.
-func (e *exporter) notesAcked() {
+// notesAcked moves the note cursor past the first n of the batch's notes.
+func (e *exporter) notesAcked(n int) {
 	ns := &e.notes
-	if ns.inBatch == 0 {
+	if n == 0 {
 		return
 	}
-	ns.pending = slices.Delete(ns.pending, 0, ns.inBatch)
-	ns.cursor, ns.inBatch = ns.batchLast, 0
-	if err := writeNoteCursor(ns.curPath, ns.cursor); err != nil {
+	last := ns.pending[n-1]
+	ns.cursor = last.Seq
+	ns.pending = slices.Delete(ns.pending, 0, n)
+	ns.inBatch -= n
+	if err := writeNoteCursor(ns.curPath, last.Seq, last.Chain); err != nil {
 		otel.Handle(err)
 	}
 }
 
-func writeNoteCursor(path string, seq uint64) error {
+func writeNoteCursor(path string, seq uint64, mac [32]byte) error {
 	tmp := path + ".tmp"
-	err := os.WriteFile(tmp, fmt.Appendf(nil, "v1 %d\n", seq), 0o600)
+	err := os.WriteFile(tmp, fmt.Appendf(nil, "v2 %d %x\n", seq, mac), 0o600)
 	if err == nil {
 		err = os.Rename(tmp, path)
 	}

@@ -35,9 +35,11 @@ type config struct {
 	meterProvider    metric.MeterProvider
 	queueBytes       int
 	batch            int
+	batchBytes       int
 	delay            time.Duration
 	minBackoff       time.Duration
 	maxBackoff       time.Duration
+	onHold           func(seq uint64) // tests: build stopped at seq, not known committed
 }
 
 func newConfig(opts []Option) config {
@@ -46,6 +48,7 @@ func newConfig(opts []Option) config {
 		ext:        chain.DefaultExt,
 		queueBytes: 4 << 20,
 		batch:      512,
+		batchBytes: 4 << 20,
 		delay:      time.Second,
 		minBackoff: 100 * time.Millisecond,
 		maxBackoff: 10 * time.Second,
@@ -117,9 +120,29 @@ func WithBatch(records int, delay time.Duration) Option {
 	})
 }
 
+// WithBatchBytes bounds a batch by the size of its records too (default
+// 4 MiB, well below the 20 MiB an OpenTelemetry Collector takes in a
+// request by default, its max_request_body_size): a batch ends with the
+// record that makes it reach the bound. A request the receiver refuses as
+// too large (400 or 413) is split until it passes; a record refused alone
+// is counted as rejected (see Stats).
+func WithBatchBytes(bytes int) Option {
+	return optionFunc(func(c *config) {
+		if bytes > 0 {
+			c.batchBytes = bytes
+		}
+	})
+}
+
 // withBackoff sets the retry backoff bounds (for tests).
 func withBackoff(lo, hi time.Duration) Option {
 	return optionFunc(func(c *config) { c.minBackoff, c.maxBackoff = lo, hi })
+}
+
+// withHoldHook sets a function the exporter goroutine calls when it stops
+// reading the files at a line not known to be committed (for tests).
+func withHoldHook(f func(seq uint64)) Option {
+	return optionFunc(func(c *config) { c.onHold = f })
 }
 
 // Setup builds the OTLP leg from the environment. When neither
