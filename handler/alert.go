@@ -74,39 +74,61 @@ func (e *AlertEvent) field(name string) string {
 	return ""
 }
 
-// set takes a top-level attribute of a record into e, unless an earlier
-// one of the same key was taken (seen): the audit file keeps the first
-// member of a name and writes later ones with a leading underscore.
-func (e *AlertEvent) set(a slog.Attr, seen *uint8) {
-	var bit uint8
-	var f *string
-	switch a.Key {
+// alertCapture collects, while a record is encoded, the values of the
+// members alert rules read, as the line holds them: the first top-level
+// member of each name (see encoder.claim), after LogValuers are resolved,
+// elided attributes left out and inline groups flattened.
+type alertCapture struct {
+	ev   AlertEvent
+	seen uint8 // the names taken so far, by alertField's bit
+}
+
+// alertField returns the field of e that the member key feeds, and its bit.
+func alertField(e *AlertEvent, key string) (*string, uint8) {
+	switch key {
 	case EventKey:
-		bit, f = 1<<0, &e.Event
+		return &e.Event, 1 << 0
 	case ActionKey:
-		bit, f = 1<<1, &e.Action
+		return &e.Action, 1 << 1
 	case ResourceTypeKey:
-		bit, f = 1<<2, &e.ResourceType
+		return &e.ResourceType, 1 << 2
 	case ResourceKey:
-		bit, f = 1<<3, &e.Resource
+		return &e.Resource, 1 << 3
 	case StatusKey:
-		bit, f = 1<<4, &e.Status
+		return &e.Status, 1 << 4
 	case ReasonKey:
-		bit, f = 1<<5, &e.Reason
+		return &e.Reason, 1 << 5
 	case "user.id":
-		bit, f = 1<<6, &e.Principal
+		return &e.Principal, 1 << 6
 	case "client.address":
-		bit, f = 1<<7, &e.Client
-	default:
+		return &e.Client, 1 << 7
+	}
+	return nil, 0
+}
+
+// take records a, written at the top level under its own key (the first
+// of its name), if the rules read that member.
+func (c *alertCapture) take(a slog.Attr) {
+	f, bit := alertField(&c.ev, a.Key)
+	if f == nil || c.seen&bit != 0 {
 		return
 	}
-	if *seen&bit != 0 {
-		return
-	}
-	*seen |= bit
+	c.seen |= bit
 	if v, ok := stringValue(a.Value); ok {
 		*f = v
 	}
+}
+
+// takeFrom records the member key, written at the top level under its own
+// name from pre-encoded attributes, with the value from's capture holds.
+func (c *alertCapture) takeFrom(from *alertCapture, key string) {
+	f, bit := alertField(&c.ev, key)
+	if f == nil || c.seen&bit != 0 || from.seen&bit == 0 {
+		return
+	}
+	c.seen |= bit
+	g, _ := alertField(&from.ev, key)
+	*f = *g
 }
 
 // stringValue returns v's text if the audit file holds it as a JSON
@@ -127,15 +149,6 @@ func stringValue(v slog.Value) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// relevant reports whether a is an attribute that set reads.
-func relevant(a slog.Attr) bool {
-	switch a.Key {
-	case EventKey, ActionKey, ResourceTypeKey, ResourceKey, StatusKey, ReasonKey, "user.id", "client.address":
-		return true // also when not a string: it takes the name
-	}
-	return false
 }
 
 // AlertMatch selects events by their standard members: each non-empty
@@ -591,25 +604,9 @@ func (r *ruleState) alert(ks *keyState, now time.Time, count int, in []hit) Aler
 	return a
 }
 
-// observeRecord feeds the rules with an audit record that is in the file.
-// h is the handler it was logged through, extra its context attributes.
-func (e *alertEngine) observeRecord(ctx context.Context, h *Handler, r slog.Record, sc trace.SpanContext, extra []slog.Attr) {
-	var ev AlertEvent
-	var seen uint8
-	// In the order of the line: context attributes, then WithAttrs, then
-	// the record's own; the first of a name counts, as in the file.
-	for _, a := range extra {
-		ev.set(a, &seen)
-	}
-	for _, a := range h.alertAttrs {
-		ev.set(a, &seen)
-	}
-	if len(h.groups) == 0 {
-		r.Attrs(func(a slog.Attr) bool {
-			ev.set(a, &seen)
-			return true
-		})
-	}
+// observeRecord feeds the rules with an audit record that is in the file:
+// ev holds its members as the line does (see alertCapture).
+func (e *alertEngine) observeRecord(ctx context.Context, ev AlertEvent, sc trace.SpanContext) {
 	if sc.IsValid() {
 		ev.TraceID = sc.TraceID()
 	}
@@ -702,22 +699,6 @@ func (e *alertEngine) emit(ctx context.Context, a Alert) {
 	if e.onAlert != nil {
 		e.onAlert(a)
 	}
-}
-
-// alertAttrsFor returns the attributes among attrs that alert rules read,
-// appended to h's, for a handler derived with WithAttrs; nil when alerts
-// are off or the attributes land inside a group.
-func (h *Handler) alertAttrsFor(attrs []slog.Attr) []slog.Attr {
-	if h.c.alerts == nil || len(h.groups) > 0 {
-		return h.alertAttrs
-	}
-	out := h.alertAttrs
-	for _, a := range attrs {
-		if relevant(a) {
-			out = append(slices.Clip(out), a)
-		}
-	}
-	return out
 }
 
 // ReportVerifyFailure records that verifying the audit files failed (err,

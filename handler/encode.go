@@ -31,16 +31,21 @@ type encoder struct {
 	// without a comparison.
 	top   []string
 	bloom uint64
-	// set and next, made only for records with many top-level keys or
-	// many of one name (see claim), keep claim linear: set holds top,
-	// next the underscores the next key of a name starts trying at.
-	set  map[string]struct{}
-	next map[string]int
+	// set and next, used only for records with many top-level keys or
+	// many of one name (see claim), keep claim linear: set holds top
+	// (while setOn), next the underscores the next key of a name starts
+	// trying at. The maps are kept with a pooled buffer between records.
+	set   map[string]struct{}
+	setOn bool
+	next  map[string]int
 
 	// offs, when trackOffs, receives the offset of each top-level key's
 	// opening quote (WithAttrs needs them, see appendPre).
 	offs      []int
 	trackOffs bool
+
+	// alert, when not nil, receives the members alert rules read.
+	alert *alertCapture
 }
 
 // preKey is a top-level key of a handler's pre-encoded attributes: as
@@ -52,13 +57,18 @@ type preKey struct {
 
 // appendPre appends pre, whose top-level keys are keys, claiming each of
 // them in turn; a key an earlier member already holds (a context
-// attribute of the same name) gets its underscores inserted.
-func (e *encoder) appendPre(pre []byte, keys []preKey) {
+// attribute of the same name) gets its underscores inserted. preAlert
+// holds what pre's members give the alert rules.
+func (e *encoder) appendPre(pre []byte, keys []preKey, preAlert *alertCapture) {
 	start := len(e.b)
 	e.b = append(e.b, pre...)
 	shift := 0
 	for _, pk := range keys {
-		if n := len(e.claim(pk.key)) - len(pk.key); n > 0 {
+		n := len(e.claim(pk.key)) - len(pk.key)
+		if n == 0 && e.alert != nil {
+			e.alert.takeFrom(preAlert, pk.key)
+		}
+		if n > 0 {
 			at := start + shift + pk.off + 1
 			if n <= len(underscores) {
 				e.b = slices.Insert(e.b, at, underscores[:n]...)
@@ -95,11 +105,14 @@ func (e *encoder) taken(k string) bool {
 		return false
 	}
 	if len(e.top) > 32 {
-		if e.set == nil {
-			e.set = make(map[string]struct{}, 2*len(e.top))
+		if !e.setOn {
+			if e.set == nil {
+				e.set = make(map[string]struct{}, 2*len(e.top))
+			}
 			for _, t := range e.top {
 				e.set[t] = struct{}{}
 			}
+			e.setOn = true
 		}
 		_, ok := e.set[k]
 		return ok
@@ -162,13 +175,24 @@ func (e *encoder) claim(k string) string {
 	}
 	e.top = append(e.top, w)
 	e.bloom |= bloomBit(w)
-	if e.set != nil {
+	if e.setOn {
 		e.set[w] = struct{}{}
 	}
 	if n == 0 {
 		return k
 	}
 	return strings.Repeat("_", n) + k
+}
+
+// reset empties set and next, keeping their memory.
+func (e *encoder) reset() {
+	if e.setOn {
+		clear(e.set)
+		e.setOn = false
+	}
+	if len(e.next) > 0 {
+		clear(e.next)
+	}
 }
 
 // mark remembers the top-level state, for undo.
@@ -178,28 +202,36 @@ func (e *encoder) mark() (int, int, bool, uint64) {
 
 func (e *encoder) undo(b, top int, sep bool, bloom uint64) {
 	e.b, e.top, e.sep, e.bloom = e.b[:b], e.top[:top], sep, bloom
-	e.set, e.next = nil, nil // rebuilt when needed
+	e.reset() // rebuilt when needed
 	if e.trackOffs {
 		e.offs = e.offs[:top]
 	}
 }
 
-func (e *encoder) key(k string) {
+// key writes k (claimed, at the top level) and reports whether it was
+// written at the top level under its own name.
+func (e *encoder) key(k string) bool {
 	if e.sep {
 		e.b = append(e.b, ',')
 	}
+	own := false
 	if e.depth == 0 {
 		if e.trackOffs {
 			e.offs = append(e.offs, len(e.b))
 		}
-		k = e.claim(k)
+		c := e.claim(k)
+		own = len(c) == len(k)
+		k = c
 	}
 	e.b = jsonenc.Key(e.b, k)
 	e.sep = true
+	return own
 }
 
 func (e *encoder) openGroup(name string) {
-	e.key(name)
+	if e.key(name) && e.alert != nil {
+		e.alert.take(slog.Attr{Key: name, Value: slog.GroupValue()}) // the name is taken, by no string
+	}
 	e.b = append(e.b, '{')
 	e.sep = false
 	e.depth++
@@ -244,11 +276,13 @@ func (e *encoder) attr(a slog.Attr) bool {
 			return false
 		}
 		b, top, sep, bloom := e.mark()
+		seen := e.alertSeen()
 		if a.Key != "" {
 			e.openGroup(a.Key)
 		}
 		if !e.attrs(as) {
 			e.undo(b, top, sep, bloom)
+			e.setAlertSeen(seen)
 			if a.Key != "" {
 				e.depth--
 			}
@@ -259,9 +293,25 @@ func (e *encoder) attr(a slog.Attr) bool {
 		}
 		return true
 	}
-	e.key(a.Key)
+	if e.key(a.Key) && e.alert != nil {
+		e.alert.take(a)
+	}
 	e.value(a.Value)
 	return true
+}
+
+func (e *encoder) alertSeen() uint8 {
+	if e.alert == nil {
+		return 0
+	}
+	return e.alert.seen
+}
+
+// setAlertSeen undoes the names a group that was left out took.
+func (e *encoder) setAlertSeen(seen uint8) {
+	if e.alert != nil {
+		e.alert.seen = seen
+	}
 }
 
 // sourceGroup returns the non-zero fields of src as a group, as

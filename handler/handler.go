@@ -186,7 +186,7 @@ type Handler struct {
 	groups  []string
 	nOpen   int
 
-	alertAttrs []slog.Attr // top-level WithAttrs attributes the alert rules read
+	preAlert alertCapture // what pre gives the alert rules
 }
 
 type core struct {
@@ -199,7 +199,8 @@ type core struct {
 	alerts   *alertEngine     // nil: no alert rules
 	root     *Handler         // the handler New returned
 
-	outage outage
+	outage   outage
+	inflight sync.RWMutex // audit writes hold it for reading; Close for writing
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -369,20 +370,40 @@ func (h *Handler) handle(ctx context.Context, r slog.Record) (auditErr, appErr e
 			// needs its when.
 			r.Time = time.Now()
 		}
-		if h.c.outage.n.Load() != 0 {
-			h.c.root.reportOutage()
+		var ac *alertCapture
+		if h.c.alerts != nil {
+			ac = new(alertCapture)
 		}
-		var dirty bool
-		dirty, auditErr = h.writeAudit(r, sc, extra, unchecked)
-		if dirty {
-			r = h.redactRecord(r, r.Message, 0)
-			_, auditErr = h.writeAudit(r, sc, extra, false)
+		var gap outageReport
+		// Close waits for the writes in flight (and their failures to be
+		// counted) before it puts lost records on record and seals.
+		h.c.inflight.RLock()
+		if h.c.closed.Load() {
+			auditErr = ErrClosed
+			if unchecked {
+				r = h.redactRecord(r, r.Message, 0) // for the app copy
+			}
+		} else {
+			if h.c.outage.n.Load() != 0 {
+				gap = h.c.root.writeOutage()
+			}
+			var dirty bool
+			dirty, auditErr = h.writeAudit(r, sc, extra, unchecked, ac)
+			if dirty {
+				r = h.redactRecord(r, r.Message, 0)
+				_, auditErr = h.writeAudit(r, sc, extra, false, ac)
+			}
+			if auditErr != nil && !errors.Is(auditErr, ErrClosed) {
+				h.c.outage.note(auditErr)
+			}
 		}
-		if auditErr != nil && !errors.Is(auditErr, ErrClosed) {
-			h.c.outage.note(auditErr)
+		h.c.inflight.RUnlock()
+		// Alerts are written through handle: outside the lock.
+		if gap.ok {
+			h.c.root.afterOutage(gap)
 		}
 		if auditErr == nil && h.c.alerts != nil {
-			h.c.alerts.observeRecord(ctx, h, r, sc, extra)
+			h.c.alerts.observeRecord(ctx, ac.ev, sc)
 		}
 	}
 	if (!isAudit || h.c.appCopy) && h.app.Enabled(ctx, r.Level) {
@@ -425,34 +446,23 @@ func (o *outage) note(err error) {
 	o.n.Add(1)
 }
 
-// reportOutage writes the audit_outage record of the records not written
-// since the last one; h is the root handler. If that write fails too, the
-// count stays for the next record to try.
-func (h *Handler) reportOutage() {
-	r, ok := h.writeOutage()
-	if !ok {
-		return
-	}
-	// Outside the lock: an alert is written through handle, which may
-	// find a new outage to report.
-	ctx := context.Background()
-	if h.c.alerts != nil {
-		h.c.alerts.observeRecord(ctx, h, r, trace.SpanContext{}, nil)
-	}
-	if h.c.appCopy && h.app.Enabled(ctx, r.Level) {
-		if err := h.app.Handle(ctx, r); err != nil && h.c.onError != nil {
-			h.c.onError(fmt.Errorf("handler: app handler: %w", err))
-		}
-	}
+// outageReport is an audit_outage record that was written.
+type outageReport struct {
+	r  slog.Record
+	ev AlertEvent
+	ok bool
 }
 
-func (h *Handler) writeOutage() (slog.Record, bool) {
+// writeOutage writes the audit_outage record of the records not written
+// since the last one; h is the root handler. If that write fails too, the
+// count stays for the next record to try.
+func (h *Handler) writeOutage() outageReport {
 	o := &h.c.outage
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	n := o.n.Load()
 	if n == 0 {
-		return slog.Record{}, false
+		return outageReport{}
 	}
 	dir := filepath.Base(filepath.Dir(h.c.w.Path()))
 	r := slog.NewRecord(time.Now(), slog.LevelError, fmt.Sprintf("audit log: %d audit records not written", n), 0)
@@ -472,11 +482,26 @@ func (h *Handler) writeOutage() (slog.Record, bool) {
 		msg, k := h.c.red.String(r.Message)
 		r = h.redactRecord(r, msg, k)
 	}
-	if _, err := h.writeAudit(r, trace.SpanContext{}, nil, false); err != nil {
-		return r, false
+	var ac alertCapture
+	if _, err := h.writeAudit(r, trace.SpanContext{}, nil, false, &ac); err != nil {
+		return outageReport{}
 	}
 	o.n.Add(-n)
-	return r, true
+	return outageReport{r, ac.ev, true}
+}
+
+// afterOutage gives a written audit_outage record to the alert rules and
+// the app handler, as handle does with any audit record.
+func (h *Handler) afterOutage(gap outageReport) {
+	ctx := context.Background()
+	if h.c.alerts != nil {
+		h.c.alerts.observeRecord(ctx, gap.ev, trace.SpanContext{})
+	}
+	if h.c.appCopy && h.app.Enabled(ctx, gap.r.Level) {
+		if err := h.app.Handle(ctx, gap.r); err != nil && h.c.onError != nil {
+			h.c.onError(fmt.Errorf("handler: app handler: %w", err))
+		}
+	}
 }
 
 var bufPool = sync.Pool{New: func() any { return &auditBuf{b: make([]byte, 0, 1024)} }}
@@ -484,31 +509,35 @@ var bufPool = sync.Pool{New: func() any { return &auditBuf{b: make([]byte, 0, 10
 // auditBuf is pooled: it carries the encoded body and receives the record's
 // position, so a write costs no allocation.
 type auditBuf struct {
-	b   []byte
-	top []string // the encoder's top-level keys
-	pos chain.Position
+	b     []byte
+	top   []string // the encoder's top-level keys
+	set   map[string]struct{}
+	next  map[string]int
+	alert alertCapture // copied out to writeAudit's ac: ac itself would escape with the encoder
+	pos   chain.Position
 }
 
 // writeAudit encodes r and appends it to the chain. With unchecked, the
 // attributes of r have not been through the redactor yet: each is checked
 // as it is encoded, and at the first that is not clean nothing is written
 // and dirty is returned, for the caller to redact r and write it again.
-// dirty is also returned when the checks did not run (the handler is
-// closed): the caller gives r to other legs only redacted.
-func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.Attr, unchecked bool) (dirty bool, err error) {
-	if h.c.closed.Load() {
-		return unchecked, ErrClosed
-	}
+// ac, if not nil, receives the members the alert rules read, as written.
+func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.Attr, unchecked bool, ac *alertCapture) (dirty bool, err error) {
 	ab := bufPool.Get().(*auditBuf)
 	defer func() {
 		if cap(ab.b) <= 64<<10 {
 			bufPool.Put(ab)
 		}
 	}()
-	e := encoder{b: ab.b[:0], top: ab.top[:0]}
+	e := encoder{b: ab.b[:0], top: ab.top[:0], set: ab.set, next: ab.next}
+	if ac != nil {
+		ab.alert = alertCapture{}
+		e.alert = &ab.alert
+	}
 	defer func() {
 		clear(e.top) // keep no caller's key alive in the pool
-		ab.top = e.top[:0]
+		e.reset()
+		ab.top, ab.set, ab.next = e.top[:0], e.set, e.next
 	}()
 	t := r.Time
 	if t.IsZero() {
@@ -535,11 +564,12 @@ func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.A
 	}
 	if len(h.pre) > 0 {
 		e.b = append(e.b, ',')
-		e.appendPre(h.pre, h.preKeys)
+		e.appendPre(h.pre, h.preKeys, &h.preAlert)
 		e.depth = h.nOpen
 	}
 	if r.NumAttrs() > 0 {
 		b, top, sep, bloom := e.mark()
+		seen := e.alertSeen()
 		depth := e.depth
 		for _, g := range h.groups[h.nOpen:] {
 			e.openGroup(g)
@@ -563,6 +593,7 @@ func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.A
 		}
 		if empty {
 			e.undo(b, top, sep, bloom)
+			e.setAlertSeen(seen)
 			e.depth = depth
 		}
 	}
@@ -576,6 +607,9 @@ func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.A
 	}
 	if err != nil {
 		return false, fmt.Errorf("handler: audit record not written: %w", err)
+	}
+	if ac != nil {
+		*ac = ab.alert
 	}
 	for _, s := range h.c.sinks {
 		s.Audit(ab.b, ab.pos)
@@ -660,10 +694,12 @@ func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	attrs = as
 	h2 := h.clone()
 	h2.app = h.app.WithAttrs(attrs)
-	h2.alertAttrs = h.alertAttrsFor(attrs)
 	// Pre-encode, opening the groups that are not open in pre yet; if no
 	// attribute lands, the groups stay closed and pre stays as it was.
 	e := encoder{b: h2.pre, sep: len(h2.pre) > 0, depth: h.nOpen, trackOffs: true}
+	if h.c.alerts != nil {
+		e.alert = &h2.preAlert // a copy of h's: h2 is a clone
+	}
 	for _, pk := range h.preKeys {
 		e.top = append(e.top, pk.key)
 		e.offs = append(e.offs, pk.off)
@@ -748,12 +784,14 @@ func (h *Handler) Close() error {
 			close(c.stopVerify)
 			<-c.verifyDone
 		}
+		c.inflight.Lock() // no audit write in flight, none to come
+		c.closed.Store(true)
+		c.inflight.Unlock()
 		if c.outage.n.Load() != 0 {
 			// Records were lost since the last one written: say so
 			// before the file is sealed, if the disk lets us.
-			c.root.reportOutage()
+			c.root.writeOutage()
 		}
-		c.closed.Store(true)
 		c.closeErr = c.w.Close()
 	})
 	return c.closeErr

@@ -57,8 +57,10 @@ type Options struct {
 	// trace id. Otherwise the request starts a new trace whose span links
 	// to the caller's, and a valid traceparent is recorded as a claim
 	// (http.request.header.traceparent): a client cannot make its requests
-	// share another request's correlation id. Default: a loopback peer or
-	// one of TrustedProxies.
+	// share another request's correlation id. Default: one of
+	// TrustedProxies, or a loopback peer whose request carries no
+	// forwarding header (one that does is a proxy on this host relaying
+	// a client's request).
 	TrustTraceparent func(r *http.Request) bool
 	// ActivityLog receives one audit record per request; pass an audit
 	// logger (handler.Logger(l)). Nil: no activity log.
@@ -132,7 +134,7 @@ func Wrap(next http.Handler, opts Options) http.Handler {
 	if trust == nil {
 		trust = func(r *http.Request) bool {
 			peer := peerAddr(r.RemoteAddr)
-			return peer.IsLoopback() || trusted(opts.TrustedProxies, peer)
+			return trusted(opts.TrustedProxies, peer) || peer.IsLoopback() && forwardedFor(r.Header) == ""
 		}
 	}
 	inner := &auditHandler{next: next, opts: opts, red: red, trust: trust}
