@@ -64,6 +64,8 @@ func (w *Writer) flush(q *queue, op op) (failAt int, err, opErr error) {
 			w.f.Close()
 			w.f = nil
 		}
+		w.unlock()
+		closeLock(&w.abandoned)
 	}
 	if cap(w.out) > maxKeep {
 		w.out = nil
@@ -142,8 +144,19 @@ func (w *Writer) discard() {
 	path := filepath.Join(w.dir, w.name)
 	w.f.Close()
 	w.f = nil
+	w.unlock()
 	w.active.Store(nil)
 	os.Remove(path)
+}
+
+// unlock releases the lock of the file just closed.
+func (w *Writer) unlock() { closeLock(&w.lock) }
+
+func closeLock(f **os.File) {
+	if *f != nil {
+		(*f).Close()
+		*f = nil
+	}
 }
 
 // frameOpen puts the Open frame in front of the segment if the file does
@@ -188,6 +201,16 @@ func (w *Writer) create(now time.Time) error {
 		w.active.Store(nil)
 		return fmt.Errorf("rotate: %w", err)
 	}
+	// Held for as long as the file is written, so that readers can tell a
+	// live file from one a crashed Writer left (FileLocked). Taken before
+	// the first byte is written.
+	if lockSupported {
+		var lerr error
+		if w.lock, lerr = lockFile(path); lerr != nil {
+			w.post(job{err: fmt.Errorf("rotate: lock %s: %w (readers may take it for a crashed writer's file)", name, lerr)})
+		}
+	}
+	closeLock(&w.abandoned) // a newer file exists now
 	w.f, w.name = f, name
 	w.size, w.nrec = 0, 0
 	w.opened, w.dirSynced, w.dirty = false, false, false
@@ -221,6 +244,7 @@ func (w *Writer) finish(reason string) error {
 	path := filepath.Join(w.dir, w.name)
 	err := w.f.Close()
 	w.f = nil
+	w.unlock() // after the close record: the file is finished
 	w.prev = w.name
 	if err != nil {
 		err = fmt.Errorf("rotate: %w", err)
@@ -311,6 +335,8 @@ func (w *Writer) fail(err error) error {
 		path := filepath.Join(w.dir, w.name)
 		w.f.Close()
 		w.f = nil
+		closeLock(&w.abandoned)
+		w.abandoned, w.lock = w.lock, nil // until the next file exists
 		w.prev = w.name
 		w.active.Store(nil)
 		w.post(job{closed: path})

@@ -211,7 +211,12 @@ type Writer struct {
 
 	// Leader state: used only by the goroutine holding the leader role,
 	// which it takes and releases under mu.
-	f         File   // open file, nil if none
+	f    File     // open file, nil if none
+	lock *os.File // holds the exclusive flock on f's file (see lockFile); nil if none
+	// abandoned holds the lock of a file abandoned by fail until the next
+	// file exists (or Close): without a close record, only a newer file
+	// tells readers that its tail is not part of the chain.
+	abandoned *os.File
 	name      string // its base name
 	prev      string // base name of the file before it, for Framer.Open
 	lastT     time.Time
