@@ -217,6 +217,11 @@ func (r *fileReader) finished() (uint64, error) {
 		}
 		if next != "" {
 			first, err := r.firstSeq(next)
+			if ue := (*unreadableError)(nil); errors.As(err, &ue) {
+				// A compressed successor that does not read: this file
+				// is finished, its replaced tail (if any) unknown.
+				first, err = math.MaxUint64, nil
+			}
 			if err != nil {
 				return 0, err
 			}
@@ -272,8 +277,20 @@ func (r *fileReader) locate(want uint64) error {
 		return err
 	}
 	pick := 0
+	var damaged error // of the oldest unreadable file seen
 	for i := len(files) - 1; i >= 0; i-- {
 		seq, err := r.firstSeq(files[i])
+		if ue := (*unreadableError)(nil); errors.As(err, &ue) {
+			// Its first line is unknown: an older file may hold want
+			// (reading on from it reaches the damage, see build).
+			damaged = err
+			if i == 0 {
+				// None does: it is where want would be.
+				r.close()
+				return damaged
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -310,12 +327,21 @@ func (r *fileReader) firstSeq(path string) (uint64, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil // removed since the listing
 	}
+	gz := strings.HasSuffix(path, ".gz")
 	if err != nil {
+		if gz {
+			return 0, &unreadableError{path: path, err: err} // a damaged header
+		}
 		return 0, err
 	}
 	defer src.Close()
 	first, err := bufio.NewReaderSize(src, 4096).ReadSlice('\n')
 	if err != nil {
+		if gz && !errors.Is(err, bufio.ErrBufferFull) {
+			// A compressed file is complete: its first line must read
+			// (an ErrUnexpectedEOF is a truncated file too).
+			return 0, &unreadableError{path: path, err: err}
+		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, bufio.ErrBufferFull) {
 			return 0, nil
 		}
@@ -353,8 +379,9 @@ func (r *fileReader) after(base string) (string, error) {
 }
 
 // unreadableError is the error of a compressed file that does not read to
-// its end (a .gz damaged after it was written): a complete file, so
-// reading it again gives the same error.
+// its end (a .gz damaged after it was written, at its start or further
+// on): a complete file, so reading it again gives the same error. locate,
+// firstSeq and read return it; build passes over the rest of the file.
 type unreadableError struct {
 	path string
 	err  error
@@ -371,11 +398,18 @@ func (e *unreadableError) Unwrap() error { return e.err }
 // reader is closed, so that the next read locates afresh.
 func (r *fileReader) resumeAfter(path string) (uint64, error) {
 	r.close()
-	next, err := r.after(chain.BaseName(path))
-	if err != nil || next == "" {
-		return 0, err
+	for {
+		next, err := r.after(chain.BaseName(path))
+		if err != nil || next == "" {
+			return 0, err
+		}
+		first, err := r.firstSeq(next)
+		if ue := (*unreadableError)(nil); errors.As(err, &ue) {
+			path = next // damaged at its start too: the one after it
+			continue
+		}
+		return first, err
 	}
-	return r.firstSeq(next)
 }
 
 // open opens path for reading from its start. A plain file that was
