@@ -285,6 +285,11 @@ func (p *ackProcessor) export(ctx context.Context, n int) error {
 	return p.exp.Export(ctx, p.batch[:n])
 }
 
+// exportAt exports record i of the batch alone.
+func (p *ackProcessor) exportAt(ctx context.Context, i int) error {
+	return p.exp.Export(ctx, p.batch[i:i+1])
+}
+
 func (p *ackProcessor) reset() {
 	clear(p.batch)
 	p.batch = p.batch[:0]
@@ -445,6 +450,7 @@ type exporter struct {
 	bBytes      int    // about what the batch's records take in a request
 	bEnts       []bent // the batch's records and notes, in order
 	part        int    // export only the first part records (0: all); see export
+	splitPassed bool   // a part was accepted since the split's first refusal
 	bLast       uint64
 	bLastMAC    [32]byte
 	ackMAC      [32]byte // chain value of the cursor's record
@@ -905,15 +911,24 @@ const retentionSkip = "otelbridge: records %d to %d are not in the audit files o
 // export sends the batch, or its first e.part records; on success it
 // moves the cursor past what was sent, on failure it schedules a retry.
 //
-// A receiver refuses a request for good (400 Bad Request or 413 Payload
-// Too Large, or otlploghttp's own size check) when it is too large for it
-// or holds a record it cannot take: resending it gets the same answer, so
-// the request is split in halves, the front first, until the record it
-// refuses is alone. That record is then reported, counted as rejected and
-// passed over: it stays in the file, and the cursor, which says that
-// every record up to it was acknowledged or rejected, moves past it.
-// Other errors (the receiver down, overloaded, or refusing every request,
-// such as 401 for a wrong key) are retried with backoff, records kept.
+// A receiver refuses a request as it is with 400 Bad Request or 413
+// Payload Too Large (or otlploghttp refuses it before sending, above its
+// size limit). 413 and the size limit are about this request: the request
+// is split in halves, the front first. A 400 may be about this request too
+// (a record the receiver cannot take), but it is also what a misconfigured
+// receiver answers to every request (a pipeline that fails, a missing
+// tenant header); resending the same request gets the same answer either
+// way, so it is split as well. When a part refused is a single record, it
+// is passed over only if the refusal is about size, or if the receiver has
+// shown that it takes other requests: a part of this split was accepted
+// since the first refusal, or the record after it, sent alone, is (probe).
+// The record is then reported, counted as rejected and passed over: it
+// stays in the file, and the cursor, which says that every record up to it
+// was acknowledged or rejected, moves past it. Otherwise the refusal is
+// the receiver's, not the record's: it counts as a failed export and is
+// retried with backoff, records kept, the whole batch again. Other errors
+// (the receiver down, overloaded, or refusing every request, such as 401
+// for a wrong key) are retried the same way.
 func (e *exporter) export() {
 	b := e.b
 	ctx := context.Background()
@@ -925,21 +940,38 @@ func (e *exporter) export() {
 	if err != nil && !isPartialSuccess(err) {
 		b.failures.Add(1)
 		b.inst.failures.Add(ctx, 1)
-		if refused(err) {
+		if r := refusal(err); r != notRefused {
+			if e.part == 0 {
+				e.splitPassed = false // the first refusal of this split
+			}
 			if n > 1 {
 				e.part = (n + 1) / 2 // at once: a smaller request is another question
 				return
 			}
-			seq := e.bEnts[0].seq
-			what := fmt.Sprintf("record %d", seq)
-			if e.bEnts[0].note {
-				what = fmt.Sprintf("the checkpoint note for seq %d", seq)
+			probed := false
+			if r != refusedSize && !e.splitPassed {
+				probed = e.probe()
 			}
-			otel.Handle(fmt.Errorf("otelbridge: the receiver refused %s sent alone; not exported (it stays in the audit files), counted as rejected: %w", what, err))
-			b.rejected.Add(1)
-			b.inst.rejected.Add(ctx, 1)
-			e.acked(1, false)
-			return
+			if r == refusedSize || e.splitPassed || probed {
+				seq := e.bEnts[0].seq
+				what := fmt.Sprintf("record %d", seq)
+				if e.bEnts[0].note {
+					what = fmt.Sprintf("the checkpoint note for seq %d", seq)
+				}
+				otel.Handle(fmt.Errorf("otelbridge: the receiver refused %s sent alone; not exported (it stays in the audit files), counted as rejected: %w", what, err))
+				b.rejected.Add(1)
+				b.inst.rejected.Add(ctx, 1)
+				e.acked(1, false)
+				if probed {
+					e.acked(1, true) // the probe's record
+				}
+				// The rest of the batch: whole again, split anew if need be.
+				e.part = 0
+				return
+			}
+			// Nothing passed since the first refusal: the receiver
+			// refuses every request. Retry the whole batch with backoff.
+			e.part = 0
 		}
 		if !e.failing {
 			otel.Handle(fmt.Errorf("otelbridge: export failed; retrying from seq %d, records stay in the audit files: %w", e.bEnts[0].seq, err))
@@ -959,8 +991,33 @@ func (e *exporter) export() {
 		// answer, so they count as delivered.
 		otel.Handle(err)
 	}
+	if e.part > 0 {
+		e.splitPassed = true
+	}
 	e.failing, e.retryAt, e.backoff = false, time.Time{}, b.cfg.minBackoff
 	e.acked(n, true)
+}
+
+// probe sends the record after the first one of the batch alone, to learn
+// whether the receiver takes any request; it reports whether it was
+// acknowledged. export calls it when the first record, sent alone, was
+// refused with a 400 and nothing else was accepted since the first
+// refusal: a receiver that takes the probe refused that record, not every
+// request.
+func (e *exporter) probe() bool {
+	if e.bn < 2 {
+		return false
+	}
+	err := e.b.proc.exportAt(e.b.runCtx, 1)
+	if err != nil && !isPartialSuccess(err) {
+		e.b.failures.Add(1)
+		e.b.inst.failures.Add(context.Background(), 1)
+		return false
+	}
+	if err != nil {
+		otel.Handle(err)
+	}
+	return true
 }
 
 // acked moves the cursors past the first n entries of the batch, sent
@@ -1024,26 +1081,37 @@ func retryAfter(err error) time.Duration {
 	return 0
 }
 
-// refused reports whether err is the receiver's (or otlploghttp's) answer
-// that it will not take this request as it is: 400 or 413, or a body above
-// otlploghttp's own limit.
-func refused(err error) bool {
+// refusalKind is how a receiver refused a request as it is (see export).
+type refusalKind int
+
+const (
+	notRefused  refusalKind = iota
+	refusedBad              // 400: this request, or every request
+	refusedSize             // 413, or above otlploghttp's own size limit: this request
+)
+
+// refusal classifies err: the receiver's (or otlploghttp's) answer that it
+// will not take this request as it is (400, 413, a body above otlploghttp's
+// own limit), or something else.
+func refusal(err error) refusalKind {
 	for _, e := range unwrapAll(err) {
 		msg := e.Error()
 		if strings.HasPrefix(msg, "request body too large") {
-			return true
+			return refusedSize
 		}
 		if rest, ok := strings.CutPrefix(msg, "failed to send logs to "); ok {
 			// "failed to send logs to URL: 400 Bad Request (body: ...)"
 			if i := strings.Index(rest, ": "); i >= 0 && len(rest) >= i+5 {
 				switch rest[i+2 : i+5] {
-				case "400", "413":
-					return true
+				case "400":
+					return refusedBad
+				case "413":
+					return refusedSize
 				}
 			}
 		}
 	}
-	return false
+	return notRefused
 }
 
 // cursorEvery is how often, at most, an acknowledgement is written to the

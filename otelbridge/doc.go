@@ -31,9 +31,14 @@
 // batches (WithBatch: 512 records or 1 s; WithBatchBytes: 4 MiB), and keeps
 // a cursor, the highest seq up to which every record was acknowledged (the
 // exporter's Export returned nil) or rejected. A request the receiver
-// refuses for good as it is (400 or 413: too large, or a record it cannot
-// take) is split until it passes; a record refused alone is reported,
-// counted as rejected and passed over (it stays in the file). Whatever the queue does not hold in order — records dropped
+// refuses as it is (400 or 413: too large, or a record it cannot take) is
+// split until it passes. A record refused alone is reported, counted as
+// rejected and passed over (it stays in the file) only when the refusal
+// is about size (413, or above otlploghttp's limit) or the receiver has
+// shown that it takes other requests (a part of the same split, or the
+// next record sent alone, was accepted): a receiver that answers 400 to
+// every request (a misconfiguration) is retried with backoff like one that
+// is down, records kept. Whatever the queue does not hold in order — records dropped
 // on overflow, the open and close records the handler never passes on,
 // everything written while a previous process was down or not yet
 // acknowledged when it stopped — it reads back from the chained files

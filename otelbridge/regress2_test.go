@@ -3,11 +3,18 @@ package otelbridge
 // Regression tests of the second review of the OTLP leg (review-bridge2).
 
 import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/slogaudit/slogaudit/handler"
 )
 
 // copyDir copies the regular files of src into a new temporary directory:
@@ -96,5 +103,153 @@ func TestGzipDamagedAtStartNotWedged(t *testing.T) {
 				t.Errorf("the damaged file's records are not counted as skipped: %+v", st)
 			}
 		})
+	}
+}
+
+// Review 2, finding 1. A receiver that answers 400 to every request (a
+// misconfiguration: a collector whose pipeline fails permanently, a
+// gateway wanting a tenant header, a JSON-only endpoint...) must not make
+// every record "rejected" and move the cursor past it: once the receiver
+// is fixed, every record must arrive. Before the fix each batch was split
+// down to single records, each was rejected, and the cursor passed all of
+// them.
+func TestAll400IsNotPerRecordRejection(t *testing.T) {
+	var bad atomic.Bool
+	bad.Store(true)
+	r := newGatedReceiver(t, func(w http.ResponseWriter, req *http.Request) bool {
+		if bad.Load() {
+			io.Copy(io.Discard, req.Body)
+			http.Error(w, "Permanent error: missing tenant header", http.StatusBadRequest)
+			return true
+		}
+		return false
+	})
+	dir := t.TempDir()
+	b := newTestBridge(t, dir, r.endpoint())
+	h := newTestHandler(t, dir, b)
+	writeRecords(t, h, 40, "x")
+	// The misconfiguration lasts while the batch is split to its first
+	// record and retried a few times.
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Stats().ExportFailures < 30 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := b.Stats(); st.Rejected != 0 || st.Cursor != 0 {
+		t.Errorf("while every request is refused: %+v", st)
+	}
+	bad.Store(false) // fixed
+	writeRecords(t, h, 4, "after")
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err := shutdown(t, b, 10*time.Second)
+	st := b.Stats()
+	lines := fileLines(t, dir)
+	if miss := r.missing(seqsOf(lines)); len(miss) != 0 {
+		t.Errorf("%d of %d records never delivered after the receiver was fixed (Shutdown: %v; %+v)", len(miss), len(lines), err, st)
+	}
+	if st.Rejected != 0 {
+		t.Errorf("%d records counted rejected for a receiver that refused every request", st.Rejected)
+	}
+}
+
+// Review 2, finding 1, the other side: a record the receiver refuses with
+// 400 whatever else is in the request is still passed over when it is the
+// first of its split (nothing else passed yet): the record after it, sent
+// alone, shows that the receiver takes other requests.
+func TestPoisonFirstRecordRejectedAfterProbe(t *testing.T) {
+	const marker = "poison-4f2a"
+	r := newGatedReceiver(t, func(w http.ResponseWriter, req *http.Request) bool {
+		body, err := io.ReadAll(req.Body)
+		if err == nil && bytes.Contains(body, []byte(marker)) {
+			http.Error(w, "Permanent error: bad record", http.StatusBadRequest)
+			return true
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		return false
+	})
+	dir := t.TempDir()
+	b := newTestBridge(t, dir, r.endpoint())
+	h := newTestHandler(t, dir, b)
+	l := handler.Logger(slog.New(h))
+	l.Info("fine")
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Stats().Cursor < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if c := b.Stats().Cursor; c != 2 {
+		t.Fatalf("cursor %d, want 2", c)
+	}
+	l.Info(marker) // seq 3, the first record of the next batch
+	for i := range 20 {
+		l.Info("fine", "i", i)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := shutdown(t, b, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.Stats(); st.Rejected != 1 {
+		t.Fatalf("want 1 rejected: %+v", st)
+	}
+	var want []uint64
+	for _, ln := range fileLines(t, dir) {
+		if ln.Seq != 3 {
+			want = append(want, ln.Seq)
+		}
+	}
+	if miss := r.missing(want); len(miss) != 0 {
+		t.Errorf("records %v never delivered", miss)
+	}
+}
+
+// Review 2, finding 5. After a record is rejected, the rest of its batch
+// is not sent one record per request: export's split left part at 1 ("as
+// large as the last one that passed") until the batch was done. Here the
+// oversized record is the second of a 256-record batch of small records: 8
+// halvings and 1 rejection are expected, then a few requests for the other
+// 255; before the fix it made 255 more.
+func TestRejectedRecordDoesNotSerializeRestOfBatch(t *testing.T) {
+	const limit = 64 << 10
+	var requests atomic.Int64
+	r := newGatedReceiver(t, func(w http.ResponseWriter, req *http.Request) bool {
+		requests.Add(1)
+		if req.ContentLength > limit {
+			io.Copy(io.Discard, req.Body)
+			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+			return true
+		}
+		return false
+	})
+	dir := t.TempDir()
+	h := newTestHandler(t, dir)
+	l := handler.Logger(slog.New(h))
+	l.Info("huge", "blob", strings.Repeat("h", 100<<10)) // seq 2, the batch's second record
+	for i := range 300 {
+		l.Info("small", "i", i)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := newTestBridge(t, dir, r.endpoint())
+	if err := shutdown(t, b, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st := b.Stats()
+	if st.Rejected != 1 {
+		t.Fatalf("want 1 rejected: %+v", st)
+	}
+	if n := requests.Load(); n > 40 {
+		t.Errorf("%d requests for 303 records with one rejected (one request per record after the rejection)", n)
+	}
+	var want []uint64
+	for _, ln := range fileLines(t, dir) {
+		if ln.Seq != 2 {
+			want = append(want, ln.Seq)
+		}
+	}
+	if miss := r.missing(want); len(miss) != 0 {
+		t.Errorf("records %v never delivered", miss)
 	}
 }

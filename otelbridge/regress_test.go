@@ -510,19 +510,23 @@ func TestBatchBoundedInBytes(t *testing.T) {
 
 // Finding 4: only answers about the request itself split it; a receiver
 // that refuses every request (auth, a wrong path) or is down is retried
-// with the records kept.
+// with the records kept. Of the answers that split a request, only a size
+// refusal (413, otlploghttp's own limit) condemns a record sent alone by
+// itself; a 400 does so only once the receiver has shown it takes other
+// requests (export; TestAll400IsNotPerRecordRejection).
 func TestRefusedClassifies(t *testing.T) {
-	for msg, want := range map[string]bool{
-		"failed to send logs to http://127.0.0.1:1/v1/logs: 400 Bad Request (body: too large)": true,
-		"failed to send logs to http://h/v1/logs: 413 Request Entity Too Large (body: x)":      true,
-		"request body too large: exceeded 67108864 bytes":                                      true,
-		"failed to send logs to http://h/v1/logs: 401 Unauthorized (body: x)":                  false,
-		"failed to send logs to http://h/v1/logs: 404 Not Found (body: x)":                     false,
-		"failed to send logs to http://h/v1/logs: 500 Internal Server Error (body: 400)":       false,
-		"Post \"http://h/v1/logs\": dial tcp: connection refused":                              false,
+	for msg, want := range map[string]refusalKind{
+		"failed to send logs to http://127.0.0.1:1/v1/logs: 400 Bad Request (body: too large)": refusedBad,
+		"failed to send logs to http://h/v1/logs: 400 Bad Request (body: missing tenant)":      refusedBad,
+		"failed to send logs to http://h/v1/logs: 413 Request Entity Too Large (body: x)":      refusedSize,
+		"request body too large: exceeded 67108864 bytes":                                      refusedSize,
+		"failed to send logs to http://h/v1/logs: 401 Unauthorized (body: x)":                  notRefused,
+		"failed to send logs to http://h/v1/logs: 404 Not Found (body: x)":                     notRefused,
+		"failed to send logs to http://h/v1/logs: 500 Internal Server Error (body: 400)":       notRefused,
+		"Post \"http://h/v1/logs\": dial tcp: connection refused":                              notRefused,
 	} {
-		if got := refused(fmt.Errorf("wrapped: %w", errors.New(msg))); got != want {
-			t.Errorf("refused(%q) = %v", msg, got)
+		if got := refusal(fmt.Errorf("wrapped: %w", errors.New(msg))); got != want {
+			t.Errorf("refusal(%q) = %v, want %v", msg, got, want)
 		}
 	}
 }
