@@ -170,6 +170,17 @@ var ErrClosed = errors.New("rotate: writer closed")
 // 20060102T150405.000000000Z, so name order is creation order. With a
 // Framer a file is created as soon as the previous one is closed (and by
 // New); without one, when the first record for it is written.
+//
+// While it writes a file, a Writer holds an exclusive flock(2) on it
+// (through a descriptor of its own, so also with Options.OpenFile, as long
+// as the file is at its path; on Linux and the BSDs, including macOS;
+// elsewhere none): taken when the file is created, before its first byte,
+// and released when the file is finished (its Close frame written; a file
+// abandoned because it could not be truncated keeps its lock until the
+// next file exists, or Close). The lock costs nothing per record. It lets
+// readers tell a live file from one a crashed Writer left, which has no
+// Close frame and no newer file either but will never grow: see
+// FileLocked.
 type Writer struct {
 	// Set by New, then read-only.
 	dir        string
