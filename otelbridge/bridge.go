@@ -200,10 +200,11 @@ func (b *Bridge) TracerProvider() trace.TracerProvider {
 // Shutdown exports every record up to the newest one in the audit files
 // (so call it after the handler's Close, to include the close record),
 // persists the cursor and stops the bridge, giving up when ctx is done: what
-// is left is exported by the next process from the file. Records of a
-// handler that is still open and that Audit has not seen are not known to
-// be committed: Shutdown leaves them to the next start and says so in its
-// error. It also shuts down
+// is left is exported by the next process from the file. Records of a file
+// still being written (its writer holds its lock: a handler not closed
+// yet, in this process or another) that Audit has not seen are not known
+// to be committed: Shutdown leaves them to the next start, and its error
+// names the first one and why it waited. It also shuts down
 // the exporter and the TracerProvider. Other calls, concurrent or later,
 // wait for the first call's result, or return when their own ctx is done;
 // Audit does nothing after Shutdown.
@@ -440,10 +441,17 @@ type exporter struct {
 	// held says build stopped at a line of the files that is not known to
 	// be committed (see build); it looks again when Audit raises hi (the
 	// writer's next record, also one that makes the file finished by
-	// rotating) and when Shutdown begins. Meanwhile it may go idle.
-	held   bool
-	heldHi uint64    // hi when it stopped
-	since  time.Time // when the oldest unexported queued record arrived
+	// rotating), when Shutdown begins, and every batch delay (a file whose
+	// writer crashed is finished once a restarted handler opens its new
+	// file, or found unlocked; a quiet service may log nothing more for a
+	// long time). Meanwhile it may go idle.
+	held     bool
+	heldHi   uint64    // hi when it stopped
+	heldAt   time.Time // when it stopped
+	heldSeq  uint64    // the line it stopped at
+	heldPath string    // its file
+	heldWhy  string    // why that file may still grow (fileReader.live)
+	since    time.Time // when the oldest unexported queued record arrived
 
 	// The batch being exported, and retried until acknowledged.
 	bn          int
@@ -502,23 +510,32 @@ func (b *Bridge) run() {
 			break // flushed, or up to what the handler committed
 		}
 		var deadline time.Time
+		idle := false
 		switch {
 		case now.Before(e.retryAt):
 			deadline = e.retryAt
 		case e.bn == 0 && len(e.pending) > 0 && !stopping:
 			deadline = e.since.Add(b.cfg.delay)
+		case stopping:
+		case e.held && e.scanFile:
+			// Look at the held line again later; a record wakes it
+			// sooner, as when idle.
+			deadline, idle = e.heldAt.Add(b.cfg.delay), true
+		default:
+			idle = true
 		}
-		var tc <-chan time.Time
-		if !deadline.IsZero() {
-			timer.Reset(max(deadline.Sub(now), 0))
-			tc = timer.C
-		} else if !stopping {
+		if idle {
 			if e.persisted != b.cursor.Load() {
 				e.persist() // out of work: the cursor catches up
 			}
 			if !b.goIdle() {
 				continue // a record came in meanwhile
 			}
+		}
+		var tc <-chan time.Time
+		if !deadline.IsZero() {
+			timer.Reset(max(deadline.Sub(now), 0))
+			tc = timer.C
 		}
 		select {
 		case <-b.wake:
@@ -533,7 +550,7 @@ func (b *Bridge) run() {
 	}
 	e.releaseAll()
 	if e.bn == 0 && e.held && len(e.notes.pending) == 0 {
-		b.flushErr = fmt.Errorf("otelbridge: stopped at cursor %d: the audit files hold later records that the handler has not confirmed as committed (Shutdown before the handler's Close?); the next start exports them from the file", b.cursor.Load())
+		b.flushErr = fmt.Errorf("otelbridge: stopped at cursor %d: record %d in %s is not known to be committed (the file has no close record and no newer file, %s, and Audit has not seen the record); the next start exports it from the file", b.cursor.Load(), e.heldSeq, e.heldPath, e.heldWhy)
 	} else if e.bn > 0 || e.scanFile || len(e.pending) > 0 || len(e.notes.pending) > 0 {
 		b.flushErr = fmt.Errorf("otelbridge: stopped before every record was exported (cursor %d; the next start exports the rest from the file): %w",
 			b.cursor.Load(), context.Cause(b.runCtx))
@@ -670,7 +687,7 @@ func (e *exporter) ready(now time.Time, stopping bool) bool {
 	if stopping || len(e.notes.pending) > 0 {
 		return true
 	}
-	if e.scanFile && (!e.held || e.hi != e.heldHi) {
+	if e.scanFile && (!e.held || e.hi != e.heldHi || now.Sub(e.heldAt) >= e.b.cfg.delay) {
 		return true
 	}
 	if len(e.pending) == 0 {
@@ -776,8 +793,10 @@ func (e *exporter) build(now time.Time) {
 			// already exported, for good. A line is known committed when
 			// its seq is at most hi (Audit is called after Append
 			// succeeded, and Append commits in seq order) or when its
-			// file is finished (fileReader.finished); anything later waits
-			// until Audit raises hi or Shutdown begins (see held).
+			// file is finished (fileReader.finished: also when no writer
+			// holds its lock any more); anything later waits
+			// until Audit raises hi, the batch delay passes or Shutdown
+			// begins (see held).
 			seq := l.Seq
 			err := e.rd.unread(seq)
 			var bound uint64
@@ -791,7 +810,8 @@ func (e *exporter) build(now time.Time) {
 				break
 			}
 			if bound == 0 {
-				e.held, e.heldHi = true, e.hi
+				e.held, e.heldHi, e.heldAt = true, e.hi, now
+				e.heldSeq, e.heldPath, e.heldWhy = seq, e.rd.path, e.rd.live
 				if e.b.cfg.onHold != nil {
 					e.b.cfg.onHold(seq)
 				}

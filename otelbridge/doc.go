@@ -47,8 +47,12 @@
 // newest file counts once Audit has seen its seq or a later one (the
 // handler calls Audit after the write succeeded; under rotate.SyncAlways a
 // write whose fsync fails is truncated away and its seq reused), or once
-// the file is finished (compressed, ended by a close record, or followed by
-// a newer file); until then it waits for the next record or Shutdown. A
+// the file is finished: compressed, ended by a close record, followed by a
+// newer file, or left by a writer that is gone (rotate's Writer holds a
+// lock on the file it writes, see rotate.FileLocked, so a crashed writer's
+// last file is exported also by a bridge with no handler attached; where
+// file locks are not supported, only a newer file finishes it). Until then
+// it looks again at the next record, every batch delay and at Shutdown. A
 // failed export is retried with exponential backoff
 // (100 ms to 10 s), or after the receiver's Retry-After if that is longer
 // (up to 10 minutes); otlploghttp's own retry is switched off so that this

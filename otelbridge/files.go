@@ -40,6 +40,9 @@ type fileReader struct {
 	// final holds the base names of files known to be finished (see
 	// finished), with the seq below which their lines are the chain's.
 	final map[string]uint64
+	// live says why the file finished last found not finished may still
+	// grow.
+	live string
 }
 
 func newFileReader(dir, prefix, ext string) *fileReader {
@@ -193,10 +196,13 @@ func (r *fileReader) knownFinished() (bound uint64, ok bool) {
 // file is final, 0 if the file may still grow. The writer opens each file
 // with O_EXCL and never writes to an older one, so a file is finished when
 // it is compressed, when it ends with a close record (the writer's last
-// line), or when a newer file exists; in the last case its lines from the
-// newer file's first seq on are a tail the writer gave up on (a write it
-// could not truncate away after its fsync failed: it then starts the next
-// file at that seq), never part of the chain. It reads ahead in the open
+// line), when a newer file exists, or when no writer holds its lock (its
+// writer crashed; see rotate.FileLocked); with a newer file, its lines
+// from the newer file's first seq on are a tail the writer gave up on (a
+// write it could not truncate away after its fsync failed: it then starts
+// the next file at that seq, and keeps the lock of the abandoned file
+// until then), never part of the chain. Call it only after a complete line
+// of the file was read (see the lock test). It reads ahead in the open
 // file from the position (call unread first to include the line read
 // returned last, which is overwritten); the position is kept.
 func (r *fileReader) finished() (uint64, error) {
@@ -210,12 +216,13 @@ func (r *fileReader) finished() (uint64, error) {
 	if r.zr != nil {
 		bound = math.MaxUint64
 	}
+	hasNext := false
 	if bound == 0 {
 		next, err := r.successor()
 		if err != nil {
 			return 0, err
 		}
-		if next != "" {
+		if hasNext = next != ""; hasNext {
 			first, err := r.firstSeq(next)
 			if ue := (*unreadableError)(nil); errors.As(err, &ue) {
 				// A compressed successor that does not read: this file
@@ -246,6 +253,31 @@ func (r *fileReader) finished() (uint64, error) {
 		r.off, r.nextSeq = off, nextSeq
 		if err := r.rewind(); err != nil {
 			return 0, err
+		}
+	}
+	r.live = ""
+	if bound == 0 {
+		// No close record and no newer file: a file being written, or
+		// one whose writer crashed. The writer holds a lock on the file
+		// it writes (rotate.FileLocked), taken before its first byte: the
+		// caller read a complete line of it, so if no one holds the lock
+		// now, its writer is gone and every complete line is as final as
+		// it will ever be (the position's lines are read again after
+		// this, so a tail the writer truncated before it closed is not
+		// returned). Where locks are not supported the file may still
+		// grow.
+		switch locked, ok := rotate.FileLocked(r.path); {
+		case hasNext:
+			// Its bound is the newer file's first seq, not known yet
+			// (the writer releases the lock of a file it abandoned once
+			// the newer one exists, before its first line).
+			r.live = "the newer file's first line is not complete yet"
+		case !ok:
+			r.live = "its writer may still be writing it (file locks not available here)"
+		case locked:
+			r.live = "a writer (a handler not closed yet, in this process or another) is writing it"
+		default:
+			bound = math.MaxUint64
 		}
 	}
 	if bound != 0 {

@@ -253,3 +253,90 @@ func TestRejectedRecordDoesNotSerializeRestOfBatch(t *testing.T) {
 		t.Errorf("records %v never delivered", miss)
 	}
 }
+
+// Review 2, finding 2. A bridge on a directory whose writer crashed
+// (replay-only use, e.g. an exporter run over the directory after the
+// crash, no handler attached): the newest file has no close record and no
+// newer file, but no writer holds its lock, so every complete line is
+// committed as far as anyone will ever know, and it must be exported.
+// Before the fix the bridge held at the first line (hi is 0) for ever;
+// Shutdown gave up with "Shutdown before the handler's Close?" and nothing
+// was exported. While a writer holds the file's lock (as a live handler in
+// another process does), it still holds, and Shutdown says why.
+func TestReplayOnlyAfterCrash(t *testing.T) {
+	dir := crashedDir(t, 30)
+	files := fileListing(t, dir)
+	release := lockLikeWriter(t, files[len(files)-1]) // the writer is alive
+	lines := fileLines(t, dir)
+	want := seqsOf(lines)
+	r := newReceiver(t)
+	hold, held := holdSignal()
+	b := newTestBridge(t, dir, r.endpoint(), withHoldHook(hold))
+	select {
+	case seq := <-held:
+		if seq != 1 {
+			t.Errorf("held at %d, want 1", seq)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the bridge did not hold at a live writer's file")
+	}
+	if n := len(r.missing(want)); n != len(want) {
+		t.Fatalf("%d lines of a live writer's file exported", len(want)-n)
+	}
+	release() // the writer crashes
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && len(r.missing(want)) != 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if miss := r.missing(want); len(miss) != 0 {
+		t.Errorf("%d of %d lines of the crashed writer never exported (%+v)", len(miss), len(lines), b.Stats())
+	}
+	if err := shutdown(t, b, 5*time.Second); err != nil {
+		t.Error(err)
+	}
+
+	// Shutdown while the writer is alive: the error names the record and
+	// why it waited, without assuming a handler in this process.
+	dir = crashedDir(t, 5)
+	files = fileListing(t, dir)
+	lockLikeWriter(t, files[len(files)-1])
+	b = newTestBridge(t, dir, newReceiver(t).endpoint())
+	err := shutdown(t, b, 5*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "record 1 in "+files[len(files)-1]) || !strings.Contains(err.Error(), "a writer") {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// Review 2, finding 3. The documented use after a crash: Setup, then
+// handler.New on the same directory (it resumes the chain in a new file:
+// the crashed file is now finished), and the service does not log for a
+// while. The records the crashed process wrote must be exported now, not
+// only at the next audit record or at Shutdown (a crash loop, or a SIGKILL
+// before a graceful Shutdown, never exported them). The bridge holds at
+// the crashed file before the handler opens (here a lock stands for a
+// writer not known to be gone, so that only the new file finishes it);
+// before the fix it looked again only when Audit raised hi.
+func TestCrashedFileExportedAfterRestartWithoutNewRecords(t *testing.T) {
+	dir := crashedDir(t, 30)
+	files := fileListing(t, dir)
+	lockLikeWriter(t, files[len(files)-1])
+	want := seqsOf(fileLines(t, dir))
+	r := newReceiver(t)
+	hold, held := holdSignal()
+	b := newTestBridge(t, dir, r.endpoint(), withHoldHook(hold))
+	select {
+	case <-held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the bridge did not hold before the handler opened")
+	}
+	h := newTestHandler(t, dir, b) // resumes: open record in a new file
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && len(r.missing(want)) != 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if miss := r.missing(want); len(miss) != 0 {
+		t.Errorf("5 s after the restart, %d of %d records of the crashed process are not exported (%+v)", len(miss), len(want), b.Stats())
+	}
+	h.Close()
+	_ = shutdown(t, b, 5*time.Second)
+}
