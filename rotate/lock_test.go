@@ -3,6 +3,7 @@ package rotate
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -45,5 +46,58 @@ func TestFileLockedWhileWritten(t *testing.T) {
 	}
 	if _, ok := FileLocked(filepath.Join(t.TempDir(), "missing")); ok {
 		t.Fatal("FileLocked of a missing file says ok")
+	}
+}
+
+// A file abandoned because it could not be truncated keeps its lock until
+// the next file exists: without a close record, only the newer file tells
+// readers that its tail is not part of the chain.
+func TestAbandonedFileLockedUntilNextFile(t *testing.T) {
+	if !lockSupported {
+		t.Skip("no file locks on this platform")
+	}
+	dir := t.TempDir()
+	fs := &faultFS{}
+	w := open(t, Options{Dir: dir, Framer: &logFramer{t: t}, OpenFile: fs.OpenFile, Now: newClock(t0).Now})
+	f1 := filepath.Join(dir, fileName(t0))
+	write(t, w, "a")
+	fs.failWrite(0, 3, syscall.ENOSPC)
+	fs.truncErr = syscall.EIO
+	if err := w.WriteRecord([]byte("b"), nil); err == nil {
+		t.Fatal("WriteRecord succeeded")
+	}
+	if locked, _ := FileLocked(f1); !locked {
+		t.Fatal("the abandoned file was unlocked before a newer file exists")
+	}
+	write(t, w, "c") // creates the next file
+	if locked, _ := FileLocked(f1); locked {
+		t.Error("the abandoned file is still locked once the next file exists")
+	}
+	f2 := w.Path()
+	if locked, _ := FileLocked(f2); !locked {
+		t.Error("the next file is not locked")
+	}
+	closeW(t, w)
+	if locked, _ := FileLocked(f2); locked {
+		t.Error("locked after Close")
+	}
+}
+
+// Close releases an abandoned file's lock when no newer file was created.
+func TestAbandonedFileUnlockedByClose(t *testing.T) {
+	if !lockSupported {
+		t.Skip("no file locks on this platform")
+	}
+	dir := t.TempDir()
+	fs := &faultFS{}
+	w := open(t, Options{Dir: dir, Framer: &logFramer{t: t}, OpenFile: fs.OpenFile, Now: newClock(t0).Now})
+	f1 := filepath.Join(dir, fileName(t0))
+	write(t, w, "a")
+	fs.failWrite(0, 3, syscall.ENOSPC)
+	fs.truncErr = syscall.EIO
+	w.WriteRecord([]byte("b"), nil)
+	closeW(t, w)
+	if locked, _ := FileLocked(f1); locked {
+		t.Error("locked after Close")
 	}
 }
