@@ -941,8 +941,9 @@ const retentionSkip = "otelbridge: records %d to %d are not in the audit files o
 // way, so it is split as well. When a part refused is a single record, it
 // is passed over only if the refusal is about size, or if the receiver has
 // shown that it takes other requests: a part of this split was accepted
-// since the first refusal, or the record after it, sent alone, is (probe).
-// The record is then reported, counted as rejected and passed over: it
+// since the first refusal, or the record after it, sent alone, is (probe;
+// the refused record is then asked about once more, in case the receiver
+// was fixed meanwhile). The record is then reported, counted as rejected and passed over: it
 // stays in the file, and the cursor, which says that every record up to it
 // was acknowledged or rejected, moves past it. Otherwise the refusal is
 // the receiver's, not the record's: it counts as a failed export and is
@@ -970,7 +971,24 @@ func (e *exporter) export() {
 			}
 			probed := false
 			if r != refusedSize && !e.splitPassed {
-				probed = e.probe()
+				if probed = e.probe(); probed {
+					// The receiver took the next record. Ask about this
+					// one once more: the receiver may have been fixed
+					// since it refused it.
+					err = b.proc.export(b.runCtx, 1)
+					if err == nil || isPartialSuccess(err) {
+						if err != nil {
+							otel.Handle(err)
+						}
+						e.failing, e.retryAt, e.backoff = false, time.Time{}, b.cfg.minBackoff
+						e.acked(2, true) // this record and the probe's
+						e.part = 0
+						return
+					}
+					b.failures.Add(1)
+					b.inst.failures.Add(ctx, 1)
+					probed = refusal(err) != notRefused // otherwise: down now, retry
+				}
 			}
 			if r == refusedSize || e.splitPassed || probed {
 				seq := e.bEnts[0].seq

@@ -340,3 +340,40 @@ func TestCrashedFileExportedAfterRestartWithoutNewRecords(t *testing.T) {
 	h.Close()
 	_ = shutdown(t, b, 5*time.Second)
 }
+
+// Review 2, finding 1: a receiver fixed between refusing a record sent
+// alone and accepting the probe (the record after it) does not make that
+// record rejected: it is asked about once more. Here 22 lines are one
+// batch; the receiver refuses the first 6 requests (22, 11, 6, 3, 2 and 1
+// records), then takes everything.
+func TestReceiverFixedDuringProbe(t *testing.T) {
+	var requests atomic.Int64
+	r := newGatedReceiver(t, func(w http.ResponseWriter, req *http.Request) bool {
+		if requests.Add(1) <= 6 {
+			io.Copy(io.Discard, req.Body)
+			http.Error(w, "Permanent error: pipeline failed", http.StatusBadRequest)
+			return true
+		}
+		return false
+	})
+	dir := t.TempDir()
+	h := newTestHandler(t, dir)
+	writeRecords(t, h, 20, "x")
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lines := fileLines(t, dir)
+	if len(lines) != 22 {
+		t.Fatalf("%d lines, want 22", len(lines))
+	}
+	b := newTestBridge(t, dir, r.endpoint())
+	if err := shutdown(t, b, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.Stats(); st.Rejected != 0 {
+		t.Errorf("rejected a record the receiver refused only while it was broken: %+v", st)
+	}
+	if miss := r.missing(seqsOf(lines)); len(miss) != 0 {
+		t.Errorf("records %v never delivered", miss)
+	}
+}
