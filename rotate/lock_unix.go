@@ -42,11 +42,13 @@ func lockFile(path string) (*os.File, error) {
 // when the file cannot be opened.
 //
 // A file that is neither locked, nor compressed, nor ended by a close
-// record, nor followed by a newer file was left by a Writer that crashed
-// (or by one created with an OpenFile that makes files elsewhere): it will
-// not grow again. The Writer takes its lock before it writes the file's
-// first byte, so a file without a complete line may be unlocked for a
-// moment while its Writer is live.
+// record, nor followed by a newer file was left by a Writer that crashed:
+// it will not grow again. (Or by a Writer that does not lock: one of a
+// version before the lock, or whose OpenFile puts files elsewhere than
+// their path.) The Writer takes its lock before it writes the file's first
+// byte, so a file may be unlocked for a moment while its Writer is live
+// before it holds a complete line: a reader must have read a complete line
+// of the file before it asks, and read the file again after the answer.
 func FileLocked(path string) (locked, ok bool) {
 	f, err := os.Open(path)
 	if err != nil {
