@@ -235,6 +235,14 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	}
 	srv.RegisterOnShutdown(ui.Close) // the streams end; Shutdown waits for them
 
+	// Before the banner: a signal sent once it is printed must find the
+	// handler installed (the tests stop the service right after it).
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigc)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	absDir, _ := filepath.Abs(cfg.auditDir)
 	absKey, _ := filepath.Abs(cfg.keyFile)
 	base := "http://" + ln.Addr().String()
@@ -266,12 +274,6 @@ then stop with Ctrl-C and verify the audit trail and its signed checkpoints with
   go run ./cmd/auditctl verify --key-file %[3]s.initial --checkpoint-key %[3]s.pub %[2]s
 `, base, absDir, absKey, keyNote, keyID, tokenNote(cfg, demoToken), tokenFlag(cfg, demoToken), cfg.adminShown, otlpNote(bridge != nil))
 
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigc)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for range hup {
 			if err := h.Rotate(); err != nil {
