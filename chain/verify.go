@@ -323,13 +323,18 @@ type verifier struct {
 	digBlind int            // lines of the epoch whose MAC was not checked
 	blindIn  map[uint64]int // by end seq: such lines in that epoch
 
-	started    bool
-	expSeq     uint64 // seq the next line must have
-	expPrev    [sha256.Size]byte
-	lastBad    bool   // the previous line was reported; don't report its broken link again
-	prevFile   string // base name of the previous file walked
-	sealedPrev string // prev_file of the current file's open record
-	closed     bool   // the current file's close record was seen
+	started  bool
+	expSeq   uint64 // seq the next line must have
+	expPrev  [sha256.Size]byte
+	lastBad  bool   // the previous line was reported; don't report its broken link again
+	prevFile string // base name of the previous file walked
+	// torn: the bytes after the current file's last newline, as read
+	// (tornKnown: the file was read to its end); prevTorn, prevTornKnown:
+	// the previous file's, for the open record's prev_torn.
+	torn, prevTorn           int64
+	tornKnown, prevTornKnown bool
+	sealedPrev               string // prev_file of the current file's open record
+	closed                   bool   // the current file's close record was seen
 }
 
 // gapStart is where a chain that does not begin at seq 1 begins.
@@ -451,6 +456,7 @@ func (v *verifier) file(path string, last bool) error {
 	v.rep.Files = append(v.rep.Files, FileReport{Name: BaseName(path)})
 	v.fr = &v.rep.Files[len(v.rep.Files)-1]
 	v.badKey, v.closed = false, false
+	v.torn, v.tornKnown = 0, false
 	if err != nil {
 		// There but not a readable gzip stream (a corrupt header):
 		// damaged or tampered with, and what it holds cannot be checked.
@@ -485,6 +491,8 @@ func (v *verifier) file(path string, last bool) error {
 		// file cannot be checked, which is a finding, not a reason to
 		// report nothing.
 		v.problem(Modified, 0, 0, "the file cannot be read to its end: %v", err)
+	} else {
+		v.tornKnown = true
 	}
 	if lr.nulThenData >= 0 {
 		v.problem(Modified, 0, 0, "NUL bytes at offset %d are followed by other bytes: part of the file was overwritten with zeros", lr.nulThenData)
@@ -498,6 +506,7 @@ func (v *verifier) file(path string, last bool) error {
 	}
 	v.lastEnded = v.closed
 	v.prevFile = v.fr.Name
+	v.prevTorn, v.prevTornKnown = v.torn, v.tornKnown
 	return nil
 }
 
@@ -514,6 +523,7 @@ func osError(err error) bool {
 // It reports whether it consumed peek too.
 func (v *verifier) line(cur, peek *rawLine) (consumedPeek bool, err error) {
 	if !cur.complete {
+		v.torn = int64(len(cur.b))
 		if v.closed {
 			v.problem(Inserted, cur.no, 0, "%d bytes after the file's close record", len(cur.b))
 			return false, nil
@@ -897,6 +907,11 @@ func (v *verifier) openRecord(l *Line, no int) error {
 	}
 	if v.started && l.Seq == v.expSeq && oi.PrevFile != v.prevFile {
 		v.problem(Renamed, no, l.Seq, "sealed predecessor is %q but the previous file is %q", oi.PrevFile, v.prevFile)
+	} else if v.started && l.Seq == v.expSeq && v.prevTornKnown && oi.PrevTorn != v.prevTorn {
+		// The writer that started this file recorded how many torn bytes
+		// its predecessor ended in: bytes added there (or removed) since
+		// are an edit, not a crash's.
+		v.problem(Modified, no, l.Seq, "the previous file %q ends in %d bytes after its last newline, but this file's open record says %d", v.prevFile, v.prevTorn, oi.PrevTorn)
 	}
 	return nil
 }
