@@ -386,10 +386,11 @@ func (s *crashState) checkNotes(run int) {
 	if len(entries) < s.notes {
 		t.Fatalf("run %d: the checkpoints file shrank from %d to %d notes", run, s.notes, len(entries))
 	}
-	for i, e := range entries[s.notes:] {
+	start := s.notes // s.notes counts up in the loop
+	for i, e := range entries[start:] {
 		if e.Err != nil {
 			data, _ := os.ReadFile(path)
-			if s.notes+i == len(entries)-1 && !bytes.HasSuffix(data, []byte("\n")) {
+			if start+i == len(entries)-1 && !bytes.HasSuffix(data, []byte("\n")) {
 				t.Logf("run %d: torn last line in the checkpoints file (the next Open trims it)", run)
 				break
 			}
