@@ -1007,6 +1007,16 @@ func specSession(t testing.TB, o chain.Options, n int) {
 	}
 }
 
+// specKeyFile writes k0 to a new key file and returns its path.
+func specKeyFile(t testing.TB, k0 []byte) string {
+	t.Helper()
+	keyFile := filepath.Join(t.TempDir(), "audit.key")
+	if err := chain.WriteKeyFile(keyFile, k0); err != nil {
+		t.Fatal(err)
+	}
+	return keyFile
+}
+
 func specFixtures(t testing.TB) []*specFixture {
 	t.Helper()
 	var fx []*specFixture
@@ -1024,10 +1034,7 @@ func specFixtures(t testing.TB) []*specFixture {
 	// sessions.
 	{
 		f := &specFixture{name: "signed", dir: filepath.Join(t.TempDir(), "audit"), k0: chain.GenerateKey()}
-		keyFile := filepath.Join(t.TempDir(), "audit.key")
-		if err := chain.WriteKeyFile(keyFile, f.k0); err != nil {
-			t.Fatal(err)
-		}
+		keyFile := specKeyFile(t, f.k0)
 		f.signer, f.verifier = specSigner(t, "spec-signer")
 		clock := specClock()
 		o := chain.Options{KeyFile: keyFile, Rotate: rotate.Options{Dir: f.dir, Now: clock, MaxBytes: 1500, Compress: true}, Checkpoints: chain.CheckpointOptions{Signer: f.signer, Every: 5, Origin: "spec\u2028<&>"}}
@@ -1051,10 +1058,7 @@ func specFixtures(t testing.TB) []*specFixture {
 	// Retention: pruned records, a gap at the start of the chain.
 	{
 		f := &specFixture{name: "pruned", dir: filepath.Join(t.TempDir(), "audit"), k0: chain.GenerateKey()}
-		keyFile := filepath.Join(t.TempDir(), "audit.key")
-		if err := chain.WriteKeyFile(keyFile, f.k0); err != nil {
-			t.Fatal(err)
-		}
+		keyFile := specKeyFile(t, f.k0)
 		f.signer, f.verifier = specSigner(t, "spec-pruned")
 		clock := specClock()
 		o := chain.Options{KeyFile: keyFile, Rotate: rotate.Options{Dir: f.dir, Now: clock, MaxBytes: 1500, MaxBackups: 2}, Checkpoints: chain.CheckpointOptions{Signer: f.signer, Every: 7, Origin: "spec"}}

@@ -408,10 +408,7 @@ func TestQueueOverflowReplays(t *testing.T) {
 // is ignored: everything is exported.
 func TestCursorOfAnotherChain(t *testing.T) {
 	r := newReceiver(t)
-	dir := t.TempDir()
-	h := newTestHandler(t, dir)
-	writeRecords(t, h, 20, "x")
-	h.Close()
+	dir := writtenTrail(t, 20)
 	if err := writeCursor(cursorPath(dir, chain.DefaultPrefix), 10, [32]byte{1, 2, 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -429,10 +426,7 @@ func TestCursorOfAnotherChain(t *testing.T) {
 // skipped and counted; the rest is exported.
 func TestSkipsRecordsRemovedFromFiles(t *testing.T) {
 	r := newReceiver(t)
-	dir := t.TempDir()
-	h := newTestHandler(t, dir)
-	writeRecords(t, h, 1500, "x")
-	h.Close()
+	dir := writtenTrail(t, 1500)
 	files := fileListing(t, dir)
 	if len(files) < 2 {
 		t.Fatalf("want several files, got %d", len(files))
@@ -548,10 +542,7 @@ func TestWakeAfterIdle(t *testing.T) {
 // record before it is exported too.
 func TestCursorAtUnparsableLineNotTrusted(t *testing.T) {
 	r := newReceiver(t)
-	dir := t.TempDir()
-	h := newTestHandler(t, dir)
-	writeRecords(t, h, 20, "x")
-	h.Close()
+	dir := writtenTrail(t, 20)
 	files := fileListing(t, dir)
 	p := files[len(files)-1]
 	data, err := os.ReadFile(p)

@@ -69,32 +69,9 @@ func TestGzipDamagedAtStartNotWedged(t *testing.T) {
 	} {
 		t.Run(dmg.name, func(t *testing.T) {
 			r := newReceiver(t)
-			dir := t.TempDir()
-			h := newTestHandler(t, dir)
-			writeRecords(t, h, 3000, "x")
-			if err := h.Close(); err != nil {
-				t.Fatal(err)
-			}
-			files := fileListing(t, dir)
-			if len(files) < 3 || !strings.HasSuffix(files[0], ".gz") {
-				t.Fatalf("want >= 3 files, the first compressed: %v", files)
-			}
-			var want []uint64
-			for _, f := range files[1:] {
-				want = append(want, seqsOf(fileLinesOf(t, f))...)
-			}
-			data, err := os.ReadFile(files[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := dmg.from; i < dmg.to; i++ {
-				data[i] ^= 0x5a
-			}
-			if err := os.WriteFile(files[0], data, 0o600); err != nil {
-				t.Fatal(err)
-			}
+			dir, want := damagedGzipTrail(t, func(int) (int, int) { return dmg.from, dmg.to })
 			b := newTestBridge(t, dir, r.endpoint())
-			err = shutdown(t, b, 5*time.Second)
+			err := shutdown(t, b, 5*time.Second)
 			st := b.Stats()
 			if miss := r.missing(want); len(miss) != 0 {
 				t.Errorf("%d of the %d records in the intact files never exported (Shutdown: %v; %+v)", len(miss), len(want), err, st)
@@ -356,12 +333,7 @@ func TestReceiverFixedDuringProbe(t *testing.T) {
 		}
 		return false
 	})
-	dir := t.TempDir()
-	h := newTestHandler(t, dir)
-	writeRecords(t, h, 20, "x")
-	if err := h.Close(); err != nil {
-		t.Fatal(err)
-	}
+	dir := writtenTrail(t, 20)
 	lines := fileLines(t, dir)
 	if len(lines) != 22 {
 		t.Fatalf("%d lines, want 22", len(lines))

@@ -365,35 +365,12 @@ func TestFlattenedKeyDoesNotReplaceTopLevel(t *testing.T) {
 // same read forever: nothing after that file was exported again.
 func TestCorruptGzipSkippedNotWedged(t *testing.T) {
 	r := newReceiver(t)
-	dir := t.TempDir()
-	h := newTestHandler(t, dir)
-	writeRecords(t, h, 3000, "x")
-	if err := h.Close(); err != nil {
-		t.Fatal(err)
-	}
-	files := fileListing(t, dir)
-	if len(files) < 3 || !strings.HasSuffix(files[0], ".gz") {
-		t.Fatalf("want >= 3 files, the first compressed: %v", files)
-	}
-	var want []uint64
-	for _, f := range files[1:] {
-		want = append(want, seqsOf(fileLinesOf(t, f))...)
-	}
+	dir, want := damagedGzipTrail(t, func(n int) (int, int) { return n / 2, n/2 + 64 })
 	firstOfSecond := want[0]
-	data, err := os.ReadFile(files[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := len(data) / 2; i < len(data)/2+64; i++ {
-		data[i] ^= 0x5a
-	}
-	if err := os.WriteFile(files[0], data, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	reported := otelErrorsContaining("does not read to its end")
 
 	b := newTestBridge(t, dir, r.endpoint())
-	err = shutdown(t, b, 10*time.Second)
+	err := shutdown(t, b, 10*time.Second)
 	if err != nil {
 		t.Errorf("Shutdown: %v", err)
 	}
@@ -415,6 +392,47 @@ func TestCorruptGzipSkippedNotWedged(t *testing.T) {
 	if otelErrorsContaining("does not read to its end") == reported {
 		t.Errorf("the damaged file was not reported")
 	}
+}
+
+// writtenTrail returns a directory with n records written by a handler
+// that is closed again.
+func writtenTrail(t *testing.T, n int) string {
+	t.Helper()
+	dir := t.TempDir()
+	h := newTestHandler(t, dir)
+	writeRecords(t, h, n, "x")
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// damagedGzipTrail writes a trail of at least three files, the first
+// compressed, flips the bytes span(its size) gives of that .gz, and
+// returns the directory and the seqs of the intact files.
+func damagedGzipTrail(t *testing.T, span func(n int) (from, to int)) (string, []uint64) {
+	t.Helper()
+	dir := writtenTrail(t, 3000)
+	files := fileListing(t, dir)
+	if len(files) < 3 || !strings.HasSuffix(files[0], ".gz") {
+		t.Fatalf("want >= 3 files, the first compressed: %v", files)
+	}
+	var want []uint64
+	for _, f := range files[1:] {
+		want = append(want, seqsOf(fileLinesOf(t, f))...)
+	}
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, to := span(len(data))
+	for i := from; i < to; i++ {
+		data[i] ^= 0x5a
+	}
+	if err := os.WriteFile(files[0], data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, want
 }
 
 // Finding 4. A receiver that refuses requests above a body limit (as the
@@ -707,10 +725,7 @@ func TestSecondShutdownKeepsItsDeadline(t *testing.T) {
 // oldest file counted as skipped, the acknowledged ones too.
 func TestSkippedAfterRetentionCountsOnlyUnexported(t *testing.T) {
 	r := newReceiver(t)
-	dir := t.TempDir()
-	h := newTestHandler(t, dir)
-	writeRecords(t, h, 2500, "x")
-	h.Close()
+	dir := writtenTrail(t, 2500)
 	files := fileListing(t, dir)
 	if len(files) < 4 {
 		t.Fatalf("%d files", len(files))
@@ -741,10 +756,7 @@ func TestSkippedAfterRetentionCountsOnlyUnexported(t *testing.T) {
 // documentation.
 func TestDuplicatesIdentical(t *testing.T) {
 	r := newReceiver(t)
-	dir := t.TempDir()
-	h := newTestHandler(t, dir)
-	writeRecords(t, h, 3, "x")
-	h.Close()
+	dir := writtenTrail(t, 3)
 	b := newTestBridge(t, dir, r.endpoint())
 	if err := shutdown(t, b, 5*time.Second); err != nil {
 		t.Fatal(err)

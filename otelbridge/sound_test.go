@@ -159,10 +159,7 @@ func TestSoundShutdownHungReceiver(t *testing.T) {
 // write: the next one sends everything again, same seq and chain.
 func TestSoundKilledBeforeCursorWrite(t *testing.T) {
 	r := newReceiver(t)
-	dir := t.TempDir()
-	h := newTestHandler(t, dir)
-	writeRecords(t, h, 700, "x")
-	h.Close()
+	dir := writtenTrail(t, 700)
 	var calls atomic.Int32
 	freeze := make(chan struct{})
 	exp, _ := otlploghttp.New(context.Background(), otlploghttp.WithEndpointURL(r.endpoint()+"/v1/logs"), otlploghttp.WithRetry(otlploghttp.RetryConfig{Enabled: false}))
@@ -209,10 +206,7 @@ func (k *killExporter) Export(ctx context.Context, recs []sdklog.Record) error {
 // A cursor pointing into a compressed file resumes right after it.
 func TestSoundCursorInGzip(t *testing.T) {
 	r := newReceiver(t)
-	dir := t.TempDir()
-	h := newTestHandler(t, dir)
-	writeRecords(t, h, 2500, "x")
-	h.Close()
+	dir := writtenTrail(t, 2500)
 	files := fileListing(t, dir)
 	if len(files) < 3 || files[1][len(files[1])-3:] != ".gz" {
 		t.Fatalf("%v", files)
@@ -291,10 +285,7 @@ func TestSoundDamagedCursor(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := newReceiver(t)
-			dir := t.TempDir()
-			h := newTestHandler(t, dir)
-			writeRecords(t, h, 300, "x")
-			h.Close()
+			dir := writtenTrail(t, 300)
 			os.WriteFile(cursorPath(dir, chain.DefaultPrefix), []byte(content), 0o600)
 			b := newTestBridge(t, dir, r.endpoint())
 			if err := shutdown(t, b, 5*time.Second); err != nil {

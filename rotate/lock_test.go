@@ -49,13 +49,10 @@ func TestFileLockedWhileWritten(t *testing.T) {
 	}
 }
 
-// A file abandoned because it could not be truncated keeps its lock until
-// the next file exists: without a close record, only the newer file tells
-// readers that its tail is not part of the chain.
-func TestAbandonedFileLockedUntilNextFile(t *testing.T) {
-	if !lockSupported {
-		t.Skip("no file locks on this platform")
-	}
+// abandonFirstFile has a Writer abandon its first file: a write fails and
+// the truncate back fails too. It returns the Writer and that file.
+func abandonFirstFile(t *testing.T) (*Writer, string) {
+	t.Helper()
 	dir := t.TempDir()
 	fs := &faultFS{}
 	w := open(t, Options{Dir: dir, Framer: &logFramer{t: t}, OpenFile: fs.OpenFile, Now: newClock(t0).Now})
@@ -66,6 +63,17 @@ func TestAbandonedFileLockedUntilNextFile(t *testing.T) {
 	if err := w.WriteRecord([]byte("b"), nil); err == nil {
 		t.Fatal("WriteRecord succeeded")
 	}
+	return w, f1
+}
+
+// A file abandoned because it could not be truncated keeps its lock until
+// the next file exists: without a close record, only the newer file tells
+// readers that its tail is not part of the chain.
+func TestAbandonedFileLockedUntilNextFile(t *testing.T) {
+	if !lockSupported {
+		t.Skip("no file locks on this platform")
+	}
+	w, f1 := abandonFirstFile(t)
 	if locked, _ := FileLocked(f1); !locked {
 		t.Fatal("the abandoned file was unlocked before a newer file exists")
 	}
@@ -88,14 +96,7 @@ func TestAbandonedFileUnlockedByClose(t *testing.T) {
 	if !lockSupported {
 		t.Skip("no file locks on this platform")
 	}
-	dir := t.TempDir()
-	fs := &faultFS{}
-	w := open(t, Options{Dir: dir, Framer: &logFramer{t: t}, OpenFile: fs.OpenFile, Now: newClock(t0).Now})
-	f1 := filepath.Join(dir, fileName(t0))
-	write(t, w, "a")
-	fs.failWrite(0, 3, syscall.ENOSPC)
-	fs.truncErr = syscall.EIO
-	w.WriteRecord([]byte("b"), nil)
+	w, f1 := abandonFirstFile(t)
 	closeW(t, w)
 	if locked, _ := FileLocked(f1); locked {
 		t.Error("locked after Close")
