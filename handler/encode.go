@@ -195,16 +195,34 @@ func (e *encoder) reset() {
 	}
 }
 
-// mark remembers the top-level state, for undo.
-func (e *encoder) mark() (int, int, bool, uint64) {
-	return len(e.b), len(e.top), e.sep, e.bloom
+// encMark is the encoder's state at a point it may return to: what was
+// written, the top-level names taken, and those the alert rules saw.
+type encMark struct {
+	b, top int
+	sep    bool
+	bloom  uint64
+	seen   uint8
 }
 
-func (e *encoder) undo(b, top int, sep bool, bloom uint64) {
-	e.b, e.top, e.sep, e.bloom = e.b[:b], e.top[:top], sep, bloom
+// mark remembers the state, for undo.
+func (e *encoder) mark() encMark {
+	m := encMark{b: len(e.b), top: len(e.top), sep: e.sep, bloom: e.bloom}
+	if e.alert != nil {
+		m.seen = e.alert.seen
+	}
+	return m
+}
+
+// undo returns to m: what was written since, and the names it took, are
+// gone (a group that turned out empty).
+func (e *encoder) undo(m encMark) {
+	e.b, e.top, e.sep, e.bloom = e.b[:m.b], e.top[:m.top], m.sep, m.bloom
 	e.reset() // rebuilt when needed
 	if e.trackOffs {
-		e.offs = e.offs[:top]
+		e.offs = e.offs[:m.top]
+	}
+	if e.alert != nil {
+		e.alert.seen = m.seen
 	}
 }
 
@@ -275,14 +293,12 @@ func (e *encoder) attr(a slog.Attr) bool {
 		if len(as) == 0 {
 			return false
 		}
-		b, top, sep, bloom := e.mark()
-		seen := e.alertSeen()
+		m := e.mark()
 		if a.Key != "" {
 			e.openGroup(a.Key)
 		}
 		if !e.attrs(as) {
-			e.undo(b, top, sep, bloom)
-			e.setAlertSeen(seen)
+			e.undo(m)
 			if a.Key != "" {
 				e.depth--
 			}
@@ -298,20 +314,6 @@ func (e *encoder) attr(a slog.Attr) bool {
 	}
 	e.value(a.Value)
 	return true
-}
-
-func (e *encoder) alertSeen() uint8 {
-	if e.alert == nil {
-		return 0
-	}
-	return e.alert.seen
-}
-
-// setAlertSeen undoes the names a group that was left out took.
-func (e *encoder) setAlertSeen(seen uint8) {
-	if e.alert != nil {
-		e.alert.seen = seen
-	}
 }
 
 // sourceGroup returns the non-zero fields of src as a group, as

@@ -568,8 +568,7 @@ func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.A
 		e.depth = h.nOpen
 	}
 	if r.NumAttrs() > 0 {
-		b, top, sep, bloom := e.mark()
-		seen := e.alertSeen()
+		m := e.mark()
 		depth := e.depth
 		for _, g := range h.groups[h.nOpen:] {
 			e.openGroup(g)
@@ -592,8 +591,7 @@ func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.A
 			return true, nil
 		}
 		if empty {
-			e.undo(b, top, sep, bloom)
-			e.setAlertSeen(seen)
+			e.undo(m)
 			e.depth = depth
 		}
 	}
