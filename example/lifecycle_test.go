@@ -2,10 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/slogaudit/slogaudit/chain"
 	"github.com/slogaudit/slogaudit/handler"
 )
 
@@ -102,4 +105,41 @@ func TestStartEventHoldsNoSecrets(t *testing.T) {
 			t.Errorf("%q found in the audit dir", s)
 		}
 	}
+}
+
+// A start that fails once the audit trail is open (here: the address is
+// taken) is on record as a failed start with its reason and error, and
+// the trail still verifies; no success is recorded.
+func TestExampleRecordsFailedStart(t *testing.T) {
+	tmp := t.TempDir()
+	first := start(t, "-audit-dir", filepath.Join(tmp, "first"), "-key-file", filepath.Join(tmp, "k1"))
+	dir := filepath.Join(tmp, "second")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	addr := strings.TrimPrefix(first.base, "http://")
+	cmd.Env = append(os.Environ(), argsEnv+"="+strings.Join([]string{"-addr", addr, "-audit-dir", dir, "-key-file", filepath.Join(tmp, "k2")}, "\n"))
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("second instance on %s: %v\n%s", addr, err, out)
+	}
+	svc, _ := serviceEvents(events(t, dir))
+	if len(svc) != 1 {
+		t.Fatalf("service events %v", svc)
+	}
+	ev := svc[0]
+	if ev["action"] != "start" || ev["status"] != "failed" || ev["reason"] != "listen" ||
+		!strings.Contains(stringOf(ev["error"]), "address already in use") || ev["service.version"] != version {
+		t.Errorf("failed start event: %v", ev)
+	}
+	key, err := chain.ReadKeyFile(filepath.Join(tmp, "k2") + ".initial")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := verifyDir(t, dir, key); !rep.Intact || len(rep.Problems()) != 0 {
+		t.Errorf("trail of the failed start: %+v", rep.Problems())
+	}
+	first.stop(t)
 }

@@ -168,28 +168,27 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	log := slog.New(h)
 	slog.SetDefault(log)
 
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
+	// A start that fails once the trail is open is on record too (what an
+	// auditor sees otherwise is a file opened and closed, and no why).
+	startFailed := func(reason string, err error) error {
+		ev := serviceEvent(actionServiceStart)
+		ev.Status, ev.Reason, ev.Err = handler.StatusFailed, reason, err
+		ev.Attrs = []slog.Attr{slog.String("service.version", version)}
+		if lerr := handler.Log(context.Background(), log, ev); lerr != nil {
+			return errors.Join(err, fmt.Errorf("recording the failed start: %w", lerr))
+		}
 		return err
 	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return startFailed("listen", err)
+	}
 	defer ln.Close() // Serve closes it; not if the service never serves
-	// The start is on record, with the audit configuration in effect,
-	// before any request is served; the service does not run unaudited.
-	start := serviceEvent(actionServiceStart)
-	start.Status = handler.StatusSuccess
-	start.Attrs = []slog.Attr{
-		slog.String("service.version", version),
-		slog.String("server.address", ln.Addr().String()),
-		auditConfig(cfg, ro, selfVerify, alerts, keyID, bridge != nil),
-	}
-	if err := handler.Log(context.Background(), log, start); err != nil {
-		return fmt.Errorf("recording the service start: %w", err)
-	}
 	// The service holds only its current epoch's key: earlier events are
 	// verified by the digests of the signed checkpoints.
 	reader, err := query.NewReader(cfg.auditDir, query.Options{EpochKey: h.EpochKey, CheckpointKey: verifier})
 	if err != nil {
-		return err
+		return startFailed("setup", err)
 	}
 	events, err := query.NewHandler(query.HandlerOptions{
 		Reader:        reader,
@@ -198,7 +197,7 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 		OmitPrincipal: true, // middleware.Attrs adds user.id
 	})
 	if err != nil {
-		return err
+		return startFailed("setup", err)
 	}
 	ui, err := query.NewUI(query.UIOptions{
 		HandlerOptions: query.HandlerOptions{
@@ -211,7 +210,7 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 		TraceURL: cfg.jaegerURL,
 	})
 	if err != nil {
-		return err
+		return startFailed("setup", err)
 	}
 	mux := newApp(log).routes()
 	mux.Handle("GET /audit/events", events)
@@ -234,6 +233,20 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 		// the handler that reads a body sets its own read deadline.
 	}
 	srv.RegisterOnShutdown(ui.Close) // the streams end; Shutdown waits for them
+
+	// The start is on record, with the audit configuration in effect, once
+	// everything is set up and before any request is served; the service
+	// does not run unaudited.
+	start := serviceEvent(actionServiceStart)
+	start.Status = handler.StatusSuccess
+	start.Attrs = []slog.Attr{
+		slog.String("service.version", version),
+		slog.String("server.address", ln.Addr().String()),
+		auditConfig(cfg, ro, selfVerify, alerts, keyID, bridge != nil),
+	}
+	if err := handler.Log(context.Background(), log, start); err != nil {
+		return fmt.Errorf("recording the service start: %w", err)
+	}
 
 	// Before the banner: a signal sent once it is printed must find the
 	// handler installed (the tests stop the service right after it).
