@@ -340,9 +340,6 @@ func (s *sealer) Rollback() {
 	s.cur = s.committed
 }
 
-// head returns the committed position.
-func (s *sealer) head() Position { return Position{Seq: s.committed.seq, Chain: s.committed.prev} }
-
 // macOf computes the MAC of a line's sealed prefix with a fresh hash.
 func macOf(key, prefix []byte) [sha256.Size]byte {
 	var out [sha256.Size]byte

@@ -312,7 +312,7 @@ func TestParseFastPaths(t *testing.T) {
 		}
 		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
 			if v.Type() != attribute.INT64 || v.AsInt64() != i {
-				t.Errorf("number(%q) = %v, want int64 %d", s, v.Emit(), i)
+				t.Errorf("number(%q) = %v, want int64 %d", s, v.String(), i)
 			}
 		} else if v.Type() == attribute.INT64 {
 			t.Errorf("number(%q) = int64 %d", s, v.AsInt64())

@@ -311,7 +311,7 @@ func TestRepeatedHeaderMemberDoesNotShadow(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	rec.WalkAttributes(func(kv attribute.KeyValue) bool {
-		attrs[string(kv.Key)] = kv.Value.Emit()
+		attrs[string(kv.Key)] = kv.Value.String()
 		return true
 	})
 	for k, v := range map[string]string{

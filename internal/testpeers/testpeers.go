@@ -503,7 +503,7 @@ func (p *process) kill() error {
 // deadline passes.
 func (p *process) waitReady(timeout time.Duration, ready func(ctx context.Context) error) error {
 	deadline := time.Now().Add(timeout)
-	last := errors.New("not polled")
+	var last error
 	for delay := 20 * time.Millisecond; ; delay = min(delay*2, 250*time.Millisecond) {
 		if gone, err := p.exited(); gone {
 			return fmt.Errorf("%s exited before it was ready: %v\n--- log %s ---\n%s", p.name, err, p.logPath, tailFile(p.logPath, 16<<10))
