@@ -18,6 +18,11 @@ go vet ./...
 (cd internal/testpeers/browser && go vet ./...)
 (cd internal/testpeers/collector && go vet ./...)
 
+echo "== staticcheck (a pinned release, built on first use)"
+staticcheck="go run honnef.co/go/tools/cmd/staticcheck@v0.8.2"
+$staticcheck ./...
+(cd bench && $staticcheck ./...)
+
 echo "== test peers: OTel collector, Jaeger, VictoriaLogs (built from their nested modules, cached)"
 internal/testpeers/build.sh
 

@@ -32,7 +32,7 @@ func ParseLine(raw []byte) (Line, error) {
 	l := Line{Raw: raw}
 	rest, ok := bytes.CutPrefix(raw, []byte(seqPrefix))
 	if !ok {
-		return l, errors.New(`line does not start with {"seq":`)
+		return l, errors.New(`line does not start with the member "seq"`)
 	}
 	i := 0
 	for i < len(rest) && '0' <= rest[i] && rest[i] <= '9' {
