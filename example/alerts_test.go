@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -156,7 +157,7 @@ func TestExampleProbingGivesOneAlert(t *testing.T) {
 	if strings.Join(inFile, " ") != "audit_reader_new credential_probing admin_failures" {
 		t.Errorf("security_alert records in the audit file: %v", inFile)
 	}
-	if n := strings.Count(p.stderr.String(), "SECURITY ALERT (callback) WARN credential_probing: client 127.0.0.1, 10 in 1m0s"); n != 1 {
+	if n := strings.Count(p.stderr.String(), `SECURITY ALERT (callback) WARN credential_probing: client "127.0.0.1", 10 in 1m0s`); n != 1 {
 		t.Errorf("%d probing callbacks on stderr, want 1:\n%s", n, p.stderr)
 	}
 	if n := strings.Count(p.stderr.String(), "SECURITY ALERT (callback)"); n != 3 {
@@ -190,5 +191,42 @@ func TestExampleKnownReadersSurviveRestart(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d audit_reader_new alerts over two starts, want 1", n)
+	}
+}
+
+// An alert's subject can be client text (a rule keyed by resource: the
+// credential name from the URL). The example's callback line on stderr
+// quotes it: a newline cannot forge a log line, ESC and BEL do not reach
+// the operator's terminal.
+func TestAlertSubjectQuotedOnStderr(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "alerts.json")
+	if err := os.WriteFile(cfg, []byte(`{"rules":[{"id":"credential_denied_burst","match":[{"event":["credential_access"],"status":["denied"]}],"by":"resource","threshold":2,"window":"1m"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, "-audit-dir", filepath.Join(dir, "audit"), "-key-file", filepath.Join(dir, "audit.key"), "-alerts", cfg)
+	path := "/credentials/x%0AAUDIT%20FAILURE:%20disk%20full%1B%5B2J%1B%5D0;pwned%07"
+	for range 2 {
+		resp, err := http.Get(p.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	var line string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		out := p.stderr.String()
+		if i := strings.Index(out, "SECURITY ALERT (callback)"); i >= 0 {
+			if j := strings.Index(out[i:], "written: "); j >= 0 {
+				line = out[i : i+j]
+				break
+			}
+		}
+	}
+	if line == "" {
+		t.Fatalf("no alert on stderr:\n%s", p.stderr)
+	}
+	if strings.ContainsAny(line, "\n\x1b\x07") || !strings.Contains(line, `resource "credential/x\nAUDIT FAILURE: disk full\x1b[2J\x1b]0;pwned\a"`) {
+		t.Errorf("alert line: %q", line)
 	}
 }

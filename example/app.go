@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/slogaudit/slogaudit/handler"
 	"github.com/slogaudit/slogaudit/middleware"
@@ -191,8 +190,8 @@ func (a *app) putAction(key string) string {
 
 func (a *app) putCredential(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
-	// A body sent a byte at a time does not hold the handler for long.
-	http.NewResponseController(w).SetReadDeadline(time.Now().Add(10 * time.Second))
+	// A body sent a byte at a time does not hold the handler for long:
+	// the server's bodyDeadline (-body-timeout) ends the read.
 	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err != nil {
 		// Too large, stalled past the deadline, cut off: a failed attempt

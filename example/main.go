@@ -52,6 +52,7 @@ type config struct {
 	adminShown  string // what the banner shows for it: the token only if generated here
 	alertsFile  string
 	jaegerURL   string
+	bodyTimeout time.Duration
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -66,6 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.tokensFile, "tokens", "", `bearer tokens: a file of lines "token principal" (default: one printed demo token)`)
 	fs.StringVar(&cfg.adminToken, "admin-token", os.Getenv("AUDIT_ADMIN_TOKEN"), "bearer token that may read the audit log: GET /audit/events, the live view /audit/ui and /audit/stream (default $AUDIT_ADMIN_TOKEN, else a random one, printed)")
 	fs.StringVar(&cfg.alertsFile, "alerts", "", "alert rules config (JSON, see handler.ParseAlertConfig; default: handler.DefaultAlertRules)")
+	fs.DurationVar(&cfg.bodyTimeout, "body-timeout", 10*time.Second, "how long a client may take to send a request body (also one the service does not read)")
 	fs.StringVar(&cfg.jaegerURL, "jaeger-url", "http://localhost:16686/trace/{trace_id}", `trace links in the live view ("" for none)`)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -116,7 +118,9 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	// Alert rules: each firing is a security_alert audit event (in the file,
 	// the app log, the stream and OTLP) and a call of OnAlert.
 	alerts := &handler.AlertOptions{OnAlert: func(a handler.Alert) {
-		fmt.Fprintf(stderr, "SECURITY ALERT (callback) %s %s: %s %s, %d in %s, traces %v, written: %v\n",
+		// The subject may be client text (a resource from a URL): quoted,
+		// it can neither forge a line nor reach the terminal as a control.
+		fmt.Fprintf(stderr, "SECURITY ALERT (callback) %s %s: %s %q, %d in %s, traces %v, written: %v\n",
 			a.Severity, a.Rule, a.By, a.Subject, a.Count, a.Window, a.TraceIDs, a.Err == nil)
 	}}
 	if cfg.alertsFile != "" {
@@ -220,17 +224,17 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	srv := &http.Server{
 		// ts.wrap authenticates (the principal for the middleware, how it
 		// authenticated for the records) and wraps mux in the middleware.
-		Handler: ts.wrap(mux, middleware.Options{
+		Handler: bodyDeadline(cfg.bodyTimeout, ts.wrap(mux, middleware.Options{
 			ActivityLog: handler.Logger(log),
 			Skip:        func(r *http.Request) bool { return r.URL.Path == "/healthz" },
 			// nil without OTLP: spans get trace ids but are not exported
 			TracerProvider: bridge.TracerProvider(),
-		}),
+		})),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute, // an idle keep-alive connection is closed
 		MaxHeaderBytes:    64 << 10,
-		// No ReadTimeout or WriteTimeout: the live stream is long-lived;
-		// the handler that reads a body sets its own read deadline.
+		// No ReadTimeout or WriteTimeout: the live stream is long-lived.
+		// A request body has bodyDeadline's.
 	}
 	srv.RegisterOnShutdown(ui.Close) // the streams end; Shutdown waits for them
 
@@ -323,6 +327,21 @@ then stop with Ctrl-C and verify the audit trail and its signed checkpoints with
 	}
 	fmt.Fprintln(stdout, "shut down; audit file sealed")
 	return nil
+}
+
+// bodyDeadline gives a request that carries a body d to send it: to the
+// handler that reads it and to net/http, which reads what a handler left
+// unread (up to 256 KiB) before it answers, so that the connection can be
+// reused. Without a deadline a client that declares a body and sends none
+// holds its connection open for good, answered or not (401s included).
+// Requests without a body (the live stream's) keep no read deadline.
+func bodyDeadline(d time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // The example's service lifecycle events: event service_lifecycle, action

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slogaudit/slogaudit/handler"
 	"github.com/slogaudit/slogaudit/middleware"
@@ -262,5 +267,70 @@ func TestCredentialBadBodyAudited(t *testing.T) {
 	s.h.Close()
 	if rec := s.do("PUT", "/credentials/k", "Bearer demo-token", &errReader{}); rec.Code != http.StatusServiceUnavailable {
 		t.Errorf("unaudited bad PUT: %d, want 503", rec.Code)
+	}
+}
+
+// A client that declares a request body and sends none (or sends it a
+// byte at a time) holds its connection only for -body-timeout: net/http
+// reads what a handler left unread before it answers, with no deadline of
+// its own. Requests without a body, the live stream's, are not cut.
+func TestStalledBodiesReleased(t *testing.T) {
+	tmp := t.TempDir()
+	const admin = "tok-admin-stalled-bodies"
+	p := start(t, "-audit-dir", filepath.Join(tmp, "a"), "-key-file", filepath.Join(tmp, "k"), "-body-timeout", "300ms", "-admin-token", admin)
+	addr := strings.TrimPrefix(p.base, "http://")
+	// A live stream, open across the timeout: no body, no deadline.
+	req, _ := http.NewRequest("GET", p.base+"/audit/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("stream: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	var conns []net.Conn
+	for _, path := range []string{"/credentials/x", "/servers/obsidian/start"} {
+		for _, auth := range []string{"", "Authorization: Bearer " + p.token + "\r\n"} {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			method := "PUT"
+			if strings.HasPrefix(path, "/servers") {
+				method = "POST"
+			}
+			fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: x\r\n%sContent-Length: 200000\r\n\r\n", method, path, auth)
+			conns = append(conns, c)
+		}
+	}
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(c)
+		if err != nil {
+			t.Errorf("connection %d still open after 10s (body-timeout 300ms): %v; read %q", i, err, got)
+		}
+	}
+	// The stream is still live: the next event arrives.
+	if code, _ := p.do(t, "GET", "/credentials/after-the-timeout", ""); code != 404 {
+		t.Fatal(code)
+	}
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), `"resource":"after-the-timeout"`) {
+				line <- sc.Text()
+				return
+			}
+		}
+		close(line)
+	}()
+	select {
+	case _, ok := <-line:
+		if !ok {
+			t.Fatal("the live stream ended")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event on the live stream")
 	}
 }

@@ -254,7 +254,7 @@ type Alert struct {
 	Description string
 	Severity    slog.Level
 	By          string // what the rule counts per
-	Subject     string // the key: the principal, client address (an IPv6 one's /64) or resource
+	Subject     string // the key: the principal, client address (an IPv6 one's /64) or resource; may be text a client chose (a resource name from a URL): quote it (%q) where it meets a terminal or a line-based log
 	Distinct    string // the member whose distinct values were counted, if any
 	Window      time.Duration
 	Threshold   int
