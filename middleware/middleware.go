@@ -59,8 +59,9 @@ type Options struct {
 	// (http.request.header.traceparent): a client cannot make its requests
 	// share another request's correlation id. Default: one of
 	// TrustedProxies, or a loopback peer whose request carries no
-	// forwarding header (one that does is a proxy on this host relaying
-	// a client's request).
+	// forwarding header: none of X-Forwarded-For and Forwarded, not even
+	// an empty one (a loopback peer that sends one is a proxy on this host
+	// relaying a client's request).
 	TrustTraceparent func(r *http.Request) bool
 	// ActivityLog receives one audit record per request; pass an audit
 	// logger (handler.Logger(l)). Nil: no activity log.
@@ -134,7 +135,7 @@ func Wrap(next http.Handler, opts Options) http.Handler {
 	if trust == nil {
 		trust = func(r *http.Request) bool {
 			peer := peerAddr(r.RemoteAddr)
-			return trusted(opts.TrustedProxies, peer) || peer.IsLoopback() && forwardedFor(r.Header) == ""
+			return trusted(opts.TrustedProxies, peer) || peer.IsLoopback() && !forwarding(r.Header)
 		}
 	}
 	inner := &auditHandler{next: next, opts: opts, red: red, trust: trust}
@@ -394,6 +395,12 @@ func trusted(nets []netip.Prefix, a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// forwarding reports whether h has a forwarding header at all, even an
+// empty one: a peer that sends one relays someone else's request.
+func forwarding(h http.Header) bool {
+	return len(h.Values("X-Forwarded-For")) > 0 || len(h.Values("Forwarded")) > 0
 }
 
 // forwardedFor returns the forwarding chain the request claims, from
