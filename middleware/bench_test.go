@@ -57,6 +57,10 @@ func BenchmarkWrap(b *testing.B) {
 		benchWrap(b, middleware.Options{TrustedProxies: benchProxies}, benchRequest("10.0.0.2:51234",
 			"X-Forwarded-For", "203.0.113.9, 10.0.0.3"))
 	})
+	b.Run("TrustedForwarded", func(b *testing.B) {
+		benchWrap(b, middleware.Options{TrustedProxies: benchProxies, ForwardedHeader: "Forwarded"}, benchRequest("10.0.0.2:51234",
+			"Forwarded", `for="[2001:db8::1]:4711";proto=https, for=10.0.0.3`))
+	})
 	b.Run("UntrustedXFF", func(b *testing.B) {
 		benchWrap(b, middleware.Options{TrustedProxies: benchProxies}, benchRequest("192.0.2.7:51234",
 			"X-Forwarded-For", "203.0.113.9"))
