@@ -8,6 +8,37 @@
 //
 //	h, _ := handler.New(handler.Options{..., ContextAttrs: middleware.Attrs})
 //	srv := middleware.Wrap(mux, middleware.Options{ActivityLog: handler.Logger(slog.Default()), Authenticate: ...})
+//
+// # Where a request came from
+//
+// client.address is the peer's address (the other end of the connection),
+// unless the peer is one of Options.TrustedProxies and the request has the
+// header Options.ForwardedHeader names: X-Forwarded-For (the default) or
+// Forwarded (RFC 7239, its for= parameters). Configure the one your proxies
+// set or append to; a proxy passes the other through as the client sent
+// it, so it is never read for the address. The configured header's hops
+// are read from the right (the last header line's last hop first; empty
+// list elements are skipped), past those in TrustedProxies: the first
+// hop that is not a trusted proxy is the client (the left-most hop when all
+// are). What is left of it may be the client's own making, and is not read. A
+// forwarded IPv6 zone is dropped; an IPv4-mapped address is its IPv4 one.
+//
+// When the configured header from a trusted proxy does not name a client —
+// it is empty, or the walk meets a hop that is not an IP address (garbage,
+// Forwarded's "unknown" or an obfuscated "_identifier", an element without
+// for=) before an untrusted one — client.address is the last trusted
+// address the walk reached (the proxy itself, if not even the right-most hop
+// is an address), and the header is recorded, as received, as its claim:
+// the claim next to it says that the address is a proxy's, not the
+// client's. client.address is not left out, so that the per-client alert
+// rules still count the request.
+//
+// A forwarding header the address is not read from — either one from an
+// untrusted peer, the one not configured from a trusted proxy, the
+// configured one that named no client — is recorded as received (its lines
+// joined with ",", cut at 256 bytes at a separator), even when empty, as
+// the claim http.request.header.x-forwarded-for or
+// http.request.header.forwarded.
 package middleware
 
 import (
@@ -35,7 +66,8 @@ import (
 // Attribute keys. OpenTelemetry semantic-convention names where they exist.
 const (
 	ClientAddressKey    = "client.address"                      // the peer's IP, or the forwarded one when the peer is a trusted proxy
-	ClaimedForwardedKey = "http.request.header.x-forwarded-for" // forwarding headers from an untrusted peer: a claim, never the address
+	ClaimedForwardedKey = "http.request.header.x-forwarded-for" // X-Forwarded-For as received, when client.address is not read from it: a claim
+	ClaimedRFC7239Key   = "http.request.header.forwarded"       // Forwarded (RFC 7239) as received, likewise
 	UserAgentKey        = "user_agent.original"
 	PrincipalKey        = "user.id"                          // the authenticated principal
 	ClaimedClientKey    = "client.claimed_id"                // X-Client-ID: what the client says it is, not authenticated
@@ -49,9 +81,19 @@ type Options struct {
 	// Authenticate returns the principal of the request, or "" when the
 	// request carries no valid credentials. It must not log the credentials.
 	Authenticate func(r *http.Request) string
-	// TrustedProxies are the peers whose X-Forwarded-For and Forwarded
-	// headers are believed. From any other peer they are recorded as claims.
+	// TrustedProxies are the peers whose ForwardedHeader is believed:
+	// client.address is then its right-most hop that is not one of
+	// TrustedProxies (see the package doc). From any other peer forwarding
+	// headers are recorded as claims only.
 	TrustedProxies []netip.Prefix
+	// ForwardedHeader names the header that TrustedProxies write to say
+	// whom they forward for: "X-Forwarded-For" (the default) or "Forwarded"
+	// (RFC 7239, its for= parameters). It must be the one they set or
+	// append to — a proxy passes the other through as the client sent it —
+	// so only this one is read; the other is recorded as a claim
+	// (http.request.header.x-forwarded-for or http.request.header.forwarded),
+	// never as the address. Wrap panics on any other name.
+	ForwardedHeader string
 	// TrustTraceparent reports whether the request's W3C traceparent is
 	// continued: the request's records and span then carry the caller's
 	// trace id. Otherwise the request starts a new trace whose span links
@@ -59,8 +101,9 @@ type Options struct {
 	// (http.request.header.traceparent): a client cannot make its requests
 	// share another request's correlation id. Default: one of
 	// TrustedProxies, or a loopback peer whose request carries no
-	// forwarding header (one that does is a proxy on this host relaying
-	// a client's request).
+	// forwarding header: none of X-Forwarded-For and Forwarded, not even
+	// an empty one (a loopback peer that sends one is a proxy on this host
+	// relaying a client's request).
 	TrustTraceparent func(r *http.Request) bool
 	// ActivityLog receives one audit record per request; pass an audit
 	// logger (handler.Logger(l)). Nil: no activity log.
@@ -130,14 +173,15 @@ func Wrap(next http.Handler, opts Options) http.Handler {
 	if red == nil {
 		red = redact.Default()
 	}
+	rfc7239 := forwardedHeader(opts.ForwardedHeader)
 	trust := opts.TrustTraceparent
 	if trust == nil {
 		trust = func(r *http.Request) bool {
 			peer := peerAddr(r.RemoteAddr)
-			return trusted(opts.TrustedProxies, peer) || peer.IsLoopback() && forwardedFor(r.Header) == ""
+			return trusted(opts.TrustedProxies, peer) || peer.IsLoopback() && !forwarding(r.Header)
 		}
 	}
-	inner := &auditHandler{next: next, opts: opts, red: red, trust: trust}
+	inner := &auditHandler{next: next, opts: opts, red: red, trust: trust, rfc7239: rfc7239}
 	return otelhttp.NewHandler(inner, op,
 		otelhttp.WithTracerProvider(tp),
 		otelhttp.WithPropagators(propagation.TraceContext{}),
@@ -154,6 +198,8 @@ type auditHandler struct {
 	opts  Options
 	red   *redact.Redactor
 	trust func(*http.Request) bool
+	// rfc7239: the trusted proxies write Forwarded, not X-Forwarded-For.
+	rfc7239 bool
 }
 
 // redactSpan replaces the request values that otelhttp put on span if they
@@ -294,14 +340,21 @@ func (h *auditHandler) info(r *http.Request) *Info {
 	i := &Info{UserAgent: r.UserAgent(), ClaimedClientID: strings.TrimSpace(r.Header.Get("X-Client-ID"))}
 	peer := peerAddr(r.RemoteAddr)
 	i.ClientAddress = peer.String()
-	claimedForward := ""
-	if fwd := forwardedFor(r.Header); fwd != "" {
-		if peer.IsValid() && trusted(h.opts.TrustedProxies, peer) {
-			if a := clientFromForwarded(fwd, h.opts.TrustedProxies); a.IsValid() {
-				i.ClientAddress = a.String()
-			}
-		} else {
-			claimedForward = fwd
+	// A forwarding header that is present (even empty) and that the
+	// address is not read from is recorded as a claim.
+	xff, fwd := r.Header.Values(xForwardedFor), r.Header.Values(forwardedRFC)
+	claimXFF, claimFwd := len(xff) > 0, len(fwd) > 0
+	if (claimXFF || claimFwd) && peer.IsValid() && trusted(h.opts.TrustedProxies, peer) {
+		// The configured header names the client. When it does not (ok
+		// false), the address is the last trusted one and the header
+		// stays a claim, which says that the address is a proxy's.
+		switch proxies := h.opts.TrustedProxies; {
+		case h.rfc7239 && claimFwd:
+			a, ok := clientFromHops(hops{lines: fwd, rfc7239: true}, proxies, peer)
+			i.ClientAddress, claimFwd = a.String(), !ok
+		case !h.rfc7239 && claimXFF:
+			a, ok := clientFromHops(hops{lines: xff}, proxies, peer)
+			i.ClientAddress, claimXFF = a.String(), !ok
 		}
 	}
 	if h.opts.Authenticate != nil {
@@ -313,8 +366,11 @@ func (h *auditHandler) info(r *http.Request) *Info {
 	} else {
 		i.ClientAddress = ""
 	}
-	if claimedForward != "" {
-		as = append(as, slog.String(ClaimedForwardedKey, truncate(claimedForward, 256, ", ")))
+	if claimXFF {
+		as = append(as, slog.String(ClaimedForwardedKey, truncate(strings.Join(xff, ","), 256, ", ")))
+	}
+	if claimFwd {
+		as = append(as, slog.String(ClaimedRFC7239Key, truncate(strings.Join(fwd, ","), 256, ",; ")))
 	}
 	if tp := r.Header.Get("traceparent"); tp != "" && !h.trust(r) {
 		ctx := (propagation.TraceContext{}).Extract(context.Background(), propagation.HeaderCarrier(r.Header))
@@ -394,52 +450,6 @@ func trusted(nets []netip.Prefix, a netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-// forwardedFor returns the forwarding chain the request claims, from
-// X-Forwarded-For or, failing that, the for= parameters of Forwarded.
-func forwardedFor(h http.Header) string {
-	if v := h.Values("X-Forwarded-For"); len(v) > 0 {
-		return strings.Join(v, ",")
-	}
-	var fors []string
-	for _, v := range h.Values("Forwarded") {
-		for _, elem := range strings.Split(v, ",") {
-			for _, pair := range strings.Split(elem, ";") {
-				k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
-				if ok && strings.EqualFold(k, "for") {
-					val = strings.Trim(val, `"`)
-					if strings.HasPrefix(val, "[") { // [v6]:port
-						if end := strings.Index(val, "]"); end > 0 {
-							val = val[1:end]
-						}
-					}
-					fors = append(fors, val)
-				}
-			}
-		}
-	}
-	return strings.Join(fors, ",")
-}
-
-// clientFromForwarded walks the chain from the right, skipping trusted
-// proxies: the first untrusted hop is the client. Everything left of it
-// could have been made up by the client.
-func clientFromForwarded(chain string, proxies []netip.Prefix) netip.Addr {
-	hops := strings.Split(chain, ",")
-	for i := len(hops) - 1; i >= 0; i-- {
-		// A zone names an interface of the host that wrote the hop,
-		// not of this one: the client's address is without it (and a
-		// zone is free text, of any length).
-		a := peerAddr(strings.TrimSpace(hops[i])).WithZone("")
-		if !a.IsValid() {
-			return netip.Addr{}
-		}
-		if !trusted(proxies, a) || i == 0 {
-			return a
-		}
-	}
-	return netip.Addr{}
 }
 
 // recorder captures the status code and body size.

@@ -161,19 +161,21 @@ func TestTrustedProxies(t *testing.T) {
 	for _, tt := range []struct {
 		name, xff, fwd, want string
 		proxies              []string
+		header               string // Options.ForwardedHeader
 	}{
-		{"untrusted peer", "203.0.113.9", "", "127.0.0.1", nil},
-		{"trusted peer", "203.0.113.9", "", "203.0.113.9", []string{"127.0.0.0/8"}},
-		{"spoofed left of a trusted chain", "6.6.6.6, 203.0.113.9, 10.1.2.3", "", "203.0.113.9", []string{"127.0.0.0/8", "10.0.0.0/8"}},
-		{"Forwarded header", "", `for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"`, "2001:db8::1", []string{"127.0.0.0/8"}},
-		{"garbage from a trusted peer", "not-an-ip", "", "127.0.0.1", []string{"127.0.0.0/8"}},
+		{"untrusted peer", "203.0.113.9", "", "127.0.0.1", nil, ""},
+		{"trusted peer", "203.0.113.9", "", "203.0.113.9", []string{"127.0.0.0/8"}, ""},
+		{"spoofed left of a trusted chain", "6.6.6.6, 203.0.113.9, 10.1.2.3", "", "203.0.113.9", []string{"127.0.0.0/8", "10.0.0.0/8"}, ""},
+		{"Forwarded header", "", `for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"`, "2001:db8::1", []string{"127.0.0.0/8"}, "Forwarded"},
+		{"Forwarded header, X-Forwarded-For configured", "", `for=192.0.2.60`, "127.0.0.1", []string{"127.0.0.0/8"}, ""},
+		{"garbage from a trusted peer", "not-an-ip", "", "127.0.0.1", []string{"127.0.0.0/8"}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var ps []netip.Prefix
 			for _, p := range tt.proxies {
 				ps = append(ps, netip.MustParsePrefix(p))
 			}
-			e := newEnv(t, middleware.Options{TrustedProxies: ps})
+			e := newEnv(t, middleware.Options{TrustedProxies: ps, ForwardedHeader: tt.header})
 			e.mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) {})
 			hdr := map[string]string{}
 			if tt.xff != "" {
