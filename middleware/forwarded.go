@@ -31,7 +31,7 @@ func forwardedHeader(name string) (rfc7239 bool) {
 // forwarding reports whether h has a forwarding header at all, even an
 // empty one: a peer that sends one relays someone else's request.
 func forwarding(h http.Header) bool {
-	return len(h.Values(xForwardedFor)) > 0 || len(h.Values(forwardedRFC)) > 0
+	return len(h.Values(xForwardedFor)) > 0 || len(h.Values(forwardedRFC)) > 0 || len(h.Values("X-Real-Ip")) > 0
 }
 
 // clientFromHops walks a forwarding chain from the right, skipping trusted

@@ -38,6 +38,8 @@ func TestLoopbackForwardingHeaderPresence(t *testing.T) {
 		{"Forwarded and an empty X-Forwarded-For", http.Header{"Forwarded": {"for=203.0.113.50"}, "X-Forwarded-For": {""}}, false},
 		{"X-Forwarded-For of blanks and commas", http.Header{"X-Forwarded-For": {" , ,"}}, false},
 		{"Forwarded without for=", http.Header{"Forwarded": {"proto=https"}}, false},
+		// nginx's proxy_set_header X-Real-IP $remote_addr, alone: a relay too.
+		{"X-Real-IP", http.Header{"X-Real-Ip": {"203.0.113.50"}}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, middleware.Options{})

@@ -101,8 +101,8 @@ type Options struct {
 	// (http.request.header.traceparent): a client cannot make its requests
 	// share another request's correlation id. Default: one of
 	// TrustedProxies, or a loopback peer whose request carries no
-	// forwarding header: none of X-Forwarded-For and Forwarded, not even
-	// an empty one (a loopback peer that sends one is a proxy on this host
+	// forwarding header: none of X-Forwarded-For, Forwarded and X-Real-IP,
+	// not even an empty one (a loopback peer that sends one is a proxy on this host
 	// relaying a client's request).
 	TrustTraceparent func(r *http.Request) bool
 	// ActivityLog receives one audit record per request; pass an audit
@@ -204,13 +204,14 @@ type auditHandler struct {
 
 // redactSpan replaces the request values that otelhttp put on span if they
 // hold a secret: spans are exported (to Jaeger, over OTLP) without passing
-// the handler's redactor.
-func (h *auditHandler) redactSpan(span trace.Span, r *http.Request) {
+// the handler's redactor. The span's client.address becomes the request's
+// (Info.ClientAddress): otelhttp takes the first X-Forwarded-For entry from
+// any peer, which the client writes.
+func (h *auditHandler) redactSpan(span trace.Span, r *http.Request, client string) {
 	var kvs []attribute.KeyValue
 	for _, kv := range [...]struct{ key, value string }{
 		{"url.path", r.URL.Path},
 		{UserAgentKey, r.UserAgent()},
-		{ClientAddressKey, firstForwarded(r.Header.Get("X-Forwarded-For"))},
 	} {
 		if kv.value == "" {
 			continue
@@ -218,6 +219,11 @@ func (h *auditHandler) redactSpan(span trace.Span, r *http.Request) {
 		if s, n := h.red.String(kv.value); n > 0 {
 			kvs = append(kvs, attribute.String(kv.key, s))
 		}
+	}
+	if client != "" {
+		kvs = append(kvs, attribute.String(ClientAddressKey, client))
+	} else if s, n := h.red.String(firstForwarded(r.Header.Get("X-Forwarded-For"))); n > 0 {
+		kvs = append(kvs, attribute.String(ClientAddressKey, s))
 	}
 	if len(kvs) > 0 {
 		span.SetAttributes(kvs...)
@@ -255,7 +261,7 @@ func (h *auditHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Request-ID", sc.TraceID().String())
 	}
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
-		h.redactSpan(span, r)
+		h.redactSpan(span, r, info.ClientAddress)
 		// Deferred: also after a panic, which otelhttp records on the span.
 		defer func() { span.SetName(spanName(r.Method, r.Pattern)) }()
 	}

@@ -469,7 +469,8 @@ func TestQueryKeyFormsRedacted(t *testing.T) {
 
 // The server span carries no secret from the request: a token in the path
 // or in the user agent is redacted in its attributes, and the span is named
-// after the route, not the path.
+// after the route, not the path. Its client.address is the record's (here
+// the peer: an untrusted peer's X-Forwarded-For is a claim).
 func TestSpanRedacted(t *testing.T) {
 	const tok = "ghp_0123456789abcdefghijABCDEFGHIJ012345"
 	exp := tracetest.NewInMemoryExporter()
@@ -492,7 +493,7 @@ func TestSpanRedacted(t *testing.T) {
 		attrs[string(a.Key)] = a.Value.String()
 	}
 	if spans[0].Name != "GET /hooks/{id}" || attrs["url.path"] != "/hooks/"+redact.Redacted ||
-		attrs["user_agent.original"] != "deploy-bot/2 Bearer "+redact.Redacted || attrs["client.address"] != "token="+redact.Redacted {
+		attrs["user_agent.original"] != "deploy-bot/2 Bearer "+redact.Redacted || attrs["client.address"] != "192.0.2.1" {
 		t.Errorf("span %q %v", spans[0].Name, attrs)
 	}
 	if spans[1].Name != "GET" {
@@ -516,5 +517,51 @@ func TestLongPathCut(t *testing.T) {
 	want := `"url.path":"` + strings.Repeat("/"+seg, 10) + `…"`
 	if !strings.Contains(out, want) || strings.Contains(out, strings.Repeat("/"+seg, 11)) {
 		t.Errorf("url.path not cut at 1024 at a '/':\n%.2000s", out)
+	}
+}
+
+// The span's client.address is the one the records carry, not otelhttp's
+// (the first X-Forwarded-For entry, whoever sent it): for an untrusted
+// peer the peer, through a trusted proxy the hop it forwards for, also
+// from a Forwarded header.
+func TestSpanClientAddressIsTheRecords(t *testing.T) {
+	proxy := netip.MustParsePrefix("10.0.0.0/8")
+	for _, tc := range []struct {
+		name, peer, header, value, want string
+		opts                               middleware.Options
+	}{
+		{"untrusted XFF", "192.0.2.1:1234", "X-Forwarded-For", "198.51.100.7", "192.0.2.1", middleware.Options{}},
+		{"trusted XFF, spoofed left hop", "10.0.0.1:1234", "X-Forwarded-For", "198.51.100.7, 203.0.113.9", "203.0.113.9", middleware.Options{TrustedProxies: []netip.Prefix{proxy}}},
+		{"trusted Forwarded", "10.0.0.1:1234", "Forwarded", "for=203.0.113.9", "203.0.113.9", middleware.Options{TrustedProxies: []netip.Prefix{proxy}, ForwardedHeader: "Forwarded"}},
+		{"no header", "192.0.2.1:1234", "", "", "192.0.2.1", middleware.Options{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			exp := tracetest.NewInMemoryExporter()
+			tc.opts.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+			var recorded string
+			srv := middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				i, _ := middleware.FromContext(r.Context())
+				recorded = i.ClientAddress
+			}), tc.opts)
+			req := httptest.NewRequest("GET", "/", nil)
+			req.RemoteAddr = tc.peer
+			if tc.header != "" {
+				req.Header.Set(tc.header, tc.value)
+			}
+			srv.ServeHTTP(httptest.NewRecorder(), req)
+			spans := exp.GetSpans()
+			if len(spans) != 1 {
+				t.Fatalf("%d spans", len(spans))
+			}
+			got := ""
+			for _, a := range spans[0].Attributes {
+				if a.Key == "client.address" {
+					got = a.Value.String()
+				}
+			}
+			if got != tc.want || recorded != tc.want {
+				t.Errorf("span client.address %q, record %q, want %q", got, recorded, tc.want)
+			}
+		})
 	}
 }
