@@ -528,7 +528,7 @@ func TestSpanClientAddressIsTheRecords(t *testing.T) {
 	proxy := netip.MustParsePrefix("10.0.0.0/8")
 	for _, tc := range []struct {
 		name, peer, header, value, want string
-		opts                               middleware.Options
+		opts                            middleware.Options
 	}{
 		{"untrusted XFF", "192.0.2.1:1234", "X-Forwarded-For", "198.51.100.7", "192.0.2.1", middleware.Options{}},
 		{"trusted XFF, spoofed left hop", "10.0.0.1:1234", "X-Forwarded-For", "198.51.100.7, 203.0.113.9", "203.0.113.9", middleware.Options{TrustedProxies: []netip.Prefix{proxy}}},
