@@ -486,7 +486,7 @@ func (w *Writer) settle() error {
 // syncFile fsyncs path, or its compressed copy (already synced) if the
 // plain file is gone.
 func syncFile(path string) error {
-	f, err := os.Open(path)
+	f, err := openFile(path, os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		if _, gzErr := os.Stat(path + ".gz"); gzErr == nil {
 			return nil
@@ -753,16 +753,31 @@ func linesVerify(c Checkpoint, ks KeyState) bool {
 }
 
 // trimUnwritten cuts the NUL bytes that a crash left after the content of
-// a preallocated file (rotate.Options.Preallocate).
+// a preallocated file (rotate.Options.Preallocate). It opens the file for
+// writing only when there are some, and not through a symbolic link (the
+// file was listed as a regular file, but may have been swapped since).
 func trimUnwritten(path string, content int64) error {
 	if strings.HasSuffix(path, ".gz") {
 		return nil
 	}
-	fi, err := os.Stat(path)
-	if err != nil || fi.Size() <= content {
+	fi, err := os.Lstat(path)
+	if err != nil {
 		return err
 	}
-	return os.Truncate(path, content)
+	if fi.Mode()&fs.ModeSymlink == 0 && fi.Size() <= content {
+		return nil
+	}
+	f, err := openFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if fi, err = f.Stat(); err == nil && fi.Size() > content {
+		err = f.Truncate(content)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // scanned is what scanFile learns about a file.
