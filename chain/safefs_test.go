@@ -223,3 +223,112 @@ func TestWriteKeyStateErasesOnlyOwnFiles(t *testing.T) {
 		}
 	}
 }
+
+// Open refuses an audit directory that others may write before it
+// changes anything there (resume trims a torn checkpoints line).
+func TestOpenRefusesSharedDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "audit")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ckpt := filepath.Join(dir, CheckpointsFileName(""))
+	const torn = `{"seq":1,"epoch":0,"note":"torn`
+	if err := os.WriteFile(ckpt, []byte(torn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Open(Options{Key: testKey, Rotate: rotate.Options{Dir: dir, Now: fakeClock()}})
+	if err == nil {
+		w.Close()
+	}
+	assertErrorSays(t, "Open", err, dir, "writable by group and others", "chmod go-w "+dir, "AllowSharedDir")
+	if got, _ := os.ReadFile(ckpt); string(got) != torn {
+		t.Errorf("Open refused the directory but changed the checkpoints file to %q", got)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("Open refused the directory but left %d entries in it", len(ents))
+	}
+	// Accepted as it is with rotate.Options.AllowSharedDir.
+	w, err = Open(Options{Key: testKey, Rotate: rotate.Options{Dir: dir, Now: fakeClock(), AllowSharedDir: true}})
+	if err != nil {
+		t.Fatalf("AllowSharedDir: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o777 {
+		t.Errorf("mode %v, %v: want it left alone", fi.Mode(), err)
+	}
+}
+
+// Open refuses a key file directory that others may write (they could
+// swap the key file, or the next one, for a link), and a key file that is
+// a symbolic link; a directory a group may read (0750) is fine.
+func TestOpenChecksKeyFile(t *testing.T) {
+	dir := t.TempDir() // of the chain whose key is keyFile
+	open := func(keyFile string) error {
+		w, err := Open(Options{KeyFile: keyFile, Rotate: rotate.Options{Dir: dir, Now: fakeClock()}})
+		if err == nil {
+			err = w.Close()
+		}
+		return err
+	}
+
+	keyFile, _ := keyFixture(t)
+	keyDir := filepath.Dir(keyFile)
+	if err := os.Chmod(keyDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	assertErrorSays(t, "0777 key directory", open(keyFile), keyDir, "writable by group and others", "chmod go-w "+keyDir, "AllowSharedKeyDir")
+	w, err := Open(Options{KeyFile: keyFile, AllowSharedKeyDir: true, Rotate: rotate.Options{Dir: dir, Now: fakeClock()}})
+	if err != nil {
+		t.Fatalf("0777 key directory with AllowSharedKeyDir: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(keyDir, 0o770); err != nil {
+		t.Fatal(err)
+	}
+	assertErrorSays(t, "0770 key directory", open(keyFile), "writable by group")
+	if err := os.Chmod(keyDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(keyFile); err != nil {
+		t.Errorf("0750 key directory: %v", err)
+	}
+
+	real, _ := keyFixture(t)
+	link := filepath.Join(t.TempDir(), "audit.key")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	dir = t.TempDir()
+	assertErrorSays(t, "symbolic link", open(link), link, "symbolic link", real)
+}
+
+// Open refuses a key file or key directory of another user.
+func TestOpenRefusesKeyFileOfAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to give files away")
+	}
+	open := func(keyFile string) error {
+		w, err := Open(Options{KeyFile: keyFile, Rotate: rotate.Options{Dir: t.TempDir(), Now: fakeClock()}})
+		if err == nil {
+			err = w.Close()
+		}
+		return err
+	}
+	keyFile, _ := keyFixture(t)
+	if err := os.Chown(keyFile, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	assertErrorSays(t, "key file of uid 65534", open(keyFile), keyFile, "owned by uid 65534", "chown 0 "+keyFile)
+	keyFile, _ = keyFixture(t)
+	if err := os.Chown(filepath.Dir(keyFile), 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	assertErrorSays(t, "key directory of uid 65534", open(keyFile), "owned by uid 65534", "chown 0 "+filepath.Dir(keyFile))
+}
