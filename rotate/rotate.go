@@ -10,6 +10,14 @@
 // goroutine at a time, in file order, and is told which bytes reached the file
 // (Commit) and which did not (Rollback). That is what lets a caller keep
 // per-file state, such as a hash chain, exactly in step with the file.
+//
+// The directory belongs to the Writer's user. New refuses one that others
+// may change (owned by another user, or writable by its group or by
+// others, sticky or not: see CheckDir), with an error that says how to fix
+// it, unless Options.AllowSharedDir is set; it does not chmod it. And a
+// Writer writes no file through a symbolic link: it creates files with
+// O_EXCL|O_NOFOLLOW, removes a leftover temporary file rather than
+// truncating it, and opens what it reads or locks there with O_NOFOLLOW.
 package rotate
 
 import (
