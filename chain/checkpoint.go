@@ -230,16 +230,18 @@ func appendCheckpoints(path string, cs []Checkpoint) error {
 		}
 		buf = append(append(buf, line...), '\n')
 	}
-	// A torn line a failed append left (a short write before ENOSPC)
-	// goes first, so that the retried notes start a clean line.
-	if err := trimTornNote(path); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	// Not through a symbolic link, and only to a regular file of ours.
+	f, err := openFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
-	fi, err := f.Stat()
+	// A torn line a failed append left (a short write before ENOSPC)
+	// goes first, so that the retried notes start a clean line.
+	err = trimTorn(f)
+	var fi os.FileInfo
+	if err == nil {
+		fi, err = f.Stat()
+	}
 	if err == nil {
 		_, err = f.Write(buf)
 		if err == nil {
@@ -330,13 +332,57 @@ func canonicalEntry(b []byte) bool {
 // trimTornNote removes an incomplete last line from the checkpoints file (a
 // crash while appending), so that the next append starts a clean line. The
 // checkpoint it held is still unsigned in the chain and is signed again.
+// The file is opened for writing only when it has such a line.
 func trimTornNote(path string) error {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) || len(data) == 0 || data[len(data)-1] == '\n' {
+	f, err := openFile(path, os.O_RDONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	return os.Truncate(path, int64(bytes.LastIndexByte(data, '\n')+1))
+	end, size, err := cleanEnd(f)
+	f.Close()
+	if err != nil || end == size {
+		return err
+	}
+	if f, err = openFile(path, os.O_RDWR, 0); err != nil {
+		return err
+	}
+	err = trimTorn(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// trimTorn cuts f after its last newline.
+func trimTorn(f *os.File) error {
+	end, size, err := cleanEnd(f)
+	if err != nil || end == size {
+		return err
+	}
+	return f.Truncate(end)
+}
+
+// cleanEnd returns the offset just after f's last newline (0 if it has
+// none) and f's size. It reads only from the end back to that newline.
+func cleanEnd(f *os.File) (end, size int64, err error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	size = fi.Size()
+	buf := make([]byte, 4096)
+	for end = size; end > 0; {
+		n := min(end, int64(len(buf)))
+		if _, err := f.ReadAt(buf[:n], end-n); err != nil {
+			return 0, 0, err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			return end - n + int64(i) + 1, size, nil
+		}
+		end -= n
+	}
+	return 0, size, nil
 }

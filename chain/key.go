@@ -31,7 +31,7 @@ func WriteKeyFile(path string, key []byte) error {
 	if len(key) != KeySize {
 		return fmt.Errorf("chain: key must be %d bytes, got %d", KeySize, len(key))
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|oNoFollow, 0o600)
 	if err != nil {
 		return fmt.Errorf("chain: write key: %w", err)
 	}
@@ -232,6 +232,12 @@ func ReadKeyState(path string) (KeyState, error) {
 // bytes are then overwritten with zeros through the replaced file, so that
 // they do not linger in the file system as far as it overwrites in place
 // (copy-on-write file systems and SSDs may keep old blocks; see FORMAT.md).
+//
+// The new state is written to path.tmp, created with O_EXCL (a leftover is
+// erased and removed first) and renamed over path. Nothing is written
+// through a symbolic link: zeros go only to a regular file of the
+// process's user, opened with O_NOFOLLOW and checked on its descriptor; a
+// link at path is replaced, its target left alone.
 func WriteKeyState(path string, ks KeyState) error {
 	text, err := ks.MarshalText()
 	if err != nil {
@@ -239,10 +245,11 @@ func WriteKeyState(path string, ks KeyState) error {
 	}
 	tmp := path + ".tmp"
 	// A temporary file left by a crash holds a key too: erase it first.
+	// Removing a name never follows a link.
 	eraseFile(tmp)
 	os.Remove(tmp)
-	old, _ := os.OpenFile(path, os.O_WRONLY, 0)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	old, _ := openFile(path, os.O_WRONLY, 0)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|oNoFollow, 0o600)
 	if err != nil {
 		if old != nil {
 			old.Close()
@@ -285,9 +292,11 @@ func WriteKeyState(path string, ks KeyState) error {
 	return nil
 }
 
-// eraseFile overwrites a file's bytes with zeros, if it exists.
+// eraseFile overwrites a file's bytes with zeros, if it exists as a
+// regular file of the process's user: not through a symbolic link (see
+// openFile).
 func eraseFile(path string) {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	f, err := openFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return
 	}

@@ -47,7 +47,24 @@ type Options struct {
 	// and the Writer replaces it with the next epoch's key at the end of every
 	// epoch, erasing the old one. Keep a copy of K(0) offline before the
 	// first use: only K(0) verifies every epoch. Excludes Key.
+	//
+	// The Writer creates KeyFile.tmp next to it and renames it over
+	// KeyFile, so it needs to write the key file's directory. Open
+	// refuses a key file that is a symbolic link (the Writer would replace
+	// the link and leave the old key at its target: name the file itself),
+	// that is not a regular file, or that another user owns, and a
+	// directory that others may change, as rotate.CheckDir reports it
+	// (unless AllowSharedKeyDir).
 	KeyFile string
+	// AllowSharedKeyDir lets Open accept a KeyFile whose directory is
+	// writable by its group or by others, or owned by another user. Whoever
+	// may create entries there can put symbolic links where the Writer
+	// writes and erases keys (it follows none: it creates KeyFile.tmp with
+	// O_EXCL|O_NOFOLLOW and erases only regular files of its user), but
+	// can also delete the key file or swap it for one of theirs, which the
+	// next Open would take as the chain's key: set it only where all of
+	// them are trusted.
+	AllowSharedKeyDir bool
 	// Checkpoints configures epochs and signed checkpoints.
 	Checkpoints CheckpointOptions
 	// Archive, if set, receives each file that retention (Rotate.MaxBackups,
@@ -56,7 +73,9 @@ type Options struct {
 	// verification reports GAP (pruned) rather than MISSING.
 	Archive func(path string) error
 	// Rotate configures the files: Dir is required; Framer and BeforeRemove
-	// are set by Open.
+	// are set by Open. Open refuses a Dir that others may change before it
+	// reads or writes anything there, unless Rotate.AllowSharedDir (see
+	// rotate.New).
 	Rotate rotate.Options
 	// Now stamps open, close and checkpoint records; default Rotate.Now,
 	// then time.Now.
@@ -156,11 +175,23 @@ func Open(opts Options) (*Writer, error) {
 		// then flushes only data (see rotate.Options.Preallocate).
 		ro.Preallocate = DefaultPreallocate
 	}
+	if !ro.AllowSharedDir {
+		// Before resume writes there (it trims torn tails). rotate.New
+		// checks it again, after creating it if it is missing.
+		if err := rotate.CheckDir(ro.Dir); errors.Is(err, rotate.ErrUnsafeDir) {
+			return nil, fmt.Errorf("chain: %w; or name a directory that does not exist yet (it is created 0700); rotate.Options.AllowSharedDir accepts it as it is", err)
+		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("chain: %w", err)
+		}
+	}
 	var ks KeyState
 	switch {
 	case opts.KeyFile != "" && opts.Key != nil:
 		return nil, errors.New("chain: set Options.Key or Options.KeyFile, not both")
 	case opts.KeyFile != "":
+		if err := checkKeyFile(opts.KeyFile, opts.AllowSharedKeyDir); err != nil {
+			return nil, err
+		}
 		var err error
 		if ks, err = ReadKeyState(opts.KeyFile); err != nil {
 			return nil, err
@@ -238,6 +269,32 @@ func Open(opts Options) (*Writer, error) {
 		w.poke()
 	}
 	return w, nil
+}
+
+// checkKeyFile checks the key file a Writer is to evolve, and its
+// directory, where the Writer creates path.tmp and renames it over path:
+// see Options.KeyFile.
+func checkKeyFile(path string, allowSharedDir bool) error {
+	dir := filepath.Dir(path)
+	if !allowSharedDir {
+		if err := rotate.CheckDir(dir); errors.Is(err, rotate.ErrUnsafeDir) {
+			return fmt.Errorf("chain: key file directory: %w; or keep the key file in a directory of the writer's own; chain.Options.AllowSharedKeyDir accepts it as it is", err)
+		} else if err != nil {
+			return fmt.Errorf("chain: key file directory: %w", err)
+		}
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("chain: read key: %w", err)
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		to, _ := os.Readlink(path)
+		return fmt.Errorf("chain: key file %s is a symbolic link (to %s): the writer replaces its key file at every epoch by renaming a new file over it, which would replace the link and leave the old key at its target; set KeyFile to the file itself", path, to)
+	}
+	if err := checkOwnFile(path, fi, true); err != nil {
+		return fmt.Errorf("chain: key file: %w", err)
+	}
+	return nil
 }
 
 // Append seals body (JSON object members without the braces, e.g.
@@ -486,7 +543,7 @@ func (w *Writer) settle() error {
 // syncFile fsyncs path, or its compressed copy (already synced) if the
 // plain file is gone.
 func syncFile(path string) error {
-	f, err := os.Open(path)
+	f, err := openFile(path, os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		if _, gzErr := os.Stat(path + ".gz"); gzErr == nil {
 			return nil
@@ -753,16 +810,31 @@ func linesVerify(c Checkpoint, ks KeyState) bool {
 }
 
 // trimUnwritten cuts the NUL bytes that a crash left after the content of
-// a preallocated file (rotate.Options.Preallocate).
+// a preallocated file (rotate.Options.Preallocate). It opens the file for
+// writing only when there are some, and not through a symbolic link (the
+// file was listed as a regular file, but may have been swapped since).
 func trimUnwritten(path string, content int64) error {
 	if strings.HasSuffix(path, ".gz") {
 		return nil
 	}
-	fi, err := os.Stat(path)
-	if err != nil || fi.Size() <= content {
+	fi, err := os.Lstat(path)
+	if err != nil {
 		return err
 	}
-	return os.Truncate(path, content)
+	if fi.Mode()&fs.ModeSymlink == 0 && fi.Size() <= content {
+		return nil
+	}
+	f, err := openFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if fi, err = f.Stat(); err == nil && fi.Size() > content {
+		err = f.Truncate(content)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // scanned is what scanFile learns about a file.

@@ -201,7 +201,7 @@ func (w *Writer) drain(zw *gzip.Writer) *gzip.Writer {
 // returns the gzip.Writer for reuse.
 func (w *Writer) gzip(zw *gzip.Writer, path string) *gzip.Writer {
 	err := func() error {
-		in, err := os.Open(path)
+		in, err := os.OpenFile(path, os.O_RDONLY|oNoFollow|oNonblock, 0)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil // removed by retention
 		}
@@ -209,8 +209,21 @@ func (w *Writer) gzip(zw *gzip.Writer, path string) *gzip.Writer {
 			return err
 		}
 		defer in.Close()
+		if fi, err := in.Stat(); err != nil {
+			return err
+		} else if !fi.Mode().IsRegular() {
+			return fmt.Errorf("not a regular file (%v)", fi.Mode().Type())
+		}
+		// Never O_TRUNC: whoever may create entries in the directory could
+		// have put a symbolic link at this name, and the truncation and the
+		// gzip data would go to its target. A leftover is removed instead
+		// (which never follows a link) and the file created anew; O_EXCL
+		// fails if anything took the name again meanwhile.
 		tmp := path + ".gz.tmp"
-		out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|oNoFollow, 0o600)
 		if err != nil {
 			return err
 		}

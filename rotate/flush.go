@@ -181,11 +181,13 @@ func (w *Writer) create(now time.Time) error {
 	path := filepath.Join(w.dir, name)
 	// Retention must not see the file before it knows it is active.
 	w.active.Store(&path)
+	// O_EXCL: never a file (or a symbolic link) that is already there;
+	// O_NOFOLLOW says so twice.
 	var f File
 	var err error
 	if w.mapChunk > 0 {
 		var osf *os.File
-		if osf, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		if osf, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|oNoFollow, 0o600); err == nil {
 			if w.policy == SyncAlways {
 				f = newPreallocFile(osf, w.mapChunk, w.maxBytes)
 			} else {
@@ -195,7 +197,7 @@ func (w *Writer) create(now time.Time) error {
 	} else {
 		// O_APPEND: after a Truncate, the next write lands at the new end
 		// instead of leaving a hole at the old offset.
-		f, err = w.openFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+		f, err = w.openFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND|oNoFollow, 0o600)
 	}
 	if err != nil {
 		w.active.Store(nil)

@@ -15,9 +15,11 @@ const lockSupported = true
 
 // lockFile takes an exclusive flock(2) on the file at path, through its own
 // descriptor, and returns that descriptor: closing it releases the lock. A
-// reader's shared lock (see FileLocked) only briefly delays it.
+// reader's shared lock (see FileLocked) only briefly delays it. It does
+// not follow a symbolic link (nor wait for a FIFO) put at path since the
+// file was created.
 func lockFile(path string) (*os.File, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|oNoFollow|oNonblock, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,14 @@
 // goroutine at a time, in file order, and is told which bytes reached the file
 // (Commit) and which did not (Rollback). That is what lets a caller keep
 // per-file state, such as a hash chain, exactly in step with the file.
+//
+// The directory belongs to the Writer's user. New refuses one that others
+// may change (owned by another user, or writable by its group or by
+// others, sticky or not: see CheckDir), with an error that says how to fix
+// it, unless Options.AllowSharedDir is set; it does not chmod it. And a
+// Writer writes no file through a symbolic link: it creates files with
+// O_EXCL|O_NOFOLLOW, removes a leftover temporary file rather than
+// truncating it, and opens what it reads or locks there with O_NOFOLLOW.
 package rotate
 
 import (
@@ -105,7 +113,7 @@ type Framer interface {
 
 // Options configure a Writer. Only Dir is required.
 type Options struct {
-	Dir        string        // directory of the files; created 0700 if missing; files are 0600
+	Dir        string        // directory of the files; created 0700 if missing, refused if others may write it (see AllowSharedDir); files are 0600
 	Prefix     string        // file name prefix; default "audit"
 	Ext        string        // file name extension; default ".jsonl"
 	MaxBytes   int64         // rotate before a record that would take the file past this; 0 = no limit
@@ -149,8 +157,22 @@ type Options struct {
 	Framer Framer
 	// Now is the clock for file names, Interval and MaxAge; default time.Now.
 	Now func() time.Time
-	// OpenFile creates files; default os.OpenFile.
+	// OpenFile creates files; default os.OpenFile. It is passed O_EXCL
+	// and, where the platform has it, O_NOFOLLOW.
 	OpenFile func(name string, flag int, perm os.FileMode) (File, error)
+
+	// AllowSharedDir lets New accept a Dir that is writable by its group
+	// or by others (sticky or not), or owned by another user, which it
+	// refuses by default with an error wrapping ErrUnsafeDir (see
+	// CheckDir) rather than change its mode. Whoever may create entries
+	// in Dir can put symbolic links there, and remove or replace the
+	// files. A Writer follows no symbolic link in Dir either way: it
+	// creates files with O_EXCL|O_NOFOLLOW, and a leftover temporary file
+	// is removed, not truncated. But with this option set, everyone who
+	// may write Dir can still delete or swap the trail's files (which
+	// verification detects, but cannot undo): set it only where they are
+	// all trusted.
+	AllowSharedDir bool
 }
 
 func mapChunk(opts Options) int64 {
@@ -164,7 +186,9 @@ func mapChunk(opts Options) int64 {
 var ErrClosed = errors.New("rotate: writer closed")
 
 // A Writer writes records to rotating files in one directory. It is safe for
-// concurrent use. It never appends to a file it did not create.
+// concurrent use. It never appends to a file it did not create, and never
+// writes through a symbolic link: files are created with O_EXCL and
+// O_NOFOLLOW (where the platform has it).
 //
 // File names are "<Prefix>-<UTC start time><Ext>" with the time formatted as
 // 20060102T150405.000000000Z, so name order is creation order. With a
@@ -282,6 +306,11 @@ type failure struct {
 // after every existing file of the Writer's in Dir, and applies retention
 // and compression to those files in the background.
 //
+// New creates Dir (mode 0700) if it is missing. It refuses a Dir that users
+// other than the process's may change (see CheckDir), before it writes
+// anything there, unless Options.AllowSharedDir is set; it never changes
+// the mode of an existing directory. The check is made once, by New.
+//
 // With a Framer, New creates the file and writes its Open frame at once, and
 // so does Rotate for the next file: the Open and Close frames then bracket
 // the Writer's whole life, records or not. Without one, a file is created
@@ -323,6 +352,13 @@ func New(opts Options) (*Writer, error) {
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("rotate: %w", err)
+	}
+	if !opts.AllowSharedDir {
+		if err := CheckDir(opts.Dir); errors.Is(err, ErrUnsafeDir) {
+			return nil, fmt.Errorf("rotate: %w; or name a directory that does not exist yet (New creates it 0700); rotate.Options.AllowSharedDir accepts it as it is", err)
+		} else if err != nil {
+			return nil, fmt.Errorf("rotate: %w", err)
+		}
 	}
 	files, tmps, err := scan(opts.Dir, opts.Prefix, opts.Ext)
 	if err != nil {

@@ -1,0 +1,334 @@
+//go:build unix
+
+package chain
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/slogaudit/slogaudit/rotate"
+)
+
+// The victim of a planted link: a file of the process's user outside the
+// audit and key directories, ending without a newline (a torn last line,
+// to the checkpoints file's trimming).
+const victimData = "listen: 8080\nIMPORTANT DATA THAT MUST SURVIVE"
+
+func victimFile(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(p, []byte(victimData), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func assertVictim(t *testing.T, victim string) {
+	t.Helper()
+	got, err := os.ReadFile(victim)
+	if err != nil || string(got) != victimData {
+		t.Errorf("the link's target %s was written through: it holds %q (%v)", victim, got, err)
+	}
+}
+
+func assertErrorSays(t *testing.T, what string, err error, wants ...string) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s: no error", what)
+		return
+	}
+	for _, w := range wants {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%s: error %q does not say %q", what, err, w)
+		}
+	}
+}
+
+// A symbolic link at the checkpoints file's name is not followed: Open
+// refuses it (it would have trimmed the target's "torn" last line, then
+// appended notes to it), saying what it is.
+func TestOpenRefusesCheckpointsSymlink(t *testing.T) {
+	dir := t.TempDir()
+	victim := victimFile(t)
+	link := filepath.Join(dir, CheckpointsFileName(""))
+	if err := os.Symlink(victim, link); err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := testSigner(t, "test")
+	w, err := Open(Options{Key: testKey, Checkpoints: CheckpointOptions{Signer: signer},
+		Rotate: rotate.Options{Dir: dir, Now: fakeClock()}})
+	if err == nil {
+		w.Append([]byte(`"msg":"x"`), nil)
+		w.Close()
+	}
+	assertErrorSays(t, "Open", err, link, "symbolic link")
+	assertVictim(t, victim)
+}
+
+// A link put there while the Writer runs is not followed either: the
+// checkpoint fails (its notes are kept for the next try), the target is
+// untouched, and once the link is gone the notes are appended and the
+// trail verifies.
+func TestCheckpointsSymlinkWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	victim := victimFile(t)
+	signer, verifier := testSigner(t, "test")
+	w, err := Open(Options{Key: testKey, Checkpoints: CheckpointOptions{Signer: signer, Every: -1, Interval: -1},
+		Rotate: rotate.Options{Dir: dir, Now: fakeClock()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, CheckpointsFileName(""))
+	if err := os.Symlink(victim, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append([]byte(`"msg":"x"`), nil); err != nil {
+		t.Fatal(err)
+	}
+	assertErrorSays(t, "Checkpoint", w.Checkpoint(), link, "symbolic link")
+	assertVictim(t, victim)
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Checkpoint(); err != nil {
+		t.Fatalf("Checkpoint without the link: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertVictim(t, victim)
+	rep, err := Verify(dir, VerifyOptions{Key: testKey, CheckpointKey: verifier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertIntact(t, rep)
+	if fi, err := os.Lstat(link); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("checkpoints file: %v, %v", fi, err)
+	}
+}
+
+// trimUnwritten (the resume's cut of a preallocated file's NUL bytes)
+// does not follow a symbolic link put where the newest file was listed.
+func TestTrimUnwrittenDoesNotFollowSymlink(t *testing.T) {
+	dir := t.TempDir()
+	victim := victimFile(t)
+	link := filepath.Join(dir, "audit-20261127T010000.000000000Z.jsonl")
+	if err := os.Symlink(victim, link); err != nil {
+		t.Fatal(err)
+	}
+	assertErrorSays(t, "trimUnwritten", trimUnwritten(link, 3), link, "symbolic link")
+	assertVictim(t, victim)
+}
+
+// keyFixture is a key file in a directory of its own.
+func keyFixture(t *testing.T) (keyFile string, k0 []byte) {
+	t.Helper()
+	keyFile = filepath.Join(t.TempDir(), "audit.key")
+	k0 = GenerateKey()
+	if err := WriteKeyFile(keyFile, k0); err != nil {
+		t.Fatal(err)
+	}
+	return keyFile, k0
+}
+
+// A symbolic link at <key file>.tmp is neither erased through (the stale
+// temporary key file a crash may leave is zeroed before it is removed) nor
+// written through: the Writer removes the link and creates the file with
+// O_EXCL, and the key moves on as usual.
+func TestKeyTmpSymlinkNotFollowed(t *testing.T) {
+	keyFile, k0 := keyFixture(t)
+	victim := victimFile(t)
+	if err := os.Symlink(victim, keyFile+".tmp"); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var errs []error
+	w, err := Open(Options{KeyFile: keyFile, Checkpoints: CheckpointOptions{OnError: func(e error) { errs = append(errs, e) }},
+		Rotate: rotate.Options{Dir: dir, Now: fakeClock()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append([]byte(`"msg":"x"`), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil { // ends the epoch: the key moves on
+		t.Fatal(err)
+	}
+	assertVictim(t, victim)
+	if len(errs) > 0 {
+		t.Errorf("OnError heard %v", errs)
+	}
+	ks, err := ReadKeyState(keyFile)
+	if err != nil || ks.Epoch == 0 || ks.ID != KeyID(k0) {
+		t.Errorf("key file after Close: %+v, %v; want a later epoch", ks, err)
+	}
+	if _, err := os.Lstat(keyFile + ".tmp"); err == nil {
+		t.Errorf("%s.tmp is still there", keyFile)
+	}
+	assertIntact(t, verify(t, dir, k0))
+}
+
+// WriteKeyState replaces a key file that has become a symbolic link since
+// the Writer started (someone swapped it) by a regular file, and erases
+// nothing through the link.
+func TestWriteKeyStateDoesNotEraseThroughSymlink(t *testing.T) {
+	victim := victimFile(t)
+	path := filepath.Join(t.TempDir(), "audit.key")
+	if err := os.Symlink(victim, path); err != nil {
+		t.Fatal(err)
+	}
+	next, _ := NewKeyState(GenerateKey()).At(1)
+	if err := WriteKeyState(path, next); err != nil {
+		t.Fatal(err)
+	}
+	assertVictim(t, victim)
+	if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("key file: %v, %v; want a regular file", fi, err)
+	}
+	if ks, err := ReadKeyState(path); err != nil || !bytes.Equal(ks.Key, next.Key) {
+		t.Errorf("read back %+v, %v", ks, err)
+	}
+}
+
+// WriteKeyState erases only files of the process's user: not a stale
+// temporary file, nor an old key file, that another user owns (a hard
+// link to someone's file, say).
+func TestWriteKeyStateErasesOnlyOwnFiles(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to give files away")
+	}
+	for _, name := range []string{"audit.key.tmp", "audit.key"} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "audit.key")
+		if err := WriteKeyFile(path, GenerateKey()); err != nil {
+			t.Fatal(err)
+		}
+		victim := victimFile(t)
+		if err := os.Chown(victim, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(filepath.Join(dir, name))
+		if err := os.Link(victim, filepath.Join(dir, name)); err != nil {
+			t.Skipf("no hard links here: %v", err)
+		}
+		next, _ := NewKeyState(GenerateKey()).At(1)
+		if err := WriteKeyState(path, next); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(victim); string(got) != victimData {
+			t.Errorf("%s: the file of uid 65534 was erased: %q", name, got)
+		}
+	}
+}
+
+// Open refuses an audit directory that others may write before it
+// changes anything there (resume trims a torn checkpoints line).
+func TestOpenRefusesSharedDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "audit")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ckpt := filepath.Join(dir, CheckpointsFileName(""))
+	const torn = `{"seq":1,"epoch":0,"note":"torn`
+	if err := os.WriteFile(ckpt, []byte(torn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Open(Options{Key: testKey, Rotate: rotate.Options{Dir: dir, Now: fakeClock()}})
+	if err == nil {
+		w.Close()
+	}
+	assertErrorSays(t, "Open", err, dir, "writable by group and others", "chmod go-w "+dir, "AllowSharedDir")
+	if got, _ := os.ReadFile(ckpt); string(got) != torn {
+		t.Errorf("Open refused the directory but changed the checkpoints file to %q", got)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("Open refused the directory but left %d entries in it", len(ents))
+	}
+	// Accepted as it is with rotate.Options.AllowSharedDir.
+	w, err = Open(Options{Key: testKey, Rotate: rotate.Options{Dir: dir, Now: fakeClock(), AllowSharedDir: true}})
+	if err != nil {
+		t.Fatalf("AllowSharedDir: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o777 {
+		t.Errorf("mode %v, %v: want it left alone", fi.Mode(), err)
+	}
+}
+
+// Open refuses a key file directory that others may write (they could
+// swap the key file, or the next one, for a link), and a key file that is
+// a symbolic link; a directory a group may read (0750) is fine.
+func TestOpenChecksKeyFile(t *testing.T) {
+	dir := t.TempDir() // of the chain whose key is keyFile
+	open := func(keyFile string) error {
+		w, err := Open(Options{KeyFile: keyFile, Rotate: rotate.Options{Dir: dir, Now: fakeClock()}})
+		if err == nil {
+			err = w.Close()
+		}
+		return err
+	}
+
+	keyFile, _ := keyFixture(t)
+	keyDir := filepath.Dir(keyFile)
+	if err := os.Chmod(keyDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	assertErrorSays(t, "0777 key directory", open(keyFile), keyDir, "writable by group and others", "chmod go-w "+keyDir, "AllowSharedKeyDir")
+	w, err := Open(Options{KeyFile: keyFile, AllowSharedKeyDir: true, Rotate: rotate.Options{Dir: dir, Now: fakeClock()}})
+	if err != nil {
+		t.Fatalf("0777 key directory with AllowSharedKeyDir: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(keyDir, 0o770); err != nil {
+		t.Fatal(err)
+	}
+	assertErrorSays(t, "0770 key directory", open(keyFile), "writable by group")
+	if err := os.Chmod(keyDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(keyFile); err != nil {
+		t.Errorf("0750 key directory: %v", err)
+	}
+
+	real, _ := keyFixture(t)
+	link := filepath.Join(t.TempDir(), "audit.key")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	dir = t.TempDir()
+	assertErrorSays(t, "symbolic link", open(link), link, "symbolic link", real)
+}
+
+// Open refuses a key file or key directory of another user.
+func TestOpenRefusesKeyFileOfAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to give files away")
+	}
+	open := func(keyFile string) error {
+		w, err := Open(Options{KeyFile: keyFile, Rotate: rotate.Options{Dir: t.TempDir(), Now: fakeClock()}})
+		if err == nil {
+			err = w.Close()
+		}
+		return err
+	}
+	keyFile, _ := keyFixture(t)
+	if err := os.Chown(keyFile, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	assertErrorSays(t, "key file of uid 65534", open(keyFile), keyFile, "owned by uid 65534", "chown 0 "+keyFile)
+	keyFile, _ = keyFixture(t)
+	if err := os.Chown(filepath.Dir(keyFile), 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	assertErrorSays(t, "key directory of uid 65534", open(keyFile), "owned by uid 65534", "chown 0 "+filepath.Dir(keyFile))
+}

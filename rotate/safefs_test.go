@@ -1,0 +1,188 @@
+//go:build unix
+
+package rotate
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// errLog collects what OnError hears.
+type errLog struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (l *errLog) add(err error) {
+	l.mu.Lock()
+	l.errs = append(l.errs, err)
+	l.mu.Unlock()
+}
+
+func (l *errLog) get() []error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]error(nil), l.errs...)
+}
+
+const victimData = "IMPORTANT DATA THAT MUST SURVIVE"
+
+// victimFile creates a file outside the audit directory that a planted
+// link points to.
+func victimFile(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "database.db")
+	if err := os.WriteFile(p, []byte(victimData), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func assertVictim(t *testing.T, victim string) {
+	t.Helper()
+	if got := readFile(t, victim); got != victimData {
+		t.Errorf("the link's target %s was written through: it holds %q", victim, got[:min(len(got), 40)])
+	}
+}
+
+// A symbolic link planted at <file>.gz.tmp, where the Writer compresses a
+// closed file, is not followed: the Writer removes the link (which leaves
+// its target alone) and creates its temporary file afresh with O_EXCL, so
+// the file is compressed as usual and the target is untouched.
+func TestGzipTmpSymlinkNotFollowed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "audit")
+	victim := victimFile(t)
+	var errs errLog
+	w := open(t, Options{Dir: dir, Compress: true, Now: newClock(t0).Now, OnError: errs.add})
+	write(t, w, "x\n")
+	live := w.Path()
+	if err := os.Symlink(victim, live+".gz.tmp"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	closeW(t, w)
+	assertVictim(t, victim)
+	if errs := errs.get(); len(errs) > 0 {
+		t.Errorf("OnError heard %v", errs)
+	}
+	if got := names(t, dir); len(got) != 1 || got[0] != filepath.Base(live)+".gz" {
+		t.Errorf("files %q, want only %s.gz", got, filepath.Base(live))
+	}
+	if got := readFile(t, live+".gz"); got != "x\n" {
+		t.Errorf("compressed file reads %q", got)
+	}
+}
+
+// New refuses a directory that others may write (also sticky, like /tmp),
+// with an error that says what to do, and changes nothing in it; one that
+// a group may only read (0750, as deployment tools make them) is fine.
+func TestNewChecksDirMode(t *testing.T) {
+	for _, tc := range []struct {
+		mode os.FileMode
+		who  string // "" = accepted
+	}{
+		{0o700, ""},
+		{0o750, ""},
+		{0o755, ""},
+		{0o711, ""},
+		{0o770, "group"},
+		{0o730, "group"},
+		{0o702, "others"},
+		{0o777, "group and others"},
+		{0o777 | os.ModeSticky, "group and others"},
+		{0o703 | os.ModeSticky, "others"},
+	} {
+		dir := filepath.Join(t.TempDir(), "audit")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		w, err := New(Options{Dir: dir, Framer: &logFramer{t: t}})
+		if tc.who == "" {
+			if err != nil {
+				t.Errorf("%v: New: %v", tc.mode, err)
+				continue
+			}
+			write(t, w, "x\n")
+			closeW(t, w)
+			continue
+		}
+		if err == nil {
+			w.Close()
+			t.Errorf("%v: New accepted a directory writable by %s", tc.mode, tc.who)
+			continue
+		}
+		msg := err.Error()
+		for _, want := range []string{dir, "writable by " + tc.who, "chmod go-w " + dir, "AllowSharedDir"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%v: error %q does not say %q", tc.mode, msg, want)
+			}
+		}
+		if got := names(t, dir); len(got) != 0 {
+			t.Errorf("%v: New refused the directory but created %q in it", tc.mode, got)
+		}
+		if fi, err := os.Stat(dir); err != nil || fi.Mode()&(os.ModePerm|os.ModeSticky) != tc.mode {
+			t.Errorf("%v: the directory's mode changed: %v, %v", tc.mode, fi.Mode(), err)
+		}
+	}
+}
+
+// New refuses a directory owned by another user: its owner could plant
+// links in it.
+func TestNewRefusesDirOfAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to give the directory away")
+	}
+	dir := filepath.Join(t.TempDir(), "audit")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(Options{Dir: dir})
+	if err == nil {
+		w.Close()
+		t.Fatal("New accepted a directory of uid 65534")
+	}
+	for _, want := range []string{"owned by uid 65534", "uid 0", "chown 0 " + dir} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
+
+// Options.AllowSharedDir accepts such a directory, as is; CheckDir still
+// reports it, with ErrUnsafeDir.
+func TestAllowSharedDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "audit")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckDir(dir); !errors.Is(err, ErrUnsafeDir) {
+		t.Errorf("CheckDir = %v, want ErrUnsafeDir", err)
+	}
+	w := open(t, Options{Dir: dir, AllowSharedDir: true})
+	write(t, w, "x\n")
+	closeW(t, w)
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o777 {
+		t.Errorf("mode %v, %v: want it left alone", fi.Mode(), err)
+	}
+	if err := CheckDir(t.TempDir()); err != nil {
+		t.Errorf("CheckDir(t.TempDir()) = %v", err)
+	}
+	if err := CheckDir(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("CheckDir(missing) = %v, want ErrNotExist", err)
+	}
+}
