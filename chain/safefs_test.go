@@ -5,7 +5,9 @@ package chain
 import (
 	"bytes"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -239,11 +241,12 @@ func TestOpenRefusesSharedDir(t *testing.T) {
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
+	group := groupAnd(t, dir)
 	w, err := Open(Options{Key: testKey, Rotate: rotate.Options{Dir: dir, Now: fakeClock()}})
 	if err == nil {
 		w.Close()
 	}
-	assertErrorSays(t, "Open", err, dir, "writable by group and others", "chmod go-w "+dir, "AllowSharedDir")
+	assertErrorSays(t, "Open", err, dir, "writable by "+group+"others", "chmod go-w "+dir, "AllowSharedDir")
 	if got, _ := os.ReadFile(ckpt); string(got) != torn {
 		t.Errorf("Open refused the directory but changed the checkpoints file to %q", got)
 	}
@@ -281,7 +284,9 @@ func TestOpenChecksKeyFile(t *testing.T) {
 	if err := os.Chmod(keyDir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	assertErrorSays(t, "0777 key directory", open(keyFile), keyDir, "writable by group and others", "chmod go-w "+keyDir, "AllowSharedKeyDir")
+	group := groupAnd(t, keyDir)
+	shared := group != ""
+	assertErrorSays(t, "0777 key directory", open(keyFile), keyDir, "writable by "+group+"others", "chmod go-w "+keyDir, "AllowSharedKeyDir")
 	w, err := Open(Options{KeyFile: keyFile, AllowSharedKeyDir: true, Rotate: rotate.Options{Dir: dir, Now: fakeClock()}})
 	if err != nil {
 		t.Fatalf("0777 key directory with AllowSharedKeyDir: %v", err)
@@ -292,7 +297,11 @@ func TestOpenChecksKeyFile(t *testing.T) {
 	if err := os.Chmod(keyDir, 0o770); err != nil {
 		t.Fatal(err)
 	}
-	assertErrorSays(t, "0770 key directory", open(keyFile), "writable by group")
+	if shared {
+		assertErrorSays(t, "0770 key directory", open(keyFile), "writable by group")
+	} else if err := open(keyFile); err != nil {
+		t.Errorf("0770 key directory of the user's private group: %v", err)
+	}
 	if err := os.Chmod(keyDir, 0o750); err != nil {
 		t.Fatal(err)
 	}
@@ -331,4 +340,24 @@ func TestOpenRefusesKeyFileOfAnotherUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertErrorSays(t, "key directory of uid 65534", open(keyFile), "owned by uid 65534", "chown 0 "+filepath.Dir(keyFile))
+}
+
+// groupAnd gives dir a group shared with others when it can (as root:
+// nogroup) and returns "group and " if group write then lets others in, ""
+// if dir keeps the user's private group (named as the user: rotate.CheckDir
+// does not count its write bit).
+func groupAnd(t *testing.T, dir string) string {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		if err := os.Chown(dir, -1, 65534); err != nil {
+			t.Fatal(err)
+		}
+		return "group and "
+	}
+	u, err1 := user.Current()
+	g, err2 := user.LookupGroupId(strconv.Itoa(os.Getegid()))
+	if err1 == nil && err2 == nil && g.Name == u.Username {
+		return ""
+	}
+	return "group and "
 }

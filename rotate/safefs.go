@@ -14,7 +14,9 @@ var ErrUnsafeDir = errors.New("unsafe directory")
 // CheckDir returns an error wrapping ErrUnsafeDir unless dir is a directory
 // that only the process's (effective) user may change: owned by that user
 // and writable neither by its group nor by others, sticky (as /tmp) or
-// not. A group may read it (mode 0750). The error says what to do. Errors
+// not. A group may read it (mode 0750), and the user's private group (the
+// effective group, named as the user: the Linux convention under which a
+// umask of 002 makes directories 0775) may write it. The error says what to do. Errors
 // of os.Stat, such as one wrapping fs.ErrNotExist, are returned as they
 // are. A symbolic link to a directory is followed: the directory is
 // checked, not the link (nor the directories above it).

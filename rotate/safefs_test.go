@@ -105,6 +105,9 @@ func TestNewChecksDirMode(t *testing.T) {
 		if err := os.Chmod(dir, tc.mode); err != nil {
 			t.Fatal(err)
 		}
+		if strings.Contains(tc.who, "group") && !sharedGroup(t, dir) {
+			continue
+		}
 		w, err := New(Options{Dir: dir, Framer: &logFramer{t: t}})
 		if tc.who == "" {
 			if err != nil {
@@ -184,5 +187,49 @@ func TestAllowSharedDir(t *testing.T) {
 	}
 	if err := CheckDir(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("CheckDir(missing) = %v, want ErrNotExist", err)
+	}
+}
+
+// sharedGroup gives dir a group other than the user's private group (as
+// root: nogroup) and reports whether it has one: group write then lets
+// others in. Without root, dir keeps the user's group, shared or not.
+func sharedGroup(t *testing.T, dir string) bool {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		if err := os.Chown(dir, -1, 65534); err != nil {
+			t.Fatal(err)
+		}
+		return true
+	}
+	return !privateGroup(uint32(os.Getegid()))
+}
+
+// A directory writable by the user's private group (umask 002 on most Linux
+// distributions: the group is named as the user and has no one else) is
+// the user's alone: accepted. The same mode with another group is not.
+func TestNewAcceptsPrivateGroupWrite(t *testing.T) {
+	if !privateGroup(uint32(os.Getegid())) {
+		t.Skipf("the effective group %d is not named as the user: no private group here", os.Getegid())
+	}
+	dir := filepath.Join(t.TempDir(), "audit")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o775); err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(Options{Dir: dir, Framer: &logFramer{t: t}})
+	if err != nil {
+		t.Fatalf("New refused a directory writable only by the private group: %v", err)
+	}
+	closeW(t, w)
+	if os.Geteuid() != 0 {
+		return
+	}
+	if err := os.Chown(dir, -1, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{Dir: dir, Framer: &logFramer{t: t}}); !errors.Is(err, ErrUnsafeDir) {
+		t.Errorf("a 0775 directory of group 65534: New: %v, want ErrUnsafeDir", err)
 	}
 }
