@@ -523,14 +523,26 @@ func readCursor(path string) (seq uint64, mac [32]byte, err error) {
 // or the new one, never a mix. (Losing the rename itself to a crash only
 // means re-exporting a batch.)
 func writeCursor(path string, seq uint64, mac [32]byte) error {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "v1 %d %x\n", seq, mac)
+	if err := replaceFile(path, fmt.Appendf(nil, "v1 %d %x\n", seq, mac)); err != nil {
+		return fmt.Errorf("otelbridge: write cursor: %w", err)
+	}
+	return nil
+}
+
+// replaceFile replaces path with a file holding data, synced, through
+// path+".tmp". The temporary file is created afresh (O_EXCL), never
+// truncated: the audit directory may hold a symbolic link planted at that
+// name (rotate.CheckDir), which O_EXCL does not follow.
+func replaceFile(path string, data []byte) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(b.Bytes())
+	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -542,7 +554,6 @@ func writeCursor(path string, seq uint64, mac [32]byte) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("otelbridge: write cursor: %w", err)
 	}
-	return nil
+	return err
 }

@@ -232,13 +232,7 @@ func (e *exporter) notesAcked(n int) {
 }
 
 func writeNoteCursor(path string, seq uint64, mac [32]byte) error {
-	tmp := path + ".tmp"
-	err := os.WriteFile(tmp, fmt.Appendf(nil, "v2 %d %x\n", seq, mac), 0o600)
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := replaceFile(path, fmt.Appendf(nil, "v2 %d %x\n", seq, mac)); err != nil {
 		return fmt.Errorf("otelbridge: write note cursor: %w", err)
 	}
 	return nil
