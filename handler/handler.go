@@ -86,6 +86,10 @@ type Options struct {
 	// file is evolved in place at every epoch's end, so a key stolen from
 	// the host cannot forge earlier records. Keep K(0) offline to verify.
 	KeyFile string
+	// AllowSharedKeyDir accepts a KeyFile in a directory others may write
+	// (chain.Options.AllowSharedKeyDir); New refuses one otherwise. The
+	// audit directory's counterpart is Rotate.AllowSharedDir.
+	AllowSharedKeyDir bool
 	// Checkpoints configures epochs and signed checkpoints (chain.
 	// CheckpointOptions). Each checkpoint is also passed to every Sink
 	// that implements CheckpointSink, e.g. otelbridge, to anchor the
@@ -263,7 +267,7 @@ func New(opts Options) (*Handler, error) {
 	if co.OnError == nil {
 		co.OnError = opts.OnError
 	}
-	w, err := chain.Open(chain.Options{Key: opts.Key, KeyFile: opts.KeyFile, Checkpoints: co, Archive: opts.Archive, Rotate: ro})
+	w, err := chain.Open(chain.Options{Key: opts.Key, KeyFile: opts.KeyFile, AllowSharedKeyDir: opts.AllowSharedKeyDir, Checkpoints: co, Archive: opts.Archive, Rotate: ro})
 	if err != nil {
 		return nil, err
 	}
