@@ -48,3 +48,32 @@ func BenchmarkTime(b *testing.B) {
 		buf = Time(buf[:0], t)
 	}
 }
+
+// The strings of a typical audit record: ASCII (keys, event names, a URL
+// path, a user agent), and text with non-ASCII letters.
+var benchStrings = map[string][]string{
+	"ASCII": {"credential accessed", "resource", "obsidian_api_key", "client.address", "127.0.0.1",
+		"/credentials/obsidian_api_key/rotate?reason=scheduled", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"},
+	"NonASCII": {"Zugriff auf Schlüssel verweigert", "Grüße aus Köln", "доступ запрещён", "資格情報にアクセスしました", "naïve café ☃ — “quoted”"},
+}
+
+func BenchmarkString(b *testing.B) {
+	for _, name := range []string{"ASCII", "NonASCII"} {
+		ss := benchStrings[name]
+		n := 0
+		for _, s := range ss {
+			n += len(s)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			buf := make([]byte, 0, 4096)
+			for b.Loop() {
+				buf = buf[:0]
+				for _, s := range ss {
+					buf = String(buf, s)
+				}
+			}
+		})
+	}
+}
