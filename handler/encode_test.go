@@ -33,6 +33,9 @@ func escapedInAudit(r rune) bool {
 	return true
 }
 
+// EscapedInAudit is escapedInAudit for package handler_test (FuzzEncode).
+var EscapedInAudit = escapedInAudit
+
 // hostile holds the characters of the security review's probe (U+202E,
 // U+009B, U+0085, DEL) and the first and last character of each range the
 // encoder escapes beyond what log/slog escapes, in ASCII text.
