@@ -12,6 +12,7 @@
 package jsonenc
 
 import (
+	"encoding/binary"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -116,8 +117,19 @@ func Uint(b []byte, n uint64) []byte { return strconv.AppendUint(b, n, 10) }
 // Bytes that are not part of valid UTF-8 are left as they are, as
 // encoding/json leaves them in a json.Marshaler's output.
 func JSON(b, js []byte) []byte {
+	const lsb, msb = 0x0101010101010101, 0x8080808080808080
 	start := 0
 	for i := 0; i < len(js); {
+		// Eight bytes at a time while none is DEL or above: adding 1
+		// to each byte of w (which carries into the next byte only from
+		// 0xff, whose top bit is set already) sets the top bit of a
+		// byte of 0x7f.
+		if i+8 <= len(js) {
+			if w := binary.LittleEndian.Uint64(js[i:]); (w|(w+lsb))&msb == 0 {
+				i += 8
+				continue
+			}
+		}
 		c := js[i]
 		if c < '\u007f' {
 			i++
@@ -126,7 +138,7 @@ func JSON(b, js []byte) []byte {
 		r, size := rune(c), 1
 		if c >= utf8.RuneSelf {
 			r, size = utf8.DecodeRune(js[i:])
-			if r == utf8.RuneError && size == 1 || !escapedRune(r) {
+			if !escapeLead[c] || r == utf8.RuneError && size == 1 || !escapedRune(r) {
 				i += size
 				continue
 			}
@@ -138,6 +150,11 @@ func JSON(b, js []byte) []byte {
 	}
 	return append(b, js[start:]...)
 }
+
+// escapeLead is true for the first bytes of the UTF-8 encodings of the
+// characters of escapedRune: U+0080–U+00BF, U+0600–U+063F, U+1000–U+1FFF,
+// U+2000–U+2FFF, U+F000–U+FFFF, U+10000–U+3FFFF, U+C0000–U+FFFFF.
+var escapeLead = [256]bool{0xc2: true, 0xd8: true, 0xe1: true, 0xe2: true, 0xef: true, 0xf0: true, 0xf3: true}
 
 // escapedRune reports whether String writes c, a character of U+0080 or
 // above, as a \u escape (see String).
@@ -228,8 +245,9 @@ func appendEscaped(buf []byte, s string) []byte {
 		// See http://timelessrepo.com/json-isnt-a-javascript-subset for discussion.
 		// The C1 controls and the invisible format characters are
 		// escaped for the terminals and viewers that show the text
-		// (see String).
-		if escapedRune(c) {
+		// (see String). Most characters are ruled out by their
+		// first byte.
+		if escapeLead[s[i]] && escapedRune(c) {
 			if start < i {
 				str(s[start:i])
 			}

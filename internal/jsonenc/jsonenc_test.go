@@ -287,6 +287,22 @@ func TestJSON(t *testing.T) {
 			t.Errorf("JSON(%+q) decodes to %#v, want %#v", tt.in, out, in)
 		}
 	}
+	// At every offset from the eight-byte steps' boundaries.
+	for _, tt := range []struct{ c, want string }{
+		{"\x7f", `\u007f`}, {"\u0085", `\u0085`}, {"\U000e0041", `\udb40\udc41`},
+		{"\x7e", "\x7e"}, {"\u00a0", "\u00a0"}, {"\xff", "\xff"},
+	} {
+		for n := range 20 {
+			for m := range 10 {
+				pad := strings.Repeat("a", n)
+				in := `"` + pad + tt.c + strings.Repeat("b", m) + tt.c + `"`
+				want := `"` + pad + tt.want + strings.Repeat("b", m) + tt.want + `"`
+				if got := string(JSON(nil, []byte(in))); got != want {
+					t.Errorf("JSON(%+q) = %+q, want %+q", in, got, want)
+				}
+			}
+		}
+	}
 }
 
 func BenchmarkTime(b *testing.B) {
@@ -323,5 +339,16 @@ func BenchmarkString(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkJSON: what encoding/json wrote for a struct, ASCII.
+func BenchmarkJSON(b *testing.B) {
+	js := []byte(`{"Method":"GET","Path":"/credentials/obsidian_api_key","UserAgent":"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0","Status":200}`)
+	b.SetBytes(int64(len(js)))
+	b.ReportAllocs()
+	buf := make([]byte, 0, 512)
+	for b.Loop() {
+		buf = JSON(buf[:0], js)
 	}
 }
