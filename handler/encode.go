@@ -20,7 +20,10 @@ import (
 // log/slog's JSON handler rule for rule (empty attrs and groups elided,
 // groups with an empty key inlined, LogValuers resolved), so that an audit
 // line reads like slog's own output. Unlike slog's, it writes every
-// top-level key once: see claim.
+// top-level key once (see claim), and it writes no control or invisible
+// format character raw, in keys, strings or values marshaled with
+// encoding/json (see jsonenc.String): the line decodes to what slog's
+// decodes to.
 type encoder struct {
 	b     []byte
 	sep   bool // a member precedes; the next one needs a comma
@@ -408,5 +411,8 @@ func appendJSONMarshal(b []byte, x any) []byte {
 	if err := enc.Encode(x); err != nil {
 		return jsonenc.String(b, "!ERROR:"+err.Error())
 	}
-	return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+	// The strings in it escaped as jsonenc.String escapes them: without
+	// raw control or invisible format characters (a struct field, a
+	// map key, a json.RawMessage from outside).
+	return jsonenc.JSON(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 }

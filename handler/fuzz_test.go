@@ -16,6 +16,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -29,11 +32,14 @@ import (
 // collide with the reserved members and with each other, WithAttrs and
 // WithGroup chains, ContextAttrs, a span — logs them through handler.New
 // with and without redaction, and checks every audit line: valid JSON,
-// every top-level member name once (FORMAT.md §4), a file that verifies,
-// and, without redaction, the members log/slog's JSONHandler writes for the
-// same record, after undoing the underscore renames and allowing for the
-// documented differences (times in UTC with 9 digits, NaN and infinities
-// as strings).
+// every top-level member name once (FORMAT.md §4), no control or invisible
+// format character raw (FORMAT.md §2), a file that verifies, and, without
+// redaction, the members log/slog's JSONHandler writes for the same record,
+// after undoing the underscore renames and allowing for the documented
+// differences (times in UTC with 9 digits, NaN and infinities as strings):
+// the same values, and every member name and string spelled byte for byte
+// as slog spells it, but for the characters the handler escapes and slog
+// writes raw (escapeSpelled).
 func FuzzEncode(f *testing.F) {
 	for _, s := range [][]byte{
 		nil,
@@ -46,6 +52,16 @@ func FuzzEncode(f *testing.F) {
 		{0x22, 3, 'a', 'b', 'c', 0xff, 4, 1, 0x11, 2, 0x12, 0, 0x13, 0, 3, 0x84, 16, 2, 0x85, 0, 0x86, 0},
 		// Invalid UTF-8 keys.
 		{0, 0, 0x21, 2, 0xc0, 0xfe, 0, 0x21, 2, 0xc0, 0xff, 0, 2, 0x40, 1, 0xfe, 0, 0x40, 1, 0xff, 0},
+		// Characters the handler escapes and slog does not (the security
+		// review's probe: U+202E, U+009B, U+0085, DEL; a tag character,
+		// U+2069, U+FEFF, U+200B, U+00AD, U+2066) in a message, a key, a
+		// string, a json.RawMessage, a map's key and value (written by
+		// encoding/json), a TextMarshaler.
+		{0, 0, 0, 0, 0, 0, 12, 0xe2, 0x80, 0xae, 0xc2, 0x9b, 0xc2, 0x85, 0x7f, 0xf3, 0xa0, 0x81, 0x81, 4,
+			0x80, 5, 'k', 0xe2, 0x80, 0xae, 0x7f, 1, 0, 5, 0xc2, 0x9b, 0xe2, 0x81, 0xa9,
+			0x05, 1, 25, 3, 0xef, 0xbb, 0xbf,
+			0x80, 4, 0xf3, 0xa0, 0x80, 0xa0, 1, 11, 1, 3, 0xe2, 0x80, 0x8b, 2, 0xc2, 0xad, 5, 1,
+			0x13, 1, 19, 3, 0xe2, 0x81, 0xa6, 2},
 		// A nil pointer error, a Source, a LogValuer.
 		{0, 0, 4, 0, 9, 0, 17, 0, 14, 0, 16, 1, 0, 1},
 		[]byte(strings.Repeat("\x07\x00\x03", 40)),
@@ -68,6 +84,11 @@ func checkEncode(t *testing.T, in *fuzzInput) {
 				members, err := decodeOrdered(line)
 				if err != nil {
 					t.Fatalf("line %d is not a JSON object: %v\n%s", i, err, line)
+				}
+				for _, r := range string(line) {
+					if handler.EscapedInAudit(r) {
+						t.Fatalf("line %d holds %U raw\n%+q", i, r, line)
+					}
 				}
 				seen := map[string]bool{}
 				for _, m := range members {
@@ -557,22 +578,28 @@ func (in *fuzzInput) reference(i int) []member {
 			}
 		}
 		taken[k] = true
+		// The underscores go right after the opening quote.
+		ms[j].raw = `"` + k[:len(k)-len(ms[j].k)] + ms[j].raw[1:]
 		ms[j].k = k
 	}
 	return ms
 }
 
 type member struct {
-	k string
-	v any // string, json.Number, bool, nil, []any, []member
+	k   string
+	raw string // k as written, with its quotes and escapes
+	v   any    // jstr, json.Number, bool, nil, []any, []member
 }
 
+// jstr is a string value, decoded and as written.
+type jstr struct{ s, raw string }
+
 // decodeOrdered decodes a JSON object keeping its members' order and
-// duplicates.
+// duplicates, and the spelling of its strings.
 func decodeOrdered(b []byte) ([]member, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
-	v, err := decodeValue(dec)
+	v, err := decodeValue(dec, b)
 	if err != nil {
 		return nil, err
 	}
@@ -586,7 +613,15 @@ func decodeOrdered(b []byte) ([]member, error) {
 	return ms, nil
 }
 
-func decodeValue(dec *json.Decoder) (any, error) {
+// rawString returns the string token b[from:to] (after a separator, if
+// any) as written.
+func rawString(b []byte, from, to int64) string {
+	t := b[from:to]
+	return string(t[bytes.IndexByte(t, '"'):])
+}
+
+func decodeValue(dec *json.Decoder, b []byte) (any, error) {
+	from := dec.InputOffset()
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, err
@@ -595,22 +630,24 @@ func decodeValue(dec *json.Decoder) (any, error) {
 	case json.Delim('{'):
 		ms := []member{}
 		for dec.More() {
+			kfrom := dec.InputOffset()
 			kt, err := dec.Token()
 			if err != nil {
 				return nil, err
 			}
-			v, err := decodeValue(dec)
+			kraw := rawString(b, kfrom, dec.InputOffset())
+			v, err := decodeValue(dec, b)
 			if err != nil {
 				return nil, err
 			}
-			ms = append(ms, member{kt.(string), v})
+			ms = append(ms, member{kt.(string), kraw, v})
 		}
 		_, err := dec.Token()
 		return ms, err
 	case json.Delim('['):
 		vs := []any{}
 		for dec.More() {
-			v, err := decodeValue(dec)
+			v, err := decodeValue(dec, b)
 			if err != nil {
 				return nil, err
 			}
@@ -619,16 +656,41 @@ func decodeValue(dec *json.Decoder) (any, error) {
 		_, err := dec.Token()
 		return vs, err
 	}
+	if s, ok := tok.(string); ok {
+		return jstr{s, rawString(b, from, dec.InputOffset())}, nil
+	}
 	return tok, nil
 }
 
 // normalize makes values comparable that differ for documented or
 // harmless reasons: a LogValuer's panic carries the stack of the call.
 func normalize(v any) any {
-	if s, ok := v.(string); ok && strings.HasPrefix(s, "LogValue panicked\n") {
-		return "LogValue panicked"
+	if s, ok := v.(jstr); ok && strings.HasPrefix(s.s, "LogValue panicked\n") {
+		return jstr{s: "LogValue panicked"}
 	}
 	return v
+}
+
+// escapeSpelled rewrites a JSON string as log/slog writes it into the
+// spelling FORMAT.md §2 gives the handler: each character that the handler
+// escapes and slog writes raw (EscapedInAudit) as \uXXXX, lower-case, or
+// the \uXXXX\uXXXX of its surrogate pair. Everything else stays as slog
+// wrote it: any other difference is the handler's.
+func escapeSpelled(raw string) string {
+	var b strings.Builder
+	for i := 0; i < len(raw); {
+		r, n := utf8.DecodeRuneInString(raw[i:])
+		switch r1, r2 := utf16.EncodeRune(r); {
+		case r == utf8.RuneError && n == 1, !handler.EscapedInAudit(r):
+			b.WriteString(raw[i : i+n]) // a byte that is not UTF-8 as it is
+		case r1 != unicode.ReplacementChar:
+			fmt.Fprintf(&b, `\u%04x\u%04x`, r1, r2)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+		i += n
+	}
+	return b.String()
 }
 
 func diffMembers(got, want []member) string {
@@ -640,6 +702,8 @@ func diffMembers(got, want []member) string {
 			return fmt.Sprintf("extra member %d %q", i, got[i].k)
 		case got[i].k != want[i].k:
 			return fmt.Sprintf("member %d: key %q, slog %q", i, got[i].k, want[i].k)
+		case got[i].raw != escapeSpelled(want[i].raw):
+			return fmt.Sprintf("member %d: key written %s, slog %s", i, got[i].raw, want[i].raw)
 		}
 		if d := diffValue(got[i].v, want[i].v); d != "" {
 			return fmt.Sprintf("member %q: %s", got[i].k, d)
@@ -666,6 +730,16 @@ func diffValue(got, want any) string {
 			if d := diffValue(g[i], w[i]); d != "" {
 				return fmt.Sprintf("[%d]: %s", i, d)
 			}
+		}
+		return ""
+	}
+	if w, ok := want.(jstr); ok {
+		g, ok := got.(jstr)
+		switch {
+		case !ok || g.s != w.s:
+			return fmt.Sprintf("%#v, slog %#v", got, want)
+		case w.raw != "" && g.raw != escapeSpelled(w.raw): // normalize drops raw
+			return fmt.Sprintf("written %s, slog %s", g.raw, w.raw)
 		}
 		return ""
 	}

@@ -1,7 +1,9 @@
 package otelbridge
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -11,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf16"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
@@ -316,6 +320,61 @@ func TestParseFastPaths(t *testing.T) {
 			}
 		} else if v.Type() == attribute.INT64 {
 			t.Errorf("number(%q) = int64 %d", s, v.AsInt64())
+		}
+	}
+}
+
+// The handler writes control and invisible format characters as \u escapes
+// (a surrogate pair above U+FFFF); older writers wrote them raw. Both
+// spellings of a line convert to the same record, whose body, attribute
+// names and values hold the characters themselves, as encoding/json
+// decodes them.
+func TestConvertEscapedControlAndFormatCharacters(t *testing.T) {
+	const s = "evil\u202etxt.exe\u009b31m\u0085\x7f|\u00ad\u061c\u200b\u2066\ufeff\U0001d173\U000e0041|end"
+	dir := t.TempDir()
+	h := newTestHandler(t, dir)
+	slog.New(h).Warn(s, handler.Audit, "k"+s, s, slog.Group("g"+s, s, []string{s, "x"}))
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var escaped []byte
+	for _, ln := range fileLines(t, dir) {
+		if ln.Kind == "" {
+			escaped = ln.Raw
+		}
+	}
+	// The same line as an older writer wrote it.
+	raw := escaped
+	for _, r := range s {
+		var esc string
+		if r1, r2 := utf16.EncodeRune(r); r1 != unicode.ReplacementChar {
+			esc = fmt.Sprintf(`\u%04x\u%04x`, r1, r2)
+		} else if r < 0x20 || r >= 0x7f {
+			esc = fmt.Sprintf(`\u%04x`, r)
+		} else {
+			continue
+		}
+		if !bytes.Contains(escaped, []byte(esc)) || bytes.ContainsRune(escaped, r) {
+			t.Fatalf("the handler wrote %U raw or not as %s:\n%s", r, esc, escaped)
+		}
+		raw = bytes.ReplaceAll(raw, []byte(esc), []byte(string(r)))
+	}
+	var m map[string]any
+	if err := json.Unmarshal(escaped, &m); err != nil || m["msg"] != s || m["k"+s] != s {
+		t.Fatalf("encoding/json decodes %s to %+q, %v", escaped, m, err)
+	}
+	want := []string{"k" + s + "=STRING:" + s, "g" + s + "." + s + "=STRINGSLICE:[" + s + " x]"}
+	for name, line := range map[string][]byte{"escaped": escaped, "raw": raw} {
+		r, _, err := convert(line, chain.Position{}, time.Unix(1, 2))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got := r.Body().AsString(); got != s {
+			t.Errorf("%s: body %+q, want %+q", name, got, s)
+		}
+		got := renderAttrs(r.WalkAttributes)[2:] // after audit.seq, audit.chain
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: attributes\n got %+q\nwant %+q", name, got, want)
 		}
 	}
 }
