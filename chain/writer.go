@@ -136,6 +136,7 @@ type Writer struct {
 	settleMu sync.Mutex    // one settle at a time: notes chain in order
 	mu       sync.Mutex
 	ends     []Checkpoint // committed epoch ends not yet settled
+	pruned   map[string]bool // files retention removed (BaseName), under mu
 	key      KeyState     // newest committed key to persist; Key nil: none
 	curKey   KeyState     // the committed key in use, for CurrentKey
 	// keys of ended epochs whose checkpoints are not settled yet: until a
@@ -497,7 +498,12 @@ func (w *Writer) settle() error {
 				continue
 			}
 			if err := syncFile(filepath.Join(w.dir, c.File)); err != nil {
-				return retry(fmt.Errorf("chain: checkpoint: %w", err))
+				// Retention may remove a file before the end of its last
+				// epoch is settled (a pruned record accounts for it):
+				// there is nothing left to sync.
+				if !errors.Is(err, fs.ErrNotExist) || !w.wasPruned(c.File) {
+					return retry(fmt.Errorf("chain: checkpoint: %w", err))
+				}
 			}
 			synced = c.File
 		}
@@ -595,7 +601,24 @@ func (w *Writer) beforeRemove(path string) error {
 	if err := w.w.WriteRecord(body, nil); err != nil {
 		return err
 	}
-	return w.w.Sync()
+	if err := w.w.Sync(); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	if w.pruned == nil {
+		w.pruned = map[string]bool{}
+	}
+	w.pruned[BaseName(path)] = true
+	w.mu.Unlock()
+	return nil
+}
+
+// wasPruned reports whether retention removed the file named name
+// (BaseName) after its pruned record was written.
+func (w *Writer) wasPruned(name string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pruned[name]
 }
 
 // BaseName returns a file's name as sealed in open records: without its
