@@ -33,6 +33,8 @@ const (
 	DetailKey         = "detail"             // its detail
 	AuditOutage       = "audit_outage"       // event of the record of audit records not written
 	ActionWrite       = "write"              // its action
+	AuditCapacity     = "audit_capacity"     // event of the record of low free space for the audit files
+	ActionCheck       = "check"              // its action
 )
 
 // What an alert rule counts per: the member of the event whose value is the
@@ -243,6 +245,12 @@ func DefaultAlertRules() []AlertRule {
 			Description: "audit records could not be written (the audit_outage record says how many, when, and why)",
 			Match:       []AlertMatch{{Event: []string{AuditOutage}}},
 			By:          ByAll, Window: time.Hour, Threshold: 1, Severity: slog.LevelError,
+		},
+		{
+			ID:          "audit_low_space",
+			Description: "the audit files' file system is low on free space (the audit_capacity record says how much is left): once it is full, audit records cannot be written",
+			Match:       []AlertMatch{{Event: []string{AuditCapacity}, Reason: []string{"low_space"}}},
+			By:          ByAll, Window: time.Hour, Threshold: 1, Severity: slog.LevelWarn,
 		},
 	}
 }
