@@ -289,8 +289,11 @@ type AlertOptions struct {
 	// ReadAlertConfig for loading them from a file.
 	Rules []AlertRule
 	// OnAlert is called after each alert record is written (Alert.Err says
-	// whether it was), on the goroutine that logged the triggering event.
-	// It must not block; it may log.
+	// whether it was), on the goroutine that logged the triggering event:
+	// for an audit_capacity record, the audit file writer's background
+	// goroutine, and for a chain_verification record of SelfVerify, its
+	// goroutine, both of which Close waits for. It must not block or call
+	// Close; it may log.
 	OnAlert func(Alert)
 	// Now is the clock of the windows; default time.Now.
 	Now func() time.Time

@@ -58,7 +58,7 @@ func (h *Handler) writeCapacity(s rotate.Space, dir string) {
 		return // the trail is sealed; a write would only report ErrClosed
 	}
 	r := slog.NewRecord(time.Now(), slog.LevelWarn,
-		fmt.Sprintf("audit log: low disk space, %s free of %s (warning below %s)", size(s.Free), size(s.Total), size(s.Threshold)), 0)
+		fmt.Sprintf("audit log: low disk space, %s free of %s (warning below %s)", fmtBytes(s.Free), fmtBytes(s.Total), fmtBytes(s.Threshold)), 0)
 	r.AddAttrs(Audit,
 		slog.String(EventKey, AuditCapacity),
 		slog.String(ActionKey, ActionCheck),
@@ -74,8 +74,8 @@ func (h *Handler) writeCapacity(s rotate.Space, dir string) {
 	h.Handle(context.Background(), r)
 }
 
-// size formats n bytes for a message: "812 MiB", "3.5 GiB".
-func size(n uint64) string {
+// fmtBytes formats n bytes for a message: "812 MiB", "3.5 GiB".
+func fmtBytes(n uint64) string {
 	if n >= 1<<30 {
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
 	}
