@@ -33,6 +33,8 @@ const (
 	DetailKey         = "detail"             // its detail
 	AuditOutage       = "audit_outage"       // event of the record of audit records not written
 	ActionWrite       = "write"              // its action
+	AuditCapacity     = "audit_capacity"     // event of the record of low free space for the audit files
+	ActionCheck       = "check"              // its action
 )
 
 // What an alert rule counts per: the member of the event whose value is the
@@ -244,6 +246,12 @@ func DefaultAlertRules() []AlertRule {
 			Match:       []AlertMatch{{Event: []string{AuditOutage}}},
 			By:          ByAll, Window: time.Hour, Threshold: 1, Severity: slog.LevelError,
 		},
+		{
+			ID:          "audit_low_space",
+			Description: "the audit files' file system is low on free space (the audit_capacity record says how much is left): once it is full, audit records cannot be written",
+			Match:       []AlertMatch{{Event: []string{AuditCapacity}, Reason: []string{"low_space"}}},
+			By:          ByAll, Window: time.Hour, Threshold: 1, Severity: slog.LevelWarn,
+		},
 	}
 }
 
@@ -281,8 +289,11 @@ type AlertOptions struct {
 	// ReadAlertConfig for loading them from a file.
 	Rules []AlertRule
 	// OnAlert is called after each alert record is written (Alert.Err says
-	// whether it was), on the goroutine that logged the triggering event.
-	// It must not block; it may log.
+	// whether it was), on the goroutine that logged the triggering event:
+	// for an audit_capacity record, the audit file writer's background
+	// goroutine, and for a chain_verification record of SelfVerify, its
+	// goroutine, both of which Close waits for. It must not block or call
+	// Close; it may log.
 	OnAlert func(Alert)
 	// Now is the clock of the windows; default time.Now.
 	Now func() time.Time

@@ -104,7 +104,12 @@ type Options struct {
 	SelfVerify SelfVerify
 	// Rotate sets file size and time limits, retention, compression and the
 	// durability policy (default rotate.SyncNone: each record is handed to the
-	// OS before Handle returns).
+	// OS before Handle returns), and the free-space warning: when the audit
+	// directory's file system has less than Rotate.LowSpace bytes free
+	// (0: rotate.DefaultLowSpace, 5 % of it and at least 1 GiB; negative:
+	// no checks), a WARN audit_capacity audit record says so (see
+	// rotate.Options.OnLowSpace for when; Rotate.OnLowSpace, if set, is
+	// called as well).
 	Rotate rotate.Options
 	// App receives every non-audit record and, unless AuditOnlyToFile is set,
 	// a copy of every audit record. Default: slog.NewJSONHandler(os.Stderr, nil).
@@ -267,6 +272,21 @@ func New(opts Options) (*Handler, error) {
 	if co.OnError == nil {
 		co.OnError = opts.OnError
 	}
+	var space *capacity
+	if ro.LowSpace >= 0 {
+		dir, err := filepath.Abs(ro.Dir)
+		if err != nil {
+			dir = ro.Dir
+		}
+		space = &capacity{dir: dir}
+		user := ro.OnLowSpace
+		ro.OnLowSpace = func(s rotate.Space) {
+			if user != nil {
+				user(s)
+			}
+			space.lowSpace(s)
+		}
+	}
 	w, err := chain.Open(chain.Options{Key: opts.Key, KeyFile: opts.KeyFile, AllowSharedKeyDir: opts.AllowSharedKeyDir, Checkpoints: co, Archive: opts.Archive, Rotate: ro})
 	if err != nil {
 		return nil, err
@@ -300,6 +320,9 @@ func New(opts Options) (*Handler, error) {
 		}
 		h.c.stopVerify, h.c.verifyDone = make(chan struct{}), make(chan struct{})
 		go h.selfVerify(sv, ro.Dir, ro.Prefix, ro.Ext, h.c.stopVerify, h.c.verifyDone)
+	}
+	if space != nil {
+		space.start(h)
 	}
 	return h, nil
 }

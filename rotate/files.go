@@ -143,16 +143,30 @@ func (w *Writer) post(j job) {
 }
 
 // background runs posted jobs until Close, then finishes the rest.
+// It also makes the free-space checks (see Options.OnLowSpace): those that
+// were asked for, and one every spaceCheckEvery.
 func (w *Writer) background() {
 	defer close(w.bgDone)
 	var zw *gzip.Writer
+	var space *spaceWatch
+	var timer <-chan time.Time
+	if w.onLowSpace != nil {
+		space = &spaceWatch{timer: time.NewTimer(spaceCheckEvery)}
+		defer space.timer.Stop()
+		timer = space.timer.C
+	}
 	for {
 		select {
 		case <-w.wake:
 			zw = w.drain(zw)
+		case <-timer:
+			w.spaceReq.Store(true)
 		case <-w.stopBg:
 			w.drain(zw)
 			return
+		}
+		if space != nil {
+			w.pollSpace(space)
 		}
 	}
 }
@@ -166,7 +180,7 @@ func (w *Writer) drain(zw *gzip.Writer) *gzip.Writer {
 		if len(jobs) == 0 {
 			return zw
 		}
-		retain := false
+		retain, closed := false, false
 		for _, j := range jobs {
 			if j.err != nil {
 				w.onError(j.err)
@@ -188,9 +202,13 @@ func (w *Writer) drain(zw *gzip.Writer) *gzip.Writer {
 				zw = w.gzip(zw, filepath.Join(w.dir, base))
 			}
 			retain = retain || j.retain || j.closed != ""
+			closed = closed || j.closed != ""
 		}
 		if retain {
 			w.retain()
+		}
+		if closed && w.onLowSpace != nil {
+			w.spaceReq.Store(true) // after a rotation and its retention
 		}
 	}
 }

@@ -302,6 +302,13 @@ func (w *Writer) commit(sync bool) error {
 	}
 	w.size += int64(len(w.out))
 	w.nrec += w.segRecs
+	if w.onLowSpace != nil {
+		// Off the writer's path: the background goroutine checks.
+		if w.spaceLeft -= int64(len(w.out)); w.spaceLeft <= 0 {
+			w.spaceLeft = spaceCheckBytes
+			w.askSpace()
+		}
+	}
 	if w.segOpen {
 		w.opened = true
 	}

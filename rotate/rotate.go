@@ -18,6 +18,12 @@
 // Writer writes no file through a symbolic link: it creates files with
 // O_EXCL|O_NOFOLLOW, removes a leftover temporary file rather than
 // truncating it, and opens what it reads or locks there with O_NOFOLLOW.
+//
+// A Writer can warn before its disk is full: with Options.OnLowSpace it
+// checks the free space of Dir's file system (statfs(2)) in the background
+// — at start, after each rotation, per 4 MiB written and every minute,
+// never on a writer's path — and calls OnLowSpace when it falls below
+// Options.LowSpace (default: DefaultLowSpace).
 package rotate
 
 import (
@@ -152,6 +158,22 @@ type Options struct {
 	// Close the next Writer on the directory removes it). It may call
 	// WriteRecord and Sync, but not Close.
 	BeforeRemove func(path string) error
+	// LowSpace is the free space, in bytes, below which the file system
+	// holding Dir is low on space for OnLowSpace: free meaning available
+	// to unprivileged users (statfs(2) f_bavail), as df shows it. 0 means
+	// DefaultLowSpace of the file system's size (5 %, at least 1 GiB);
+	// negative turns the checks off.
+	LowSpace int64
+	// OnLowSpace, if set, is called from the background goroutine when a
+	// check finds less free space than LowSpace: when it falls below, then
+	// not again until it has been back above the threshold plus 10 %, or
+	// for an hour while it stays low. The Writer checks when it starts,
+	// after each rotation (and the retention that follows), after every
+	// 4 MiB written and at least every minute; at most once a second, and
+	// never on a writer's path: a write only counts its bytes. Linux, the
+	// BSDs and macOS; elsewhere it is never called. Close waits for it, so
+	// it must not call Close; it may call WriteRecord.
+	OnLowSpace func(Space)
 	// Framer, if set, frames records; without one, each record is written
 	// as given.
 	Framer Framer
@@ -219,8 +241,11 @@ type Writer struct {
 	onRotate   func(string)
 	onError    func(error)
 	beforeRm   func(path string) error
-	mapChunk   int64      // Preallocate, when supported (files are mapped, or zeroed under SyncAlways)
-	retainMu   sync.Mutex // one retention pass at a time
+	mapChunk   int64       // Preallocate, when supported (files are mapped, or zeroed under SyncAlways)
+	retainMu   sync.Mutex  // one retention pass at a time
+	lowSpace   int64       // Options.LowSpace
+	onLowSpace func(Space) // nil: no free-space checks
+	statfs     func(string) (free, total uint64, err error)
 	fr         Framer
 	eager      bool // a Framer was given: create files at once, not at the first record
 	now        func() time.Time
@@ -243,6 +268,7 @@ type Writer struct {
 	expect    int          // SyncAlways: records the next batch is expected to carry (see gather)
 	gathering bool         // a leader is in gather, polling npend
 	npend     atomic.Int32 // len(pend.ends) while gathering, read by the leader without mu
+	spaceReq  atomic.Bool  // a free-space check is asked for (askSpace)
 
 	// Leader state: used only by the goroutine holding the leader role,
 	// which it takes and releases under mu.
@@ -267,6 +293,7 @@ type Writer struct {
 	framed    bool          // the Framer was called since its last Commit/Rollback
 	one       queue         // writeAlone's record: the caller's own slice, not a copy
 	syncEst   time.Duration // moving average of the fsync time of lead's batches, for gather
+	spaceLeft int64         // bytes to write before the next free-space check is asked for
 	timeSync  bool          // measure fsyncs for syncEst (not on the fast path)
 
 	stopTick chan struct{}
@@ -377,6 +404,9 @@ func New(opts Options) (*Writer, error) {
 		onRotate:   opts.OnRotate,
 		onError:    opts.OnError,
 		beforeRm:   opts.BeforeRemove,
+		lowSpace:   opts.LowSpace,
+		statfs:     statfs,
+		spaceLeft:  spaceCheckBytes,
 		mapChunk:   chunk,
 		fr:         opts.Framer,
 		eager:      opts.Framer != (plain{}),
@@ -406,6 +436,10 @@ func New(opts Options) (*Writer, error) {
 				startup.old = append(startup.old, f.base)
 			}
 		}
+	}
+	if opts.OnLowSpace != nil && opts.LowSpace >= 0 && spaceSupported {
+		w.onLowSpace = opts.OnLowSpace
+		w.spaceReq.Store(true) // the first check, as the background goroutine starts
 	}
 	w.post(startup)
 	go w.background()
