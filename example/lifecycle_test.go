@@ -52,7 +52,7 @@ func TestExampleRecordsStartAndStop(t *testing.T) {
 	b, _ := json.Marshal(st["audit.config"])
 	want := `{"alerts":{"enabled":true,"rules":` + jsonInt(len(handler.DefaultAlertRules())) + `,"source":"default"},` +
 		`"integrity":{"forward_secure":true,"key_id":"` + keyID + `","self_verify_interval":"1m0s","signed_checkpoints":true},` +
-		`"otlp":{"export":false},"rotate":{"compress":true,"interval":"24h0m0s","max_bytes":123456},"sync":"interval"}`
+		`"otlp":{"export":false},"rotate":{"compress":true,"interval":"24h0m0s","low_space_warning":"default (rotate.DefaultLowSpace)","max_bytes":123456},"sync":"interval"}`
 	if string(b) != want {
 		t.Errorf("audit.config\n%s\nwant\n%s", b, want)
 	}

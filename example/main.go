@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -376,6 +377,7 @@ func auditConfig(cfg config, ro rotate.Options, sv handler.SelfVerify, alerts *h
 			slog.Int64("max_bytes", ro.MaxBytes),
 			slog.String("interval", ro.Interval.String()),
 			slog.Bool("compress", ro.Compress),
+			slog.String("low_space_warning", lowSpace(ro.LowSpace)),
 		),
 		slog.Group("integrity",
 			slog.Bool("forward_secure", true),
@@ -390,6 +392,18 @@ func auditConfig(cfg config, ro rotate.Options, sv handler.SelfVerify, alerts *h
 		),
 		slog.Group("otlp", slog.Bool("export", otlp)),
 	)
+}
+
+// lowSpace says below how much free space an audit_capacity record warns
+// (rotate.Options.LowSpace).
+func lowSpace(n int64) string {
+	switch {
+	case n == 0:
+		return "default (rotate.DefaultLowSpace)"
+	case n < 0:
+		return "off"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
 }
 
 // signalName is the conventional name of a stop signal.
