@@ -74,7 +74,10 @@ type FollowOptions struct {
 	Poll time.Duration
 	// OnUnreadable, if set, hears of a file that could not be read to its
 	// end (a .gz that no longer decompresses): Follow goes on with the next
-	// file, and the events past the damage are not delivered.
+	// file, and the events past the damage are not delivered. It also
+	// hears of a line longer than MaxLineBytes (err wraps ErrLineTooLong
+	// and names the line): Follow passes over it without holding it in
+	// memory and goes on with the next line of the file.
 	OnUnreadable func(file string, err error)
 }
 
@@ -138,6 +141,7 @@ type follower struct {
 	br      *bufio.Reader
 	ck      checker
 	partial []byte // an incomplete last line read so far (compressed files)
+	skipped int64  // bytes read of an incomplete line longer than MaxLineBytes and not kept (readLine)
 	off     int64  // plain files: offset after the last complete line
 	ended   bool   // the current file has its close record
 	final   bool   // the current file is no longer written (readLine)
@@ -184,7 +188,7 @@ func (f *follower) step(ctx context.Context) (bool, error) {
 func (f *follower) drain(ctx context.Context) (bool, error) {
 	progressed := false
 	for {
-		buf, complete, err := readLine(f.br, f.partial, f.final)
+		buf, n, st, err := readLine(f.br, f.partial, f.final, f.skipped)
 		if err != nil {
 			if _, plain := f.rc.(io.Seeker); !plain {
 				// A compressed file is complete: one that no longer
@@ -198,24 +202,38 @@ func (f *follower) drain(ctx context.Context) (bool, error) {
 			}
 			return progressed, fmt.Errorf("query: %s: %w", f.name, err)
 		}
-		if !complete {
+		if st == lineEnd {
 			if rs, ok := f.rc.(io.Seeker); ok {
 				// A plain file may be preallocated: what the buffer read
 				// after the last line may be NUL bytes written over since.
-				// Read the rest again from the end of the last line.
-				if _, err := rs.Seek(f.off, io.SeekStart); err != nil {
+				// Read the rest again from the end of the last line, or,
+				// in a line already too long, from where its reading
+				// stopped (not all of it again at every look).
+				f.skipped = 0
+				if n > int64(maxLine) {
+					f.skipped = n
+				}
+				if _, err := rs.Seek(f.off+f.skipped, io.SeekStart); err != nil {
 					return progressed, fmt.Errorf("query: %s: %w", f.name, err)
 				}
 				f.br.Reset(f.rc)
 				f.partial = buf[:0]
 			} else {
 				f.partial = buf // wait for the rest
+				f.skipped = n - int64(len(buf))
 			}
 			return progressed, nil
 		}
-		f.off += int64(len(buf)) + 1
-		f.partial = buf[:0]
+		f.off += n
+		f.partial, f.skipped = buf[:0], 0
 		progressed = true
+		if st == lineTooLong {
+			f.ck.skip()
+			if f.onUnreadable != nil {
+				f.onUnreadable(f.name, fmt.Errorf("line %d (%d bytes): %w", f.ck.no, n-1, ErrLineTooLong))
+			}
+			continue
+		}
 		if f.ck.no%4096 == 4095 {
 			if err := ctx.Err(); err != nil {
 				return progressed, err
@@ -294,7 +312,7 @@ func (f *follower) openNext() (bool, error) {
 	}
 	f.r.filesRead.Add(1)
 	f.rc, f.br = rc, bufio.NewReaderSize(rc, 64<<10)
-	f.ck, f.partial, f.ended, f.off = checker{r: f.r, path: path}, f.partial[:0], false, 0
+	f.ck, f.partial, f.skipped, f.ended, f.off = checker{r: f.r, path: path}, f.partial[:0], 0, false, 0
 	_, plain := rc.(io.Seeker)
 	f.final = next < len(files)-1 || !plain
 	return true, nil
@@ -340,13 +358,16 @@ func lastSeq(path string) (uint64, error) {
 		last uint64
 	)
 	for {
-		var complete bool
-		buf, complete, err = readLine(br, buf[:0], false)
+		var st lineStatus
+		buf, _, st, err = readLine(br, buf[:0], false, 0)
 		if err != nil {
 			return 0, fmt.Errorf("query: %s: %w", path, err)
 		}
-		if !complete {
+		if st == lineEnd {
 			return last, nil
+		}
+		if st == lineTooLong {
+			continue
 		}
 		if l, err := chain.ParseLine(buf); err == nil {
 			last = l.Seq

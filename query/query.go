@@ -63,7 +63,9 @@
 // that seq, and a walk with cursors can stop at it (a forged high seq
 // oldest first, a low one newest first); verify reports it. Lines that are not sealed JSON lines at all are not
 // returned; where such a line replaced a sealed one, the line after it is
-// returned unverified.
+// returned unverified. So are lines longer than MaxLineBytes, which the
+// reader passes over without holding them in memory (and reports:
+// Page.Unreadable, FollowOptions.OnUnreadable), whatever they hold.
 //
 // # Pagination
 //
@@ -206,9 +208,12 @@ type Page struct {
 	// NextCursor continues after the last event of Events; "" when no
 	// further matching event existed at the time of the query.
 	NextCursor string `json:"next_cursor"`
-	// Unreadable names the files that could not be read to their end (a
-	// corrupt .gz, an I/O error): their events past the damage are not in
-	// Events. auditctl verify reports such a file as MODIFIED.
+	// Unreadable names the files that could not be read whole: those
+	// that could not be read to their end (a corrupt .gz, an I/O error),
+	// whose events past the damage are not in Events (auditctl verify
+	// reports such a file as MODIFIED), and those holding a line longer
+	// than MaxLineBytes, which alone is left out (the rest of the file is
+	// read; see MaxLineBytes). A file is named on every page that read it.
 	Unreadable []string `json:"unreadable,omitempty"`
 }
 

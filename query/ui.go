@@ -211,7 +211,10 @@ func (u *UI) Page() http.Handler {
 // revoked meanwhile end the stream with an event "end" (data
 // {"reason":"revoked"}) and a denied audit event. A file that can no
 // longer be read to its end is skipped with an event "unreadable" (data
-// {"file":name}): its events past the damage are not sent.
+// {"file":name}): its events past the damage are not sent. A line longer
+// than MaxLineBytes is passed over with an event "unreadable" whose data
+// also says which line and why ({"file":name,"error":"line 7 (…): …"}):
+// the stream goes on with the next line.
 //
 // Credentials go in the Authorization header, as for GET /audit/events.
 // The page reads the stream with fetch() rather than EventSource, which
@@ -404,9 +407,14 @@ func (u *UI) serveStream(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	})
-	// A damaged file is skipped, and the page told (event "unreadable").
-	unreadable := func(file string, _ error) {
-		b, _ := json.Marshal(map[string]string{"file": file})
+	// A damaged file is skipped, and the page told (event "unreadable");
+	// so is a line too long to read.
+	unreadable := func(file string, err error) {
+		m := map[string]string{"file": file}
+		if errors.Is(err, ErrLineTooLong) {
+			m["error"] = err.Error()
+		}
+		b, _ := json.Marshal(m)
 		send(0, "unreadable", b)
 	}
 	followErr = reader.Follow(ctx, FollowOptions{Filter: sr.filter, After: after, Notifier: u.opts.Notifier, Poll: u.opts.Poll, OnUnreadable: unreadable}, sendEvent)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -107,6 +108,10 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	unreadable := func(file string, err error) {
 		bw.Flush()
+		if errors.Is(err, query.ErrLineTooLong) {
+			fmt.Fprintf(stderr, "auditctl tail: %s: %v: passed over, the lines after it follow (run auditctl verify)\n", file, err)
+			return
+		}
 		fmt.Fprintf(stderr, "auditctl tail: %s could not be read to its end (%v): its events past the damage are missing (run auditctl verify)\n", file, err)
 	}
 	err = r.Follow(ctx, query.FollowOptions{Filter: req.Filter, After: head, Poll: *poll, OnUnreadable: unreadable}, print)

@@ -175,9 +175,11 @@
       setState("live", "live");
       if (!tbody.rows.length) $("empty").hidden = false;
     } else if (event === "unreadable") {
-      // A damaged file was skipped: its events past the damage are missing.
+      // A damaged file was skipped: its events past the damage are missing;
+      // or (with an error) one line of it too long to read.
       const u = JSON.parse(data);
-      setState("damaged audit file skipped: " + str(u.file) + " (run auditctl verify)", "down");
+      if (u.error) setState("unreadable line passed over in " + str(u.file) + ": " + str(u.error) + " (run auditctl verify)", "down");
+      else setState("damaged audit file skipped: " + str(u.file) + " (run auditctl verify)", "down");
     }
   }
 
