@@ -67,6 +67,17 @@
 // reader passes over without holding them in memory (and reports:
 // Page.Unreadable, FollowOptions.OnUnreadable), whatever they hold.
 //
+// # Following
+//
+// Reader.Follow (auditctl tail, the UI's stream) delivers records as they
+// are written. A line of the file being written may be one the writer
+// then rolls back (a write or, under rotate.SyncAlways, its fsync fails;
+// its seq goes to the next record). With a Notifier among the handler's
+// sinks, Follow delivers only committed lines; without one (another
+// process) it delivers what it reads, and reports a rollback it then sees
+// (FollowOptions.OnRetracted) before delivering the records that took the
+// seqs. Query reads what the files hold when it runs, committed or not.
+//
 // # Pagination
 //
 // A cursor names the last seq returned and the order; the next page

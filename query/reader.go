@@ -322,14 +322,21 @@ func (c *checker) skip() {
 // next checks the file's next complete line (without its newline). ok is
 // false when it is not a sealed line.
 func (c *checker) next(buf []byte) (l chain.Line, verified, ok bool) {
-	c.no++
 	l, perr := chain.ParseLine(buf)
+	verified, ok = c.nextParsed(&l, perr)
+	return l, verified, ok
+}
+
+// nextParsed is next for a line already parsed: l and perr are what
+// chain.ParseLine returned for it.
+func (c *checker) nextParsed(l *chain.Line, perr error) (verified, ok bool) {
+	c.no++
 	if perr != nil {
 		c.p2, c.p1 = c.p1, link{}
-		return l, false, false
+		return false, false
 	}
 	if c.no == 1 {
-		c.fk = c.r.keyFor(&l)
+		c.fk = c.r.keyFor(l)
 		c.mac = c.fk.hash(c.r)
 	}
 	cur := link{parsed: true, seq: l.Seq, mac: l.MAC}
@@ -370,9 +377,9 @@ func (c *checker) next(buf []byte) (l chain.Line, verified, ok bool) {
 		if !c.loaded {
 			c.signed, c.loaded = c.r.digestRanges(c.path), true
 		}
-		return l, inRanges(c.signed, uint64(c.no)), true
+		return inRanges(c.signed, uint64(c.no)), true
 	}
-	return l, cur.macOK && linked, true
+	return cur.macOK && linked, true
 }
 
 // fileKey says how a file's lines are sealed.
