@@ -65,7 +65,12 @@
 // returned; where such a line replaced a sealed one, the line after it is
 // returned unverified. So are lines longer than MaxLineBytes, which the
 // reader passes over without holding them in memory (and reports:
-// Page.Unreadable, FollowOptions.OnUnreadable), whatever they hold.
+// Page.Unreadable, FollowOptions.OnUnreadable), whatever they hold. Of a
+// file that a newer one follows, the lines from the newer file's first
+// seq on are not returned: they are what a writer that could not undo a
+// failed write left in the file it gave up, never committed, their seqs
+// taken by the newer file's lines (FORMAT.md §5; verify reports them as
+// REORDERED).
 //
 // # Following
 //

@@ -124,7 +124,7 @@ func (r *Reader) Query(ctx context.Context, req Request) (Page, error) {
 			}
 			ring := &ring{max: need - len(out)}
 			tooLong := false
-			if err := r.readFile(ctx, files[i], p, ring, i < len(files)-1 || strings.HasSuffix(files[i], ".gz"), &tooLong); err != nil {
+			if err := r.readFile(ctx, files[i], p, ring, i < len(files)-1 || strings.HasSuffix(files[i], ".gz"), r.boundOf(files, i), &tooLong); err != nil {
 				if !page.unreadable(err) {
 					return Page{}, err
 				}
@@ -141,7 +141,7 @@ func (r *Reader) Query(ctx context.Context, req Request) (Page, error) {
 				}
 			}
 			tooLong := false
-			if err := r.readFile(ctx, files[i], p, c, i < len(files)-1 || strings.HasSuffix(files[i], ".gz"), &tooLong); err != nil {
+			if err := r.readFile(ctx, files[i], p, c, i < len(files)-1 || strings.HasSuffix(files[i], ".gz"), r.boundOf(files, i), &tooLong); err != nil {
 				if !page.unreadable(err) {
 					return Page{}, err
 				}
@@ -177,6 +177,20 @@ func (p *Page) unreadable(err error) bool {
 	}
 	p.Unreadable = append(p.Unreadable, d.name)
 	return true
+}
+
+// boundOf returns the seq from which the lines of files[i] are not the
+// chain's: the first seq of the file after it. A writer that could not
+// undo a failed write gives its file up with lines it never committed, and
+// goes on in a new file from their seqs (FORMAT.md §5); otherwise every
+// line of a file is below the next file's first seq.
+func (r *Reader) boundOf(files []string, i int) uint64 {
+	if i+1 < len(files) {
+		if first, ok := r.firstSeq(files[i+1]); ok {
+			return first
+		}
+	}
+	return math.MaxUint64
 }
 
 // lineTooLong records a file that holds a line longer than MaxLineBytes
@@ -242,9 +256,9 @@ type link struct {
 // and hands the matching audit records in p's seq range to c.
 //
 // final: a newer file exists, so this one is no longer written (readLine).
-// *tooLong (if not nil) is set when a line longer than MaxLineBytes was
-// passed over.
-func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector, final bool, tooLong *bool) error {
+// Lines from seq bound on are not the chain's (boundOf). *tooLong (if not
+// nil) is set when a line longer than MaxLineBytes was passed over.
+func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector, final bool, bound uint64, tooLong *bool) error {
 	rc, err := rotate.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // removed (retention) since it was listed
@@ -280,7 +294,7 @@ func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector
 			continue
 		}
 		l, verified, ok := ck.next(buf)
-		if !ok || l.Kind != "" || l.Seq < p.lo || l.Seq > p.hi {
+		if !ok || l.Kind != "" || l.Seq < p.lo || l.Seq > p.hi || l.Seq >= bound {
 			continue
 		}
 		ev := Event{Seq: l.Seq, File: name, Line: ck.no, Verified: verified}
