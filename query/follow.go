@@ -115,12 +115,22 @@ type FollowOptions struct {
 	OnUnreadable func(file string, err error)
 	// OnRetracted, if set, hears of audit records that are no longer in
 	// the trail, the writer having rolled their write back (see Follow):
-	// the seqs, in file order, of those Follow delivered and of those at
-	// or before After (Follow does not deliver them, but the caller may
-	// have them from Query or Head: those are not filtered). Follow then
+	// the seqs, in file order, of those Follow delivered, of those in
+	// Shown, and of those at or before After that it read before they
+	// were rolled back (it does not deliver them, but the caller may have
+	// them from Query or Head: those are not filtered). Follow then
 	// delivers the records that took their seqs, if they match. It is
 	// called from Follow's goroutine, between calls of fn.
 	OnRetracted func(file string, seqs []uint64)
+	// Shown, if set, are events at or before After that the caller has
+	// already shown, typically the newest ones Query returned up to Head
+	// before Follow started: the newest of them may be lines not committed
+	// yet, which the writer may roll back before Follow reads the file.
+	// Follow compares each line it reads with a seq among them with the
+	// event's record; one that differs (or a seq the file no longer holds
+	// and that a new line takes) is reported to OnRetracted, and that
+	// line, the record that took the seq, is delivered if it matches.
+	Shown []Event
 }
 
 // Follow calls fn with each audit record after opts.After that matches
@@ -158,8 +168,11 @@ type FollowOptions struct {
 // lines it read of the file being written (fewer with a Notifier: only
 // those not known committed); a rollback of more lines than that is
 // reported in part. Either way this covers lines at or before opts.After
-// too (the seq Head returns may be a line that is then rolled back): the
-// records that take their seqs are delivered.
+// too (the seq Head returns may be a line that is then rolled back), those
+// Follow read before the rollback and, with opts.Shown, those the caller
+// showed before Follow started: the records that take their seqs are
+// delivered. (The UI's stream, given a Notifier, starts after the newest
+// committed line rather than Head, so it never shows such a line.)
 func (r *Reader) Follow(ctx context.Context, opts FollowOptions, fn func(Event) error) error {
 	p, err := compile(Request{Filter: opts.Filter, Order: OldestFirst})
 	if err != nil {
@@ -178,6 +191,14 @@ func (r *Reader) Follow(ctx context.Context, opts FollowOptions, fn func(Event) 
 	}
 	f := &follower{r: r, p: p, fn: fn, onUnreadable: opts.OnUnreadable, onRetracted: opts.OnRetracted,
 		notifier: opts.Notifier, poll: poll, seed: maphash.MakeSeed(), recheck: -1}
+	for _, e := range opts.Shown {
+		if l, err := chain.ParseLine(e.Record); err == nil && e.Seq == l.Seq && l.Seq < p.lo {
+			if f.shown == nil {
+				f.shown = make(map[uint64][sha256.Size]byte)
+			}
+			f.shown[l.Seq] = l.MAC
+		}
+	}
 	defer f.closeFile()
 	timer := time.NewTimer(poll)
 	defer timer.Stop()
@@ -261,6 +282,9 @@ type follower struct {
 	scratch    []byte
 	retracts   []uint64
 	live       int // in this drain, no newer file exists: 1, it does (or unknown): -1, not looked yet: 0
+	// shown are the chain values of the records FollowOptions.Shown, by
+	// seq, until a line with the seq is read.
+	shown map[uint64][sha256.Size]byte
 }
 
 // seen is a line follower.recent keeps.
@@ -537,6 +561,21 @@ func (f *follower) drain(ctx context.Context) (bool, error) {
 				return progressed, f.rewind()
 			}
 		}
+		if perr == nil && f.shown != nil {
+			if mac, ok := f.shown[l.Seq]; ok {
+				delete(f.shown, l.Seq)
+				if mac != l.MAC {
+					// The caller showed another record with this seq,
+					// which the writer rolled back: this one took it.
+					if l.Seq < f.p.lo {
+						f.p.lo = l.Seq
+					}
+					if f.onRetracted != nil {
+						f.onRetracted(f.name, []uint64{l.Seq})
+					}
+				}
+			}
+		}
 		if perr == nil && f.notifier != nil && !f.done && l.Kind == "" && l.Seq >= f.p.lo && !f.p.empty && !f.committed(l.Seq, hi) {
 			// A line to deliver that may still be rolled back: hold it
 			// until the Notifier hears of it or the file is finished.
@@ -680,6 +719,7 @@ func (f *follower) retract(i int) {
 		if e.shown {
 			seqs = append(seqs, e.seq)
 		}
+		delete(f.shown, e.seq) // reported here
 		if e.parsed && e.seq < f.p.lo {
 			f.p.lo = e.seq
 		}
@@ -795,6 +835,26 @@ func (f *follower) openNext() (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// committedHead returns head (Head's) or, if the line it names may not be
+// committed yet, the newest seq known committed with n: the highest n
+// heard of, or, if that is in an older file, the last before the newest
+// file (a newer file exists for all the others).
+func (r *Reader) committedHead(head uint64, n *Notifier) uint64 {
+	hi := n.committed()
+	if head <= hi {
+		return head
+	}
+	files, err := rotate.List(r.dir, r.prefix, r.ext)
+	if err != nil || len(files) == 0 {
+		return head
+	}
+	first, ok := r.firstSeq(files[len(files)-1])
+	if !ok || first > head {
+		return head // the newest file holds no complete line: head is in a finished one
+	}
+	return max(hi, first-1)
 }
 
 // Head returns the seq of the newest sealed line in the directory, 0 when

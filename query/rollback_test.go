@@ -470,3 +470,76 @@ func TestQueryGivenUpTail(t *testing.T) {
 		}
 	}
 }
+
+// A stream opened while a write's fsync is pending (it reads its backlog,
+// then its audit_access record waits for that write): with the Notifier
+// the backlog ends at the last committed record (Head alone names the
+// pending line, which Query returns), so it never sends the line that is
+// then rolled back; without one it sends it in the backlog and takes it
+// back.
+func TestStreamOpenedDuringPendingWrite(t *testing.T) {
+	for _, notify := range []bool{false, true} {
+		t.Run(fmt.Sprint("notifier=", notify), func(t *testing.T) {
+			dir := t.TempDir()
+			fs := newRollbackFS()
+			var n *query.Notifier
+			var sinks []handler.Sink
+			if notify {
+				n = query.NewNotifier()
+				sinks = append(sinks, n)
+			}
+			h := rollbackLog(t, dir, fs, sinks...)
+			logAt(t, context.Background(), h, time.Now(), "before", slog.String("event", "x"))
+			ui, err := query.NewUI(query.UIOptions{
+				HandlerOptions: query.HandlerOptions{Reader: newReader(t, dir, testKey), AuditLog: handler.Logger(slog.New(h)), Authorize: authorize},
+				Notifier:       n, Poll: 5 * time.Millisecond,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(ui.Stream())
+			t.Cleanup(srv.Close)
+			t.Cleanup(ui.Close)
+			type result struct {
+				resp *http.Response
+				err  error
+			}
+			opened := make(chan result, 1)
+			seq := writePhantom(t, h, fs, "phantom", func(uint64) {
+				go func() {
+					req, _ := http.NewRequest("GET", srv.URL+"?event=x&backlog=5", nil)
+					req.Header.Set("Authorization", "Bearer alice-token")
+					resp, err := http.DefaultClient.Do(req)
+					opened <- result{resp, err}
+				}()
+				time.Sleep(100 * time.Millisecond) // it reads the head and the backlog
+			})
+			res := <-opened
+			if res.err != nil {
+				t.Fatal(res.err)
+			}
+			defer res.resp.Body.Close()
+			ch := readSSE(res.resp.Body)
+			logAt(t, context.Background(), h, time.Now(), "real", slog.String("event", "x"))
+			var got []string
+			for {
+				m := next(t, ch)
+				if m.event == "retracted" {
+					got = append(got, fmt.Sprint("retracted:", decode(t, m)["seqs"]))
+					continue
+				}
+				got = append(got, m.event+":"+fmt.Sprint(decode(t, m)["msg"]))
+				if m.event == "audit" && decode(t, m)["msg"] == "real" {
+					break
+				}
+			}
+			want := "audit:before live:<nil> audit:real"
+			if !notify {
+				want = fmt.Sprintf("audit:before audit:phantom live:<nil> retracted:[%d] audit:real", seq)
+			}
+			if strings.Join(got, " ") != want {
+				t.Errorf("got  %s\nwant %s", strings.Join(got, " "), want)
+			}
+		})
+	}
+}

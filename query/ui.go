@@ -282,7 +282,12 @@ func (u *UI) serveStream(w http.ResponseWriter, r *http.Request) {
 	// What is sent before "live" (the backlog, or what a resuming client
 	// missed) is read up to the head; the stream follows from there, so
 	// nothing is sent twice or missed between the two.
+	// With the Notifier, the head is the newest committed line (Head can
+	// be a line whose write is pending, and the backlog would hold it).
 	head, err := reader.Head()
+	if err == nil && u.opts.Notifier != nil {
+		head = reader.committedHead(head, u.opts.Notifier)
+	}
 	var backlog []Event // oldest first
 	if err == nil {
 		backlog, err = u.catchUp(ctx, sr, head)
@@ -439,7 +444,7 @@ func (u *UI) serveStream(w http.ResponseWriter, r *http.Request) {
 		send(0, "retracted", b)
 	}
 	followErr = reader.Follow(ctx, FollowOptions{Filter: sr.filter, After: after, Notifier: u.opts.Notifier, Poll: u.opts.Poll,
-		OnUnreadable: unreadable, OnRetracted: retracted}, sendEvent)
+		OnUnreadable: unreadable, OnRetracted: retracted, Shown: backlog}, sendEvent)
 }
 
 // maxCatchUp bounds what a resuming stream sends before "live"; a client

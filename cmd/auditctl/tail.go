@@ -96,13 +96,14 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
+	var last []query.Event // printed before following
 	if *n > 0 && head > 0 {
 		req.Limit = *n
 		page, err := r.Query(ctx, req)
 		if err != nil {
 			return fail("%v", err)
 		}
-		last := slices.DeleteFunc(page.Events, func(e query.Event) bool { return e.Seq > head })
+		last = slices.DeleteFunc(page.Events, func(e query.Event) bool { return e.Seq > head })
 		slices.Reverse(last)
 		for _, e := range last {
 			if err := print(e); err != nil {
@@ -136,7 +137,8 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		bw.Flush()
 	}
-	err = r.Follow(ctx, query.FollowOptions{Filter: req.Filter, After: head, Poll: *poll, OnUnreadable: unreadable, OnRetracted: retracted}, print)
+	err = r.Follow(ctx, query.FollowOptions{Filter: req.Filter, After: head, Poll: *poll, OnUnreadable: unreadable,
+		OnRetracted: retracted, Shown: last}, print)
 	if err != nil && ctx.Err() == nil {
 		return fail("%v", err)
 	}
