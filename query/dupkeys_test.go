@@ -274,3 +274,66 @@ func TestMarshalJSONDuplicateNames(t *testing.T) {
 		}
 	}
 }
+
+// FuzzMarshalJSONFirstMember: for any JSON object, the JSON MarshalJSON
+// makes of it is valid, holds each name once, and, read by a parser that
+// keeps the last of duplicate names, gives each name of the record the
+// value of its first member (but file, line and verified, which are the
+// reader's).
+func FuzzMarshalJSONFirstMember(f *testing.F) {
+	for _, s := range []string{
+		`{"seq":1,"a":1,"a":2}`, `{"a":{"a":1},"a":[1,{"a":2}]}`, `{ "st\u0061tus" :"x" , "status": "y"}`,
+		`{"seq":3,"file":"f","file":2,"_file":3}`, `{}`, `{"x":"\"}\\","x":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte("{\"\xff\":1,\"\xfe\":2}")) // two spellings of one name (U+FFFD)
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		if !json.Valid(rec) {
+			return
+		}
+		dec := json.NewDecoder(strings.NewReader(string(rec)))
+		if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+			return
+		}
+		first := map[string]any{}
+		var order []string
+		for dec.More() {
+			k, _ := dec.Token()
+			var v any
+			if err := dec.Decode(&v); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := first[k.(string)]; !ok {
+				first[k.(string)] = v
+				order = append(order, k.(string))
+			}
+		}
+		b, err := json.Marshal(query.Event{Seq: 1, Record: rec})
+		if err != nil {
+			t.Fatalf("%s: %v", rec, err)
+		}
+		keys, err := topLevelKeys(b)
+		if err != nil {
+			t.Fatalf("%s: output %s: %v", rec, b, err)
+		}
+		for k, n := range keys {
+			if n != 1 {
+				t.Fatalf("%s: output %s holds %q %d times", rec, b, k, n)
+			}
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		hasSeq := strings.HasPrefix(strings.TrimSpace(string(rec)), `{"seq":`)
+		for _, k := range order {
+			if k == "file" || k == "line" || k == "verified" || k == "seq" && !hasSeq {
+				continue
+			}
+			if !reflect.DeepEqual(m[k], first[k]) {
+				t.Fatalf("%s: output %s: %q = %v, want the first member's %v", rec, b, k, m[k], first[k])
+			}
+		}
+	})
+}

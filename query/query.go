@@ -484,7 +484,8 @@ func eachMember(obj []byte, fn func(name []byte, ks, ke, vs, ve int) bool) bool 
 		ke := skipString(obj, ks)
 		rawName := obj[ks:ke]
 		name := rawName[1 : len(rawName)-1]
-		if bytes.IndexByte(name, '\\') >= 0 {
+		if bytes.IndexByte(name, '\\') >= 0 || !utf8.Valid(name) {
+			// As a JSON parser reads it (invalid UTF-8 as U+FFFD).
 			var s string
 			if err := json.Unmarshal(rawName, &s); err != nil {
 				return false
