@@ -100,13 +100,18 @@ func (r *Reader) digestRanges(path string) []seqRange {
 		no     uint64 // line number
 		lo     uint64 = 1
 	)
+	broken := false // the epoch holds a line too long to read: its digest is unknown
 	for {
-		var complete bool
-		buf, complete, err = readLine(br, buf[:0], false)
-		if err != nil || !complete {
+		var st lineStatus
+		buf, _, st, err = readLine(br, buf[:0], false, 0)
+		if err != nil || st == lineEnd {
 			break
 		}
 		no++
+		if st == lineTooLong {
+			broken = true
+			continue
+		}
 		h.Write(buf)
 		h.Write([]byte{'\n'})
 		l, perr := chain.ParseLine(buf)
@@ -115,10 +120,11 @@ func (r *Reader) digestRanges(path string) []seqRange {
 		}
 		// An epoch that began in an earlier file (after a crash) does not
 		// match from here: no false match, only a missed one.
-		if d, ok := notes[l.Seq]; ok && [sha256.Size]byte(h.Sum(nil)) == d {
+		if d, ok := notes[l.Seq]; ok && !broken && [sha256.Size]byte(h.Sum(nil)) == d {
 			ranges = append(ranges, seqRange{lo, no})
 		}
 		h.Reset()
+		broken = false
 		lo = no + 1
 	}
 	r.mu.Lock()

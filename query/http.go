@@ -95,7 +95,7 @@ func newAuditor(opts HandlerOptions) (auditor, error) {
 //	{"events":[{...the record as written..., "file":"...", "line":N, "verified":true}, ...], "next_cursor":"..."}
 //
 // where each record begins with its "seq" (see Event.MarshalJSON), and
-// "unreadable" lists the files that could not be read to their end (see
+// "unreadable" lists the files that could not be read whole (see
 // Page.Unreadable). Errors
 // are {"error":"..."} with status 400 (and "parameter": the bad parameter's
 // name, "" for one without a name), 401, 403, 405 or 500.

@@ -19,7 +19,13 @@ const (
 // the end. A top-level member of the record with one of these three names
 // is renamed with a leading underscore ("_file", as the handler does for
 // the chain's own members), so that no reader can take the record's
-// member for the reader's verdict.
+// member for the reader's verdict. So is a top-level member whose name an
+// earlier member has (files written before the handler renamed colliding
+// keys, FORMAT.md §4): the first one is the one that counts, for the
+// filters and Event's fields as for the handler, and a JSON parser that
+// keeps the last of duplicate names (JavaScript's, Go's) would read the
+// later one instead. Each takes as many underscores as make its name one
+// no other member has, as the handler does.
 func (e Event) MarshalJSON() ([]byte, error) {
 	rec := bytes.TrimSpace(e.Record)
 	if len(rec) == 0 {
@@ -30,15 +36,13 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	}
 	b := make([]byte, 0, len(rec)+len(e.File)+48)
 	b = append(b, '{')
-	if !bytes.HasPrefix(rec, []byte(`{"seq":`)) {
+	hasSeq := bytes.HasPrefix(rec, []byte(`{"seq":`))
+	if !hasSeq {
 		b = append(b, `"seq":`...)
 		b = strconv.AppendUint(b, e.Seq, 10)
 		b = append(b, ',')
 	}
-	var err error
-	if b, err = appendMembers(b, rec); err != nil {
-		return nil, err
-	}
+	b = appendMembers(b, rec, !hasSeq)
 	if b[len(b)-1] != '{' && b[len(b)-1] != ',' {
 		b = append(b, ',')
 	}
@@ -51,74 +55,60 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// appendMembers appends the members of obj (a JSON object) to b, without
-// the braces, renaming the top-level members file, line and verified (to
-// a name no other member has).
-func appendMembers(b, obj []byte) ([]byte, error) {
+// appendMembers appends the members of obj (a valid JSON object) to b,
+// without the braces, renaming the top-level members file, line and
+// verified, and any whose name an earlier member has (to a name no other
+// member has); seqTaken: b already holds a member "seq".
+func appendMembers(b, obj []byte, seqTaken bool) []byte {
 	inner := bytes.TrimSpace(obj[1 : len(obj)-1])
-	// A quick look first: a key is written as "file" unless escaped.
-	if !bytes.Contains(inner, []byte(`"`+FileKey+`"`)) && !bytes.Contains(inner, []byte(`"`+LineKey+`"`)) &&
-		!bytes.Contains(inner, []byte(`"`+VerifiedKey+`"`)) && !bytes.Contains(inner, []byte(`\u`)) {
-		return append(b, inner...), nil
-	}
-	keys, err := topKeys(obj)
-	if err != nil {
-		return nil, err
-	}
-	dec := json.NewDecoder(bytes.NewReader(obj))
-	if _, err := dec.Token(); err != nil { // {
-		return nil, err
-	}
-	last := 1
-	for dec.More() {
-		start := int(dec.InputOffset())
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		end := int(dec.InputOffset())
-		switch key, _ := tok.(string); key {
+	// The names, and whether any must be renamed.
+	var names []string
+	rename := false
+	eachMember(obj, func(name []byte, _, _, _, _ int) bool {
+		n := string(name)
+		switch n {
 		case FileKey, LineKey, VerifiedKey:
-			// The key's bytes are obj[start:end] after a comma and white space.
-			ks := start + bytes.IndexByte(obj[start:end], '"')
+			rename = true
+		}
+		names = append(names, n)
+		return true
+	})
+	taken := make(map[string]bool, len(names)+1)
+	taken["seq"] = seqTaken
+	for _, n := range names {
+		rename = rename || taken[n]
+		taken[n] = true
+	}
+	if !rename {
+		return append(b, inner...)
+	}
+	seen := make(map[string]bool, len(names)+1)
+	seen["seq"] = seqTaken
+	last, i := 1, 0 // obj[last:] is not appended yet
+	eachMember(obj, func(_ []byte, ks, ke, _, _ int) bool {
+		n := names[i]
+		i++
+		if n != FileKey && n != LineKey && n != VerifiedKey && !seen[n] {
+			seen[n] = true
+			return true
+		}
+		// Behind as many underscores as make it a new name: the record
+		// may have a "_file" of its own.
+		u := "_" + n
+		for taken[u] {
+			u = "_" + u
+		}
+		taken[u] = true
+		if last == 1 {
+			b = append(b, bytes.TrimLeft(obj[last:ks], " \t\r\n")...)
+		} else {
 			b = append(b, obj[last:ks]...)
-			// Behind as many underscores as make it a new name: the
-			// record may have a "_file" of its own.
-			u := "_" + key
-			for keys[u] {
-				u = "_" + u
-			}
-			keys[u] = true
-			b = strconv.AppendQuote(b, u)
-			last = end
 		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-	}
-	return append(b, bytes.TrimSpace(obj[last:len(obj)-1])...), nil
-}
-
-// topKeys returns the names of obj's top-level members.
-func topKeys(obj []byte) (map[string]bool, error) {
-	keys := map[string]bool{}
-	dec := json.NewDecoder(bytes.NewReader(obj))
-	if _, err := dec.Token(); err != nil {
-		return nil, err
-	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		keys[tok.(string)] = true
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-	}
-	return keys, nil
+		b = appendString(b, u)
+		last = ke
+		return true
+	})
+	return append(b, bytes.TrimRight(obj[last:len(obj)-1], " \t\r\n")...)
 }
 
 // appendString appends s as a JSON string.

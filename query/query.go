@@ -13,6 +13,14 @@
 //	req.Cursor = page.NextCursor // "" when there is no next page
 //	page, err = r.Query(ctx, req)
 //
+// A record that holds a top-level member name more than once (files
+// written before the handler gave a colliding key leading underscores,
+// FORMAT.md §4) is read by the FIRST member of the name, as FORMAT.md
+// says and otelbridge does: the filters and Event's fields use it, and
+// Event.MarshalJSON (GET /audit/events, the stream, auditctl --json)
+// renames the later ones "_"+name, so that a JSON parser that keeps the
+// last of duplicate names reads what the filter saw.
+//
 // # Verification
 //
 // Every returned Event says whether it verified: the reader checks each
@@ -55,7 +63,25 @@
 // that seq, and a walk with cursors can stop at it (a forged high seq
 // oldest first, a low one newest first); verify reports it. Lines that are not sealed JSON lines at all are not
 // returned; where such a line replaced a sealed one, the line after it is
-// returned unverified.
+// returned unverified. So are lines longer than MaxLineBytes, which the
+// reader passes over without holding them in memory (and reports:
+// Page.Unreadable, FollowOptions.OnUnreadable), whatever they hold. Of a
+// file that a newer one follows, the lines from the newer file's first
+// seq on are not returned: they are what a writer that could not undo a
+// failed write left in the file it gave up, never committed, their seqs
+// taken by the newer file's lines (FORMAT.md §5; verify reports them as
+// REORDERED).
+//
+// # Following
+//
+// Reader.Follow (auditctl tail, the UI's stream) delivers records as they
+// are written. A line of the file being written may be one the writer
+// then rolls back (a write or, under rotate.SyncAlways, its fsync fails;
+// its seq goes to the next record). With a Notifier among the handler's
+// sinks, Follow delivers only committed lines; without one (another
+// process) it delivers what it reads, and reports a rollback it then sees
+// (FollowOptions.OnRetracted) before delivering the records that took the
+// seqs. Query reads what the files hold when it runs, committed or not.
 //
 // # Pagination
 //
@@ -75,6 +101,7 @@ import (
 	"math"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Page sizes.
@@ -197,9 +224,12 @@ type Page struct {
 	// NextCursor continues after the last event of Events; "" when no
 	// further matching event existed at the time of the query.
 	NextCursor string `json:"next_cursor"`
-	// Unreadable names the files that could not be read to their end (a
-	// corrupt .gz, an I/O error): their events past the damage are not in
-	// Events. auditctl verify reports such a file as MODIFIED.
+	// Unreadable names the files that could not be read whole: those
+	// that could not be read to their end (a corrupt .gz, an I/O error),
+	// whose events past the damage are not in Events (auditctl verify
+	// reports such a file as MODIFIED), and those holding a line longer
+	// than MaxLineBytes, which alone is left out (the rest of the file is
+	// read; see MaxLineBytes). A file is named on every page that read it.
 	Unreadable []string `json:"unreadable,omitempty"`
 }
 
@@ -336,18 +366,94 @@ func literal(s string) bool {
 	return true
 }
 
-// members is a record's top-level members.
-type members map[string]json.RawMessage
+// Indexes of the members that match reads, in record.vals.
+const (
+	mTime = iota
+	mLevel
+	mMsg
+	mEvent
+	mAction
+	mResourceType
+	mResource
+	mStatus
+	mTraceID
+	mPrincipal
+	mClientAddress
+	mClientID
+	mClaimedClient
+	nMembers
+)
 
-// str returns member k as a string: a JSON string decoded, a number as
+// memberIndex returns the index in record.vals of the member named name,
+// -1 for a member match does not read.
+func memberIndex(name []byte) int {
+	switch string(name) { // no allocation
+	case TimeKey:
+		return mTime
+	case LevelKey:
+		return mLevel
+	case MsgKey:
+		return mMsg
+	case EventKey:
+		return mEvent
+	case ActionKey:
+		return mAction
+	case ResourceTypeKey:
+		return mResourceType
+	case ResourceKey:
+		return mResource
+	case StatusKey:
+		return mStatus
+	case TraceIDKey:
+		return mTraceID
+	case PrincipalKey:
+		return mPrincipal
+	case ClientAddressKey:
+		return mClientAddress
+	case ClientIDKey:
+		return mClientID
+	case ClaimedClientKey:
+		return mClaimedClient
+	}
+	return -1
+}
+
+// record holds the raw values of the members match reads: of each name the
+// FIRST member, as FORMAT.md §4 says (files written before the handler
+// renamed colliding keys can hold a name twice, e.g. "user.id" from the
+// context and again from the record; the first is the handler's or the
+// context's). encoding/json would keep the last one.
+type record struct {
+	vals [nMembers][]byte
+	set  [nMembers]bool
+}
+
+// parse reads the top-level members of raw, which must be a JSON object;
+// ok is false for anything else.
+func (rec *record) parse(raw []byte) (ok bool) {
+	if !json.Valid(raw) {
+		return false
+	}
+	return eachMember(raw, func(name []byte, _, _, vs, ve int) bool {
+		if i := memberIndex(name); i >= 0 && !rec.set[i] {
+			rec.vals[i], rec.set[i] = raw[vs:ve], true
+		}
+		return true
+	})
+}
+
+// str returns member i as a string: a JSON string decoded, a number as
 // written; ok is false when it is absent or anything else.
-func (m members) str(k string) (s string, ok bool) {
-	v, found := m[k]
-	if !found || len(v) == 0 {
+func (rec *record) str(i int) (s string, ok bool) {
+	v := rec.vals[i]
+	if !rec.set[i] || len(v) == 0 {
 		return "", false
 	}
 	switch c := v[0]; {
 	case c == '"':
+		if inner := v[1 : len(v)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+			return string(inner), true
+		}
 		if err := json.Unmarshal(v, &s); err != nil {
 			return "", false
 		}
@@ -358,6 +464,105 @@ func (m members) str(k string) (s string, ok bool) {
 	return "", false
 }
 
+// eachMember calls fn with the name (unescaped; valid until fn returns)
+// of each top-level member of obj, in order, with where the name as
+// written (obj[ks:ke], with its quotes) and the value (obj[vs:ve]) are,
+// until fn returns false; it returns false if obj is not an object or fn
+// stopped. obj must be valid JSON (json.Valid).
+func eachMember(obj []byte, fn func(name []byte, ks, ke, vs, ve int) bool) bool {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return false
+	}
+	i = skipSpace(obj, i+1)
+	if i < len(obj) && obj[i] == '}' {
+		return true
+	}
+	var unescaped []byte
+	for i < len(obj) {
+		ks := i
+		ke := skipString(obj, ks)
+		rawName := obj[ks:ke]
+		name := rawName[1 : len(rawName)-1]
+		if bytes.IndexByte(name, '\\') >= 0 || !utf8.Valid(name) {
+			// As a JSON parser reads it (invalid UTF-8 as U+FFFD).
+			var s string
+			if err := json.Unmarshal(rawName, &s); err != nil {
+				return false
+			}
+			unescaped = append(unescaped[:0], s...)
+			name = unescaped
+		}
+		i = skipSpace(obj, ke)
+		i = skipSpace(obj, i+1) // the colon
+		vs := i
+		i = skipValue(obj, vs)
+		if !fn(name, ks, ke, vs, i) {
+			return false
+		}
+		i = skipSpace(obj, i)
+		if i >= len(obj) || obj[i] == '}' {
+			return true
+		}
+		i = skipSpace(obj, i+1) // the comma
+	}
+	return true
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the JSON string that starts at b[i].
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(b)
+}
+
+// skipValue returns the index after the valid JSON value that starts at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return len(b)
+	}
+	for i < len(b) {
+		switch b[i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return i
+		}
+		i++
+	}
+	return i
+}
+
 // match decodes raw and reports whether it matches the filter, filling ev's
 // decoded fields when it does.
 func (p *plan) match(raw []byte, ev *Event) bool {
@@ -366,11 +571,11 @@ func (p *plan) match(raw []byte, ev *Event) bool {
 			return false
 		}
 	}
-	var m members
-	if err := json.Unmarshal(raw, &m); err != nil {
+	var rec record
+	if !rec.parse(raw) {
 		return false
 	}
-	if ts, ok := m.str(TimeKey); ok {
+	if ts, ok := rec.str(mTime); ok {
 		if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
 			ev.Time = t
 		}
@@ -381,18 +586,18 @@ func (p *plan) match(raw []byte, ev *Event) bool {
 	if !p.Since.IsZero() && ev.Time.Before(p.Since) || !p.Until.IsZero() && !ev.Time.Before(p.Until) {
 		return false
 	}
-	ev.Level, _ = m.str(LevelKey)
-	ev.Msg, _ = m.str(MsgKey)
-	ev.Event, _ = m.str(EventKey)
-	ev.Action, _ = m.str(ActionKey)
-	ev.ResourceType, _ = m.str(ResourceTypeKey)
-	ev.Resource, _ = m.str(ResourceKey)
-	ev.Status, _ = m.str(StatusKey)
-	ev.TraceID, _ = m.str(TraceIDKey)
-	ev.Principal, _ = m.str(PrincipalKey)
+	ev.Level, _ = rec.str(mLevel)
+	ev.Msg, _ = rec.str(mMsg)
+	ev.Event, _ = rec.str(mEvent)
+	ev.Action, _ = rec.str(mAction)
+	ev.ResourceType, _ = rec.str(mResourceType)
+	ev.Resource, _ = rec.str(mResource)
+	ev.Status, _ = rec.str(mStatus)
+	ev.TraceID, _ = rec.str(mTraceID)
+	ev.Principal, _ = rec.str(mPrincipal)
 	clients := make([]string, 0, 3)
-	for _, k := range []string{ClientAddressKey, ClientIDKey, ClaimedClientKey} {
-		if c, ok := m.str(k); ok {
+	for _, i := range []int{mClientAddress, mClientID, mClaimedClient} {
+		if c, ok := rec.str(i); ok {
 			clients = append(clients, c)
 		}
 	}

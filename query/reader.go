@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -122,11 +123,13 @@ func (r *Reader) Query(ctx context.Context, req Request) (Page, error) {
 				}
 			}
 			ring := &ring{max: need - len(out)}
-			if err := r.readFile(ctx, files[i], p, ring, i < len(files)-1 || strings.HasSuffix(files[i], ".gz")); err != nil {
+			tooLong := false
+			if err := r.readFile(ctx, files[i], p, ring, i < len(files)-1 || strings.HasSuffix(files[i], ".gz"), r.boundOf(files, i), &tooLong); err != nil {
 				if !page.unreadable(err) {
 					return Page{}, err
 				}
 			}
+			page.lineTooLong(files[i], tooLong)
 			out = ring.appendNewestFirst(out)
 		}
 	} else {
@@ -137,11 +140,13 @@ func (r *Reader) Query(ctx context.Context, req Request) (Page, error) {
 					continue // every line is older than the cursor's successor
 				}
 			}
-			if err := r.readFile(ctx, files[i], p, c, i < len(files)-1 || strings.HasSuffix(files[i], ".gz")); err != nil {
+			tooLong := false
+			if err := r.readFile(ctx, files[i], p, c, i < len(files)-1 || strings.HasSuffix(files[i], ".gz"), r.boundOf(files, i), &tooLong); err != nil {
 				if !page.unreadable(err) {
 					return Page{}, err
 				}
 			}
+			page.lineTooLong(files[i], tooLong)
 		}
 		out = c.events
 	}
@@ -172,6 +177,28 @@ func (p *Page) unreadable(err error) bool {
 	}
 	p.Unreadable = append(p.Unreadable, d.name)
 	return true
+}
+
+// boundOf returns the seq from which the lines of files[i] are not the
+// chain's: the first seq of the file after it. A writer that could not
+// undo a failed write gives its file up with lines it never committed, and
+// goes on in a new file from their seqs (FORMAT.md §5); otherwise every
+// line of a file is below the next file's first seq.
+func (r *Reader) boundOf(files []string, i int) uint64 {
+	if i+1 < len(files) {
+		if first, ok := r.firstSeq(files[i+1]); ok {
+			return first
+		}
+	}
+	return math.MaxUint64
+}
+
+// lineTooLong records a file that holds a line longer than MaxLineBytes
+// (passed over; the rest of the file was read), if it is not recorded yet.
+func (p *Page) lineTooLong(path string, tooLong bool) {
+	if name := chain.BaseName(path); tooLong && !slices.Contains(p.Unreadable, name) {
+		p.Unreadable = append(p.Unreadable, name)
+	}
 }
 
 // collector receives the matching events of a file in file order.
@@ -229,7 +256,9 @@ type link struct {
 // and hands the matching audit records in p's seq range to c.
 //
 // final: a newer file exists, so this one is no longer written (readLine).
-func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector, final bool) error {
+// Lines from seq bound on are not the chain's (boundOf). *tooLong (if not
+// nil) is set when a line longer than MaxLineBytes was passed over.
+func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector, final bool, bound uint64, tooLong *bool) error {
 	rc, err := rotate.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // removed (retention) since it was listed
@@ -249,16 +278,23 @@ func (r *Reader) readFile(ctx context.Context, path string, p *plan, c collector
 				return err
 			}
 		}
-		var complete bool
-		buf, complete, err = readLine(br, buf[:0], final)
+		var st lineStatus
+		buf, _, st, err = readLine(br, buf[:0], final, 0)
 		if err != nil {
 			return &damagedFile{name, err}
 		}
-		if !complete {
+		if st == lineEnd {
 			return nil // the end, maybe after a torn or half-written last line
 		}
+		if st == lineTooLong {
+			ck.skip()
+			if tooLong != nil {
+				*tooLong = true
+			}
+			continue
+		}
 		l, verified, ok := ck.next(buf)
-		if !ok || l.Kind != "" || l.Seq < p.lo || l.Seq > p.hi {
+		if !ok || l.Kind != "" || l.Seq < p.lo || l.Seq > p.hi || l.Seq >= bound {
 			continue
 		}
 		ev := Event{Seq: l.Seq, File: name, Line: ck.no, Verified: verified}
@@ -290,17 +326,31 @@ type checker struct {
 	closed bool // a close record was read
 }
 
+// skip counts the file's next complete line, which was not read (longer
+// than MaxLineBytes): it is not a sealed line for the check.
+func (c *checker) skip() {
+	c.no++
+	c.p2, c.p1 = c.p1, link{}
+}
+
 // next checks the file's next complete line (without its newline). ok is
 // false when it is not a sealed line.
 func (c *checker) next(buf []byte) (l chain.Line, verified, ok bool) {
-	c.no++
 	l, perr := chain.ParseLine(buf)
+	verified, ok = c.nextParsed(&l, perr)
+	return l, verified, ok
+}
+
+// nextParsed is next for a line already parsed: l and perr are what
+// chain.ParseLine returned for it.
+func (c *checker) nextParsed(l *chain.Line, perr error) (verified, ok bool) {
+	c.no++
 	if perr != nil {
 		c.p2, c.p1 = c.p1, link{}
-		return l, false, false
+		return false, false
 	}
 	if c.no == 1 {
-		c.fk = c.r.keyFor(&l)
+		c.fk = c.r.keyFor(l)
 		c.mac = c.fk.hash(c.r)
 	}
 	cur := link{parsed: true, seq: l.Seq, mac: l.MAC}
@@ -341,9 +391,9 @@ func (c *checker) next(buf []byte) (l chain.Line, verified, ok bool) {
 		if !c.loaded {
 			c.signed, c.loaded = c.r.digestRanges(c.path), true
 		}
-		return l, inRanges(c.signed, uint64(c.no)), true
+		return inRanges(c.signed, uint64(c.no)), true
 	}
-	return l, cur.macOK && linked, true
+	return cur.macOK && linked, true
 }
 
 // fileKey says how a file's lines are sealed.
@@ -405,8 +455,45 @@ func (fk *fileKey) hash(r *Reader) hash.Hash {
 	return hmac.New(sha256.New, k)
 }
 
-// readLine appends the next line to buf, without its newline. complete is
-// false at the end of the file, for an empty or unterminated last line.
+// MaxLineBytes is the longest line (without its newline) a Reader reads.
+// A longer line is passed over without being held in memory: it is not
+// returned, as a line that is not a sealed line is not (the line after it
+// is unverified if it was a sealed one), and its file is reported
+// (Page.Unreadable, FollowOptions.OnUnreadable with ErrLineTooLong);
+// every line after it is read. Neither the handler nor the chain writer
+// limits a record's size, so the bound is this reader's: a record of 16
+// MiB is already far outside what the writer is built for (it ends an
+// epoch early once its lines take 8 MiB, keeping them in memory for the
+// epoch's digest), and one line of garbage, or forged, in a file must
+// not make a query or a stream allocate all of it (1 GiB without a
+// newline would). auditctl verify reads such a line whole.
+const MaxLineBytes = 16 << 20
+
+// maxLine is MaxLineBytes; tests lower it.
+var maxLine = MaxLineBytes
+
+// ErrLineTooLong is reported for a line longer than MaxLineBytes: see
+// there.
+var ErrLineTooLong = errors.New("line longer than query.MaxLineBytes")
+
+// lineStatus is what readLine read.
+type lineStatus int
+
+const (
+	lineEnd     lineStatus = iota // no complete line: the end of the file (for now, if it is written)
+	lineOK                        // a complete line
+	lineTooLong                   // a complete line longer than maxLine, passed over
+)
+
+// readLine appends the next line to buf, without its newline, and returns
+// n, the number of bytes of the line read so far (its newline included
+// once it is complete). It returns lineEnd at the end of the file, for an
+// empty or unterminated last line, and lineTooLong, with buf holding at
+// most maxLine bytes of it, for a line longer than maxLine, which it reads
+// to its end without holding the rest. skipped > 0 continues a line longer
+// than maxLine of which skipped bytes were read before (br is positioned
+// after them).
+//
 // final says the file is no longer written (a newer one exists, or it is
 // compressed): then only a NUL followed by nothing but NULs is its end
 // (unwritten preallocated space), and a NUL with other bytes after it is
@@ -414,22 +501,42 @@ func (fk *fileKey) hash(r *Reader) hash.Hash {
 // is hidden). In a file being written a NUL is the end for now: a read
 // that overlaps a write can see a line's start still NUL and its end
 // already there.
-func readLine(br *bufio.Reader, buf []byte, final bool) (_ []byte, complete bool, err error) {
+func readLine(br *bufio.Reader, buf []byte, final bool, skipped int64) (_ []byte, n int64, st lineStatus, err error) {
+	n = skipped + int64(len(buf))
+	long := skipped > 0 || len(buf) > maxLine
 	for {
 		chunk, err := br.ReadSlice('\n')
 		if i := bytes.IndexByte(chunk, 0); i >= 0 && (!final || allZero(chunk[i+1:])) {
-			return append(buf, chunk[:i]...), false, nil
+			chunk = chunk[:i]
+			if !long && len(buf)+len(chunk) <= maxLine {
+				buf = append(buf, chunk...)
+			}
+			return buf, n + int64(len(chunk)), lineEnd, nil
 		}
-		buf = append(buf, chunk...)
+		n += int64(len(chunk))
+		if !long {
+			content := len(chunk)
+			if err == nil {
+				content-- // the newline
+			}
+			if len(buf)+content > maxLine {
+				long = true // buf keeps the line's first bytes
+			} else {
+				buf = append(buf, chunk...)
+			}
+		}
 		switch err {
 		case nil:
-			return buf[:len(buf)-1], true, nil
+			if long {
+				return buf, n, lineTooLong, nil
+			}
+			return buf[:len(buf)-1], n, lineOK, nil
 		case bufio.ErrBufferFull:
 			continue
 		case io.EOF:
-			return buf, false, nil
+			return buf, n, lineEnd, nil
 		default:
-			return buf, false, err
+			return buf, n, lineEnd, err
 		}
 	}
 }
@@ -457,8 +564,8 @@ func (r *Reader) firstSeq(path string) (uint64, bool) {
 		return 0, false
 	}
 	defer rc.Close()
-	line, complete, err := readLine(bufio.NewReaderSize(rc, 4096), nil, false)
-	if err != nil || !complete {
+	line, _, st, err := readLine(bufio.NewReaderSize(rc, 4096), nil, false, 0)
+	if err != nil || st != lineOK {
 		return 0, false
 	}
 	l, err := chain.ParseLine(line)

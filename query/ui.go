@@ -59,8 +59,11 @@ type UIOptions struct {
 	// page and the stream are behind the same authorization, and every
 	// access is an audit event (event=audit_access, action view or stream).
 	HandlerOptions
-	// Notifier wakes the streams as soon as a record is written; pass the
-	// same Notifier to the handler as a Sink. Without it streams poll.
+	// Notifier wakes the streams as soon as a record is written, and
+	// makes them send only records that are committed (see Reader.Follow);
+	// pass the same Notifier to the handler that writes the directory as a
+	// Sink. Without it streams poll, and may send a record that is then
+	// rolled back (event "retracted", see Stream).
 	Notifier *Notifier
 	// TraceURL links each trace id, e.g.
 	// "http://localhost:16686/trace/{trace_id}" for Jaeger; "" for no links.
@@ -211,7 +214,19 @@ func (u *UI) Page() http.Handler {
 // revoked meanwhile end the stream with an event "end" (data
 // {"reason":"revoked"}) and a denied audit event. A file that can no
 // longer be read to its end is skipped with an event "unreadable" (data
-// {"file":name}): its events past the damage are not sent.
+// {"file":name}): its events past the damage are not sent. A line longer
+// than MaxLineBytes is passed over with an event "unreadable" whose data
+// also says which line and why ({"file":name,"error":"line 7 (…): …"}):
+// the stream goes on with the next line.
+//
+// With UIOptions.Notifier the stream sends only records that are
+// committed (see Reader.Follow). Without it, a record sent can be one
+// whose write the writer then rolls back (an fsync that failed): an
+// event "retracted" (data {"file":name,"seqs":[seq,...]}) then says that
+// the records sent with these seqs (or, for seqs up to the one "live"
+// named, maybe sent before it) are not in the trail, and the records that
+// took their seqs follow, with the same ids. A client that resumes must
+// resume before the first of them.
 //
 // Credentials go in the Authorization header, as for GET /audit/events.
 // The page reads the stream with fetch() rather than EventSource, which
@@ -267,7 +282,12 @@ func (u *UI) serveStream(w http.ResponseWriter, r *http.Request) {
 	// What is sent before "live" (the backlog, or what a resuming client
 	// missed) is read up to the head; the stream follows from there, so
 	// nothing is sent twice or missed between the two.
+	// With the Notifier, the head is the newest committed line (Head can
+	// be a line whose write is pending, and the backlog would hold it).
 	head, err := reader.Head()
+	if err == nil && u.opts.Notifier != nil {
+		head = reader.committedHead(head, u.opts.Notifier)
+	}
 	var backlog []Event // oldest first
 	if err == nil {
 		backlog, err = u.catchUp(ctx, sr, head)
@@ -404,12 +424,27 @@ func (u *UI) serveStream(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	})
-	// A damaged file is skipped, and the page told (event "unreadable").
-	unreadable := func(file string, _ error) {
-		b, _ := json.Marshal(map[string]string{"file": file})
+	// A damaged file is skipped, and the page told (event "unreadable");
+	// so is a line too long to read.
+	unreadable := func(file string, err error) {
+		m := map[string]string{"file": file}
+		if errors.Is(err, ErrLineTooLong) {
+			m["error"] = err.Error()
+		}
+		b, _ := json.Marshal(m)
 		send(0, "unreadable", b)
 	}
-	followErr = reader.Follow(ctx, FollowOptions{Filter: sr.filter, After: after, Notifier: u.opts.Notifier, Poll: u.opts.Poll, OnUnreadable: unreadable}, sendEvent)
+	// Records sent that the writer rolled back (without a Notifier,
+	// see Follow) are taken back (event "retracted").
+	retracted := func(file string, seqs []uint64) {
+		b, _ := json.Marshal(struct {
+			File string   `json:"file"`
+			Seqs []uint64 `json:"seqs"`
+		}{file, seqs})
+		send(0, "retracted", b)
+	}
+	followErr = reader.Follow(ctx, FollowOptions{Filter: sr.filter, After: after, Notifier: u.opts.Notifier, Poll: u.opts.Poll,
+		OnUnreadable: unreadable, OnRetracted: retracted, Shown: backlog}, sendEvent)
 }
 
 // maxCatchUp bounds what a resuming stream sends before "live"; a client

@@ -36,7 +36,8 @@ var queryPageSize = query.MaxLimit
 // resource, status, message), or as JSON lines with --json (the record as
 // written plus file, line and verified). It exits 0 when the events were
 // printed (verified or not) and 2 for usage and I/O errors, also when a
-// file could not be read to its end (its events are missing).
+// file could not be read to its end (its events are missing) or holds a
+// line longer than query.MaxLineBytes (that line is missing).
 func queryCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("query", stderr)
 	fs.Usage = func() {
@@ -119,10 +120,10 @@ func queryCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "auditctl query: %d of %d events not verified (%s)\n", unverified, printed, hint)
 	}
 	if len(unreadable) > 0 {
-		// What they hold past the damage is missing above: not a
-		// complete answer.
-		fmt.Fprintf(stderr, "auditctl query: %d file(s) could not be read to their end: %s (run auditctl verify)\n",
-			len(unreadable), strings.Join(slices.Sorted(maps.Keys(unreadable)), ", "))
+		// What they hold past the damage (or a line too long to read)
+		// is missing above: not a complete answer.
+		fmt.Fprintf(stderr, "auditctl query: %d file(s) could not be read to their end, or hold a line longer than %d MiB (passed over): %s (run auditctl verify)\n",
+			len(unreadable), query.MaxLineBytes>>20, strings.Join(slices.Sorted(maps.Keys(unreadable)), ", "))
 		return exitUsage // 2: usage and I/O errors
 	}
 	return exitOK

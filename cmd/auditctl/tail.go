@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -34,7 +35,11 @@ func tailCmd(args []string, stdout, stderr io.Writer) int {
 // tail prints the last -n matching events of DIR, oldest first, then each
 // matching event as it is written (following the newest file and the files
 // that rotation starts), in the format of auditctl query, until ctx is
-// done. It exits 0 when stopped and 2 for usage and I/O errors.
+// done. An event printed whose write the writer then rolled back (see
+// query.Reader.Follow) is followed by a line "RETRACTED  seq N  (file): …"
+// (with --json, {"retracted":[N,...],"file":"..."}), and then by the
+// record that took its seq. It exits 0 when stopped and 2 for usage and
+// I/O errors.
 func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("tail", stderr)
 	fs.Usage = func() {
@@ -91,13 +96,14 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
+	var last []query.Event // printed before following
 	if *n > 0 && head > 0 {
 		req.Limit = *n
 		page, err := r.Query(ctx, req)
 		if err != nil {
 			return fail("%v", err)
 		}
-		last := slices.DeleteFunc(page.Events, func(e query.Event) bool { return e.Seq > head })
+		last = slices.DeleteFunc(page.Events, func(e query.Event) bool { return e.Seq > head })
 		slices.Reverse(last)
 		for _, e := range last {
 			if err := print(e); err != nil {
@@ -107,9 +113,32 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	unreadable := func(file string, err error) {
 		bw.Flush()
+		if errors.Is(err, query.ErrLineTooLong) {
+			fmt.Fprintf(stderr, "auditctl tail: %s: %v: passed over, the lines after it follow (run auditctl verify)\n", file, err)
+			return
+		}
 		fmt.Fprintf(stderr, "auditctl tail: %s could not be read to its end (%v): its events past the damage are missing (run auditctl verify)\n", file, err)
 	}
-	err = r.Follow(ctx, query.FollowOptions{Filter: req.Filter, After: head, Poll: *poll, OnUnreadable: unreadable}, print)
+	// tail runs in another process than the writer: it cannot know
+	// whether a line of the file being written is committed, and prints
+	// it; if the writer then rolls it back (a failed fsync), Follow says
+	// so and the records that took the seqs follow.
+	retracted := func(file string, seqs []uint64) {
+		if *asJSON {
+			b, _ := json.Marshal(struct {
+				Retracted []uint64 `json:"retracted"`
+				File      string   `json:"file"`
+			}{seqs, file})
+			bw.Write(append(b, '\n'))
+		} else {
+			for _, seq := range seqs {
+				fmt.Fprintf(bw, "RETRACTED  seq %d  (%s): the writer rolled its write back; not in the audit trail\n", seq, file)
+			}
+		}
+		bw.Flush()
+	}
+	err = r.Follow(ctx, query.FollowOptions{Filter: req.Filter, After: head, Poll: *poll, OnUnreadable: unreadable,
+		OnRetracted: retracted, Shown: last}, print)
 	if err != nil && ctx.Err() == nil {
 		return fail("%v", err)
 	}

@@ -174,10 +174,26 @@
       live = true;
       setState("live", "live");
       if (!tbody.rows.length) $("empty").hidden = false;
+    } else if (event === "retracted") {
+      // Records shown that the writer rolled back (its fsync failed): not in
+      // the trail. The records that took their seqs follow; a reconnect
+      // resumes before them.
+      const r = JSON.parse(data);
+      const seqs = Array.isArray(r.seqs) ? r.seqs.map(Number) : [];
+      for (const tr of tbody.querySelectorAll("tr.ev")) {
+        if (seqs.includes(Number(tr.dataset.seq)) && !tr.classList.contains("retracted")) {
+          tr.classList.add("retracted");
+          tr.title = "rolled back by the writer: not in the audit trail";
+        }
+      }
+      if (seqs.length) lastSeq = Math.min(lastSeq, Math.min(...seqs) - 1);
+      setState("rolled back by the writer, not in the trail: seq " + seqs.join(", ") + " (" + str(r.file) + ")", "down");
     } else if (event === "unreadable") {
-      // A damaged file was skipped: its events past the damage are missing.
+      // A damaged file was skipped: its events past the damage are missing;
+      // or (with an error) one line of it too long to read.
       const u = JSON.parse(data);
-      setState("damaged audit file skipped: " + str(u.file) + " (run auditctl verify)", "down");
+      if (u.error) setState("unreadable line passed over in " + str(u.file) + ": " + str(u.error) + " (run auditctl verify)", "down");
+      else setState("damaged audit file skipped: " + str(u.file) + " (run auditctl verify)", "down");
     }
   }
 
