@@ -116,10 +116,11 @@ func TestEndOnPanicIsFailure(t *testing.T) {
 }
 
 // A record attribute named like a standard member (user.id, status,
-// event, time, client.address, trace_id ...) is written a second time
-// after the authentic one; query.Reader (and the alert engine, and the OTLP
-// bridge) keep the last, so the authenticated principal / the outcome / the
-// time an auditor sees are the application's (or request data's) value.
+// event, time, client.address, trace_id ...) is not written a second time
+// after the authentic one: it gets a leading underscore. (Readers that kept
+// the last of duplicate keys, as query.Reader, the alert engine and the
+// OTLP bridge once did, showed the application's or the request's value
+// as the principal, the outcome, the time.)
 func TestStandardMembersNotOverridden(t *testing.T) {
 	dir := t.TempDir()
 	h := probeHandler(t, dir, handler.Options{ContextAttrs: middleware.Attrs})

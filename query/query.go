@@ -99,6 +99,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -184,7 +185,12 @@ type Filter struct {
 	Status       string // member "status": initiated, success, failed or denied
 	TraceID      string // member "trace_id"
 	Principal    string // member "user.id"
-	Client       string // member "client.address", or the claimed "client.id" (or "client.claimed_id")
+	// Client is member "client.address" when it is an IP address, and
+	// then matches nothing else: a client may claim any id, also another
+	// client's address, and must not show up in a search for that
+	// address. Any other value matches the claimed "client.id" or
+	// "client.claimed_id".
+	Client string
 }
 
 // Request is one page's query.
@@ -205,17 +211,18 @@ type Event struct {
 
 	// Members of Record, decoded for convenience ("" when absent or not a
 	// string; numbers are given as written).
-	Time         time.Time // zero when absent
-	Level        string
-	Msg          string
-	Event        string
-	Action       string
-	ResourceType string
-	Resource     string
-	Status       string
-	TraceID      string
-	Principal    string // user.id
-	Client       string // client.address, else client.id, else client.claimed_id
+	Time          time.Time // zero when absent
+	Level         string
+	Msg           string
+	Event         string
+	Action        string
+	ResourceType  string
+	Resource      string
+	Status        string
+	TraceID       string
+	Principal     string // user.id
+	Client        string // client.address: where the request came from
+	ClaimedClient string // client.id, else client.claimed_id: who the client said it was (unverified)
 }
 
 // Page is the result of a query.
@@ -311,6 +318,9 @@ type plan struct {
 	lo, hi  uint64   // seq range, inclusive
 	needles [][]byte // byte strings a matching line must contain
 	empty   bool     // nothing can match (cursor at the end of the seq range)
+	// clientIP: Filter.Client is an IP address (in canonical form), which
+	// only client.address matches.
+	clientIP bool
 }
 
 func compile(req Request) (*plan, error) {
@@ -329,6 +339,9 @@ func compile(req Request) (*plan, error) {
 	}
 	if !p.Since.IsZero() && !p.Until.IsZero() && !p.Until.After(p.Since) {
 		return nil, paramErr("until", "must be after since")
+	}
+	if a, err := netip.ParseAddr(p.Client); err == nil {
+		p.Client, p.clientIP = a.String(), true
 	}
 	if req.Cursor != "" {
 		c, err := decodeCursor(req.Cursor)
@@ -595,14 +608,11 @@ func (p *plan) match(raw []byte, ev *Event) bool {
 	ev.Status, _ = rec.str(mStatus)
 	ev.TraceID, _ = rec.str(mTraceID)
 	ev.Principal, _ = rec.str(mPrincipal)
-	clients := make([]string, 0, 3)
-	for _, i := range []int{mClientAddress, mClientID, mClaimedClient} {
-		if c, ok := rec.str(i); ok {
-			clients = append(clients, c)
-		}
-	}
-	if len(clients) > 0 {
-		ev.Client = clients[0]
+	ev.Client, _ = rec.str(mClientAddress)
+	if c, ok := rec.str(mClientID); ok {
+		ev.ClaimedClient = c
+	} else {
+		ev.ClaimedClient, _ = rec.str(mClaimedClient)
 	}
 	eq := func(want, have string) bool { return want == "" || want == have }
 	if !eq(p.Event, ev.Event) || !eq(p.Action, ev.Action) || !eq(p.ResourceType, ev.ResourceType) ||
@@ -611,11 +621,11 @@ func (p *plan) match(raw []byte, ev *Event) bool {
 		return false
 	}
 	if p.Client != "" {
-		found := false
-		for _, c := range clients {
-			found = found || c == p.Client
+		if p.clientIP {
+			return ev.Client == p.Client
 		}
-		if !found {
+		claimed := func(i int) bool { c, ok := rec.str(i); return ok && c == p.Client }
+		if !claimed(mClientID) && !claimed(mClaimedClient) {
 			return false
 		}
 	}

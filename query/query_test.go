@@ -50,7 +50,7 @@ func fixture(t *testing.T) (dir string) {
 		{ctx, append(std("credential_access", "get", "credential", "github_token", "success"), slog.String("user.id", "carol"), slog.String("client.claimed_id", "webapp"))},
 		{ctx, []slog.Attr{slog.String("note", "config reloaded"), slog.Group("user", slog.String("id", "alice"))}},
 		{ctx, append(std("admin_action", "start", "mcp_server", "github", "initiated"), slog.String("client.address", "10.0.0.1"), slog.Int("user.id", 42))},
-		{ctx, append(std("admin_action", "delete", "mcp_server", "a\"b<c>&é", "success"), slog.String("user.id", "dave"))},
+		{ctx, append(std("admin_action", "delete", "mcp_server", "a\"b<c>&é", "success"), slog.String("user.id", "dave"), slog.String("client.address", "2001:db8::7"), slog.String("client.claimed_id", "10.0.0.1"))},
 		{ctx, append(std("Admin_Action", "start", "mcp_server", "obsidian", "success"), slog.String("USER.ID", "alice"))},
 	}
 	for i, r := range recs {
@@ -97,6 +97,10 @@ var filterCases = []struct {
 	{"client address", query.Filter{Client: "10.0.0.1"}, "client=10.0.0.1", []string{"r5", "r0"}},
 	{"client claimed id", query.Filter{Client: "cli-tool"}, "client=cli-tool", []string{"r1"}},
 	{"client claimed_id", query.Filter{Client: "webapp"}, "client=webapp", []string{"r3"}},
+	// r6 claims to be 10.0.0.1: an address is matched by client.address
+	// only, in its canonical form.
+	{"client address, not a claim of it", query.Filter{Client: "10.0.0.1"}, "client=10.0.0.1", []string{"r5", "r0"}},
+	{"client IPv6, canonical", query.Filter{Client: "2001:DB8:0::7"}, "client=2001:DB8:0::7", []string{"r6"}},
 	{"combined", query.Filter{Event: "admin_action", Resource: "obsidian", Principal: "alice", Status: "failed"},
 		"event=admin_action&resource=obsidian&principal=alice&status=failed", []string{"r2"}},
 	{"unknown value", query.Filter{Event: "nope"}, "event=nope", nil},

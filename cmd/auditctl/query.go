@@ -141,7 +141,7 @@ func filterFlags(fs *flag.FlagSet) (filters map[string]*string, since, until *st
 		{"resource", "resource", "only this `RESOURCE`"},
 		{"resource-type", "resource_type", "only this resource `TYPE`"},
 		{"principal", "principal", "only events of this `PRINCIPAL` (user.id)"},
-		{"client", "client", "only events from this `CLIENT` (client.address or claimed client.id)"},
+		{"client", "client", "only events from this `CLIENT`: an IP address matches client.address only, anything else the claimed client.id or client.claimed_id"},
 		{"status", "status", "only this `STATUS`: initiated, success, failed or denied"},
 		{"trace-id", "trace_id", "only events of this trace `ID`"},
 	} {
@@ -164,7 +164,11 @@ func cliTime(s string, now time.Time) (string, bool) {
 
 // writeEventText writes e as one line:
 //
-//	2026-03-01T12:00:00.000Z  seq 42  ✓ INFO  credential_access get credential/obsidian_api_key success  get credential obsidian_api_key (success)
+//	2026-03-01T12:00:00.000Z  seq 42  ✓ INFO  credential_access get credential/obsidian_api_key success  by alice from 10.0.0.7  get credential obsidian_api_key (success)
+//
+// who (user.id) and from where (client.address), "-" when absent; what a
+// client only claimed to be (client.id, client.claimed_id) follows as
+// "claims ID", never in place of the address.
 func writeEventText(w io.Writer, e query.Event) {
 	ts := "-"
 	if !e.Time.IsZero() {
@@ -178,8 +182,12 @@ func writeEventText(w io.Writer, e query.Event) {
 	if e.ResourceType != "" {
 		res = e.ResourceType + "/" + e.Resource
 	}
-	fmt.Fprintf(w, "%s  seq %d  %s %-5s  %s %s %s %s  %s\n", ts, e.Seq, mark, field(e.Level),
-		field(e.Event), field(e.Action), field(res), field(e.Status), field(e.Msg))
+	claims := ""
+	if e.ClaimedClient != "" {
+		claims = " claims " + field(e.ClaimedClient)
+	}
+	fmt.Fprintf(w, "%s  seq %d  %s %-5s  %s %s %s %s  by %s from %s%s  %s\n", ts, e.Seq, mark, field(e.Level),
+		field(e.Event), field(e.Action), field(res), field(e.Status), field(e.Principal), field(e.Client), claims, field(e.Msg))
 }
 
 // field returns s for a text column: "-" when empty, quoted when it holds

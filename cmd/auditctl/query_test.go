@@ -40,7 +40,7 @@ func queryDir(t *testing.T) (dir, keyFile string) {
 			ev.Status = handler.StatusDenied
 		}
 		if i == 5 {
-			ev.Attrs = []slog.Attr{slog.String("user.id", "alice"), slog.String("client.address", "10.0.0.5")}
+			ev.Attrs = []slog.Attr{slog.String("user.id", "alice"), slog.String("client.address", "10.0.0.5"), slog.String("client.claimed_id", "10.0.0.9\x1b[2J")}
 			ev.Message = "line one\nline two"
 		}
 		if err := handler.Log(context.Background(), log, ev); err != nil {
@@ -80,10 +80,15 @@ func TestQueryText(t *testing.T) {
 		t.Fatalf("%d lines:\n%s", len(lines), out)
 	}
 	// Newest first: r11 is seq 2+11 plus one open and one close record per earlier file.
-	if !strings.Contains(lines[0], "  ✓ WARN   credential_access get credential/r11 denied  get credential r11 (denied)") ||
+	if !strings.Contains(lines[0], "  ✓ WARN   credential_access get credential/r11 denied  by - from -  get credential r11 (denied)") ||
 		!strings.Contains(lines[11], "  ✓ INFO   credential_access get credential/r0 success") ||
 		!strings.HasPrefix(lines[11], "20") || !strings.Contains(lines[11], "  seq 2  ") {
 		t.Errorf("output:\n%s", out)
+	}
+	// Who and from where; what the client claimed is not the address,
+	// and is quoted when it holds a control character.
+	if !strings.Contains(out, ` denied  by alice from 10.0.0.5 claims "10.0.0.9\x1b[2J"  "line one`) {
+		t.Errorf("who/where:\n%s", out)
 	}
 	// The multi-line message stays on one line, quoted.
 	if !strings.Contains(out, `"line one\nline two"`) {
