@@ -135,10 +135,10 @@ type Writer struct {
 	ready    chan struct{} // closed once w is set
 	settleMu sync.Mutex    // one settle at a time: notes chain in order
 	mu       sync.Mutex
-	ends     []Checkpoint // committed epoch ends not yet settled
+	ends     []Checkpoint    // committed epoch ends not yet settled
 	pruned   map[string]bool // files retention removed (BaseName), under mu
-	key      KeyState     // newest committed key to persist; Key nil: none
-	curKey   KeyState     // the committed key in use, for CurrentKey
+	key      KeyState        // newest committed key to persist; Key nil: none
+	curKey   KeyState        // the committed key in use, for CurrentKey
 	// keys of ended epochs whose checkpoints are not settled yet: until a
 	// signed digest vouches for an epoch, only its key can (EpochKey).
 	unsettled map[uint64]heldKey
