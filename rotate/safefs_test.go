@@ -11,22 +11,23 @@ import (
 	"testing"
 )
 
-// errLog collects what OnError hears.
-type errLog struct {
-	mu   sync.Mutex
-	errs []error
+// calls collects what a callback hears (OnError, OnLowSpace), from any
+// goroutine.
+type collected[T any] struct {
+	mu  sync.Mutex
+	got []T
 }
 
-func (l *errLog) add(err error) {
-	l.mu.Lock()
-	l.errs = append(l.errs, err)
-	l.mu.Unlock()
+func (c *collected[T]) add(v T) {
+	c.mu.Lock()
+	c.got = append(c.got, v)
+	c.mu.Unlock()
 }
 
-func (l *errLog) get() []error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]error(nil), l.errs...)
+func (c *collected[T]) get() []T {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]T(nil), c.got...)
 }
 
 const victimData = "IMPORTANT DATA THAT MUST SURVIVE"
@@ -56,7 +57,7 @@ func assertVictim(t *testing.T, victim string) {
 func TestGzipTmpSymlinkNotFollowed(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "audit")
 	victim := victimFile(t)
-	var errs errLog
+	var errs collected[error]
 	w := open(t, Options{Dir: dir, Compress: true, Now: newClock(t0).Now, OnError: errs.add})
 	write(t, w, "x\n")
 	live := w.Path()

@@ -64,8 +64,8 @@ func TestLowSpaceTmpfs(t *testing.T) {
 		fs.calls.Add(1)
 		return diskSpace(dir)
 	}, 0)
-	var got spaceCalls
-	w := open(t, Options{Dir: filepath.Join(mnt, "audit"), LowSpace: 16 << 20, OnLowSpace: got.on,
+	var got collected[Space]
+	w := open(t, Options{Dir: filepath.Join(mnt, "audit"), LowSpace: 16 << 20, OnLowSpace: got.add,
 		Framer: &logFramer{}, Preallocate: 1 << 20})
 	waitFor(t, "the first check", func() bool { return calls.Load() > 0 })
 	write(t, w, "one\n", "two\n")

@@ -48,24 +48,6 @@ func useSpace(t *testing.T, fs func(string) (uint64, uint64, error), gap time.Du
 	t.Cleanup(func() { statfs, spaceMinGap = oldFS, oldGap })
 }
 
-// spaceCalls collects OnLowSpace calls.
-type spaceCalls struct {
-	mu    sync.Mutex
-	calls []Space
-}
-
-func (c *spaceCalls) on(s Space) {
-	c.mu.Lock()
-	c.calls = append(c.calls, s)
-	c.mu.Unlock()
-}
-
-func (c *spaceCalls) get() []Space {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]Space(nil), c.calls...)
-}
-
 // checkNow makes w check the free space once more, through a rotation (a
 // check follows each), and waits for the check.
 func checkNow(t *testing.T, w *Writer, fs *fakeSpace) {
@@ -84,8 +66,8 @@ func checkNow(t *testing.T, w *Writer, fs *fakeSpace) {
 func TestLowSpaceHysteresis(t *testing.T) {
 	fs := &fakeSpace{free: 10 * gib, total: 100 * gib}
 	useSpace(t, fs.statfs, 0)
-	var got spaceCalls
-	w := open(t, Options{Dir: t.TempDir(), LowSpace: gib, OnLowSpace: got.on, Framer: &logFramer{}})
+	var got collected[Space]
+	w := open(t, Options{Dir: t.TempDir(), LowSpace: gib, OnLowSpace: got.add, Framer: &logFramer{}})
 	waitFor(t, "the first check", func() bool { return fs.calls.Load() > 0 })
 	if c := got.get(); len(c) != 0 {
 		t.Fatalf("fired with 10 GiB free: %v", c)
@@ -140,8 +122,8 @@ func TestLowSpaceReminder(t *testing.T) {
 	old := lowSpaceRemind
 	lowSpaceRemind = 300 * time.Millisecond
 	t.Cleanup(func() { lowSpaceRemind = old })
-	var got spaceCalls
-	w := open(t, Options{Dir: t.TempDir(), LowSpace: gib, OnLowSpace: got.on, Framer: &logFramer{}})
+	var got collected[Space]
+	w := open(t, Options{Dir: t.TempDir(), LowSpace: gib, OnLowSpace: got.add, Framer: &logFramer{}})
 	waitFor(t, "the first alarm", func() bool { return len(got.get()) == 1 })
 	start := time.Now()
 	checkNow(t, w, fs)
@@ -174,8 +156,8 @@ func TestLowSpaceDefault(t *testing.T) {
 	}
 	fs := &fakeSpace{free: 4 * gib, total: 100 * gib}
 	useSpace(t, fs.statfs, 0)
-	var got spaceCalls
-	open(t, Options{Dir: t.TempDir(), OnLowSpace: got.on})
+	var got collected[Space]
+	open(t, Options{Dir: t.TempDir(), OnLowSpace: got.add})
 	waitFor(t, "the first alarm", func() bool { return len(got.get()) == 1 })
 	if c := got.get(); c[0] != (Space{Free: 4 * gib, Total: 100 * gib, Threshold: 5 * gib}) {
 		t.Fatalf("OnLowSpace(%+v), want the default threshold 5 GiB", c[0])
@@ -238,8 +220,8 @@ func TestLowSpaceNotPerRecord(t *testing.T) {
 func TestLowSpaceMinGap(t *testing.T) {
 	fs := &fakeSpace{free: 50 * gib, total: 100 * gib}
 	useSpace(t, fs.statfs, 200*time.Millisecond)
-	var got spaceCalls
-	w := open(t, Options{Dir: t.TempDir(), LowSpace: gib, OnLowSpace: got.on, Framer: &logFramer{}})
+	var got collected[Space]
+	w := open(t, Options{Dir: t.TempDir(), LowSpace: gib, OnLowSpace: got.add, Framer: &logFramer{}})
 	waitFor(t, "the first check", func() bool { return fs.calls.Load() == 1 })
 	fs.set(100 * mib)
 	start := time.Now()
