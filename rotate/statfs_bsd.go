@@ -4,21 +4,13 @@ package rotate
 
 import "syscall"
 
-const spaceSupported = true
-
 // diskSpace returns the bytes of the file system holding dir that are
 // available to unprivileged users (f_bavail, which leaves out the blocks
 // reserved for root; negative on the BSDs once those are in use) and its
 // size.
 func diskSpace(dir string) (free, total uint64, err error) {
 	var st syscall.Statfs_t
-	for {
-		err = syscall.Statfs(dir, &st)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	if err != nil {
+	if err := statfsOf(dir, &st); err != nil {
 		return 0, 0, err
 	}
 	bs := uint64(st.Bsize)

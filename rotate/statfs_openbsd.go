@@ -2,20 +2,12 @@ package rotate
 
 import "syscall"
 
-const spaceSupported = true
-
 // diskSpace returns the bytes of the file system holding dir that are
 // available to unprivileged users (f_bavail, negative once the blocks
 // reserved for root are in use) and its size.
 func diskSpace(dir string) (free, total uint64, err error) {
 	var st syscall.Statfs_t
-	for {
-		err = syscall.Statfs(dir, &st)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	if err != nil {
+	if err := statfsOf(dir, &st); err != nil {
 		return 0, 0, err
 	}
 	bs := uint64(st.F_bsize)
