@@ -782,7 +782,18 @@ func (e *exporter) build(now time.Time) {
 			}
 			break
 		}
-		if bound, ok := e.rd.knownFinished(); l.Seq > e.hi && (!ok || l.Seq >= bound) {
+		bound, finished := e.rd.knownFinished()
+		committed := finished && l.Seq < bound
+		if !finished && l.Seq <= e.hi {
+			if err := e.rd.checkLive(e.hi); err != nil {
+				otel.Handle(err)
+				e.scanFile = true
+				e.retryAt = now.Add(e.b.cfg.minBackoff)
+				break
+			}
+			committed = l.Seq <= e.rd.liveTo
+		}
+		if !committed {
 			// Only committed records are exported. A line the writer has
 			// written is not necessarily committed: under SyncAlways a
 			// write whose fsync fails is truncated away, and its seq
@@ -791,12 +802,19 @@ func (e *exporter) build(now time.Time) {
 			// cursor past its seq, so that the real record with that seq
 			// (coming through Audit or the file) would be dropped as
 			// already exported, for good. A line is known committed when
-			// its seq is at most hi (Audit is called after Append
-			// succeeded, and Append commits in seq order) or when its
-			// file is finished (fileReader.finished: also when no writer
-			// holds its lock any more); anything later waits
-			// until Audit raises hi, the batch delay passes or Shutdown
-			// begins (see held).
+			// its file is finished and it is before the file's bound
+			// (fileReader.finished: also when no writer holds its lock
+			// any more), or when its seq is at most hi (Audit is called
+			// after Append succeeded, and Append commits in seq order)
+			// and its file had no newer file once Audit had seen hi
+			// (fileReader.checkLive). Not merely at most hi: a file the
+			// writer gave up (its fsync failed, then the truncation back)
+			// keeps lines that were never committed, whose seqs the newer
+			// file commits again, so hi passes them; reading the older
+			// file on, they are found with a seq at most hi. The bound
+			// (the newer file's first seq) tells them. Anything else
+			// waits until Audit raises hi, the batch delay passes or
+			// Shutdown begins (see held).
 			seq := l.Seq
 			err := e.rd.unread(seq)
 			var bound uint64

@@ -53,6 +53,14 @@
 // last file is exported also by a bridge with no handler attached; where
 // file locks are not supported, only a newer file finishes it). Until then
 // it looks again at the next record, every batch delay and at Shutdown. A
+// file followed by a newer file counts only up to the seq before the newer
+// file's first line: under rotate.SyncAlways a writer whose fsync failed
+// and whose truncation back failed too gives the file up with lines it
+// never committed and goes on in a new file from their seqs (FORMAT.md
+// §5), so Audit soon sees those seqs; the given-up lines are not exported
+// (reported to the OpenTelemetry error handler), the newer file's are.
+// Hence a line of the newest file counts by Audit's seq only if the file
+// still had no newer file once Audit had seen that seq. A
 // failed export is retried with exponential backoff
 // (100 ms to 10 s), or after the receiver's Retry-After if that is longer
 // (up to 10 minutes); otlploghttp's own retry is switched off so that this

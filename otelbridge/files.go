@@ -43,6 +43,11 @@ type fileReader struct {
 	// live says why the file finished last found not finished may still
 	// grow.
 	live string
+	// liveTo is, for the open file while it is not known finished, the
+	// highest hi (the seq up to which Audit had seen records) at which it
+	// was found to have no newer file (see checkLive): its lines up to
+	// liveTo are the chain's.
+	liveTo uint64
 }
 
 func newFileReader(dir, prefix, ext string) *fileReader {
@@ -190,6 +195,31 @@ func (r *fileReader) knownFinished() (bound uint64, ok bool) {
 	}
 	bound, ok = r.final[r.base]
 	return bound, ok
+}
+
+// checkLive records hi as liveTo if the open file has no newer file now.
+// The caller read hi (the highest seq Audit has seen) before calling it.
+//
+// A line of a file that is not finished is committed if its seq is at most
+// hi, unless the file is one the writer gave up (see finished): its lines
+// from the newer file's first seq on were never committed, and their seqs
+// are committed again in the newer file, so hi passes them. That needs a
+// newer file, made before the record hi was committed (seqs are handed
+// out in order, so the record hi came after the given-up lines): a file
+// that has no newer file once Audit has seen hi holds no given-up line up
+// to hi.
+func (r *fileReader) checkLive(hi uint64) error {
+	if r.f == nil || r.zr != nil || hi <= r.liveTo {
+		return nil
+	}
+	next, err := r.successor()
+	if err != nil {
+		return err
+	}
+	if next == "" {
+		r.liveTo = hi
+	}
+	return nil
 }
 
 // finished returns the seq below which every complete line of the open
@@ -459,7 +489,7 @@ func (r *fileReader) open(path string) error {
 		}
 		return fmt.Errorf("otelbridge: %w", err)
 	}
-	r.f, r.zr, r.path, r.base, r.off, r.nextSeq = f, zr, path, chain.BaseName(path), 0, 0
+	r.f, r.zr, r.path, r.base, r.off, r.nextSeq, r.liveTo = f, zr, path, chain.BaseName(path), 0, 0, 0
 	var src io.Reader = f
 	if zr != nil {
 		src = zr
@@ -492,7 +522,7 @@ func (r *fileReader) close() {
 	if r.f != nil {
 		r.f.Close()
 	}
-	r.f, r.zr, r.base, r.path, r.nextSeq = nil, nil, "", "", 0
+	r.f, r.zr, r.base, r.path, r.nextSeq, r.liveTo = nil, nil, "", "", 0, 0
 }
 
 // The cursor file: "v1 <seq> <chain value of seq in hex>\n".
