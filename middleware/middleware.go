@@ -220,21 +220,14 @@ func (h *auditHandler) redactSpan(span trace.Span, r *http.Request, client strin
 			kvs = append(kvs, attribute.String(kv.key, s))
 		}
 	}
-	if client != "" {
+	if client != "" || len(r.Header.Values(xForwardedFor)) > 0 {
+		// No address (a Unix socket's peer): otelhttp's is the client's
+		// own X-Forwarded-For; it is emptied, not kept.
 		kvs = append(kvs, attribute.String(ClientAddressKey, client))
-	} else if s, n := h.red.String(firstForwarded(r.Header.Get("X-Forwarded-For"))); n > 0 {
-		kvs = append(kvs, attribute.String(ClientAddressKey, s))
 	}
 	if len(kvs) > 0 {
 		span.SetAttributes(kvs...)
 	}
-}
-
-// firstForwarded is the first entry of an X-Forwarded-For header, which
-// otelhttp records as the span's client.address.
-func firstForwarded(xff string) string {
-	first, _, _ := strings.Cut(xff, ",")
-	return strings.TrimSpace(first)
 }
 
 // spanName is the span's name once the route is known: "METHOD route",

@@ -534,6 +534,9 @@ func TestSpanClientAddressIsTheRecords(t *testing.T) {
 		{"trusted XFF, spoofed left hop", "10.0.0.1:1234", "X-Forwarded-For", "198.51.100.7, 203.0.113.9", "203.0.113.9", middleware.Options{TrustedProxies: []netip.Prefix{proxy}}},
 		{"trusted Forwarded", "10.0.0.1:1234", "Forwarded", "for=203.0.113.9", "203.0.113.9", middleware.Options{TrustedProxies: []netip.Prefix{proxy}, ForwardedHeader: "Forwarded"}},
 		{"no header", "192.0.2.1:1234", "", "", "192.0.2.1", middleware.Options{}},
+		// A Unix socket's peer has no address: none, not the client's own.
+		{"unix socket, XFF", "@", "X-Forwarded-For", "6.6.6.6", "", middleware.Options{}},
+		{"no peer address, XFF", "", "X-Forwarded-For", "6.6.6.6", "", middleware.Options{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			exp := tracetest.NewInMemoryExporter()
