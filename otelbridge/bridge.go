@@ -735,6 +735,7 @@ func (e *exporter) build(now time.Time) {
 		e.release(freed)
 	}()
 	e.held = false
+	e.rd.expire() // lines the reader buffered before e.hi was read are not known committed
 	for e.bn < b.cfg.batch && e.bBytes < b.cfg.batchBytes {
 		for used < len(e.pending) && e.pending[used].seq < next {
 			freed += e.pending[used].n + entOverhead

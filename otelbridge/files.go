@@ -37,6 +37,9 @@ type fileReader struct {
 	lineOff int64  // offset of the line read returned last
 	nextSeq uint64 // seq of the line after the last one read; 0 unknown
 	line    []byte
+	// stale says what br holds past off may have been read before the
+	// caller's view of what is committed (see expire).
+	stale bool
 	// final holds the base names of files known to be finished (see
 	// finished), with the seq below which their lines are the chain's.
 	final map[string]uint64
@@ -59,6 +62,14 @@ func newFileReader(dir, prefix, ext string) *fileReader {
 // the files do not (yet) hold such a line. The line aliases a buffer that
 // the next call reuses.
 func (r *fileReader) read(want uint64) (l chain.Line, ok bool, err error) {
+	if r.stale {
+		r.stale = false
+		if r.f != nil {
+			if err := r.rewind(); err != nil {
+				return l, false, fmt.Errorf("otelbridge: read %s: %w", r.path, err)
+			}
+		}
+	}
 	if r.f == nil || r.nextSeq != want {
 		if err := r.locate(want); err != nil {
 			return l, false, err
@@ -159,6 +170,18 @@ func (r *fileReader) readRaw() ([]byte, rawStatus, error) {
 		}
 	}
 }
+
+// expire makes the next read fill the buffer afresh from the position (a
+// plain file's; compressed files are complete). The exporter calls it at
+// the start of each build, after it read hi: a line is committed if its
+// seq is at most hi, but only as read after hi was. A line the buffer
+// took in while its write waited for its fsync may since have been
+// truncated away and its seq reused by the next record, in the same file
+// at the same offset; once Audit has seen that record, hi passes the
+// stale line in the buffer. Reading afresh costs a seek and at most one
+// buffer (64 KiB) read again per build, and nothing for a build that does
+// not read the files.
+func (r *fileReader) expire() { r.stale = true }
 
 // rewind makes the next read start again at the first unread line: a plain
 // file may grow (a line in the middle of being written completes).
