@@ -17,6 +17,11 @@ type Line struct {
 	Kind   string // "" for an audit record, or RecOpen, RecClose, RecCheckpoint, RecPruned
 	Sealed []byte // the bytes the MAC covers: from '{' up to, not including, ,"mac":"
 	Raw    []byte // the whole line without its newline
+
+	// long is set for a line too long to hold (Verify's streaming path):
+	// Sealed and Raw are then nil, and the sealed part is read again from
+	// the file when a MAC needs it.
+	long *longRef
 }
 
 var (
@@ -155,6 +160,9 @@ type PrunedInfo struct {
 // Decode unmarshals the line's members (the sealed part, closed with '}')
 // into v.
 func (l Line) Decode(v any) error {
+	if l.long != nil {
+		return l.long.decode(v)
+	}
 	buf := make([]byte, 0, len(l.Sealed)+1)
 	buf = append(append(buf, l.Sealed...), '}')
 	return json.Unmarshal(buf, v)

@@ -295,6 +295,7 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 }
 
 type verifier struct {
+	ioErr  error     // a long line could not be read again
 	base   KeyState  // K(0), or a later epoch's key
 	keyed  bool      // base holds a key
 	blind  bool      // the current epoch precedes base: MACs cannot be checked
@@ -426,7 +427,7 @@ func (v *verifier) macOK(l *Line) bool {
 	if v.blind && v.base.From != 0 && l.Seq >= v.base.From {
 		// Sealed with the base key whatever epoch the files claim: the
 		// numbering must not decide which MACs are checked.
-		return macOf(v.base.Key, l.Sealed) == l.MAC
+		return v.macOf(v.base.Key, l) == l.MAC
 	}
 	if v.blind {
 		v.rep.Unchecked++
@@ -438,7 +439,7 @@ func (v *verifier) macOK(l *Line) bool {
 		h = v.hmac
 	}
 	h.Reset()
-	h.Write(l.Sealed)
+	v.writeSealed(h, l)
 	h.Sum(v.sum[:0])
 	return v.sum == l.MAC
 }
@@ -466,6 +467,7 @@ func (v *verifier) file(path string, last bool) error {
 	defer r.Close()
 
 	lr := newLineReader(r)
+	lr.path = path
 	cur, err := lr.next()
 	for err == nil && cur != nil {
 		var peek *rawLine
@@ -476,6 +478,9 @@ func (v *verifier) file(path string, last bool) error {
 		consumedPeek, ferr := v.line(cur, peek)
 		if ferr != nil {
 			return ferr
+		}
+		if v.ioErr != nil {
+			return fmt.Errorf("chain: verify %s: %w", path, v.ioErr)
 		}
 		if consumedPeek && peek != nil {
 			cur, err = lr.next()
@@ -523,28 +528,33 @@ func osError(err error) bool {
 // It reports whether it consumed peek too.
 func (v *verifier) line(cur, peek *rawLine) (consumedPeek bool, err error) {
 	if !cur.complete {
-		v.torn = int64(len(cur.b))
+		n := cur.size()
+		v.torn = n
 		if v.closed {
-			v.problem(Inserted, cur.no, 0, "%d bytes after the file's close record", len(cur.b))
+			v.problem(Inserted, cur.no, 0, "%d bytes after the file's close record", n)
 			return false, nil
 		}
 		// A crash tears a line: what is left is a prefix of a sealed line.
 		// A whole sealed line followed by other bytes is an edit.
-		if end := bytes.LastIndex(cur.b, []byte(`"}`)); end >= 0 && end+2 < len(cur.b) {
-			if l, err := ParseLine(cur.b[:end+2]); err == nil && (v.badKey || v.macOKLine(&l)) {
-				v.problem(Modified, cur.no, l.Seq, "sealed line followed by %d foreign bytes instead of a newline", len(cur.b)-end-2)
+		if end, parse := cur.lastSealed(); end >= 0 && end < n {
+			if l, err := parse(); err == nil && (v.badKey || v.macOKLine(&l)) {
+				v.problem(Modified, cur.no, l.Seq, "sealed line followed by %d foreign bytes instead of a newline", n-end)
 				return false, nil
 			}
 		}
-		v.problem(TornTail, cur.no, 0, "incomplete last line (%d bytes), as a crash during a write leaves it", len(cur.b))
+		v.problem(TornTail, cur.no, 0, "incomplete last line (%d bytes), as a crash during a write leaves it", n)
 		return false, nil
 	}
 	v.fr.Lines++
 	if v.dig != nil {
-		v.dig.Write(cur.b)
+		if cur.long {
+			v.reread(v.dig, &cur.ref, cur.st.size)
+		} else {
+			v.dig.Write(cur.b)
+		}
 		v.dig.Write([]byte{'\n'})
 	}
-	l, perr := ParseLine(cur.b)
+	l, perr := cur.parse()
 	if perr != nil {
 		v.problem(Modified, cur.no, 0, "not a sealed line: %v", perr)
 		v.lastBad = true
@@ -645,7 +655,42 @@ func (v *verifier) macOKLine(l *Line) bool { return v.macOK(l) }
 // nextEpochMAC reports whether l verifies with the next epoch's key.
 func (v *verifier) nextEpochMAC(l *Line) bool {
 	next, _ := v.ekey.At(v.epoch + 1)
-	return macOf(next.Key, l.Sealed) == l.MAC
+	return v.macOf(next.Key, l) == l.MAC
+}
+
+// macOf is macOf over l's sealed part, which it reads again for a long line.
+func (v *verifier) macOf(key []byte, l *Line) [sha256.Size]byte {
+	if l.long == nil {
+		return macOf(key, l.Sealed)
+	}
+	var h hash.Hash
+	if key == nil {
+		h = sha256.New()
+	} else {
+		h = hmac.New(sha256.New, key)
+	}
+	v.writeSealed(h, l)
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// writeSealed writes l's sealed part to h.
+func (v *verifier) writeSealed(h hash.Hash, l *Line) {
+	if l.long == nil {
+		h.Write(l.Sealed)
+		return
+	}
+	v.reread(h, l.long, l.long.n)
+}
+
+// reread writes the first n bytes of the long line at ref to w. A failure
+// to read the file again fails Verify (after the line: its MAC, computed
+// over fewer bytes, does not match).
+func (v *verifier) reread(w io.Writer, ref *longRef, n int64) {
+	if err := ref.copyTo(w, 0, n); err != nil && v.ioErr == nil {
+		v.ioErr = err
+	}
 }
 
 // special takes note of an authentic line that ends an epoch or records
@@ -853,7 +898,7 @@ func peekLine(r *rawLine) *Line {
 	if r == nil || !r.complete {
 		return nil
 	}
-	l, err := ParseLine(r.b)
+	l, err := r.parse()
 	if err != nil {
 		return nil
 	}
@@ -922,14 +967,54 @@ type rawLine struct {
 	b        []byte
 	no       int
 	complete bool
+	// For a long line (a reader with path set, longer than longLine): b
+	// holds only its first longHead bytes, and st what else is known.
+	long bool
+	st   streamState
+	ref  longRef // where it starts
+}
+
+// size is the line's length without its newline.
+func (r *rawLine) size() int64 {
+	if r.long {
+		return r.st.size
+	}
+	return int64(len(r.b))
+}
+
+// parse parses the line as ParseLine does.
+func (r *rawLine) parse() (Line, error) {
+	if !r.long {
+		return ParseLine(r.b)
+	}
+	return parseStreamed(r.b, r.st.tail.bytes(), r.st.size, r.ref)
+}
+
+// lastSealed reports, for a line that does not end in a newline, where its
+// last `"}` ends (or -1), and parses the line up to there.
+func (r *rawLine) lastSealed() (int64, func() (Line, error)) {
+	if !r.long {
+		end := bytes.LastIndex(r.b, []byte(`"}`))
+		if end < 0 {
+			return -1, nil
+		}
+		return int64(end) + 2, func() (Line, error) { return ParseLine(r.b[:end+2]) }
+	}
+	if r.st.qEnd < 0 {
+		return -1, nil
+	}
+	return r.st.qEnd, func() (Line, error) { return parseStreamed(r.b, r.st.qTail.bytes(), r.st.qEnd, r.ref) }
 }
 
 // lineReader reads lines into a ring of three buffers, so that the current
 // line, a look-ahead line and the one after stay valid together.
 type lineReader struct {
-	br   *bufio.Reader
-	rs   io.ReadSeeker // the plain file, for re-reading; nil for gzip
-	off  int64         // bytes of the lines returned so far
+	br *bufio.Reader
+	rs io.ReadSeeker // the plain file, for re-reading; nil for gzip
+	// path, if set, is the file's, and lines longer than longLine are
+	// streamed (Verify); the Writer's scan holds every line.
+	path string
+	off  int64 // bytes of the lines returned so far
 	no   int
 	ring [3]rawLine
 	i    int
@@ -937,6 +1022,7 @@ type lineReader struct {
 	// unwritten space) that are followed by other bytes: not something a
 	// writer leaves.
 	nulThenData int64 // offset of the NUL, or -1
+	ended       bool  // a NUL ended the content
 }
 
 func newLineReader(r io.Reader) *lineReader {
@@ -953,15 +1039,40 @@ func newLineReader(r io.Reader) *lineReader {
 // reader's buffer may hold such bytes from before they were written, a NUL
 // is read again from the file before it counts.
 func (lr *lineReader) next() (*rawLine, error) {
+	if lr.ended {
+		return nil, nil
+	}
 	rl := &lr.ring[lr.i]
 	lr.i = (lr.i + 1) % len(lr.ring)
 	rl.b = rl.b[:0]
+	rl.long = false
 	retried := false
+	// add appends the line's next bytes, or streams them once the line
+	// is long.
+	add := func(b []byte) {
+		if rl.long {
+			rl.st.feed(b)
+			return
+		}
+		rl.b = append(rl.b, b...)
+		if lr.path != "" && len(rl.b) > longLine {
+			rl.long = true
+			rl.ref = longRef{path: lr.path, off: lr.off}
+			rl.st.start(rl.b)
+			rl.b = rl.b[:min(longHead, len(rl.b))]
+		}
+	}
+	size := func() int64 {
+		if rl.long {
+			return rl.st.size
+		}
+		return int64(len(rl.b))
+	}
 	for {
 		chunk, err := lr.br.ReadSlice('\n')
 		if i := bytes.IndexByte(chunk, 0); i >= 0 {
-			rl.b = append(rl.b, chunk[:i]...)
-			nulAt := lr.off + int64(len(rl.b))
+			add(chunk[:i])
+			nulAt := lr.off + size()
 			if lr.rs != nil && !retried {
 				retried = true
 				if _, err := lr.rs.Seek(nulAt, io.SeekStart); err != nil {
@@ -973,19 +1084,26 @@ func (lr *lineReader) next() (*rawLine, error) {
 			if err := lr.afterNUL(nulAt, chunk[i:]); err != nil {
 				return nil, err
 			}
-			if len(rl.b) == 0 {
+			// The content ends here: afterNUL moved the file and the
+			// buffer past it.
+			lr.ended = true
+			if size() == 0 {
 				return nil, nil
 			}
 			lr.no++
 			rl.no, rl.complete = lr.no, false
 			return rl, nil
 		}
-		rl.b = append(rl.b, chunk...)
+		if err == nil {
+			add(chunk[:len(chunk)-1])
+		} else {
+			add(chunk)
+		}
 		switch err {
 		case bufio.ErrBufferFull:
 			continue
 		case io.EOF:
-			if len(rl.b) == 0 {
+			if size() == 0 {
 				return nil, nil
 			}
 			lr.no++
@@ -993,9 +1111,8 @@ func (lr *lineReader) next() (*rawLine, error) {
 			return rl, nil
 		case nil:
 			lr.no++
-			lr.off += int64(len(rl.b))
+			lr.off += size() + 1
 			rl.no, rl.complete = lr.no, true
-			rl.b = rl.b[:len(rl.b)-1]
 			return rl, nil
 		default:
 			return nil, err
