@@ -28,17 +28,17 @@ const noStreaming = 1 << 62
 var measureAlloc = true
 
 // verifyAlloc verifies dir and reports the bytes allocated meanwhile.
-func verifyAlloc(dir string, key []byte) (*Report, error, uint64) {
+func verifyAlloc(dir string, key []byte) (*Report, uint64, error) {
 	if !measureAlloc {
 		rep, err := Verify(dir, VerifyOptions{Key: key})
-		return rep, err, 0
+		return rep, 0, err
 	}
 	runtime.GC()
 	var a, b runtime.MemStats
 	runtime.ReadMemStats(&a)
 	rep, err := Verify(dir, VerifyOptions{Key: key})
 	runtime.ReadMemStats(&b)
-	return rep, err, b.TotalAlloc - a.TotalAlloc
+	return rep, b.TotalAlloc - a.TotalAlloc, err
 }
 
 // compareStreamed verifies dir the old way (every line in memory) and
@@ -48,8 +48,8 @@ func compareStreamed(t *testing.T, dir string, key []byte, limit, head int) (rep
 	t.Helper()
 	var oldRep, newRep *Report
 	var oldErr, newErr error
-	withLongLine(noStreaming, head, func() { oldRep, oldErr, oldAlloc = verifyAlloc(dir, key) })
-	withLongLine(limit, head, func() { newRep, newErr, newAlloc = verifyAlloc(dir, key) })
+	withLongLine(noStreaming, head, func() { oldRep, oldAlloc, oldErr = verifyAlloc(dir, key) })
+	withLongLine(limit, head, func() { newRep, newAlloc, newErr = verifyAlloc(dir, key) })
 	if fmt.Sprint(oldErr) != fmt.Sprint(newErr) {
 		t.Fatalf("error: old %v, streamed %v", oldErr, newErr)
 	}
