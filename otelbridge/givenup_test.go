@@ -3,10 +3,8 @@ package otelbridge
 import (
 	"context"
 	"encoding/hex"
+	"github.com/slogaudit/slogaudit/internal/faultfile"
 	"log/slog"
-	"os"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,44 +12,6 @@ import (
 	"github.com/slogaudit/slogaudit/handler"
 	"github.com/slogaudit/slogaudit/rotate"
 )
-
-// giveUpFS opens the writer's files (rotate.Options.OpenFile) so that, once
-// armed, the next fsync fails (EIO) and so does the truncation back: under
-// SyncAlways the writer then gives the file up with the batch's lines still
-// in it, never acknowledged, and goes on in a new file from the seq before
-// them (FORMAT.md §5).
-type giveUpFS struct {
-	armed     atomic.Bool
-	failTrunc atomic.Bool
-}
-
-type giveUpFile struct {
-	*os.File
-	fs *giveUpFS
-}
-
-func (fs *giveUpFS) open(name string, flag int, perm os.FileMode) (rotate.File, error) {
-	f, err := os.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
-	}
-	return giveUpFile{f, fs}, nil
-}
-
-func (f giveUpFile) Sync() error {
-	if f.fs.armed.CompareAndSwap(true, false) {
-		f.fs.failTrunc.Store(true)
-		return syscall.EIO
-	}
-	return f.File.Sync()
-}
-
-func (f giveUpFile) Truncate(size int64) error {
-	if f.fs.failTrunc.CompareAndSwap(true, false) {
-		return syscall.EIO
-	}
-	return f.File.Truncate(size)
-}
 
 // trailLines returns the lines of the chain as the trail holds them: each
 // file's lines up to the seq before the next file's open record, whose
@@ -101,10 +61,11 @@ func TestGivenUpTailNotExported(t *testing.T) {
 	r := newReceiver(t)
 	r.stop() // an outage: everything is replayed from the files
 	dir := t.TempDir()
-	fs := &giveUpFS{}
+	fs := &faultfile.FS{}
+	fs.Abandon.Store(true)
 	sink := &fwdSink{}
 	h, err := handler.New(handler.Options{Dir: dir, App: slog.DiscardHandler, AuditOnlyToFile: true, Sinks: []handler.Sink{sink},
-		OnError: func(error) {}, Rotate: rotate.Options{Sync: rotate.SyncAlways, OpenFile: fs.open}})
+		OnError: func(error) {}, Rotate: rotate.Options{Sync: rotate.SyncAlways, OpenFile: fs.Open}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +88,7 @@ func TestGivenUpTailNotExported(t *testing.T) {
 		t.Fatalf("the bridge did not hold at the open record: %+v", b.Stats())
 	}
 
-	fs.armed.Store(true)
+	fs.Arm()
 	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "phantom: fsync and truncation fail", 0)
 	rec.AddAttrs(handler.Audit)
 	if err := h.Handle(context.Background(), rec); err == nil {

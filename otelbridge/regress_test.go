@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/slogaudit/slogaudit/internal/faultfile"
 	"io"
 	"log/slog"
 	"net"
@@ -18,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,46 +43,14 @@ func (s *fwdSink) Audit(body []byte, pos chain.Position) {
 	}
 }
 
-// syncHookFile is an *os.File whose next Sync, once armed, signals entered,
-// waits for release and fails with EIO (a disk error under SyncAlways).
-type syncHookFile struct {
-	*os.File
-	h *syncHook
-}
-
-type syncHook struct {
-	armed   atomic.Bool
-	entered chan struct{}
-	release chan struct{}
-}
-
-func newSyncHook() *syncHook {
-	return &syncHook{entered: make(chan struct{}), release: make(chan struct{})}
-}
-
-func (f syncHookFile) Sync() error {
-	if f.h.armed.CompareAndSwap(true, false) {
-		close(f.h.entered)
-		<-f.h.release
-		return syscall.EIO
-	}
-	return f.File.Sync()
-}
-
 // newSyncHookHandler returns a SyncAlways handler whose files' Sync is
 // hook's.
-func newSyncHookHandler(t *testing.T, dir string, hook *syncHook, sinks ...handler.Sink) *handler.Handler {
+func newSyncHookHandler(t *testing.T, dir string, hook *faultfile.FS, sinks ...handler.Sink) *handler.Handler {
 	t.Helper()
 	h, err := handler.New(handler.Options{
 		Dir: dir, App: slog.NewJSONHandler(io.Discard, nil), AuditOnlyToFile: true,
-		Sinks: sinks,
-		Rotate: rotate.Options{Sync: rotate.SyncAlways, OpenFile: func(name string, flag int, perm os.FileMode) (rotate.File, error) {
-			f, err := os.OpenFile(name, flag, perm)
-			if err != nil {
-				return nil, err
-			}
-			return syncHookFile{f, hook}, nil
-		}},
+		Sinks:   sinks,
+		Rotate:  rotate.Options{Sync: rotate.SyncAlways, OpenFile: hook.Open},
 		OnError: func(error) {},
 	})
 	if err != nil {
@@ -154,20 +122,20 @@ func holdSignal() (func(uint64), chan uint64) {
 func TestRolledBackLineNotExported(t *testing.T) {
 	r := newReceiver(t)
 	dir := t.TempDir()
-	hook := newSyncHook()
+	hook := faultfile.New()
 	sink := &fwdSink{}
 	h := newSyncHookHandler(t, dir, hook, sink)
 	l := handler.Logger(slog.New(h))
 	for i := range 5 {
 		l.Info("before", "i", i)
 	}
-	hook.armed.Store(true)
+	hook.Arm()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		l.Info("phantom: this write's fsync fails, the handler rolls it back")
 	}()
-	<-hook.entered // seq 7 is in the file, not committed
+	<-hook.Entered // seq 7 is in the file, not committed
 
 	hold, held := holdSignal()
 	b := newTestBridge(t, dir, r.endpoint(), withHoldHook(hold))
@@ -186,7 +154,7 @@ wait:
 			}
 		}
 	}
-	close(hook.release) // fsync fails: truncated, seq 7 is free again
+	close(hook.Release) // fsync fails: truncated, seq 7 is free again
 	<-done
 	l.Info("real record 7")
 	l.Info("real record 8")
@@ -210,7 +178,7 @@ wait:
 func TestShutdownDuringPendingWriteStopsAtCommitted(t *testing.T) {
 	r := newReceiver(t)
 	dir := t.TempDir()
-	hook := newSyncHook()
+	hook := faultfile.New()
 	hold, held := holdSignal()
 	b := newTestBridge(t, dir, r.endpoint(), withHoldHook(hold))
 	h := newSyncHookHandler(t, dir, hook, b)
@@ -219,13 +187,13 @@ func TestShutdownDuringPendingWriteStopsAtCommitted(t *testing.T) {
 		l.Info("before", "i", i)
 	}
 	eventually(t, 10*time.Second, "records 1-6 exported", func() bool { return b.Stats().Cursor >= 6 })
-	hook.armed.Store(true)
+	hook.Arm()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		l.Info("phantom")
 	}()
-	<-hook.entered
+	<-hook.Entered
 	err := shutdown(t, b, 5*time.Second)
 	if got := b.Stats().Cursor; got != 6 {
 		t.Errorf("cursor %d after Shutdown, want 6 (Shutdown: %v)", got, err)
@@ -239,7 +207,7 @@ func TestShutdownDuringPendingWriteStopsAtCommitted(t *testing.T) {
 	if !slices.Contains(heldAt, 7) {
 		t.Errorf("the bridge did not hold at 7: it held at %v", heldAt)
 	}
-	close(hook.release)
+	close(hook.Release)
 	<-done
 	l.Info("real record 7")
 	if err := h.Close(); err != nil {

@@ -1,6 +1,7 @@
 package otelbridge
 
 import (
+	"github.com/slogaudit/slogaudit/internal/faultfile"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -67,7 +68,7 @@ func TestStaleBufferedLineNotExported(t *testing.T) {
 	r := newReceiver(t)
 	r.setStatus(http.StatusServiceUnavailable) // an outage
 	dir := t.TempDir()
-	hook := newSyncHook()
+	hook := faultfile.New()
 	hold, _ := holdSignal()
 	b := newTestBridge(t, dir, r.endpoint(), WithBatch(1, time.Hour), WithQueueSize(1), withHoldHook(hold))
 	sink := &gateSink{b: b}
@@ -76,18 +77,18 @@ func TestStaleBufferedLineNotExported(t *testing.T) {
 	for i := range 4 {
 		l.Info("before", "i", i) // seqs 2..5, their Audit calls gated
 	}
-	hook.armed.Store(true)
+	hook.Arm()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		l.Info("phantom: this write's fsync fails, the handler rolls it back")
 	}()
-	<-hook.entered // seq 6 is in the file, not committed
+	<-hook.Entered // seq 6 is in the file, not committed
 
 	sink.open() // Audit has seen 2..5 (all overflow the queue)
 	eventually(t, 10*time.Second, "a batch was built and its export failed", func() bool { return b.Stats().ExportFailures > 0 })
 
-	close(hook.release) // fsync fails: truncated back, seq 6 is free again
+	close(hook.Release) // fsync fails: truncated back, seq 6 is free again
 	<-done
 	l.Info("real record 6")
 	l.Info("real record 7")

@@ -3,14 +3,13 @@ package query_test
 import (
 	"context"
 	"fmt"
+	"github.com/slogaudit/slogaudit/internal/faultfile"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,59 +19,11 @@ import (
 	"github.com/slogaudit/slogaudit/rotate"
 )
 
-// rollbackFS opens the writer's files (rotate.Options.OpenFile) so that,
-// once armed, the next fsync waits until released and then fails (EIO, a
-// disk error under SyncAlways): the writer truncates the batch away and
-// gives its seqs to the next records. With abandon the truncation fails
-// too: the writer gives the file up with the batch still in it and goes on
-// in a new file from the seq before it.
-type rollbackFS struct {
-	armed     atomic.Bool
-	abandon   atomic.Bool
-	failTrunc atomic.Bool
-	entered   chan struct{}
-	release   chan struct{}
-}
-
-func newRollbackFS() *rollbackFS {
-	return &rollbackFS{entered: make(chan struct{}), release: make(chan struct{})}
-}
-
-type rollbackFile struct {
-	*os.File
-	fs *rollbackFS
-}
-
-func (fs *rollbackFS) open(name string, flag int, perm os.FileMode) (rotate.File, error) {
-	f, err := os.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
-	}
-	return rollbackFile{f, fs}, nil
-}
-
-func (f rollbackFile) Sync() error {
-	if f.fs.armed.CompareAndSwap(true, false) {
-		close(f.fs.entered)
-		<-f.fs.release
-		f.fs.failTrunc.Store(f.fs.abandon.Load())
-		return syscall.EIO
-	}
-	return f.File.Sync()
-}
-
-func (f rollbackFile) Truncate(size int64) error {
-	if f.fs.failTrunc.CompareAndSwap(true, false) {
-		return syscall.EIO
-	}
-	return f.File.Truncate(size)
-}
-
 // rollbackLog opens a SyncAlways handler on dir whose files are fs's.
-func rollbackLog(t *testing.T, dir string, fs *rollbackFS, sinks ...handler.Sink) *handler.Handler {
+func rollbackLog(t *testing.T, dir string, fs *faultfile.FS, sinks ...handler.Sink) *handler.Handler {
 	t.Helper()
 	h, err := handler.New(handler.Options{Dir: dir, Key: testKey, App: slog.DiscardHandler, Sinks: sinks,
-		OnError: func(error) {}, Rotate: rotate.Options{Sync: rotate.SyncAlways, OpenFile: fs.open}})
+		OnError: func(error) {}, Rotate: rotate.Options{Sync: rotate.SyncAlways, OpenFile: fs.Open}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,21 +34,21 @@ func rollbackLog(t *testing.T, dir string, fs *rollbackFS, sinks ...handler.Sink
 // writePhantom writes the audit record msg (event "x") whose fsync fails:
 // while its line is in the file, not committed, during runs; then the
 // write fails and is rolled back. It returns the seq the line had.
-func writePhantom(t *testing.T, h *handler.Handler, fs *rollbackFS, msg string, during func(seq uint64)) uint64 {
+func writePhantom(t *testing.T, h *handler.Handler, fs *faultfile.FS, msg string, during func(seq uint64)) uint64 {
 	t.Helper()
-	fs.armed.Store(true)
+	fs.Arm()
 	done := make(chan error, 1)
 	go func() {
 		r := slog.NewRecord(time.Now(), slog.LevelInfo, msg, 0)
 		r.AddAttrs(handler.Audit, slog.String("event", "x"))
 		done <- h.Handle(context.Background(), r)
 	}()
-	<-fs.entered
+	<-fs.Entered
 	seq := lastLineSeq(t, h.Path())
 	if during != nil {
 		during(seq)
 	}
-	close(fs.release)
+	close(fs.Release)
 	if err := <-done; err == nil {
 		t.Fatal("the phantom's write did not fail")
 	}
@@ -180,8 +131,8 @@ func TestFollowNotifierOnlyCommitted(t *testing.T) {
 	for _, abandon := range []bool{false, true} {
 		t.Run(fmt.Sprint("abandon=", abandon), func(t *testing.T) {
 			dir := t.TempDir()
-			fs := newRollbackFS()
-			fs.abandon.Store(abandon)
+			fs := faultfile.New()
+			fs.Abandon.Store(abandon)
 			n := query.NewNotifier()
 			h := rollbackLog(t, dir, fs, n)
 			l := slog.New(h)
@@ -217,8 +168,8 @@ func TestFollowReportsRollback(t *testing.T) {
 	for _, abandon := range []bool{false, true} {
 		t.Run(fmt.Sprint("abandon=", abandon), func(t *testing.T) {
 			dir := t.TempDir()
-			fs := newRollbackFS()
-			fs.abandon.Store(abandon)
+			fs := faultfile.New()
+			fs.Abandon.Store(abandon)
 			h := rollbackLog(t, dir, fs)
 			l := slog.New(h)
 			for i := range 2 {
@@ -251,7 +202,7 @@ func TestFollowAfterRolledBackHead(t *testing.T) {
 	for _, notify := range []bool{false, true} {
 		t.Run(fmt.Sprint("notifier=", notify), func(t *testing.T) {
 			dir := t.TempDir()
-			fs := newRollbackFS()
+			fs := faultfile.New()
 			var n *query.Notifier
 			var sinks []handler.Sink
 			if notify {
@@ -359,7 +310,7 @@ func TestStreamRetracted(t *testing.T) {
 	for _, notify := range []bool{false, true} {
 		t.Run(fmt.Sprint("notifier=", notify), func(t *testing.T) {
 			dir := t.TempDir()
-			fs := newRollbackFS()
+			fs := faultfile.New()
 			var n *query.Notifier
 			var sinks []handler.Sink
 			if notify {
@@ -447,8 +398,8 @@ func TestFollowNotifierNotTheWritersHoldsUntilFinished(t *testing.T) {
 // with one seq, one of them never in the trail.
 func TestQueryGivenUpTail(t *testing.T) {
 	dir := t.TempDir()
-	fs := newRollbackFS()
-	fs.abandon.Store(true)
+	fs := faultfile.New()
+	fs.Abandon.Store(true)
 	h := rollbackLog(t, dir, fs)
 	logAt(t, context.Background(), h, time.Now(), "before", slog.String("event", "x"))
 	seq := writePhantom(t, h, fs, "phantom", nil)
@@ -481,7 +432,7 @@ func TestStreamOpenedDuringPendingWrite(t *testing.T) {
 	for _, notify := range []bool{false, true} {
 		t.Run(fmt.Sprint("notifier=", notify), func(t *testing.T) {
 			dir := t.TempDir()
-			fs := newRollbackFS()
+			fs := faultfile.New()
 			var n *query.Notifier
 			var sinks []handler.Sink
 			if notify {

@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/slogaudit/slogaudit/internal/faultfile"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,24 +14,6 @@ import (
 	"github.com/slogaudit/slogaudit/handler"
 	"github.com/slogaudit/slogaudit/rotate"
 )
-
-// failSyncFile is a writer's file whose next fsync, once armed, waits for
-// release and fails (EIO): the writer truncates the write away and gives
-// its seq to the next record.
-type failSyncFile struct {
-	*os.File
-	armed            *atomic.Bool
-	entered, release chan struct{}
-}
-
-func (f failSyncFile) Sync() error {
-	if f.armed.CompareAndSwap(true, false) {
-		close(f.entered)
-		<-f.release
-		return syscall.EIO
-	}
-	return f.File.Sync()
-}
 
 // tail prints a record whose write the writer then rolls back (auditctl
 // tail runs in another process than the writer and cannot know): it says
@@ -45,16 +25,9 @@ func TestTailPrintsRetraction(t *testing.T) {
 	if err := chain.WriteKeyFile(keyFile, key); err != nil {
 		t.Fatal(err)
 	}
-	var armed atomic.Bool
-	entered, release := make(chan struct{}), make(chan struct{})
+	fs := faultfile.New()
 	h, err := handler.New(handler.Options{Dir: dir, Key: key, App: slog.DiscardHandler, OnError: func(error) {},
-		Rotate: rotate.Options{Sync: rotate.SyncAlways, OpenFile: func(name string, flag int, perm os.FileMode) (rotate.File, error) {
-			f, err := os.OpenFile(name, flag, perm)
-			if err != nil {
-				return nil, err
-			}
-			return failSyncFile{f, &armed, entered, release}, nil
-		}}})
+		Rotate: rotate.Options{Sync: rotate.SyncAlways, OpenFile: fs.Open}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,12 +41,12 @@ func TestTailPrintsRetraction(t *testing.T) {
 	}
 	out, _, stop := startTail(t, dir, "--key-file", keyFile, "-n", "1", "--event", "admin_action", "--poll", "5ms")
 	waitLines(t, out, 1)
-	armed.Store(true)
+	fs.Arm()
 	done := make(chan error, 1)
 	go func() { done <- log("phantom") }()
-	<-entered
+	<-fs.Entered
 	waitLines(t, out, 2) // the phantom, printed
-	close(release)
+	close(fs.Release)
 	if err := <-done; err == nil {
 		t.Fatal("the phantom's write did not fail")
 	}
