@@ -179,7 +179,9 @@ func Open(opts Options) (*Writer, error) {
 	if !ro.AllowSharedDir {
 		// Before resume writes there (it trims torn tails). rotate.New
 		// checks it again, after creating it if it is missing.
-		if err := rotate.CheckDir(ro.Dir); errors.Is(err, rotate.ErrUnsafeDir) {
+		if err := rotate.CheckDir(ro.Dir); errors.Is(err, rotate.ErrUnsafeParent) {
+			return nil, fmt.Errorf("chain: %w; rotate.Options.AllowSharedDir accepts it as it is", err)
+		} else if errors.Is(err, rotate.ErrUnsafeDir) {
 			return nil, fmt.Errorf("chain: %w; or name a directory that does not exist yet (it is created 0700); rotate.Options.AllowSharedDir accepts it as it is", err)
 		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("chain: %w", err)

@@ -377,14 +377,18 @@ func New(opts Options) (*Writer, error) {
 	if opts.Framer == nil {
 		opts.Framer = plain{}
 	}
+	if !opts.AllowSharedDir {
+		// Before MkdirAll creates anything there.
+		if err := checkParents(opts.Dir); err != nil {
+			return nil, unsafeDirError("rotate", err)
+		}
+	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("rotate: %w", err)
 	}
 	if !opts.AllowSharedDir {
-		if err := CheckDir(opts.Dir); errors.Is(err, ErrUnsafeDir) {
-			return nil, fmt.Errorf("rotate: %w; or name a directory that does not exist yet (New creates it 0700); rotate.Options.AllowSharedDir accepts it as it is", err)
-		} else if err != nil {
-			return nil, fmt.Errorf("rotate: %w", err)
+		if err := CheckDir(opts.Dir); err != nil {
+			return nil, unsafeDirError("rotate", err)
 		}
 	}
 	files, tmps, err := scan(opts.Dir, opts.Prefix, opts.Ext)

@@ -11,6 +11,11 @@ import (
 // that users other than the process's may change.
 var ErrUnsafeDir = errors.New("unsafe directory")
 
+// ErrUnsafeParent is wrapped, with ErrUnsafeDir, by the error CheckDir
+// returns when a directory above dir (or one that a symbolic link on the
+// way to it is in) lets users other than the process's change it.
+var ErrUnsafeParent = errors.New("unsafe parent directory")
+
 // CheckDir returns an error wrapping ErrUnsafeDir unless dir is a directory
 // that only the process's (effective) user may change: owned by that user
 // and writable neither by its group nor by others, sticky (as /tmp) or
@@ -19,13 +24,22 @@ var ErrUnsafeDir = errors.New("unsafe directory")
 // umask of 002 makes directories 0775) may write it. The error says what to do. Errors
 // of os.Stat, such as one wrapping fs.ErrNotExist, are returned as they
 // are. A symbolic link to a directory is followed: the directory is
-// checked, not the link (nor the directories above it).
+// checked, not the link.
 //
 // Whoever may create entries in a directory can put a symbolic link, or a
 // FIFO, at a name where a writer is about to create or append to a file,
 // and remove or replace the files it wrote. A Writer never follows a
 // symbolic link in its directory; New refuses an unsafe one unless
 // Options.AllowSharedDir is set.
+//
+// Whoever may rename entries in a directory above dir can put another
+// directory in dir's place. So CheckDir also checks every directory that
+// a path lookup of dir reads a name in, from the root (or the working
+// directory) down and through each symbolic link on the way: each must be
+// owned by root or the process's user, and one that its group (other than
+// the user's private group) or others may write must be sticky, as /tmp
+// is: in a sticky directory only an entry's owner may rename or remove it.
+// Such an error also wraps ErrUnsafeParent.
 //
 // Where files have no Unix owner and mode bits (Windows, Plan 9, wasm),
 // CheckDir only checks that dir is a directory.
@@ -37,7 +51,22 @@ func CheckDir(dir string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%s is not a directory", dir)
 	}
-	return checkDirOwner(dir, fi)
+	if err := checkDirOwner(dir, fi); err != nil {
+		return err
+	}
+	return checkParents(dir)
+}
+
+// UnsafeDirError returns err, an error of CheckDir for Options.Dir, with
+// pkg's prefix and what else the caller can do.
+func unsafeDirError(pkg string, err error) error {
+	switch {
+	case errors.Is(err, ErrUnsafeParent):
+		return fmt.Errorf("%s: %w; rotate.Options.AllowSharedDir accepts it as it is", pkg, err)
+	case errors.Is(err, ErrUnsafeDir):
+		return fmt.Errorf("%s: %w; or name a directory that does not exist yet (it is created 0700); rotate.Options.AllowSharedDir accepts it as it is", pkg, err)
+	}
+	return fmt.Errorf("%s: %w", pkg, err)
 }
 
 // modeOctal returns m's permission, sticky, setgid and setuid bits as

@@ -234,3 +234,138 @@ func TestNewAcceptsPrivateGroupWrite(t *testing.T) {
 		t.Errorf("a 0775 directory of group 65534: New: %v, want ErrUnsafeDir", err)
 	}
 }
+
+// New refuses a directory on a path that someone else may change: a
+// directory above it, or above a symbolic link on the way, that others may
+// write without the sticky bit or that another user owns could get
+// another directory put in the audit directory's place.
+func TestNewChecksParents(t *testing.T) {
+	base := t.TempDir()
+	mkdir := func(name string, mode os.FileMode) string {
+		t.Helper()
+		p := filepath.Join(base, name)
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	link := func(target, name string) string {
+		t.Helper()
+		p := filepath.Join(base, name)
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	shared := mkdir("shared", 0o777)
+	mkdir("sticky", 0o777|os.ModeSticky)
+	mkdir("safe", 0o755)
+	mkdir("safe2/audit", 0o700)
+	mkdir("shared/audit", 0o700)
+	mkdir("sticky/audit", 0o700)
+	link(filepath.Join(base, "safe2"), "shared/to-safe2")
+	link(filepath.Join(base, "shared", "audit"), "safe/abs-to-shared")
+	link("../shared/audit", "safe/rel-to-shared")
+	link("../safe2/audit", "safe/rel-to-safe2")
+	link("loop-b", "safe/loop-a")
+	link("loop-a", "safe/loop-b")
+
+	for _, tc := range []struct {
+		dir    string
+		unsafe string // the directory the error names; "" = accepted
+	}{
+		{"sticky/audit", ""},
+		{"sticky/new", ""},
+		{"safe/rel-to-safe2", ""},
+		{"safe/rel-to-safe2/new", ""},
+		{"shared/audit", shared},
+		{"shared/new/deeper", shared}, // refused before anything is created
+		{"shared/to-safe2/audit", shared},
+		{"safe/abs-to-shared", shared},
+		{"safe/rel-to-shared", shared},
+	} {
+		dir := filepath.Join(base, tc.dir)
+		_, statErr := os.Stat(dir)
+		w, err := New(Options{Dir: dir, Framer: &logFramer{t: t}})
+		if tc.unsafe == "" {
+			if err != nil {
+				t.Errorf("%s: New: %v", tc.dir, err)
+				continue
+			}
+			write(t, w, "x\n")
+			closeW(t, w)
+			continue
+		}
+		if err == nil {
+			w.Close()
+			t.Errorf("%s: New accepted it; %s is writable by others", tc.dir, tc.unsafe)
+			continue
+		}
+		if !errors.Is(err, ErrUnsafeParent) || !errors.Is(err, ErrUnsafeDir) {
+			t.Errorf("%s: New: %v, want ErrUnsafeParent and ErrUnsafeDir", tc.dir, err)
+		}
+		msg := err.Error()
+		for _, want := range []string{dir, tc.unsafe + " on its path", "without the sticky bit (mode 0777)", "chmod +t " + tc.unsafe, "AllowSharedDir"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%s: error %q does not say %q", tc.dir, msg, want)
+			}
+		}
+		if strings.Contains(msg, "does not exist yet") {
+			t.Errorf("%s: error %q suggests a new directory, which would be as unsafe", tc.dir, msg)
+		}
+		if _, err := os.Stat(dir); errors.Is(statErr, os.ErrNotExist) && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: New refused it but created it (%v)", tc.dir, err)
+		}
+		if err := CheckDir(dir); statErr == nil && !errors.Is(err, ErrUnsafeParent) {
+			t.Errorf("%s: CheckDir = %v, want ErrUnsafeParent", tc.dir, err)
+		}
+	}
+
+	if _, err := New(Options{Dir: filepath.Join(base, "safe/loop-a/audit")}); err == nil || !strings.Contains(err.Error(), "symbolic links") {
+		t.Errorf("a path through a loop of links: New: %v", err)
+	}
+
+	// A relative directory is looked up from the working directory, whose
+	// own path counts.
+	t.Chdir(shared)
+	if _, err := New(Options{Dir: "audit"}); !errors.Is(err, ErrUnsafeParent) {
+		t.Errorf("relative, working directory writable by others: New: %v, want ErrUnsafeParent", err)
+	}
+	w := open(t, Options{Dir: "audit", AllowSharedDir: true})
+	closeW(t, w)
+	t.Chdir(filepath.Join(base, "sticky"))
+	w = open(t, Options{Dir: "audit", Framer: &logFramer{t: t}})
+	closeW(t, w)
+}
+
+// A directory above the audit directory that another user owns: that user
+// may rename it or its entries. Root's directories are trusted.
+func TestNewRefusesParentOfAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to give the directory away")
+	}
+	other := filepath.Join(t.TempDir(), "other")
+	if err := os.Mkdir(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(other, "audit")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(other, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(Options{Dir: dir})
+	if err == nil {
+		w.Close()
+		t.Fatal("New accepted a directory below one of uid 65534")
+	}
+	for _, want := range []string{other + " on its path", "owned by uid 65534, neither root nor this process's user"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}

@@ -3,10 +3,12 @@
 package rotate
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,18 +33,7 @@ func checkDirOwner(dir string, fi fs.FileInfo) error {
 		what = append(what, fmt.Sprintf("owned by uid %d, not by this process's user (uid %d)", st.Uid, euid))
 		fix = append(fix, fmt.Sprintf("chown %d %s", euid, dir))
 	}
-	w := fi.Mode().Perm() & 0o022
-	if w&0o020 != 0 && privateGroup(st.Gid) {
-		w &^= 0o020 // the group is the user alone
-	}
-	if w != 0 {
-		who := "group and others"
-		switch w {
-		case 0o020:
-			who = "group"
-		case 0o002:
-			who = "others"
-		}
+	if who := writers(fi, st); who != "" {
 		what = append(what, fmt.Sprintf("writable by %s (mode %04o)", who, modeOctal(fi.Mode())))
 		fix = append(fix, fmt.Sprintf("chmod go-w %s (0700; 0750 lets a group read)", dir))
 	}
@@ -51,6 +42,25 @@ func checkDirOwner(dir string, fi fs.FileInfo) error {
 	}
 	return fmt.Errorf("%w %s: it is %s: whoever may create entries in it can put symbolic links where files are written, and remove or replace them; %s",
 		ErrUnsafeDir, dir, strings.Join(what, " and "), strings.Join(fix, ", then "))
+}
+
+// writers says who other than the owner may write the directory fi
+// ("group", "others", "group and others"), or "" for no one: the user's
+// private group is the user alone.
+func writers(fi fs.FileInfo, st *syscall.Stat_t) string {
+	w := fi.Mode().Perm() & 0o022
+	if w&0o020 != 0 && privateGroup(st.Gid) {
+		w &^= 0o020
+	}
+	switch w {
+	case 0:
+		return ""
+	case 0o020:
+		return "group"
+	case 0o002:
+		return "others"
+	}
+	return "group and others"
 }
 
 // privateGroup reports whether gid is the process's user private group:
@@ -69,4 +79,102 @@ func privateGroup(gid uint32) bool {
 	}
 	g, err := user.LookupGroupId(strconv.FormatUint(uint64(gid), 10))
 	return err == nil && g.Name == u.Username
+}
+
+// maxLinks bounds the symbolic links checkParents follows, as the kernel
+// does (Linux: 40).
+const maxLinks = 40
+
+// checkParents is CheckDir's check of the directories above dir: it
+// resolves dir one name at a time, as the kernel does, and checks each
+// directory a name is looked up in. Names that do not exist (yet) end the
+// walk: whoever creates them creates them in a directory already checked.
+func checkParents(dir string) error {
+	var at string // the directory the next name is looked up in
+	if filepath.IsAbs(dir) {
+		at = string(filepath.Separator)
+	} else {
+		wd, err := os.Getwd()
+		if err != nil {
+			return err
+		}
+		at = wd
+		// The working directory's own path is looked up too.
+		if err := checkParents(wd); err != nil {
+			return err
+		}
+	}
+	names := splitPath(dir)
+	links := 0
+	for len(names) > 0 {
+		name := names[0]
+		names = names[1:]
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			// at has no links in it: its parent is its lexical parent.
+			at = filepath.Dir(at)
+			continue
+		}
+		if err := checkParent(at, dir); err != nil {
+			return err
+		}
+		next := filepath.Join(at, name)
+		fi, err := os.Lstat(next)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			at = next
+			continue
+		}
+		if links++; links > maxLinks {
+			return fmt.Errorf("%s: more than %d symbolic links on the way", dir, maxLinks)
+		}
+		target, err := os.Readlink(next)
+		if err != nil {
+			return err
+		}
+		if filepath.IsAbs(target) {
+			at = string(filepath.Separator)
+		}
+		names = append(splitPath(target), names...)
+	}
+	return nil
+}
+
+// splitPath returns the names of path, in order.
+func splitPath(path string) []string {
+	return strings.Split(filepath.ToSlash(path), "/")
+}
+
+// checkParent checks one directory, at, in which a name on the way to dir
+// is looked up.
+func checkParent(at, dir string) error {
+	fi, err := os.Stat(at)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	var what, fix []string
+	if st.Uid != 0 && int64(st.Uid) != int64(os.Geteuid()) {
+		what = append(what, fmt.Sprintf("owned by uid %d, neither root nor this process's user (uid %d)", st.Uid, os.Geteuid()))
+		fix = append(fix, "keep the audit directory on a path of directories that root or this user owns")
+	}
+	if who := writers(fi, st); who != "" && fi.Mode()&fs.ModeSticky == 0 {
+		what = append(what, fmt.Sprintf("writable by %s without the sticky bit (mode %04o)", who, modeOctal(fi.Mode())))
+		fix = append(fix, fmt.Sprintf("chmod +t %s (as /tmp is) or chmod go-w %s", at, at))
+	}
+	if what == nil {
+		return nil
+	}
+	return fmt.Errorf("%w %s: %w %s on its path: it is %s: whoever may rename entries in it can put another directory in its place; %s",
+		ErrUnsafeDir, dir, ErrUnsafeParent, at, strings.Join(what, " and "), strings.Join(fix, ", then "))
 }
