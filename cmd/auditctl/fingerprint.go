@@ -2,17 +2,20 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
-	"github.com/slogaudit/slogaudit/chain"
 	"github.com/slogaudit/slogaudit/redact"
 )
 
 const fingerprintUsage = `  auditctl fingerprint --key-file FILE [VALUE]     print the redaction fingerprint of VALUE
-                                                   (read from stdin when omitted)
+                                                   (read from stdin when omitted); FILE holds
+                                                   the key in hex (auditctl keygen writes one)
+                                                   or as raw bytes, at least 16 bytes either way
 `
 
 // stdin is the input of fingerprint; tests replace it.
@@ -33,7 +36,7 @@ func fingerprintCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, "usage:\n"+fingerprintUsage)
 		return exitUsage
 	}
-	key, err := chain.ReadKeyFile(*keyFile)
+	key, err := readFingerprintKey(*keyFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "auditctl fingerprint: %v\n", err)
 		return exitUsage
@@ -58,4 +61,32 @@ func fingerprintCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, redact.FingerprintOf(key, value))
 	return exitOK
+}
+
+// readFingerprintKey reads the key of redact.Options.FingerprintKey: hex
+// digits (an even number, at least 2*redact.MinFingerprintKeyLen; the file
+// auditctl keygen writes is one) or, for any other content, the raw bytes,
+// at least redact.MinFingerprintKeyLen of them. Like a key file of chain,
+// it must not be accessible to group or others.
+func readFingerprintKey(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("key file %s has mode %v; it must not be accessible to group or others (chmod 600)", path, fi.Mode().Perm())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if text := bytes.TrimSpace(data); len(text) >= 2*redact.MinFingerprintKeyLen && len(text)%2 == 0 {
+		if key, err := hex.DecodeString(string(text)); err == nil {
+			return key, nil
+		}
+	}
+	if len(data) < redact.MinFingerprintKeyLen {
+		return nil, fmt.Errorf("key file %s holds %d bytes: a fingerprint key has at least %d (or twice as many hex digits)", path, len(data), redact.MinFingerprintKeyLen)
+	}
+	return data, nil
 }

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -52,5 +55,48 @@ func TestFingerprintFindsTheLeakedToken(t *testing.T) {
 	}
 	if code, _, _ := runCmd("fingerprint", dir); code != exitUsage {
 		t.Errorf("without --key-file: %d", code)
+	}
+}
+
+// Any key redact takes for fingerprints (16 bytes or more) can be given to
+// auditctl fingerprint, in hex or raw; shorter keys, and key files others
+// may read, are refused.
+func TestFingerprintKeyFile(t *testing.T) {
+	const value = "ghp_0123456789abcdefghijABCDEFGHIJ012345"
+	dir := t.TempDir()
+	key16 := []byte("0123456789abcdef") // 16 raw bytes that are all hex digits
+	key20 := []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, '\n'}
+	for _, tc := range []struct {
+		name    string
+		content []byte
+		mode    os.FileMode
+		key     []byte // nil: refused
+	}{
+		{"hex16", []byte(hex.EncodeToString(key16) + "\n"), 0o600, key16},
+		{"hex32", []byte(strings.ToUpper(hex.EncodeToString(bytes.Repeat(key16, 2)))), 0o600, bytes.Repeat(key16, 2)},
+		{"raw16", key16, 0o600, key16},
+		{"raw20", key20, 0o600, key20},
+		{"raw15", key16[:15], 0o600, nil},
+		{"hex15", []byte(hex.EncodeToString(key16[:15])), 0o600, []byte(hex.EncodeToString(key16[:15]))}, // 30 hex digits: too few for hex, 30 raw bytes
+		{"readable", key16, 0o640, nil},
+	} {
+		p := filepath.Join(dir, tc.name)
+		if err := os.WriteFile(p, tc.content, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		stdin = strings.NewReader(value)
+		code, out, errs := runCmd("fingerprint", "--key-file", p)
+		if tc.key == nil {
+			if code != exitUsage || out != "" || errs == "" {
+				t.Errorf("%s: %d %q %q, want refused", tc.name, code, out, errs)
+			}
+			continue
+		}
+		if want := redact.FingerprintOf(tc.key, value); code != exitOK || strings.TrimSpace(out) != want {
+			t.Errorf("%s: %d %q %q, want %s", tc.name, code, out, errs, want)
+		}
 	}
 }
