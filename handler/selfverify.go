@@ -12,11 +12,13 @@ import (
 
 // SelfVerify configures the handler's periodic verification of the newest
 // audit files by the writing process itself (PCI DSS 10.3.4: detect changes
-// to audit logs). A failure is reported once per distinct finding with
-// ReportVerifyFailure (an ERROR chain_verification audit event, which the
+// to audit logs). Each failing finding is reported once, while it stands (a
+// finding is its class, file, line, seq and detail; one that goes away and comes
+// back is reported again), with ReportVerifyFailure (an ERROR chain_verification audit event, which the
 // default alert rules turn into a security_alert), OnError and OnFailure;
 // a file that does not decompress (a corrupt .gz) is such a finding
-// (MODIFIED). A verification that fails with an error instead (the
+// (MODIFIED). A run that finds new findings reports those alone, in one
+// event; OnFailure gets the whole report. A verification that fails with an error instead (the
 // directory or a file cannot be read: permissions, I/O) is reported the same
 // way, without OnFailure (there is no report), once two in a row failed
 // with the same error. With a forward-secure key the process holds only the
@@ -39,8 +41,9 @@ func (h *Handler) selfVerify(sv SelfVerify, dir, prefix, ext string, stop <-chan
 	defer close(done)
 	t := time.NewTicker(sv.Interval)
 	defer t.Stop()
-	last := ""    // the findings last alerted, so a standing failure alerts once
-	lastErr := "" // the error of the run before, if it failed to read
+	var standing map[chain.Problem]bool // the failing findings of the last run, all reported
+	last := ""                          // the read error last alerted, so that it alerts once
+	lastErr := ""                       // the error of the run before, if it failed to read
 	for {
 		select {
 		case <-stop:
@@ -61,16 +64,23 @@ func (h *Handler) selfVerify(sv SelfVerify, dir, prefix, ext string, stop <-chan
 			lastErr = summary
 			continue
 		}
-		lastErr = ""
-		if rep.Intact {
-			last = ""
+		lastErr, last = "", ""
+		found := make(map[chain.Problem]bool)
+		var fresh []chain.Problem
+		for _, p := range rep.Problems() {
+			if p.Class.Warning() {
+				continue
+			}
+			if !standing[p] && !found[p] {
+				fresh = append(fresh, p)
+			}
+			found[p] = true
+		}
+		standing = found
+		if len(fresh) == 0 {
 			continue
 		}
-		summary := failures(rep)
-		if summary == last {
-			continue
-		}
-		last = summary
+		summary := failures(fresh)
 		h.ReportVerifyFailure(nil, summary) // its write error goes to OnError
 		h.c.report(fmt.Errorf("handler: self-verification of %s failed: %s", dir, summary))
 		if sv.OnFailure != nil {
@@ -86,24 +96,17 @@ func (h *Handler) VerifyNewest(n int, ckpt note.Verifier, dir, prefix, ext strin
 	return chain.Verify(dir, chain.VerifyOptions{KeyAt: ks, CheckpointKey: ckpt, Prefix: prefix, Ext: ext, Last: max(n, 1)})
 }
 
-// failures summarises the failing problems of rep in one line.
-func failures(rep *chain.Report) string {
+// failures summarises ps, failing problems, in one line.
+func failures(ps []chain.Problem) string {
 	var b strings.Builder
-	n := 0
-	for _, p := range rep.Problems() {
-		if p.Class.Warning() {
-			continue
+	for i, p := range ps[:min(len(ps), 3)] {
+		if i > 0 {
+			b.WriteString("; ")
 		}
-		if n < 3 {
-			if n > 0 {
-				b.WriteString("; ")
-			}
-			fmt.Fprintf(&b, "%s %s seq %d: %s", p.Class, p.File, p.Seq, p.Detail)
-		}
-		n++
+		fmt.Fprintf(&b, "%s %s seq %d: %s", p.Class, p.File, p.Seq, p.Detail)
 	}
-	if n > 3 {
-		fmt.Fprintf(&b, "; and %d more", n-3)
+	if len(ps) > 3 {
+		fmt.Fprintf(&b, "; and %d more", len(ps)-3)
 	}
 	return b.String()
 }

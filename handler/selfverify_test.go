@@ -2,6 +2,7 @@ package handler
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -87,6 +88,52 @@ func TestSelfVerifyRaisesAlert(t *testing.T) {
 	if n, a := bytes.Count(data, []byte(`"event":"chain_verification"`)), bytes.Count(data, []byte(`"event":"security_alert"`)); n != 1 || a != 1 || !bytes.Contains(data, []byte(`"level":"ERROR"`)) {
 		t.Errorf("%d chain_verification and %d security_alert records in the file", n, a)
 	}
+	first := verificationDetails(t, path)[0]
+
+	// A second edit, while the first stands, is a new finding: reported
+	// alone, the first not again.
+	i = bytes.Index(data, []byte(`"i":8,`))
+	f, _ = os.OpenFile(path, os.O_WRONLY, 0)
+	f.WriteAt([]byte(`"i":9,`), int64(i))
+	f.Close()
+	var details []string
+	for deadline := time.Now().Add(10 * time.Second); len(details) < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no report of the second edit; reported: %q", details)
+		}
+		details = verificationDetails(t, path)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if details = verificationDetails(t, path); len(details) != 2 || details[1] == first || strings.Contains(details[1], first) {
+		t.Errorf("reports %q: want the first edit's, then the second's alone", details)
+	}
+	mu.Lock()
+	if len(reports) != 2 {
+		t.Errorf("OnFailure called %d times, want 2", len(reports))
+	}
+	mu.Unlock()
+}
+
+// verificationDetails returns the details of the chain_verification records
+// in the file at path, in order.
+func verificationDetails(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for line := range bytes.Lines(data) {
+		if !bytes.Contains(line, []byte(`"event":"chain_verification"`)) {
+			continue
+		}
+		var rec struct{ Detail string }
+		if err := json.Unmarshal(line, &rec); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rec.Detail)
+	}
+	return out
 }
 
 // A newest file that cannot be read (a corrupted .gz) is alerted like a
