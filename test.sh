@@ -22,6 +22,7 @@ echo "== staticcheck (a pinned release, built on first use)"
 staticcheck="go run honnef.co/go/tools/cmd/staticcheck@v0.8.2"
 $staticcheck ./...
 (cd bench && $staticcheck ./...)
+(cd internal/testpeers/browser && $staticcheck ./...) # the collector module is the builder's generated code
 
 echo "== test peers: OTel collector, Jaeger, VictoriaLogs (built from their nested modules, cached)"
 internal/testpeers/build.sh

@@ -87,6 +87,16 @@
 // of it; the export goes on with the next file); that is reported to the
 // OpenTelemetry error handler and counted as skipped.
 //
+// The cursor file is not authenticated: whoever may write the audit
+// directory (the service's user, root; see rotate.CheckDir) can write a
+// cursor past records that were never acknowledged, and the bridge then
+// does not send them, silently (they stay in the files, which verify). The
+// receiver can see it: the audit.seq of the records of one chain are
+// consecutive (open, close, checkpoint and pruned records included), so a
+// rule on a gap in audit.seq catches records that never arrived, whatever
+// the reason; auditctl query lists the records of the files with their
+// seqs.
+//
 // Memory is bounded by the queue size plus one batch. Counters, through the
 // OpenTelemetry metrics API (the global MeterProvider unless
 // WithMeterProvider): slogaudit.otlp.exported, slogaudit.otlp.replayed
