@@ -63,9 +63,9 @@ func workedExample(t testing.TB) (key []byte, lines []string, sealed []string, e
 	s.host, s.pid = "example-host", 4242
 	var b []byte
 	b = s.Open(b, workedName, "")
-	b = s.Frame(b, []byte(`"time":"2026-11-27T12:00:01.000000000Z","level":"INFO","msg":"start mcp_server obsidian: success","event":"admin_action","action":"start","resource_type":"mcp_server","resource":"obsidian","status":"success"`), nil)
+	b = s.Frame(b, []byte(`"time":"2026-11-27T12:00:01.000000000Z","level":"INFO","msg":"start mcp_server obsidian (success)","event":"admin_action","action":"start","resource_type":"mcp_server","resource":"obsidian","status":"success"`), nil)
 	b = s.Frame(b, nil, checkpointReq{})
-	b = s.Frame(b, []byte(`"time":"2026-11-27T12:00:03.000000000Z","level":"WARN","msg":"get credential obsidian_api_key: denied","event":"credential_access","action":"get","resource_type":"credential","resource":"obsidian_api_key","status":"denied","user.id":"alice"`), nil)
+	b = s.Frame(b, []byte(`"time":"2026-11-27T12:00:03.000000000Z","level":"WARN","msg":"get credential obsidian_api_key (denied)","event":"credential_access","action":"get","resource_type":"credential","resource":"obsidian_api_key","status":"denied","user.id":"alice"`), nil)
 	b = s.Close(b, workedName, "close")
 	ends = s.cur.ends
 	signer, _, _ := workedSigner(t)

@@ -86,7 +86,7 @@ func ExampleNew() {
 		panic(err)
 	}
 	audit := handler.Logger(slog.New(h))
-	audit.InfoContext(ctx, "start mcp_server obsidian: success", "event", "admin_action", "action", "start")
+	audit.InfoContext(ctx, "start mcp_server obsidian (success)", "event", "admin_action", "action", "start")
 	h.Close()
 	if err := bridge.Shutdown(ctx); err != nil {
 		panic(err)
@@ -95,7 +95,7 @@ func ExampleNew() {
 	fmt.Println("exported", st.Exported, "cursor", st.Cursor)
 	// Output:
 	// seq 1 audit.file_open "audit file open"
-	// seq 2 audit.admin_action "start mcp_server obsidian: success"
+	// seq 2 audit.admin_action "start mcp_server obsidian (success)"
 	// seq 3 audit.file_close "audit file close"
 	// exported 3 cursor 3
 }
