@@ -230,3 +230,29 @@ func TestAlertSubjectQuotedOnStderr(t *testing.T) {
 		t.Errorf("alert line: %q", line)
 	}
 }
+
+// Text from a request (here a path with a right-to-left override, a zero
+// width space and a C1 control) reaches the app log on stderr escaped, as
+// in the audit file: raw, it would reorder or hide what the operator's
+// terminal shows, or act on it.
+func TestAppLogEscapesTerminalControls(t *testing.T) {
+	dir := t.TempDir()
+	p := start(t, "-audit-dir", filepath.Join(dir, "audit"), "-key-file", filepath.Join(dir, "audit.key"))
+	resp, err := http.Get(p.base + "/credentials/txt.%E2%80%AEexe%E2%80%8B%C2%9B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var out string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if out = p.stderr.String(); strings.Contains(out, `txt.\u202eexe\u200b\u009b`) {
+			break
+		}
+	}
+	if !strings.Contains(out, `txt.\u202eexe\u200b\u009b`) {
+		t.Errorf("the path is not in the app log, escaped:\n%s", out)
+	}
+	if strings.ContainsAny(out, "\u202e\u200b\u009b") {
+		t.Errorf("raw controls in the app log:\n%q", out)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 
 	"github.com/slogaudit/slogaudit/chain"
 	"github.com/slogaudit/slogaudit/handler"
+	"github.com/slogaudit/slogaudit/internal/jsonenc"
 	"github.com/slogaudit/slogaudit/middleware"
 	"github.com/slogaudit/slogaudit/otelbridge"
 	"github.com/slogaudit/slogaudit/query"
@@ -156,7 +158,9 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 		Checkpoints: chain.CheckpointOptions{Signer: signer},
 		SelfVerify:  selfVerify,
 		Rotate:      ro,
-		App:         slog.NewJSONHandler(stderr, nil),
+		// The app log goes to a terminal: escaped as the audit file is
+		// (slog leaves bidi and C1 controls raw).
+		App: slog.NewJSONHandler(&terminalSafe{w: stderr}, nil),
 		OnError: func(err error) {
 			// The handler's own logger must not be used here: it is what failed.
 			fmt.Fprintf(stderr, "AUDIT FAILURE: %v\n", err)
@@ -598,4 +602,26 @@ func firstNonEmpty(ss ...string) string {
 		}
 	}
 	return ""
+}
+
+// terminalSafe writes JSON text, one or more values per Write (slog's JSON
+// handler writes a line a record), with the characters that would act on a
+// terminal, reorder a line or hide text (C1 and bidirectional controls,
+// zero-width and other invisible format characters) as \u escapes, as the
+// audit file has them (FORMAT.md §2): a request's path or user agent must
+// not do that to the operator who reads the app log.
+type terminalSafe struct {
+	w   io.Writer
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *terminalSafe) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = jsonenc.JSON(t.buf[:0], p)
+	if _, err := t.w.Write(t.buf); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
