@@ -109,27 +109,11 @@ func TestNewChecksDirMode(t *testing.T) {
 		if strings.Contains(tc.who, "group") && !sharedGroup(t, dir) {
 			continue
 		}
-		w, err := New(Options{Dir: dir, Framer: &logFramer{t: t}})
-		if tc.who == "" {
-			if err != nil {
-				t.Errorf("%v: New: %v", tc.mode, err)
-				continue
-			}
-			write(t, w, "x\n")
-			closeW(t, w)
-			continue
-		}
+		err := newOrRefused(t, tc.mode.String(), dir, tc.who != "")
 		if err == nil {
-			w.Close()
-			t.Errorf("%v: New accepted a directory writable by %s", tc.mode, tc.who)
 			continue
 		}
-		msg := err.Error()
-		for _, want := range []string{dir, "writable by " + tc.who, "chmod go-w " + dir, "AllowSharedDir"} {
-			if !strings.Contains(msg, want) {
-				t.Errorf("%v: error %q does not say %q", tc.mode, msg, want)
-			}
-		}
+		errorSays(t, tc.mode.String(), err, dir, "writable by "+tc.who, "chmod go-w "+dir, "AllowSharedDir")
 		if got := names(t, dir); len(got) != 0 {
 			t.Errorf("%v: New refused the directory but created %q in it", tc.mode, got)
 		}
@@ -139,27 +123,33 @@ func TestNewChecksDirMode(t *testing.T) {
 	}
 }
 
-// New refuses a directory owned by another user: its owner could plant
-// links in it.
+// New refuses a directory owned by another user (its owner could plant
+// links in it), or below a directory of another user (who could put
+// another directory in its place). Root's directories are trusted.
 func TestNewRefusesDirOfAnotherUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, to give the directory away")
 	}
-	dir := filepath.Join(t.TempDir(), "audit")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(dir, 65534, 65534); err != nil {
-		t.Fatal(err)
-	}
-	w, err := New(Options{Dir: dir})
-	if err == nil {
-		w.Close()
-		t.Fatal("New accepted a directory of uid 65534")
-	}
-	for _, want := range []string{"owned by uid 65534", "uid 0", "chown 0 " + dir} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not say %q", err, want)
+	for _, tc := range []struct {
+		giveAway string // "audit" or its parent, "other"
+		wants    []string
+	}{
+		{"audit", []string{"owned by uid 65534", "uid 0", "chown 0 "}},
+		{"other", []string{"other on its path", "owned by uid 65534, neither root nor this process's user"}},
+	} {
+		dir := filepath.Join(t.TempDir(), "other", "audit")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		given := dir
+		if tc.giveAway == "other" {
+			given = filepath.Dir(dir)
+		}
+		if err := os.Chown(given, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if err := newOrRefused(t, "uid 65534 owns "+tc.giveAway, dir, true); err != nil {
+			errorSays(t, tc.giveAway, err, tc.wants...)
 		}
 	}
 }
@@ -289,32 +279,16 @@ func TestNewChecksParents(t *testing.T) {
 	} {
 		dir := filepath.Join(base, tc.dir)
 		_, statErr := os.Stat(dir)
-		w, err := New(Options{Dir: dir, Framer: &logFramer{t: t}})
-		if tc.unsafe == "" {
-			if err != nil {
-				t.Errorf("%s: New: %v", tc.dir, err)
-				continue
-			}
-			write(t, w, "x\n")
-			closeW(t, w)
-			continue
-		}
+		err := newOrRefused(t, tc.dir, dir, tc.unsafe != "")
 		if err == nil {
-			w.Close()
-			t.Errorf("%s: New accepted it; %s is writable by others", tc.dir, tc.unsafe)
 			continue
 		}
 		if !errors.Is(err, ErrUnsafeParent) || !errors.Is(err, ErrUnsafeDir) {
 			t.Errorf("%s: New: %v, want ErrUnsafeParent and ErrUnsafeDir", tc.dir, err)
 		}
-		msg := err.Error()
-		for _, want := range []string{dir, tc.unsafe + " on its path", "without the sticky bit (mode 0777)", "chmod +t " + tc.unsafe, "AllowSharedDir"} {
-			if !strings.Contains(msg, want) {
-				t.Errorf("%s: error %q does not say %q", tc.dir, msg, want)
-			}
-		}
-		if strings.Contains(msg, "does not exist yet") {
-			t.Errorf("%s: error %q suggests a new directory, which would be as unsafe", tc.dir, msg)
+		errorSays(t, tc.dir, err, dir, tc.unsafe+" on its path", "without the sticky bit (mode 0777)", "chmod +t "+tc.unsafe, "AllowSharedDir")
+		if strings.Contains(err.Error(), "does not exist yet") {
+			t.Errorf("%s: error %q suggests a new directory, which would be as unsafe", tc.dir, err)
 		}
 		if _, err := os.Stat(dir); errors.Is(statErr, os.ErrNotExist) && !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s: New refused it but created it (%v)", tc.dir, err)
@@ -341,31 +315,32 @@ func TestNewChecksParents(t *testing.T) {
 	closeW(t, w)
 }
 
-// A directory above the audit directory that another user owns: that user
-// may rename it or its entries. Root's directories are trusted.
-func TestNewRefusesParentOfAnotherUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root, to give the directory away")
-	}
-	other := filepath.Join(t.TempDir(), "other")
-	if err := os.Mkdir(other, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(other, "audit")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(other, 65534, 65534); err != nil {
-		t.Fatal(err)
-	}
-	w, err := New(Options{Dir: dir})
-	if err == nil {
+// newOrRefused opens a Writer on dir and returns New's error, having
+// reported (as name) an error when refuse is false and an acceptance when it
+// is true; a Writer it opened writes a line and is closed.
+func newOrRefused(t *testing.T, name, dir string, refuse bool) error {
+	t.Helper()
+	w, err := New(Options{Dir: dir, Framer: &logFramer{t: t}})
+	switch {
+	case err != nil && !refuse:
+		t.Errorf("%s: New: %v", name, err)
+		return nil
+	case err == nil && refuse:
 		w.Close()
-		t.Fatal("New accepted a directory below one of uid 65534")
+		t.Errorf("%s: New accepted %s", name, dir)
+	case err == nil:
+		write(t, w, "x\n")
+		closeW(t, w)
 	}
-	for _, want := range []string{other + " on its path", "owned by uid 65534, neither root nor this process's user"} {
+	return err
+}
+
+// errorSays reports (as name) each of wants that err's text does not hold.
+func errorSays(t *testing.T, name string, err error, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
 		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not say %q", err, want)
+			t.Errorf("%s: error %q does not say %q", name, err, want)
 		}
 	}
 }
