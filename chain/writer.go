@@ -308,11 +308,47 @@ func checkKeyFile(path string, allowSharedDir bool) error {
 // `"msg":"hi","a":1`) as the next record and writes it as the durability
 // policy requires. When pos is not nil it receives the record's position.
 // The error is the write's: on error the record is not in the file.
+//
+// Append refuses, with an error wrapping ErrBadBody and writing nothing, a
+// body that starts with a "rec" member the format reserves (open, close,
+// checkpoint, pruned: FORMAT.md §4) or that holds a newline or a NUL byte
+// (which would end the line, or the file's content): sealed, it would make
+// the honest trail fail verification.
 func (w *Writer) Append(body []byte, pos *Position) error {
+	if err := checkBody(body); err != nil {
+		return err
+	}
 	if pos == nil {
 		return w.w.WriteRecord(body, nil)
 	}
 	return w.w.WriteRecord(body, pos)
+}
+
+// ErrBadBody is returned by Append for a body it refuses to seal.
+var ErrBadBody = errors.New("chain: body cannot be sealed as an audit record")
+
+// reservedRec is how a body that ParseLine would take for a record of a
+// reserved kind starts (it classifies by prefix: `"rec":"openx"` is one).
+var reservedRec = [...][]byte{recOpenMember[1:], recCloseMember[1:], recCheckpointMember[1:], recPrunedMember[1:]}
+
+// checkBody is Append's check, on the hot path of every record: two
+// IndexByte scans (vectorised), and the reserved prefixes only for a body
+// that starts with a "rec" member.
+func checkBody(body []byte) error {
+	if i := bytes.IndexByte(body, '\n'); i >= 0 {
+		return fmt.Errorf("%w: a raw newline at byte %d (JSON escapes it as \\n)", ErrBadBody, i)
+	}
+	if i := bytes.IndexByte(body, 0); i >= 0 {
+		return fmt.Errorf("%w: a NUL byte at byte %d (JSON escapes it as \\u0000)", ErrBadBody, i)
+	}
+	if len(body) > 6 && body[1] == 'r' && bytes.HasPrefix(body, []byte(`"rec":"`)) {
+		for _, r := range reservedRec {
+			if bytes.HasPrefix(body, r[:len(r)-1]) { // without the closing quote
+				return fmt.Errorf("%w: it starts with %s, a record kind the chain reserves", ErrBadBody, r)
+			}
+		}
+	}
+	return nil
 }
 
 // Checkpoint ends the current epoch now, if it holds any line, and waits
