@@ -478,10 +478,11 @@ func (v *verifier) file(path string, last bool) error {
 	lr.path = path
 	cur, err := lr.next()
 	for err == nil && cur != nil {
-		var peek *rawLine
-		peek, err = lr.next()
-		if err != nil {
-			break
+		// A read error after cur (a corrupt .gz) must not keep cur from
+		// being checked: it is judged without a look-ahead line.
+		peek, perr := lr.next()
+		if perr != nil {
+			peek = nil
 		}
 		consumedPeek, ferr := v.line(cur, peek)
 		if ferr != nil {
@@ -489,6 +490,10 @@ func (v *verifier) file(path string, last bool) error {
 		}
 		if v.ioErr != nil {
 			return fmt.Errorf("chain: verify %s: %w", path, v.ioErr)
+		}
+		if perr != nil {
+			err = perr
+			break
 		}
 		if consumedPeek && peek != nil {
 			cur, err = lr.next()

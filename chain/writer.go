@@ -2,7 +2,6 @@ package chain
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -998,7 +997,7 @@ func scanFile(path string) (scanned, error) {
 	defer f.Close()
 	var r io.Reader = f
 	if strings.HasSuffix(path, ".gz") {
-		zr, err := gzip.NewReader(f)
+		zr, err := rotate.NewGzipReader(f)
 		if err != nil {
 			return sc, err
 		}
