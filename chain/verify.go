@@ -336,6 +336,9 @@ type verifier struct {
 	tornKnown, prevTornKnown bool
 	sealedPrev               string // prev_file of the current file's open record
 	closed                   bool   // the current file's close record was seen
+	// prevEmpty: the previous file walked held no complete line (a crash
+	// while its open record was written, FORMAT.md §5).
+	prevEmpty bool
 }
 
 // gapStart is where a chain that does not begin at seq 1 begins.
@@ -344,6 +347,11 @@ type gapStart struct {
 	seq      uint64
 	prev     [sha256.Size]byte
 	prevFile string
+	// tornOnly: prevFile is there, walked just before file, and holds no
+	// complete line (nor does any file walked before it); first is the
+	// first file walked.
+	tornOnly bool
+	first    string
 }
 
 // newVerifier verifies with the initial key k0, or else with at, a later
@@ -470,10 +478,11 @@ func (v *verifier) file(path string, last bool) error {
 	lr.path = path
 	cur, err := lr.next()
 	for err == nil && cur != nil {
-		var peek *rawLine
-		peek, err = lr.next()
-		if err != nil {
-			break
+		// A read error after cur (a corrupt .gz) must not keep cur from
+		// being checked: it is judged without a look-ahead line.
+		peek, perr := lr.next()
+		if perr != nil {
+			peek = nil
 		}
 		consumedPeek, ferr := v.line(cur, peek)
 		if ferr != nil {
@@ -481,6 +490,10 @@ func (v *verifier) file(path string, last bool) error {
 		}
 		if v.ioErr != nil {
 			return fmt.Errorf("chain: verify %s: %w", path, v.ioErr)
+		}
+		if perr != nil {
+			err = perr
+			break
 		}
 		if consumedPeek && peek != nil {
 			cur, err = lr.next()
@@ -510,6 +523,7 @@ func (v *verifier) file(path string, last bool) error {
 		v.problem(TornTail, 0, 0, "file ends without a close record and a newer file follows (the writer stopped without Close, e.g. a crash)")
 	}
 	v.lastEnded = v.closed
+	v.prevEmpty = v.fr.Lines == 0 && v.fr.OK()
 	v.prevFile = v.fr.Name
 	v.prevTorn, v.prevTornKnown = v.torn, v.tornKnown
 	return nil
@@ -587,7 +601,8 @@ func (v *verifier) line(cur, peek *rawLine) (consumedPeek bool, err error) {
 		end, ok := v.signedEnds[l.Seq-1]
 		v.digKnown = l.Seq == 1 || ok && end == l.Prev
 		if l.Seq != 1 {
-			v.firstLine = &gapStart{file: v.fr.Name, seq: l.Seq, prev: l.Prev, prevFile: v.sealedPrev}
+			v.firstLine = &gapStart{file: v.fr.Name, seq: l.Seq, prev: l.Prev, prevFile: v.sealedPrev,
+				tornOnly: v.prevEmpty && v.sealedPrev == v.prevFile, first: v.rep.Files[0].Name}
 		}
 	}
 	ok := v.macOK(&l)
@@ -741,8 +756,19 @@ func (v *verifier) gap() {
 		return
 	}
 	for _, p := range v.pruned {
-		if p.File == g.prevFile && p.ThroughSeq == g.seq-1 && p.ThroughChain == hex.EncodeToString(g.prev[:]) {
+		if p.ThroughSeq != g.seq-1 || p.ThroughChain != hex.EncodeToString(g.prev[:]) {
+			continue
+		}
+		if p.File == g.prevFile {
 			v.chainProblem(Gap, g.file, g.seq, "pruned: seq 1-%d were removed by retention, through %s, as a pruned record attests", p.ThroughSeq, p.File)
+			return
+		}
+		if g.tornOnly && p.File < g.first {
+			// The files left before the chain's first line hold no
+			// complete line (a crash while an open record was written):
+			// the pruned record of the file before them accounts for
+			// every line up to the first one left.
+			v.chainProblem(Gap, g.file, g.seq, "pruned: seq 1-%d were removed by retention, through %s; the file(s) after it, from %s, hold no complete line", p.ThroughSeq, p.File, g.first)
 			return
 		}
 	}
@@ -949,6 +975,12 @@ func (v *verifier) openRecord(l *Line, no int) error {
 	}
 	if oi.File != v.fr.Name {
 		v.problem(Renamed, no, l.Seq, "file is named %q but was sealed as %q", v.fr.Name, oi.File)
+	}
+	if !v.started && v.prevEmpty && oi.PrevFile == v.prevFile && v.prevTornKnown && oi.PrevTorn != v.prevTorn {
+		// The chain starts after files that hold no complete line (the
+		// files before them were pruned): the one this file names must
+		// hold the torn bytes its open record counted.
+		v.problem(Modified, no, l.Seq, "the previous file %q holds %d bytes and no complete line, but this file's open record says %d", v.prevFile, v.prevTorn, oi.PrevTorn)
 	}
 	if v.started && l.Seq == v.expSeq && oi.PrevFile != v.prevFile {
 		v.problem(Renamed, no, l.Seq, "sealed predecessor is %q but the previous file is %q", oi.PrevFile, v.prevFile)

@@ -2,7 +2,6 @@ package chain
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -122,6 +121,8 @@ const (
 type Writer struct {
 	w        *rotate.Writer
 	dir      string
+	prefix   string // file names, as rotate.Options.Prefix and Ext
+	ext      string
 	keyFile  string
 	ckptPath string
 	signer   note.Signer
@@ -137,8 +138,10 @@ type Writer struct {
 	mu       sync.Mutex
 	ends     []Checkpoint    // committed epoch ends not yet settled
 	pruned   map[string]bool // files retention removed (BaseName), under mu
-	key      KeyState        // newest committed key to persist; Key nil: none
-	curKey   KeyState        // the committed key in use, for CurrentKey
+	// lastPruned: the pruned record this Writer sealed last, under mu.
+	lastPruned PrunedInfo
+	key        KeyState // newest committed key to persist; Key nil: none
+	curKey     KeyState // the committed key in use, for CurrentKey
 	// keys of ended epochs whose checkpoints are not settled yet: until a
 	// signed digest vouches for an epoch, only its key can (EpochKey).
 	unsettled map[uint64]heldKey
@@ -224,7 +227,7 @@ func Open(opts Options) (*Writer, error) {
 		co.Origin = "slogaudit/" + host
 	}
 	w := &Writer{
-		dir: ro.Dir, keyFile: opts.KeyFile, ckptPath: filepath.Join(ro.Dir, CheckpointsFileName(ro.Prefix)),
+		dir: ro.Dir, prefix: ro.Prefix, ext: ro.Ext, keyFile: opts.KeyFile, ckptPath: filepath.Join(ro.Dir, CheckpointsFileName(ro.Prefix)),
 		signer: co.Signer, origin: co.Origin, interval: co.Interval, now: now,
 		onCkpt: co.OnCheckpoint, onError: co.OnError, archive: opts.Archive,
 		ready: make(chan struct{}),
@@ -304,11 +307,47 @@ func checkKeyFile(path string, allowSharedDir bool) error {
 // `"msg":"hi","a":1`) as the next record and writes it as the durability
 // policy requires. When pos is not nil it receives the record's position.
 // The error is the write's: on error the record is not in the file.
+//
+// Append refuses, with an error wrapping ErrBadBody and writing nothing, a
+// body that starts with a "rec" member the format reserves (open, close,
+// checkpoint, pruned: FORMAT.md §4) or that holds a newline or a NUL byte
+// (which would end the line, or the file's content): sealed, it would make
+// the honest trail fail verification.
 func (w *Writer) Append(body []byte, pos *Position) error {
+	if err := checkBody(body); err != nil {
+		return err
+	}
 	if pos == nil {
 		return w.w.WriteRecord(body, nil)
 	}
 	return w.w.WriteRecord(body, pos)
+}
+
+// ErrBadBody is returned by Append for a body it refuses to seal.
+var ErrBadBody = errors.New("chain: body cannot be sealed as an audit record")
+
+// reservedRec is how a body that ParseLine would take for a record of a
+// reserved kind starts (it classifies by prefix: `"rec":"openx"` is one).
+var reservedRec = [...][]byte{recOpenMember[1:], recCloseMember[1:], recCheckpointMember[1:], recPrunedMember[1:]}
+
+// checkBody is Append's check, on the hot path of every record: two
+// IndexByte scans (vectorised), and the reserved prefixes only for a body
+// that starts with a "rec" member.
+func checkBody(body []byte) error {
+	if i := bytes.IndexByte(body, '\n'); i >= 0 {
+		return fmt.Errorf("%w: a raw newline at byte %d (JSON escapes it as \\n)", ErrBadBody, i)
+	}
+	if i := bytes.IndexByte(body, 0); i >= 0 {
+		return fmt.Errorf("%w: a NUL byte at byte %d (JSON escapes it as \\u0000)", ErrBadBody, i)
+	}
+	if len(body) > 6 && body[1] == 'r' && bytes.HasPrefix(body, []byte(`"rec":"`)) {
+		for _, r := range reservedRec {
+			if bytes.HasPrefix(body, r[:len(r)-1]) { // without the closing quote
+				return fmt.Errorf("%w: it starts with %s, a record kind the chain reserves", ErrBadBody, r)
+			}
+		}
+	}
+	return nil
 }
 
 // Checkpoint ends the current epoch now, if it holds any line, and waits
@@ -578,12 +617,20 @@ func (w *Writer) beforeRemove(path string) error {
 	if err != nil {
 		return err
 	}
+	var through PrunedInfo
 	if rs.last == nil {
-		return fmt.Errorf("chain: %s holds no complete line; not pruning it", path)
-	}
-	l, err := ParseLine(rs.last)
-	if err != nil {
-		return fmt.Errorf("chain: %s: last line: %v", path, err)
+		// Only torn bytes: a crash while its open record was written
+		// (FORMAT.md §5). It holds no line; the chain before it ends
+		// where the file before it, pruned already, ended.
+		if through, err = w.throughBeforeTornOnly(path); err != nil {
+			return err
+		}
+	} else {
+		l, err := ParseLine(rs.last)
+		if err != nil {
+			return fmt.Errorf("chain: %s: last line: %v", path, err)
+		}
+		through.ThroughSeq, through.ThroughChain = l.Seq, hex.EncodeToString(l.MAC[:])
 	}
 	if w.archive != nil {
 		if err := w.archive(path); err != nil {
@@ -596,9 +643,9 @@ func (w *Writer) beforeRemove(path string) error {
 	body = append(body, `,"file":`...)
 	body = jsonenc.String(body, BaseName(path))
 	body = append(body, `,"through_seq":`...)
-	body = strconv.AppendUint(body, l.Seq, 10)
+	body = strconv.AppendUint(body, through.ThroughSeq, 10)
 	body = append(body, `,"through_chain":"`...)
-	body = hex.AppendEncode(body, l.MAC[:])
+	body = append(body, through.ThroughChain...)
 	body = append(body, '"')
 	if err := w.w.WriteRecord(body, nil); err != nil {
 		return err
@@ -606,13 +653,67 @@ func (w *Writer) beforeRemove(path string) error {
 	if err := w.w.Sync(); err != nil {
 		return err
 	}
+	through.File = BaseName(path)
 	w.mu.Lock()
 	if w.pruned == nil {
 		w.pruned = map[string]bool{}
 	}
-	w.pruned[BaseName(path)] = true
+	w.pruned[through.File] = true
+	w.lastPruned = through
 	w.mu.Unlock()
 	return nil
+}
+
+// throughBeforeTornOnly returns where the chain stands before the file at
+// path, which holds no complete line: the through_seq and through_chain of
+// the pruned record of the file before it (this Writer's, or the newest in
+// the chain that names an earlier file). Retention removes the oldest file
+// first, so that file is gone. The first line after path must continue
+// the chain from there: otherwise the file held lines once (it was cut
+// after the files before it were pruned), and pruning it would account
+// for lines that retention never removed.
+func (w *Writer) throughBeforeTornOnly(path string) (PrunedInfo, error) {
+	name := BaseName(path)
+	w.mu.Lock()
+	through := w.lastPruned
+	w.mu.Unlock()
+	known := through.File != "" && through.File < name
+	files, err := rotate.List(filepath.Dir(path), w.prefix, w.ext)
+	if err != nil {
+		return through, err
+	}
+	var next *Line
+	for _, f := range files {
+		if BaseName(f) <= name {
+			continue
+		}
+		sc, err := scanFile(f)
+		if err != nil {
+			return through, err
+		}
+		if !known {
+			if p, ok := sc.lastPrunedBefore(name); ok {
+				through = p
+			}
+		}
+		if next == nil && sc.first != nil {
+			if l, err := ParseLine(sc.first); err == nil {
+				next = &l
+			}
+		}
+		if next != nil && known {
+			break
+		}
+	}
+	switch {
+	case through.File == "" || through.File >= name:
+		return through, fmt.Errorf("chain: %s holds no complete line and no pruned record names a file before it; not pruning it", path)
+	case next == nil:
+		return through, fmt.Errorf("chain: %s holds no complete line and no line follows it; not pruning it", path)
+	case next.Seq-1 != through.ThroughSeq || hex.EncodeToString(next.Prev[:]) != through.ThroughChain:
+		return through, fmt.Errorf("chain: %s holds no complete line, but the chain before it ends at seq %d (pruned %s) and the line after it continues from seq %d: lines are missing; not pruning it (run auditctl verify)", path, through.ThroughSeq, through.File, next.Seq-1)
+	}
+	return through, nil
 }
 
 // wasPruned reports whether retention removed the file named name
@@ -871,6 +972,18 @@ type scanned struct {
 	epoch       uint64       // epoch of the line that would follow it
 	ends        []Checkpoint // epoch ends in the file
 	afterEnd    []byte       // the complete lines after the last end line (all, without one)
+	pruned      []PrunedInfo // pruned records in the file, in order
+}
+
+// lastPrunedBefore returns the newest pruned record in the file that names
+// a file before name.
+func (sc *scanned) lastPrunedBefore(name string) (PrunedInfo, bool) {
+	for i := len(sc.pruned) - 1; i >= 0; i-- {
+		if sc.pruned[i].File < name {
+			return sc.pruned[i], true
+		}
+	}
+	return PrunedInfo{}, false
 }
 
 // scanFile reads a whole file (through gzip for .gz). Lines that do not
@@ -884,7 +997,7 @@ func scanFile(path string) (scanned, error) {
 	defer f.Close()
 	var r io.Reader = f
 	if strings.HasSuffix(path, ".gz") {
-		zr, err := gzip.NewReader(f)
+		zr, err := rotate.NewGzipReader(f)
 		if err != nil {
 			return sc, err
 		}
@@ -923,6 +1036,11 @@ func scanFile(path string) (scanned, error) {
 			var oi OpenInfo
 			if l.Decode(&oi) == nil {
 				sc.epoch, sc.lastEpoch = oi.Epoch, oi.Epoch
+			}
+		case RecPruned:
+			var pi PrunedInfo
+			if l.Decode(&pi) == nil {
+				sc.pruned = append(sc.pruned, pi)
 			}
 		case RecCheckpoint, RecClose:
 			var ei EndInfo

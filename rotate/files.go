@@ -1,6 +1,7 @@
 package rotate
 
 import (
+	"bufio"
 	"cmp"
 	"compress/gzip"
 	"errors"
@@ -387,7 +388,7 @@ func Open(path string) (io.ReadCloser, error) {
 	if !strings.HasSuffix(path, ".gz") {
 		return f, nil
 	}
-	zr, err := gzip.NewReader(f)
+	zr, err := NewGzipReader(f)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
@@ -396,11 +397,76 @@ func Open(path string) (io.ReadCloser, error) {
 }
 
 type gzReader struct {
-	*gzip.Reader
+	io.Reader
 	f *os.File
 }
 
-func (g gzReader) Close() error {
-	g.Reader.Close()
-	return g.f.Close()
+func (g gzReader) Close() error { return g.f.Close() }
+
+// NewGzipReader reads every gzip member of r in turn, as gzip -d does,
+// including its acceptance of zero bytes after the last member (padding,
+// e.g. by a tape or a block device): they end the stream. Other bytes
+// after a member must be another member.
+func NewGzipReader(r io.Reader) (io.Reader, error) {
+	br := bufio.NewReader(r)
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		return nil, err
+	}
+	zr.Multistream(false)
+	return &gzipMembers{br: br, zr: zr}, nil
+}
+
+type gzipMembers struct {
+	br  *bufio.Reader
+	zr  *gzip.Reader
+	err error // sticky: the stream ended (io.EOF) or failed
+}
+
+func (g *gzipMembers) Read(p []byte) (int, error) {
+	for g.err == nil {
+		n, err := g.zr.Read(p)
+		if err != io.EOF {
+			if err != nil {
+				g.err = err
+			}
+			return n, err
+		}
+		if n > 0 {
+			return n, nil // the member's end again on the next call
+		}
+		g.err = g.nextMember()
+	}
+	return 0, g.err
+}
+
+// nextMember starts the member after the one just read, or reports io.EOF
+// when only zero bytes (or nothing) follow.
+func (g *gzipMembers) nextMember() error {
+	b, err := g.br.Peek(1)
+	if err == io.EOF {
+		return io.EOF
+	}
+	if err != nil {
+		return err
+	}
+	if b[0] != 0 {
+		if err := g.zr.Reset(g.br); err != nil {
+			return err
+		}
+		g.zr.Multistream(false)
+		return nil
+	}
+	for {
+		c, err := g.br.ReadByte()
+		if err == io.EOF {
+			return io.EOF
+		}
+		if err != nil {
+			return err
+		}
+		if c != 0 {
+			return fmt.Errorf("%w: other bytes after zero padding", gzip.ErrHeader)
+		}
+	}
 }
