@@ -1,12 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/slogaudit/slogaudit/chain"
 	"github.com/slogaudit/slogaudit/handler"
@@ -142,4 +148,59 @@ func TestExampleRecordsFailedStart(t *testing.T) {
 		t.Errorf("trail of the failed start: %+v", rep.Problems())
 	}
 	first.stop(t)
+}
+
+// A stop does not close the audit trail under a request in flight: a
+// credential PUT whose body is still coming when SIGTERM arrives, past the
+// shutdown timeout, has its connection cut, and its records (the failed
+// credential event and the activity record) are in the trail before the
+// stop's outcome, which says requests were cut off.
+func TestStopWaitsForRequestsInFlight(t *testing.T) {
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "audit-logs")
+	p := start(t, "-audit-dir", dir, "-key-file", filepath.Join(tmp, "audit.key"), "-body-timeout", "1m", "-shutdown-timeout", "300ms")
+	u, _ := url.Parse(p.base)
+	c, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// net/http answers 100 Continue when the handler first reads the
+	// body: then the request is in the handler, waiting for the rest.
+	fmt.Fprintf(c, "PUT /credentials/inflight_key HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n", p.token)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 Continue") {
+		t.Fatalf("waiting for 100 Continue: %q %v", line, err)
+	}
+	fmt.Fprint(c, "partial")
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the service did not stop")
+	}
+	evs := events(t, dir)
+	credential, activity, stopped := -1, -1, -1
+	for i, e := range evs {
+		switch {
+		case e["event"] == "credential_access" && e["resource"] == "inflight_key":
+			credential = i
+			if e["status"] != "failed" || e["user.id"] == nil {
+				t.Errorf("credential event: %v", e)
+			}
+		case e["event"] == "http_request" && e["url.path"] == "/credentials/inflight_key":
+			activity = i
+		case e["event"] == eventServiceLifecycle && e["action"] == "stop" && e["status"] != "initiated":
+			stopped = i
+			if e["status"] != "failed" || !strings.Contains(stringOf(e["error"]), "cut off") {
+				t.Errorf("stop outcome: %v", e)
+			}
+		}
+	}
+	if credential < 0 || activity < 0 || stopped < 0 || credential > stopped || activity > stopped {
+		t.Errorf("credential event at %d, activity record at %d, stop outcome at %d of %d events: want all, the stop last", credential, activity, stopped, len(evs))
+	}
 }

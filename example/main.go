@@ -56,6 +56,9 @@ type config struct {
 	alertsFile  string
 	jaegerURL   string
 	bodyTimeout time.Duration
+	// shutdownTimeout is how long a stop waits for the requests in
+	// flight; 0: bodyTimeout plus 10 s.
+	shutdownTimeout time.Duration
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -71,11 +74,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.adminToken, "admin-token", os.Getenv("AUDIT_ADMIN_TOKEN"), "bearer token that may read the audit log: GET /audit/events, the live view /audit/ui and /audit/stream (default $AUDIT_ADMIN_TOKEN, else a random one, printed)")
 	fs.StringVar(&cfg.alertsFile, "alerts", "", "alert rules config (JSON, see handler.ParseAlertConfig; default: handler.DefaultAlertRules)")
 	fs.DurationVar(&cfg.bodyTimeout, "body-timeout", 10*time.Second, "how long a client may take to send a request body (also one the service does not read)")
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 0, "how long a stop waits for the requests in flight before it cuts their connections (default: -body-timeout plus 10s)")
 	fs.StringVar(&cfg.jaegerURL, "jaeger-url", "http://localhost:16686/trace/{trace_id}", `trace links in the live view ("" for none)`)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	fs.Visit(func(f *flag.Flag) { cfg.adminFlag = cfg.adminFlag || f.Name == "admin-token" })
+	if cfg.shutdownTimeout <= 0 {
+		cfg.shutdownTimeout = cfg.bodyTimeout + 10*time.Second
+	}
 	if err := serve(cfg, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "example: %v\n", err)
 		return 1
@@ -226,15 +233,16 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	mux.Handle("GET /audit/ui", ui.Page())
 	mux.Handle("GET /audit/stream", ui.Stream())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	var flight inFlight // the trail is not closed under a request
 	srv := &http.Server{
 		// ts.wrap authenticates (the principal for the middleware, how it
 		// authenticated for the records) and wraps mux in the middleware.
-		Handler: bodyDeadline(cfg.bodyTimeout, ts.wrap(mux, middleware.Options{
+		Handler: flight.wrap(bodyDeadline(cfg.bodyTimeout, ts.wrap(mux, middleware.Options{
 			ActivityLog: handler.Logger(log),
 			Skip:        func(r *http.Request) bool { return r.URL.Path == "/healthz" },
 			// nil without OTLP: spans get trace ids but are not exported
 			TracerProvider: bridge.TracerProvider(),
-		})),
+		}))),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute, // an idle keep-alive connection is closed
 		MaxHeaderBytes:    64 << 10,
@@ -308,21 +316,19 @@ then stop with Ctrl-C and verify the audit trail and its signed checkpoints with
 	go func() { errc <- srv.Serve(ln) }()
 	// The stop is on record before the handler closes: initiated with what
 	// stopped the service (a signal, or the server failing), then its
-	// outcome once the requests in flight are done.
+	// outcome once the requests in flight are done (or cut off: see
+	// shutdown). Either way they end before the trail closes.
 	stopEv := serviceEvent(actionServiceStop)
+	var serveErr error
 	select {
-	case err := <-errc:
+	case serveErr = <-errc:
 		stopEv.Reason = "server_error"
-		handler.Begin(context.Background(), log, stopEv).End(&err)
-		return err
 	case sig := <-sigc:
 		stopEv.Reason = "signal"
 		stopEv.Attrs = []slog.Attr{slog.String("signal", signalName(sig))}
 	}
 	op := handler.Begin(context.Background(), log, stopEv)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err = srv.Shutdown(shutdownCtx)
+	err = errors.Join(serveErr, shutdown(srv, &flight, cfg.shutdownTimeout, closeGrace))
 	op.End(&err)
 	if err != nil {
 		return err

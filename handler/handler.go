@@ -801,7 +801,13 @@ func (h *Handler) clone() *Handler {
 }
 
 // Close writes a close record, syncs and closes the audit file. It is safe
-// to call more than once; audit records handled afterwards get ErrClosed.
+// to call more than once; audit records handled afterwards get ErrClosed
+// and go to OnError, but the trail cannot hold them, and slog.Logger drops
+// the error of a plain slog call. So close it last: after the HTTP server
+// has drained (http.Server.Shutdown returned; the example also cuts the
+// connections of requests that outlast its shutdown timeout and waits for
+// their handlers) and every other goroutine that logs audit records has
+// stopped.
 func (h *Handler) Close() error {
 	c := h.c
 	c.closeOnce.Do(func() {
