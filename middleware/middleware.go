@@ -39,6 +39,17 @@
 // joined with ",", cut at 256 bytes at a separator), even when empty, as
 // the claim http.request.header.x-forwarded-for or
 // http.request.header.forwarded.
+//
+// # The activity record
+//
+// Each request gets one record, event http_request, with status success,
+// failed (5xx, other 4xx, a panic) or denied (401, 403). A panic is
+// recorded as failed (error=panic, the value as panic) and re-raised.
+// panic(http.ErrAbortHandler), a handler's way to abort its response (and
+// httputil.ReverseProxy's when the upstream fails mid-copy), is recorded as
+// failed with an error that says so, the status code the handler wrote as
+// http.response.status_code (none if it wrote none: the client got no
+// response), and re-raised, so that net/http still cuts the connection.
 package middleware
 
 import (
@@ -265,10 +276,9 @@ func (h *auditHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			if p == http.ErrAbortHandler {
-				h.activity(ctx, r, rec, start, nil)
-				panic(p)
-			}
+			// http.ErrAbortHandler included: the response is cut off,
+			// the request failed. Re-raised, so that net/http aborts the
+			// connection (and logs any other panic).
 			h.activity(ctx, r, rec, start, p)
 			panic(p)
 		}
@@ -279,13 +289,19 @@ func (h *auditHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // activity writes the request's activity record.
 // panicVal is what the handler panicked with, nil if it did not.
+// http.ErrAbortHandler, the handler's way to abort the response (a reverse
+// proxy whose upstream failed mid-copy), is recorded as a failed request
+// with the status code the handler wrote, none if it wrote none: net/http
+// sends nothing more and closes the connection.
 func (h *auditHandler) activity(ctx context.Context, r *http.Request, rec *recorder, start time.Time, panicVal any) {
+	aborted := panicVal == http.ErrAbortHandler
 	code := rec.code
-	if code == 0 {
-		code = http.StatusOK
-	}
-	if panicVal != nil {
+	switch {
+	case aborted:
+	case panicVal != nil:
 		code = http.StatusInternalServerError
+	case code == 0:
+		code = http.StatusOK
 	}
 	status := "success"
 	switch {
@@ -304,7 +320,8 @@ func (h *auditHandler) activity(ctx context.Context, r *http.Request, rec *recor
 	if status != "success" {
 		level = slog.LevelWarn
 	}
-	attrs := []slog.Attr{
+	attrs := make([]slog.Attr, 0, 16)
+	attrs = append(attrs,
 		slog.String("event", "http_request"),
 		slog.String("action", r.Method),
 		slog.String("resource_type", "http_route"),
@@ -313,16 +330,25 @@ func (h *auditHandler) activity(ctx context.Context, r *http.Request, rec *recor
 		slog.String("http.request.method", r.Method),
 		slog.String("http.route", route),
 		slog.String("url.path", truncate(r.URL.Path, 1024, "/")),
-		slog.Int("http.response.status_code", code),
+	)
+	if code != 0 { // none: aborted before a status code
+		attrs = append(attrs, slog.Int("http.response.status_code", code))
+	}
+	attrs = append(attrs,
 		slog.Float64("http.server.request.duration", time.Since(start).Seconds()),
 		slog.Int64("http.response.body.size", rec.bytes),
-	}
+	)
 	if r.URL.RawQuery != "" {
 		// Secret parameters (?token=, ?api_key=, …) are removed by the
 		// handler's redactor before any leg sees the record.
 		attrs = append(attrs, slog.String("url.query", truncate(r.URL.RawQuery, 1024, "&;")))
 	}
-	if panicVal != nil {
+	switch {
+	case aborted && code == 0:
+		attrs = append(attrs, slog.String("error", "the handler aborted the response (http.ErrAbortHandler) before writing a status code: the client got no response"))
+	case aborted:
+		attrs = append(attrs, slog.String("error", "the handler aborted the response (http.ErrAbortHandler) after writing status code "+strconv.Itoa(code)+" and "+strconv.FormatInt(rec.bytes, 10)+" body bytes: the client got at most part of it"))
+	case panicVal != nil:
 		// The value itself, not its text (%v): the redactor reads a
 		// struct's fields and an error's, and cuts a secret one.
 		attrs = append(attrs, slog.String("error", "panic"), slog.Any("panic", panicVal))
@@ -331,7 +357,16 @@ func (h *auditHandler) activity(ctx context.Context, r *http.Request, rec *recor
 	if !strings.HasPrefix(route, r.Method+" ") {
 		msg = r.Method + " " + route
 	}
-	h.opts.ActivityLog.LogAttrs(ctx, level, msg+" "+strconv.Itoa(code), attrs...)
+	var text string
+	switch {
+	case aborted && code == 0:
+		text = msg + " aborted"
+	case aborted:
+		text = msg + " " + strconv.Itoa(code) + " aborted"
+	default:
+		text = msg + " " + strconv.Itoa(code)
+	}
+	h.opts.ActivityLog.LogAttrs(ctx, level, text, attrs...)
 }
 
 // info builds the audit context of r.
