@@ -50,12 +50,26 @@
 // failed with an error that says so, the status code the handler wrote as
 // http.response.status_code (none if it wrote none: the client got no
 // response), and re-raised, so that net/http still cuts the connection.
+//
+// A response that did not reach the client keeps the handler's outcome
+// (status, http.response.status_code: the action may have been done) and
+// says so: http.response.write_error is the first write or flush that
+// failed (not http.ErrBodyNotAllowed, ErrContentLength or ErrHijacked, the
+// handler's own misuse), http.request.cancel_cause the cause of the request
+// context's cancellation (the client went away) when it came before the
+// response was all sent: with a write failed, output not yet flushed, or
+// nothing written. http.response.body.size is what was written before. A
+// stream flushed after its last write that ends when the client leaves is
+// not marked. A response lost after the handler returned (in net/http's
+// or the kernel's buffers) is not seen; a client that half-closes its
+// connection after the request is taken for gone.
 package middleware
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -85,6 +99,10 @@ const (
 	SessionKey          = "session.hash"                     // a digest of the session cookie: the cookie itself is a credential
 	ClaimedRequestIDKey = "http.request.header.x-request-id" // a valid incoming X-Request-ID; the trace id is the request id
 	ClaimedTraceKey     = "http.request.header.traceparent"  // a valid traceparent from a peer whose trace context is not continued
+	// Activity record only: the response did not reach the client (see
+	// the package doc). No OpenTelemetry convention names these.
+	ResponseWriteErrorKey = "http.response.write_error" // the first write or flush of the response that failed
+	CancelCauseKey        = "http.request.cancel_cause" // the request's context was cancelled (the client went away) before the response was all sent: the cause
 )
 
 // Options configure Wrap.
@@ -343,6 +361,14 @@ func (h *auditHandler) activity(ctx context.Context, r *http.Request, rec *recor
 		// handler's redactor before any leg sees the record.
 		attrs = append(attrs, slog.String("url.query", truncate(r.URL.RawQuery, 1024, "&;")))
 	}
+	if rec.err != nil {
+		attrs = append(attrs, slog.String(ResponseWriteErrorKey, rec.err.Error()))
+	}
+	if ctx.Err() != nil && (rec.err != nil || !rec.flushed) {
+		// The client is gone (or the server's context was cancelled)
+		// with the response not all sent.
+		attrs = append(attrs, slog.String(CancelCauseKey, context.Cause(ctx).Error()))
+	}
 	switch {
 	case aborted && code == 0:
 		attrs = append(attrs, slog.String("error", "the handler aborted the response (http.ErrAbortHandler) before writing a status code: the client got no response"))
@@ -486,17 +512,27 @@ func trusted(nets []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// recorder captures the status code and body size.
+// recorder captures the status code and body size, and what tells that the
+// response did not reach the client: a failed write or flush, output not
+// flushed when the request's context is cancelled.
 type recorder struct {
 	http.ResponseWriter
 	code  int
 	bytes int64
+	// err is the first write or flush that failed for a reason other than
+	// the handler's misuse of the ResponseWriter (see lost).
+	err error
+	// flushed: all that the handler wrote was flushed to the connection.
+	// A response that was is not cut off by a client that leaves after:
+	// a stream, which ends when the client goes.
+	flushed bool
 }
 
 func (r *recorder) WriteHeader(code int) {
 	if r.code == 0 {
 		r.code = code
 	}
+	r.flushed = false
 	r.ResponseWriter.WriteHeader(code)
 }
 
@@ -506,7 +542,39 @@ func (r *recorder) Write(p []byte) (int, error) {
 	}
 	n, err := r.ResponseWriter.Write(p)
 	r.bytes += int64(n)
+	r.flushed = false
+	if err != nil && r.err == nil && lost(err) {
+		r.err = err
+	}
 	return n, err
+}
+
+// Flush implements http.Flusher, so that a handler's w.(http.Flusher)
+// streams behind Wrap too.
+func (r *recorder) Flush() { r.FlushError() }
+
+// FlushError is what http.ResponseController.Flush calls: the flush the
+// server's ResponseWriter reports.
+func (r *recorder) FlushError() error {
+	if r.code == 0 {
+		r.code = http.StatusOK // a flush sends the header
+	}
+	err := http.NewResponseController(r.ResponseWriter).Flush()
+	switch {
+	case err == nil:
+		r.flushed = true
+	case r.err == nil && lost(err) && !errors.Is(err, http.ErrNotSupported):
+		r.err = err
+	}
+	return err
+}
+
+// lost reports whether a failed write means that the response did not
+// reach the client: not when the handler wrote a body the response may not
+// have (a 304, a 204), more than its Content-Length, or after hijacking
+// the connection; the response is delivered as net/http sends it then.
+func lost(err error) bool {
+	return !errors.Is(err, http.ErrBodyNotAllowed) && !errors.Is(err, http.ErrContentLength) && !errors.Is(err, http.ErrHijacked)
 }
 
 // Unwrap lets http.ResponseController reach Flush, Hijack and deadlines.
