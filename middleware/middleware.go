@@ -63,6 +63,17 @@
 // not marked. A response lost after the handler returned (in net/http's
 // or the kernel's buffers) is not seen; a client that half-closes its
 // connection after the request is taken for gone.
+//
+// Requests that net/http answers itself before any handler runs leave no
+// record: Wrap never sees them. They are headers over
+// http.Server.MaxHeaderBytes (431), a malformed request line, header or
+// Host, a bad Content-Length (400), an unsupported Transfer-Encoding (501)
+// or HTTP version (505), an Expect other than 100-continue (417); headers
+// not sent within ReadHeaderTimeout (or ReadTimeout) and a failed TLS
+// handshake close the connection with no answer; an HTTP/2 protocol error
+// ends the stream or the connection. net/http logs none of them but the failed TLS handshake, to
+// http.Server.ErrorLog (point it at the app log). To count them, use the
+// access log of the reverse proxy or load balancer in front.
 package middleware
 
 import (
