@@ -39,12 +39,48 @@
 // joined with ",", cut at 256 bytes at a separator), even when empty, as
 // the claim http.request.header.x-forwarded-for or
 // http.request.header.forwarded.
+//
+// # The activity record
+//
+// Each request gets one record, event http_request, with status success,
+// failed (5xx, other 4xx, a panic) or denied (401, 403). A panic is
+// recorded as failed (error=panic, the value as panic) and re-raised.
+// panic(http.ErrAbortHandler), a handler's way to abort its response (and
+// httputil.ReverseProxy's when the upstream fails mid-copy), is recorded as
+// failed with an error that says so, the status code the handler wrote as
+// http.response.status_code (none if it wrote none: the client got no
+// response), and re-raised, so that net/http still cuts the connection.
+//
+// A response that did not reach the client keeps the handler's outcome
+// (status, http.response.status_code: the action may have been done) and
+// says so: http.response.write_error is the first write or flush that
+// failed (not http.ErrBodyNotAllowed, ErrContentLength or ErrHijacked, the
+// handler's own misuse), http.request.cancel_cause the cause of the request
+// context's cancellation (the client went away) when it came before the
+// response was all sent: with a write failed, output not yet flushed, or
+// nothing written. http.response.body.size is what was written before. A
+// stream flushed after its last write that ends when the client leaves is
+// not marked. A response lost after the handler returned (in net/http's
+// or the kernel's buffers) is not seen; a client that half-closes its
+// connection after the request is taken for gone.
+//
+// Requests that net/http answers itself before any handler runs leave no
+// record: Wrap never sees them. They are headers over
+// http.Server.MaxHeaderBytes (431), a malformed request line, header or
+// Host, a bad Content-Length (400), an unsupported Transfer-Encoding (501)
+// or HTTP version (505), an Expect other than 100-continue (417); headers
+// not sent within ReadHeaderTimeout (or ReadTimeout) and a failed TLS
+// handshake close the connection with no answer; an HTTP/2 protocol error
+// ends the stream or the connection. net/http logs none of them but the failed TLS handshake, to
+// http.Server.ErrorLog (point it at the app log). To count them, use the
+// access log of the reverse proxy or load balancer in front.
 package middleware
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -74,6 +110,10 @@ const (
 	SessionKey          = "session.hash"                     // a digest of the session cookie: the cookie itself is a credential
 	ClaimedRequestIDKey = "http.request.header.x-request-id" // a valid incoming X-Request-ID; the trace id is the request id
 	ClaimedTraceKey     = "http.request.header.traceparent"  // a valid traceparent from a peer whose trace context is not continued
+	// Activity record only: the response did not reach the client (see
+	// the package doc). No OpenTelemetry convention names these.
+	ResponseWriteErrorKey = "http.response.write_error" // the first write or flush of the response that failed
+	CancelCauseKey        = "http.request.cancel_cause" // the request's context was cancelled (the client went away) before the response was all sent: the cause
 )
 
 // Options configure Wrap.
@@ -265,10 +305,9 @@ func (h *auditHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			if p == http.ErrAbortHandler {
-				h.activity(ctx, r, rec, start, nil)
-				panic(p)
-			}
+			// http.ErrAbortHandler included: the response is cut off,
+			// the request failed. Re-raised, so that net/http aborts the
+			// connection (and logs any other panic).
 			h.activity(ctx, r, rec, start, p)
 			panic(p)
 		}
@@ -279,13 +318,19 @@ func (h *auditHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // activity writes the request's activity record.
 // panicVal is what the handler panicked with, nil if it did not.
+// http.ErrAbortHandler, the handler's way to abort the response (a reverse
+// proxy whose upstream failed mid-copy), is recorded as a failed request
+// with the status code the handler wrote, none if it wrote none: net/http
+// sends nothing more and closes the connection.
 func (h *auditHandler) activity(ctx context.Context, r *http.Request, rec *recorder, start time.Time, panicVal any) {
+	aborted := panicVal == http.ErrAbortHandler
 	code := rec.code
-	if code == 0 {
-		code = http.StatusOK
-	}
-	if panicVal != nil {
+	switch {
+	case aborted:
+	case panicVal != nil:
 		code = http.StatusInternalServerError
+	case code == 0:
+		code = http.StatusOK
 	}
 	status := "success"
 	switch {
@@ -304,7 +349,8 @@ func (h *auditHandler) activity(ctx context.Context, r *http.Request, rec *recor
 	if status != "success" {
 		level = slog.LevelWarn
 	}
-	attrs := []slog.Attr{
+	attrs := make([]slog.Attr, 0, 16)
+	attrs = append(attrs,
 		slog.String("event", "http_request"),
 		slog.String("action", r.Method),
 		slog.String("resource_type", "http_route"),
@@ -313,16 +359,33 @@ func (h *auditHandler) activity(ctx context.Context, r *http.Request, rec *recor
 		slog.String("http.request.method", r.Method),
 		slog.String("http.route", route),
 		slog.String("url.path", truncate(r.URL.Path, 1024, "/")),
-		slog.Int("http.response.status_code", code),
+	)
+	if code != 0 { // none: aborted before a status code
+		attrs = append(attrs, slog.Int("http.response.status_code", code))
+	}
+	attrs = append(attrs,
 		slog.Float64("http.server.request.duration", time.Since(start).Seconds()),
 		slog.Int64("http.response.body.size", rec.bytes),
-	}
+	)
 	if r.URL.RawQuery != "" {
 		// Secret parameters (?token=, ?api_key=, …) are removed by the
 		// handler's redactor before any leg sees the record.
 		attrs = append(attrs, slog.String("url.query", truncate(r.URL.RawQuery, 1024, "&;")))
 	}
-	if panicVal != nil {
+	if rec.err != nil {
+		attrs = append(attrs, slog.String(ResponseWriteErrorKey, rec.err.Error()))
+	}
+	if ctx.Err() != nil && (rec.err != nil || !rec.flushed) {
+		// The client is gone (or the server's context was cancelled)
+		// with the response not all sent.
+		attrs = append(attrs, slog.String(CancelCauseKey, context.Cause(ctx).Error()))
+	}
+	switch {
+	case aborted && code == 0:
+		attrs = append(attrs, slog.String("error", "the handler aborted the response (http.ErrAbortHandler) before writing a status code: the client got no response"))
+	case aborted:
+		attrs = append(attrs, slog.String("error", "the handler aborted the response (http.ErrAbortHandler) after writing status code "+strconv.Itoa(code)+" and "+strconv.FormatInt(rec.bytes, 10)+" body bytes: the client got at most part of it"))
+	case panicVal != nil:
 		// The value itself, not its text (%v): the redactor reads a
 		// struct's fields and an error's, and cuts a secret one.
 		attrs = append(attrs, slog.String("error", "panic"), slog.Any("panic", panicVal))
@@ -331,7 +394,16 @@ func (h *auditHandler) activity(ctx context.Context, r *http.Request, rec *recor
 	if !strings.HasPrefix(route, r.Method+" ") {
 		msg = r.Method + " " + route
 	}
-	h.opts.ActivityLog.LogAttrs(ctx, level, msg+" "+strconv.Itoa(code), attrs...)
+	var text string
+	switch {
+	case aborted && code == 0:
+		text = msg + " aborted"
+	case aborted:
+		text = msg + " " + strconv.Itoa(code) + " aborted"
+	default:
+		text = msg + " " + strconv.Itoa(code)
+	}
+	h.opts.ActivityLog.LogAttrs(ctx, level, text, attrs...)
 }
 
 // info builds the audit context of r.
@@ -451,17 +523,27 @@ func trusted(nets []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// recorder captures the status code and body size.
+// recorder captures the status code and body size, and what tells that the
+// response did not reach the client: a failed write or flush, output not
+// flushed when the request's context is cancelled.
 type recorder struct {
 	http.ResponseWriter
 	code  int
 	bytes int64
+	// err is the first write or flush that failed for a reason other than
+	// the handler's misuse of the ResponseWriter (see lost).
+	err error
+	// flushed: all that the handler wrote was flushed to the connection.
+	// A response that was is not cut off by a client that leaves after:
+	// a stream, which ends when the client goes.
+	flushed bool
 }
 
 func (r *recorder) WriteHeader(code int) {
 	if r.code == 0 {
 		r.code = code
 	}
+	r.flushed = false
 	r.ResponseWriter.WriteHeader(code)
 }
 
@@ -471,7 +553,39 @@ func (r *recorder) Write(p []byte) (int, error) {
 	}
 	n, err := r.ResponseWriter.Write(p)
 	r.bytes += int64(n)
+	r.flushed = false
+	if err != nil && r.err == nil && lost(err) {
+		r.err = err
+	}
 	return n, err
+}
+
+// Flush implements http.Flusher, so that a handler's w.(http.Flusher)
+// streams behind Wrap too.
+func (r *recorder) Flush() { r.FlushError() }
+
+// FlushError is what http.ResponseController.Flush calls: the flush the
+// server's ResponseWriter reports.
+func (r *recorder) FlushError() error {
+	if r.code == 0 {
+		r.code = http.StatusOK // a flush sends the header
+	}
+	err := http.NewResponseController(r.ResponseWriter).Flush()
+	switch {
+	case err == nil:
+		r.flushed = true
+	case r.err == nil && lost(err) && !errors.Is(err, http.ErrNotSupported):
+		r.err = err
+	}
+	return err
+}
+
+// lost reports whether a failed write means that the response did not
+// reach the client: not when the handler wrote a body the response may not
+// have (a 304, a 204), more than its Content-Length, or after hijacking
+// the connection; the response is delivered as net/http sends it then.
+func lost(err error) bool {
+	return !errors.Is(err, http.ErrBodyNotAllowed) && !errors.Is(err, http.ErrContentLength) && !errors.Is(err, http.ErrHijacked)
 }
 
 // Unwrap lets http.ResponseController reach Flush, Hijack and deadlines.
