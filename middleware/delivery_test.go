@@ -300,3 +300,25 @@ func TestDeliveredResponsesNotCutOff(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// An informational response (103 Early Hints) comes before the final one:
+// the record has the final status code.
+func TestEarlyHintsRecordsFinalStatus(t *testing.T) {
+	e := newEnv(t, middleware.Options{})
+	e.mux.HandleFunc("GET /hints", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload; as=style")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.WriteHeader(http.StatusNotFound)
+	})
+	resp, err := http.Get(e.srv.URL + "/hints")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("client got %d", resp.StatusCode)
+	}
+	if r := e.waitRecord(t, "/hints"); r["http.response.status_code"] != float64(http.StatusNotFound) {
+		t.Errorf("http.response.status_code %v, want 404: %v", r["http.response.status_code"], r)
+	}
+}

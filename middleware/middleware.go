@@ -540,7 +540,9 @@ type recorder struct {
 }
 
 func (r *recorder) WriteHeader(code int) {
-	if r.code == 0 {
+	// An informational 1xx (103 Early Hints) comes before the response's
+	// own status; 101 Switching Protocols is final.
+	if r.code == 0 && (code < 100 || code > 199 || code == http.StatusSwitchingProtocols) {
 		r.code = code
 	}
 	r.flushed = false
