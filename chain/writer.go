@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -153,6 +154,7 @@ type Writer struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	startErr  error // reported through OnError once the Writer runs
+	hole      *Hole // what resume found in the newest file
 }
 
 // Open resumes the chain in opts.Rotate.Dir (reading the tail of its newest
@@ -247,6 +249,9 @@ func Open(opts Options) (*Writer, error) {
 		}
 	}
 	w.prevNote = rs.prevNote
+	if w.hole = rs.hole; w.hole != nil {
+		w.startErr = errors.Join(w.startErr, fmt.Errorf("chain: power loss: %s", w.hole))
+	}
 	if w.signer != nil {
 		var refused int
 		w.ends, refused = vouchable(rs.unsigned, ks0)
@@ -412,6 +417,16 @@ func (w *Writer) forget(ends []Checkpoint) {
 
 // Rotate closes the current file with a close record and starts a new one.
 func (w *Writer) Rotate() error { return w.w.Rotate() }
+
+// Hole returns the Hole that Open found in the newest file when it resumed
+// the chain, or nil.
+func (w *Writer) Hole() *Hole {
+	if w.hole == nil {
+		return nil
+	}
+	h := *w.hole
+	return &h
+}
 
 // Sync flushes the current file to stable storage.
 func (w *Writer) Sync() error { return w.w.Sync() }
@@ -735,6 +750,7 @@ type resumed struct {
 	head     state
 	prevNote [sha256.Size]byte // hash of the last note in the checkpoints file
 	unsigned []Checkpoint      // epoch ends after the last note (a crash before settling)
+	hole     *Hole             // in the newest file, if any
 }
 
 // resume finds where the chain in dir stands. Empty files (created, never
@@ -788,7 +804,7 @@ func resume(dir, prefix, ext string, ks KeyState, ckptPath string) (resumed, err
 			}
 			if st.file == "" {
 				st.file, st.prevTorn = BaseName(path), sc.torn
-				if err := trimUnwritten(path, sc.size); err != nil {
+				if rs.hole, err = trimUnwritten(path, sc.size); err != nil {
 					return rs, fmt.Errorf("chain: resume: %w", err)
 				}
 			}
@@ -820,6 +836,9 @@ func resume(dir, prefix, ext string, ks KeyState, ckptPath string) (resumed, err
 		}
 	}
 	st.unknown = needStart && found
+	if rs.hole != nil {
+		rs.hole.ChainSeq = st.seq
+	}
 	slices.Reverse(rs.unsigned)
 	if lastNoteSeq > st.seq {
 		return rs, fmt.Errorf("chain: cannot resume in %s: the checkpoints file has signed seq %d but the files end at seq %d: records are missing from the end of the chain (run auditctl verify; move the directory aside to start a new chain)", dir, lastNoteSeq, st.seq)
@@ -935,32 +954,126 @@ func linesVerify(c Checkpoint, ks KeyState) bool {
 	return true
 }
 
-// trimUnwritten cuts the NUL bytes that a crash left after the content of
-// a preallocated file (rotate.Options.Preallocate). It opens the file for
-// writing only when there are some, and not through a symbolic link (the
-// file was listed as a regular file, but may have been swapped since).
-func trimUnwritten(path string, content int64) error {
+// A Hole is what Open found at the end of the newest file when it resumed
+// the chain: its content ends in zero bytes that are followed by other
+// bytes. Space preallocated for records (rotate.Options.Preallocate) and
+// written through a memory mapping reaches the disk a page at a time, in
+// no particular order, unless it is synced: after a power loss or a kernel
+// crash under rotate.SyncNone or SyncInterval, pages of acknowledged
+// records may be zeros while later pages made it. The chain goes on from
+// the last line before the zeros: the records in them are lost, and those
+// after them cannot be linked to it again. Open leaves the file as it is
+// (their bytes stay in it, for an investigator; Verify reports the file
+// MODIFIED: zeros followed by other bytes), gives their seqs to the
+// records that follow, and reports the hole through CheckpointOptions.OnError and
+// Writer.Hole, so that it is on record (package handler writes an
+// audit_outage record). Zeros with nothing after them are space never
+// written, as after any crash: Open cuts them, silently.
+type Hole struct {
+	File string // the file's name
+	// Offset is where the zeros begin (the chain's content of the file
+	// ends there), Data where the bytes after them begin, Size the file's.
+	Offset, Data, Size int64
+	// ChainSeq is the last seq of the chain before the zeros: records from
+	// ChainSeq+1 on are lost or stranded.
+	ChainSeq uint64
+	// FirstSeq and LastSeq are the seqs of the first and last sealed lines
+	// after the zeros (0 when none parses): FirstSeq..LastSeq are stranded
+	// in the file, ChainSeq+1..FirstSeq-1 lost.
+	FirstSeq, LastSeq uint64
+}
+
+func (h *Hole) String() string {
+	s := fmt.Sprintf("%s: zeros from offset %d to %d, then %d bytes the chain cannot hold; it goes on from seq %d", h.File, h.Offset, h.Data, h.Size-h.Data, h.ChainSeq)
+	if h.FirstSeq != 0 {
+		s += fmt.Sprintf(" (records of seq %d-%d lost in the zeros, seq %d-%d stranded after them)", h.ChainSeq+1, h.FirstSeq-1, h.FirstSeq, h.LastSeq)
+	}
+	return s
+}
+
+// trimUnwritten cuts the zero bytes that a crash left after the content of
+// a preallocated file (rotate.Options.Preallocate), unless other bytes
+// follow them: then it leaves the file as it is and returns the Hole. It
+// opens the file for writing only when there are zeros to cut, and not
+// through a symbolic link (the file was listed as a regular file, but may
+// have been swapped since).
+func trimUnwritten(path string, content int64) (*Hole, error) {
 	if strings.HasSuffix(path, ".gz") {
-		return nil
+		return nil, nil
 	}
 	fi, err := os.Lstat(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if fi.Mode()&fs.ModeSymlink == 0 && fi.Size() <= content {
-		return nil
+		return nil, nil
 	}
-	f, err := openFile(path, os.O_WRONLY, 0)
+	f, err := openFile(path, os.O_RDWR, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if fi, err = f.Stat(); err == nil && fi.Size() > content {
-		err = f.Truncate(content)
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil || fi.Size() <= content {
+		return nil, err
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	data, err := firstNonZero(f, content)
+	if err != nil {
+		return nil, err
 	}
-	return err
+	if data >= 0 {
+		hole := &Hole{File: BaseName(path), Offset: content, Data: data, Size: fi.Size()}
+		hole.FirstSeq, hole.LastSeq, err = seqsAfter(f, data)
+		return hole, err
+	}
+	if err := f.Truncate(content); err != nil {
+		return nil, err
+	}
+	return nil, f.Close()
+}
+
+// firstNonZero returns the offset of the first byte from off on that is not
+// zero, or -1.
+func firstNonZero(f *os.File, off int64) (int64, error) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := f.ReadAt(buf, off)
+		for i, c := range buf[:n] {
+			if c != 0 {
+				return off + int64(i), nil
+			}
+		}
+		off += int64(n)
+		if err == io.EOF {
+			return -1, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+// seqsAfter returns the seqs of the first and last sealed lines in f from
+// off on (a line that begins at off may be torn: it is passed over unless
+// it parses).
+func seqsAfter(f *os.File, off int64) (first, last uint64, err error) {
+	rd := bufio.NewReader(io.NewSectionReader(f, off, 1<<62))
+	for {
+		line, rerr := rd.ReadBytes('\n')
+		if len(line) > 0 && line[len(line)-1] == '\n' {
+			if l, err := ParseLine(line[:len(line)-1]); err == nil {
+				if first == 0 {
+					first = l.Seq
+				}
+				last = l.Seq
+			}
+		}
+		if rerr == io.EOF {
+			return first, last, nil
+		}
+		if rerr != nil {
+			return first, last, rerr
+		}
+	}
 }
 
 // scanned is what scanFile learns about a file.
