@@ -162,6 +162,7 @@ type OpenInfo struct {
 	File     string `json:"file"`
 	PrevFile string `json:"prev_file"`
 	PrevTorn int64  `json:"prev_torn"`
+	LastNote uint64 `json:"last_note"` // the seq of the last note in the checkpoints file when the file was opened
 	Host     string `json:"host"`
 	PID      int    `json:"pid"`
 }

@@ -336,13 +336,24 @@ type verifier struct {
 	torn, prevTorn           int64
 	tornKnown, prevTornKnown bool
 	sealedPrev               string // prev_file of the current file's open record
-	closed                   bool   // the current file's close record was seen
+	// openNote: the last_note of the current file's open record;
+	// lastNotes: those of authentic open records, by file.
+	openNote  uint64
+	lastNotes []noteClaim
+	closed    bool // the current file's close record was seen
 	// pendingTorn: torn bytes of files walked before the chain's first
 	// line, checked against it.
 	pendingTorn []pendingTorn
 	// prevEmpty: the previous file walked held no complete line (a crash
 	// while its open record was written, FORMAT.md §5).
 	prevEmpty bool
+}
+
+// noteClaim is an open record's last_note: the checkpoints file held a
+// note for that seq when the file was opened.
+type noteClaim struct {
+	file      string
+	seq, note uint64
 }
 
 // pendingTorn is a torn line read before the chain's first line.
@@ -662,6 +673,9 @@ func (v *verifier) line(cur, peek *rawLine) (consumedPeek bool, err error) {
 		}
 	}
 	ok := v.macOK(&l)
+	if ok && cur.no == 1 && l.Kind == RecOpen && v.openNote > 0 {
+		v.lastNotes = append(v.lastNotes, noteClaim{file: v.fr.Name, seq: l.Seq, note: v.openNote})
+	}
 	if !ok && v.keyed && !v.badKey && v.nextEpochMAC(&l) {
 		v.problem(BadCheckpoint, cur.no, l.Seq, "line is sealed with the key of epoch %d: the line that ended epoch %d is missing", v.epoch+1, v.epoch)
 		v.setEpoch(v.epoch + 1)
@@ -834,6 +848,8 @@ func (v *verifier) gap() {
 // notes checks the signed checkpoints against each other and the chain.
 func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 	v.rep.NotesSigned = key != nil
+	have := make(map[uint64]bool, len(entries)) // seqs of the notes that open
+	defer v.claimedNotes(have)
 	if len(entries) == 0 {
 		return
 	}
@@ -865,6 +881,7 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 			prevHash = &h
 			continue
 		}
+		have[c.Seq] = true
 		if e.Seq != c.Seq || e.Epoch != c.Epoch {
 			v.chainProblem(BadCheckpoint, c.File, c.Seq, "checkpoints file line %d lists seq %d epoch %d, but its note says seq %d epoch %d", e.Line, e.Seq, e.Epoch, c.Seq, c.Epoch)
 		}
@@ -908,6 +925,17 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 	for _, seq := range v.endSeqs {
 		if firstNoted != 0 && seq > firstNoted && seq < v.rep.AnchoredSeq && !noted[seq] {
 			v.chainProblem(BadCheckpoint, v.ends[seq].File, seq, "the epoch ending at seq %d has no note in the checkpoints file (dropped)", seq)
+		}
+	}
+}
+
+// claimedNotes checks that the notes authentic open records name
+// (last_note) are in the checkpoints file: a writer names only a note it
+// has synced there, so one missing was removed (the whole file, say).
+func (v *verifier) claimedNotes(have map[uint64]bool) {
+	for _, c := range v.lastNotes {
+		if !have[c.note] {
+			v.chainProblem(BadCheckpoint, c.file, c.seq, "the open record of %s says the checkpoints file held a note for seq %d when the file was opened; it holds no such note: notes were removed", c.file, c.note)
 		}
 	}
 }
@@ -1000,6 +1028,7 @@ func (v *verifier) openRecord(l *Line, no int) error {
 		return nil
 	}
 	v.sealedPrev = oi.PrevFile
+	v.openNote = oi.LastNote
 	// The epoch is read before the MAC can be checked (it picks the key):
 	// only a plausible one may drive the key derivation, which costs one
 	// HMAC per epoch.
