@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // Line is one parsed sealed line. Parsing checks only the fixed frame; it
@@ -53,6 +55,9 @@ func ParseLine(raw []byte) (Line, error) {
 			return l, errors.New("seq overflows")
 		}
 		seq = seq*10 + d
+	}
+	if seq == 0 {
+		return l, errors.New("bad seq: 0")
 	}
 	l.Seq = seq
 	rest, ok = bytes.CutPrefix(rest[i:], []byte(prevPrefix))
@@ -113,6 +118,9 @@ func parseHead(raw []byte) (seq uint64, afterPrev int, err error) {
 			return 0, 0, errors.New("seq overflows")
 		}
 		seq = seq*10 + d
+	}
+	if seq == 0 {
+		return 0, 0, errors.New("bad seq: 0")
 	}
 	rest, ok = bytes.CutPrefix(rest[i:], []byte(prevPrefix))
 	if !ok || len(rest) < hashHex+1 || rest[hashHex] != '"' {
@@ -196,5 +204,66 @@ func (l Line) Decode(v any) error {
 	}
 	buf := make([]byte, 0, len(l.Sealed)+1)
 	buf = append(append(buf, l.Sealed...), '}')
+	return decodeStrict(buf, v)
+}
+
+// decodeStrict unmarshals a record's members into v (an *OpenInfo,
+// *EndInfo or *PrunedInfo) as the writer writes them: encoding/json alone
+// would take "File" for "file" and the last of two "file" members. A
+// member name that occurs twice, or that differs only in case from a
+// member the record kind has, makes the record not decode; other members
+// are ignored (a later version may add some, as last_note was).
+func decodeStrict(buf []byte, v any) error {
+	var known []string
+	switch v.(type) {
+	case *OpenInfo:
+		known = openMembers
+	case *EndInfo:
+		known = endMembers
+	case *PrunedInfo:
+		known = prunedMembers
+	}
+	if known != nil {
+		if err := strictMembers(buf, known); err != nil {
+			return err
+		}
+	}
 	return json.Unmarshal(buf, v)
+}
+
+var (
+	lineMembers   = []string{"seq", "prev", "rec", "mac"}
+	openMembers   = slices.Concat(lineMembers, []string{"time", "v", "epoch", "alg", "key_id", "file", "prev_file", "prev_torn", "last_note", "host", "pid"})
+	endMembers    = slices.Concat(lineMembers, []string{"time", "epoch", "file", "reason"})
+	prunedMembers = slices.Concat(lineMembers, []string{"time", "file", "through_seq", "through_chain"})
+)
+
+// strictMembers checks the top-level member names of the JSON object b.
+func strictMembers(b []byte, known []string) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("not a JSON object")
+	}
+	seen := make(map[string]bool, len(known))
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name, _ := t.(string)
+		if seen[name] {
+			return fmt.Errorf("member %q occurs twice", name)
+		}
+		seen[name] = true
+		for _, k := range known {
+			if name != k && strings.EqualFold(name, k) {
+				return fmt.Errorf("member %q is not spelled %q", name, k)
+			}
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	return nil
 }

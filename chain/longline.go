@@ -2,7 +2,6 @@ package chain
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 
@@ -110,7 +109,7 @@ func (r *longRef) decode(v any) error {
 		return err
 	}
 	buf.WriteByte('}')
-	return json.Unmarshal(buf.Bytes(), v)
+	return decodeStrict(buf.Bytes(), v)
 }
 
 // parseStreamed parses the first n bytes of a long line, given its head

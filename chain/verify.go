@@ -656,6 +656,11 @@ func (v *verifier) line(cur, peek *rawLine) (consumedPeek bool, err error) {
 		v.started = true
 		v.expSeq, v.expPrev = l.Seq, l.Prev
 		v.rep.FirstSeq = l.Seq
+		if l.Seq == 1 && (l.Prev != [sha256.Size]byte{} || v.sealedPrev != "") {
+			// FORMAT.md §2, §4: the chain's first line names no
+			// predecessor.
+			v.problem(Modified, cur.no, l.Seq, "seq 1 names a predecessor (prev or prev_file): the first line of a chain has none")
+		}
 		for _, p := range v.pendingTorn {
 			if !tornPrefixOK(p.head, l.Seq, l.Prev) {
 				fr := &v.rep.Files[p.file]
