@@ -250,8 +250,8 @@ func TestTornTailRecovery(t *testing.T) {
 	clock := fakeClock()
 	writeLog(t, dir, testKey, 5, rotate.Options{Now: clock})
 	path := files(t, dir)[0]
-	torn := `{"seq":7,"prev":"00`
-	crashAfter(t, path, torn)
+	// A crash while seq 7 was written: its first bytes.
+	torn := crashTorn(t, path, func(next string) string { return next[:30] })
 
 	// Before the restart, verify sees the torn tail as a warning only.
 	rep := verify(t, dir, testKey)

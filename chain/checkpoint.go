@@ -298,9 +298,11 @@ func ReadCheckpointsFile(path string) ([]NoteEntry, error) {
 		e := NoteEntry{Line: no}
 		if !bytes.HasSuffix(line, []byte("\n")) {
 			// A crash leaves a prefix of a line; a whole line followed by
-			// other bytes instead of its newline is an edit.
-			if end := bytes.LastIndexByte(line, '}'); end >= 0 && end+1 < len(line) && canonicalEntry(line[:end+1]) {
-				e.Err = fmt.Errorf("line %d is a whole note followed by %d foreign bytes instead of a newline", no, len(line)-end-1)
+			// other bytes instead of its newline is an edit. A whole
+			// line is the first JSON value the bytes begin with (not the
+			// bytes up to their last '}': foreign bytes may end in one).
+			if end := firstValueEnd(line); end > 0 && end < len(line) && canonicalEntry(line[:end]) {
+				e.Err = fmt.Errorf("line %d is a whole note followed by %d foreign bytes instead of a newline", no, len(line)-end)
 			} else {
 				e.Torn = true
 				e.Err = fmt.Errorf("line %d is incomplete (%d bytes): a crash while appending", no, len(line))
@@ -316,6 +318,16 @@ func ReadCheckpointsFile(path string) ([]NoteEntry, error) {
 		}
 		out = append(out, e)
 	}
+}
+
+// firstValueEnd returns the end of the JSON value b begins with, or -1.
+func firstValueEnd(b []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var v json.RawMessage
+	if dec.Decode(&v) != nil {
+		return -1
+	}
+	return int(dec.InputOffset())
 }
 
 // canonicalEntry reports whether b is a checkpoints file line as the

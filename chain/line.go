@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // Line is one parsed sealed line. Parsing checks only the fixed frame; it
@@ -54,6 +56,9 @@ func ParseLine(raw []byte) (Line, error) {
 		}
 		seq = seq*10 + d
 	}
+	if seq == 0 {
+		return l, errors.New("bad seq: 0")
+	}
 	l.Seq = seq
 	rest, ok = bytes.CutPrefix(rest[i:], []byte(prevPrefix))
 	if !ok || len(rest) < hashHex+1 || rest[hashHex] != '"' {
@@ -89,6 +94,39 @@ func ParseLine(raw []byte) (Line, error) {
 		l.Kind = RecPruned
 	}
 	return l, nil
+}
+
+// parseHead parses a line's first bytes, {"seq":<N>,"prev":"<64 chars>",
+// as ParseLine does, checking the seq and the frame (not the prev's hex
+// digits). afterPrev is the offset after the prev's closing quote. (Not
+// called by ParseLine: a call there costs the verifier's hot path.)
+func parseHead(raw []byte) (seq uint64, afterPrev int, err error) {
+	rest, ok := bytes.CutPrefix(raw, []byte(seqPrefix))
+	if !ok {
+		return 0, 0, errors.New(`line does not start with the member "seq"`)
+	}
+	i := 0
+	for i < len(rest) && '0' <= rest[i] && rest[i] <= '9' {
+		i++
+	}
+	if i == 0 || i > 20 || (i > 1 && rest[0] == '0') {
+		return 0, 0, errors.New("bad seq")
+	}
+	for _, c := range rest[:i] {
+		d := uint64(c - '0')
+		if seq > (1<<64-1-d)/10 {
+			return 0, 0, errors.New("seq overflows")
+		}
+		seq = seq*10 + d
+	}
+	if seq == 0 {
+		return 0, 0, errors.New("bad seq: 0")
+	}
+	rest, ok = bytes.CutPrefix(rest[i:], []byte(prevPrefix))
+	if !ok || len(rest) < hashHex+1 || rest[hashHex] != '"' {
+		return seq, 0, errors.New("bad prev")
+	}
+	return seq, len(raw) - len(rest) + hashHex + 1, nil
 }
 
 // hexValue maps a lower-case hex digit to its value and every other byte to
@@ -132,6 +170,7 @@ type OpenInfo struct {
 	File     string `json:"file"`
 	PrevFile string `json:"prev_file"`
 	PrevTorn int64  `json:"prev_torn"`
+	LastNote uint64 `json:"last_note"` // the seq of the last note in the checkpoints file when the file was opened
 	Host     string `json:"host"`
 	PID      int    `json:"pid"`
 }
@@ -165,5 +204,66 @@ func (l Line) Decode(v any) error {
 	}
 	buf := make([]byte, 0, len(l.Sealed)+1)
 	buf = append(append(buf, l.Sealed...), '}')
+	return decodeStrict(buf, v)
+}
+
+// decodeStrict unmarshals a record's members into v (an *OpenInfo,
+// *EndInfo or *PrunedInfo) as the writer writes them: encoding/json alone
+// would take "File" for "file" and the last of two "file" members. A
+// member name that occurs twice, or that differs only in case from a
+// member the record kind has, makes the record not decode; other members
+// are ignored (a later version may add some, as last_note was).
+func decodeStrict(buf []byte, v any) error {
+	var known []string
+	switch v.(type) {
+	case *OpenInfo:
+		known = openMembers
+	case *EndInfo:
+		known = endMembers
+	case *PrunedInfo:
+		known = prunedMembers
+	}
+	if known != nil {
+		if err := strictMembers(buf, known); err != nil {
+			return err
+		}
+	}
 	return json.Unmarshal(buf, v)
+}
+
+var (
+	lineMembers   = []string{"seq", "prev", "rec", "mac"}
+	openMembers   = slices.Concat(lineMembers, []string{"time", "v", "epoch", "alg", "key_id", "file", "prev_file", "prev_torn", "last_note", "host", "pid"})
+	endMembers    = slices.Concat(lineMembers, []string{"time", "epoch", "file", "reason"})
+	prunedMembers = slices.Concat(lineMembers, []string{"time", "file", "through_seq", "through_chain"})
+)
+
+// strictMembers checks the top-level member names of the JSON object b.
+func strictMembers(b []byte, known []string) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("not a JSON object")
+	}
+	seen := make(map[string]bool, len(known))
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name, _ := t.(string)
+		if seen[name] {
+			return fmt.Errorf("member %q occurs twice", name)
+		}
+		seen[name] = true
+		for _, k := range known {
+			if name != k && strings.EqualFold(name, k) {
+				return fmt.Errorf("member %q is not spelled %q", name, k)
+			}
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	return nil
 }

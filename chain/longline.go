@@ -2,7 +2,6 @@ package chain
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 
@@ -11,10 +10,10 @@ import (
 
 // Verify holds a line in memory only up to longLine bytes. A longer line
 // (no writer limits a record's size, and a forged one can be of any size)
-// is streamed: the reader keeps its first longHead bytes, its last
-// lineTail bytes and those before its last `"}`, and a MAC over it reads
-// the sealed part again from the file. So memory stays bounded whatever
-// a file holds.
+// is streamed: the reader keeps its first longHead bytes and its last
+// lineTail bytes, and a MAC over it reads the sealed part again from the
+// file (a torn long line is read again to look for a sealed line in it).
+// So memory stays bounded whatever a file holds.
 //
 // Vars, not constants, so that tests can stream short lines.
 var (
@@ -80,15 +79,13 @@ func (t *tailBuf) bytes() []byte { return t.b[:t.n] }
 
 // streamState is what the reader keeps of a long line.
 type streamState struct {
-	size  int64   // bytes of the line so far, without a newline
-	tail  tailBuf // its last bytes
-	qEnd  int64   // end of its last `"}` (offset after the '}'), or -1
-	qTail tailBuf // the bytes before qEnd
+	size int64   // bytes of the line so far, without a newline
+	tail tailBuf // its last bytes
 }
 
 // start begins streaming a line whose first bytes are b.
 func (s *streamState) start(b []byte) {
-	*s = streamState{qEnd: -1}
+	*s = streamState{}
 	s.feed(b)
 }
 
@@ -96,15 +93,6 @@ func (s *streamState) start(b []byte) {
 func (s *streamState) feed(b []byte) {
 	if len(b) == 0 {
 		return
-	}
-	if j := bytes.LastIndex(b, []byte(`"}`)); j >= 0 {
-		s.qTail = s.tail
-		s.qTail.push(b[:j+2])
-		s.qEnd = s.size + int64(j) + 2
-	} else if b[0] == '}' && s.tail.n > 0 && s.tail.b[s.tail.n-1] == '"' {
-		s.qTail = s.tail
-		s.qTail.push(b[:1])
-		s.qEnd = s.size + 1
 	}
 	s.tail.push(b)
 	s.size += int64(len(b))
@@ -121,7 +109,7 @@ func (r *longRef) decode(v any) error {
 		return err
 	}
 	buf.WriteByte('}')
-	return json.Unmarshal(buf.Bytes(), v)
+	return decodeStrict(buf.Bytes(), v)
 }
 
 // parseStreamed parses the first n bytes of a long line, given its head

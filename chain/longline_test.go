@@ -225,6 +225,13 @@ func TestLongLineForged(t *testing.T) {
 		return append(b, '\n')
 	}
 	join := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	lastSeal := func(l []byte) [32]byte {
+		pl, err := ParseLine(bytes.TrimSuffix(l, []byte("\n")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pl.MAC
+	}
 	all := func(from, to int) []byte { return join(lines[from:to]...) }
 	n := len(lines)
 	cases := []struct {
@@ -236,7 +243,9 @@ func TestLongLineForged(t *testing.T) {
 		{"inserted", join(all(0, 3), forge(lines[3]), all(3, n)), Inserted},
 		{"garbage line", join(all(0, 3), junk, []byte("\n"), all(3, n)), Modified},
 		{"after close, no newline", join(all(0, n), junk), Inserted},
-		{"torn tail", join(all(0, n-1), junk), TornTail},
+		{"torn tail", join(all(0, n-1), fixedPart(8, lastSeal(lines[n-2])), []byte(`"msg":"`), junk), TornTail},
+		{"foreign torn tail", join(all(0, n-1), junk), Modified},
+		{"sealed line then foreign bytes ending in quote brace", join(all(0, n-1), bytes.TrimSuffix(lines[n-1], []byte("\n")), junk, []byte(`"}`)), Modified},
 		{"sealed line then foreign bytes", join(all(0, n-1), bytes.TrimSuffix(lines[n-1], []byte("\n")), junk), Modified},
 		{"forged tail, no newline", join(all(0, n-1), bytes.TrimSuffix(forge(lines[n-1]), []byte("\n"))), TornTail},
 	}

@@ -8,6 +8,7 @@ import (
 	"hash"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/slogaudit/slogaudit/internal/jsonenc"
@@ -82,6 +83,10 @@ type sealer struct {
 	host       string
 	pid        int
 	scratch    []byte
+
+	// lastNote, if set, holds the seq of the last note synced to the
+	// checkpoints file: the open record names it.
+	lastNote *atomic.Uint64
 
 	// onCommit receives the epochs whose end lines were just written.
 	onCommit func(ends []Checkpoint, ks KeyState, lines int)
@@ -285,6 +290,12 @@ func (s *sealer) Open(b []byte, name, _ string) []byte {
 	if s.cur.prevTorn > 0 {
 		body = append(body, `,"prev_torn":`...)
 		body = strconv.AppendInt(body, s.cur.prevTorn, 10)
+	}
+	if s.lastNote != nil {
+		if n := s.lastNote.Load(); n > 0 {
+			body = append(body, `,"last_note":`...)
+			body = strconv.AppendUint(body, n, 10)
+		}
 	}
 	body = append(body, `,"host":`...)
 	body = jsonenc.String(body, s.host)

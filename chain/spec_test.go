@@ -199,6 +199,7 @@ type specOpen struct {
 	File     *string `json:"file"`
 	PrevFile *string `json:"prev_file"`
 	PrevTorn *int64  `json:"prev_torn"`
+	LastNote uint64  `json:"last_note"`
 }
 
 type specEnd struct {
@@ -335,6 +336,30 @@ type specVerifier struct {
 	pruned   []specPruned
 	lastSeq  uint64
 	anyLines bool
+
+	// claims: the last_note of authentic open records (§4, §7).
+	claims []specClaim
+	// tornBefore: torn bytes of files read before any line (§5), checked
+	// against the first line.
+	tornBefore []specTorn
+}
+
+type specClaim struct {
+	file      string
+	seq, note uint64
+}
+
+type specTorn struct {
+	file  string
+	line  int
+	bytes []byte
+}
+
+// specTornOK: torn bytes begin as the line at seq with prev would (§5).
+func specTornOK(torn []byte, seq uint64, prev [32]byte) bool {
+	fixed := fmt.Sprintf(`{"seq":%d,"prev":"%x",`, seq, prev)
+	n := min(len(torn), len(fixed))
+	return string(torn[:n]) == fixed[:n]
 }
 
 func (v *specVerifier) add(class, file string, line int, seq uint64, format string, args ...any) {
@@ -483,9 +508,18 @@ func (v *specVerifier) file(f specFile, data []byte, prevTorn int64, prevClosed 
 		}
 		if !v.have {
 			v.have, v.wild, v.expSeq, v.expPrev = true, false, l.seq, l.prev
+			for _, tb := range v.tornBefore {
+				if !specTornOK(tb.bytes, l.seq, l.prev) {
+					v.add(sModified, tb.file, tb.line, 0, "torn bytes that do not begin as the next line would")
+				}
+			}
+			v.tornBefore = nil
 		}
 		key := v.key(v.epoch)
 		macOK := specMAC(key, l.sealed) == l.mac
+		if op := (specOpen{}); j == 0 && l.kind == "open" && macOK && l.members(&op) == nil && op.LastNote > 0 {
+			v.claims = append(v.claims, specClaim{f.name, l.seq, op.LastNote})
+		}
 		if !macOK && v.keyed && l.seq >= v.expSeq && specMAC(v.key(v.epoch+1), l.sealed) == l.mac {
 			// Sealed with the next epoch's key: the line that ended
 			// this epoch is missing.
@@ -539,19 +573,26 @@ func (v *specVerifier) file(f specFile, data []byte, prevTorn int64, prevClosed 
 		v.add(sTornTail, f.name, 0, 0, "no complete line")
 	}
 	if torn >= 0 {
-		// A sealed line followed by other bytes instead of its newline.
+		// A sealed line (its MAC checks) followed by other bytes
+		// instead of its newline.
 		rest := data
 		for k := 0; k+2 <= len(rest); k++ {
 			if string(rest[k:k+2]) == `"}` && k+2 < len(rest) {
-				if _, ok := specParseLine(rest[:k+2]); ok {
+				if l, ok := specParseLine(rest[:k+2]); ok && specMAC(v.key(v.epoch), l.sealed) == l.mac {
 					v.add(sModified, f.name, len(lines)+1, 0, "a sealed line followed by other bytes")
 					return torn, closed
 				}
 			}
 		}
-		if closed {
+		switch {
+		case closed:
 			v.add(sInserted, f.name, len(lines)+1, 0, "bytes after the close record")
-		} else {
+		case v.have && !v.wild && !specTornOK(data, v.expSeq, v.expPrev):
+			v.add(sModified, f.name, len(lines)+1, 0, "torn bytes that do not begin as the next line would")
+		default:
+			if !v.have {
+				v.tornBefore = append(v.tornBefore, specTorn{f.name, len(lines) + 1, data})
+			}
 			v.add(sTornTail, f.name, len(lines)+1, 0, "incomplete last line (%d bytes)", torn)
 		}
 	}
@@ -678,6 +719,11 @@ func (v *specVerifier) chainChecks() {
 		anchored = v.lastEnd
 	}
 	notes := v.checkpoints()
+	for _, c := range v.claims {
+		if !slices.ContainsFunc(notes, func(n specNote) bool { return n.seq == c.note }) {
+			v.add(sBadCheckpoint, c.file, 1, c.seq, "last_note %d is not in the checkpoints file", c.note)
+		}
+	}
 	truncated := false
 	for _, n := range notes {
 		if n.seq > v.lastSeq {
@@ -1897,7 +1943,8 @@ func specCases() []specCase {
 		b, _ := os.ReadFile(specCkptPath(dir))
 		return os.WriteFile(specCkptPath(dir), b[:len(b)-1], 0o600) == nil
 	}})
-	add(specCase{name: "ckpt/removed", only: signed, benign: true, tamper: func(t testing.TB, f *specFixture, dir string) bool {
+	// §7: the open records of the later files name notes (last_note).
+	add(specCase{name: "ckpt/removed", only: signed, tamper: func(t testing.TB, f *specFixture, dir string) bool {
 		return os.Remove(specCkptPath(dir)) == nil
 	}})
 	add(specCase{name: "ckpt/no-verifier", only: signed, benign: true,
@@ -1994,7 +2041,7 @@ func specCases() []specCase {
 		"reseal/key-id": sBadKey, "reseal/alg-sha256": sBadKey, "reseal/wrong-epoch-key": sModified,
 		"reseal/pruned-through-seq": sMissing, "reseal/drop-pruned": sMissing, "reseal-one/edited-predecessor": sModified,
 		"trusted/delete-last-file": sTruncated, "trusted/rollback": sRollback, "trusted/cut-with-notes": sRollback, "trusted/forked": sModified,
-		"ckpt/no-verifier-delete-last-file": sTruncated,
+		"ckpt/no-verifier-delete-last-file": sTruncated, "ckpt/removed": sBadCheckpoint,
 	}
 	// Not named here although FORMAT.md names them: lines/duplicate-later
 	// (INSERTED: an exact duplicate) and lines/move-later (REORDERED: a

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -335,10 +336,56 @@ type verifier struct {
 	torn, prevTorn           int64
 	tornKnown, prevTornKnown bool
 	sealedPrev               string // prev_file of the current file's open record
-	closed                   bool   // the current file's close record was seen
+	// openNote: the last_note of the current file's open record;
+	// lastNotes: those of authentic open records, by file.
+	openNote  uint64
+	lastNotes []noteClaim
+	closed    bool // the current file's close record was seen
+	// pendingTorn: torn bytes of files walked before the chain's first
+	// line, checked against it.
+	pendingTorn []pendingTorn
 	// prevEmpty: the previous file walked held no complete line (a crash
 	// while its open record was written, FORMAT.md §5).
 	prevEmpty bool
+}
+
+// noteClaim is an open record's last_note: the checkpoints file held a
+// note for that seq when the file was opened.
+type noteClaim struct {
+	file      string
+	seq, note uint64
+}
+
+// pendingTorn is a torn line read before the chain's first line.
+type pendingTorn struct {
+	file, no int    // index in Report.Files, line number
+	n        int64  // its size
+	head     []byte // its first maxFixed bytes
+}
+
+// maxFixed is the longest fixed part a line begins with:
+// {"seq":<20 digits>,"prev":"<64 hex>",
+const maxFixed = len(seqPrefix) + 20 + len(prevPrefix) + hashHex + 2
+
+// fixedPart returns the bytes every line with this seq and prev begins
+// with, the comma before the first member after prev included (an empty
+// body is followed by ,"mac").
+func fixedPart(seq uint64, prev [sha256.Size]byte) []byte {
+	b := make([]byte, 0, maxFixed)
+	b = append(b, seqPrefix...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, prevPrefix...)
+	b = hex.AppendEncode(b, prev[:])
+	return append(b, '"', ',')
+}
+
+// tornPrefixOK reports whether torn bytes (a line's first bytes, without
+// a newline) agree with the fixed part of the line at seq with prev as far
+// as either reaches: what a crash while that line was written leaves.
+func tornPrefixOK(torn []byte, seq uint64, prev [sha256.Size]byte) bool {
+	f := fixedPart(seq, prev)
+	n := min(len(torn), len(f))
+	return bytes.Equal(torn[:n], f[:n])
 }
 
 // gapStart is where a chain that does not begin at seq 1 begins.
@@ -550,11 +597,24 @@ func (v *verifier) line(cur, peek *rawLine) (consumedPeek bool, err error) {
 		}
 		// A crash tears a line: what is left is a prefix of a sealed line.
 		// A whole sealed line followed by other bytes is an edit.
-		if end, parse := cur.lastSealed(); end >= 0 && end < n {
-			if l, err := parse(); err == nil && (v.badKey || v.macOKLine(&l)) {
-				v.problem(Modified, cur.no, l.Seq, "sealed line followed by %d foreign bytes instead of a newline", n-end)
+		if seq, end := v.sealedIn(cur); end >= 0 && end < n {
+			v.problem(Modified, cur.no, seq, "sealed line followed by %d foreign bytes instead of a newline", n-end)
+			return false, nil
+		}
+		// What a crash leaves is also a prefix of the line the writer
+		// was writing next: {"seq":<next seq>,"prev":"<chain value>",
+		// then the record. Other bytes are not a crash's (FORMAT.md §5).
+		switch {
+		case v.started && !v.lastBad:
+			if !tornPrefixOK(cur.b, v.expSeq, v.expPrev) {
+				v.problem(Modified, cur.no, 0, "%d bytes after the last newline do not begin as seq %d's line would (%s): not what a crash leaves", n, v.expSeq, fixedPart(v.expSeq, v.expPrev))
 				return false, nil
 			}
+		case !v.started:
+			// A file holding only torn bytes before the chain's first
+			// line (the files before it were pruned): judged when the
+			// line it should begin is known.
+			v.pendingTorn = append(v.pendingTorn, pendingTorn{file: len(v.rep.Files) - 1, no: cur.no, n: n, head: bytes.Clone(cur.b[:min(len(cur.b), maxFixed)])})
 		}
 		v.problem(TornTail, cur.no, 0, "incomplete last line (%d bytes), as a crash during a write leaves it", n)
 		return false, nil
@@ -596,6 +656,18 @@ func (v *verifier) line(cur, peek *rawLine) (consumedPeek bool, err error) {
 		v.started = true
 		v.expSeq, v.expPrev = l.Seq, l.Prev
 		v.rep.FirstSeq = l.Seq
+		if l.Seq == 1 && (l.Prev != [sha256.Size]byte{} || v.sealedPrev != "") {
+			// FORMAT.md §2, §4: the chain's first line names no
+			// predecessor.
+			v.problem(Modified, cur.no, l.Seq, "seq 1 names a predecessor (prev or prev_file): the first line of a chain has none")
+		}
+		for _, p := range v.pendingTorn {
+			if !tornPrefixOK(p.head, l.Seq, l.Prev) {
+				fr := &v.rep.Files[p.file]
+				fr.Problems = append(fr.Problems, Problem{Class: Modified, File: fr.Name, Line: p.no, Detail: fmt.Sprintf("%d bytes after the last newline do not begin as seq %d's line would (%s): not what a crash leaves", p.n, l.Seq, fixedPart(l.Seq, l.Prev))})
+			}
+		}
+		v.pendingTorn = nil
 		// The first epoch's digest needs all its lines: from seq 1, or
 		// from the line after a signed epoch end it links to.
 		end, ok := v.signedEnds[l.Seq-1]
@@ -606,6 +678,9 @@ func (v *verifier) line(cur, peek *rawLine) (consumedPeek bool, err error) {
 		}
 	}
 	ok := v.macOK(&l)
+	if ok && cur.no == 1 && l.Kind == RecOpen && v.openNote > 0 {
+		v.lastNotes = append(v.lastNotes, noteClaim{file: v.fr.Name, seq: l.Seq, note: v.openNote})
+	}
 	if !ok && v.keyed && !v.badKey && v.nextEpochMAC(&l) {
 		v.problem(BadCheckpoint, cur.no, l.Seq, "line is sealed with the key of epoch %d: the line that ended epoch %d is missing", v.epoch+1, v.epoch)
 		v.setEpoch(v.epoch + 1)
@@ -778,6 +853,8 @@ func (v *verifier) gap() {
 // notes checks the signed checkpoints against each other and the chain.
 func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 	v.rep.NotesSigned = key != nil
+	have := make(map[uint64]bool, len(entries)) // seqs of the notes that open
+	defer v.claimedNotes(have)
 	if len(entries) == 0 {
 		return
 	}
@@ -809,6 +886,7 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 			prevHash = &h
 			continue
 		}
+		have[c.Seq] = true
 		if e.Seq != c.Seq || e.Epoch != c.Epoch {
 			v.chainProblem(BadCheckpoint, c.File, c.Seq, "checkpoints file line %d lists seq %d epoch %d, but its note says seq %d epoch %d", e.Line, e.Seq, e.Epoch, c.Seq, c.Epoch)
 		}
@@ -852,6 +930,17 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 	for _, seq := range v.endSeqs {
 		if firstNoted != 0 && seq > firstNoted && seq < v.rep.AnchoredSeq && !noted[seq] {
 			v.chainProblem(BadCheckpoint, v.ends[seq].File, seq, "the epoch ending at seq %d has no note in the checkpoints file (dropped)", seq)
+		}
+	}
+}
+
+// claimedNotes checks that the notes authentic open records name
+// (last_note) are in the checkpoints file: a writer names only a note it
+// has synced there, so one missing was removed (the whole file, say).
+func (v *verifier) claimedNotes(have map[uint64]bool) {
+	for _, c := range v.lastNotes {
+		if !have[c.note] {
+			v.chainProblem(BadCheckpoint, c.file, c.seq, "the open record of %s says the checkpoints file held a note for seq %d when the file was opened; it holds no such note: notes were removed", c.file, c.note)
 		}
 	}
 }
@@ -944,6 +1033,7 @@ func (v *verifier) openRecord(l *Line, no int) error {
 		return nil
 	}
 	v.sealedPrev = oi.PrevFile
+	v.openNote = oi.LastNote
 	// The epoch is read before the MAC can be checked (it picks the key):
 	// only a plausible one may drive the key derivation, which costs one
 	// HMAC per epoch.
@@ -1022,20 +1112,94 @@ func (r *rawLine) parse() (Line, error) {
 	return parseStreamed(r.b, r.st.tail.bytes(), r.st.size, r.ref)
 }
 
-// lastSealed reports, for a line that does not end in a newline, where its
-// last `"}` ends (or -1), and parses the line up to there.
-func (r *rawLine) lastSealed() (int64, func() (Line, error)) {
+// sealedIn looks in torn bytes (a line without its newline) for a sealed
+// line followed by other bytes: the first candidate end, a
+// `,"mac":"<64 hex>"}`, before which the bytes are a sealed line whose MAC
+// checks with the key of the current epoch. It returns that line's seq and
+// end, or end -1. Every candidate is tried, in order, with one running
+// HMAC cloned at each: linear in the line's length, also for a long line,
+// which is read again from the file.
+func (v *verifier) sealedIn(r *rawLine) (seq uint64, end int64) {
+	seq, afterPrev, err := parseHead(r.b)
+	if err != nil {
+		return 0, -1
+	}
+	sc := sealedScan{end: -1, afterPrev: int64(afterPrev), comma: len(r.b) > afterPrev && r.b[afterPrev] == ','}
+	switch {
+	case v.badKey:
+		// Sealed with another key: its MACs say nothing; a line framed
+		// as sealed counts.
+	case v.blind && v.base.From != 0 && seq >= v.base.From:
+		sc.h = hmac.New(sha256.New, v.base.Key)
+	case v.blind:
+		// No key for the epoch: a line framed as sealed counts.
+	case v.keyed:
+		sc.h = hmac.New(sha256.New, v.ekey.Key)
+	default:
+		sc.h = sha256.New()
+	}
 	if !r.long {
-		end := bytes.LastIndex(r.b, []byte(`"}`))
-		if end < 0 {
-			return -1, nil
+		sc.Write(r.b)
+	} else {
+		v.reread(&sc, &r.ref, r.st.size)
+	}
+	return seq, sc.end
+}
+
+// sealedScan is sealedIn's scan, written the line's bytes in order.
+type sealedScan struct {
+	h         hash.Hash // over the bytes before pend; nil: no MAC to check
+	off       int64     // bytes written to h
+	pend      []byte    // bytes not yet written to h: a candidate may start there
+	afterPrev int64     // where the member after prev starts
+	comma     bool      // and it starts with ','
+	end       int64     // the first sealed line's end, or -1
+	sum       [sha256.Size]byte
+}
+
+func (s *sealedScan) Write(p []byte) (int, error) {
+	if s.end >= 0 {
+		return len(p), nil
+	}
+	s.pend = append(s.pend, p...)
+	buf, hashed := s.pend, 0
+	for i := 0; ; {
+		j := bytes.Index(buf[i:], []byte(macPrefix))
+		if j < 0 || len(buf)-(i+j) < lineTail {
+			break
 		}
-		return int64(end) + 2, func() (Line, error) { return ParseLine(r.b[:end+2]) }
+		q := i + j
+		i = q + 1
+		c := buf[q : q+lineTail]
+		sealed := s.off + int64(q-hashed)
+		var mac [sha256.Size]byte
+		if c[lineTail-2] != '"' || c[lineTail-1] != '}' || decodeHash(&mac, c[len(macPrefix):len(macPrefix)+hashHex]) != nil ||
+			sealed < s.afterPrev || (sealed > s.afterPrev && !s.comma) {
+			continue
+		}
+		if s.h == nil {
+			s.end = sealed + int64(lineTail)
+			return len(p), nil
+		}
+		s.h.Write(buf[hashed:q])
+		s.off, hashed = sealed, q
+		h, err := s.h.(hash.Cloner).Clone()
+		if err != nil {
+			panic(err) // every hash in the standard library clones
+		}
+		if h.Sum(s.sum[:0]); s.sum == mac {
+			s.end = sealed + int64(lineTail)
+			return len(p), nil
+		}
 	}
-	if r.st.qEnd < 0 {
-		return -1, nil
+	// Keep what a candidate not yet complete may start with.
+	keep := max(hashed, len(buf)-(lineTail-1))
+	if s.h != nil {
+		s.h.Write(buf[hashed:keep])
 	}
-	return r.st.qEnd, func() (Line, error) { return parseStreamed(r.b, r.st.qTail.bytes(), r.st.qEnd, r.ref) }
+	s.off += int64(keep - hashed)
+	s.pend = s.pend[:copy(s.pend, buf[keep:])]
+	return len(p), nil
 }
 
 // lineReader reads lines into a ring of three buffers, so that the current

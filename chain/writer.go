@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -149,6 +150,9 @@ type Writer struct {
 	lines     int // lines of the current epoch, as committed
 	lastEnd   time.Time
 	prevNote  [sha256.Size]byte
+	// lastNote: the seq of the last note synced to the checkpoints file,
+	// which each open record names (last_note).
+	lastNote  atomic.Uint64
 	wake      chan struct{}
 	stop      chan struct{}
 	done      chan struct{}
@@ -266,6 +270,8 @@ func Open(opts Options) (*Writer, error) {
 	every := max(co.Every, 0)
 	s := newSealer(ks, every, now, rs.head)
 	s.onCommit = w.committed
+	w.lastNote.Store(rs.lastNote)
+	s.lastNote = &w.lastNote
 	w.lastEnd = now()
 	ro.Framer = s
 	ro.BeforeRemove = w.beforeRemove
@@ -580,6 +586,9 @@ func (w *Writer) settle() error {
 			return retry(fmt.Errorf("chain: checkpoints file: %w", err))
 		}
 		w.prevNote = prev
+		if len(ends) > 0 {
+			w.lastNote.Store(ends[len(ends)-1].Seq) // synced: the next open record may name it
+		}
 	}
 	if w.keyFile != "" && ks.Key != nil {
 		if err := WriteKeyState(w.keyFile, ks); err != nil {
@@ -747,6 +756,7 @@ func BaseName(path string) string {
 
 // resumed is where a chain stands.
 type resumed struct {
+	lastNote uint64 // seq of the last note in the checkpoints file, 0: none
 	head     state
 	prevNote [sha256.Size]byte // hash of the last note in the checkpoints file
 	unsigned []Checkpoint      // epoch ends after the last note (a crash before settling)
@@ -776,6 +786,7 @@ func resume(dir, prefix, ext string, ks KeyState, ckptPath string) (resumed, err
 				lastNoteSeq = c.Seq // the note's own word, not the listing's
 				lastNote = &c
 			}
+			rs.lastNote = lastNoteSeq
 			break
 		}
 	}

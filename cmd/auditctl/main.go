@@ -9,7 +9,9 @@
 //	auditctl fingerprint --key-file FILE [VALUE]
 //
 // verify exits 0 when the files are intact (warnings only: TORN_TAIL after a
-// crash, UNANCHORED records after the last checkpoint, GAP for files removed
+// crash, an incomplete last line that begins as the next line would, other
+// bytes without a newline being MODIFIED; UNANCHORED records after the last
+// checkpoint, GAP for files removed
 // by retention as a pruned record attests), 1 when anything is invalid (an
 // audit file that cannot be read, such as a corrupt .gz, is MODIFIED) and 2
 // for usage and I/O errors.
@@ -44,7 +46,10 @@ var usage = `usage:
                                                    the checkpoint signer FILE.signer (0600) and its
                                                    verifier key FILE.pub
   auditctl verify [--key-file K0] [--checkpoint-key FILE.pub] [--trusted-checkpoint NOTE] [--json] DIR
-                                                   verify the audit files in DIR
+                                                   verify the audit files in DIR: exit 0 intact
+                                                   (warnings allowed: TORN_TAIL, an incomplete last
+                                                   line as a crash leaves it, beginning as the next
+                                                   line would; UNANCHORED; GAP), 1 invalid, 2 error
 ` + queryUsage + tailUsage + fingerprintUsage
 
 func run(args []string, stdout, stderr io.Writer) int {
