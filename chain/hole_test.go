@@ -141,3 +141,50 @@ func TestResumeCutsTrailingZeros(t *testing.T) {
 		t.Errorf("reported %v", reported)
 	}
 }
+
+// Under SyncAlways nothing after the zeros was acknowledged (a batch is,
+// once its fdatasync is done): what a power loss left there belongs to a
+// batch that was not. The open record names the policy, and the resuming
+// writer cuts the file at the zeros, without a report.
+func TestResumeCutsUnacknowledgedBatchUnderAlways(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, KeySize)
+	src := t.TempDir()
+	w := openWriter(t, src, key, rotate.Options{Sync: rotate.SyncAlways})
+	for i := range 200 {
+		if err := w.Append(fmt.Appendf(nil, `"msg":"acknowledged","i":%d`, i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := w.w.Path()
+	disk, _ := os.ReadFile(path)
+	w.Close()
+	if !bytes.Contains(disk, []byte(`"sync":"always"`)) {
+		t.Fatalf("the open record does not name the policy: %.300s", disk)
+	}
+	content := bytes.IndexByte(disk, 0)
+	if content < 3*4096 {
+		t.Fatalf("content %d bytes", content)
+	}
+	clear(disk[4096:8192]) // as if the last batch had begun there
+	dir := t.TempDir()
+	name := filepath.Base(path)
+	if err := os.WriteFile(filepath.Join(dir, name), disk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var reported []error
+	w2, err := Open(Options{Key: key, Rotate: rotate.Options{Dir: dir, Sync: rotate.SyncAlways, Now: fakeClock()},
+		Checkpoints: CheckpointOptions{OnError: func(err error) { reported = append(reported, err) }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := w2.Hole(); h != nil {
+		t.Errorf("Hole() = %+v under always", h)
+	}
+	w2.Close()
+	if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Size() != 4096 {
+		t.Errorf("not cut at the zeros (offset 4096): %v %v", fi.Size(), err)
+	}
+	if len(reported) != 0 {
+		t.Errorf("reported %v", reported)
+	}
+}

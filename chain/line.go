@@ -171,6 +171,7 @@ type OpenInfo struct {
 	PrevFile string `json:"prev_file"`
 	PrevTorn int64  `json:"prev_torn"`
 	LastNote uint64 `json:"last_note"` // the seq of the last note in the checkpoints file when the file was opened
+	Sync     string `json:"sync"`      // the writer's durability policy (rotate.Policy), if named
 	Host     string `json:"host"`
 	PID      int    `json:"pid"`
 }

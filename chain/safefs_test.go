@@ -121,7 +121,7 @@ func TestTrimUnwrittenDoesNotFollowSymlink(t *testing.T) {
 	if err := os.Symlink(victim, link); err != nil {
 		t.Fatal(err)
 	}
-	_, err := trimUnwritten(link, 3)
+	_, err := trimUnwritten(link, 3, false)
 	assertErrorSays(t, "trimUnwritten", err, link, "symbolic link")
 	assertVictim(t, victim)
 }

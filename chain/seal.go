@@ -83,6 +83,9 @@ type sealer struct {
 	host       string
 	pid        int
 	scratch    []byte
+	// sync is the durability policy the open records name (rotate.Policy's
+	// String); "" names none.
+	sync string
 
 	// lastNote, if set, holds the seq of the last note synced to the
 	// checkpoints file: the open record names it.
@@ -296,6 +299,10 @@ func (s *sealer) Open(b []byte, name, _ string) []byte {
 			body = append(body, `,"last_note":`...)
 			body = strconv.AppendUint(body, n, 10)
 		}
+	}
+	if s.sync != "" {
+		body = append(body, `,"sync":`...)
+		body = jsonenc.String(body, s.sync)
 	}
 	body = append(body, `,"host":`...)
 	body = jsonenc.String(body, s.host)

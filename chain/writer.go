@@ -269,6 +269,7 @@ func Open(opts Options) (*Writer, error) {
 	}
 	every := max(co.Every, 0)
 	s := newSealer(ks, every, now, rs.head)
+	s.sync = ro.Sync.String()
 	s.onCommit = w.committed
 	w.lastNote.Store(rs.lastNote)
 	s.lastNote = &w.lastNote
@@ -815,7 +816,7 @@ func resume(dir, prefix, ext string, ks KeyState, ckptPath string) (resumed, err
 			}
 			if st.file == "" {
 				st.file, st.prevTorn = BaseName(path), sc.torn
-				if rs.hole, err = trimUnwritten(path, sc.size); err != nil {
+				if rs.hole, err = trimUnwritten(path, sc.size, writtenAlways(sc.first)); err != nil {
 					return rs, fmt.Errorf("chain: resume: %w", err)
 				}
 			}
@@ -1004,11 +1005,14 @@ func (h *Hole) String() string {
 
 // trimUnwritten cuts the zero bytes that a crash left after the content of
 // a preallocated file (rotate.Options.Preallocate), unless other bytes
-// follow them: then it leaves the file as it is and returns the Hole. It
-// opens the file for writing only when there are zeros to cut, and not
-// through a symbolic link (the file was listed as a regular file, but may
-// have been swapped since).
-func trimUnwritten(path string, content int64) (*Hole, error) {
+// follow them and always is false: then it leaves the file as it is and
+// returns the Hole. Under rotate.SyncAlways (always) nothing after the
+// zeros was acknowledged: a batch is acknowledged once its fdatasync is
+// done, so what a power loss left there are pages of a batch that was not.
+// It opens the file only when there are zeros, and not through a symbolic
+// link (the file was listed as a regular file, but may have been swapped
+// since).
+func trimUnwritten(path string, content int64, always bool) (*Hole, error) {
 	if strings.HasSuffix(path, ".gz") {
 		return nil, nil
 	}
@@ -1027,9 +1031,11 @@ func trimUnwritten(path string, content int64) (*Hole, error) {
 	if fi, err = f.Stat(); err != nil || fi.Size() <= content {
 		return nil, err
 	}
-	data, err := firstNonZero(f, content)
-	if err != nil {
-		return nil, err
+	data := int64(-1)
+	if !always {
+		if data, err = firstNonZero(f, content); err != nil {
+			return nil, err
+		}
 	}
 	if data >= 0 {
 		hole := &Hole{File: BaseName(path), Offset: content, Data: data, Size: fi.Size()}
@@ -1040,6 +1046,14 @@ func trimUnwritten(path string, content int64) (*Hole, error) {
 		return nil, err
 	}
 	return nil, f.Close()
+}
+
+// writtenAlways reports whether first, the first line of a file, is an open
+// record that names the SyncAlways policy.
+func writtenAlways(first []byte) bool {
+	l, err := ParseLine(first)
+	var oi OpenInfo
+	return err == nil && l.Kind == RecOpen && l.Decode(&oi) == nil && oi.Sync == rotate.SyncAlways.String()
 }
 
 // firstNonZero returns the offset of the first byte from off on that is not

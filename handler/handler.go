@@ -324,7 +324,39 @@ func New(opts Options) (*Handler, error) {
 	if space != nil {
 		space.start(h)
 	}
+	if hole := w.Hole(); hole != nil {
+		h.reportHole(hole)
+	}
 	return h, nil
+}
+
+// reportHole puts on record, as an audit_outage record (which the default
+// alert rules alert on), what the chain found when it resumed: a power
+// loss left acknowledged records as zeros in the newest file, and those
+// after them out of the chain (see chain.Hole).
+func (h *Handler) reportHole(hole *chain.Hole) {
+	attrs := []slog.Attr{
+		Audit,
+		slog.String(EventKey, AuditOutage),
+		slog.String(ActionKey, ActionWrite),
+		slog.String(ResourceTypeKey, "audit_log"),
+		slog.String(ResourceKey, filepath.Base(h.c.dir)),
+		slog.String(StatusKey, string(StatusFailed)),
+		slog.String(ReasonKey, "power_loss"),
+		slog.String("file", hole.File),
+		slog.Int64("offset", hole.Offset),
+		slog.Uint64("chain_seq", hole.ChainSeq),
+		slog.Int64("stranded_bytes", hole.Size-hole.Data),
+	}
+	if hole.FirstSeq > hole.ChainSeq {
+		attrs = append(attrs,
+			slog.Uint64("lost", hole.FirstSeq-hole.ChainSeq-1),
+			slog.Uint64("stranded_from", hole.FirstSeq),
+			slog.Uint64("stranded_to", hole.LastSeq))
+	}
+	r := slog.NewRecord(time.Now(), slog.LevelError, "audit log: power loss: "+hole.String(), 0)
+	r.AddAttrs(attrs...)
+	h.c.root.Handle(context.Background(), r) // a failure goes to OnError
 }
 
 // Enabled reports whether a record at level might be handled: always for an
