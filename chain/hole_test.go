@@ -22,31 +22,8 @@ import (
 // the file at the first zero byte, silently, and verify said INTACT.)
 func TestResumeKeepsRecordsAfterAHole(t *testing.T) {
 	key := bytes.Repeat([]byte{7}, KeySize)
-	src := t.TempDir()
-	w := openWriter(t, src, key, rotate.Options{Sync: rotate.SyncNone})
-	for i := range 200 {
-		if err := w.Append(fmt.Appendf(nil, `"msg":"acknowledged","i":%d`, i), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := w.w.Path()
-	disk, err := os.ReadFile(path) // the file as a power loss may leave it
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	content := bytes.IndexByte(disk, 0)
-	if content < 3*4096 {
-		t.Fatalf("content %d bytes: too short for a hole of a page", content)
-	}
-	clear(disk[4096:8192]) // this page never reached the disk
+	dir, name, disk, content := powerLoss(t, key, rotate.SyncNone)
 	strandedLines := bytes.Count(disk[8192:content], []byte("\n"))
-
-	dir := t.TempDir()
-	name := filepath.Base(path)
-	if err := os.WriteFile(filepath.Join(dir, name), disk, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	var reported []error
 	w2, err := Open(Options{Key: key, Rotate: rotate.Options{Dir: dir, Sync: rotate.SyncNone, Now: fakeClock()},
@@ -75,14 +52,14 @@ func TestResumeKeepsRecordsAfterAHole(t *testing.T) {
 	if err := errors.Join(err1, err2); err != nil {
 		t.Fatal(err)
 	}
-	want := Hole{File: name, Offset: 4096, Data: 8192, Size: int64(len(disk)), ChainSeq: lastBefore.Seq, FirstSeq: firstAfter.Seq, LastSeq: lastAfter.Seq}
+	want := Hole{File: name, Offset: 4096, Data: 8192, End: int64(content), Size: int64(len(disk)), ChainSeq: lastBefore.Seq, FirstSeq: firstAfter.Seq, LastSeq: lastAfter.Seq}
 	if hole == nil || *hole != want {
 		t.Fatalf("Hole() = %+v, want %+v (%d stranded lines)", hole, want, strandedLines)
 	}
 	mu.Lock()
 	msg := fmt.Sprint(reported)
 	mu.Unlock()
-	for _, s := range []string{"power loss", name, fmt.Sprintf("seq %d-%d stranded", firstAfter.Seq, lastAfter.Seq), fmt.Sprintf("goes on from seq %d", lastBefore.Seq)} {
+	for _, s := range []string{"power loss", name, fmt.Sprintf("then %d bytes", content-8192), fmt.Sprintf("seq %d-%d stranded", firstAfter.Seq, lastAfter.Seq), fmt.Sprintf("goes on from seq %d", lastBefore.Seq)} {
 		if !strings.Contains(msg, s) {
 			t.Errorf("OnError heard %q, which does not say %q", msg, s)
 		}
@@ -148,28 +125,9 @@ func TestResumeCutsTrailingZeros(t *testing.T) {
 // writer cuts the file at the zeros, without a report.
 func TestResumeCutsUnacknowledgedBatchUnderAlways(t *testing.T) {
 	key := bytes.Repeat([]byte{7}, KeySize)
-	src := t.TempDir()
-	w := openWriter(t, src, key, rotate.Options{Sync: rotate.SyncAlways})
-	for i := range 200 {
-		if err := w.Append(fmt.Appendf(nil, `"msg":"acknowledged","i":%d`, i), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := w.w.Path()
-	disk, _ := os.ReadFile(path)
-	w.Close()
+	dir, name, disk, _ := powerLoss(t, key, rotate.SyncAlways) // as if the last batch had begun at the zeros
 	if !bytes.Contains(disk, []byte(`"sync":"always"`)) {
 		t.Fatalf("the open record does not name the policy: %.300s", disk)
-	}
-	content := bytes.IndexByte(disk, 0)
-	if content < 3*4096 {
-		t.Fatalf("content %d bytes", content)
-	}
-	clear(disk[4096:8192]) // as if the last batch had begun there
-	dir := t.TempDir()
-	name := filepath.Base(path)
-	if err := os.WriteFile(filepath.Join(dir, name), disk, 0o600); err != nil {
-		t.Fatal(err)
 	}
 	var reported []error
 	w2, err := Open(Options{Key: key, Rotate: rotate.Options{Dir: dir, Sync: rotate.SyncAlways, Now: fakeClock()},
@@ -187,4 +145,34 @@ func TestResumeCutsUnacknowledgedBatchUnderAlways(t *testing.T) {
 	if len(reported) != 0 {
 		t.Errorf("reported %v", reported)
 	}
+}
+
+// powerLoss writes 200 records under policy p into a preallocated file,
+// then puts in a new directory, dir, what a power loss may leave of it:
+// the file, name, as the writer left it but with its second page zeros
+// (never written to the disk). It returns the bytes put there, disk, and
+// where its content ended before, content.
+func powerLoss(t *testing.T, key []byte, p rotate.Policy) (dir, name string, disk []byte, content int) {
+	t.Helper()
+	w := openWriter(t, t.TempDir(), key, rotate.Options{Sync: p})
+	for i := range 200 {
+		if err := w.Append(fmt.Appendf(nil, `"msg":"acknowledged","i":%d`, i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := w.w.Path()
+	disk, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if content = bytes.IndexByte(disk, 0); content < 3*4096 {
+		t.Fatalf("content %d bytes: too short for a hole of a page", content)
+	}
+	clear(disk[4096:8192])
+	dir, name = t.TempDir(), filepath.Base(path)
+	if err := os.WriteFile(filepath.Join(dir, name), disk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, name, disk, content
 }

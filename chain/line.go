@@ -234,7 +234,7 @@ func decodeStrict(buf []byte, v any) error {
 
 var (
 	lineMembers   = []string{"seq", "prev", "rec", "mac"}
-	openMembers   = slices.Concat(lineMembers, []string{"time", "v", "epoch", "alg", "key_id", "file", "prev_file", "prev_torn", "last_note", "host", "pid"})
+	openMembers   = slices.Concat(lineMembers, []string{"time", "v", "epoch", "alg", "key_id", "file", "prev_file", "prev_torn", "last_note", "sync", "host", "pid"})
 	endMembers    = slices.Concat(lineMembers, []string{"time", "epoch", "file", "reason"})
 	prunedMembers = slices.Concat(lineMembers, []string{"time", "file", "through_seq", "through_chain"})
 )

@@ -151,3 +151,51 @@ func TestRetentionRefusesFileCutToNothing(t *testing.T) {
 		t.Errorf("cut file: intact after retention:\n%s", reportText(rep))
 	}
 }
+
+// The first session crashed while writing the chain's very first open
+// record: the first file holds only torn bytes, and seq 1's open record
+// names it as prev_file (FORMAT.md §5). That verifies, and retention prunes
+// it like any other file (it stalled there for good, and Verify called
+// the chain MODIFIED: "seq 1 names a predecessor"). Deleted without a
+// pruned record, it is a finding.
+func TestChainAfterTornFirstFile(t *testing.T) {
+	first := fmt.Sprintf(`{"seq":1,"prev":"%s","rec":"open"`, strings.Repeat("0", 64))
+	tornFirst := func(t *testing.T) (dir, torn string) {
+		dir = t.TempDir()
+		torn = filepath.Join(dir, "audit-20261127T000000.000000000Z.jsonl")
+		if err := os.WriteFile(torn, []byte(first[:30]), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return dir, torn
+	}
+	clock := fakeClock()
+
+	dir, torn := tornFirst(t)
+	writeLog(t, dir, testKey, 5, rotate.Options{Now: clock})
+	rep := verify(t, dir, testKey)
+	assertIntact(t, rep)
+	if rep.FirstSeq != 1 {
+		t.Errorf("first seq %d", rep.FirstSeq)
+	}
+	if err := os.Remove(torn); err != nil {
+		t.Fatal(err)
+	}
+	assertFinds(t, verify(t, dir, testKey), Modified, filepath.Base(files(t, dir)[0]), 0)
+
+	dir, _ = tornFirst(t)
+	var errs []error
+	ro := rotate.Options{Now: clock, MaxBackups: 1, OnError: func(err error) { errs = append(errs, err) }}
+	for range 4 {
+		writeLog(t, dir, testKey, 5, ro)
+	}
+	if len(errs) != 0 {
+		t.Errorf("retention: %v", errs)
+	}
+	if got := baseNames(files(t, dir)); len(got) != 2 {
+		t.Errorf("files %v: want 2 (MaxBackups 1)", got)
+	}
+	rep = verify(t, dir, testKey)
+	if !rep.Intact {
+		t.Errorf("after retention: %+v", rep.Problems())
+	}
+}

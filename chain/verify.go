@@ -277,6 +277,7 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 		v.firstLine = nil // the start of the chain was not read
 	}
 	v.gap()
+	v.firstPredecessor()
 	v.notes(notes, opts.CheckpointKey)
 	v.trusted(trusted)
 	v.unanchored()
@@ -347,6 +348,10 @@ type verifier struct {
 	// prevEmpty: the previous file walked held no complete line (a crash
 	// while its open record was written, FORMAT.md §5).
 	prevEmpty bool
+	// firstPrevFile: the prev_file of seq 1's open record, in firstFile,
+	// when it is not a file walked just before that holds no complete
+	// line: a pruned record must account for it.
+	firstPrevFile, firstFile string
 }
 
 // noteClaim is an open record's last_note: the checkpoints file held a
@@ -471,6 +476,20 @@ func (v *verifier) problem(c Class, line int, seq uint64, format string, args ..
 	v.fr.Problems = append(v.fr.Problems, Problem{Class: c, File: v.fr.Name, Line: line, Seq: seq, Detail: fmt.Sprintf(format, args...)})
 }
 
+// firstPredecessor checks that a file seq 1's open record names, not
+// there, was pruned: a file that held no complete line.
+func (v *verifier) firstPredecessor() {
+	if v.firstPrevFile == "" {
+		return
+	}
+	for _, p := range v.pruned {
+		if p.File == v.firstPrevFile && p.ThroughSeq == 0 {
+			return
+		}
+	}
+	v.chainProblem(Modified, v.firstFile, 1, "seq 1's open record names %q as the file before it, which is neither a file holding no complete line nor accounted for by a pruned record: the first line of a chain has no predecessor", v.firstPrevFile)
+}
+
 func (v *verifier) chainProblem(c Class, file string, seq uint64, format string, args ...any) {
 	v.rep.Chain = append(v.rep.Chain, Problem{Class: c, File: file, Seq: seq, Detail: fmt.Sprintf(format, args...)})
 }
@@ -560,7 +579,7 @@ func (v *verifier) file(path string, last bool) error {
 		v.tornKnown = true
 	}
 	if lr.nulThenData >= 0 {
-		v.problem(Modified, 0, 0, "NUL bytes at offset %d are followed by other bytes: part of the file was overwritten with zeros", lr.nulThenData)
+		v.problem(Modified, 0, 0, "NUL bytes at offset %d are followed by other bytes: part of the file was overwritten with zeros, or a power loss under sync none or interval kept later pages and not earlier ones (FORMAT.md §5; the restarted writer's audit_outage record, reason power_loss, says so)", lr.nulThenData)
 	}
 	v.fr.Closed = v.closed
 	if v.fr.Lines == 0 && len(v.fr.Problems) == 0 {
@@ -656,10 +675,16 @@ func (v *verifier) line(cur, peek *rawLine) (consumedPeek bool, err error) {
 		v.started = true
 		v.expSeq, v.expPrev = l.Seq, l.Prev
 		v.rep.FirstSeq = l.Seq
-		if l.Seq == 1 && (l.Prev != [sha256.Size]byte{} || v.sealedPrev != "") {
-			// FORMAT.md §2, §4: the chain's first line names no
-			// predecessor.
-			v.problem(Modified, cur.no, l.Seq, "seq 1 names a predecessor (prev or prev_file): the first line of a chain has none")
+		if l.Seq == 1 && l.Prev != [sha256.Size]byte{} {
+			// FORMAT.md §2: the chain's first line has no predecessor.
+			v.problem(Modified, cur.no, l.Seq, "seq 1 names a predecessor (prev): the first line of a chain has none")
+		}
+		if l.Seq == 1 && v.sealedPrev != "" && !(v.prevEmpty && v.sealedPrev == v.prevFile) {
+			// Only a file that holds no complete line (a crash while the
+			// chain's first open record was written, FORMAT.md §5) may
+			// come before seq 1: the one here, or one a pruned record
+			// names (checked at the end).
+			v.firstPrevFile, v.firstFile = v.sealedPrev, v.fr.Name
 		}
 		for _, p := range v.pendingTorn {
 			if !tornPrefixOK(p.head, l.Seq, l.Prev) {

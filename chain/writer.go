@@ -731,6 +731,10 @@ func (w *Writer) throughBeforeTornOnly(path string) (PrunedInfo, error) {
 		}
 	}
 	switch {
+	case next != nil && next.Seq == 1 && next.Prev == [sha256.Size]byte{}:
+		// The chain begins after path (a crash while its first open
+		// record was written): nothing came before it.
+		return PrunedInfo{ThroughChain: hex.EncodeToString(next.Prev[:])}, nil
 	case through.File == "" || through.File >= name:
 		return through, fmt.Errorf("chain: %s holds no complete line and no pruned record names a file before it; not pruning it", path)
 	case next == nil:
@@ -984,8 +988,10 @@ func linesVerify(c Checkpoint, ks KeyState) bool {
 type Hole struct {
 	File string // the file's name
 	// Offset is where the zeros begin (the chain's content of the file
-	// ends there), Data where the bytes after them begin, Size the file's.
-	Offset, Data, Size int64
+	// ends there), Data where the bytes after them begin, End where those
+	// end (zeros preallocated and never written may follow), Size the
+	// file's.
+	Offset, Data, End, Size int64
 	// ChainSeq is the last seq of the chain before the zeros: records from
 	// ChainSeq+1 on are lost or stranded.
 	ChainSeq uint64
@@ -996,7 +1002,7 @@ type Hole struct {
 }
 
 func (h *Hole) String() string {
-	s := fmt.Sprintf("%s: zeros from offset %d to %d, then %d bytes the chain cannot hold; it goes on from seq %d", h.File, h.Offset, h.Data, h.Size-h.Data, h.ChainSeq)
+	s := fmt.Sprintf("%s: zeros from offset %d to %d, then %d bytes the chain cannot hold; it goes on from seq %d", h.File, h.Offset, h.Data, h.End-h.Data, h.ChainSeq)
 	if h.FirstSeq != 0 {
 		s += fmt.Sprintf(" (records of seq %d-%d lost in the zeros, seq %d-%d stranded after them)", h.ChainSeq+1, h.FirstSeq-1, h.FirstSeq, h.LastSeq)
 	}
@@ -1039,7 +1045,7 @@ func trimUnwritten(path string, content int64, always bool) (*Hole, error) {
 	}
 	if data >= 0 {
 		hole := &Hole{File: BaseName(path), Offset: content, Data: data, Size: fi.Size()}
-		hole.FirstSeq, hole.LastSeq, err = seqsAfter(f, data)
+		hole.FirstSeq, hole.LastSeq, hole.End, err = seqsAfter(f, data)
 		return hole, err
 	}
 	if err := f.Truncate(content); err != nil {
@@ -1079,10 +1085,10 @@ func firstNonZero(f *os.File, off int64) (int64, error) {
 
 // seqsAfter returns the seqs of the first and last sealed lines in f from
 // off on (a line that begins at off may be torn: it is passed over unless
-// it parses).
-func seqsAfter(f *os.File, off int64) (first, last uint64, err error) {
+// it parses), and the offset after the last byte that is not zero.
+func seqsAfter(f *os.File, off int64) (first, last uint64, end int64, err error) {
 	rd := bufio.NewReader(io.NewSectionReader(f, off, 1<<62))
-	for {
+	for pos := off; ; {
 		line, rerr := rd.ReadBytes('\n')
 		if len(line) > 0 && line[len(line)-1] == '\n' {
 			if l, err := ParseLine(line[:len(line)-1]); err == nil {
@@ -1092,11 +1098,18 @@ func seqsAfter(f *os.File, off int64) (first, last uint64, err error) {
 				last = l.Seq
 			}
 		}
+		for i := len(line) - 1; i >= 0; i-- {
+			if line[i] != 0 {
+				end = pos + int64(i) + 1
+				break
+			}
+		}
+		pos += int64(len(line))
 		if rerr == io.EOF {
-			return first, last, nil
+			return first, last, end, nil
 		}
 		if rerr != nil {
-			return first, last, rerr
+			return first, last, end, rerr
 		}
 	}
 }

@@ -346,7 +346,7 @@ func (h *Handler) reportHole(hole *chain.Hole) {
 		slog.String("file", hole.File),
 		slog.Int64("offset", hole.Offset),
 		slog.Uint64("chain_seq", hole.ChainSeq),
-		slog.Int64("stranded_bytes", hole.Size-hole.Data),
+		slog.Int64("stranded_bytes", hole.End-hole.Data),
 	}
 	if hole.FirstSeq > hole.ChainSeq {
 		attrs = append(attrs,
