@@ -36,10 +36,12 @@ var ErrUnsafeParent = errors.New("unsafe parent directory")
 // directory in dir's place. So CheckDir also checks every directory that
 // a path lookup of dir reads a name in, from the root (or the working
 // directory) down and through each symbolic link on the way: each must be
-// owned by root or the process's user, and one that its group (other than
-// the user's private group) or others may write must be sticky, as /tmp
-// is: in a sticky directory only an entry's owner may rename or remove it.
-// Such an error also wraps ErrUnsafeParent.
+// owned by root or the process's user, and one that others (not only its
+// group) may write must be sticky, as /tmp is: in a sticky directory only
+// an entry's owner may rename or remove it. Group write is the owner's
+// choice of whom to trust, and common (root:syslog 0775 /var/log, the
+// fsGroup of a Kubernetes volume). Such an error also wraps
+// ErrUnsafeParent.
 //
 // Where files have no Unix owner and mode bits (Windows, Plan 9, wasm),
 // CheckDir only checks that dir is a directory.

@@ -251,6 +251,7 @@ func TestNewChecksParents(t *testing.T) {
 		return p
 	}
 	shared := mkdir("shared", 0o777)
+	sharedGroup(t, mkdir("group", 0o775)) // as /var/log is root:syslog 0775
 	mkdir("sticky", 0o777|os.ModeSticky)
 	mkdir("safe", 0o755)
 	mkdir("safe2/audit", 0o700)
@@ -268,6 +269,7 @@ func TestNewChecksParents(t *testing.T) {
 		unsafe string // the directory the error names; "" = accepted
 	}{
 		{"sticky/audit", ""},
+		{"group/audit", ""},
 		{"sticky/new", ""},
 		{"safe/rel-to-safe2", ""},
 		{"safe/rel-to-safe2/new", ""},
@@ -342,5 +344,36 @@ func errorSays(t *testing.T, name string, err error, wants ...string) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: error %q does not say %q", name, err, want)
 		}
+	}
+}
+
+// A working directory reached through a link in a directory others may
+// write: the path checked is the real one, which ".." climbs (Getwd may
+// answer $PWD, link and all).
+func TestNewChecksRealWorkingDirectory(t *testing.T) {
+	base := t.TempDir()
+	real := filepath.Join(base, "safe", "inner", "deep")
+	if err := os.MkdirAll(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shared := filepath.Join(base, "shared")
+	if err := os.Mkdir(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(base, "safe", "inner"), filepath.Join(shared, "lnk")); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(filepath.Join(shared, "lnk", "deep"))
+	t.Setenv("PWD", filepath.Join(shared, "lnk", "deep"))
+	w, err := New(Options{Dir: "../audit", Framer: &logFramer{t: t}})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	closeW(t, w)
+	if _, err := os.Stat(filepath.Join(base, "safe", "inner", "audit")); err != nil {
+		t.Errorf("not created where .. leads: %v", err)
 	}
 }

@@ -95,6 +95,11 @@ func checkParents(dir string) error {
 		at = string(filepath.Separator)
 	} else {
 		wd, err := os.Getwd()
+		if err == nil {
+			// Getwd may answer $PWD, links included; ".." is resolved by
+			// the kernel from the real directory.
+			wd, err = filepath.EvalSymlinks(wd)
+		}
 		if err != nil {
 			return err
 		}
@@ -168,9 +173,12 @@ func checkParent(at, dir string) error {
 		what = append(what, fmt.Sprintf("owned by uid %d, neither root nor this process's user (uid %d)", st.Uid, os.Geteuid()))
 		fix = append(fix, "keep the audit directory on a path of directories that root or this user owns")
 	}
-	if who := writers(fi, st); who != "" && fi.Mode()&fs.ModeSticky == 0 {
-		what = append(what, fmt.Sprintf("writable by %s without the sticky bit (mode %04o)", who, modeOctal(fi.Mode())))
-		fix = append(fix, fmt.Sprintf("chmod +t %s (as /tmp is) or chmod go-w %s", at, at))
+	// Group write is the owner's choice of whom to trust (root:syslog
+	// 0775 /var/log, a Kubernetes volume's fsGroup): only write by
+	// everyone else is refused.
+	if fi.Mode().Perm()&0o002 != 0 && fi.Mode()&fs.ModeSticky == 0 {
+		what = append(what, fmt.Sprintf("writable by others without the sticky bit (mode %04o)", modeOctal(fi.Mode())))
+		fix = append(fix, fmt.Sprintf("chmod +t %s (as /tmp is) or chmod o-w %s", at, at))
 	}
 	if what == nil {
 		return nil
