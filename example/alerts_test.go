@@ -22,10 +22,10 @@ type sseEvent struct {
 
 // openStream opens GET /audit/stream?params with the admin token and
 // returns its events (comments dropped) on a channel.
-func openStream(t *testing.T, p *proc, params string) <-chan sseEvent {
+// getStream opens GET /audit/stream?params as the admin (-admin-token
+// tok-admin) for as long as ctx lasts.
+func getStream(ctx context.Context, t *testing.T, p *proc, params string) *http.Response {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, "GET", p.base+"/audit/stream?"+params, nil)
 	req.Header.Set("Authorization", "Bearer tok-admin")
 	resp, err := http.DefaultClient.Do(req)
@@ -33,8 +33,17 @@ func openStream(t *testing.T, p *proc, params string) <-chan sseEvent {
 		t.Fatal(err)
 	}
 	if resp.StatusCode != 200 {
+		resp.Body.Close()
 		t.Fatalf("stream: %d", resp.StatusCode)
 	}
+	return resp
+}
+
+func openStream(t *testing.T, p *proc, params string) <-chan sseEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	resp := getStream(ctx, t, p, params)
 	ch := make(chan sseEvent, 100)
 	go func() {
 		defer resp.Body.Close()

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -21,15 +20,7 @@ func TestExampleStreamClosedByClientNotCutOff(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", p.base+"/audit/stream?backlog=1", nil)
-	req.Header.Set("Authorization", "Bearer tok-admin")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 200 {
-		t.Fatalf("stream: %d", resp.StatusCode)
-	}
+	resp := getStream(ctx, t, p, "backlog=1")
 	// "live" arrives while the handler runs: it was flushed.
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() && sc.Text() != "event: live" {
