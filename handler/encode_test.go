@@ -9,29 +9,16 @@ import (
 	"os"
 	"reflect"
 	"testing"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/slogaudit/slogaudit/chain"
+	"github.com/slogaudit/slogaudit/internal/jsonenc/spec"
 	"github.com/slogaudit/slogaudit/rotate"
 )
 
 // escapedInAudit reports whether an audit line may carry r only escaped
-// (FORMAT.md §2; jsonenc.String), from Go's Unicode tables rather than
-// jsonenc's list: a control character (Cc) or U+2028/U+2029 (as slog), or
-// a format character (Cf) that is default-ignorable (the exceptions of
-// Unicode's DerivedCoreProperties.txt: Prepended_Concatenation_Mark,
-// U+FFF9–U+FFFB, U+13430–U+13440).
-func escapedInAudit(r rune) bool {
-	switch {
-	case unicode.Is(unicode.Cc, r), r == 0x2028, r == 0x2029:
-		return true
-	case !unicode.Is(unicode.Cf, r), unicode.Is(unicode.Prepended_Concatenation_Mark, r),
-		0xfff9 <= r && r <= 0xfffb, 0x13430 <= r && r <= 0x13440:
-		return false
-	}
-	return true
-}
+// (FORMAT.md §2), from Go's Unicode tables rather than jsonenc's list.
+var escapedInAudit = spec.Escaped
 
 // EscapedInAudit is escapedInAudit for package handler_test (FuzzEncode).
 var EscapedInAudit = escapedInAudit

@@ -12,6 +12,8 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/slogaudit/slogaudit/internal/jsonenc/spec"
 )
 
 func TestTimeMatchesLayout(t *testing.T) {
@@ -119,23 +121,9 @@ func TestStringEscapeBoundaries(t *testing.T) {
 	}
 }
 
-// escapedSpec reports whether String escapes r (a character that is not
-// escaped as \n, \r, \t, \" or \\), as its documentation says, computed
-// from Go's Unicode tables instead of String's list: a control character
-// (Cc), U+2028 or U+2029 (as slog), or a format character (Cf) that is
-// default-ignorable, i.e. not one of the exceptions Unicode's
-// DerivedCoreProperties.txt makes (Prepended_Concatenation_Mark,
-// U+FFF9–U+FFFB, U+13430–U+13440).
-func escapedSpec(r rune) bool {
-	switch {
-	case unicode.Is(unicode.Cc, r), r == 0x2028, r == 0x2029:
-		return true
-	case !unicode.Is(unicode.Cf, r), unicode.Is(unicode.Prepended_Concatenation_Mark, r),
-		0xfff9 <= r && r <= 0xfffb, 0x13430 <= r && r <= 0x13440:
-		return false
-	}
-	return true
-}
+// escapedSpec reports whether String escapes r, as its documentation says
+// (spec.Escaped: from Go's Unicode tables, not String's list).
+var escapedSpec = spec.Escaped
 
 // String escapes exactly the characters its documentation lists: every
 // character is checked against Go's Unicode tables. A new Unicode version
