@@ -1404,6 +1404,19 @@ type specCase struct {
 // specMid returns the files of dir and the index of the file to tamper
 // with: from the middle on, the first one with a checkpoint record and at
 // least 6 lines.
+// specPrunedNamed reports whether a pruned record in the files ps names
+// the file name.
+func specPrunedNamed(t testing.TB, ps []string, name string) bool {
+	for _, p := range ps {
+		for line := range bytes.Lines(specRead(t, p)) {
+			if bytes.Contains(line, []byte(`"rec":"pruned"`)) && bytes.Contains(line, []byte(`"file":"`+name+`"`)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func specMid(t testing.TB, dir string) (paths []string, m int) {
 	ps := specPaths(t, dir)
 	for i := len(ps) / 2; i < len(ps)-1; i++ {
@@ -1536,6 +1549,12 @@ func specCases() []specCase {
 	}})
 	add(specCase{name: "file/delete-first", tamper: func(t testing.TB, f *specFixture, dir string) bool {
 		ps, _ := specMid(t, dir)
+		// Retention may have sealed the first file's pruned record and
+		// not removed it yet when the session closed: deleting it then is
+		// what that record attests, not an edit.
+		if specPrunedNamed(t, ps, strings.TrimSuffix(filepath.Base(ps[0]), ".gz")) {
+			return false
+		}
 		return os.Remove(ps[0]) == nil
 	}})
 	add(specCase{name: "file/keep-only-last", tamper: func(t testing.TB, f *specFixture, dir string) bool {
