@@ -2,7 +2,6 @@ package otelbridge
 
 import (
 	"context"
-	"encoding/hex"
 	"github.com/slogaudit/slogaudit/internal/faultfile"
 	"log/slog"
 	"testing"
@@ -100,35 +99,11 @@ func TestGivenUpTailNotExported(t *testing.T) {
 		t.Fatalf("files %v: the writer did not give the first up", files)
 	}
 	r.start() // the outage ends
-	if err := h.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := shutdown(t, b, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	b2 := newTestBridge(t, dir, r.endpoint()) // a restart exports what the first missed, if it can
-	if err := shutdown(t, b2, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	closeAndRestart(t, h, b, dir, r.endpoint())
 
 	trail, givenUp := trailLines(t, dir)
 	if givenUp == 0 {
 		t.Fatal("the given-up file holds no line past the newer file's first seq")
 	}
-	got := r.receivedChains()
-	inTrail := map[int64]string{}
-	for _, ln := range trail {
-		c := hex.EncodeToString(ln.MAC[:])
-		inTrail[int64(ln.Seq)] = c
-		if !got[int64(ln.Seq)][c] {
-			t.Errorf("seq %d of the trail (chain %.16s…) never reached the collector; it got %v", ln.Seq, c, got[int64(ln.Seq)])
-		}
-	}
-	for seq, chains := range got {
-		for c := range chains {
-			if inTrail[seq] != c {
-				t.Errorf("the collector holds seq %d with chain %.16s…, a record that is not in the trail (a given-up line)", seq, c)
-			}
-		}
-	}
+	checkExactly(t, r, trail, "the trail (given-up lines excluded)")
 }

@@ -83,21 +83,43 @@ func (r *receiver) receivedChains() map[int64]map[string]bool {
 // files with its own chain value, and no record that is not in the files.
 func checkExactlyTheFiles(t *testing.T, r *receiver, dir string) {
 	t.Helper()
+	checkExactly(t, r, fileLines(t, dir), "the audit files")
+}
+
+// checkExactly fails t unless the receiver got every one of lines, with its
+// own chain value, and nothing else; where names the lines in messages.
+func checkExactly(t *testing.T, r *receiver, lines []chain.Line, where string) {
+	t.Helper()
 	got := r.receivedChains()
-	inFile := map[int64]string{}
-	for _, ln := range fileLines(t, dir) {
+	want := map[int64]string{}
+	for _, ln := range lines {
 		c := hex.EncodeToString(ln.MAC[:])
-		inFile[int64(ln.Seq)] = c
+		want[int64(ln.Seq)] = c
 		if !got[int64(ln.Seq)][c] {
-			t.Errorf("seq %d as in the file (chain %.16s…) never reached the collector; it got %v", ln.Seq, c, got[int64(ln.Seq)])
+			t.Errorf("seq %d of %s (chain %.16s…) never reached the collector; it got %v", ln.Seq, where, c, got[int64(ln.Seq)])
 		}
 	}
 	for seq, chains := range got {
 		for c := range chains {
-			if inFile[seq] != c {
-				t.Errorf("the collector holds seq %d with chain %.16s…, a record that is not in the audit files", seq, c)
+			if want[seq] != c {
+				t.Errorf("the collector holds seq %d with chain %.16s…, a record that is not in %s", seq, c, where)
 			}
 		}
+	}
+}
+
+// closeAndRestart closes h, shuts b down, and runs a second bridge on dir
+// to its shutdown: a restart exports what the first missed, if it can.
+func closeAndRestart(t *testing.T, h interface{ Close() error }, b *Bridge, dir, endpoint string) {
+	t.Helper()
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := shutdown(t, b, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := shutdown(t, newTestBridge(t, dir, endpoint), 10*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
 

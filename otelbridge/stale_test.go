@@ -94,15 +94,6 @@ func TestStaleBufferedLineNotExported(t *testing.T) {
 	l.Info("real record 7")
 	r.setStatus(0) // the outage ends
 	eventually(t, 10*time.Second, "records 1-7 exported", func() bool { return b.Stats().Cursor >= 7 })
-	if err := h.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := shutdown(t, b, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	b2 := newTestBridge(t, dir, r.endpoint()) // a restart exports what the first missed, if it can
-	if err := shutdown(t, b2, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	closeAndRestart(t, h, b, dir, r.endpoint())
 	checkExactlyTheFiles(t, r, dir)
 }

@@ -309,26 +309,7 @@ func checkDeliveredAreTheFile(t *testing.T, dir string, got []string, ev string)
 func TestStreamRetracted(t *testing.T) {
 	for _, notify := range []bool{false, true} {
 		t.Run(fmt.Sprint("notifier=", notify), func(t *testing.T) {
-			dir := t.TempDir()
-			fs := faultfile.New()
-			var n *query.Notifier
-			var sinks []handler.Sink
-			if notify {
-				n = query.NewNotifier()
-				sinks = append(sinks, n)
-			}
-			h := rollbackLog(t, dir, fs, sinks...)
-			logAt(t, context.Background(), h, time.Now(), "before", slog.String("event", "x"))
-			ui, err := query.NewUI(query.UIOptions{
-				HandlerOptions: query.HandlerOptions{Reader: newReader(t, dir, testKey), AuditLog: handler.Logger(slog.New(h)), Authorize: authorize},
-				Notifier:       n, Poll: 5 * time.Millisecond,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := httptest.NewServer(ui.Stream())
-			t.Cleanup(srv.Close)
-			t.Cleanup(ui.Close)
+			h, fs, srv := rollbackStream(t, notify)
 			req, _ := http.NewRequest("GET", srv.URL+"?event=x&backlog=5", nil)
 			req.Header.Set("Authorization", "Bearer alice-token")
 			resp, err := http.DefaultClient.Do(req)
@@ -431,26 +412,7 @@ func TestQueryGivenUpTail(t *testing.T) {
 func TestStreamOpenedDuringPendingWrite(t *testing.T) {
 	for _, notify := range []bool{false, true} {
 		t.Run(fmt.Sprint("notifier=", notify), func(t *testing.T) {
-			dir := t.TempDir()
-			fs := faultfile.New()
-			var n *query.Notifier
-			var sinks []handler.Sink
-			if notify {
-				n = query.NewNotifier()
-				sinks = append(sinks, n)
-			}
-			h := rollbackLog(t, dir, fs, sinks...)
-			logAt(t, context.Background(), h, time.Now(), "before", slog.String("event", "x"))
-			ui, err := query.NewUI(query.UIOptions{
-				HandlerOptions: query.HandlerOptions{Reader: newReader(t, dir, testKey), AuditLog: handler.Logger(slog.New(h)), Authorize: authorize},
-				Notifier:       n, Poll: 5 * time.Millisecond,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := httptest.NewServer(ui.Stream())
-			t.Cleanup(srv.Close)
-			t.Cleanup(ui.Close)
+			h, fs, srv := rollbackStream(t, notify)
 			type result struct {
 				resp *http.Response
 				err  error
@@ -493,4 +455,32 @@ func TestStreamOpenedDuringPendingWrite(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rollbackStream serves the live stream (UI.Stream, polling every 5 ms,
+// with a Notifier if notify) of a trail whose writes fs can make fail,
+// after one record of event x.
+func rollbackStream(t *testing.T, notify bool) (*handler.Handler, *faultfile.FS, *httptest.Server) {
+	t.Helper()
+	dir := t.TempDir()
+	fs := faultfile.New()
+	var n *query.Notifier
+	var sinks []handler.Sink
+	if notify {
+		n = query.NewNotifier()
+		sinks = append(sinks, n)
+	}
+	h := rollbackLog(t, dir, fs, sinks...)
+	logAt(t, context.Background(), h, time.Now(), "before", slog.String("event", "x"))
+	ui, err := query.NewUI(query.UIOptions{
+		HandlerOptions: query.HandlerOptions{Reader: newReader(t, dir, testKey), AuditLog: handler.Logger(slog.New(h)), Authorize: authorize},
+		Notifier:       n, Poll: 5 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ui.Stream())
+	t.Cleanup(srv.Close)
+	t.Cleanup(ui.Close)
+	return h, fs, srv
 }
