@@ -203,13 +203,7 @@ func TestFollowAfterRolledBackHead(t *testing.T) {
 		t.Run(fmt.Sprint("notifier=", notify), func(t *testing.T) {
 			dir := t.TempDir()
 			fs := faultfile.New()
-			var n *query.Notifier
-			var sinks []handler.Sink
-			if notify {
-				n = query.NewNotifier()
-				sinks = append(sinks, n)
-			}
-			h := rollbackLog(t, dir, fs, sinks...)
+			h, n := rollbackLogNotified(t, dir, fs, notify)
 			logEvent(t, slog.New(h), handler.Event{Type: "x", Action: "a", Status: handler.StatusSuccess})
 			r := newReader(t, dir, testKey)
 			var fl *followLog
@@ -464,13 +458,7 @@ func rollbackStream(t *testing.T, notify bool) (*handler.Handler, *faultfile.FS,
 	t.Helper()
 	dir := t.TempDir()
 	fs := faultfile.New()
-	var n *query.Notifier
-	var sinks []handler.Sink
-	if notify {
-		n = query.NewNotifier()
-		sinks = append(sinks, n)
-	}
-	h := rollbackLog(t, dir, fs, sinks...)
+	h, n := rollbackLogNotified(t, dir, fs, notify)
 	logAt(t, context.Background(), h, time.Now(), "before", slog.String("event", "x"))
 	ui, err := query.NewUI(query.UIOptions{
 		HandlerOptions: query.HandlerOptions{Reader: newReader(t, dir, testKey), AuditLog: handler.Logger(slog.New(h)), Authorize: authorize},
@@ -483,4 +471,15 @@ func rollbackStream(t *testing.T, notify bool) (*handler.Handler, *faultfile.FS,
 	t.Cleanup(srv.Close)
 	t.Cleanup(ui.Close)
 	return h, fs, srv
+}
+
+// rollbackLogNotified is rollbackLog with a Notifier as its sink if notify
+// (nil otherwise).
+func rollbackLogNotified(t *testing.T, dir string, fs *faultfile.FS, notify bool) (*handler.Handler, *query.Notifier) {
+	t.Helper()
+	if !notify {
+		return rollbackLog(t, dir, fs), nil
+	}
+	n := query.NewNotifier()
+	return rollbackLog(t, dir, fs, n), n
 }
