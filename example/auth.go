@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -27,6 +28,17 @@ type tokens struct {
 type tokenEntry struct {
 	digest    [sha256.Size]byte // of the token: the token itself is not kept
 	principal string
+}
+
+// principals returns the principals that may authenticate, sorted, each
+// once: names, not secrets, for the start event.
+func (ts *tokens) principals() []string {
+	var ps []string
+	for _, e := range ts.entries {
+		ps = append(ps, e.principal)
+	}
+	slices.Sort(ps)
+	return slices.Compact(ps)
 }
 
 // loadTokens reads lines "token principal" (blank lines and # comments

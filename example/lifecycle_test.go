@@ -36,7 +36,7 @@ func serviceEvents(evs []map[string]any) (out []map[string]any, at []int) {
 func TestExampleRecordsStartAndStop(t *testing.T) {
 	tmp := t.TempDir()
 	dir := filepath.Join(tmp, "audit-logs")
-	p := start(t, "-audit-dir", dir, "-key-file", filepath.Join(tmp, "audit.key"), "-sync", "interval", "-rotate-bytes", "123456")
+	p := start(t, "-audit-dir", dir, "-key-file", filepath.Join(tmp, "audit.key"), "-sync", "interval", "-rotate-bytes", "123456", "-max-age", "8784h")
 	if code, _ := p.do(t, "POST", "/servers/obsidian/start", ""); code != 200 {
 		t.Fatal(code)
 	}
@@ -57,8 +57,10 @@ func TestExampleRecordsStartAndStop(t *testing.T) {
 	}
 	b, _ := json.Marshal(st["audit.config"])
 	want := `{"alerts":{"enabled":true,"rules":` + jsonInt(len(handler.DefaultAlertRules())) + `,"source":"default"},` +
+		`"authentication":{"admin_source":"generated","bearer_source":"demo (generated)","principals":["admin","demo-user"]},` +
 		`"integrity":{"forward_secure":true,"key_id":"` + keyID + `","self_verify_interval":"1m0s","signed_checkpoints":true},` +
-		`"otlp":{"export":false},"rotate":{"compress":true,"interval":"24h0m0s","low_space_warning":"default (rotate.DefaultLowSpace)","max_bytes":123456},"sync":"interval"}`
+		`"otlp":{"export":false},"retention":{"max_age":"8784h0m0s","max_backups":"keep all"},` +
+		`"rotate":{"compress":true,"interval":"24h0m0s","low_space_warning":"default (rotate.DefaultLowSpace)","max_bytes":123456},"sync":"interval"}`
 	if string(b) != want {
 		t.Errorf("audit.config\n%s\nwant\n%s", b, want)
 	}

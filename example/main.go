@@ -49,6 +49,8 @@ type config struct {
 	keyFile     string
 	rotateBytes int64
 	sync        string
+	maxAge      time.Duration
+	maxBackups  int
 	tokensFile  string
 	adminToken  string
 	adminFlag   bool   // adminToken came from -admin-token (not $AUDIT_ADMIN_TOKEN)
@@ -70,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.keyFile, "key-file", "audit.key", "forward-secure MAC key file, evolved at every epoch; created (0600) with its initial key copied to FILE.initial (move that off the host), the checkpoint signer FILE.signer and FILE.pub")
 	fs.Int64Var(&cfg.rotateBytes, "rotate-bytes", 10<<20, "rotate audit files at this size (0: no size limit)")
 	fs.StringVar(&cfg.sync, "sync", "always", "durability policy: none, interval or always")
+	fs.DurationVar(&cfg.maxAge, "max-age", 0, "remove audit files whose records are all older than this, each leaving a pruned record (0: keep all; PCI DSS 10.5.1 asks for 12 months, e.g. 8784h)")
+	fs.IntVar(&cfg.maxBackups, "max-backups", 0, "keep at most this many audit files besides the current one (0: all)")
 	fs.StringVar(&cfg.tokensFile, "tokens", "", `bearer tokens: a file of lines "token principal" (default: one printed demo token)`)
 	fs.StringVar(&cfg.adminToken, "admin-token", os.Getenv("AUDIT_ADMIN_TOKEN"), "bearer token that may read the audit log: GET /audit/events, the live view /audit/ui and /audit/stream (default $AUDIT_ADMIN_TOKEN, else a random one, printed)")
 	fs.StringVar(&cfg.alertsFile, "alerts", "", "alert rules config (JSON, see handler.ParseAlertConfig; default: handler.DefaultAlertRules)")
@@ -146,10 +150,12 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 		return err
 	}
 	ro := rotate.Options{
-		MaxBytes: cfg.rotateBytes,
-		Interval: 24 * time.Hour,
-		Compress: true,
-		Sync:     policy,
+		MaxBytes:   cfg.rotateBytes,
+		Interval:   24 * time.Hour,
+		Compress:   true,
+		Sync:       policy,
+		MaxAge:     cfg.maxAge,
+		MaxBackups: cfg.maxBackups,
 	}
 	selfVerify := handler.SelfVerify{Interval: time.Minute, CheckpointKey: verifier}
 	h, err := handler.New(handler.Options{
@@ -197,6 +203,9 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			err = fmt.Errorf("%w (pick another address with -addr 127.0.0.1:PORT)", err)
+		}
 		return startFailed("listen", err)
 	}
 	defer ln.Close() // Serve closes it; not if the service never serves
@@ -259,7 +268,7 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	start.Attrs = []slog.Attr{
 		slog.String("service.version", version),
 		slog.String("server.address", ln.Addr().String()),
-		auditConfig(cfg, ro, selfVerify, alerts, keyID, bridge != nil),
+		auditConfig(cfg, ro, selfVerify, alerts, keyID, bridge != nil, ts),
 	}
 	if err := handler.Log(context.Background(), log, start); err != nil {
 		return fmt.Errorf("recording the service start: %w", err)
@@ -369,10 +378,13 @@ func serviceEvent(action string) handler.Event {
 }
 
 // auditConfig is the audit configuration in effect, for the start event:
-// what an auditor needs to judge the trail (durability, rotation, keys by
-// id, alerting, export), never a secret: no token, no key, not the OTLP
-// endpoint (its URL may hold credentials), only whether export is on.
-func auditConfig(cfg config, ro rotate.Options, sv handler.SelfVerify, alerts *handler.AlertOptions, keyID string, otlp bool) slog.Attr {
+// what an auditor needs to judge the trail (durability, rotation,
+// retention, keys by id, who may authenticate, alerting, export), never a
+// secret: no token, no key, not the OTLP endpoint (its URL may hold
+// credentials), only whether export is on. A change of any of it between
+// two starts (a principal added to the tokens file, retention shortened)
+// is on record in the two start events.
+func auditConfig(cfg config, ro rotate.Options, sv handler.SelfVerify, alerts *handler.AlertOptions, keyID string, otlp bool, ts *tokens) slog.Attr {
 	rules := alerts.Rules
 	if rules == nil {
 		rules = handler.DefaultAlertRules()
@@ -389,6 +401,15 @@ func auditConfig(cfg config, ro rotate.Options, sv handler.SelfVerify, alerts *h
 			slog.Bool("compress", ro.Compress),
 			slog.String("low_space_warning", lowSpace(ro.LowSpace)),
 		),
+		slog.Group("retention",
+			slog.String("max_age", keepAll(ro.MaxAge != 0, ro.MaxAge.String())),
+			slog.String("max_backups", keepAll(ro.MaxBackups != 0, strconv.Itoa(ro.MaxBackups))),
+		),
+		slog.Group("authentication",
+			slog.String("bearer_source", tokenSource(cfg)),
+			slog.String("admin_source", adminSource(cfg)),
+			slog.Any("principals", ts.principals()),
+		),
 		slog.Group("integrity",
 			slog.Bool("forward_secure", true),
 			slog.String("key_id", keyID),
@@ -402,6 +423,33 @@ func auditConfig(cfg config, ro rotate.Options, sv handler.SelfVerify, alerts *h
 		),
 		slog.Group("otlp", slog.Bool("export", otlp)),
 	)
+}
+
+// keepAll is v, or "keep all" when the limit is not set.
+func keepAll(set bool, v string) string {
+	if !set {
+		return "keep all"
+	}
+	return v
+}
+
+// tokenSource says where the bearer tokens came from.
+func tokenSource(cfg config) string {
+	if cfg.tokensFile != "" {
+		return "file " + cfg.tokensFile
+	}
+	return "demo (generated)"
+}
+
+// adminSource says where the admin token came from, as the banner does.
+func adminSource(cfg config) string {
+	switch {
+	case cfg.adminShown == cfg.adminToken:
+		return "generated"
+	case cfg.adminFlag:
+		return "flag -admin-token"
+	}
+	return "environment AUDIT_ADMIN_TOKEN"
 }
 
 // lowSpace says below how much free space an audit_capacity record warns

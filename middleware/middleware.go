@@ -6,7 +6,8 @@
 //
 // The audit context reaches records through handler.Options.ContextAttrs:
 //
-//	h, _ := handler.New(handler.Options{..., ContextAttrs: middleware.Attrs})
+//	h, err := handler.New(handler.Options{..., ContextAttrs: middleware.Attrs})
+//	if err != nil { ... }
 //	srv := middleware.Wrap(mux, middleware.Options{ActivityLog: handler.Logger(slog.Default()), Authenticate: ...})
 //
 // # Where a request came from

@@ -15,7 +15,8 @@ var params = []string{
 
 // ParseRequest parses the query parameters of GET /audit/events:
 //
-//	since, until   RFC 3339 times: since inclusive, until exclusive
+//	since, until   RFC 3339 times, or durations back from now (24h, 90m):
+//	               since inclusive, until exclusive
 //	event, action, resource_type, resource, status, trace_id, principal, client
 //	               exact matches (see Filter); status is initiated, success, failed or denied
 //	order          newest (the default) or oldest; default with a cursor: the cursor's order
@@ -40,6 +41,7 @@ func ParseRequest(v url.Values) (Request, error) {
 	}
 	var req Request
 	f := &req.Filter
+	now := time.Now()
 	for _, t := range []struct {
 		name string
 		dst  *time.Time
@@ -47,7 +49,11 @@ func ParseRequest(v url.Values) (Request, error) {
 		if s := v.Get(t.name); s != "" {
 			tm, err := time.Parse(time.RFC3339, s)
 			if err != nil {
-				return Request{}, paramErr(t.name, "not an RFC 3339 time (like 2006-01-02T15:04:05Z): %q", s)
+				d, derr := time.ParseDuration(s)
+				if derr != nil || d < 0 {
+					return Request{}, paramErr(t.name, "not an RFC 3339 time (like 2006-01-02T15:04:05Z) or a duration back from now (like 24h): %q", s)
+				}
+				tm = now.Add(-d)
 			}
 			*t.dst = tm
 		}

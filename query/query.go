@@ -6,7 +6,8 @@
 // member: open, close, checkpoint and pruned), and returns the audit records
 // that match a Filter, newest or oldest first, a page at a time:
 //
-//	r, _ := query.NewReader("audit-logs", query.Options{Key: key})
+//	r, err := query.NewReader("audit-logs", query.Options{Key: key})
+//	if err != nil { ... }
 //	req := query.Request{Filter: query.Filter{Event: "credential_access", Status: "denied"}}
 //	page, err := r.Query(ctx, req)
 //	... page.Events ...

@@ -461,6 +461,7 @@ func TestHTTPBadParameters(t *testing.T) {
 	}{
 		{"since=yesterday", "since", "not an RFC 3339 time"},
 		{"until=2026-13-01T00:00:00Z", "until", "not an RFC 3339 time"},
+		{"since=-1h", "since", "or a duration back from now"},
 		{"since=2026-03-02T00:00:00Z&until=2026-03-01T00:00:00Z", "until", "must be after since"},
 		{"limit=0", "limit", "must be a positive integer not above 1000"},
 		{"limit=-5", "limit", "must be a positive integer"},
@@ -489,8 +490,8 @@ func TestHTTPBadParameters(t *testing.T) {
 			n++
 		}
 	}
-	if n != 15 {
-		t.Errorf("%d failed queries in the trail, want 15", n)
+	if n != 16 {
+		t.Errorf("%d failed queries in the trail, want 16", n)
 	}
 	// Unauthenticated requests are refused before the parameters are read.
 	if w, _ := f.get("", "limit=ten"); w.Code != 401 {
@@ -555,5 +556,23 @@ func TestLoggedParameterCutAtSpace(t *testing.T) {
 	file, _ := serveOnce(t, func(*http.Request) (string, error) { return "", query.ErrForbidden }, "/audit/events?resource="+url.QueryEscape(long))
 	if strings.Contains(file, tok[:10]) || !strings.Contains(file, `"resource":"`+strings.Repeat("x", 240)+`…"`) {
 		t.Errorf("audit file:\n%s", file)
+	}
+}
+
+func TestParseRequestDurations(t *testing.T) {
+	before := time.Now()
+	req, err := query.ParseRequest(url.Values{"since": {"24h"}, "until": {"90m"}})
+	after := time.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		got  time.Time
+		back time.Duration
+	}{{"since", req.Filter.Since, 24 * time.Hour}, {"until", req.Filter.Until, 90 * time.Minute}} {
+		if tc.got.Before(before.Add(-tc.back)) || tc.got.After(after.Add(-tc.back)) {
+			t.Errorf("%s = %v, want now - %v (now between %v and %v)", tc.name, tc.got, tc.back, before, after)
+		}
 	}
 }
