@@ -152,8 +152,11 @@ func withHoldHook(f func(seq uint64)) Option {
 // nothing. Otherwise it starts a Bridge exporting with otlploghttp, which
 // reads the other OTEL_EXPORTER_OTLP_* variables itself (headers, timeout,
 // compression, TLS and mTLS files) after Setup has checked them: a
-// malformed one is Setup's error, naming the variable but no value;
-// WithDir is then required. Only OTEL_SDK_DISABLED=true disables. Call
+// malformed one is Setup's error, naming the variable but no value (a
+// value may hold credentials). An endpoint must be an http:// or https://
+// URL with a host and, if it names a port, one from 1 to 65535, such as
+// http://localhost:4318: the exporter would take localhost:99999 and fail
+// every request. WithDir is then required. Only OTEL_SDK_DISABLED=true disables. Call
 // shutdown after closing the handler.
 func Setup(ctx context.Context, opts ...Option) (*Bridge, func(context.Context) error, error) {
 	nop := func(context.Context) error { return nil }
@@ -231,8 +234,8 @@ func checkEnv(signals ...string) error {
 			return "", ""
 		}
 		if name, v := get("ENDPOINT"); v != "" {
-			if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return fmt.Errorf("otelbridge: %s is not an http:// or https:// URL", name)
+			if err := checkEndpoint(v); err != nil {
+				return fmt.Errorf("otelbridge: %s %w", name, err)
 			}
 		}
 		if name, v := get("HEADERS"); v != "" {
@@ -267,6 +270,46 @@ func checkEnv(signals ...string) error {
 			if ms, err := strconv.ParseUint(v, 10, 63); err != nil || ms == 0 {
 				return fmt.Errorf("otelbridge: %s must be a positive number of milliseconds", name)
 			}
+		}
+	}
+	return nil
+}
+
+// endpointExample is a valid OTEL_EXPORTER_OTLP_ENDPOINT, for Setup's
+// errors.
+const endpointExample = "http://localhost:4318"
+
+// checkEndpoint checks an endpoint URL as otlploghttp needs it: http or
+// https, a host, and a port (if any) from 1 to 65535. otlploghttp takes a
+// port such as 99999 or 0 and then fails every request, so the bridge
+// would retry for ever. The error, which follows the variable's name,
+// quotes nothing of the value: a URL may hold credentials (user:password@,
+// a token in the query).
+func checkEndpoint(v string) error {
+	const want = "it must be an http:// or https:// URL, e.g. " + endpointExample
+	if !strings.Contains(v, "://") {
+		// localhost:4318, collector:4317 (which url.Parse reads as the
+		// scheme "localhost" or "collector").
+		return errors.New("has no scheme; " + want)
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		// Not err's text: *url.Error quotes the whole value.
+		var ue *url.Error
+		if errors.As(err, &ue) && strings.HasPrefix(ue.Err.Error(), "invalid port") {
+			return errors.New("has an invalid port; it must be a number from 1 to 65535, e.g. " + endpointExample)
+		}
+		return errors.New("is a malformed URL; " + want)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return errors.New("has a scheme other than http and https (OTLP/HTTP); " + want)
+	}
+	if u.Hostname() == "" {
+		return errors.New("has no host; " + want)
+	}
+	if p := u.Port(); p != "" { // "" also for host: (the scheme's default port)
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return errors.New("has an invalid port; it must be a number from 1 to 65535, e.g. " + endpointExample)
 		}
 	}
 	return nil
