@@ -199,8 +199,12 @@ func (b *Bridge) TracerProvider() trace.TracerProvider {
 
 // Shutdown exports every record up to the newest one in the audit files
 // (so call it after the handler's Close, to include the close record),
-// persists the cursor and stops the bridge, giving up when ctx is done: what
-// is left is exported by the next process from the file. Records of a file
+// persists the cursor and stops the bridge, giving up when ctx is done, or,
+// if ctx has no deadline, after DefaultShutdownTimeout (10 s;
+// WithShutdownTimeout): a collector that is down would otherwise keep it
+// retrying for ever. What is left is not lost: the cursor stays at the last
+// record acknowledged and the next start exports the rest from the files;
+// the error says so. Records of a file
 // still being written (its writer holds its lock: a handler not closed
 // yet, in this process or another) that Audit has not seen are not known
 // to be committed: Shutdown leaves them to the next start, and its error
@@ -211,6 +215,12 @@ func (b *Bridge) TracerProvider() trace.TracerProvider {
 func (b *Bridge) Shutdown(ctx context.Context) error {
 	if b == nil {
 		return nil
+	}
+	if _, ok := ctx.Deadline(); !ok && b.cfg.shutdownTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, b.cfg.shutdownTimeout,
+			fmt.Errorf("otelbridge: Shutdown's default timeout (%v) passed; the ctx had no deadline", b.cfg.shutdownTimeout))
+		defer cancel()
 	}
 	if b.shutdownStarted.CompareAndSwap(false, true) {
 		defer close(b.shutdownDone)

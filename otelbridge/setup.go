@@ -39,6 +39,7 @@ type config struct {
 	delay            time.Duration
 	minBackoff       time.Duration
 	maxBackoff       time.Duration
+	shutdownTimeout  time.Duration    // Shutdown's deadline when its ctx has none; < 0: none
 	onHold           func(seq uint64) // tests: build stopped at seq, not known committed
 }
 
@@ -52,6 +53,8 @@ func newConfig(opts []Option) config {
 		delay:      time.Second,
 		minBackoff: 100 * time.Millisecond,
 		maxBackoff: 10 * time.Second,
+
+		shutdownTimeout: DefaultShutdownTimeout,
 	}
 	for _, o := range opts {
 		o.apply(&c)
@@ -134,6 +137,27 @@ func WithBatchBytes(bytes int) Option {
 	})
 }
 
+// DefaultShutdownTimeout is how long Bridge.Shutdown (and so the shutdown
+// function of Setup) keeps exporting when the ctx it is given has no
+// deadline: 10 s, what the example service gives it too.
+const DefaultShutdownTimeout = 10 * time.Second
+
+// WithShutdownTimeout sets how long Shutdown keeps exporting when the ctx
+// it is given has no deadline (default DefaultShutdownTimeout). A ctx with
+// a deadline is used as it is. d == 0 keeps the default; with d < 0
+// there is none: Shutdown
+// then waits until ctx is done, which with context.Background() is until
+// the collector has acknowledged everything, however long it stays down.
+// What is not acknowledged when Shutdown gives up stays in the audit files
+// after the cursor, and the next start exports it.
+func WithShutdownTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d != 0 {
+			c.shutdownTimeout = d
+		}
+	})
+}
+
 // withBackoff sets the retry backoff bounds (for tests).
 func withBackoff(lo, hi time.Duration) Option {
 	return optionFunc(func(c *config) { c.minBackoff, c.maxBackoff = lo, hi })
@@ -156,8 +180,11 @@ func withHoldHook(f func(seq uint64)) Option {
 // value may hold credentials). An endpoint must be an http:// or https://
 // URL with a host and, if it names a port, one from 1 to 65535, such as
 // http://localhost:4318: the exporter would take localhost:99999 and fail
-// every request. WithDir is then required. Only OTEL_SDK_DISABLED=true disables. Call
-// shutdown after closing the handler.
+// every request. WithDir is then required. Only OTEL_SDK_DISABLED=true
+// disables. Call shutdown after closing the handler; it is Bridge.Shutdown,
+// which gives up after DefaultShutdownTimeout (10 s; WithShutdownTimeout)
+// when its ctx has no deadline, leaving what the collector has not
+// acknowledged to the next start.
 func Setup(ctx context.Context, opts ...Option) (*Bridge, func(context.Context) error, error) {
 	nop := func(context.Context) error { return nil }
 	if !enabled() {
