@@ -113,6 +113,26 @@
 // slogaudit.otlp.skipped and slogaudit.otlp.rejected. Bridge.Stats returns
 // the same numbers.
 //
+// # Outages and tampering hints: WithOnStall, WithOnChainMismatch
+//
+// An outage loses nothing, but it is an outage of the copy of the trail
+// that the host cannot alter, and it should be alerted on and be in the
+// trail itself (PCI DSS 10.7: failures of audit logging mechanisms are
+// detected, alerted and recorded). Without hooks the bridge says so only to
+// the OpenTelemetry error handler ("export failed; retrying from seq N")
+// and in the export_failures counter. WithOnStall's function hears when the
+// collector has acknowledged nothing for longer than WithStallThreshold
+// (default one minute) while something waited to be exported, once per
+// stall, and once more when it acknowledges again: a Stall, with the seqs
+// waiting, since when, how many requests failed and the last error (URLs
+// cut to scheme, host, port and path). WithOnChainMismatch's hears when a
+// record read back from the files does not follow the one exported before
+// it: the files changed after the bridge read them, a hint of tampering. Both
+// run on the bridge's goroutine and may write an audit record through the
+// handler; the example service records a stall as event audit_export
+// (status failed, reason stalled; then success, reason recovered) and a
+// mismatch with Handler.ReportVerifyFailure.
+//
 // # The log record
 //
 // Every line of the file (audit records; open, close, checkpoint and pruned

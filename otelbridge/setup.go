@@ -39,7 +39,10 @@ type config struct {
 	delay            time.Duration
 	minBackoff       time.Duration
 	maxBackoff       time.Duration
-	shutdownTimeout  time.Duration    // Shutdown's deadline when its ctx has none; < 0: none
+	shutdownTimeout  time.Duration // Shutdown's deadline when its ctx has none; < 0: none
+	onStall          func(Stall)
+	stallThreshold   time.Duration
+	onMismatch       func(ChainMismatch)
 	onHold           func(seq uint64) // tests: build stopped at seq, not known committed
 }
 
@@ -55,6 +58,7 @@ func newConfig(opts []Option) config {
 		maxBackoff: 10 * time.Second,
 
 		shutdownTimeout: DefaultShutdownTimeout,
+		stallThreshold:  DefaultStallThreshold,
 	}
 	for _, o := range opts {
 		o.apply(&c)
