@@ -61,6 +61,9 @@ type config struct {
 	// shutdownTimeout is how long a stop waits for the requests in
 	// flight; 0: bodyTimeout plus 10 s.
 	shutdownTimeout time.Duration
+	// otlpStallAfter is how long the OTLP collector may acknowledge
+	// nothing before that is an audit_export failed event.
+	otlpStallAfter time.Duration
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -79,6 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.alertsFile, "alerts", "", "alert rules config (JSON, see handler.ParseAlertConfig; default: handler.DefaultAlertRules)")
 	fs.DurationVar(&cfg.bodyTimeout, "body-timeout", 10*time.Second, "how long a client may take to send a request body (also one the service does not read)")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 0, "how long a stop waits for the requests in flight before it cuts their connections (default: -body-timeout plus 10s)")
+	fs.DurationVar(&cfg.otlpStallAfter, "otlp-stall-after", otelbridge.DefaultStallThreshold, "with OTLP export on: how long the collector may acknowledge nothing before an audit_export failed event (and, when it is back, a recovered one) is written")
 	fs.StringVar(&cfg.jaegerURL, "jaeger-url", "http://localhost:16686/trace/{trace_id}", `trace links in the live view ("" for none)`)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -111,12 +115,19 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	// is set, otherwise nil and file-only. It replays from the audit files
 	// whatever the collector has not acknowledged, so it is set up first and
 	// shut down after the handler's Close (which writes the close record).
-	bridge, shutdownOTel, err := otelbridge.Setup(context.Background(),
-		otelbridge.WithDir(cfg.auditDir), otelbridge.WithService("slogaudit-example", version), otelbridge.WithTracing())
+	// A collector outage longer than -otlp-stall-after, and a hint that
+	// the files changed after the bridge read them, are audit events
+	// (exportHealth), written through the handler once there is one.
+	health := &exportHealth{collector: otlpCollector(), stderr: stderr}
+	bridge, shutdownOTel, err := otelbridge.Setup(context.Background(), append(health.options(),
+		otelbridge.WithDir(cfg.auditDir), otelbridge.WithService("slogaudit-example", version), otelbridge.WithTracing(),
+		otelbridge.WithStallThreshold(cfg.otlpStallAfter))...)
 	if err != nil {
 		return err
 	}
 	defer func() {
+		// A collector that is down gets 10 s (otelbridge's default too);
+		// what it has not acknowledged is exported at the next start.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := shutdownOTel(ctx); err != nil {
@@ -187,6 +198,7 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer h.Close()
+	health.h.Store(h)
 	log := slog.New(h)
 	slog.SetDefault(log)
 

@@ -6,17 +6,24 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/slogaudit/slogaudit/chain"
+	"github.com/slogaudit/slogaudit/handler"
 	"github.com/slogaudit/slogaudit/internal/testpeers"
+	"github.com/slogaudit/slogaudit/otelbridge"
 )
 
 func randomHex(n int) string {
@@ -254,5 +261,124 @@ func TestDeployCollectorConfigValidates(t *testing.T) {
 	os.WriteFile(broken, []byte(strings.Replace(string(data), "exporters: [otlp_http/logs, debug]", "exporters: [otlp_http/logz, debug]", 1)), 0o600)
 	if err := testpeers.Validate(t, broken, nil); err == nil {
 		t.Error("a pipeline naming an undefined exporter validated")
+	}
+}
+
+// A collector that acknowledges nothing for -otlp-stall-after is an audit
+// event (audit_export failed stalled, naming the collector by host:port and
+// the seqs waiting), and its return another (success recovered), each
+// once. The collector here is a stand-in that answers 503, then 200.
+func TestExampleRecordsExportStall(t *testing.T) {
+	var up atomic.Bool
+	var requests atomic.Int64
+	col := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		requests.Add(1)
+		if !up.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK) // an empty ExportLogsServiceResponse: all accepted
+	}))
+	defer col.Close()
+	u, _ := url.Parse(col.URL)
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "audit-logs")
+	p := startEnv(t, map[string]string{
+		// user:password in the URL: not in the records.
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://auditor:" + secret + "@" + u.Host,
+	}, "-audit-dir", dir, "-key-file", filepath.Join(tmp, "k"), "-sync", "none", "-otlp-stall-after", "300ms")
+	p.do(t, "POST", "/servers/obsidian/start", "")
+
+	exportEvents := func() (failed, recovered []map[string]any) {
+		for _, line := range strings.Split(auditText(t, dir), "\n") {
+			m := map[string]any{}
+			if json.Unmarshal([]byte(line), &m) != nil || m["event"] != "audit_export" {
+				continue // also a line being written
+			}
+			switch {
+			case m["status"] == "failed" && m["reason"] == "stalled":
+				failed = append(failed, m)
+			case m["status"] == "success" && m["reason"] == "recovered":
+				recovered = append(recovered, m)
+			default:
+				t.Errorf("audit_export record %v", m)
+			}
+		}
+		return failed, recovered
+	}
+	testpeers.Eventually(t, 20*time.Second, "an audit_export stalled record", func() error {
+		if f, _ := exportEvents(); len(f) == 0 {
+			return fmt.Errorf("none yet (%d requests to the collector)", requests.Load())
+		}
+		return nil
+	})
+	up.Store(true)
+	testpeers.Eventually(t, 30*time.Second, "an audit_export recovered record", func() error {
+		if _, r := exportEvents(); len(r) == 0 {
+			return fmt.Errorf("none yet")
+		}
+		return nil
+	})
+	p.do(t, "POST", "/servers/other/start", "") // exported at once: no more reports
+	p.stop(t)
+
+	failed, recovered := exportEvents()
+	if len(failed) != 1 || len(recovered) != 1 {
+		t.Fatalf("%d stalled and %d recovered records, want one each", len(failed), len(recovered))
+	}
+	for _, m := range []map[string]any{failed[0], recovered[0]} {
+		if m["action"] != "export" || m["resource_type"] != "collector" || m["resource"] != u.Host {
+			t.Errorf("record %v: want action export, resource_type collector, resource %s", m, u.Host)
+		}
+		from, _ := m["pending_from"].(float64)
+		to, _ := m["pending_to"].(float64)
+		if from != 1 || to < from {
+			t.Errorf("record %v: pending %v to %v, want from 1 (nothing was ever acknowledged)", m, from, to)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, fmt.Sprint(m["since"])); err != nil {
+			t.Errorf("record %v: since: %v", m, err)
+		}
+	}
+	if failed[0]["since"] != recovered[0]["since"] {
+		t.Errorf("since %v, then %v: the same stall", failed[0]["since"], recovered[0]["since"])
+	}
+	if text := dirText(t, dir); strings.Contains(text, secret) || strings.Contains(text, "auditor:") {
+		t.Error("the endpoint's credentials reached the audit directory")
+	}
+}
+
+// The bridge's hint that the files changed after it read them is a failed
+// chain verification in the trail; before the trail is open, or after it
+// closed, it goes to stderr.
+func TestExportHealthMismatch(t *testing.T) {
+	dir := t.TempDir()
+	var stderr syncBuffer
+	x := &exportHealth{collector: "collector:4318", stderr: &stderr}
+	m := otelbridge.ChainMismatch{Seq: 11, Prev: 10, File: filepath.Join(dir, "audit-x.jsonl"), At: time.Now()}
+	x.mismatch(m) // no handler yet
+	if !strings.Contains(stderr.String(), "AUDIT FAILURE") || !strings.Contains(stderr.String(), "record 11") {
+		t.Errorf("stderr %q", stderr.String())
+	}
+	h, err := handler.New(handler.Options{Dir: dir, App: slog.NewJSONHandler(io.Discard, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.h.Store(h)
+	x.mismatch(m)
+	h.Close()
+	var found int
+	for _, e := range events(t, dir) {
+		if e["event"] == "chain_verification" {
+			found++
+			if e["status"] != "failed" || !strings.Contains(fmt.Sprint(e["error"]), "does not follow the record exported as 10") ||
+				!strings.Contains(fmt.Sprint(e["detail"]), "record 11 of audit-x.jsonl") {
+				t.Errorf("record %v", e)
+			}
+		}
+	}
+	if found != 1 {
+		t.Errorf("%d chain_verification records, want 1", found)
 	}
 }

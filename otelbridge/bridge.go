@@ -199,8 +199,12 @@ func (b *Bridge) TracerProvider() trace.TracerProvider {
 
 // Shutdown exports every record up to the newest one in the audit files
 // (so call it after the handler's Close, to include the close record),
-// persists the cursor and stops the bridge, giving up when ctx is done: what
-// is left is exported by the next process from the file. Records of a file
+// persists the cursor and stops the bridge, giving up when ctx is done, or,
+// if ctx has no deadline, after DefaultShutdownTimeout (10 s;
+// WithShutdownTimeout): a collector that is down would otherwise keep it
+// retrying for ever. What is left is not lost: the cursor stays at the last
+// record acknowledged and the next start exports the rest from the files;
+// the error says so. Records of a file
 // still being written (its writer holds its lock: a handler not closed
 // yet, in this process or another) that Audit has not seen are not known
 // to be committed: Shutdown leaves them to the next start, and its error
@@ -211,6 +215,12 @@ func (b *Bridge) TracerProvider() trace.TracerProvider {
 func (b *Bridge) Shutdown(ctx context.Context) error {
 	if b == nil {
 		return nil
+	}
+	if _, ok := ctx.Deadline(); !ok && b.cfg.shutdownTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, b.cfg.shutdownTimeout,
+			fmt.Errorf("otelbridge: Shutdown's default timeout (%v) passed; the ctx had no deadline", b.cfg.shutdownTimeout))
+		defer cancel()
 	}
 	if b.shutdownStarted.CompareAndSwap(false, true) {
 		defer close(b.shutdownDone)
@@ -470,6 +480,7 @@ type exporter struct {
 	persistedAt time.Time
 
 	notes noteState
+	stall stallState
 }
 
 func (b *Bridge) run() {
@@ -499,6 +510,7 @@ func (b *Bridge) run() {
 		e.take()
 		e.takeNotes()
 		now := time.Now()
+		e.checkStall(now)
 		if e.bn == 0 && e.ready(now, stopping) {
 			e.build(now)
 		}
@@ -523,6 +535,9 @@ func (b *Bridge) run() {
 			deadline, idle = e.heldAt.Add(b.cfg.delay), true
 		default:
 			idle = true
+		}
+		if due := e.stallDue(); !due.IsZero() && (deadline.IsZero() || due.Before(deadline)) {
+			deadline = due // report the stall on time, also during a long Retry-After
 		}
 		if idle {
 			if e.persisted != b.cursor.Load() {
@@ -846,7 +861,11 @@ func (e *exporter) build(now time.Time) {
 			// Cannot happen unless the files changed under the bridge:
 			// the record exported as seq bLast is not the one this line
 			// follows. Report it; verify says more.
-			otel.Handle(fmt.Errorf("otelbridge: record %d in %s does not follow the record exported as %d: the audit files changed after it was read (run auditctl verify)", l.Seq, e.rd.path, e.bLast))
+			m := ChainMismatch{Seq: l.Seq, Prev: e.bLast, File: e.rd.path, At: now}
+			otel.Handle(m)
+			if b.cfg.onMismatch != nil {
+				b.cfg.onMismatch(m)
+			}
 		}
 		if l.Seq > next {
 			e.skip(next, l.Seq, retentionSkip)
@@ -976,6 +995,7 @@ func (e *exporter) export() {
 	if e.part > 0 {
 		n = e.part
 	}
+	failuresBefore := b.failures.Load()
 	err := b.proc.export(b.runCtx, n)
 	if err != nil && !isPartialSuccess(err) {
 		b.failures.Add(1)
@@ -1034,11 +1054,13 @@ func (e *exporter) export() {
 			otel.Handle(fmt.Errorf("otelbridge: export failed; retrying from seq %d, records stay in the audit files: %w", e.bEnts[0].seq, err))
 		}
 		e.failing = true
+		now := time.Now()
+		e.failed(err, now, failuresBefore)
 		wait := e.backoff
 		if ra := retryAfter(err); ra > wait {
 			wait = min(ra, maxRetryAfter) // the receiver asked for it
 		}
-		e.retryAt = time.Now().Add(wait)
+		e.retryAt = now.Add(wait)
 		e.backoff = min(2*e.backoff, b.cfg.maxBackoff)
 		return
 	}
@@ -1082,6 +1104,9 @@ func (e *exporter) probe() bool {
 func (e *exporter) acked(n int, exported bool) {
 	b := e.b
 	ctx := context.Background()
+	if !e.stall.since.IsZero() {
+		e.answered(time.Now()) // before the batch shrinks: its seqs go into the report
+	}
 	records, notes := 0, 0
 	for _, be := range e.bEnts[:n] {
 		if be.note {

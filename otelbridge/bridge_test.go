@@ -36,6 +36,14 @@ var otelErrors struct {
 }
 
 func TestMain(m *testing.M) {
+	// The tests (and ExampleSetup, whose output is the file-only case)
+	// must not depend on, or export to, what a developer's shell sets:
+	// tests that want a variable set it with t.Setenv.
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "OTEL_") {
+			os.Unsetenv(k)
+		}
+	}
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
 		otelErrors.Lock()
 		otelErrors.msgs = append(otelErrors.msgs, err.Error())

@@ -7,16 +7,24 @@
 //
 //	b, shutdown, err := otelbridge.Setup(ctx, otelbridge.WithDir(dir), otelbridge.WithService("agenthub", version))
 //	if err != nil { ... }
-//	defer shutdown(ctx) // after h.Close(), so that the close record is exported too
+//	defer func() { // after h.Close(), so that the close record is exported too
+//		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+//		defer cancel()
+//		if err := shutdown(sctx); err != nil { ... } // the rest goes out at the next start
+//	}()
 //	h, err := handler.New(handler.Options{Dir: dir, Key: key, Sinks: []handler.Sink{b}})
 //
 // Setup is configured the OpenTelemetry way, from the environment:
 // OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_LOGS_ENDPOINT switches
 // it on (without either, or with OTEL_SDK_DISABLED=true, it returns a nil
 // *Bridge, which is a valid no-op Sink, and starts nothing: the file-only
-// default). The exporter itself (otlploghttp) reads OTEL_EXPORTER_OTLP_*
-// HEADERS, TIMEOUT, COMPRESSION, INSECURE, CERTIFICATE, CLIENT_CERTIFICATE and
-// CLIENT_KEY (and their _LOGS_ forms); the resource takes OTEL_SERVICE_NAME
+// default). shutdown gives up when its ctx is done, or after
+// DefaultShutdownTimeout (10 s) if the ctx has no deadline: a collector
+// that is down cannot hang the exit, and what it has not acknowledged
+// stays in the files for the next start. The exporter itself (otlploghttp)
+// reads OTEL_EXPORTER_OTLP_* HEADERS, TIMEOUT, COMPRESSION, INSECURE,
+// CERTIFICATE, CLIENT_CERTIFICATE and CLIENT_KEY (and their _LOGS_ forms),
+// after Setup has checked them; the resource takes OTEL_SERVICE_NAME
 // and OTEL_RESOURCE_ATTRIBUTES, which override WithService. WithTracing adds
 // a TracerProvider exporting spans (e.g. the otelhttp server spans of package
 // middleware) with otlptracehttp. New takes any sdk/log Exporter instead.
@@ -104,6 +112,26 @@
 // overflows, later replayed), slogaudit.otlp.export_failures and
 // slogaudit.otlp.skipped and slogaudit.otlp.rejected. Bridge.Stats returns
 // the same numbers.
+//
+// # Outages and tampering hints: WithOnStall, WithOnChainMismatch
+//
+// An outage loses nothing, but it is an outage of the copy of the trail
+// that the host cannot alter, and it should be alerted on and be in the
+// trail itself (PCI DSS 10.7: failures of audit logging mechanisms are
+// detected, alerted and recorded). Without hooks the bridge says so only to
+// the OpenTelemetry error handler ("export failed; retrying from seq N")
+// and in the export_failures counter. WithOnStall's function hears when the
+// collector has acknowledged nothing for longer than WithStallThreshold
+// (default one minute) while something waited to be exported, once per
+// stall, and once more when it acknowledges again: a Stall, with the seqs
+// waiting, since when, how many requests failed and the last error (URLs
+// cut to scheme, host, port and path). WithOnChainMismatch's hears when a
+// record read back from the files does not follow the one exported before
+// it: the files changed after the bridge read them, a hint of tampering. Both
+// run on the bridge's goroutine and may write an audit record through the
+// handler; the example service records a stall as event audit_export
+// (status failed, reason stalled; then success, reason recovered) and a
+// mismatch with Handler.ReportVerifyFailure.
 //
 // # The log record
 //

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
@@ -17,7 +18,11 @@ import (
 // Setup reads the OTLP configuration from the environment. Without
 // OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_LOGS_ENDPOINT) it
 // returns a nil Bridge, which is a valid Sink that does nothing: audit
-// records go to the file only.
+// records go to the file only. That is the output below: the package's
+// tests run with the OTEL_* variables cleared (see TestMain). With an
+// endpoint set, the same code exports, and shutdown waits at most 10 s for
+// the collector: what it has not acknowledged by then stays in the audit
+// files for the next start.
 func ExampleSetup() {
 	ctx := context.Background()
 	dir, _ := os.MkdirTemp("", "audit")
@@ -41,8 +46,14 @@ func ExampleSetup() {
 	}
 	slog.New(h).InfoContext(ctx, "server started", handler.Audit)
 
-	h.Close()     // seals the file with a close record
-	shutdown(ctx) // then exports everything up to it
+	h.Close() // seals the file with a close record
+	// Then export everything up to it, for at most 10 s (a ctx without a
+	// deadline gets otelbridge.DefaultShutdownTimeout, also 10 s).
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := shutdown(sctx); err != nil {
+		fmt.Println("OTLP export shutdown:", err) // the rest is exported at the next start
+	}
 	fmt.Println("exporting over OTLP:", bridge != nil)
 	// Output: exporting over OTLP: false
 }

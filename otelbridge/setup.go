@@ -39,6 +39,10 @@ type config struct {
 	delay            time.Duration
 	minBackoff       time.Duration
 	maxBackoff       time.Duration
+	shutdownTimeout  time.Duration // Shutdown's deadline when its ctx has none; < 0: none
+	onStall          func(Stall)
+	stallThreshold   time.Duration
+	onMismatch       func(ChainMismatch)
 	onHold           func(seq uint64) // tests: build stopped at seq, not known committed
 }
 
@@ -52,6 +56,9 @@ func newConfig(opts []Option) config {
 		delay:      time.Second,
 		minBackoff: 100 * time.Millisecond,
 		maxBackoff: 10 * time.Second,
+
+		shutdownTimeout: DefaultShutdownTimeout,
+		stallThreshold:  DefaultStallThreshold,
 	}
 	for _, o := range opts {
 		o.apply(&c)
@@ -134,6 +141,27 @@ func WithBatchBytes(bytes int) Option {
 	})
 }
 
+// DefaultShutdownTimeout is how long Bridge.Shutdown (and so the shutdown
+// function of Setup) keeps exporting when the ctx it is given has no
+// deadline: 10 s, what the example service gives it too.
+const DefaultShutdownTimeout = 10 * time.Second
+
+// WithShutdownTimeout sets how long Shutdown keeps exporting when the ctx
+// it is given has no deadline (default DefaultShutdownTimeout). A ctx with
+// a deadline is used as it is. d == 0 keeps the default; with d < 0
+// there is none: Shutdown
+// then waits until ctx is done, which with context.Background() is until
+// the collector has acknowledged everything, however long it stays down.
+// What is not acknowledged when Shutdown gives up stays in the audit files
+// after the cursor, and the next start exports it.
+func WithShutdownTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d != 0 {
+			c.shutdownTimeout = d
+		}
+	})
+}
+
 // withBackoff sets the retry backoff bounds (for tests).
 func withBackoff(lo, hi time.Duration) Option {
 	return optionFunc(func(c *config) { c.minBackoff, c.maxBackoff = lo, hi })
@@ -152,9 +180,15 @@ func withHoldHook(f func(seq uint64)) Option {
 // nothing. Otherwise it starts a Bridge exporting with otlploghttp, which
 // reads the other OTEL_EXPORTER_OTLP_* variables itself (headers, timeout,
 // compression, TLS and mTLS files) after Setup has checked them: a
-// malformed one is Setup's error, naming the variable but no value;
-// WithDir is then required. Only OTEL_SDK_DISABLED=true disables. Call
-// shutdown after closing the handler.
+// malformed one is Setup's error, naming the variable but no value (a
+// value may hold credentials). An endpoint must be an http:// or https://
+// URL with a host and, if it names a port, one from 1 to 65535, such as
+// http://localhost:4318: the exporter would take localhost:99999 and fail
+// every request. WithDir is then required. Only OTEL_SDK_DISABLED=true
+// disables. Call shutdown after closing the handler; it is Bridge.Shutdown,
+// which gives up after DefaultShutdownTimeout (10 s; WithShutdownTimeout)
+// when its ctx has no deadline, leaving what the collector has not
+// acknowledged to the next start.
 func Setup(ctx context.Context, opts ...Option) (*Bridge, func(context.Context) error, error) {
 	nop := func(context.Context) error { return nil }
 	if !enabled() {
@@ -231,8 +265,8 @@ func checkEnv(signals ...string) error {
 			return "", ""
 		}
 		if name, v := get("ENDPOINT"); v != "" {
-			if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return fmt.Errorf("otelbridge: %s is not an http:// or https:// URL", name)
+			if err := checkEndpoint(v); err != nil {
+				return fmt.Errorf("otelbridge: %s %w", name, err)
 			}
 		}
 		if name, v := get("HEADERS"); v != "" {
@@ -267,6 +301,46 @@ func checkEnv(signals ...string) error {
 			if ms, err := strconv.ParseUint(v, 10, 63); err != nil || ms == 0 {
 				return fmt.Errorf("otelbridge: %s must be a positive number of milliseconds", name)
 			}
+		}
+	}
+	return nil
+}
+
+// endpointExample is a valid OTEL_EXPORTER_OTLP_ENDPOINT, for Setup's
+// errors.
+const endpointExample = "http://localhost:4318"
+
+// checkEndpoint checks an endpoint URL as otlploghttp needs it: http or
+// https, a host, and a port (if any) from 1 to 65535. otlploghttp takes a
+// port such as 99999 or 0 and then fails every request, so the bridge
+// would retry for ever. The error, which follows the variable's name,
+// quotes nothing of the value: a URL may hold credentials (user:password@,
+// a token in the query).
+func checkEndpoint(v string) error {
+	const want = "it must be an http:// or https:// URL, e.g. " + endpointExample
+	if !strings.Contains(v, "://") {
+		// localhost:4318, collector:4317 (which url.Parse reads as the
+		// scheme "localhost" or "collector").
+		return errors.New("has no scheme; " + want)
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		// Not err's text: *url.Error quotes the whole value.
+		var ue *url.Error
+		if errors.As(err, &ue) && strings.HasPrefix(ue.Err.Error(), "invalid port") {
+			return errors.New("has an invalid port; it must be a number from 1 to 65535, e.g. " + endpointExample)
+		}
+		return errors.New("is a malformed URL; " + want)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return errors.New("has a scheme other than http and https (OTLP/HTTP); " + want)
+	}
+	if u.Hostname() == "" {
+		return errors.New("has no host; " + want)
+	}
+	if p := u.Port(); p != "" { // "" also for host: (the scheme's default port)
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return errors.New("has an invalid port; it must be a number from 1 to 65535, e.g. " + endpointExample)
 		}
 	}
 	return nil

@@ -154,7 +154,16 @@ func TestSetupRejectsBadEnv(t *testing.T) {
 		{"header entry without =", map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=" + secret + ",x-tenant"}, "HEADERS: entry 2"},
 		{"bad percent-encoding", map[string]string{"OTEL_EXPORTER_OTLP_LOGS_HEADERS": "authorization=Basic%zz" + secret}, `"authorization"`},
 		{"value where the key goes", map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "Bearer " + secret + "=x"}, "entry 1"},
-		{"endpoint without scheme", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "127.0.0.1:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT is not"},
+		{"endpoint without scheme", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "127.0.0.1:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT has no scheme; it must be an http:// or https:// URL, e.g. http://localhost:4318"},
+		{"host:port without scheme", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT has no scheme"},
+		{"malformed endpoint", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://[::1"}, "OTEL_EXPORTER_OTLP_ENDPOINT is a malformed URL; it must be an http:// or https:// URL, e.g. http://localhost:4318"},
+		{"gRPC endpoint", map[string]string{"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "grpc://collector:4317"}, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT has a scheme other than http and https"},
+		{"endpoint without host", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT has no host"},
+		{"port out of range", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:99999"}, "OTEL_EXPORTER_OTLP_ENDPOINT has an invalid port; it must be a number from 1 to 65535"},
+		{"port 0", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:0"}, "invalid port"},
+		{"port not a number", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:43x8"}, "invalid port"},
+		{"bad port, credentials", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "https://user:" + secret + "@collector:70000/?token=" + secret}, "invalid port"},
+		{"bad traces endpoint with tracing", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://localhost:99999"}, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT has an invalid port"},
 		{"missing certificate", map[string]string{"OTEL_EXPORTER_OTLP_CERTIFICATE": filepath.Join(t.TempDir(), "nope.pem")}, "OTEL_EXPORTER_OTLP_CERTIFICATE"},
 		{"client certificate without key", map[string]string{"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": cert}, "go together"},
 		{"compression", map[string]string{"OTEL_EXPORTER_OTLP_LOGS_COMPRESSION": "zstd"}, "COMPRESSION"},
@@ -166,7 +175,7 @@ func TestSetupRejectsBadEnv(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			b, _, err := Setup(context.Background(), WithDir(t.TempDir()))
+			b, _, err := Setup(context.Background(), WithDir(t.TempDir()), WithTracing())
 			if err == nil {
 				b.Shutdown(context.Background())
 				t.Fatal("Setup accepted it")
