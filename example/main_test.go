@@ -29,6 +29,14 @@ func TestMain(m *testing.M) {
 	if args, ok := os.LookupEnv(argsEnv); ok {
 		os.Exit(run(strings.Split(args, "\n"), os.Stdout, os.Stderr))
 	}
+	// The example processes the tests start inherit this environment: a
+	// developer's OTEL_* must not switch export on for them (tests that
+	// want it pass it to startEnv).
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "OTEL_") {
+			os.Unsetenv(k)
+		}
+	}
 	os.Exit(m.Run())
 }
 
