@@ -241,9 +241,15 @@ func DefaultAlertRules() []AlertRule {
 			By:          ByResource, Window: time.Hour, Threshold: 1, Severity: slog.LevelError,
 		},
 		{
+			ID:          "audit_write_failing",
+			Description: "audit records cannot be written now (a full disk, an I/O error): the trail has a gap while this lasts, and this alert's own record may be lost too",
+			Match:       []AlertMatch{{Event: []string{AuditOutage}, Reason: []string{"write_failing"}}},
+			By:          ByAll, Window: time.Hour, Threshold: 1, Severity: slog.LevelError,
+		},
+		{
 			ID:          "audit_outage",
 			Description: "audit records could not be written (the audit_outage record says how many, when, and why)",
-			Match:       []AlertMatch{{Event: []string{AuditOutage}}},
+			Match:       []AlertMatch{{Event: []string{AuditOutage}, Reason: []string{"write_failed", "power_loss"}}},
 			By:          ByAll, Window: time.Hour, Threshold: 1, Severity: slog.LevelError,
 		},
 		{
@@ -292,8 +298,10 @@ type AlertOptions struct {
 	// whether it was), on the goroutine that logged the triggering event:
 	// for an audit_capacity record, the audit file writer's background
 	// goroutine, and for a chain_verification record of SelfVerify, its
-	// goroutine, both of which Close waits for. It must not block or call
-	// Close; it may log.
+	// goroutine, all of which Close waits for. It is called also when the alert record cannot be
+	// written (Alert.Err not nil), e.g. by audit_write_failing while the
+	// disk is full: then it is the only place the alert reaches besides
+	// the app handler. It must not block or call Close; it may log.
 	OnAlert func(Alert)
 	// Now is the clock of the windows; default time.Now.
 	Now func() time.Time
@@ -622,6 +630,38 @@ func (e *alertEngine) observeRecord(ctx context.Context, ev AlertEvent, sc trace
 		ev.TraceID = sc.TraceID()
 	}
 	e.observe(ctx, &ev)
+}
+
+// observeFailed feeds the rules with an audit record whose write failed
+// (not because the handler is closed): ev holds its members as the line
+// would have; resource is the audit directory's name. The rules see at
+// once that the trail cannot be written, as an event
+// event=audit_outage action=write resource_type=audit_log
+// resource=<directory> status=failed reason=write_failing (the default
+// rule audit_write_failing), rather than only when the audit_outage
+// record can be written after it (which a trail that stays full never
+// does). The handler's own records (audit_capacity, chain_verification,
+// audit_outage) are also seen as they are: what they
+// report holds whether or not their line could be written. Other records
+// are not counted by what they say, which was not put on record (an
+// operation that fails closed was not done). The failed write of an alert
+// record is not seen at all: an alert cannot set off another (OnAlert
+// has heard of it, with Alert.Err).
+func (e *alertEngine) observeFailed(ctx context.Context, ev AlertEvent, sc trace.SpanContext, resource string) {
+	if ev.Event == SecurityAlert {
+		return
+	}
+	if sc.IsValid() {
+		ev.TraceID = sc.TraceID()
+	}
+	switch ev.Event {
+	case AuditCapacity, ChainVerification, AuditOutage:
+		own := ev
+		e.observe(ctx, &own)
+	}
+	out := AlertEvent{Event: AuditOutage, Action: ActionWrite, ResourceType: "audit_log", Resource: resource,
+		Status: string(StatusFailed), Reason: "write_failing", TraceID: ev.TraceID}
+	e.observe(ctx, &out)
 }
 
 // observe counts ev with every rule that matches it and writes the alerts

@@ -142,8 +142,10 @@ type Options struct {
 	// NoRedaction turns redaction off. Only for records known to hold no
 	// secrets: a leaked credential in an audit trail cannot be taken back.
 	NoRedaction bool
-	// Alerts, if set, runs alert rules over the audit records written (see
-	// AlertOptions and DefaultAlertRules). Nil: no rules, no cost.
+	// Alerts, if set, runs alert rules over the audit records written, and
+	// over the audit writes that fail, as they fail (see AlertOptions,
+	// DefaultAlertRules and its audit_write_failing). Nil: no rules, no
+	// cost.
 	Alerts *AlertOptions
 }
 
@@ -217,6 +219,7 @@ type core struct {
 
 	lastIDs    atomic.Pointer[spanIDs]
 	dir        string
+	dirName    string        // the audit directory's name, the resource of audit_outage events
 	stopVerify chan struct{} // nil without SelfVerify
 	verifyDone chan struct{}
 }
@@ -308,6 +311,7 @@ func New(opts Options) (*Handler, error) {
 		spans: new(spanHandlers),
 	}
 	h.c.root = h
+	h.c.dirName = filepath.Base(filepath.Dir(w.Path()))
 	if opts.Alerts != nil {
 		if h.c.alerts, err = newAlertEngine(opts.Alerts, h); err != nil {
 			w.Close()
@@ -461,8 +465,15 @@ func (h *Handler) handle(ctx context.Context, r slog.Record) (auditErr, appErr e
 		if gap.ok {
 			h.c.root.afterOutage(gap)
 		}
-		if auditErr == nil && h.c.alerts != nil {
-			h.c.alerts.observeRecord(ctx, ac.ev, sc)
+		if h.c.alerts != nil {
+			if auditErr == nil {
+				h.c.alerts.observeRecord(ctx, ac.ev, sc)
+			} else if !errors.Is(auditErr, ErrClosed) {
+				// The rules hear of the failure now, not once a
+				// record can be written again: a trail that stays
+				// unwritable must alert too.
+				h.c.alerts.observeFailed(ctx, ac.ev, sc, h.c.dirName)
+			}
 		}
 	}
 	if (!isAudit || h.c.appCopy) && h.app.Enabled(ctx, r.Level) {
@@ -658,15 +669,15 @@ func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.A
 		e.b = append(e.b, '}')
 	}
 	ab.b = e.b
+	if ac != nil {
+		*ac = ab.alert // also when the write fails: see alertEngine.observeFailed
+	}
 	err = h.c.w.Append(ab.b, &ab.pos)
 	if errors.Is(err, rotate.ErrClosed) {
 		return false, ErrClosed
 	}
 	if err != nil {
 		return false, fmt.Errorf("handler: audit record not written: %w", err)
-	}
-	if ac != nil {
-		*ac = ab.alert
 	}
 	for _, s := range h.c.sinks {
 		s.Audit(ab.b, ab.pos)
