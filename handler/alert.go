@@ -34,7 +34,8 @@ const (
 	AuditOutage       = "audit_outage"       // event of the record of audit records not written
 	ActionWrite       = "write"              // its action
 	AuditCapacity     = "audit_capacity"     // event of the record of low free space for the audit files
-	ActionCheck       = "check"              // its action
+	ActionCheck       = "check"              // its action (and clock_step's)
+	ClockStep         = "clock_step"         // event of the record of a step of the wall clock (see ClockCheck)
 )
 
 // What an alert rule counts per: the member of the event whose value is the
@@ -258,6 +259,12 @@ func DefaultAlertRules() []AlertRule {
 			Match:       []AlertMatch{{Event: []string{AuditCapacity}, Reason: []string{"low_space"}}},
 			By:          ByAll, Window: time.Hour, Threshold: 1, Severity: slog.LevelWarn,
 		},
+		{
+			ID:          "clock_step",
+			Description: "the wall clock was stepped (the clock_step record says by how much and which way): the times of the records around it are out of order",
+			Match:       []AlertMatch{{Event: []string{ClockStep}}},
+			By:          ByAll, Window: time.Hour, Threshold: 1, Severity: slog.LevelWarn,
+		},
 	}
 }
 
@@ -297,11 +304,12 @@ type AlertOptions struct {
 	// OnAlert is called after each alert record is written (Alert.Err says
 	// whether it was), on the goroutine that logged the triggering event:
 	// for an audit_capacity record, the audit file writer's background
-	// goroutine, and for a chain_verification record of SelfVerify, its
-	// goroutine, all of which Close waits for. It is called also when the alert record cannot be
-	// written (Alert.Err not nil), e.g. by audit_write_failing while the
-	// disk is full: then it is the only place the alert reaches besides
-	// the app handler. It must not block or call Close; it may log.
+	// goroutine, and for a chain_verification record of SelfVerify or a
+	// clock_step record of the clock check, theirs, all of which Close
+	// waits for. It is called also when the alert record cannot be written
+	// (Alert.Err not nil), e.g. by audit_write_failing while the disk is
+	// full: then OnAlert and the app handler are all the alert reaches. It
+	// must not block or call Close; it may log.
 	OnAlert func(Alert)
 	// Now is the clock of the windows; default time.Now.
 	Now func() time.Time
@@ -635,17 +643,16 @@ func (e *alertEngine) observeRecord(ctx context.Context, ev AlertEvent, sc trace
 // observeFailed feeds the rules with an audit record whose write failed
 // (not because the handler is closed): ev holds its members as the line
 // would have; resource is the audit directory's name. The rules see at
-// once that the trail cannot be written, as an event
-// event=audit_outage action=write resource_type=audit_log
-// resource=<directory> status=failed reason=write_failing (the default
-// rule audit_write_failing), rather than only when the audit_outage
-// record can be written after it (which a trail that stays full never
-// does). The handler's own records (audit_capacity, chain_verification,
-// audit_outage) are also seen as they are: what they
-// report holds whether or not their line could be written. Other records
-// are not counted by what they say, which was not put on record (an
+// once that the trail cannot be written, as an event event=audit_outage
+// action=write resource_type=audit_log resource=<directory> status=failed
+// reason=write_failing (the default rule audit_write_failing), rather than
+// only when the audit_outage record can be written after it (which a trail
+// that stays full never does). The handler's own records (audit_capacity,
+// clock_step, chain_verification, audit_outage) are also seen as they are:
+// what they report holds whether or not their line could be written. Other
+// records are not counted by what they say, which is not on record (and an
 // operation that fails closed was not done). The failed write of an alert
-// record is not seen at all: an alert cannot set off another (OnAlert
+// record is not seen at all, so an alert cannot set off another (OnAlert
 // has heard of it, with Alert.Err).
 func (e *alertEngine) observeFailed(ctx context.Context, ev AlertEvent, sc trace.SpanContext, resource string) {
 	if ev.Event == SecurityAlert {
@@ -655,7 +662,7 @@ func (e *alertEngine) observeFailed(ctx context.Context, ev AlertEvent, sc trace
 		ev.TraceID = sc.TraceID()
 	}
 	switch ev.Event {
-	case AuditCapacity, ChainVerification, AuditOutage:
+	case AuditCapacity, ClockStep, ChainVerification, AuditOutage:
 		own := ev
 		e.observe(ctx, &own)
 	}

@@ -102,6 +102,11 @@ type Options struct {
 	// an ERROR chain_verification audit event (a security_alert too when
 	// Alerts has the default rules) and OnError on failure.
 	SelfVerify SelfVerify
+	// Clock configures the check of the wall clock against the monotonic
+	// clock, which puts a step of the wall clock (by more than 1 s, by
+	// default) on record as a WARN clock_step audit record (see
+	// ClockCheck). On by default; Clock.Threshold negative turns it off.
+	Clock ClockCheck
 	// Rotate sets file size and time limits, retention, compression and the
 	// durability policy (default rotate.SyncNone: each record is handed to the
 	// OS before Handle returns), and the free-space warning: when the audit
@@ -222,6 +227,8 @@ type core struct {
 	dirName    string        // the audit directory's name, the resource of audit_outage events
 	stopVerify chan struct{} // nil without SelfVerify
 	verifyDone chan struct{}
+	stopClock  chan struct{} // nil without clock checks
+	clockDone  chan struct{}
 }
 
 // spanIDs caches the hex strings of the last span context seen: the
@@ -324,6 +331,16 @@ func New(opts Options) (*Handler, error) {
 		}
 		h.c.stopVerify, h.c.verifyDone = make(chan struct{}), make(chan struct{})
 		go h.selfVerify(sv, ro.Dir, ro.Prefix, ro.Ext, h.c.stopVerify, h.c.verifyDone)
+	}
+	if cc := opts.Clock; cc.Threshold >= 0 {
+		if cc.Threshold == 0 {
+			cc.Threshold = DefaultClockStepThreshold
+		}
+		if cc.Interval <= 0 {
+			cc.Interval = DefaultClockCheckInterval
+		}
+		h.c.stopClock, h.c.clockDone = make(chan struct{}), make(chan struct{})
+		go h.watchClock(cc, h.c.stopClock, h.c.clockDone)
 	}
 	if space != nil {
 		space.start(h)
@@ -857,6 +874,10 @@ func (h *Handler) Close() error {
 		if c.stopVerify != nil {
 			close(c.stopVerify)
 			<-c.verifyDone
+		}
+		if c.stopClock != nil {
+			close(c.stopClock)
+			<-c.clockDone
 		}
 		c.inflight.Lock() // no audit write in flight, none to come
 		c.closed.Store(true)
