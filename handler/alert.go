@@ -49,7 +49,10 @@ const (
 
 // AlertEvent is what an alert rule sees of an audit record: its top-level
 // standard members as written to the file (after redaction), the who and
-// where from Options.ContextAttrs or the record, and its trace id.
+// where from Options.ContextAttrs or the record, and its trace id. A
+// failed audit write is seen as an event too, one that is never written:
+// event audit_outage, reason write_failing (see DefaultAlertRules'
+// audit_write_failing).
 type AlertEvent struct {
 	Event, Action, ResourceType, Resource, Status, Reason string
 	Principal                                             string        // user.id
