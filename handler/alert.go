@@ -34,7 +34,8 @@ const (
 	AuditOutage       = "audit_outage"       // event of the record of audit records not written
 	ActionWrite       = "write"              // its action
 	AuditCapacity     = "audit_capacity"     // event of the record of low free space for the audit files
-	ActionCheck       = "check"              // its action
+	ActionCheck       = "check"              // its action (and clock_step's)
+	ClockStep         = "clock_step"         // event of the record of a step of the wall clock (see ClockCheck)
 )
 
 // What an alert rule counts per: the member of the event whose value is the
@@ -48,7 +49,10 @@ const (
 
 // AlertEvent is what an alert rule sees of an audit record: its top-level
 // standard members as written to the file (after redaction), the who and
-// where from Options.ContextAttrs or the record, and its trace id.
+// where from Options.ContextAttrs or the record, and its trace id. A
+// failed audit write is seen as an event too, one that is never written:
+// event audit_outage, reason write_failing (see DefaultAlertRules'
+// audit_write_failing).
 type AlertEvent struct {
 	Event, Action, ResourceType, Resource, Status, Reason string
 	Principal                                             string        // user.id
@@ -241,15 +245,27 @@ func DefaultAlertRules() []AlertRule {
 			By:          ByResource, Window: time.Hour, Threshold: 1, Severity: slog.LevelError,
 		},
 		{
+			ID:          "audit_write_failing",
+			Description: "audit records cannot be written now (a full disk, an I/O error): the trail has a gap while this lasts, and this alert's own record may be lost too",
+			Match:       []AlertMatch{{Event: []string{AuditOutage}, Reason: []string{"write_failing"}}},
+			By:          ByAll, Window: time.Hour, Threshold: 1, Severity: slog.LevelError,
+		},
+		{
 			ID:          "audit_outage",
 			Description: "audit records could not be written (the audit_outage record says how many, when, and why)",
-			Match:       []AlertMatch{{Event: []string{AuditOutage}}},
+			Match:       []AlertMatch{{Event: []string{AuditOutage}, Reason: []string{"write_failed", "power_loss"}}},
 			By:          ByAll, Window: time.Hour, Threshold: 1, Severity: slog.LevelError,
 		},
 		{
 			ID:          "audit_low_space",
 			Description: "the audit files' file system is low on free space (the audit_capacity record says how much is left): once it is full, audit records cannot be written",
 			Match:       []AlertMatch{{Event: []string{AuditCapacity}, Reason: []string{"low_space"}}},
+			By:          ByAll, Window: time.Hour, Threshold: 1, Severity: slog.LevelWarn,
+		},
+		{
+			ID:          "clock_step",
+			Description: "the wall clock was stepped (the clock_step record says by how much and which way): the times of the records around it are out of order",
+			Match:       []AlertMatch{{Event: []string{ClockStep}}},
 			By:          ByAll, Window: time.Hour, Threshold: 1, Severity: slog.LevelWarn,
 		},
 	}
@@ -291,9 +307,12 @@ type AlertOptions struct {
 	// OnAlert is called after each alert record is written (Alert.Err says
 	// whether it was), on the goroutine that logged the triggering event:
 	// for an audit_capacity record, the audit file writer's background
-	// goroutine, and for a chain_verification record of SelfVerify, its
-	// goroutine, both of which Close waits for. It must not block or call
-	// Close; it may log.
+	// goroutine, and for a chain_verification record of SelfVerify or a
+	// clock_step record of the clock check, theirs, all of which Close
+	// waits for. It is called also when the alert record cannot be written
+	// (Alert.Err not nil), e.g. by audit_write_failing while the disk is
+	// full: then OnAlert and the app handler are all the alert reaches. It
+	// must not block or call Close; it may log.
 	OnAlert func(Alert)
 	// Now is the clock of the windows; default time.Now.
 	Now func() time.Time
@@ -622,6 +641,37 @@ func (e *alertEngine) observeRecord(ctx context.Context, ev AlertEvent, sc trace
 		ev.TraceID = sc.TraceID()
 	}
 	e.observe(ctx, &ev)
+}
+
+// observeFailed feeds the rules with an audit record whose write failed
+// (not because the handler is closed): ev holds its members as the line
+// would have; resource is the audit directory's name. The rules see at
+// once that the trail cannot be written, as an event event=audit_outage
+// action=write resource_type=audit_log resource=<directory> status=failed
+// reason=write_failing (the default rule audit_write_failing), rather than
+// only when the audit_outage record can be written after it (which a trail
+// that stays full never does). The handler's own records (audit_capacity,
+// clock_step, chain_verification, audit_outage) are also seen as they are:
+// what they report holds whether or not their line could be written. Other
+// records are not counted by what they say, which is not on record (and an
+// operation that fails closed was not done). The failed write of an alert
+// record is not seen at all, so an alert cannot set off another (OnAlert
+// has heard of it, with Alert.Err).
+func (e *alertEngine) observeFailed(ctx context.Context, ev AlertEvent, sc trace.SpanContext, resource string) {
+	if ev.Event == SecurityAlert {
+		return
+	}
+	if sc.IsValid() {
+		ev.TraceID = sc.TraceID()
+	}
+	switch ev.Event {
+	case AuditCapacity, ClockStep, ChainVerification, AuditOutage:
+		own := ev
+		e.observe(ctx, &own)
+	}
+	out := AlertEvent{Event: AuditOutage, Action: ActionWrite, ResourceType: "audit_log", Resource: resource,
+		Status: string(StatusFailed), Reason: "write_failing", TraceID: ev.TraceID}
+	e.observe(ctx, &out)
 }
 
 // observe counts ev with every rule that matches it and writes the alerts

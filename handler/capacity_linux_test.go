@@ -156,3 +156,99 @@ func (s *capacitySink) Audit(body []byte, _ chain.Position) {
 		s.n.Add(1)
 	}
 }
+
+// On a real tmpfs filled to the last byte, the audit writes fail with
+// ENOSPC and the default rule audit_write_failing alerts while the disk
+// is full (OnAlert with Alert.Err set), not only once space is back; the
+// audit_low_space alert of the audit_capacity record whose write failed
+// comes too. Freeing the space, the next record is preceded by the
+// audit_outage record, which alerts too, and the trail verifies. Needs
+// root (mount): skipped without it, except under CI=true.
+func TestWriteFailingTmpfs(t *testing.T) {
+	mnt := filepath.Join(t.TempDir(), "fs")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "mode=0700,size=8m"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mount tmpfs: %v (under CI=true the tests run as root)", err)
+		}
+		t.Skipf("mount tmpfs: %v (needs root)", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(mnt, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+	})
+	dir := filepath.Join(mnt, "audit")
+	var alerts alertLog
+	h, err := New(Options{Dir: dir, Key: testKey, App: slog.DiscardHandler,
+		Rotate:  rotate.Options{LowSpace: -1}, // the record below stands for the writer's check, whose timing varies
+		Alerts:  &AlertOptions{OnAlert: alerts.on},
+		OnError: func(error) {},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l := Logger(slog.New(h))
+	ev := Event{Type: CredentialAccess, Action: "get", ResourceType: "credential", Resource: "k", Status: StatusSuccess}
+	if err := Log(context.Background(), l, ev); err != nil {
+		t.Fatal(err)
+	}
+	// Fill what is left, to the last byte.
+	filler := filepath.Join(mnt, "filler")
+	fd, err := os.OpenFile(filler, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Fallocate(int(fd.Fd()), 0, 0, int64(st.Bavail)*int64(st.Bsize)); err != nil {
+		t.Fatal(err)
+	}
+	fd.Close()
+	failed := 0
+	for i := 0; i < 100000 && failed < 20; i++ {
+		if err := Log(context.Background(), l, ev); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("Log: %v", err)
+			}
+			failed++
+		}
+	}
+	if failed < 20 {
+		t.Fatal("the writes did not fail on a full file system")
+	}
+	// The writer's check (off above: it may come before the disk is full,
+	// after 4 MiB written or within a minute) writes this record; on a
+	// full disk the write fails.
+	h.writeCapacity(rotate.Space{Free: 0, Total: 8 << 20, Threshold: 1 << 20}, dir)
+	a := alerts.rule("audit_write_failing")
+	if len(a) != 1 || !errors.Is(a[0].Err, syscall.ENOSPC) {
+		t.Fatalf("audit_write_failing alerts while the disk is full: %+v", a)
+	}
+	if a := alerts.rule("audit_low_space"); len(a) != 1 || a[0].Err == nil {
+		t.Errorf("audit_low_space alerts while the disk is full: %+v", a)
+	}
+	if a := alerts.rule("audit_outage"); len(a) != 0 {
+		t.Errorf("audit_outage alerts while the disk is full: %+v", a)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := Log(context.Background(), l, ev); err != nil {
+		t.Fatal(err)
+	}
+	if a := alerts.rule("audit_outage"); len(a) != 1 || a[0].Err != nil {
+		t.Errorf("audit_outage alerts after the disk has room: %+v", a)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := chain.Verify(dir, chain.VerifyOptions{Key: testKey}); err != nil || !rep.Intact {
+		t.Fatalf("verify: %v", err)
+	}
+}

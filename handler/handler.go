@@ -102,6 +102,11 @@ type Options struct {
 	// an ERROR chain_verification audit event (a security_alert too when
 	// Alerts has the default rules) and OnError on failure.
 	SelfVerify SelfVerify
+	// Clock configures the check of the wall clock against the monotonic
+	// clock, which puts a step of the wall clock (by more than 1 s, by
+	// default) on record as a WARN clock_step audit record (see
+	// ClockCheck). On by default; Clock.Threshold negative turns it off.
+	Clock ClockCheck
 	// Rotate sets file size and time limits, retention, compression and the
 	// durability policy (default rotate.SyncNone: each record is handed to the
 	// OS before Handle returns), and the free-space warning: when the audit
@@ -142,8 +147,10 @@ type Options struct {
 	// NoRedaction turns redaction off. Only for records known to hold no
 	// secrets: a leaked credential in an audit trail cannot be taken back.
 	NoRedaction bool
-	// Alerts, if set, runs alert rules over the audit records written (see
-	// AlertOptions and DefaultAlertRules). Nil: no rules, no cost.
+	// Alerts, if set, runs alert rules over the audit records written, and
+	// over the audit writes that fail, as they fail (see AlertOptions,
+	// DefaultAlertRules and its audit_write_failing). Nil: no rules, no
+	// cost.
 	Alerts *AlertOptions
 }
 
@@ -217,8 +224,11 @@ type core struct {
 
 	lastIDs    atomic.Pointer[spanIDs]
 	dir        string
+	dirName    string        // the audit directory's name, the resource of audit_outage events
 	stopVerify chan struct{} // nil without SelfVerify
 	verifyDone chan struct{}
+	stopClock  chan struct{} // nil without clock checks
+	clockDone  chan struct{}
 }
 
 // spanIDs caches the hex strings of the last span context seen: the
@@ -308,6 +318,7 @@ func New(opts Options) (*Handler, error) {
 		spans: new(spanHandlers),
 	}
 	h.c.root = h
+	h.c.dirName = filepath.Base(filepath.Dir(w.Path()))
 	if opts.Alerts != nil {
 		if h.c.alerts, err = newAlertEngine(opts.Alerts, h); err != nil {
 			w.Close()
@@ -320,6 +331,16 @@ func New(opts Options) (*Handler, error) {
 		}
 		h.c.stopVerify, h.c.verifyDone = make(chan struct{}), make(chan struct{})
 		go h.selfVerify(sv, ro.Dir, ro.Prefix, ro.Ext, h.c.stopVerify, h.c.verifyDone)
+	}
+	if cc := opts.Clock; cc.Threshold >= 0 {
+		if cc.Threshold == 0 {
+			cc.Threshold = DefaultClockStepThreshold
+		}
+		if cc.Interval <= 0 {
+			cc.Interval = DefaultClockCheckInterval
+		}
+		h.c.stopClock, h.c.clockDone = make(chan struct{}), make(chan struct{})
+		go h.watchClock(cc, h.c.stopClock, h.c.clockDone)
 	}
 	if space != nil {
 		space.start(h)
@@ -461,8 +482,15 @@ func (h *Handler) handle(ctx context.Context, r slog.Record) (auditErr, appErr e
 		if gap.ok {
 			h.c.root.afterOutage(gap)
 		}
-		if auditErr == nil && h.c.alerts != nil {
-			h.c.alerts.observeRecord(ctx, ac.ev, sc)
+		if h.c.alerts != nil {
+			if auditErr == nil {
+				h.c.alerts.observeRecord(ctx, ac.ev, sc)
+			} else if !errors.Is(auditErr, ErrClosed) {
+				// The rules hear of the failure now, not once a
+				// record can be written again: a trail that stays
+				// unwritable must alert too.
+				h.c.alerts.observeFailed(ctx, ac.ev, sc, h.c.dirName)
+			}
 		}
 	}
 	if (!isAudit || h.c.appCopy) && h.app.Enabled(ctx, r.Level) {
@@ -658,15 +686,15 @@ func (h *Handler) writeAudit(r slog.Record, sc trace.SpanContext, extra []slog.A
 		e.b = append(e.b, '}')
 	}
 	ab.b = e.b
+	if ac != nil {
+		*ac = ab.alert // also when the write fails: see alertEngine.observeFailed
+	}
 	err = h.c.w.Append(ab.b, &ab.pos)
 	if errors.Is(err, rotate.ErrClosed) {
 		return false, ErrClosed
 	}
 	if err != nil {
 		return false, fmt.Errorf("handler: audit record not written: %w", err)
-	}
-	if ac != nil {
-		*ac = ab.alert
 	}
 	for _, s := range h.c.sinks {
 		s.Audit(ab.b, ab.pos)
@@ -846,6 +874,10 @@ func (h *Handler) Close() error {
 		if c.stopVerify != nil {
 			close(c.stopVerify)
 			<-c.verifyDone
+		}
+		if c.stopClock != nil {
+			close(c.stopClock)
+			<-c.clockDone
 		}
 		c.inflight.Lock() // no audit write in flight, none to come
 		c.closed.Store(true)

@@ -1,0 +1,107 @@
+package handler
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// ClockCheck configures the handler's watch on the wall clock (PCI DSS
+// 10.4, ISO 27001 A.8.17). An audit record carries the time slog gave it
+// (the caller's time.Now), which follows the wall clock wherever it is
+// set: a clock stepped back an hour writes records an hour earlier than
+// the ones before them, and neither the chain nor verify compares times.
+// So the handler compares, every Interval, on a goroutine of its own
+// (nothing on the logging path), how far the wall clock advanced with how
+// far the monotonic clock did (time.Now reads both): a difference beyond
+// Threshold is a step, put on record as a WARN audit record
+//
+//	event=clock_step action=check resource_type=clock resource=wall
+//	status=failed reason=backward|forward step=<ns, signed> before=<time> after=<time>
+//
+// with, on Linux, the kernel's synchronization status (adjtimex):
+// time_synced (false when no NTP client keeps the clock) and
+// time_max_error (its estimated maximum error, ns). before is what the
+// wall clock would read had it not been stepped, after what it reads; the
+// record's time is after. The default alert rule clock_step raises it to a
+// WARN alert. Each check measures from the one before, so a gradual slew
+// (NTP's adjustment of the clock rate, at most 0.5 ms a second) is never a
+// step, but several steps each within Threshold are not reported either.
+// The monotonic clock stops while the host is suspended (a laptop, a
+// paused virtual machine) and the wall clock does not: a resume shows as a
+// forward step of the time the host slept, a gap worth having on record
+// too.
+type ClockCheck struct {
+	// Threshold is the smallest step put on record; 0 means
+	// DefaultClockStepThreshold, negative turns the checks off.
+	Threshold time.Duration
+	// Interval between checks; 0 means DefaultClockCheckInterval.
+	Interval time.Duration
+
+	// now returns the wall clock (without a monotonic reading) and the
+	// monotonic clock's reading; nil: time.Now. For tests.
+	now func() (wall time.Time, mono time.Duration)
+}
+
+// Defaults of ClockCheck.
+const (
+	DefaultClockStepThreshold = time.Second
+	DefaultClockCheckInterval = 10 * time.Second
+)
+
+// watchClock runs the checks of cc until stop is closed.
+func (h *Handler) watchClock(cc ClockCheck, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	now := cc.now
+	if now == nil {
+		start := time.Now()
+		now = func() (time.Time, time.Duration) {
+			t := time.Now()
+			return t.Round(0), t.Sub(start) // Sub of two monotonic readings: the monotonic clock
+		}
+	}
+	t := time.NewTicker(cc.Interval)
+	defer t.Stop()
+	wall0, mono0 := now()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		wall, mono := now()
+		before := wall0.Add(mono - mono0) // where the wall clock would be
+		step := wall.Sub(before)
+		wall0, mono0 = wall, mono // the next check measures from here
+		if step.Abs() > cc.Threshold {
+			h.writeClockStep(before, wall, step)
+		}
+	}
+}
+
+// writeClockStep writes the clock_step record through h, the root
+// handler; the error of the write goes to OnError (and a failed write to
+// the alert rules as well, see alertEngine.observeFailed).
+func (h *Handler) writeClockStep(before, after time.Time, step time.Duration) {
+	reason := "forward"
+	if step < 0 {
+		reason = "backward"
+	}
+	r := slog.NewRecord(after, slog.LevelWarn, fmt.Sprintf("wall clock stepped %s by %s", reason, step.Abs()), 0)
+	r.AddAttrs(Audit,
+		slog.String(EventKey, ClockStep),
+		slog.String(ActionKey, ActionCheck),
+		slog.String(ResourceTypeKey, "clock"),
+		slog.String(ResourceKey, "wall"),
+		slog.String(StatusKey, string(StatusFailed)),
+		slog.String(ReasonKey, reason),
+		slog.Duration("step", step),
+		slog.Time("before", before),
+		slog.Time("after", after),
+	)
+	if synced, maxErr, ok := timeSync(); ok {
+		r.AddAttrs(slog.Bool("time_synced", synced), slog.Duration("time_max_error", maxErr))
+	}
+	h.Handle(context.Background(), r)
+}
