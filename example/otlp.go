@@ -21,10 +21,9 @@ import (
 // nothing in an outage (it replays from the files), but while it lasts the
 // off-host copy of the trail is not being made: PCI DSS 10.7 asks that such
 // a failure be detected, alerted on and recorded. The events go through the
-// handler, so the alert rules see them (the alert rule audit_export matches
-// event audit_export status failed).
+// handler, so the alert rules see them (the default rule audit_export_stalled
+// counts event audit_export status failed).
 const (
-	eventAuditExport      = "audit_export" // event of the stall and recovery records
 	actionExport          = "export"
 	resourceTypeCollector = "collector"
 	reasonExportStalled   = "stalled"
@@ -53,7 +52,7 @@ func (x *exportHealth) options() []otelbridge.Option {
 // that were waiting, since when the exports began to fail.
 func (x *exportHealth) stall(s otelbridge.Stall) {
 	ev := handler.Event{
-		Type:         eventAuditExport,
+		Type:         handler.AuditExport,
 		Action:       actionExport,
 		ResourceType: resourceTypeCollector,
 		Resource:     x.collector,

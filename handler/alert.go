@@ -36,6 +36,11 @@ const (
 	AuditCapacity     = "audit_capacity"     // event of the record of low free space for the audit files
 	ActionCheck       = "check"              // its action (and clock_step's)
 	ClockStep         = "clock_step"         // event of the record of a step of the wall clock (see ClockCheck)
+	// AuditExport is the event of a record that the off-host copy of the
+	// trail stalled (status failed) or recovered (status success): the
+	// rule audit_export_stalled counts the first. otelbridge.WithOnStall
+	// reports both; the example writes them (example/otlp.go).
+	AuditExport = "audit_export"
 )
 
 // What an alert rule counts per: the member of the event whose value is the
@@ -261,6 +266,12 @@ func DefaultAlertRules() []AlertRule {
 			Description: "the audit files' file system is low on free space (the audit_capacity record says how much is left): once it is full, audit records cannot be written",
 			Match:       []AlertMatch{{Event: []string{AuditCapacity}, Reason: []string{"low_space"}}},
 			By:          ByAll, Window: time.Hour, Threshold: 1, Severity: slog.LevelWarn,
+		},
+		{
+			ID:          "audit_export_stalled",
+			Description: "the export of the audit trail to its off-host copy (the OTLP collector, the SIEM) acknowledged nothing for a while (the audit_export record says since when and which seqs wait; the local files keep them)",
+			Match:       []AlertMatch{{Event: []string{AuditExport}, Status: []string{string(StatusFailed)}}},
+			By:          ByResource, Window: time.Hour, Threshold: 1, Severity: slog.LevelWarn,
 		},
 		{
 			ID:          "clock_step",

@@ -485,7 +485,7 @@ func TestAlertConfig(t *testing.T) {
 	for _, r := range o.Rules {
 		ids = append(ids, r.ID)
 	}
-	if strings.Join(ids, " ") != "credential_probing credential_harvest audit_reader_new chain_verification_failed audit_write_failing audit_outage audit_low_space clock_step bulk_delete" || o.MaxKeys != 500 {
+	if strings.Join(ids, " ") != "credential_probing credential_harvest audit_reader_new chain_verification_failed audit_write_failing audit_outage audit_low_space audit_export_stalled clock_step bulk_delete" || o.MaxKeys != 500 {
 		t.Fatalf("rules %v, max_keys %d", ids, o.MaxKeys)
 	}
 	p := o.Rules[0]
