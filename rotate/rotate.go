@@ -21,8 +21,9 @@
 //
 // A Writer can warn before its disk is full: with Options.OnLowSpace it
 // checks the free space of Dir's file system (statfs(2)) in the background
-// — at start, after each rotation, per 4 MiB written and every minute,
-// never on a writer's path — and calls OnLowSpace when it falls below
+// — at start, after each rotation, per 4 MiB written, when a preallocated
+// chunk no longer fits, and every minute, never on a writer's path — and
+// calls OnLowSpace when it falls below
 // Options.LowSpace (default: DefaultLowSpace).
 package rotate
 
@@ -137,7 +138,12 @@ type Options struct {
 	// pages again), syncing with fdatasync(2), which then has neither a
 	// file size nor extents to flush, only the data. Close cuts the unused
 	// rest; after a crash it remains as NUL bytes, which readers treat as
-	// unwritten. Ignored with OpenFile or where unsupported.
+	// unwritten. Where the file system has no room for a whole chunk
+	// (ENOSPC, or EDQUOT for a quota), only what the write needs is
+	// preallocated, rounded up to a page: a nearly full disk takes the
+	// records that fit, and a write fails (as without preallocation, with
+	// nothing partial left) only once those bytes do not fit either.
+	// Ignored with OpenFile or where unsupported.
 	Preallocate int64
 	SyncEvery   time.Duration // fsync period for SyncInterval; default 1s
 
@@ -169,7 +175,8 @@ type Options struct {
 	// not again until it has been back above the threshold plus 10 %, or
 	// for an hour while it stays low. The Writer checks when it starts,
 	// after each rotation (and the retention that follows), after every
-	// 4 MiB written and at least every minute; at most once a second, and
+	// 4 MiB written, when a Preallocate chunk no longer fits, and at least
+	// every minute; at most once a second, and
 	// never on a writer's path: a write only counts its bytes. Linux, the
 	// BSDs and macOS; elsewhere it is never called. Close waits for it, so
 	// it must not call Close; it may call WriteRecord.
