@@ -126,9 +126,23 @@ type Options struct {
 	MaxBytes   int64         // rotate before a record that would take the file past this; 0 = no limit
 	Interval   time.Duration // rotate at the first write after each UTC multiple of Interval; 0 = never
 	MaxBackups int           // keep at most this many files besides the active one; 0 = all
-	MaxAge     time.Duration // remove files whose records are all older than this; 0 = never
-	Compress   bool          // gzip closed files in the background
-	Sync       Policy        // when to fsync
+	// MaxAge, if positive, removes files whose records are all older than
+	// this: a file goes when the next one started more than MaxAge ago.
+	// Age is not taken from a clock that jumped forward: "now" for
+	// retention is the clock (Now), but never later than a baseline plus
+	// the monotonic time elapsed since New, the baseline being the clock
+	// at New or, if earlier, the time the newest existing file was last
+	// written (its mtime). So a clock stepped forward while the Writer
+	// runs (by a day, or 400 days) removes nothing before its time; nor
+	// does one that is wrong when the Writer starts, while the newest
+	// file was written under a right one. The cost: time the Writer was
+	// down (between that file's last write and New) is not counted until
+	// the next New, so files may stay that much longer than MaxAge. A
+	// clock that was already wrong when the newest file was written is
+	// believed. 0 = never.
+	MaxAge   time.Duration
+	Compress bool   // gzip closed files in the background
+	Sync     Policy // when to fsync
 	// Preallocate, if positive, grows each file by this many bytes at a
 	// time with fallocate(2) and appends by copying into a shared memory
 	// mapping of that space (Linux): the bytes reach the page cache, as
@@ -184,7 +198,8 @@ type Options struct {
 	// Framer, if set, frames records; without one, each record is written
 	// as given.
 	Framer Framer
-	// Now is the clock for file names, Interval and MaxAge; default time.Now.
+	// Now is the clock for file names, Interval and MaxAge (bounded by
+	// monotonic time, see MaxAge); default time.Now.
 	Now func() time.Time
 	// OpenFile creates files; default os.OpenFile. It is passed O_EXCL
 	// and, where the platform has it, O_NOFOLLOW.
@@ -257,6 +272,11 @@ type Writer struct {
 	eager      bool // a Framer was given: create files at once, not at the first record
 	now        func() time.Time
 	openFile   func(string, int, os.FileMode) (File, error)
+	// MaxAge's clock (ageNow): never ahead of ageBase, a wall time without
+	// a monotonic reading, plus the time mono has advanced since monoBase.
+	ageBase  time.Time
+	mono     func() time.Time // monoNow
+	monoBase time.Time
 
 	latest atomic.Pointer[string] // path of the file most recently created (Path)
 	active atomic.Pointer[string] // path of the open file, nil if none (retention skips it)
@@ -432,6 +452,11 @@ func New(opts Options) (*Writer, error) {
 		stopBg:     make(chan struct{}),
 		bgDone:     make(chan struct{}),
 		wake:       make(chan struct{}, 1),
+	}
+	if w.maxAge > 0 {
+		w.ageBase = ageBase(opts.Now(), opts.Dir, files)
+		w.mono = monoNow
+		w.monoBase = w.mono()
 	}
 	w.idle.L = &w.mu
 	w.pend.cond.L = &w.mu
