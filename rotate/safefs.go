@@ -88,6 +88,29 @@ type sharedDirError struct {
 func (e *sharedDirError) Error() string { return e.err.Error() }
 func (e *sharedDirError) Unwrap() error { return e.err }
 
+// fileKind names the type of a file of mode m for a message: "a directory",
+// "a symbolic link", and so on (fs.FileMode's String shows a directory as
+// "d---------" once its permission bits are masked off).
+func fileKind(m fs.FileMode) string {
+	switch t := m.Type(); {
+	case t == 0:
+		return "a regular file"
+	case t&fs.ModeDir != 0:
+		return "a directory"
+	case t&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case t&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case t&fs.ModeSocket != 0:
+		return "a socket"
+	case t&fs.ModeCharDevice != 0:
+		return "a character device"
+	case t&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return "not a regular file"
+}
+
 // modeOctal returns m's permission, sticky, setgid and setuid bits as
 // chmod(1) takes them.
 func modeOctal(m fs.FileMode) uint32 {

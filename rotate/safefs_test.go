@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -47,6 +48,38 @@ func assertVictim(t *testing.T, victim string) {
 	t.Helper()
 	if got := readFile(t, victim); got != victimData {
 		t.Errorf("the link's target %s was written through: it holds %q", victim, got[:min(len(got), 40)])
+	}
+}
+
+// A closed file replaced, before it is compressed, by something that is
+// not a regular file is left alone, and the error says what it is.
+func TestGzipNotRegular(t *testing.T) {
+	for _, tc := range []struct {
+		kind  string
+		plant func(path string) error
+	}{
+		{"a directory", func(path string) error { return os.Mkdir(path, 0o700) }},
+		{"a named pipe (FIFO)", func(path string) error { return syscall.Mkfifo(path, 0o600) }},
+	} {
+		dir := filepath.Join(t.TempDir(), "audit")
+		var errs collected[error]
+		replace := func(path string) {
+			if err := os.Remove(path); err != nil {
+				t.Error(err)
+			}
+			if err := tc.plant(path); err != nil {
+				t.Error(err)
+			}
+		}
+		w := open(t, Options{Dir: dir, Compress: true, Now: newClock(t0).Now, OnError: errs.add, OnRotate: replace})
+		write(t, w, "x\n")
+		if err := w.Rotate(); err != nil {
+			t.Fatal(err)
+		}
+		closeW(t, w)
+		if errs := errs.get(); len(errs) != 1 || !strings.HasSuffix(errs[0].Error(), "not a regular file: "+tc.kind) {
+			t.Errorf("OnError heard %v, want one error ending in %q", errs, "not a regular file: "+tc.kind)
+		}
 	}
 }
 
