@@ -231,7 +231,7 @@ func (w *Writer) gzip(zw *gzip.Writer, path string) *gzip.Writer {
 		if fi, err := in.Stat(); err != nil {
 			return err
 		} else if !fi.Mode().IsRegular() {
-			return fmt.Errorf("not a regular file (%v)", fi.Mode().Type())
+			return fmt.Errorf("not a regular file: %s", fileKind(fi.Mode()))
 		}
 		// Never O_TRUNC: whoever may create entries in the directory could
 		// have put a symbolic link at this name, and the truncation and the
@@ -323,7 +323,10 @@ func (w *Writer) retain() {
 	if w.maxBackups > 0 && backups > w.maxBackups {
 		excess = backups - w.maxBackups
 	}
-	cutoff := w.now().Add(-w.maxAge)
+	var cutoff time.Time
+	if w.maxAge > 0 {
+		cutoff = w.ageNow().Add(-w.maxAge)
+	}
 	removed := false
 	for i := range backups {
 		// File i's records all predate file i+1's start.
@@ -352,6 +355,33 @@ func (w *Writer) retain() {
 			w.onError(fmt.Errorf("rotate: %w", err))
 		}
 	}
+}
+
+// monoNow is the monotonic clock of MaxAge (time.Now carries a monotonic
+// reading, which Sub uses); a variable for the tests, taken by New.
+var monoNow = time.Now
+
+// ageBase returns the wall time that retention by MaxAge counts from: now,
+// or the modification time of the newest of files in dir if that is
+// earlier (see Options.MaxAge).
+func ageBase(now time.Time, dir string, files []fileInfo) time.Time {
+	now = now.Round(0) // the wall time, not a monotonic reading
+	if n := len(files); n > 0 {
+		if fi, err := os.Lstat(filepath.Join(dir, files[n-1].name())); err == nil && fi.ModTime().Before(now) {
+			return fi.ModTime()
+		}
+	}
+	return now
+}
+
+// ageNow returns the time up to which retention counts a file's age: the
+// clock, but never ahead of the monotonic time elapsed since New allows.
+func (w *Writer) ageNow() time.Time {
+	now := w.now().Round(0) // compare wall times, not monotonic readings
+	if limit := w.ageBase.Add(w.mono().Sub(w.monoBase)); now.After(limit) {
+		return limit
+	}
+	return now
 }
 
 // ticker fsyncs for SyncInterval, through the leader role so that it never

@@ -188,10 +188,16 @@ func (w *Writer) create(now time.Time) error {
 	if w.mapChunk > 0 {
 		var osf *os.File
 		if osf, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|oNoFollow, 0o600); err == nil {
+			var short func()
+			if w.onLowSpace != nil {
+				// Less than a chunk is left: check the free space now
+				// rather than after the next 4 MiB, which may not fit.
+				short = w.askSpace
+			}
 			if w.policy == SyncAlways {
-				f = newPreallocFile(osf, w.mapChunk, w.maxBytes)
+				f = newPreallocFile(osf, w.mapChunk, w.maxBytes, short)
 			} else {
-				f = newMappedFile(osf, w.mapChunk)
+				f = newMappedFile(osf, w.mapChunk, short)
 			}
 		}
 	} else {

@@ -23,6 +23,7 @@ const mmapSupported = true
 type mappedFile struct {
 	f      *os.File
 	chunk  int64
+	short  func() // called when a chunk did not fit and less was preallocated (see preallocate); may be nil
 	size   int64  // logical size: bytes written
 	alloc  int64  // bytes preallocated
 	win    []byte // the mapping of [winOff, winOff+len(win))
@@ -45,8 +46,8 @@ const faultAhead = 256 << 10
 // writable, as a write would, without writing.
 const madvPopulateWrite = 23
 
-func newMappedFile(f *os.File, chunk int64) File {
-	return &mappedFile{f: f, chunk: chunk}
+func newMappedFile(f *os.File, chunk int64, short func()) File {
+	return &mappedFile{f: f, chunk: chunk, short: short}
 }
 
 var pageSize = int64(os.Getpagesize())
@@ -140,8 +141,8 @@ func forwardCopy(dst, src []byte) {
 // remap makes the window cover [size, end), preallocating as needed.
 func (m *mappedFile) remap(end int64) error {
 	if need := end - m.alloc; need > 0 {
-		grow := max(m.chunk, (need+pageSize-1)/pageSize*pageSize)
-		if err := fallocate(m.f, m.alloc, grow); err != nil {
+		grow, err := preallocate(m.f, m.alloc, m.chunk, need, m.short)
+		if err != nil {
 			return err
 		}
 		m.alloc += grow
@@ -160,14 +161,42 @@ func (m *mappedFile) remap(end int64) error {
 	return nil
 }
 
+// preallocate allocates space at off for a write that needs need more
+// bytes: a chunk, or need rounded up to a page if that is more. When the
+// file system has no room for the chunk (ENOSPC, or EDQUOT: the user's
+// quota), it allocates only need, page-rounded, and calls short if not nil:
+// a nearly full disk still takes the records that fit, rather than failing
+// every write while megabytes remain free. Only if that fails too does the
+// write fail, with an error that wraps the file system's. It returns the
+// bytes allocated.
+func preallocate(f *os.File, off, chunk, need int64, short func()) (int64, error) {
+	need = (need + pageSize - 1) / pageSize * pageSize
+	grow := max(chunk, need)
+	err := fallocate(f, off, grow)
+	if err != nil && grow > need && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
+		if short != nil {
+			short()
+		}
+		grow = need
+		err = fallocate(f, off, grow)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return grow, nil
+}
+
+// fallocateSys is fallocate(2); a variable for the tests.
+var fallocateSys = syscall.Fallocate
+
 func fallocate(f *os.File, off, n int64) error {
 	for {
-		err := syscall.Fallocate(int(f.Fd()), 0, off, n)
+		err := fallocateSys(int(f.Fd()), 0, off, n)
 		if err == syscall.EINTR {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("fallocate: %w", err)
+			return fmt.Errorf("fallocate %d bytes: %w", n, err)
 		}
 		return nil
 	}

@@ -8,6 +8,6 @@ import "os"
 // SIGBUS, not an error); elsewhere files are written with write(2).
 const mmapSupported = false
 
-func newMappedFile(f *os.File, _ int64) File { return f }
+func newMappedFile(f *os.File, _ int64, _ func()) File { return f }
 
-func newPreallocFile(f *os.File, _, _ int64) File { return f }
+func newPreallocFile(f *os.File, _, _ int64, _ func()) File { return f }

@@ -79,7 +79,7 @@ func TestMappedTruncateBelowWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := newMappedFile(f, 4096)
+	m := newMappedFile(f, 4096, nil)
 	head := bytes.Repeat([]byte("h"), 5000)
 	if _, err := m.Write(head); err != nil {
 		t.Fatal(err)

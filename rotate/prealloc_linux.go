@@ -29,20 +29,21 @@ import (
 type preallocFile struct {
 	f     *os.File
 	chunk int64
-	size  int64 // logical size: bytes written
-	alloc int64 // bytes zeroed and synced
+	short func() // see mappedFile.short
+	size  int64  // logical size: bytes written
+	alloc int64  // bytes zeroed and synced
 }
 
 // newPreallocFile returns f as a preallocFile growing by chunk bytes at a
 // time, or by maxBytes (rounded up to a page) if positive and smaller:
 // zeroing costs a write of the chunk, and a file rotated by size needs no
 // more (the record or Close frame that takes it past maxBytes grows it
-// again).
-func newPreallocFile(f *os.File, chunk, maxBytes int64) File {
+// again). short is called when a chunk does not fit (see preallocate).
+func newPreallocFile(f *os.File, chunk, maxBytes int64, short func()) File {
 	if maxBytes > 0 {
 		chunk = min(chunk, (maxBytes+pageSize-1)/pageSize*pageSize)
 	}
-	return &preallocFile{f: f, chunk: chunk}
+	return &preallocFile{f: f, chunk: chunk, short: short}
 }
 
 // zeros is the source of every zeroing write; never written to.
@@ -67,10 +68,11 @@ func writeZeros(f *os.File, off, n int64) error {
 func (p *preallocFile) Write(b []byte) (int, error) {
 	end := p.size + int64(len(b))
 	if need := end - p.alloc; need > 0 {
-		grow := max(p.chunk, (need+pageSize-1)/pageSize*pageSize)
 		// Reserve the space first, so that a full disk fails here and
-		// the chunk is allocated in one piece.
-		if err := fallocate(p.f, p.alloc, grow); err != nil {
+		// the chunk is allocated in one piece (or, on a nearly full
+		// disk, only what b needs).
+		grow, err := preallocate(p.f, p.alloc, p.chunk, need, p.short)
+		if err != nil {
 			return 0, err
 		}
 		if err := writeZeros(p.f, p.alloc, grow); err != nil {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"unsafe"
@@ -111,7 +113,7 @@ func TestPreallocTruncate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newPreallocFile(f, 4096, 0)
+	p := newPreallocFile(f, 4096, 0, nil)
 	head := bytes.Repeat([]byte("h"), 5000)
 	if _, err := p.Write(head); err != nil {
 		t.Fatal(err)
@@ -158,4 +160,66 @@ func TestPreallocatedAlwaysMaxBytes(t *testing.T) {
 		t.Errorf("open file holds %d bytes, want MaxBytes rounded up to a page, %d", fi.Size(), want)
 	}
 	closeW(t, w)
+}
+
+// When the file system refuses a whole chunk (ENOSPC, or EDQUOT for a
+// quota), a preallocated file, mapped or not, allocates only what the
+// write needs, page-rounded, and says so; when it refuses that too, the
+// write fails with an error that wraps the file system's and writes
+// nothing.
+func TestPreallocateShort(t *testing.T) {
+	const chunk = 1 << 16
+	for _, tt := range []struct {
+		name string
+		new  func(*os.File, func()) File
+	}{
+		{"mapped", func(f *os.File, short func()) File { return newMappedFile(f, chunk, short) }},
+		{"prealloc", func(f *os.File, short func()) File { return newPreallocFile(f, chunk, 0, short) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var room int64 = 3 * pageSize // what the "file system" has left
+			var asked []int64
+			old := fallocateSys
+			fallocateSys = func(fd int, mode uint32, off, n int64) error {
+				asked = append(asked, n)
+				if n > room {
+					return syscall.EDQUOT
+				}
+				room -= n
+				return old(fd, mode, off, n)
+			}
+			t.Cleanup(func() { fallocateSys = old })
+			f, err := os.OpenFile(filepath.Join(t.TempDir(), "f"), os.O_RDWR|os.O_CREATE, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			shorts := 0
+			p := tt.new(f, func() { shorts++ })
+			head := bytes.Repeat([]byte("h"), int(pageSize)+100)
+			if _, err := p.Write(head); err != nil {
+				t.Fatalf("write of %d bytes with %d free: %v", len(head), 3*pageSize, err)
+			}
+			if want := []int64{chunk, 2 * pageSize}; !slices.Equal(asked, want) || shorts != 1 {
+				t.Fatalf("fallocate asked for %v, short called %d times; want %v and once", asked, shorts, want)
+			}
+			if _, err := p.Write(bytes.Repeat([]byte("x"), int(pageSize))); err != nil {
+				t.Fatalf("write into the last free page: %v", err)
+			}
+			n, err := p.Write(bytes.Repeat([]byte("y"), int(pageSize)))
+			if n != 0 || !errors.Is(err, syscall.EDQUOT) {
+				t.Fatalf("write with no room left: %d, %v; want 0 and an error wrapping EDQUOT", n, err)
+			}
+			// What Writer.fail does after a failed write: nothing to undo.
+			if err := p.Truncate(int64(len(head)) + pageSize); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			data, _ := os.ReadFile(f.Name())
+			if want := string(head) + strings.Repeat("x", int(pageSize)); string(data) != want {
+				t.Errorf("file holds %d bytes, want %d: the two writes that fit", len(data), len(want))
+			}
+		})
+	}
 }

@@ -21,8 +21,9 @@
 //
 // A Writer can warn before its disk is full: with Options.OnLowSpace it
 // checks the free space of Dir's file system (statfs(2)) in the background
-// — at start, after each rotation, per 4 MiB written and every minute,
-// never on a writer's path — and calls OnLowSpace when it falls below
+// — at start, after each rotation, per 4 MiB written, when a preallocated
+// chunk no longer fits, and every minute, never on a writer's path — and
+// calls OnLowSpace when it falls below
 // Options.LowSpace (default: DefaultLowSpace).
 package rotate
 
@@ -125,9 +126,23 @@ type Options struct {
 	MaxBytes   int64         // rotate before a record that would take the file past this; 0 = no limit
 	Interval   time.Duration // rotate at the first write after each UTC multiple of Interval; 0 = never
 	MaxBackups int           // keep at most this many files besides the active one; 0 = all
-	MaxAge     time.Duration // remove files whose records are all older than this; 0 = never
-	Compress   bool          // gzip closed files in the background
-	Sync       Policy        // when to fsync
+	// MaxAge, if positive, removes files whose records are all older than
+	// this: a file goes when the next one started more than MaxAge ago.
+	// Age is not taken from a clock that jumped forward: "now" for
+	// retention is the clock (Now), but never later than a baseline plus
+	// the monotonic time elapsed since New, the baseline being the clock
+	// at New or, if earlier, the time the newest existing file was last
+	// written (its mtime). So a clock stepped forward while the Writer
+	// runs (by a day, or 400 days) removes nothing before its time; nor
+	// does one that is wrong when the Writer starts, while the newest
+	// file was written under a right one. The cost: time the Writer was
+	// down (between that file's last write and New) is not counted until
+	// the next New, so files may stay that much longer than MaxAge. A
+	// clock that was already wrong when the newest file was written is
+	// believed. 0 = never.
+	MaxAge   time.Duration
+	Compress bool   // gzip closed files in the background
+	Sync     Policy // when to fsync
 	// Preallocate, if positive, grows each file by this many bytes at a
 	// time with fallocate(2) and appends by copying into a shared memory
 	// mapping of that space (Linux): the bytes reach the page cache, as
@@ -137,7 +152,12 @@ type Options struct {
 	// pages again), syncing with fdatasync(2), which then has neither a
 	// file size nor extents to flush, only the data. Close cuts the unused
 	// rest; after a crash it remains as NUL bytes, which readers treat as
-	// unwritten. Ignored with OpenFile or where unsupported.
+	// unwritten. Where the file system has no room for a whole chunk
+	// (ENOSPC, or EDQUOT for a quota), only what the write needs is
+	// preallocated, rounded up to a page: a nearly full disk takes the
+	// records that fit, and a write fails (as without preallocation, with
+	// nothing partial left) only once those bytes do not fit either.
+	// Ignored with OpenFile or where unsupported.
 	Preallocate int64
 	SyncEvery   time.Duration // fsync period for SyncInterval; default 1s
 
@@ -169,7 +189,8 @@ type Options struct {
 	// not again until it has been back above the threshold plus 10 %, or
 	// for an hour while it stays low. The Writer checks when it starts,
 	// after each rotation (and the retention that follows), after every
-	// 4 MiB written and at least every minute; at most once a second, and
+	// 4 MiB written, when a Preallocate chunk no longer fits, and at least
+	// every minute; at most once a second, and
 	// never on a writer's path: a write only counts its bytes. Linux, the
 	// BSDs and macOS; elsewhere it is never called. Close waits for it, so
 	// it must not call Close; it may call WriteRecord.
@@ -177,7 +198,8 @@ type Options struct {
 	// Framer, if set, frames records; without one, each record is written
 	// as given.
 	Framer Framer
-	// Now is the clock for file names, Interval and MaxAge; default time.Now.
+	// Now is the clock for file names, Interval and MaxAge (bounded by
+	// monotonic time, see MaxAge); default time.Now.
 	Now func() time.Time
 	// OpenFile creates files; default os.OpenFile. It is passed O_EXCL
 	// and, where the platform has it, O_NOFOLLOW.
@@ -250,6 +272,11 @@ type Writer struct {
 	eager      bool // a Framer was given: create files at once, not at the first record
 	now        func() time.Time
 	openFile   func(string, int, os.FileMode) (File, error)
+	// MaxAge's clock (ageNow): never ahead of ageBase, a wall time without
+	// a monotonic reading, plus the time mono has advanced since monoBase.
+	ageBase  time.Time
+	mono     func() time.Time // monoNow
+	monoBase time.Time
 
 	latest atomic.Pointer[string] // path of the file most recently created (Path)
 	active atomic.Pointer[string] // path of the open file, nil if none (retention skips it)
@@ -425,6 +452,11 @@ func New(opts Options) (*Writer, error) {
 		stopBg:     make(chan struct{}),
 		bgDone:     make(chan struct{}),
 		wake:       make(chan struct{}, 1),
+	}
+	if w.maxAge > 0 {
+		w.ageBase = ageBase(opts.Now(), opts.Dir, files)
+		w.mono = monoNow
+		w.monoBase = w.mono()
 	}
 	w.idle.L = &w.mu
 	w.pend.cond.L = &w.mu

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -865,9 +866,18 @@ func TestRetentionCount(t *testing.T) {
 	}
 }
 
+// useMono makes the Writers that New creates from now on take MaxAge's
+// monotonic time from mono.
+func useMono(t *testing.T, mono func() time.Time) {
+	old := monoNow
+	monoNow = mono
+	t.Cleanup(func() { monoNow = old })
+}
+
 func TestRetentionAge(t *testing.T) {
 	dir := t.TempDir()
 	clk := newClock(t0)
+	useMono(t, clk.Now) // a clock that moves as monotonic time does
 	w := open(t, Options{Dir: dir, MaxAge: time.Hour, Now: clk.Now})
 	step := func(d time.Duration, rec string, rotate bool) {
 		t.Helper()
@@ -896,6 +906,119 @@ func TestRetentionAge(t *testing.T) {
 	waitFor(t, "files 2 and 3 to expire", func() bool {
 		return slices.Equal(names(t, dir), []string{f4})
 	})
+	closeW(t, w)
+}
+
+// A clock that jumps forward while the Writer runs (by 400 days) does not
+// age files: retention's time never runs ahead of the monotonic time
+// elapsed since New. Once that much time has really passed, they go.
+func TestRetentionAgeClockJump(t *testing.T) {
+	dir := t.TempDir()
+	clk, mono := newClock(t0), newClock(t0)
+	useMono(t, mono.Now)
+	w := open(t, Options{Dir: dir, MaxAge: time.Hour, Now: clk.Now})
+	var want []string
+	for i := range 4 {
+		clk.Set(t0.Add(time.Duration(i) * time.Second))
+		mono.Set(t0.Add(time.Duration(i) * time.Second))
+		write(t, w, fmt.Sprint(i))
+		if err := w.Rotate(); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, fileName(t0.Add(time.Duration(i)*time.Second)))
+	}
+	jump := t0.Add(400 * 24 * time.Hour)
+	clk.Set(jump)
+	write(t, w, "after the jump")
+	want = append(want, fileName(jump))
+	w.Retain()
+	if got := names(t, dir); !slices.Equal(got, want) {
+		t.Fatalf("after the clock jumped 400 days: files %q, want all of %q", got, want)
+	}
+	// Two hours later by the monotonic clock: the files whose successors
+	// started over an hour before are gone; the last before the jump is
+	// not (its successor started "after the jump").
+	mono.Set(t0.Add(2 * time.Hour))
+	w.Retain()
+	if got := names(t, dir); !slices.Equal(got, want[3:]) {
+		t.Fatalf("two hours later: files %q, want %q", got, want[3:])
+	}
+	closeW(t, w)
+}
+
+// The same with the process's monotonic clock: Now jumps 400 days ahead
+// of time.Now while the Writer runs, and retention removes nothing.
+func TestRetentionAgeClockJumpMonotonic(t *testing.T) {
+	dir := t.TempDir()
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	w := open(t, Options{Dir: dir, MaxAge: time.Hour, Now: now})
+	for i := range 3 {
+		write(t, w, fmt.Sprint(i))
+		if err := w.Rotate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := names(t, dir)
+	offset.Store(int64(400 * 24 * time.Hour))
+	write(t, w, "after the jump")
+	if err := w.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	w.Retain()
+	closeW(t, w) // waits for the rotation's retention
+	if got := names(t, dir); len(got) != len(before)+1 || !slices.Equal(got[:len(before)], before) {
+		t.Fatalf("after the clock jumped 400 days: files %q, want %q and one more", got, before)
+	}
+}
+
+// A Writer that starts with a clock that is wrong (400 days ahead) counts
+// age from when the newest file was last written, not from its clock: it
+// removes nothing. After a real downtime (3 hours) it does not count the
+// downtime either, but removes files once their age, counted so, exceeds
+// MaxAge.
+func TestRetentionAgeRestartClock(t *testing.T) {
+	dir := t.TempDir()
+	clk, mono := newClock(t0), newClock(t0)
+	useMono(t, mono.Now)
+	w := open(t, Options{Dir: dir, Now: clk.Now})
+	var all []string
+	for i := range 4 {
+		clk.Set(t0.Add(time.Duration(i) * time.Second))
+		write(t, w, fmt.Sprint(i))
+		if err := w.Rotate(); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, fileName(t0.Add(time.Duration(i)*time.Second)))
+	}
+	closeW(t, w)
+	last := t0.Add(3 * time.Second) // when the newest file was last written
+	if err := os.Chtimes(filepath.Join(dir, all[3]), last, last); err != nil {
+		t.Fatal(err)
+	}
+	restart := func(now time.Time) *Writer {
+		t.Helper()
+		clk.Set(now)
+		w := open(t, Options{Dir: dir, MaxAge: time.Hour, Now: clk.Now})
+		w.Retain()
+		return w
+	}
+
+	w = restart(t0.Add(400 * 24 * time.Hour))
+	if got := names(t, dir); !slices.Equal(got, all) {
+		t.Fatalf("restarted 400 days ahead: files %q, want all of %q", got, all)
+	}
+	closeW(t, w)
+
+	w = restart(t0.Add(3 * time.Hour))
+	if got := names(t, dir); !slices.Equal(got, all) {
+		t.Fatalf("restarted 3 hours later: files %q, want all of %q (the downtime does not count)", got, all)
+	}
+	mono.Set(mono.Now().Add(2 * time.Hour))
+	w.Retain()
+	if got := names(t, dir); !slices.Equal(got, all[3:]) {
+		t.Fatalf("2 hours after the restart: files %q, want %q", got, all[3:])
+	}
 	closeW(t, w)
 }
 

@@ -21,10 +21,13 @@ var ErrUnsafeParent = errors.New("unsafe parent directory")
 // and writable neither by its group nor by others, sticky (as /tmp) or
 // not. A group may read it (mode 0750), and the user's private group (the
 // effective group, named as the user: the Linux convention under which a
-// umask of 002 makes directories 0775) may write it. The error says what to do. Errors
-// of os.Stat, such as one wrapping fs.ErrNotExist, are returned as they
-// are. A symbolic link to a directory is followed: the directory is
-// checked, not the link.
+// umask of 002 makes directories 0775) may write it. The error says what to
+// do: chmod or chown a directory of the user's; but for one shared by
+// design (sticky and writable by others or a group, as /tmp, /var/tmp and
+// /dev/shm are, or a system directory such as /var/log) use a subdirectory
+// of it, created 0700, and leave it as it is. Errors of os.Stat, such as
+// one wrapping fs.ErrNotExist, are returned as they are. A symbolic link
+// to a directory is followed: the directory is checked, not the link.
 //
 // Whoever may create entries in a directory can put a symbolic link, or a
 // FIFO, at a name where a writer is about to create or append to a file,
@@ -62,13 +65,50 @@ func CheckDir(dir string) error {
 // UnsafeDirError returns err, an error of CheckDir for Options.Dir, with
 // pkg's prefix and what else the caller can do.
 func unsafeDirError(pkg string, err error) error {
+	var shared *sharedDirError
 	switch {
+	case errors.As(err, &shared):
+		return fmt.Errorf("%s: %w, or just name it as the directory: one that does not exist yet is created 0700; rotate.Options.AllowSharedDir accepts %s as it is", pkg, err, shared.dir)
 	case errors.Is(err, ErrUnsafeParent):
 		return fmt.Errorf("%s: %w; rotate.Options.AllowSharedDir accepts it as it is", pkg, err)
 	case errors.Is(err, ErrUnsafeDir):
 		return fmt.Errorf("%s: %w; or name a directory that does not exist yet (it is created 0700); rotate.Options.AllowSharedDir accepts it as it is", pkg, err)
 	}
 	return fmt.Errorf("%s: %w", pkg, err)
+}
+
+// sharedDirError is CheckDir's error for a directory that others use as it
+// is (/tmp, or another sticky or system directory): the fix is a
+// subdirectory, not a chmod or chown.
+type sharedDirError struct {
+	dir string
+	err error
+}
+
+func (e *sharedDirError) Error() string { return e.err.Error() }
+func (e *sharedDirError) Unwrap() error { return e.err }
+
+// fileKind names the type of a file of mode m for a message: "a directory",
+// "a symbolic link", and so on (fs.FileMode's String shows a directory as
+// "d---------" once its permission bits are masked off).
+func fileKind(m fs.FileMode) string {
+	switch t := m.Type(); {
+	case t == 0:
+		return "a regular file"
+	case t&fs.ModeDir != 0:
+		return "a directory"
+	case t&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case t&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case t&fs.ModeSocket != 0:
+		return "a socket"
+	case t&fs.ModeCharDevice != 0:
+		return "a character device"
+	case t&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return "not a regular file"
 }
 
 // modeOctal returns m's permission, sticky, setgid and setuid bits as

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -47,6 +48,38 @@ func assertVictim(t *testing.T, victim string) {
 	t.Helper()
 	if got := readFile(t, victim); got != victimData {
 		t.Errorf("the link's target %s was written through: it holds %q", victim, got[:min(len(got), 40)])
+	}
+}
+
+// A closed file replaced, before it is compressed, by something that is
+// not a regular file is left alone, and the error says what it is.
+func TestGzipNotRegular(t *testing.T) {
+	for _, tc := range []struct {
+		kind  string
+		plant func(path string) error
+	}{
+		{"a directory", func(path string) error { return os.Mkdir(path, 0o700) }},
+		{"a named pipe (FIFO)", func(path string) error { return syscall.Mkfifo(path, 0o600) }},
+	} {
+		dir := filepath.Join(t.TempDir(), "audit")
+		var errs collected[error]
+		replace := func(path string) {
+			if err := os.Remove(path); err != nil {
+				t.Error(err)
+			}
+			if err := tc.plant(path); err != nil {
+				t.Error(err)
+			}
+		}
+		w := open(t, Options{Dir: dir, Compress: true, Now: newClock(t0).Now, OnError: errs.add, OnRotate: replace})
+		write(t, w, "x\n")
+		if err := w.Rotate(); err != nil {
+			t.Fatal(err)
+		}
+		closeW(t, w)
+		if errs := errs.get(); len(errs) != 1 || !strings.HasSuffix(errs[0].Error(), "not a regular file: "+tc.kind) {
+			t.Errorf("OnError heard %v, want one error ending in %q", errs, "not a regular file: "+tc.kind)
+		}
 	}
 }
 
@@ -113,12 +146,48 @@ func TestNewChecksDirMode(t *testing.T) {
 		if err == nil {
 			continue
 		}
-		errorSays(t, tc.mode.String(), err, dir, "writable by "+tc.who, "chmod go-w "+dir, "AllowSharedDir")
+		if tc.mode&os.ModeSticky != 0 {
+			// Shared by design, as /tmp is: a subdirectory, not a chmod.
+			errorSays(t, tc.mode.String(), err, dir, "writable by "+tc.who, "use a subdirectory", "mkdir -m 0700 "+filepath.Join(dir, "audit"), "AllowSharedDir")
+			if strings.Contains(err.Error(), "chmod") {
+				t.Errorf("%v: error %q advises a chmod of a sticky directory", tc.mode, err)
+			}
+		} else {
+			errorSays(t, tc.mode.String(), err, dir, "writable by "+tc.who, "chmod go-w "+dir, "AllowSharedDir")
+		}
 		if got := names(t, dir); len(got) != 0 {
 			t.Errorf("%v: New refused the directory but created %q in it", tc.mode, got)
 		}
 		if fi, err := os.Stat(dir); err != nil || fi.Mode()&(os.ModePerm|os.ModeSticky) != tc.mode {
 			t.Errorf("%v: the directory's mode changed: %v, %v", tc.mode, fi.Mode(), err)
+		}
+	}
+}
+
+// For a system directory such as /tmp, /var/tmp or /dev/shm (sticky and
+// writable by all, owned by root), the error advises a subdirectory of it,
+// never a chmod or chown of it; so it does for any system directory.
+func TestNewAdvisesSubdirectoryOfSystemDir(t *testing.T) {
+	for _, dir := range []string{"/tmp", "/var/tmp", "/dev/shm"} {
+		fi, err := os.Stat(dir)
+		if err != nil || fi.Mode()&os.ModeSticky == 0 || fi.Mode().Perm()&0o002 == 0 {
+			continue // not here, or not shared as usual
+		}
+		err = newOrRefused(t, dir, dir, true)
+		if err == nil {
+			continue
+		}
+		errorSays(t, dir, err, "unsafe directory "+dir, "use a subdirectory", "mkdir -m 0700 "+filepath.Join(dir, "audit"), "AllowSharedDir")
+		if strings.Contains(err.Error(), "chmod") || strings.Contains(err.Error(), "chown") {
+			t.Errorf("%s: error %q advises changing a system directory", dir, err)
+		}
+		if !errors.Is(err, ErrUnsafeDir) || errors.Is(err, ErrUnsafeParent) {
+			t.Errorf("%s: error %q wraps ErrUnsafeDir %v, ErrUnsafeParent %v; want only the first", dir, err, errors.Is(err, ErrUnsafeDir), errors.Is(err, ErrUnsafeParent))
+		}
+	}
+	for dir, want := range map[string]bool{"/var/log": true, "/var/log/": true, "/tmp": true, "/var/log/audit": false, "/tmp/audit": false} {
+		if got := systemDir(dir); got != want {
+			t.Errorf("systemDir(%q) = %v, want %v", dir, got, want)
 		}
 	}
 }

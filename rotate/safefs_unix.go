@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,15 +34,56 @@ func checkDirOwner(dir string, fi fs.FileInfo) error {
 		what = append(what, fmt.Sprintf("owned by uid %d, not by this process's user (uid %d)", st.Uid, euid))
 		fix = append(fix, fmt.Sprintf("chown %d %s", euid, dir))
 	}
-	if who := writers(fi, st); who != "" {
+	who := writers(fi, st)
+	if who != "" {
 		what = append(what, fmt.Sprintf("writable by %s (mode %04o)", who, modeOctal(fi.Mode())))
 		fix = append(fix, fmt.Sprintf("chmod go-w %s (0700; 0750 lets a group read)", dir))
 	}
 	if what == nil {
 		return nil
 	}
+	// A directory shared by design (/tmp) is not to be chown'ed or
+	// chmod'ed: its other users need it as it is.
+	shared := ""
+	switch {
+	case who != "" && fi.Mode()&fs.ModeSticky != 0:
+		shared = "shared by design (sticky, as /tmp is)"
+	case systemDir(dir):
+		shared = "a system directory"
+	}
+	if shared != "" {
+		sub := filepath.Join(dir, "audit")
+		return &sharedDirError{dir, fmt.Errorf("%w %s: it is %s: whoever may create entries in it can put symbolic links where files are written, and remove or replace them; it is %s, so leave its owner and mode as they are: use a subdirectory of it that only this user may write (mkdir -m 0700 %s)",
+			ErrUnsafeDir, dir, strings.Join(what, " and "), shared, sub)}
+	}
 	return fmt.Errorf("%w %s: it is %s: whoever may create entries in it can put symbolic links where files are written, and remove or replace them; %s",
 		ErrUnsafeDir, dir, strings.Join(what, " and "), strings.Join(fix, ", then "))
+}
+
+// systemDirs are directories that other users or the system rely on as
+// they are: an audit directory belongs below them, not in them.
+var systemDirs = []string{
+	"/", "/tmp", "/var/tmp", "/dev/shm", "/run/shm", "/run", "/run/user",
+	"/var", "/var/log", "/var/lib", "/home", "/srv", "/opt",
+	"/private/tmp", "/private/var/tmp", // macOS
+}
+
+// systemDir reports whether dir, or what its symbolic links lead to, is
+// one of systemDirs.
+func systemDir(dir string) bool {
+	paths := []string{filepath.Clean(dir)}
+	if abs, err := filepath.Abs(dir); err == nil {
+		paths = append(paths, abs)
+	}
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		paths = append(paths, real)
+	}
+	for _, p := range paths {
+		if slices.Contains(systemDirs, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // writers says who other than the owner may write the directory fi

@@ -1,9 +1,12 @@
 package rotate
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -97,4 +100,74 @@ func TestLowSpaceTmpfs(t *testing.T) {
 		t.Fatalf("OnLowSpace calls = %+v, want a second one with less free space", c)
 	}
 	closeW(t, w)
+}
+
+// On a small file system with less free space than a preallocated chunk
+// (a 6 MiB tmpfs with 2 MiB free, Preallocate 4 MiB), a Writer still
+// writes the records that fit: a chunk that does not fit is preallocated a
+// page at a time instead. Once not even that fits, the write fails with an
+// error that wraps ENOSPC and leaves nothing partial; the free-space check
+// has warned by then (the threshold is 1.5 MiB here); and once space is
+// freed the Writer writes on. Rotation by size and Close's cut hold.
+func TestPreallocateSmallTmpfs(t *testing.T) {
+	for _, tt := range []struct {
+		policy   Policy
+		maxBytes int64
+	}{
+		{SyncNone, 0},           // mappedFile
+		{SyncAlways, 0},         // preallocFile
+		{SyncNone, 256 << 10},   // rotating by size
+		{SyncAlways, 256 << 10}, // rotating by size
+	} {
+		t.Run(fmt.Sprintf("%v/max=%d", tt.policy, tt.maxBytes), func(t *testing.T) {
+			const size = 6 << 20
+			mnt := mountTmpfs(t, size)
+			filler := filepath.Join(mnt, "filler")
+			fill(t, filler, 4<<20)
+			useSpace(t, diskSpace, 0)
+			var low collected[Space]
+			dir := filepath.Join(mnt, "audit")
+			w := open(t, Options{Dir: dir, Sync: tt.policy, MaxBytes: tt.maxBytes, Preallocate: 4 << 20, OnLowSpace: low.add})
+
+			rec := strings.Repeat("x", 1023) + "\n"
+			var n int
+			var err error
+			for ; n < 4<<10; n++ {
+				if err = w.WriteRecord([]byte(rec), nil); err != nil {
+					break
+				}
+			}
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("after %d records: %v, want an error wrapping ENOSPC", n, err)
+			}
+			if n < 1<<10 {
+				t.Fatalf("only %d records of 1 KiB fit in 2 MiB", n)
+			}
+			waitFor(t, "OnLowSpace", func() bool { return len(low.get()) > 0 })
+			if s := low.get()[0]; s.Threshold != DefaultLowSpace(size) || s.Free >= s.Threshold {
+				t.Errorf("OnLowSpace(%+v), want free below the default threshold %d", s, DefaultLowSpace(size))
+			}
+
+			if err := os.Remove(filler); err != nil {
+				t.Fatal(err)
+			}
+			write(t, w, "after\n")
+			closeW(t, w)
+			var all strings.Builder
+			for _, name := range ls(t, dir) {
+				data, err := os.ReadFile(filepath.Join(dir, name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tt.maxBytes > 0 && int64(len(data)) > tt.maxBytes {
+					t.Errorf("%s holds %d bytes, more than MaxBytes", name, len(data))
+				}
+				all.Write(data)
+			}
+			if want := strings.Repeat(rec, n) + "after\n"; all.String() != want {
+				t.Errorf("files hold %d bytes (%d NUL), want %d records and \"after\" (%d bytes)",
+					all.Len(), strings.Count(all.String(), "\x00"), n, len(want))
+			}
+		})
+	}
 }
