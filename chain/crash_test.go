@@ -51,6 +51,14 @@ import (
 //   - GAP does not occur: the writer has no retention (MaxBackups, MaxAge),
 //     so no file is ever pruned.
 //
+// One failing finding is expected after a kill, not after Close: TRUNCATED
+// "the newest file was closed for rotation ... but no newer file follows",
+// when the kill fell between a size rotation's close record and the next
+// file's creation (rotate writes the one, then creates the other). The
+// files cannot tell that from the newest file removed with its notes; the
+// next start continues the chain from that close record, and the final
+// Verify after it must be intact.
+//
 // Knobs (environment): SLOGAUDIT_CRASH_RESTARTS (default 200; 20 under
 // -short and -race), SLOGAUDIT_CRASH_SEED (the random seed of the kill
 // delays, logged).
@@ -433,16 +441,24 @@ func (s *crashState) verifyAll(run int, closed bool) *Report {
 		t.Helper()
 		t.Fatalf("run %d: %s; report:\n%s", run, fmt.Sprintf(format, args...), lastLines(text.String(), 40))
 	}
+	newest := rep.Files[len(rep.Files)-1]
+	betweenFiles := false // killed between a rotation's close record and the next file
 	for _, p := range rep.Problems() {
 		switch {
 		case p.Class == TornTail:
 		case p.Class == Unanchored && !closed:
+		case p.Class == Truncated && !closed && newest.Closed && p.File == newest.Name && p.Seq == newest.LastSeq &&
+			strings.Contains(p.Detail, "closed for rotation"):
+			betweenFiles = true
 		default:
 			fail("unexpected %s: %+v", p.Class, p)
 		}
 	}
-	if !rep.Intact {
+	if !rep.Intact && !betweenFiles {
 		fail("not intact")
+	}
+	if betweenFiles {
+		t.Logf("run %d: killed between a rotation's close record and the next file", run)
 	}
 	if !rep.NotesSigned || rep.Notes != s.notes {
 		fail("%d notes matched the chain (signed: %v), the checkpoints file holds %d", rep.Notes, rep.NotesSigned, s.notes)

@@ -306,6 +306,15 @@ func allowedIntact(orig, mut chainView, trusted bool) string {
 		(n > 0 && (mut.files[n-1].name != orig.files[n-1].name || !isPrefix(mut.files[n-1].lines, orig.files[n-1].lines))) {
 		return "complete lines or files differ from what was sealed (changed, inserted, moved, renamed or dropped inside the chain)"
 	}
+	// A newest file closed for rotation says its writer started a newer
+	// one (mut.torn: a file with no complete line may follow it).
+	if n > 0 && !mut.torn {
+		lines := mut.files[n-1].lines
+		var ci CloseInfo
+		if l, err := ParseLine([]byte(lines[len(lines)-1])); err == nil && l.Kind == RecClose && l.Decode(&ci) == nil && ci.Reason != "close" {
+			return fmt.Sprintf("the newest file ends with a close record for rotation (reason %q) and no newer file follows", ci.Reason)
+		}
+	}
 	last := mut.lastSeq()
 	for _, nt := range mut.notes {
 		if nt.seq > last {

@@ -203,8 +203,9 @@ type specOpen struct {
 }
 
 type specEnd struct {
-	Epoch *uint64 `json:"epoch"`
-	File  string  `json:"file"`
+	Epoch  *uint64 `json:"epoch"`
+	File   string  `json:"file"`
+	Reason *string `json:"reason"` // close records
 }
 
 type specPruned struct {
@@ -342,6 +343,10 @@ type specVerifier struct {
 	// tornBefore: torn bytes of files read before any line (§5), checked
 	// against the first line.
 	tornBefore []specTorn
+	// rotated: the current file's authentic close record, at closeSeq,
+	// has a reason other than close (§4): a newer file must follow.
+	rotated  bool
+	closeSeq uint64
 }
 
 type specClaim struct {
@@ -427,7 +432,9 @@ func specVerify(dir string, o specOptions) (*specReport, error) {
 	}
 	prevTorn := int64(-1) // torn bytes at the end of the previous file; -1: none
 	prevClosed := true
+	rotated := false // the file just read ends with a close record for rotation
 	for i, f := range fs {
+		v.rotated, rotated = false, false
 		if cs[i].err != nil {
 			v.add(sModified, f.name, 0, 0, "cannot be read to its end: %v", cs[i].err)
 			v.have, v.wild, v.epochKnown, v.complete = false, false, false, false
@@ -440,7 +447,12 @@ func specVerify(dir string, o specOptions) (*specReport, error) {
 			v.add(sTornTail, f.name, 0, 0, "no close record, followed by another file")
 		}
 		prevTorn, prevClosed = torn, closed
+		rotated = closed && v.rotated
 		v.prevName = f.name
+	}
+	// §4, §7: the newest file closed for rotation, and no newer file.
+	if rotated {
+		v.add(sTruncated, fs[len(fs)-1].name, 0, v.closeSeq, "the newest file was closed for rotation, no newer file follows")
 	}
 	v.chainChecks()
 	v.rep.LastSeq = v.lastSeq
@@ -567,6 +579,10 @@ func (v *specVerifier) file(f specFile, data []byte, prevTorn int64, prevClosed 
 		v.accept(f, l)
 		if l.kind == "close" {
 			closed = true
+			var e specEnd
+			if l.members(&e) == nil {
+				v.rotated, v.closeSeq = e.Reason == nil || *e.Reason != "close", l.seq
+			}
 		}
 	}
 	if len(lines) == 0 && torn < 0 {
@@ -1286,6 +1302,49 @@ func specReseal(t testing.TB, dir string, k0 []byte, edit func(fi, li int, body 
 	}
 }
 
+// specCloseReason returns the reason of the close record that ends the
+// file at path, or "" when it does not end with one.
+func specCloseReason(t testing.TB, path string) string {
+	t.Helper()
+	ls := strings.Split(strings.TrimSuffix(string(specRead(t, path)), "\n"), "\n")
+	l, ok := specParseLine([]byte(ls[len(ls)-1]))
+	if !ok || l.kind != "close" {
+		return ""
+	}
+	var e specEnd
+	if l.members(&e) != nil || e.Reason == nil {
+		return ""
+	}
+	return *e.Reason
+}
+
+// specCutNotes removes from the checkpoints file, if there is one, the
+// notes beyond the last line of the file at path.
+func specCutNotes(t testing.TB, dir, path string) {
+	t.Helper()
+	if _, err := os.Stat(specCkptPath(dir)); err != nil {
+		return
+	}
+	ls := strings.Split(strings.TrimSuffix(string(specRead(t, path)), "\n"), "\n")
+	last, ok := specParseLine([]byte(ls[len(ls)-1]))
+	if !ok {
+		t.Fatalf("%s: the last line is not a sealed line", path)
+	}
+	specEditCkpt(t, dir, func(ls []string) []string {
+		for len(ls) > 0 {
+			var e struct{ Seq uint64 }
+			if err := json.Unmarshal([]byte(ls[len(ls)-1]), &e); err != nil {
+				t.Fatal(err)
+			}
+			if e.Seq <= last.seq {
+				break
+			}
+			ls = ls[:len(ls)-1]
+		}
+		return ls
+	})
+}
+
 // specCheckpoints returns the lines of the checkpoints file.
 func specCkptPath(dir string) string { return filepath.Join(dir, "audit.checkpoints") }
 
@@ -1546,6 +1605,39 @@ func specCases() []specCase {
 	add(specCase{name: "file/delete-last", tamper: func(t testing.TB, f *specFixture, dir string) bool {
 		ps, _ := specMid(t, dir)
 		return os.Remove(ps[len(ps)-1]) == nil
+	}})
+	// The newest file removed where its predecessor was closed for
+	// rotation, with and without the notes that name it (§7: the close
+	// record says a newer file was started).
+	add(specCase{name: "file/delete-last-after-rotation", tamper: func(t testing.TB, f *specFixture, dir string) bool {
+		ps, _ := specMid(t, dir)
+		if r := specCloseReason(t, ps[len(ps)-2]); r == "" || r == "close" {
+			return false
+		}
+		return os.Remove(ps[len(ps)-1]) == nil
+	}})
+	add(specCase{name: "file/delete-last-after-rotation-with-notes", tamper: func(t testing.TB, f *specFixture, dir string) bool {
+		ps, _ := specMid(t, dir)
+		if r := specCloseReason(t, ps[len(ps)-2]); r == "" || r == "close" {
+			return false
+		}
+		specCutNotes(t, dir, ps[len(ps)-2])
+		return os.Remove(ps[len(ps)-1]) == nil
+	}})
+	// The files of the last session removed, up to the file its
+	// predecessor closed with Close: without notes beyond the cut, only a
+	// trusted checkpoint can tell (§8).
+	add(specCase{name: "file/delete-last-session", tamper: func(t testing.TB, f *specFixture, dir string) bool {
+		ps, _ := specMid(t, dir)
+		for i := len(ps) - 2; i >= 0; i-- {
+			if specCloseReason(t, ps[i]) == "close" {
+				for _, p := range ps[i+1:] {
+					os.Remove(p)
+				}
+				return true
+			}
+		}
+		return false
 	}})
 	add(specCase{name: "file/delete-first", tamper: func(t testing.TB, f *specFixture, dir string) bool {
 		ps, _ := specMid(t, dir)
@@ -2050,6 +2142,7 @@ func specCases() []specCase {
 		"lines/swap": sReordered, "lines/move-earlier": sReordered, "lines/reverse-body": sReordered,
 		"lines/forged-line": sInserted, "lines/move-to-previous-file": sInserted,
 		"file/delete-middle": sMissing, "file/delete-first": sMissing, "file/keep-only-last": sMissing,
+		"file/delete-last-after-rotation": sTruncated, "file/delete-last-after-rotation-with-notes": sTruncated,
 		"file/rename-middle": sRenamed, "file/swap-contents": sRenamed, "file/copy-after-last": sRenamed,
 		"file/truncate-middle-mid-line": sMissing, "file/truncate-middle-at-line": sMissing,
 		"file/torn-after-close": sInserted, "file/sealed-line-then-bytes": sModified,
@@ -2067,14 +2160,14 @@ func specCases() []specCase {
 	// line moved later), where Verify reports REORDERED, and DELETED and
 	// INSERTED, when the line crosses an epoch boundary.
 	signedWants := map[string]string{
-		"file/delete-last": sTruncated, "file/truncate-last-at-line": sTruncated, "file/truncate-last-mid-line": sTruncated, "file/empty-last": sTruncated,
+		"file/delete-last": sTruncated, "file/delete-last-session": sTruncated, "file/truncate-last-at-line": sTruncated, "file/truncate-last-mid-line": sTruncated, "file/empty-last": sTruncated,
 		"reseal/edit-body": sBadCheckpoint, "reseal/delete-line": sBadCheckpoint, "reseal/drop-checkpoint-line": sBadCheckpoint,
 	}
 	for i := range cs {
 		switch cs[i].name {
 		case "file/empty-after-last", "gz/empty-second-member", "ckpt/extra-signature-last", "ckpt/wrong-time-last", "ckpt/zero-digest-last":
 			cs[i].benign = true
-		case "file/delete-last", "file/truncate-last-at-line", "file/truncate-last-mid-line", "file/empty-last", "file/sealed-line-without-newline",
+		case "file/delete-last-session", "file/truncate-last-at-line", "file/truncate-last-mid-line", "file/empty-last", "file/sealed-line-without-newline",
 			"reseal/edit-body", "reseal/delete-line", "reseal/close-as-checkpoint":
 			cs[i].benignUnsigned = true
 		}

@@ -33,7 +33,7 @@ const (
 	Missing       Class = "MISSING"        // a whole file is gone, and no pruned record accounts for it
 	Renamed       Class = "RENAMED"        // a file's name differs from the name sealed in it or in its successor
 	BadKey        Class = "BAD_KEY"        // sealed with another key, or without one although a key was given
-	Truncated     Class = "TRUNCATED"      // the files end before a signed checkpoint: records removed from the end
+	Truncated     Class = "TRUNCATED"      // the files end before a signed checkpoint, or with a file closed for rotation: records removed from the end
 	Rollback      Class = "ROLLBACK"       // the directory is consistent but behind the trusted checkpoint
 	BadCheckpoint Class = "BAD_CHECKPOINT" // a note that does not verify, does not match the chain, or is missing
 	TornTail      Class = "TORN_TAIL"      // warning: an incomplete last line or a file without close record, left by a crash
@@ -107,7 +107,9 @@ func (r *Report) Problems() []Problem {
 	return append(ps, r.Chain...)
 }
 
-// WriteText writes one line per file and a summary line.
+// WriteText writes one line per file (and its findings), an INFO line
+// when the newest file has no close record, the chain's findings and a
+// summary line.
 func (r *Report) WriteText(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	for _, f := range r.Files {
@@ -128,6 +130,10 @@ func (r *Report) WriteText(w io.Writer) error {
 			}
 			fmt.Fprintf(bw, ": %s\n", p.Detail)
 		}
+	}
+	if n := len(r.Files); n > 0 && !r.Files[n-1].Closed {
+		// Not a finding: what --json says as "closed": false.
+		fmt.Fprintf(bw, "INFO newest file %s is open (no close record): the writer is running, or stopped without Close\n", r.Files[n-1].Name)
 	}
 	for _, p := range r.Chain {
 		fmt.Fprintf(bw, "%-4s %s", map[bool]string{true: "WARN", false: "FAIL"}[p.Class.Warning()], p.Class)
@@ -183,6 +189,15 @@ type VerifyOptions struct {
 	// Progress, if set, is called after each file with the bytes read so
 	// far and the total size of the files (compressed sizes for .gz).
 	Progress func(done, total int64)
+	// Writing is for a verification by the writing process itself
+	// (handler's self-verification): it returns the path of the file its
+	// writer created last (rotate.Writer.Path), and Verify calls it after
+	// reading the files. A newest file closed for rotation whose successor
+	// is not there is TRUNCATED, unless it is the writer's last file: then
+	// the writer has not created the successor yet (it does so right after
+	// the close record or, if creating it failed, at its next record), and
+	// nothing newer was there to remove.
+	Writing func() string
 }
 
 // Errors that stop a verification before it can judge the files.
@@ -280,6 +295,7 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	v.firstPredecessor()
 	v.notes(notes, opts.CheckpointKey)
 	v.trusted(trusted)
+	v.successor(dir, opts)
 	v.unanchored()
 	v.rep.Intact = true
 	for _, f := range v.rep.Files {
@@ -342,6 +358,11 @@ type verifier struct {
 	openNote  uint64
 	lastNotes []noteClaim
 	closed    bool // the current file's close record was seen
+	// closeSealed: the current file's close record is authentic, with
+	// closeSeq and closeReason; for the newest file, successor judges them.
+	closeSealed bool
+	closeSeq    uint64
+	closeReason string
 	// pendingTorn: torn bytes of files walked before the chain's first
 	// line, checked against it.
 	pendingTorn []pendingTorn
@@ -531,6 +552,7 @@ func (v *verifier) file(path string, last bool) error {
 	v.rep.Files = append(v.rep.Files, FileReport{Name: BaseName(path)})
 	v.fr = &v.rep.Files[len(v.rep.Files)-1]
 	v.badKey, v.closed = false, false
+	v.closeSealed, v.closeSeq, v.closeReason = false, 0, ""
 	v.torn, v.tornKnown = 0, false
 	if err != nil {
 		// There but not a readable gzip stream (a corrupt header):
@@ -834,6 +856,9 @@ func (v *verifier) special(l *Line, no int) {
 			v.dig.Reset()
 			v.digKnown, v.digBlind = true, 0
 		}
+		if l.Kind == RecClose {
+			v.closeSealed, v.closeSeq, v.closeReason = true, l.Seq, ei.Reason
+		}
 		v.ends[l.Seq] = end
 		v.endSeqs = append(v.endSeqs, l.Seq)
 		v.rep.Epochs++
@@ -1008,6 +1033,39 @@ func (v *verifier) trusted(c *Checkpoint) {
 	default:
 		v.rep.AnchoredSeq = max(v.rep.AnchoredSeq, c.Seq)
 	}
+}
+
+// successor judges the end of the trail. A close record whose reason is
+// not "close" (size, time, rotate) says that the writer went on to a newer
+// file: rotate writes the close record, closes the file and only then
+// creates the next one, whose open record names this file (prev_file).
+// When no newer file follows, files were removed from the end, or the
+// writer stopped (or could not create the file) in between; a restarted
+// writer then continues the chain from this close record with a file that
+// names it. Either way the trail as it stands ends where its writer says it
+// did not.
+func (v *verifier) successor(dir string, opts VerifyOptions) {
+	if !v.closeSealed || v.closeReason == "close" || len(v.rep.Files) == 0 {
+		return
+	}
+	newest := v.rep.Files[len(v.rep.Files)-1].Name
+	if opts.Writing != nil && BaseName(opts.Writing()) == newest {
+		// The writer's own last file, now: it has not created the next
+		// one yet, so none was there to remove.
+		return
+	}
+	// A writer rotating while this verification ran (the files were
+	// listed before it closed this file) has created the next file by
+	// now (for the writer itself: by the time Writing was asked): listed
+	// again, it is there.
+	if files, err := rotate.List(dir, opts.Prefix, opts.Ext); err == nil {
+		for _, p := range files {
+			if BaseName(p) > newest {
+				return
+			}
+		}
+	}
+	v.chainProblem(Truncated, newest, v.closeSeq, "the newest file was closed for rotation (reason %q) but no newer file follows: files were removed from the end of the trail, or the writer stopped between writing this close record and creating the next file (a crash in that moment, or creating the file failed); its next start continues the chain with a file that names this one", v.closeReason)
 }
 
 // unanchored reports the records after the last checkpoint: the exposure

@@ -93,7 +93,12 @@ func (h *Handler) selfVerify(sv SelfVerify, dir, prefix, ext string, stop <-chan
 // the current key (see SelfVerify).
 func (h *Handler) VerifyNewest(n int, ckpt note.Verifier, dir, prefix, ext string) (*chain.Report, error) {
 	ks, _ := h.CurrentKey()
-	return chain.Verify(dir, chain.VerifyOptions{KeyAt: ks, CheckpointKey: ckpt, Prefix: prefix, Ext: ext, Last: max(n, 1)})
+	// Writing: in the moment between a rotation's close record and the
+	// next file (or after creating that file failed) the newest file is
+	// closed for rotation and has no successor yet, which is no truncation
+	// when it is still the writer's last file. A newer file the writer
+	// created and someone removed is still reported (TRUNCATED).
+	return chain.Verify(dir, chain.VerifyOptions{KeyAt: ks, CheckpointKey: ckpt, Prefix: prefix, Ext: ext, Last: max(n, 1), Writing: h.Path})
 }
 
 // failures summarises ps, failing problems, in one line.

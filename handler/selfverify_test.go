@@ -3,6 +3,7 @@ package handler
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -272,10 +274,18 @@ func TestSelfVerifyWindowStartsAtSignedEnd(t *testing.T) {
 
 // Self-verification of a directory being written raises no false alarm:
 // a note signed while the files are read must not look like a cut trail
-// (TRUNCATED), under either durability policy.
+// (TRUNCATED), under either durability policy; nor must a file closed for
+// rotation while the files are read, or just before its successor exists.
 func TestSelfVerifyWhileWriting(t *testing.T) {
-	for _, pol := range []rotate.Policy{rotate.SyncNone, rotate.SyncAlways} {
-		t.Run(pol.String(), func(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ro   rotate.Options
+	}{
+		{rotate.SyncNone.String(), rotate.Options{Sync: rotate.SyncNone}},
+		{rotate.SyncAlways.String(), rotate.Options{Sync: rotate.SyncAlways}},
+		{"rotating", rotate.Options{Sync: rotate.SyncNone, MaxBytes: 8 << 10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			k0 := chain.GenerateKey()
 			keyFile, signer, verifier := selfVerifyKeys(t, k0)
@@ -284,7 +294,7 @@ func TestSelfVerifyWhileWriting(t *testing.T) {
 			h, err := New(Options{
 				Dir: dir, KeyFile: keyFile, App: slog.DiscardHandler,
 				Checkpoints: chain.CheckpointOptions{Signer: signer, Every: 50},
-				Rotate:      rotate.Options{Sync: pol},
+				Rotate:      tc.ro,
 				SelfVerify: SelfVerify{Interval: 5 * time.Millisecond, CheckpointKey: verifier, OnFailure: func(r *chain.Report) {
 					mu.Lock()
 					defer mu.Unlock()
@@ -321,6 +331,66 @@ func TestSelfVerifyWhileWriting(t *testing.T) {
 				t.Errorf("%d false failures, the first: %s", len(fails), fails[0])
 			}
 		})
+	}
+}
+
+// Between a rotation's close record and the next file (here: creating it
+// failed) the handler's newest file is closed for rotation with no
+// successor. Self-verification knows it is the writer's own newest file and
+// reports nothing; a verifier outside the process cannot tell it from a
+// removed newest file (TRUNCATED). Removing a file the writer created is
+// still found by the writer itself.
+func TestSelfVerifyNewestClosedForRotation(t *testing.T) {
+	dir := t.TempDir()
+	k0 := chain.GenerateKey()
+	keyFile, signer, verifier := selfVerifyKeys(t, k0)
+	var failCreate atomic.Bool
+	h, err := New(Options{
+		Dir: dir, KeyFile: keyFile, App: slog.DiscardHandler,
+		Checkpoints: chain.CheckpointOptions{Signer: signer, Every: 4, Interval: -1},
+		Rotate: rotate.Options{OpenFile: func(name string, flag int, perm os.FileMode) (rotate.File, error) {
+			if failCreate.Load() {
+				return nil, errors.New("injected: cannot create the next file")
+			}
+			return os.OpenFile(name, flag, perm)
+		}},
+		OnError: func(error) {},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l := Logger(slog.New(h))
+	for i := range 6 {
+		l.Info("op", "i", i)
+	}
+	failCreate.Store(true)
+	if err := h.Rotate(); err == nil {
+		t.Fatal("Rotate: want the injected error")
+	}
+	cut := func(rep *chain.Report) bool {
+		return slices.ContainsFunc(rep.Problems(), func(p chain.Problem) bool {
+			return p.Class == chain.Truncated && strings.Contains(p.Detail, "closed for rotation")
+		})
+	}
+	if rep, err := h.VerifyNewest(2, verifier, dir, "", ""); err != nil || !rep.Intact || cut(rep) {
+		t.Fatalf("self-verification of the writer's own newest file: %v %v", err, rep.Problems())
+	}
+	if rep, err := chain.Verify(dir, chain.VerifyOptions{Key: k0, CheckpointKey: verifier}); err != nil || rep.Intact || !cut(rep) {
+		t.Fatalf("verification from outside: want TRUNCATED: %v %v", err, rep.Problems())
+	}
+
+	// The next file is created; someone removes it.
+	failCreate.Store(false)
+	if err := h.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	l.Info("op", "i", 6)
+	if err := os.Remove(h.Path()); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := h.VerifyNewest(2, verifier, dir, "", ""); err != nil || rep.Intact || !cut(rep) {
+		t.Fatalf("the writer's newest file removed: want TRUNCATED: %v %v", err, rep.Problems())
 	}
 }
 

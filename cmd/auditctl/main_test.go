@@ -97,6 +97,48 @@ func TestVerifyIntactAndJSON(t *testing.T) {
 	}
 }
 
+// The end of the trail in the text report: an open newest file is an INFO
+// line (exit 0); a newest file closed for rotation with no newer file is
+// TRUNCATED (exit 1).
+func TestVerifyEndOfTrail(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "audit")
+	keyFile := filepath.Join(t.TempDir(), "k")
+	if code, _, errs := runCmd("keygen", "-o", keyFile); code != 0 {
+		t.Fatal(errs)
+	}
+	key, _ := chain.ReadKeyFile(keyFile)
+	w, err := chain.Open(chain.Options{Key: key, Rotate: rotate.Options{Dir: dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if err := w.Append(fmt.Appendf(nil, `"msg":"r%d"`, i), nil); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			if err := w.Rotate(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	files, _ := rotate.List(dir, chain.DefaultPrefix, chain.DefaultExt)
+	info := "INFO newest file " + filepath.Base(files[1]) + " is open (no close record): the writer is running, or stopped without Close\n"
+	code, out, _ := runCmd("verify", "--key-file", keyFile, dir)
+	if code != exitOK || !strings.Contains(out, "\n"+info) || !strings.Contains(out, "INTACT") {
+		t.Fatalf("open newest file: %d\n%s", code, out)
+	}
+	w.Close()
+	code, out, _ = runCmd("verify", "--key-file", keyFile, dir)
+	if code != exitOK || strings.Contains(out, "INFO") {
+		t.Fatalf("closed trail: %d\n%s", code, out)
+	}
+	os.Remove(files[1])
+	code, out, _ = runCmd("verify", "--key-file", keyFile, dir)
+	if code != exitInvalid || !strings.Contains(out, "FAIL TRUNCATED "+filepath.Base(files[0])+" seq 4: the newest file was closed for rotation (reason \"rotate\")") {
+		t.Fatalf("newest file removed after a rotation: %d\n%s", code, out)
+	}
+}
+
 func TestVerifyReportsTampering(t *testing.T) {
 	dir, keyFile, files := setup(t)
 	data, _ := os.ReadFile(files[1])

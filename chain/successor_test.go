@@ -1,0 +1,325 @@
+package chain
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/slogaudit/slogaudit/rotate"
+)
+
+// closeReason returns the reason of the close record that ends the file at
+// path, or "" when it does not end with one.
+func closeReason(t *testing.T, path string) string {
+	t.Helper()
+	ls := readLines(t, path)
+	l, err := ParseLine([]byte(strings.TrimSuffix(ls[len(ls)-2], "\n"))) // ls ends with ""
+	if err != nil || l.Kind != RecClose {
+		return ""
+	}
+	var ci CloseInfo
+	if err := l.Decode(&ci); err != nil {
+		t.Fatal(err)
+	}
+	return ci.Reason
+}
+
+// lastSeqOf returns the seq of the last complete line of the file at path.
+func lastSeqOf(t *testing.T, path string) uint64 {
+	t.Helper()
+	ls := readLines(t, path)
+	l, err := ParseLine([]byte(strings.TrimSuffix(ls[len(ls)-2], "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Seq
+}
+
+// cutNotes removes the notes beyond seq from the checkpoints file.
+func cutNotes(t *testing.T, dir string, seq uint64) {
+	t.Helper()
+	path := filepath.Join(dir, CheckpointsFileName(""))
+	var keep []string
+	for _, l := range readLines(t, path) {
+		var e struct{ Seq uint64 }
+		if l == "" {
+			continue
+		}
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Seq <= seq {
+			keep = append(keep, l)
+		}
+	}
+	writeLines(t, path, keep)
+}
+
+// successorFinding returns the TRUNCATED finding of a newest file closed
+// for rotation, if rep has one.
+func successorFinding(rep *Report) *Problem {
+	for i, p := range rep.Chain {
+		if p.Class == Truncated && strings.Contains(p.Detail, "closed for rotation") {
+			return &rep.Chain[i]
+		}
+	}
+	return nil
+}
+
+const openNewestText = "INFO newest file %s is open (no close record): the writer is running, or stopped without Close\n"
+
+// The end of a trail: a newest file closed for rotation (reason size, time
+// or rotate) says that its writer started a newer file. Removing that file,
+// with or without the notes that name its lines, is TRUNCATED; a trail
+// that ends with a clean Close, or whose newest file is still open (the
+// writer runs, or crashed), is not.
+func TestNewestFileClosedForRotation(t *testing.T) {
+	type setup struct {
+		f  *signed
+		fs []string // the files, oldest first
+	}
+	tests := []struct {
+		name string
+		// do changes the trail; it returns a trusted checkpoint, if any.
+		do func(t *testing.T, s setup) []byte
+		// successor: the TRUNCATED finding for the newest file left,
+		// closed for rotation: fs[len(fs)+successor]; 0: none.
+		successor int
+		intact    bool
+		open      bool // the newest file has no close record: the INFO line
+	}{
+		{"honest trail ending with Close", func(*testing.T, setup) []byte { return nil }, 0, true, false},
+		{"newest file deleted after a rotation", func(t *testing.T, s setup) []byte {
+			os.Remove(s.fs[len(s.fs)-1])
+			return nil
+		}, -2, false, false},
+		{"newest file and its notes deleted after a rotation", func(t *testing.T, s setup) []byte {
+			os.Remove(s.fs[len(s.fs)-1])
+			cutNotes(t, s.f.dir, lastSeqOf(t, s.fs[len(s.fs)-2]))
+			return nil
+		}, -2, false, false},
+		{"two newest files and their notes deleted", func(t *testing.T, s setup) []byte {
+			os.Remove(s.fs[len(s.fs)-1])
+			os.Remove(s.fs[len(s.fs)-2])
+			cutNotes(t, s.f.dir, lastSeqOf(t, s.fs[len(s.fs)-3]))
+			return nil
+		}, -3, false, false},
+		{"newest file open (a crash): its close record and notes gone", func(t *testing.T, s setup) []byte {
+			p := s.fs[len(s.fs)-1]
+			ls := readLines(t, p)
+			writeLines(t, p, ls[:len(ls)-2])
+			cutNotes(t, s.f.dir, lastSeqOf(t, p))
+			return nil
+		}, 0, true, true},
+		{"newest file empty (a crash before its open record)", func(t *testing.T, s setup) []byte {
+			writeLines(t, s.fs[len(s.fs)-1], nil)
+			cutNotes(t, s.f.dir, lastSeqOf(t, s.fs[len(s.fs)-2]))
+			return nil
+		}, 0, true, true},
+		// The limit (FORMAT.md §8): a trail cut where a writer closed it
+		// with Close, notes and all, ends as an honest trail ends; only a
+		// trusted checkpoint kept off the host shows the cut.
+		{"last session and its notes deleted", func(t *testing.T, s setup) []byte {
+			i := lastCleanClose(t, s.fs)
+			for _, p := range s.fs[i+1:] {
+				os.Remove(p)
+			}
+			cutNotes(t, s.f.dir, lastSeqOf(t, s.fs[i]))
+			return nil
+		}, 0, true, false},
+		{"last session and its notes deleted, a trusted checkpoint kept", func(t *testing.T, s setup) []byte {
+			trusted := lastNote(t, s.f.dir)
+			i := lastCleanClose(t, s.fs)
+			for _, p := range s.fs[i+1:] {
+				os.Remove(p)
+			}
+			cutNotes(t, s.f.dir, lastSeqOf(t, s.fs[i]))
+			return trusted
+		}, 0, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newSigned(t)
+			ro := rotate.Options{MaxBytes: 3000}
+			f.session(t, 30, ro, 6)
+			f.session(t, 30, ro, 6)
+			s := setup{f, files(t, f.dir)}
+			if n := len(s.fs); n < 4 || closeReason(t, s.fs[n-1]) != "close" || closeReason(t, s.fs[n-2]) != "size" || closeReason(t, s.fs[n-3]) != "size" {
+				t.Fatalf("fixture: want the two files before the newest rotated by size, the newest closed: %v", s.fs)
+			}
+			trusted := tc.do(t, s)
+			rep := f.verify(t, trusted)
+			text := reportText(rep)
+			if trusted != nil && !hasClass(rep, Rollback) {
+				t.Errorf("want ROLLBACK against the trusted checkpoint:\n%s", text)
+			}
+			got := successorFinding(rep)
+			switch {
+			case tc.successor == 0 && got != nil:
+				t.Errorf("unexpected finding %+v:\n%s", *got, text)
+			case tc.successor < 0:
+				name := BaseName(s.fs[len(s.fs)+tc.successor])
+				if got == nil || got.File != name || got.Seq != lastSeqOf(t, s.fs[len(s.fs)+tc.successor]) || !strings.Contains(got.Detail, `reason "size"`) {
+					t.Errorf("want TRUNCATED for %s closed for rotation, got:\n%s", name, text)
+				}
+			}
+			if rep.Intact != tc.intact {
+				t.Errorf("intact %v, want %v:\n%s", rep.Intact, tc.intact, text)
+			}
+			newest := rep.Files[len(rep.Files)-1].Name
+			info := fmt.Sprintf(openNewestText, newest)
+			if strings.Contains(text, info) != tc.open || strings.Contains(text, "INFO") != tc.open {
+				t.Errorf("the INFO line for an open newest file: want %v:\n%s", tc.open, text)
+			}
+			if tc.open {
+				// After the per-file lines, before the chain's findings.
+				i := strings.Index(text, info)
+				if !strings.HasSuffix(text[:i], "\n") || strings.Contains(text[:i], "UNANCHORED") {
+					t.Errorf("INFO line out of place:\n%s", text)
+				}
+			}
+		})
+	}
+}
+
+// lastCleanClose returns the index of the newest file, before the newest,
+// that a writer ended with Close.
+func lastCleanClose(t *testing.T, fs []string) int {
+	t.Helper()
+	for i := len(fs) - 2; i >= 0; i-- {
+		if closeReason(t, fs[i]) == "close" {
+			return i
+		}
+	}
+	t.Fatal("no file ended with Close before the newest")
+	return -1
+}
+
+// A writer stops between a rotation's close record and the next file: rotate
+// writes the close record, closes the file, and only then creates the next
+// one. Here creating it fails (a crash in that moment leaves the same
+// files). The trail then ends with a file closed for rotation: TRUNCATED for
+// any verifier but the writer itself (VerifyOptions.Writing), until the
+// writer's next start continues the chain with a file that names it.
+func TestRotationWithoutSuccessorThenRestart(t *testing.T) {
+	f := newSigned(t)
+	var failCreate atomic.Bool
+	ro := rotate.Options{
+		Dir: f.dir, Now: f.clock,
+		OpenFile: func(name string, flag int, perm os.FileMode) (rotate.File, error) {
+			if failCreate.Load() {
+				return nil, errors.New("injected: cannot create the next file")
+			}
+			return os.OpenFile(name, flag, perm)
+		},
+	}
+	w, err := Open(Options{KeyFile: f.keyFile, Rotate: ro, Checkpoints: CheckpointOptions{Signer: f.signer, Every: 6, Origin: "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if err := w.Append(fmt.Appendf(nil, `"msg":"record %d"`, i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	failCreate.Store(true)
+	if err := w.Rotate(); err == nil {
+		t.Fatal("Rotate: want the injected error")
+	}
+	fs := files(t, f.dir)
+	rotated := fs[len(fs)-1]
+	if closeReason(t, rotated) != "rotate" || w.Path() != rotated {
+		t.Fatalf("want the newest file %s closed for rotation and the writer's newest, got %q, Path %s", rotated, closeReason(t, rotated), w.Path())
+	}
+
+	// The writer itself, still running: its own newest file has no
+	// successor yet, which is no truncation.
+	self, err := Verify(f.dir, VerifyOptions{Key: f.k0, CheckpointKey: f.verifier, Writing: w.Path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := successorFinding(self); p != nil || !self.Intact {
+		t.Errorf("self-verification (Writing %s) reports the writer's own file:\n%s", filepath.Base(w.Path()), reportText(self))
+	}
+	// Another verifier cannot tell this from a removed newest file.
+	other := f.verify(t, nil)
+	if p := successorFinding(other); p == nil || other.Intact || p.File != BaseName(rotated) || !strings.Contains(p.Detail, `reason "rotate"`) {
+		t.Errorf("want TRUNCATED for %s:\n%s", BaseName(rotated), reportText(other))
+	}
+	// Writing names a file the writer created that is gone: still cut.
+	gone, err := Verify(f.dir, VerifyOptions{Key: f.k0, CheckpointKey: f.verifier, Writing: func() string { return filepath.Join(f.dir, "audit-29991231T000000.000000000Z.jsonl") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if successorFinding(gone) == nil {
+		t.Errorf("Writing names a newer file that is not there, want TRUNCATED:\n%s", reportText(gone))
+	}
+
+	if err := w.Close(); err != nil { // no file is open: nothing more is written
+		t.Fatal(err)
+	}
+	if after := f.verify(t, nil); successorFinding(after) == nil {
+		t.Errorf("after Close, want TRUNCATED:\n%s", reportText(after))
+	}
+
+	// The next start continues the chain from the close record.
+	ro.OpenFile = nil
+	f.session(t, 5, ro, 6)
+	rep := f.verify(t, nil)
+	assertIntact(t, rep)
+	if len(rep.Problems()) != 0 {
+		t.Errorf("want no finding:\n%s", reportText(rep))
+	}
+	fs = files(t, f.dir)
+	var oi OpenInfo
+	if err := openLine(t, fs[len(fs)-1]).Decode(&oi); err != nil || oi.PrevFile != BaseName(rotated) {
+		t.Errorf("the restarted writer's file names %q (%v), want %s", oi.PrevFile, err, BaseName(rotated))
+	}
+}
+
+// A rotation while a verification runs: the files were listed before the
+// writer closed the newest one and read after. The next file is there by
+// the end, so the trail is not cut.
+func TestRotationDuringVerify(t *testing.T) {
+	f := newSigned(t)
+	ro := rotate.Options{Dir: f.dir, Now: f.clock}
+	w, err := Open(Options{KeyFile: f.keyFile, Rotate: ro, Checkpoints: CheckpointOptions{Signer: f.signer, Every: 6, Origin: "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := range 10 {
+		if err := w.Append(fmt.Appendf(nil, `"msg":"record %d"`, i), nil); err != nil {
+			t.Fatal(err)
+		}
+		if i == 4 {
+			if err := w.Rotate(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	before := files(t, f.dir)
+	rotated := false
+	rep, err := Verify(f.dir, VerifyOptions{Key: f.k0, CheckpointKey: f.verifier, Progress: func(done, total int64) {
+		if !rotated { // after the first file, before the newest is read
+			rotated = true
+			if err := w.Rotate(); err != nil {
+				t.Error(err)
+			}
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(before) != 2 || len(rep.Files) != 2 || !rep.Files[1].Closed {
+		t.Fatalf("want the 2 files listed before the rotation walked, the newest read closed: %d listed, %d walked:\n%s", len(before), len(rep.Files), reportText(rep))
+	}
+	if p := successorFinding(rep); p != nil || !rep.Intact {
+		t.Errorf("a rotation during Verify reported as a cut:\n%s", reportText(rep))
+	}
+}
