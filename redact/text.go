@@ -333,6 +333,16 @@ func (t *textOut) authScheme(i int) (int, int) {
 	for b < len(s) && s[b] == '=' {
 		b++
 	}
+	if b > a && s[b-1] == '=' && b < len(s) && !valueStop[s[b]] {
+		// Maybe not token68 and its padding but a key=value after the
+		// word (bearer api_key=…): if the key is a secret one, left to the
+		// key=value rule, which keeps the key. Taken as the token here,
+		// the key and the = would be replaced and the value left, as the
+		// scan does not look for keys inside a replaced span.
+		if c, d := t.keyValue(a + strings.IndexByte(s[a:b], '=')); c < d {
+			return 0, 0
+		}
+	}
 	tok := s[a:b]
 	if scheme == "bearer" {
 		if len(tok) >= 20 || len(tok) >= 8 && !onlyLetters(tok) {

@@ -80,6 +80,12 @@ func TestStringPatterns(t *testing.T) {
 		{"basic", "Basic " + testBasic + " sent", "Basic " + R + " sent", 1},
 		{"basic prose", "basic authentication is off", "basic authentication is off", 0},
 		{"header basic", "Authorization: Basic " + testBasic, "Authorization: Basic " + R, 1},
+		{"bearer then key=value", "BeArer api_key=w36Nyvc5yO04U42ZxwE2lKzs BeArer", "BeArer api_key=" + R + " BeArer", 1},
+		{"bearer then secret key", "sent bearer pw=abcdefghij", "sent bearer pw=" + R, 1},
+		{"bearer then other key=value", "token_type=bearer key_id=abc123def", "token_type=bearer key_id=abc123def", 0},
+		{"bearer padded", "Bearer abcdefgh0123== ok", "Bearer " + R + " ok", 1},
+		{"bearer padded in brackets", "(Bearer abcdefgh0123==)", "(Bearer " + R + ")", 1},
+		{"basic padded in brackets", "(Basic dXNlcjpodW50ZXIy=)", "(Basic " + R + ")", 1},
 		{"proxy header", "Proxy-Authorization: Bearer abcdef0123456789XYZ", "Proxy-Authorization: Bearer " + R, 1},
 
 		// token shapes
@@ -278,7 +284,8 @@ func TestStringLinear(t *testing.T) {
 		"-----BEGIN RSA PRIVATE KEY-----", "a@", `password="`, "password=", "Bearer ", "{\"token\":[",
 		"eyJ", "ghp_", "AKIA", "xoxb-", "https://u:p@", ":", "=", "github_pat_", "eyJaaaaaaaaaaa.",
 		"Basic dXNlcjpwYXNz ", `"password":{`, `\"token\":\"`, "token='", "-", "_", "AKIAAAAAAAAAAAAAAAAA ",
-		"ghp_aaaaaaaaaaaaaaaaaaaaaaaaaa", "//a@",
+		"ghp_aaaaaaaaaaaaaaaaaaaaaaaaaa", "//a@", "Bearer pw={", `bearer pw="`, "Bearer pass%77ord=[", "%5F",
+		"%70%77=", "a+",
 	} {
 		s := strings.Repeat(unit, 200000/len(unit))
 		start := time.Now()
