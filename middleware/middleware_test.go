@@ -458,11 +458,20 @@ func TestLongValuesCutAtSeparators(t *testing.T) {
 
 // Secret query parameters named in form style or percent-encoded are
 // redacted in url.query like plain ones: the program reads them decoded.
+// Parameters that name a secret keep their values.
 func TestQueryKeyFormsRedacted(t *testing.T) {
-	for _, q := range []string{"user[password]=Pw-SECRET-1a2b3c", "user%5Bpassword%5D=Pw-SECRET-4d5e6f", "page=2&api%5Fkey=Key-SECRET-7a8b9c"} {
+	for _, q := range []string{
+		"user[password]=Pw-SECRET-1a2b3c", "user%5Bpassword%5D=Pw-SECRET-4d5e6f", "page=2&api%5Fkey=Key-SECRET-7a8b9c",
+		"pass=QPASS16-SECRET-x&pass_count=KEPT1", "pw=QPW17-SECRET-x&pw_policy=KEPT2", "pass%77ord=Pw-SECRET-8c9d0e&bypass=KEPT3",
+		"access%5Ftoken=Tok-SECRET-1f2a3b&access%5Ftoken%5Ftype=KEPT4", "API%2DKEY=Key-SECRET-4c5d6e&api%2dkey%2did=KEPT5",
+		"api+key=Key-SECRET-7f8a9b&api+key+id=KEPT6",
+	} {
 		out := serveAndCollect(t, http.NotFoundHandler(), httptest.NewRequest("GET", "/x?"+q, nil))
 		if i := strings.Index(out, "-SECRET-"); i >= 0 {
 			t.Errorf("%s: leaked: ...%s", q, out[max(0, i-40):i+20])
+		}
+		if k := strings.Index(q, "KEPT"); k >= 0 && strings.Count(out, q[k:]) < 2 {
+			t.Errorf("%s: %s not in both the audit file and the app log:\n%s", q, q[k:], out)
 		}
 	}
 }

@@ -23,6 +23,7 @@ const (
 	shapeSecretType
 	shapeSlack
 	shapePEM
+	shapeEncodedKey // key=value text whose secret key is percent-encoded in part
 	numShapes
 )
 
@@ -43,7 +44,33 @@ const (
 	numPlaces
 )
 
-var fuzzSecretKeys = []string{"password", "api_key", "clientSecret", "X-Auth-Token", "Authorization", "session_id", "private_key", "db_passwd"}
+var fuzzSecretKeys = []string{"password", "api_key", "clientSecret", "X-Auth-Token", "Authorization", "session_id", "private_key", "db_passwd", "pass", "pw", "userPw", "access_token"}
+
+// encodeKey percent-encodes the bytes of k picked by the bits of mask (the
+// i-th byte by bit i%8), in upper- or lower-case hex, and writes a space as
+// + unless it is picked.
+func encodeKey(k string, mask uint8, upper bool) string {
+	const hexUpper, hexLower = "0123456789ABCDEF", "0123456789abcdef"
+	hex := hexLower
+	if upper {
+		hex = hexUpper
+	}
+	var b strings.Builder
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case mask>>(i%8)&1 != 0:
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		case c == ' ':
+			b.WriteByte('+')
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
 
 type fuzzStringer string
 
@@ -143,6 +170,12 @@ func plant(shape int, core string, keyIdx uint8) planted {
 		return textAttr("xoxb-1234567890-" + core)
 	case shapePEM:
 		return textAttr("-----BEGIN EC PRIVATE KEY-----\n" + core + "\n" + reverse(core) + "\n-----END EC PRIVATE KEY-----")
+	case shapeEncodedKey:
+		k := fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)]
+		if core[0]&1 != 0 {
+			k = strings.ReplaceAll(k, "_", " ") // a form's api+key
+		}
+		return textAttr("https://host.example/cb?x=1&" + encodeKey(k, core[1], core[2]&1 != 0) + "=" + core + "&y=2")
 	}
 	panic("bad shape")
 }
@@ -292,6 +325,42 @@ func FuzzRedactPlantedSecret(f *testing.F) {
 		// A Secret formatted into text is already a placeholder: nothing to count.
 		if mode%4 != 3 && !(shape%numShapes == shapeSecretType && textPlace) && !strings.Contains(out, `"`+RedactedKey+`":`) {
 			t.Fatalf("no %s count:\n%s", RedactedKey, out)
+		}
+	})
+}
+
+// FuzzTextKeyEncoded: a key in key=value text, percent-encoded in any part
+// and either hex case, with + for spaces, is judged as the key it decodes
+// to: its value is replaced exactly when the key rules call the plain key
+// secret.
+func FuzzTextKeyEncoded(f *testing.F) {
+	for _, k := range append([]string{"pass", "pw", "user pw", "pass count", "bypass", "access_token", "api-key",
+		"api key id", "password", "passport", "db.pass.new", "X-Auth-Token"}, fuzzSecretKeys...) {
+		f.Add(k, uint8(0x5a), true)
+		f.Add(k, uint8(0xff), false)
+	}
+	r := Default()
+	f.Fuzz(func(t *testing.T, k string, mask uint8, upper bool) {
+		// Key bytes that text keys are made of (+ stands for the space).
+		b := []byte(k)
+		if len(b) > 40 {
+			b = b[:40]
+		}
+		for i, c := range b {
+			if !isAlnum(c) && strings.IndexByte("_-. ", c) < 0 {
+				b[i] = '_'
+			}
+		}
+		k = string(b)
+		const value = "S3CR3TVALUE"
+		in := "a=1&" + encodeKey(k, mask, upper) + "=" + value + "&b=2"
+		out, _ := r.String(in)
+		secret := r.keys.secret(k)
+		if gone := !strings.Contains(out, value); gone != secret {
+			t.Errorf("key %q is secret %v, but String(%q) = %q", k, secret, in, out)
+		}
+		if secret && !strings.HasSuffix(out, "="+Redacted+"&b=2") {
+			t.Errorf("String(%q) = %q: more than the value replaced", in, out)
 		}
 	})
 }

@@ -35,6 +35,20 @@ func TestHandlerRules(t *testing.T) {
 		{"slack", func(s string) slog.Attr { return slog.String("note", s) }, testSlack, `"note":"[REDACTED]"`},
 		{"url password", func(s string) slog.Attr { return slog.String("dsn", "mysql://root:"+s+"@db/x") }, "pw-url-1", `"dsn":"mysql://root:[REDACTED]@db/x"`},
 		{"query token", func(s string) slog.Attr { return slog.String("url", "/cb?state=1&access_token="+s) }, "qtok1", `"url":"/cb?state=1&access_token=[REDACTED]"`},
+		{"key rule pass", func(s string) slog.Attr { return slog.String("db_pass", s) }, "k-pass", `"db_pass":"[REDACTED]"`},
+		{"key rule pw", func(s string) slog.Attr { return slog.String("userPw", s) }, "k-pw", `"userPw":"[REDACTED]"`},
+		{"name of a pass", func(s string) slog.Attr {
+			return slog.Group("k", slog.Int("pass_count", 3), slog.String("bypass", "cache"), slog.String("pass", s))
+		}, "k-pass-name", `"pass_count":3,"bypass":"cache"`},
+		{"query pass", func(s string) slog.Attr { return slog.String("url.query", "pass="+s+"&pass_count=3") }, "QPASS16", `"url.query":"pass=[REDACTED]&pass_count=3"`},
+		{"query pw", func(s string) slog.Attr { return slog.String("url.query", "x=1&pw="+s+"&pw_policy=strict") }, "QPW17", `"url.query":"x=1&pw=[REDACTED]&pw_policy=strict"`},
+		{"query encoded letter", func(s string) slog.Attr { return slog.String("url.query", "pass%77ord="+s+"&pass%77ord%5Fpolicy=x") }, "QENC1", `"url.query":"pass%77ord=[REDACTED]&pass%77ord%5Fpolicy=x"`},
+		{"query encoded separator", func(s string) slog.Attr {
+			return slog.String("url.query", "access%5Ftoken%5Ftype=bearer&access%5Ftoken="+s)
+		}, "QENC2", `"url.query":"access%5Ftoken%5Ftype=bearer&access%5Ftoken=[REDACTED]"`},
+		{"query encoded dash", func(s string) slog.Attr { return slog.String("url.query", "API%2DKEY="+s+"&api%2dkey%2did=k1") }, "QENC3", `"url.query":"API%2DKEY=[REDACTED]&api%2dkey%2did=k1"`},
+		{"query plus", func(s string) slog.Attr { return slog.String("url.query", "api+key+id=k1&api+key="+s) }, "QPLUS1", `"url.query":"api+key+id=k1&api+key=[REDACTED]"`},
+		{"query bad escape", func(s string) slog.Attr { return slog.String("url.query", "api%zzkey=k1&pass%="+s) }, "QBAD1", `"url.query":"api%zzkey=k1&pass%=[REDACTED]"`},
 		{"error message", func(s string) slog.Attr { return slog.Any("err", errors.New("auth failed for token="+s)) }, "errtok1", `"err":"auth failed for token=[REDACTED]"`},
 		{"url value", func(s string) slog.Attr { return slog.Any("u", mustURL("https://u:"+s+"@h/")) }, "pw-url-2", `"u":"https://u:[REDACTED]@h/"`},
 		{"map", func(s string) slog.Attr { return slog.Any("m", map[string]any{"x": map[string]string{"password": s}}) }, "pw-map", `"m":{"x":{"password":"[REDACTED]"}}`},

@@ -27,8 +27,9 @@ import (
 
 // defaultKeys are the default key rules.
 var defaultKeys = []string{
-	// passwords
-	"password", "passwd", "pwd", "passphrase", "passcode",
+	// passwords; pass and pw, like pwd, only as the last word (first_pass,
+	// pass_count, bypass and compass are not secrets)
+	"password", "passwd", "pwd", "pass", "pw", "passphrase", "passcode",
 	// generic secrets and tokens (access_token, refresh_token, id_token,
 	// client_secret, x-auth-token, aws_session_token, ...)
 	"secret", "secrets", "token", "jwt", "bearer", "otp",

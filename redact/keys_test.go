@@ -14,6 +14,8 @@ var secretKeys = []string{
 	"DB_PASSWORD", "db-password", "db.password", "dbpassword", "adminpassword",
 	"password2", "password_2", "password_new", "new_password", "password_confirmation",
 	"passwd", "pwd", "MYSQL_PWD", "passphrase", "ssh_passphrase", "passcode",
+	"pass", "Pass", "PASS", "db_pass", "dbPass", "DB_PASS", "x-pass", "pass2", "pass_new",
+	"new_pass", "first_pass", "pw", "PW", "user_pw", "userPw", "DB_PW", "pw2", "pw_confirm",
 	// secrets
 	"secret", "client_secret", "clientSecret", "clientsecret", "secret_value",
 	"value_secret", "secrets", "webhook_secret",
@@ -52,6 +54,11 @@ var nameKeys = []string{
 	"sessions", "request_id", "trace_id", "duration", "elapsed", "method",
 	// not a credential by itself
 	"password_hash", "value", "data", "2", "", "_", "msg",
+	// pass and pw are words, not glued (four and two letters), and not
+	// secrets unless last
+	"pass_count", "passCount", "pass_rate", "pass_through", "passes", "passed", "passing",
+	"passport", "surpass", "overpass", "dbpass", "pw_policy", "pw_length", "pwned", "dbpw",
+	"kpw", "pws",
 }
 
 func TestKeyRulesDefault(t *testing.T) {
@@ -83,6 +90,36 @@ func TestKeyRulesAttr(t *testing.T) {
 		out, n := r.Attr(slog.String(k, v))
 		if out.Key != k || out.Value.String() != v || n != 0 {
 			t.Errorf("Attr(%q) = %v, %d; want unchanged", k, out, n)
+		}
+	}
+}
+
+// TestKeyRulesPass: what the short pass and pw rules take and leave. A
+// value under first_pass is replaced like any under a secret key, bools
+// included (as auth=true is): the redactor does not guess what a key holds
+// from the type of its value.
+func TestKeyRulesPass(t *testing.T) {
+	r := Default()
+	for _, tc := range []struct {
+		a    slog.Attr
+		want string
+		n    int
+	}{
+		{slog.String("pass", "hunter2"), Redacted, 1},
+		{slog.String("pw", "hunter2"), Redacted, 1},
+		{slog.String("first_pass", "hunter2"), Redacted, 1},
+		{slog.Bool("first_pass", true), Redacted, 1},
+		{slog.Int("pass", 1234), Redacted, 1},
+		{slog.String("pass", ""), "", 0},
+		{slog.Int("pass_count", 3), "3", 0},
+		{slog.String("password_policy", "strict"), "strict", 0},
+		{slog.String("pw_policy", "strict"), "strict", 0},
+		{slog.String("bypass", "cache"), "cache", 0},
+		{slog.String("passport", "X123"), "X123", 0},
+	} {
+		out, n := r.Attr(tc.a)
+		if out.Key != tc.a.Key || out.Value.String() != tc.want || n != tc.n {
+			t.Errorf("Attr(%v) = %v, %d; want %s=%s, %d", tc.a, out, n, tc.a.Key, tc.want, tc.n)
 		}
 	}
 }

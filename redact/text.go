@@ -33,8 +33,9 @@ func init() {
 		b64url[i] = alnum || c == '-' || c == '_'
 		token68[i] = alnum || strings.IndexByte("-._~+/", c) >= 0
 		// Brackets for form keys (user[password]=), % for the
-		// percent-encoded keys browsers send (user%5Bpassword%5D=).
-		keyByte[i] = alnum || strings.IndexByte("_-.[]%", c) >= 0
+		// percent-encoded keys browsers send (user%5Bpassword%5D=), + for
+		// the space of a query or form key (api+key= is "api key").
+		keyByte[i] = alnum || strings.IndexByte("_-.[]%+", c) >= 0
 		b64std[i] = -1
 	}
 	for _, c := range []byte(" \t\r\n\v\f&,;\"'<>`") {
@@ -332,6 +333,16 @@ func (t *textOut) authScheme(i int) (int, int) {
 	for b < len(s) && s[b] == '=' {
 		b++
 	}
+	if b > a && s[b-1] == '=' && b < len(s) && !valueStop[s[b]] {
+		// Maybe not token68 and its padding but a key=value after the
+		// word (bearer api_key=…): if the key is a secret one, left to the
+		// key=value rule, which keeps the key. Taken as the token here,
+		// the key and the = would be replaced and the value left, as the
+		// scan does not look for keys inside a replaced span.
+		if c, d := t.keyValue(a + strings.IndexByte(s[a:b], '=')); c < d {
+			return 0, 0
+		}
+	}
 	tok := s[a:b]
 	if scheme == "bearer" {
 		if len(tok) >= 20 || len(tok) >= 8 && !onlyLetters(tok) {
@@ -552,10 +563,12 @@ func urlStop(c byte) bool {
 	return c == '/' || isSpace(c) || c == '"' || c == '\'' || c == '<' || c == '>' || c == '`'
 }
 
-// decodeKey returns a percent-encoded key (api%5Fkey) decoded, as the
-// program that reads it sees it; any other key as it is. Each valid %XX is
-// decoded on its own and an invalid one kept, as a lenient server does
-// (x%zzapi%5Fkey is x%zzapi_key to it).
+// decodeKey returns a percent-encoded key (api%5Fkey, pass%77ord) decoded,
+// as the program that reads it sees it; any other key as it is. Each valid
+// %XX, either case, is decoded on its own and an invalid one kept, as a
+// lenient server does (x%zzapi%5Fkey is x%zzapi_key to it). A + needs no
+// decoding: it and the space a query or form decoder makes of it are both
+// separators to the key rules.
 func decodeKey(k string) string {
 	if strings.IndexByte(k, '%') < 0 {
 		return k
@@ -585,8 +598,18 @@ func unhex(c byte) int {
 }
 
 // maxTextKey bounds how far back a key is looked for. Key rules match at
-// the end of a key, so a truncated long key still matches.
-const maxTextKey = 64
+// the end of a key, so a truncated long key still matches. The bound is on
+// the key as the program that reads it sees it: once a % is met, the scan
+// goes on up to maxRawTextKey bytes, and the key is cut to its last
+// maxTextKey bytes after decoding, so that encoding a name byte by byte
+// (%70%61%73%73%77%6F%72%64) does not push its first words out of reach,
+// nor does the cut fall inside an escape. (Decoded, maxRawTextKey bytes
+// that start inside an escape still leave more than maxTextKey bytes
+// after it.)
+const (
+	maxTextKey    = 64
+	maxRawTextKey = 3*maxTextKey + 2
+)
 
 // keyValue matches the value in key=value, key: value, "key": "value" and
 // their escaped-JSON form when the key is a secret by the key rules (the =
@@ -609,9 +632,12 @@ func (t *textOut) keyValue(i int) (int, int) {
 			ke--
 		}
 	}
-	ks := ke
-	for ks > 0 && ke-ks < maxTextKey && keyByte[s[ks-1]] {
+	ks, limit := ke, maxTextKey
+	for ks > 0 && ke-ks < limit && keyByte[s[ks-1]] {
 		ks--
+		if s[ks] == '%' {
+			limit = maxRawTextKey
+		}
 	}
 	if ks == ke {
 		return 0, 0
@@ -622,7 +648,13 @@ func (t *textOut) keyValue(i int) (int, int) {
 			return 0, 0
 		}
 	}
-	if !t.r.keys.secret(decodeKey(s[ks:ke])) {
+	// Only the key is decoded; the value is found, and replaced, in s.
+	key := s[ks:ke]
+	if limit != maxTextKey {
+		key = decodeKey(key)
+		key = key[max(0, len(key)-maxTextKey):]
+	}
+	if !t.r.keys.secret(key) {
 		return 0, 0
 	}
 	a := i + 1

@@ -22,7 +22,7 @@ type creds struct {
 type account struct {
 	Name      string            `json:"name"`
 	KeyID     string            `json:"key_id"`
-	Pw        string            `json:"pw"`    // Go name is not a rule, JSON name is not either: kept
+	Code      string            `json:"code"`  // Go name is not a rule, JSON name is not either: kept
 	Passwd    string            `json:"login"` // Go name is a rule: redacted
 	Secret    string            `json:"-"`     // not rendered by JSON: dropped
 	APIKey    string            `json:"api_key,omitempty"`
@@ -42,7 +42,7 @@ func newAccount() *account {
 	return &account{
 		Name:      "bob",
 		KeyID:     "kid-1",
-		Pw:        "visible",
+		Code:      "visible",
 		Passwd:    "s-passwd-1",
 		Secret:    "s-dash-1",
 		APIKey:    "s-apikey-1",
@@ -70,7 +70,7 @@ func TestAttrStruct(t *testing.T) {
 	out, n := Default().Attr(slog.Any("acct", acc))
 	js := attrJSON(t, out)
 	checkOutput(t, js, accountSecrets, []string{
-		`"name":"bob"`, `"key_id":"kid-1"`, `"pw":"visible"`, `"login":"[REDACTED]"`,
+		`"name":"bob"`, `"key_id":"kid-1"`, `"code":"visible"`, `"login":"[REDACTED]"`,
 		`"api_key":"[REDACTED]"`, `"note":"call with Bearer [REDACTED]"`, `"age":"42"`,
 		`"Authorization":"[REDACTED]"`, `"Accept":"json"`, `"user":"u1"`, `"password":"[REDACTED]"`,
 		`"empty":null`, `"refresh_token":"[REDACTED]"`, `"n":1`, `"created_at":"2024-01-02T03:04:05Z"`,
