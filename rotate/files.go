@@ -330,7 +330,7 @@ func (w *Writer) retain() {
 	removed := false
 	for i := range backups {
 		// File i's records all predate file i+1's start.
-		old := w.maxAge > 0 && i+1 < len(files) && files[i+1].start.Before(cutoff)
+		old := w.maxAge > 0 && i+1 < len(files) && w.startedBefore(files[i+1], cutoff)
 		if i >= excess && !old {
 			continue
 		}
@@ -342,6 +342,7 @@ func (w *Writer) retain() {
 				break
 			}
 		}
+		w.forgetBorn(files[i].base)
 		for _, name := range []string{files[i].base, files[i].base + ".gz"} {
 			if err := os.Remove(filepath.Join(w.dir, name)); err == nil {
 				removed = true
@@ -372,6 +373,38 @@ func ageBase(now time.Time, dir string, files []fileInfo) time.Time {
 		}
 	}
 	return now
+}
+
+// noteBorn remembers, for MaxAge, the monotonic time at which this Writer
+// created the file name.
+func (w *Writer) noteBorn(name string) {
+	if w.maxAge <= 0 {
+		return
+	}
+	w.bornMu.Lock()
+	w.born[name] = w.mono()
+	w.bornMu.Unlock()
+}
+
+func (w *Writer) forgetBorn(name string) {
+	w.bornMu.Lock()
+	delete(w.born, name)
+	w.bornMu.Unlock()
+}
+
+// startedBefore reports whether f started more than MaxAge ago: by the
+// monotonic time since this Writer created it, which no step of the wall
+// clock changes (one that was wrong when the file was named and set right
+// since, either way), or, for a file an earlier Writer created, by its
+// name's time against cutoff (ageNow - MaxAge).
+func (w *Writer) startedBefore(f fileInfo, cutoff time.Time) bool {
+	w.bornMu.Lock()
+	born, ok := w.born[f.base]
+	w.bornMu.Unlock()
+	if ok {
+		return w.mono().Sub(born) > w.maxAge
+	}
+	return f.start.Before(cutoff)
 }
 
 // ageNow returns the time up to which retention counts a file's age: the

@@ -209,6 +209,7 @@ func (w *Writer) create(now time.Time) error {
 		w.active.Store(nil)
 		return fmt.Errorf("rotate: %w", err)
 	}
+	w.noteBorn(name)
 	// Held for as long as the file is written, so that readers can tell a
 	// live file from one a crashed Writer left (FileLocked). Taken before
 	// the first byte is written.

@@ -128,7 +128,11 @@ type Options struct {
 	MaxBackups int           // keep at most this many files besides the active one; 0 = all
 	// MaxAge, if positive, removes files whose records are all older than
 	// this: a file goes when the next one started more than MaxAge ago.
-	// Age is not taken from a clock that jumped forward: "now" for
+	// Age is not taken from a clock that jumped: when the next file was
+	// created by this Writer, its age is the monotonic time since then, so
+	// no step of the clock (forward by 400 days, or a clock that was behind
+	// when the Writer started and is set right later) ages it early or
+	// keeps it late. For a file an earlier Writer created, "now" for
 	// retention is the clock (Now), but never later than a baseline plus
 	// the monotonic time elapsed since New, the baseline being the clock
 	// at New or, if earlier, the time the newest existing file was last
@@ -277,6 +281,8 @@ type Writer struct {
 	ageBase  time.Time
 	mono     func() time.Time // monoNow
 	monoBase time.Time
+	bornMu   sync.Mutex
+	born     map[string]time.Time // files this Writer created: mono() then (startedBefore)
 
 	latest atomic.Pointer[string] // path of the file most recently created (Path)
 	active atomic.Pointer[string] // path of the open file, nil if none (retention skips it)
@@ -457,6 +463,7 @@ func New(opts Options) (*Writer, error) {
 		w.ageBase = ageBase(opts.Now(), opts.Dir, files)
 		w.mono = monoNow
 		w.monoBase = w.mono()
+		w.born = make(map[string]time.Time)
 	}
 	w.idle.L = &w.mu
 	w.pend.cond.L = &w.mu

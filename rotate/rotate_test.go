@@ -935,13 +935,13 @@ func TestRetentionAgeClockJump(t *testing.T) {
 	if got := names(t, dir); !slices.Equal(got, want) {
 		t.Fatalf("after the clock jumped 400 days: files %q, want all of %q", got, want)
 	}
-	// Two hours later by the monotonic clock: the files whose successors
-	// started over an hour before are gone; the last before the jump is
-	// not (its successor started "after the jump").
+	// Two hours later by the monotonic clock every file but the open one
+	// is older than an hour: their successors were created by this Writer
+	// over an hour before, whatever their names say.
 	mono.Set(t0.Add(2 * time.Hour))
 	w.Retain()
-	if got := names(t, dir); !slices.Equal(got, want[3:]) {
-		t.Fatalf("two hours later: files %q, want %q", got, want[3:])
+	if got := names(t, dir); !slices.Equal(got, want[4:]) {
+		t.Fatalf("two hours later: files %q, want %q", got, want[4:])
 	}
 	closeW(t, w)
 }
@@ -1380,5 +1380,36 @@ func TestOpenCompressedSinceListed(t *testing.T) {
 	}
 	if _, err := Open(filepath.Join(dir, "missing.jsonl")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Open of a missing file: %v", err)
+	}
+}
+
+// A clock that is behind when the Writer starts (30 days) and set right
+// while it runs does not stop retention: the files this Writer created
+// age by the monotonic time since it created them (the review's probe: all
+// seven files stayed).
+func TestRetentionAgeClockCorrectedForward(t *testing.T) {
+	dir := t.TempDir()
+	behind := t0.Add(-30 * 24 * time.Hour)
+	clk, mono := newClock(behind), newClock(t0)
+	useMono(t, mono.Now)
+	w := open(t, Options{Dir: dir, MaxAge: time.Hour, Now: clk.Now})
+	write(t, w, "while behind")
+	clk.Set(t0) // NTP sets it right
+	for i := 1; i <= 6; i++ {
+		at := t0.Add(time.Duration(i) * time.Hour)
+		clk.Set(at)
+		mono.Set(at)
+		if err := w.Rotate(); err != nil {
+			t.Fatal(err)
+		}
+		write(t, w, fmt.Sprint(i))
+	}
+	w.Retain()
+	closeW(t, w)
+	// Six hours: the open file, the one before it (its successor was
+	// created just now) and the one before that (its successor exactly an
+	// hour ago: not more than MaxAge) stay; the four before those go.
+	if got := names(t, dir); len(got) != 3 || got[2] != fileName(t0.Add(6*time.Hour)) {
+		t.Fatalf("files %q, want the last 3 of 7", got)
 	}
 }
