@@ -179,7 +179,7 @@ func GenerateSigner(name string) (skey, vkey string, err error) {
 // ReadSignerFile reads a note signer key (PRIVATE+KEY+…) from a file that
 // group and others cannot access.
 func ReadSignerFile(path string) (note.Signer, error) {
-	data, err := readPrivate(path)
+	data, err := readPrivate(path, kindSigner)
 	if err != nil {
 		return nil, err
 	}
@@ -196,9 +196,12 @@ func ReadVerifierFile(path string) (note.Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chain: verifier key: %w", err)
 	}
+	if got := kindOf(data); got != kindUnknown && got != kindVerifier {
+		return nil, wrongKindError(path, data, got, kindVerifier)
+	}
 	v, err := note.NewVerifier(strings.TrimSpace(string(data)))
 	if err != nil {
-		return nil, fmt.Errorf("chain: verifier key %s: %w", path, err)
+		return nil, fmt.Errorf("chain: verifier key %s: %w (auditctl keygen -o FILE writes it as FILE.pub)", path, err)
 	}
 	return v, nil
 }

@@ -318,7 +318,9 @@ func checkKeyFile(path string, allowSharedDir bool) error {
 		}
 	}
 	fi, err := os.Lstat(path)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("chain: read key: %w; create one with auditctl keygen -o %s (and copy it offline first: it is K(0), which verifies every epoch)", err, path)
+	} else if err != nil {
 		return fmt.Errorf("chain: read key: %w", err)
 	}
 	if fi.Mode()&fs.ModeSymlink != 0 {

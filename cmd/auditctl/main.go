@@ -23,6 +23,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -193,7 +194,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	var key []byte
 	if *keyFile != "" {
 		if key, err = chain.ReadKeyFile(*keyFile); err != nil {
-			fmt.Fprintf(stderr, "auditctl verify: %v\n", err)
+			fmt.Fprintf(stderr, "auditctl verify: %v\n", keyFileError(err))
 			return exitUsage
 		}
 	}
@@ -244,6 +245,15 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	return exitOK
+}
+
+// keyFileError returns err, an error reading the file of --key-file, with
+// what the flag takes when the file is not there.
+func keyFileError(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w; --key-file takes the trail's initial key K(0): the FILE auditctl keygen -o FILE wrote, kept offline (the example service copies it to FILE.initial); for a new trail, create one with auditctl keygen -o FILE", err)
+	}
+	return err
 }
 
 func isTerminal(f *os.File) bool {

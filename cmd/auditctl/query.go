@@ -251,7 +251,7 @@ func openReader(dir, keyFile, ckptKeyFile string) (*query.Reader, error) {
 	if keyFile != "" {
 		var err error
 		if key, err = chain.ReadKeyFile(keyFile); err != nil {
-			return nil, err
+			return nil, keyFileError(err)
 		}
 	}
 	opts := query.Options{Key: key}
