@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -173,7 +174,9 @@ type VerifyOptions struct {
 	CheckpointKey note.Verifier
 	// Trusted is a signed checkpoint kept off the host (e.g. the newest one
 	// the SIEM received): files behind it are reported as ROLLBACK or
-	// TRUNCATED. It requires CheckpointKey.
+	// TRUNCATED. It requires CheckpointKey. It is the note, a line of the
+	// checkpoints file or a copy of the whole file, whose newest note is
+	// taken (see TrustedNote).
 	Trusted []byte
 	// KeyAt, instead of Key, is a later epoch's key, e.g. a writer's
 	// current key (Writer.CurrentKey) for self-verification: lines of
@@ -200,10 +203,38 @@ type VerifyOptions struct {
 	Writing func() string
 }
 
+// openTrusted opens VerifyOptions.Trusted, in any form TrustedNote takes.
+// Its errors say which forms those are, and name the key that signed a
+// note that the checkpoint key does not verify.
+func openTrusted(data []byte, key note.Verifier, prefix string) (Checkpoint, error) {
+	forms := fmt.Sprintf("give the signed note (the \"note\" member of a line of %[1]s: jq -r .note), a line of %[1]s (tail -n 1), or a copy of the whole file (its newest note is taken)", CheckpointsFileName(prefix))
+	msg, err := TrustedNote(data)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("%w: %w; %s", ErrTrustedCheckpoint, err, forms)
+	}
+	c, err := OpenCheckpoint(msg, key)
+	var bad *note.InvalidSignatureError
+	switch names := signers(err); {
+	case err == nil:
+		return c, nil
+	case names != nil:
+		return Checkpoint{}, fmt.Errorf("%w: it is signed by %s, not by the checkpoint key given (%s): give the verifier key of the signer that signed it", ErrTrustedCheckpoint, strings.Join(names, ", "), keyName(key))
+	case errors.As(err, &bad):
+		return Checkpoint{}, fmt.Errorf("%w: %w: its text was changed after it was signed, or its signature", ErrTrustedCheckpoint, err)
+	case !bytes.Contains(msg, []byte("\n\n")) || strings.Contains(err.Error(), "malformed note"):
+		return Checkpoint{}, fmt.Errorf("%w: %w: not a signed note; %s", ErrTrustedCheckpoint, err, forms)
+	}
+	return Checkpoint{}, fmt.Errorf("%w: %w", ErrTrustedCheckpoint, err)
+}
+
 // Errors that stop a verification before it can judge the files.
 var (
 	ErrNoFiles     = errors.New("chain: no audit files found")
 	ErrKeyRequired = errors.New("chain: the files are keyed (hmac-sha256); a key is required to verify them")
+	// ErrTrustedCheckpoint is wrapped by the error for a
+	// VerifyOptions.Trusted that is not a checkpoint the CheckpointKey
+	// verifies.
+	ErrTrustedCheckpoint = errors.New("chain: trusted checkpoint")
 )
 
 // Verify checks every file in dir, oldest first: the frame of every line,
@@ -223,11 +254,11 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	var trusted *Checkpoint
 	if opts.Trusted != nil {
 		if opts.CheckpointKey == nil {
-			return nil, errors.New("chain: a trusted checkpoint needs the checkpoint key to verify it")
+			return nil, fmt.Errorf("%w: it needs the checkpoint key (the verifier key of its signer) to verify it", ErrTrustedCheckpoint)
 		}
-		c, err := OpenCheckpoint(opts.Trusted, opts.CheckpointKey)
+		c, err := openTrusted(opts.Trusted, opts.CheckpointKey, opts.Prefix)
 		if err != nil {
-			return nil, fmt.Errorf("chain: trusted checkpoint: %w", err)
+			return nil, err
 		}
 		trusted = &c
 	}

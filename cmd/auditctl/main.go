@@ -3,7 +3,7 @@
 // events and computes redaction fingerprints.
 //
 //	auditctl keygen -o FILE [--name SIGNER]
-//	auditctl verify [--key-file K0] [--checkpoint-key FILE.pub] [--trusted-checkpoint NOTE] [--json] DIR
+//	auditctl verify [--key-file K0] [--checkpoint-key FILE.pub] [--trusted-checkpoint FILE] [--json] DIR
 //	auditctl query [--key-file K0] [--checkpoint-key FILE.pub] [filters] [--order newest|oldest] [--limit N] [--json] DIR
 //	auditctl tail [--key-file K0] [--checkpoint-key FILE.pub] [filters] [-n N] [--json] [--poll D] DIR
 //	auditctl fingerprint --key-file FILE [VALUE]
@@ -46,7 +46,7 @@ var usage = `usage:
   auditctl keygen -o FILE [--name SIGNER]          write a new 32-byte MAC key K(0) to FILE (mode 0600),
                                                    the checkpoint signer FILE.signer (0600) and its
                                                    verifier key FILE.pub
-  auditctl verify [--key-file K0] [--checkpoint-key FILE.pub] [--trusted-checkpoint NOTE] [--json] DIR
+  auditctl verify [--key-file K0] [--checkpoint-key FILE.pub] [--trusted-checkpoint FILE] [--json] DIR
                                                    verify the audit files in DIR: exit 0 intact
                                                    (warnings allowed: TORN_TAIL, an incomplete last
                                                    line as a crash leaves it, beginning as the next
@@ -159,8 +159,9 @@ wrote %[1]s.pub     the checkpoint verifier key (public)
 3. Keep %[1]s.pub with the verifiers and in the SIEM that receives the checkpoints.
 4. Verify with:
      auditctl verify --key-file OFFLINE-COPY-OF-%[3]s --checkpoint-key %[1]s.pub AUDIT_DIR
-   and against the newest checkpoint the SIEM holds:
-     ... --trusted-checkpoint CHECKPOINT_NOTE_FILE
+   and against the newest checkpoint kept off the host (the SIEM's, or the newest line of
+   AUDIT_DIR/audit.checkpoints copied away: ssh HOST tail -n 1 AUDIT_DIR/audit.checkpoints > ckpt.json):
+     ... --trusted-checkpoint ckpt.json
 `, *out, chain.KeyID(key), filepath.Base(*out))
 	return exitOK
 }
@@ -181,7 +182,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("verify", stderr)
 	keyFile := fs.String("key-file", "", "initial MAC key K(0) (required for keyed audit files)")
 	ckptKey := fs.String("checkpoint-key", "", "checkpoint verifier key (FILE.pub from keygen): check the signatures of the checkpoints")
-	trustedFile := fs.String("trusted-checkpoint", "", "a signed checkpoint kept off the host: report ROLLBACK/TRUNCATED when the files are behind it")
+	trustedFile := fs.String("trusted-checkpoint", "", "`FILE` holding a signed checkpoint kept off the host: the note, a line of DIR/audit.checkpoints (tail -n 1) or a copy of that file (its newest note is taken); files behind it are ROLLBACK or TRUNCATED (needs --checkpoint-key)")
 	asJSON := fs.Bool("json", false, "print a machine-readable report")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -206,6 +207,10 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if *trustedFile != "" {
+		if *ckptKey == "" {
+			fmt.Fprint(stderr, "auditctl verify: --trusted-checkpoint needs --checkpoint-key FILE.pub, the verifier key of the checkpoints' signer\n")
+			return exitUsage
+		}
 		if opts.Trusted, err = os.ReadFile(*trustedFile); err != nil {
 			fmt.Fprintf(stderr, "auditctl verify: %v\n", err)
 			return exitUsage
@@ -226,6 +231,8 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		if errors.Is(err, chain.ErrKeyRequired) {
 			err = fmt.Errorf("%w: pass --key-file", err)
+		} else if errors.Is(err, chain.ErrTrustedCheckpoint) {
+			err = fmt.Errorf("--trusted-checkpoint %s: %w", *trustedFile, err)
 		}
 		fmt.Fprintf(stderr, "auditctl verify: %v\n", err)
 		return exitUsage

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/slogaudit/slogaudit/chain"
+	"github.com/slogaudit/slogaudit/rotate"
 )
 
 // says reports whether text holds every one of wants, and the first that
@@ -57,5 +61,78 @@ func TestKeyFileMixUps(t *testing.T) {
 	code, _, errs := runCmd("verify", "--key-file", pub, dir)
 	if ok, missing := says(errs, pub, "checkpoint verifier key", "not a MAC key"); code != exitUsage || !ok {
 		t.Errorf("verifier key, 0600: exit %d, %q: want %q", code, errs, missing)
+	}
+}
+
+// signedTrail runs keygen and two sessions of a signed, forward-secure
+// writer; old is a copy of the directory after the first.
+func signedTrail(t *testing.T) (keyFile, k0, dir, old string) {
+	t.Helper()
+	tmp := t.TempDir()
+	keyFile, dir = filepath.Join(tmp, "audit.key"), filepath.Join(tmp, "audit")
+	if code, _, errs := runCmd("keygen", "-o", keyFile, "--name", "test"); code != 0 {
+		t.Fatalf("keygen: %s", errs)
+	}
+	k0 = keyFile + ".initial"
+	data, _ := os.ReadFile(keyFile)
+	os.WriteFile(k0, data, 0o600)
+	signer, err := chain.ReadSignerFile(keyFile + ".signer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	session := func() {
+		w, err := chain.Open(chain.Options{KeyFile: keyFile, Rotate: rotate.Options{Dir: dir}, Checkpoints: chain.CheckpointOptions{Signer: signer, Every: 4}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 10 {
+			w.Append(fmt.Appendf(nil, `"msg":"r%d"`, i), nil)
+		}
+		w.Close()
+	}
+	session()
+	old = filepath.Join(tmp, "old")
+	os.Mkdir(old, 0o700)
+	copyFiles(t, dir, old)
+	session()
+	return keyFile, k0, dir, old
+}
+
+// --trusted-checkpoint takes a copy of the checkpoints file or one of its
+// lines, not only the note; anything else says which forms it takes.
+func TestTrustedCheckpointFile(t *testing.T) {
+	keyFile, k0, dir, old := signedTrail(t)
+	ckpts, err := os.ReadFile(filepath.Join(dir, chain.CheckpointsFileName("")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(ckpts), "\n")
+	tmp := t.TempDir()
+	forms := map[string]string{"copy": string(ckpts), "line": lines[len(lines)-2]}
+	for name, text := range forms {
+		path := filepath.Join(tmp, name)
+		os.WriteFile(path, []byte(text), 0o644)
+		forms[name] = path
+	}
+	args := func(d, trusted string) []string {
+		return []string{"verify", "--key-file", k0, "--checkpoint-key", keyFile + ".pub", "--trusted-checkpoint", trusted, d}
+	}
+	for name, path := range forms {
+		if code, out, errs := runCmd(args(dir, path)...); code != exitOK || !strings.Contains(out, "INTACT") {
+			t.Errorf("%s: %d\n%s%s", name, code, out, errs)
+		}
+		if code, out, errs := runCmd(args(old, path)...); code != exitInvalid || !strings.Contains(out, "ROLLBACK") {
+			t.Errorf("%s, rolled back: %d\n%s%s", name, code, out, errs)
+		}
+	}
+	junk := filepath.Join(tmp, "junk")
+	os.WriteFile(junk, []byte("not a checkpoint\n"), 0o644)
+	code, _, errs := runCmd(args(dir, junk)...)
+	if ok, missing := says(errs, "--trusted-checkpoint "+junk+": ", "not a signed note", "give the signed note", "a line of audit.checkpoints (tail -n 1), or a copy of the whole file"); code != exitUsage || !ok {
+		t.Errorf("junk: %d %q: want %q", code, errs, missing)
+	}
+	code, _, errs = runCmd("verify", "--key-file", k0, "--trusted-checkpoint", forms["copy"], dir)
+	if code != exitUsage || !strings.Contains(errs, "--trusted-checkpoint needs --checkpoint-key") {
+		t.Errorf("without --checkpoint-key: %d %q", code, errs)
 	}
 }
