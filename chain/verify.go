@@ -11,8 +11,10 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +42,13 @@ const (
 	TornTail      Class = "TORN_TAIL"      // warning: an incomplete last line or a file without close record, left by a crash
 	Unanchored    Class = "UNANCHORED"     // warning: records after the last signed checkpoint (the exposure window)
 	Gap           Class = "GAP"            // warning: the oldest files were removed by retention, as a pruned record attests
+	// WrongKey: a key given is not the trail's, so nothing could be
+	// checked with it: K(0) (every file is sealed with one other key_id,
+	// Report.TrailKeyID, and no line with the key given), or the
+	// CheckpointKey (no note verifies with it, and they name another
+	// signer, Report.CheckpointSigners). Not a finding about the files:
+	// verify again with the right key (Report.WrongKeyOnly).
+	WrongKey Class = "WRONG_KEY"
 )
 
 // Warning reports whether c does not by itself make a report fail.
@@ -93,6 +102,13 @@ type Report struct {
 	// DigestChecked counts lines whose MAC could not be checked (KeyAt)
 	// but whose epoch's digest matched its signed checkpoint.
 	DigestChecked int `json:"digest_checked,omitempty"`
+	// TrailKeyID, with a WRONG_KEY finding about K(0), is the key_id the
+	// files are sealed with (KeyID is the key given).
+	TrailKeyID string `json:"trail_key_id,omitempty"`
+	// CheckpointSigners, with a WRONG_KEY finding about the checkpoint key,
+	// names the keys that signed the notes (name+hash, as a verifier key
+	// begins), none of them the CheckpointKey: the notes were not checked.
+	CheckpointSigners []string `json:"checkpoint_signers,omitempty"`
 	// Chain holds the findings about the chain as a whole: retention gaps,
 	// checkpoints, truncation and rollback.
 	Chain  []Problem `json:"chain,omitempty"`
@@ -106,6 +122,25 @@ func (r *Report) Problems() []Problem {
 		ps = append(ps, f.Problems...)
 	}
 	return append(ps, r.Chain...)
+}
+
+// WrongKeyOnly reports whether the report fails only because a key given
+// is not the trail's: it holds a WRONG_KEY finding, and no failing finding
+// but that and the BAD_KEY of files sealed with the trail's own key
+// (TrailKeyID). Nothing was found about the files themselves; they were
+// not verified either: verify again with the right key.
+func (r *Report) WrongKeyOnly() bool {
+	wrong := false
+	for _, p := range r.Problems() {
+		switch {
+		case p.Class == WrongKey:
+			wrong = true
+		case p.Class.Warning(), p.Class == BadKey && r.TrailKeyID != "":
+		default:
+			return false
+		}
+	}
+	return wrong
 }
 
 // WriteText writes one line per file (and its findings), an INFO line
@@ -147,15 +182,24 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(bw, ": %s\n", p.Detail)
 	}
 	verdict := "INTACT"
-	if !r.Intact {
+	switch {
+	case r.WrongKeyOnly():
+		verdict = "NOT VERIFIED: WRONG KEY"
+	case !r.Intact:
 		verdict = "TAMPERED OR DAMAGED"
 	}
 	key := "unkeyed (sha256)"
-	if r.KeyID != "" {
+	switch {
+	case r.TrailKeyID != "":
+		key = fmt.Sprintf("key_id %s (the trail's; the key given is key_id %s)", r.TrailKeyID, r.KeyID)
+	case r.KeyID != "":
 		key = "key_id " + r.KeyID
 	}
 	signed := "signatures not checked (no checkpoint key)"
-	if r.NotesSigned {
+	switch {
+	case len(r.CheckpointSigners) > 0:
+		signed = "not checked: signed by another key than the one given"
+	case r.NotesSigned:
 		signed = "signatures verified"
 	}
 	fmt.Fprintf(bw, "%d files, %d lines, seq %d-%d, %d epochs, %d checkpoints (%s), anchored through seq %d, %s: %s\n",
@@ -327,6 +371,7 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	v.notes(notes, opts.CheckpointKey)
 	v.trusted(trusted)
 	v.successor(dir, opts)
+	v.wrongKey()
 	v.unanchored()
 	v.rep.Intact = true
 	for _, f := range v.rep.Files {
@@ -404,6 +449,17 @@ type verifier struct {
 	// when it is not a file walked just before that holds no complete
 	// line: a pruned record must account for it.
 	firstPrevFile, firstFile string
+
+	// To tell a wrong K(0) from a damaged trail (wrongKey): k0 is set when
+	// Verify was given K(0); otherKeyIDs are the key_ids of the files
+	// sealed with another key, ownKeyFiles counts the files sealed with
+	// the key given, unkeyedFiles those sealed without a key, and
+	// macMatched the lines whose MAC the key given checked.
+	k0           bool
+	otherKeyIDs  map[string]bool
+	ownKeyFiles  int
+	unkeyedFiles int
+	macMatched   int
 }
 
 // noteClaim is an open record's last_note: the checkpoints file held a
@@ -461,10 +517,11 @@ type gapStart struct {
 // newVerifier verifies with the initial key k0, or else with at, a later
 // epoch's key, or else unkeyed.
 func newVerifier(k0 []byte, at KeyState) *verifier {
-	v := &verifier{sha: sha256.New(), rep: &Report{}, ends: make(map[uint64]Checkpoint)}
+	v := &verifier{sha: sha256.New(), rep: &Report{}, ends: make(map[uint64]Checkpoint), otherKeyIDs: make(map[string]bool)}
 	switch {
 	case k0 != nil:
 		v.base = NewKeyState(k0)
+		v.k0 = true
 	case at.Key != nil:
 		v.base = at
 		v.blind = at.Epoch > 0
@@ -553,7 +610,11 @@ func (v *verifier) macOK(l *Line) bool {
 	if v.blind && v.base.From != 0 && l.Seq >= v.base.From {
 		// Sealed with the base key whatever epoch the files claim: the
 		// numbering must not decide which MACs are checked.
-		return v.macOf(v.base.Key, l) == l.MAC
+		ok := v.macOf(v.base.Key, l) == l.MAC
+		if ok {
+			v.macMatched++
+		}
+		return ok
 	}
 	if v.blind {
 		v.rep.Unchecked++
@@ -567,7 +628,13 @@ func (v *verifier) macOK(l *Line) bool {
 	h.Reset()
 	v.writeSealed(h, l)
 	h.Sum(v.sum[:0])
-	return v.sum == l.MAC
+	if v.sum != l.MAC {
+		return false
+	}
+	if v.keyed {
+		v.macMatched++
+	}
+	return true
 }
 
 // file walks one file. last reports whether it is the newest.
@@ -941,6 +1008,11 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 	}
 	var prevHash *[sha256.Size]byte
 	noted := make(map[uint64]bool)
+	// Notes that the key does not verify, signed by other keys: their
+	// findings' indexes in v.rep.Chain, the seqs they name, their signers.
+	var unverified []int
+	var unverifiedSeqs []uint64
+	others := make(map[string]bool)
 	var firstNoted uint64
 	first := true
 	for _, e := range entries {
@@ -962,6 +1034,15 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 			c, err = parseUnverifiedNote(e.Note)
 		}
 		h := sha256.Sum256(e.Note)
+		if names := signers(err); key != nil && names != nil {
+			unverified = append(unverified, len(v.rep.Chain))
+			if c, err := parseUnverifiedNote(e.Note); err == nil {
+				unverifiedSeqs = append(unverifiedSeqs, c.Seq)
+			}
+			for _, n := range names {
+				others[n] = true
+			}
+		}
 		if err != nil {
 			v.chainProblem(BadCheckpoint, "", e.Seq, "checkpoints file line %d: %v", e.Line, err)
 			prevHash = &h
@@ -1008,11 +1089,37 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 			v.rep.AnchoredSeq = max(v.rep.AnchoredSeq, c.Seq)
 		}
 	}
+	if len(have) == 0 && len(unverified) > 0 {
+		v.wrongCheckpointKey(key, unverified, others)
+		for _, seq := range unverifiedSeqs {
+			have[seq] = true // not checked, not missing either
+		}
+	}
 	for _, seq := range v.endSeqs {
 		if firstNoted != 0 && seq > firstNoted && seq < v.rep.AnchoredSeq && !noted[seq] {
 			v.chainProblem(BadCheckpoint, v.ends[seq].File, seq, "the epoch ending at seq %d has no note in the checkpoints file (dropped)", seq)
 		}
 	}
+}
+
+// wrongCheckpointKey reports a checkpoint key that verifies no note of the
+// checkpoints file, whose notes name other signers: once, in place of a
+// BAD_CHECKPOINT per note (those at the indexes in v.rep.Chain).
+func (v *verifier) wrongCheckpointKey(key note.Verifier, idx []int, others map[string]bool) {
+	drop := make(map[int]bool, len(idx))
+	for _, i := range idx {
+		drop[i] = true
+	}
+	kept := v.rep.Chain[:0]
+	for i, p := range v.rep.Chain {
+		if !drop[i] {
+			kept = append(kept, p)
+		}
+	}
+	v.rep.Chain = kept
+	v.rep.CheckpointSigners = slices.Sorted(maps.Keys(others))
+	v.chainProblem(WrongKey, "", 0, "the checkpoints are signed by %s, the checkpoint key given is %s: no note verifies with it, and none was checked; give the verifier key of their signer. If the key given is the right one, every note was replaced by a note of another signer",
+		strings.Join(v.rep.CheckpointSigners, ", "), keyName(key))
 }
 
 // claimedNotes checks that the notes authentic open records name
@@ -1099,6 +1206,21 @@ func (v *verifier) successor(dir string, opts VerifyOptions) {
 	v.chainProblem(Truncated, newest, v.closeSeq, "the newest file was closed for rotation (reason %q) but no newer file follows: files were removed from the end of the trail, or the writer stopped between writing this close record and creating the next file (a crash in that moment, or creating the file failed); its next start continues the chain with a file that names this one", v.closeReason)
 }
 
+// wrongKey reports a K(0) that is not the trail's: every keyed file is
+// sealed with one other key_id, none with the key given, none without a
+// key, and no line's MAC checked with the key given. The files' BAD_KEY
+// findings say so file by file; this says it once, and names the key the
+// trail needs.
+func (v *verifier) wrongKey() {
+	if !v.k0 || len(v.otherKeyIDs) != 1 || v.ownKeyFiles > 0 || v.unkeyedFiles > 0 || v.macMatched > 0 {
+		return
+	}
+	for id := range v.otherKeyIDs {
+		v.rep.TrailKeyID = id
+	}
+	v.chainProblem(WrongKey, "", 0, "the trail is sealed with key_id %s, the key given is key_id %s: no line could be checked with it; verify with the trail's initial key K(0), key_id %[1]s (auditctl keygen prints the key_id of the key it writes). If the key given is the trail's K(0), every file was sealed again with another key", v.rep.TrailKeyID, v.rep.KeyID)
+}
+
 // unanchored reports the records after the last checkpoint: the exposure
 // window that only the current epoch's MAC protects.
 func (v *verifier) unanchored() {
@@ -1109,7 +1231,9 @@ func (v *verifier) unanchored() {
 		// of the current key can write.
 		v.rep.AnchoredSeq = max(v.rep.AnchoredSeq, v.endSeqs[len(v.endSeqs)-1])
 	}
-	if v.rep.LastSeq > v.rep.AnchoredSeq {
+	if v.rep.LastSeq > v.rep.AnchoredSeq && v.rep.CheckpointSigners == nil {
+		// (With a wrong checkpoint key the notes were not checked: the
+		// WRONG_KEY finding says so, not an exposure window.)
 		from := max(v.rep.AnchoredSeq+1, v.rep.FirstSeq) // not the lines retention removed
 		v.chainProblem(Unanchored, "", from, "%d records after the last checkpoint (seq %d) are protected only by the current epoch's MAC", v.rep.LastSeq-from+1, v.rep.AnchoredSeq)
 	}
@@ -1173,6 +1297,16 @@ func (v *verifier) openRecord(l *Line, no int) error {
 	case v.keyed && oi.KeyID != v.rep.KeyID:
 		v.problem(BadKey, no, l.Seq, "file is sealed with key_id %s, not the given key (key_id %s)", oi.KeyID, v.rep.KeyID)
 		v.badKey = true
+	}
+	switch {
+	case !v.keyed:
+	case oi.Alg == AlgSHA256:
+		v.unkeyedFiles++
+	case oi.Alg != AlgHMACSHA256:
+	case oi.KeyID == v.rep.KeyID:
+		v.ownKeyFiles++
+	default:
+		v.otherKeyIDs[oi.KeyID] = true
 	}
 	if oi.V != Version {
 		v.problem(Modified, no, l.Seq, "unknown format version %d", oi.V)

@@ -14,7 +14,9 @@
 // checkpoint, GAP for files removed
 // by retention as a pruned record attests), 1 when anything is invalid (an
 // audit file that cannot be read, such as a corrupt .gz, is MODIFIED) and 2
-// for usage and I/O errors.
+// for usage and I/O errors, a wrong key included: a --key-file or
+// --checkpoint-key that is not the trail's (WRONG_KEY, with nothing else
+// found; stderr names the key the trail needs).
 package main
 
 import (
@@ -26,6 +28,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/slogaudit/slogaudit/chain"
@@ -50,7 +53,8 @@ var usage = `usage:
                                                    verify the audit files in DIR: exit 0 intact
                                                    (warnings allowed: TORN_TAIL, an incomplete last
                                                    line as a crash leaves it, beginning as the next
-                                                   line would; UNANCHORED; GAP), 1 invalid, 2 error
+                                                   line would; UNANCHORED; GAP), 1 invalid, 2 usage
+                                                   or I/O error, or a key that is not the trail's
 ` + queryUsage + tailUsage + fingerprintUsage
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -248,7 +252,22 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "auditctl verify: %v\n", err)
 		return exitUsage
 	}
-	if !rep.Intact {
+	// A key that is not the trail's: said on stderr, in the flags' terms;
+	// a usage error unless something else was found.
+	for _, p := range rep.Chain {
+		if p.Class != chain.WrongKey {
+			continue
+		}
+		if rep.TrailKeyID != "" && strings.HasPrefix(p.Detail, "the trail is sealed") {
+			fmt.Fprintf(stderr, "auditctl verify: wrong key: the trail is sealed with key_id %s, the key given (--key-file %s) is key_id %s; --key-file takes the trail's initial key K(0)\n", rep.TrailKeyID, *keyFile, rep.KeyID)
+		} else if len(rep.CheckpointSigners) > 0 && strings.HasPrefix(p.Detail, "the checkpoints are signed") {
+			fmt.Fprintf(stderr, "auditctl verify: wrong checkpoint key: checkpoints are signed by %s, --checkpoint-key %s is %s; it takes the verifier key (FILE.pub) of their signer\n", strings.Join(rep.CheckpointSigners, ", "), *ckptKey, fmt.Sprintf("%s+%08x", opts.CheckpointKey.Name(), opts.CheckpointKey.KeyHash()))
+		}
+	}
+	switch {
+	case rep.WrongKeyOnly():
+		return exitUsage
+	case !rep.Intact:
 		return exitInvalid
 	}
 	return exitOK

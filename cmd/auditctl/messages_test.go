@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/slogaudit/slogaudit/chain"
 	"github.com/slogaudit/slogaudit/rotate"
 )
@@ -134,5 +136,66 @@ func TestTrustedCheckpointFile(t *testing.T) {
 	code, _, errs = runCmd("verify", "--key-file", k0, "--trusted-checkpoint", forms["copy"], dir)
 	if code != exitUsage || !strings.Contains(errs, "--trusted-checkpoint needs --checkpoint-key") {
 		t.Errorf("without --checkpoint-key: %d %q", code, errs)
+	}
+}
+
+// A --key-file or --checkpoint-key of another keygen is a usage error
+// (exit 2) that names the trail's key and the key given, not TAMPERED OR
+// DAMAGED (exit 1); with something else found it still exits 1.
+func TestVerifyWrongKeys(t *testing.T) {
+	keyFile, k0, dir, _ := signedTrail(t)
+	otherFile := filepath.Join(t.TempDir(), "other.key")
+	if code, _, errs := runCmd("keygen", "-o", otherFile, "--name", "other"); code != 0 {
+		t.Fatal(errs)
+	}
+	trailKey, _ := chain.ReadKeyFile(k0)
+	otherKey, _ := chain.ReadKeyFile(otherFile)
+	trail, given := chain.KeyID(trailKey), chain.KeyID(otherKey)
+	pub, otherPub := keyFile+".pub", otherFile+".pub"
+	vkey, _ := chain.ReadVerifierFile(pub)
+	okey, _ := chain.ReadVerifierFile(otherPub)
+	name := func(v note.Verifier) string {
+		return fmt.Sprintf("%s+%08x", v.Name(), v.KeyHash())
+	}
+	for _, tc := range []struct {
+		name     string
+		key, ckp string
+		code     int
+		stderr   []string
+		stdout   []string
+	}{
+		{"wrong K(0)", otherFile, pub, exitUsage,
+			[]string{"auditctl verify: wrong key: the trail is sealed with key_id " + trail + ", the key given (--key-file " + otherFile + ") is key_id " + given},
+			[]string{"WRONG_KEY", "key_id " + trail + " (the trail's; the key given is key_id " + given + "): NOT VERIFIED: WRONG KEY"}},
+		{"wrong checkpoint key", k0, otherPub, exitUsage,
+			[]string{"auditctl verify: wrong checkpoint key: checkpoints are signed by " + name(vkey) + ", --checkpoint-key " + otherPub + " is " + name(okey)},
+			[]string{"WRONG_KEY", "NOT VERIFIED: WRONG KEY"}},
+		{"right keys", k0, pub, exitOK, nil, []string{"INTACT"}},
+	} {
+		code, out, errs := runCmd("verify", "--key-file", tc.key, "--checkpoint-key", tc.ckp, dir)
+		okErr, missErr := says(errs, tc.stderr...)
+		okOut, missOut := says(out, tc.stdout...)
+		if code != tc.code || !okErr || !okOut || strings.Contains(out, "TAMPERED") || strings.Contains(out, "no verifiable signatures") {
+			t.Errorf("%s: exit %d (want %d), stderr missing %q, stdout missing %q:\n%s%s", tc.name, code, tc.code, missErr, missOut, out, errs)
+		}
+		if strings.Count(errs, "wrong") > 1 {
+			t.Errorf("%s: said more than once:\n%s", tc.name, errs)
+		}
+		code, out, _ = runCmd("verify", "--json", "--key-file", tc.key, "--checkpoint-key", tc.ckp, dir)
+		if code != tc.code || (tc.code == exitUsage) != strings.Contains(out, `"class": "WRONG_KEY"`) {
+			t.Errorf("%s --json: exit %d (want %d):\n%s", tc.name, code, tc.code, out)
+		}
+	}
+
+	// A line deleted as well: that is found, and the exit is 1.
+	files, _ := rotate.List(dir, chain.DefaultPrefix, chain.DefaultExt)
+	data, _ := os.ReadFile(files[0])
+	lines := strings.SplitAfter(string(data), "\n")
+	os.WriteFile(files[0], []byte(strings.Join(append(lines[:2:2], lines[3:]...), "")), 0o600)
+	for _, keys := range [][2]string{{otherFile, pub}, {k0, otherPub}} {
+		code, out, errs := runCmd("verify", "--key-file", keys[0], "--checkpoint-key", keys[1], dir)
+		if code != exitInvalid || !strings.Contains(out, "DELETED") || !strings.Contains(out, "TAMPERED OR DAMAGED") || !strings.Contains(errs, "wrong") {
+			t.Errorf("keys %v and a deleted line: exit %d:\n%s%s", keys, code, out, errs)
+		}
 	}
 }

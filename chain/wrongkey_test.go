@@ -1,0 +1,146 @@
+package chain
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/slogaudit/slogaudit/rotate"
+)
+
+func countClass(rep *Report, c Class) int {
+	n := 0
+	for _, p := range rep.Problems() {
+		if p.Class == c {
+			n++
+		}
+	}
+	return n
+}
+
+// A K(0) that is not the trail's is WRONG_KEY, said once and naming the
+// trail's key_id, and the report fails only for it (WrongKeyOnly): a key
+// mix-up, not an incident. What else is found still counts.
+func TestWrongInitialKey(t *testing.T) {
+	f := newSigned(t)
+	f.session(t, 20, rotate.Options{MaxBytes: 1500}, 5)
+	f.session(t, 10, rotate.Options{}, 5)
+	other := GenerateKey()
+	rep, err := Verify(f.dir, VerifyOptions{Key: other, CheckpointKey: f.verifier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := reportText(rep)
+	trail, given := KeyID(f.k0), KeyID(other)
+	if rep.Intact || !rep.WrongKeyOnly() || countClass(rep, WrongKey) != 1 || rep.TrailKeyID != trail || rep.KeyID != given ||
+		countClass(rep, BadKey) != len(files(t, f.dir)) {
+		t.Fatalf("wrong K(0): intact %v, wrong key only %v, trail %q, given %q:\n%s", rep.Intact, rep.WrongKeyOnly(), rep.TrailKeyID, rep.KeyID, text)
+	}
+	for _, want := range []string{
+		"FAIL WRONG_KEY: the trail is sealed with key_id " + trail + ", the key given is key_id " + given + ": no line could be checked with it",
+		"key_id " + trail + " (the trail's; the key given is key_id " + given + "): NOT VERIFIED: WRONG KEY\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the report does not say %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "TAMPERED") {
+		t.Errorf("a wrong key reads as tampering:\n%s", text)
+	}
+	var back Report
+	if b, err := json.Marshal(rep); err != nil || json.Unmarshal(b, &back) != nil || !back.WrongKeyOnly() || back.TrailKeyID != trail {
+		t.Errorf("JSON: %v; round trip says wrong key only %v, trail %q", err, back.WrongKeyOnly(), back.TrailKeyID)
+	}
+
+	// The right key: no WRONG_KEY.
+	if rep := f.verify(t, nil); countClass(rep, WrongKey) != 0 || rep.TrailKeyID != "" || !rep.Intact {
+		t.Errorf("right keys:\n%s", reportText(rep))
+	}
+
+	// A line deleted too: that is still found and fails the report.
+	fs := files(t, f.dir)
+	lines := readLines(t, fs[0])
+	writeLines(t, fs[0], slices.Delete(lines, 3, 4))
+	rep, err = Verify(f.dir, VerifyOptions{Key: other, CheckpointKey: f.verifier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.WrongKeyOnly() || !hasClass(rep, Deleted) || !hasClass(rep, WrongKey) || !strings.Contains(reportText(rep), "TAMPERED OR DAMAGED") {
+		t.Errorf("wrong K(0) and a deleted line:\n%s", reportText(rep))
+	}
+}
+
+// Files sealed without a key, given a key, are a downgrade (BAD_KEY), not
+// a wrong key.
+func TestDowngradeIsNotWrongKey(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, nil, 5, rotate.Options{})
+	rep := verify(t, dir, testKey)
+	if !hasClass(rep, BadKey) || hasClass(rep, WrongKey) || rep.WrongKeyOnly() {
+		t.Errorf("unkeyed files verified with a key:\n%s", reportText(rep))
+	}
+}
+
+// A checkpoint key that verifies no note, whose notes name another signer,
+// is WRONG_KEY once, naming both keys, instead of a BAD_CHECKPOINT per note
+// and an UNANCHORED window from seq 0; one note signed by another key
+// among notes the key verifies is BAD_CHECKPOINT, as before.
+func TestWrongCheckpointKey(t *testing.T) {
+	f := newSigned(t)
+	f.session(t, 20, rotate.Options{MaxBytes: 1500}, 5)
+	f.session(t, 10, rotate.Options{}, 5)
+	_, other := testSigner(t, "other-signer")
+	rep, err := Verify(f.dir, VerifyOptions{Key: f.k0, CheckpointKey: other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := reportText(rep)
+	if rep.Intact || !rep.WrongKeyOnly() || countClass(rep, WrongKey) != 1 || hasClass(rep, BadCheckpoint) || hasClass(rep, Unanchored) ||
+		!slices.Equal(rep.CheckpointSigners, []string{keyName(f.verifier)}) {
+		t.Fatalf("wrong checkpoint key: signers %v:\n%s", rep.CheckpointSigners, text)
+	}
+	for _, want := range []string{
+		"FAIL WRONG_KEY: the checkpoints are signed by " + keyName(f.verifier) + ", the checkpoint key given is " + keyName(other) + ": no note verifies with it",
+		"0 checkpoints (not checked: signed by another key than the one given)",
+		": NOT VERIFIED: WRONG KEY\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the report does not say %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "no verifiable signatures") || strings.Contains(text, "notes were removed") {
+		t.Errorf("the wrong key is reported note by note:\n%s", text)
+	}
+
+	// One note signed by another key: BAD_CHECKPOINT, not WRONG_KEY.
+	s2, _ := testSigner(t, "other-signer")
+	path := filepath.Join(f.dir, CheckpointsFileName(""))
+	data, _ := os.ReadFile(path)
+	ls := strings.SplitAfter(string(data), "\n")
+	last := len(ls) - 2
+	var ce checkpointEntry
+	if err := json.Unmarshal([]byte(ls[last]), &ce); err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenCheckpoint([]byte(ce.Note), f.verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := note.Sign(&note.Note{Text: string(c.Body())}, s2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ce.Note = string(n)
+	b, _ := json.Marshal(ce)
+	ls[last] = string(b) + "\n"
+	os.WriteFile(path, []byte(strings.Join(ls, "")), 0o600)
+	rep = f.verify(t, nil)
+	if !hasClass(rep, BadCheckpoint) || hasClass(rep, WrongKey) || rep.WrongKeyOnly() {
+		t.Errorf("one note signed by another key:\n%s", reportText(rep))
+	}
+}
