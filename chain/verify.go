@@ -417,6 +417,9 @@ type verifier struct {
 	digKnown bool           // dig has seen the epoch from its first line
 	digBlind int            // lines of the epoch whose MAC was not checked
 	blindIn  map[uint64]int // by end seq: such lines in that epoch
+	// noMAC: by end seq, epochs that end in a file sealed with another
+	// key, whose MACs were not checked.
+	noMAC map[uint64]bool
 
 	started  bool
 	expSeq   uint64 // seq the next line must have
@@ -517,7 +520,7 @@ type gapStart struct {
 // newVerifier verifies with the initial key k0, or else with at, a later
 // epoch's key, or else unkeyed.
 func newVerifier(k0 []byte, at KeyState) *verifier {
-	v := &verifier{sha: sha256.New(), rep: &Report{}, ends: make(map[uint64]Checkpoint), otherKeyIDs: make(map[string]bool)}
+	v := &verifier{sha: sha256.New(), rep: &Report{}, ends: make(map[uint64]Checkpoint), otherKeyIDs: make(map[string]bool), noMAC: make(map[uint64]bool)}
 	switch {
 	case k0 != nil:
 		v.base = NewKeyState(k0)
@@ -950,6 +953,9 @@ func (v *verifier) special(l *Line, no int) {
 			if v.digKnown {
 				v.dig.Sum(end.Digest[:0])
 				v.blindIn[l.Seq] = v.digBlind
+				if v.badKey {
+					v.noMAC[l.Seq] = true
+				}
 			}
 			v.dig.Reset()
 			v.digKnown, v.digBlind = true, 0
@@ -1008,6 +1014,22 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 	}
 	var prevHash *[sha256.Size]byte
 	noted := make(map[uint64]bool)
+	// failedIn reports whether the files have a failing finding at a seq
+	// in (from, to]: an epoch whose lines were found changed, deleted or
+	// moved, whose digest then differs from its note's for that reason.
+	var failed []uint64
+	for _, f := range v.rep.Files {
+		for _, p := range f.Problems {
+			if !p.Class.Warning() && p.Seq > 0 {
+				failed = append(failed, p.Seq)
+			}
+		}
+	}
+	slices.Sort(failed)
+	failedIn := func(from, to uint64) bool {
+		i, _ := slices.BinarySearch(failed, from+1)
+		return i < len(failed) && failed[i] <= to
+	}
 	// Notes that the key does not verify, signed by other keys: their
 	// findings' indexes in v.rep.Chain, the seqs they name, their signers.
 	var unverified []int
@@ -1070,7 +1092,7 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 		case end.Chain != c.Chain || end.Epoch != c.Epoch || end.File != c.File:
 			v.chainProblem(BadCheckpoint, c.File, c.Seq, "the note for seq %d does not match the chain (chain value, epoch or file differ)", c.Seq)
 		case v.dig != nil && end.Digest != ([sha256.Size]byte{}) && c.Digest != ([sha256.Size]byte{}) && end.Digest != c.Digest:
-			if v.keyed && v.blindIn[c.Seq] == 0 {
+			if v.keyed && v.blindIn[c.Seq] == 0 && !v.noMAC[c.Seq] && !failedIn(v.prevEnd(c.Seq), c.Seq) {
 				// Every line of the epoch passed its MAC: the note is wrong.
 				v.chainProblem(BadCheckpoint, c.File, c.Seq, "the digest of the signed checkpoint at seq %d does not match the lines of epoch %d, whose MACs check out", c.Seq, c.Epoch)
 			} else {
@@ -1096,7 +1118,9 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 		}
 	}
 	for _, seq := range v.endSeqs {
-		if firstNoted != 0 && seq > firstNoted && seq < v.rep.AnchoredSeq && !noted[seq] {
+		// have: a note for seq is there, though it does not match (that
+		// is reported above): not dropped.
+		if firstNoted != 0 && seq > firstNoted && seq < v.rep.AnchoredSeq && !noted[seq] && !have[seq] {
 			v.chainProblem(BadCheckpoint, v.ends[seq].File, seq, "the epoch ending at seq %d has no note in the checkpoints file (dropped)", seq)
 		}
 	}
@@ -1120,6 +1144,17 @@ func (v *verifier) wrongCheckpointKey(key note.Verifier, idx []int, others map[s
 	v.rep.CheckpointSigners = slices.Sorted(maps.Keys(others))
 	v.chainProblem(WrongKey, "", 0, "the checkpoints are signed by %s, the checkpoint key given is %s: no note verifies with it, and none was checked; give the verifier key of their signer. If the key given is the right one, every note was replaced by a note of another signer",
 		strings.Join(v.rep.CheckpointSigners, ", "), keyName(key))
+}
+
+// prevEnd returns the seq of the epoch end before the one at seq, or 0.
+func (v *verifier) prevEnd(seq uint64) uint64 {
+	var p uint64
+	for _, s := range v.endSeqs {
+		if s < seq && s > p {
+			p = s
+		}
+	}
+	return p
 }
 
 // claimedNotes checks that the notes authentic open records name

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -143,4 +144,46 @@ func TestWrongCheckpointKey(t *testing.T) {
 	if !hasClass(rep, BadCheckpoint) || hasClass(rep, WrongKey) || rep.WrongKeyOnly() {
 		t.Errorf("one note signed by another key:\n%s", reportText(rep))
 	}
+}
+
+// A line deleted inside an epoch between two matching notes is DELETED,
+// and the note of its epoch, which is there but no longer matches, is
+// reported once: not also as dropped from the checkpoints file, nor as a
+// wrong note "whose MACs check out". A note really dropped from the
+// checkpoints file is still reported as such.
+func TestDeletedLineNotAlsoDroppedNote(t *testing.T) {
+	f := newSigned(t)
+	f.session(t, 30, rotate.Options{}, 5)
+	es, err := ReadCheckpointsFile(filepath.Join(f.dir, CheckpointsFileName("")))
+	if err != nil || len(es) < 4 {
+		t.Fatalf("%d notes, %v", len(es), err)
+	}
+	fs := files(t, f.dir)
+	if len(fs) != 1 {
+		t.Fatalf("%d files", len(fs))
+	}
+	orig := readLines(t, fs[0])
+	del := es[1].Seq + 2 // inside the epoch that ends at es[2]
+	writeLines(t, fs[0], slices.Delete(slices.Clone(orig), int(del-1), int(del)))
+	rep := f.verify(t, nil)
+	text := reportText(rep)
+	if !hasClass(rep, Deleted) || strings.Contains(text, "(dropped)") || strings.Contains(text, "whose MACs check out") ||
+		!strings.Contains(text, "differ from what its signed checkpoint") {
+		t.Errorf("line seq %d deleted:\n%s", del, text)
+	}
+
+	// The opposite case: the lines as they were, a note dropped.
+	writeLines(t, fs[0], orig)
+	path := filepath.Join(f.dir, CheckpointsFileName(""))
+	data, _ := os.ReadFile(path)
+	ls := strings.SplitAfter(string(data), "\n")
+	os.WriteFile(path, []byte(strings.Join(slices.Delete(ls, 2, 3), "")), 0o600)
+	rep = f.verify(t, nil)
+	if text := reportText(rep); !strings.Contains(text, droppedText(es[2].Seq)) {
+		t.Errorf("note of seq %d dropped:\n%s", es[2].Seq, text)
+	}
+}
+
+func droppedText(seq uint64) string {
+	return "the epoch ending at seq " + strconv.FormatUint(seq, 10) + " has no note in the checkpoints file (dropped)"
 }
