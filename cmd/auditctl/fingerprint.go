@@ -17,7 +17,8 @@ import (
 const fingerprintUsage = `  auditctl fingerprint --key-file FILE [VALUE]     print the redaction fingerprint of VALUE
                                                    (read from stdin when omitted); FILE holds
                                                    the key in hex (auditctl keygen writes one)
-                                                   or as raw bytes, at least 16 bytes either way
+                                                   or as raw bytes, at least 16 bytes either way;
+                                                   exit 0, or 2 for usage and key errors
 `
 
 // stdin is the input of fingerprint; tests replace it.
@@ -29,13 +30,14 @@ var stdin io.Reader = os.Stdin
 // from stdin keeps it out of the shell history.
 func fingerprintCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("fingerprint", stderr)
-	keyFile := fs.String("key-file", "", "the deployment's fingerprint key file (required)")
+	setUsage(fs, fingerprintUsage, stderr)
+	keyFile := fs.String("key-file", "", "the deployment's fingerprint key `FILE` (required)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return exitUsage
 	}
 	if *keyFile == "" || len(pos) > 1 {
-		fmt.Fprint(stderr, "usage:\n"+fingerprintUsage)
+		fs.Usage()
 		return exitUsage
 	}
 	key, err := readFingerprintKey(*keyFile)

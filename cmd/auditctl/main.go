@@ -45,17 +45,32 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-var usage = `usage:
-  auditctl keygen -o FILE [--name SIGNER]          write a new 32-byte MAC key K(0) to FILE (mode 0600),
+// keygenUsage and verifyUsage are the synopses of auditctl keygen and
+// verify, for the command's usage and their own.
+const keygenUsage = `  auditctl keygen -o FILE [--name SIGNER]          write a new 32-byte MAC key K(0) to FILE (mode 0600),
                                                    the checkpoint signer FILE.signer (0600) and its
-                                                   verifier key FILE.pub
-  auditctl verify [--key-file K0] [--checkpoint-key FILE.pub] [--trusted-checkpoint FILE] [--json] DIR
+                                                   verifier key FILE.pub; exit 0, or 2 when one of
+                                                   them exists or cannot be written (none is left)
+`
+
+const verifyUsage = `  auditctl verify [--key-file K0] [--checkpoint-key FILE.pub] [--trusted-checkpoint FILE] [--json] DIR
                                                    verify the audit files in DIR: exit 0 intact
                                                    (warnings allowed: TORN_TAIL, an incomplete last
                                                    line as a crash leaves it, beginning as the next
                                                    line would; UNANCHORED; GAP), 1 invalid, 2 usage
                                                    or I/O error, or a key that is not the trail's
-` + queryUsage + tailUsage + fingerprintUsage
+`
+
+var usage = "usage:\n" + keygenUsage + verifyUsage + queryUsage + tailUsage + fingerprintUsage
+
+// setUsage makes fs print the synopsis of its command and its flags, as
+// -h and a flag error do.
+func setUsage(fs *flag.FlagSet, synopsis string, stderr io.Writer) {
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage:\n%s\nflags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -105,15 +120,17 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 
 func keygen(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keygen", stderr)
-	out := fs.String("o", "", "key file to create (must not exist); also writes FILE.signer and FILE.pub")
+	setUsage(fs, keygenUsage, stderr)
+	out := fs.String("o", "", "key `FILE` to create (must not exist); also writes FILE.signer and FILE.pub")
 	host, _ := os.Hostname()
-	name := fs.String("name", "slogaudit-"+host, "name of the checkpoint signer key")
+	name := fs.String("name", "slogaudit-"+host, "`SIGNER`: the checkpoint signer key's name, which its notes' signatures carry")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return exitUsage
 	}
 	if *out == "" || len(pos) != 0 {
 		fmt.Fprint(stderr, "auditctl keygen: -o FILE is required\n")
+		fs.Usage()
 		return exitUsage
 	}
 	// All three must be new: check before writing any, and take back
@@ -184,8 +201,9 @@ func writeNew(path, text string, mode os.FileMode) error {
 
 func verify(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("verify", stderr)
-	keyFile := fs.String("key-file", "", "initial MAC key K(0) (required for keyed audit files)")
-	ckptKey := fs.String("checkpoint-key", "", "checkpoint verifier key (FILE.pub from keygen): check the signatures of the checkpoints")
+	setUsage(fs, verifyUsage, stderr)
+	keyFile := fs.String("key-file", "", "`FILE` holding the initial MAC key K(0), as keygen wrote it and kept offline (required for keyed audit files)")
+	ckptKey := fs.String("checkpoint-key", "", "`FILE` holding the checkpoint verifier key (keygen's FILE.pub): check the checkpoints' signatures")
 	trustedFile := fs.String("trusted-checkpoint", "", "`FILE` holding a signed checkpoint kept off the host: the note, a line of DIR/audit.checkpoints (tail -n 1) or a copy of that file (its newest note is taken); files behind it are ROLLBACK or TRUNCATED (needs --checkpoint-key)")
 	asJSON := fs.Bool("json", false, "print a machine-readable report")
 	pos, err := parse(fs, args)

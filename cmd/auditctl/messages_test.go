@@ -199,3 +199,33 @@ func TestVerifyWrongKeys(t *testing.T) {
 		}
 	}
 }
+
+// Every command's -h prints its synopsis (its arguments and exit codes)
+// and then its flags, as query and tail did, not a bare flag list.
+func TestHelpHasUsageLine(t *testing.T) {
+	for _, tc := range []struct {
+		cmd  string
+		want []string
+	}{
+		{"verify", []string{"] DIR\n", "exit 0 intact", "1 invalid, 2 usage", "or a key that is not the trail's", "-trusted-checkpoint FILE\n", "a line of DIR/audit.checkpoints"}},
+		{"keygen", []string{"auditctl keygen -o FILE [--name SIGNER]", "exit 0, or 2 when one of", "-o FILE\n"}},
+		{"fingerprint", []string{"auditctl fingerprint --key-file FILE [VALUE]", "exit 0, or 2 for usage and key errors", "-key-file FILE\n"}},
+		{"query", []string{"auditctl query DIR", "exit 0", "2 usage or I/O error"}},
+		{"tail", []string{"auditctl tail DIR", "exit 0 when stopped, 2 usage or I/O error"}},
+	} {
+		code, out, help := runCmd(tc.cmd, "--help")
+		ok, missing := says(help, tc.want...)
+		if code != exitUsage || out != "" || !strings.HasPrefix(help, "usage:\n  auditctl "+tc.cmd+" ") || !strings.Contains(help, "\n\nflags:\n  -") || !ok {
+			t.Errorf("%s --help: exit %d, missing %q:\n%s", tc.cmd, code, missing, help)
+		}
+		if strings.Contains(help, "Usage of") {
+			t.Errorf("%s --help prints the bare flag list:\n%s", tc.cmd, help)
+		}
+	}
+	// Used wrongly, keygen and fingerprint show the same.
+	for _, args := range [][]string{{"keygen"}, {"fingerprint"}} {
+		if code, _, errs := runCmd(args...); code != exitUsage || !strings.Contains(errs, "usage:\n  auditctl "+args[0]) || !strings.Contains(errs, "flags:") {
+			t.Errorf("%v: exit %d:\n%s", args, code, errs)
+		}
+	}
+}
