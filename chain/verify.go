@@ -46,8 +46,9 @@ const (
 	// checked with it: K(0) (every file is sealed with one other key_id,
 	// Report.TrailKeyID, and no line with the key given), or the
 	// CheckpointKey (no note verifies with it, and they name another
-	// signer, Report.CheckpointSigners). Not a finding about the files:
-	// verify again with the right key (Report.WrongKeyOnly).
+	// signer, Report.CheckpointSigners). Not a finding about the files
+	// unless the key given is the right one: verify again with the right
+	// key (Report.WrongKeyOnly).
 	WrongKey Class = "WRONG_KEY"
 )
 
@@ -107,7 +108,9 @@ type Report struct {
 	TrailKeyID string `json:"trail_key_id,omitempty"`
 	// CheckpointSigners, with a WRONG_KEY finding about the checkpoint key,
 	// names the keys that signed the notes (name+hash, as a verifier key
-	// begins), none of them the CheckpointKey: the notes were not checked.
+	// begins), none of them the CheckpointKey: their signatures were not
+	// checked, and the notes were judged as without a key (NotesSigned is
+	// false).
 	CheckpointSigners []string `json:"checkpoint_signers,omitempty"`
 	// Chain holds the findings about the chain as a whole: retention gaps,
 	// checkpoints, truncation and rollback.
@@ -368,7 +371,15 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	}
 	v.gap()
 	v.firstPredecessor()
-	v.notes(notes, opts.CheckpointKey)
+	mark := len(v.rep.Chain)
+	if others := v.notes(notes, opts.CheckpointKey); others != nil {
+		// The checkpoint key verifies no note, and they name another
+		// signer: judge them as without a key, and say so once.
+		v.rep.Chain = v.rep.Chain[:mark]
+		v.rep.Notes, v.rep.AnchoredSeq = 0, 0
+		v.notes(notes, nil)
+		v.wrongCheckpointKey(opts.CheckpointKey, others)
+	}
 	v.trusted(trusted)
 	v.successor(dir, opts)
 	v.wrongKey()
@@ -1005,12 +1016,14 @@ func (v *verifier) gap() {
 }
 
 // notes checks the signed checkpoints against each other and the chain.
-func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
+// When key verifies no note and they name other signers, it returns those
+// (name+hash), and its findings are to be dropped.
+func (v *verifier) notes(entries []NoteEntry, key note.Verifier) (others []string) {
 	v.rep.NotesSigned = key != nil
 	have := make(map[uint64]bool, len(entries)) // seqs of the notes that open
 	defer v.claimedNotes(have)
 	if len(entries) == 0 {
-		return
+		return nil
 	}
 	var prevHash *[sha256.Size]byte
 	noted := make(map[uint64]bool)
@@ -1030,11 +1043,8 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 		i, _ := slices.BinarySearch(failed, from+1)
 		return i < len(failed) && failed[i] <= to
 	}
-	// Notes that the key does not verify, signed by other keys: their
-	// findings' indexes in v.rep.Chain, the seqs they name, their signers.
-	var unverified []int
-	var unverifiedSeqs []uint64
-	others := make(map[string]bool)
+	// The signers of notes that the key does not verify.
+	unknown := make(map[string]bool)
 	var firstNoted uint64
 	first := true
 	for _, e := range entries {
@@ -1056,14 +1066,8 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 			c, err = parseUnverifiedNote(e.Note)
 		}
 		h := sha256.Sum256(e.Note)
-		if names := signers(err); key != nil && names != nil {
-			unverified = append(unverified, len(v.rep.Chain))
-			if c, err := parseUnverifiedNote(e.Note); err == nil {
-				unverifiedSeqs = append(unverifiedSeqs, c.Seq)
-			}
-			for _, n := range names {
-				others[n] = true
-			}
+		for _, n := range signers(err) {
+			unknown[n] = true
 		}
 		if err != nil {
 			v.chainProblem(BadCheckpoint, "", e.Seq, "checkpoints file line %d: %v", e.Line, err)
@@ -1111,11 +1115,8 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 			v.rep.AnchoredSeq = max(v.rep.AnchoredSeq, c.Seq)
 		}
 	}
-	if len(have) == 0 && len(unverified) > 0 {
-		v.wrongCheckpointKey(key, unverified, others)
-		for _, seq := range unverifiedSeqs {
-			have[seq] = true // not checked, not missing either
-		}
+	if key != nil && len(have) == 0 && len(unknown) > 0 {
+		return slices.Sorted(maps.Keys(unknown))
 	}
 	for _, seq := range v.endSeqs {
 		// have: a note for seq is there, though it does not match (that
@@ -1124,26 +1125,16 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 			v.chainProblem(BadCheckpoint, v.ends[seq].File, seq, "the epoch ending at seq %d has no note in the checkpoints file (dropped)", seq)
 		}
 	}
+	return nil
 }
 
 // wrongCheckpointKey reports a checkpoint key that verifies no note of the
-// checkpoints file, whose notes name other signers: once, in place of a
-// BAD_CHECKPOINT per note (those at the indexes in v.rep.Chain).
-func (v *verifier) wrongCheckpointKey(key note.Verifier, idx []int, others map[string]bool) {
-	drop := make(map[int]bool, len(idx))
-	for _, i := range idx {
-		drop[i] = true
-	}
-	kept := v.rep.Chain[:0]
-	for i, p := range v.rep.Chain {
-		if !drop[i] {
-			kept = append(kept, p)
-		}
-	}
-	v.rep.Chain = kept
-	v.rep.CheckpointSigners = slices.Sorted(maps.Keys(others))
-	v.chainProblem(WrongKey, "", 0, "the checkpoints are signed by %s, the checkpoint key given is %s: no note verifies with it, and none was checked; give the verifier key of their signer. If the key given is the right one, every note was replaced by a note of another signer",
-		strings.Join(v.rep.CheckpointSigners, ", "), keyName(key))
+// checkpoints file, whose notes name other signers: once, instead of a
+// BAD_CHECKPOINT per note. The notes were judged as without a key.
+func (v *verifier) wrongCheckpointKey(key note.Verifier, others []string) {
+	v.rep.CheckpointSigners = others
+	v.chainProblem(WrongKey, "", 0, "the checkpoints are signed by %s, the checkpoint key given is %s: no note verifies with it, so their signatures were not checked (the notes were judged as without a checkpoint key); give the verifier key of their signer. If the key given is the right one, every note was replaced by a note of another signer",
+		strings.Join(others, ", "), keyName(key))
 }
 
 // prevEnd returns the seq of the epoch end before the one at seq, or 0.
@@ -1266,9 +1257,7 @@ func (v *verifier) unanchored() {
 		// of the current key can write.
 		v.rep.AnchoredSeq = max(v.rep.AnchoredSeq, v.endSeqs[len(v.endSeqs)-1])
 	}
-	if v.rep.LastSeq > v.rep.AnchoredSeq && v.rep.CheckpointSigners == nil {
-		// (With a wrong checkpoint key the notes were not checked: the
-		// WRONG_KEY finding says so, not an exposure window.)
+	if v.rep.LastSeq > v.rep.AnchoredSeq {
 		from := max(v.rep.AnchoredSeq+1, v.rep.FirstSeq) // not the lines retention removed
 		v.chainProblem(Unanchored, "", from, "%d records after the last checkpoint (seq %d) are protected only by the current epoch's MAC", v.rep.LastSeq-from+1, v.rep.AnchoredSeq)
 	}

@@ -89,8 +89,9 @@ func TestDowngradeIsNotWrongKey(t *testing.T) {
 
 // A checkpoint key that verifies no note, whose notes name another signer,
 // is WRONG_KEY once, naming both keys, instead of a BAD_CHECKPOINT per note
-// and an UNANCHORED window from seq 0; one note signed by another key
-// among notes the key verifies is BAD_CHECKPOINT, as before.
+// and an UNANCHORED window from seq 0; the notes are judged as without a
+// checkpoint key, so a cut trail is still TRUNCATED. One note signed by
+// another key among notes the key verifies is BAD_CHECKPOINT, as before.
 func TestWrongCheckpointKey(t *testing.T) {
 	f := newSigned(t)
 	f.session(t, 20, rotate.Options{MaxBytes: 1500}, 5)
@@ -101,13 +102,13 @@ func TestWrongCheckpointKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := reportText(rep)
-	if rep.Intact || !rep.WrongKeyOnly() || countClass(rep, WrongKey) != 1 || hasClass(rep, BadCheckpoint) || hasClass(rep, Unanchored) ||
+	if rep.Intact || !rep.WrongKeyOnly() || countClass(rep, WrongKey) != 1 || hasClass(rep, BadCheckpoint) || rep.NotesSigned ||
 		!slices.Equal(rep.CheckpointSigners, []string{keyName(f.verifier)}) {
 		t.Fatalf("wrong checkpoint key: signers %v:\n%s", rep.CheckpointSigners, text)
 	}
 	for _, want := range []string{
 		"FAIL WRONG_KEY: the checkpoints are signed by " + keyName(f.verifier) + ", the checkpoint key given is " + keyName(other) + ": no note verifies with it",
-		"0 checkpoints (not checked: signed by another key than the one given)",
+		"checkpoints (not checked: signed by another key than the one given)",
 		": NOT VERIFIED: WRONG KEY\n",
 	} {
 		if !strings.Contains(text, want) {
@@ -117,6 +118,19 @@ func TestWrongCheckpointKey(t *testing.T) {
 	if strings.Contains(text, "no verifiable signatures") || strings.Contains(text, "notes were removed") {
 		t.Errorf("the wrong key is reported note by note:\n%s", text)
 	}
+
+	// The newest file removed as well: TRUNCATED, by the notes beyond it.
+	fs := files(t, f.dir)
+	saved, _ := os.ReadFile(fs[len(fs)-1])
+	os.Remove(fs[len(fs)-1])
+	rep, err = Verify(f.dir, VerifyOptions{Key: f.k0, CheckpointKey: other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasClass(rep, Truncated) || !hasClass(rep, WrongKey) || rep.WrongKeyOnly() || !strings.Contains(reportText(rep), "TAMPERED OR DAMAGED") {
+		t.Errorf("wrong checkpoint key, newest file removed:\n%s", reportText(rep))
+	}
+	os.WriteFile(fs[len(fs)-1], saved, 0o600)
 
 	// One note signed by another key: BAD_CHECKPOINT, not WRONG_KEY.
 	s2, _ := testSigner(t, "other-signer")
