@@ -424,8 +424,8 @@ func TestVerifyKeys(t *testing.T) {
 	}
 	rep := verify(t, dir, bytes.Repeat([]byte{1}, KeySize))
 	assertFinds(t, rep, BadKey, "", 1)
-	if n := len(rep.Problems()); n != 3 {
-		t.Errorf("wrong key: %d problems, want one per file: %+v", n, rep.Problems())
+	if n := len(rep.Problems()); n != 4 || countClass(rep, BadKey) != 3 || countClass(rep, WrongKey) != 1 || !rep.WrongKeyOnly() {
+		t.Errorf("wrong key: %d problems, want BAD_KEY per file and one WRONG_KEY: %+v", n, rep.Problems())
 	}
 
 	// A log rewritten without a key does not pass for a keyed one.

@@ -103,7 +103,7 @@ var ErrBadCheckpoint = errors.New("chain: bad checkpoint")
 func OpenCheckpoint(msg []byte, v note.Verifier) (Checkpoint, error) {
 	n, err := note.Open(msg, note.VerifierList(v))
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("%w: %v", ErrBadCheckpoint, err)
+		return Checkpoint{}, fmt.Errorf("%w: %w", ErrBadCheckpoint, err)
 	}
 	// note.Open decodes base64 leniently: a signature whose last digit
 	// differs in its unused low bits opens as the same signature. One
@@ -179,7 +179,7 @@ func GenerateSigner(name string) (skey, vkey string, err error) {
 // ReadSignerFile reads a note signer key (PRIVATE+KEY+…) from a file that
 // group and others cannot access.
 func ReadSignerFile(path string) (note.Signer, error) {
-	data, err := readPrivate(path)
+	data, err := readPrivate(path, kindSigner)
 	if err != nil {
 		return nil, err
 	}
@@ -196,9 +196,12 @@ func ReadVerifierFile(path string) (note.Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chain: verifier key: %w", err)
 	}
+	if got := kindOf(data); got != kindUnknown && got != kindVerifier {
+		return nil, wrongKindError(path, data, got, kindVerifier)
+	}
 	v, err := note.NewVerifier(strings.TrimSpace(string(data)))
 	if err != nil {
-		return nil, fmt.Errorf("chain: verifier key %s: %w", path, err)
+		return nil, fmt.Errorf("chain: verifier key %s: %w (auditctl keygen -o FILE writes it as FILE.pub)", path, err)
 	}
 	return v, nil
 }
@@ -398,3 +401,89 @@ func cleanEnd(f *os.File) (end, size int64, err error) {
 	}
 	return 0, size, nil
 }
+
+// TrustedNote returns the signed note in data, a checkpoint kept off the
+// host (VerifyOptions.Trusted), in any of the forms one comes in:
+//
+//   - the note itself, as the "note" member of a checkpoints file line
+//     holds it and otelbridge exports it (white space after its last
+//     signature line and CRLF line ends are taken as they are meant: what
+//     jq -r .note and editors add);
+//   - that member as a JSON string;
+//   - a line of the checkpoints file (tail -n 1 DIR/audit.checkpoints);
+//   - a copy of the whole checkpoints file: the note with the highest seq
+//     is taken, and an incomplete last line (a copy taken while the writer
+//     appended) is left out.
+//
+// It checks no signature: OpenCheckpoint does that.
+func TrustedNote(data []byte) ([]byte, error) {
+	text := bytes.TrimSpace(data)
+	switch {
+	case len(text) == 0:
+		return nil, fmt.Errorf("%w: the trusted checkpoint is empty", ErrBadCheckpoint)
+	case text[0] == '"':
+		var s string
+		if err := json.Unmarshal(text, &s); err != nil {
+			return nil, fmt.Errorf("%w: a JSON string that does not decode: %v", ErrBadCheckpoint, err)
+		}
+		return noteText([]byte(s)), nil
+	case text[0] == '{':
+		return newestNote(data)
+	}
+	return noteText(data), nil
+}
+
+// noteText returns a note as note.Open reads it: LF line ends, and one
+// newline after the last signature line.
+func noteText(b []byte) []byte {
+	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
+	return append(bytes.TrimRight(b, " \t\r\n"), '\n')
+}
+
+// newestNote returns the note with the highest seq of the checkpoints file
+// lines in data.
+func newestNote(data []byte) ([]byte, error) {
+	var best []byte
+	var bestSeq uint64
+	lines := bytes.Split(data, []byte("\n"))
+	for i, line := range lines {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		var ce checkpointEntry
+		if err := json.Unmarshal(line, &ce); err != nil || ce.Note == "" {
+			if i == len(lines)-1 && best != nil {
+				continue // torn: copied while the writer appended
+			}
+			return nil, fmt.Errorf("%w: line %d is not a checkpoints file line ({\"seq\":…,\"epoch\":…,\"note\":\"…\"})", ErrBadCheckpoint, i+1)
+		}
+		n := noteText([]byte(ce.Note))
+		c, err := parseUnverifiedNote(n)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", i+1, err)
+		}
+		if best == nil || c.Seq > bestSeq {
+			best, bestSeq = n, c.Seq
+		}
+	}
+	return best, nil
+}
+
+// signers names the keys that signed the note of err, an error of
+// OpenCheckpoint for a note that none of the keys given verifies
+// (name+hash, as in a verifier key), or returns nil.
+func signers(err error) []string {
+	var u *note.UnverifiedNoteError
+	if !errors.As(err, &u) || u.Note == nil {
+		return nil
+	}
+	var names []string
+	for _, s := range u.Note.UnverifiedSigs {
+		names = append(names, fmt.Sprintf("%s+%08x", s.Name, s.Hash))
+	}
+	return names
+}
+
+// keyName names a verifier key as signers names the keys of a note.
+func keyName(v note.Verifier) string { return fmt.Sprintf("%s+%08x", v.Name(), v.KeyHash()) }

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 // KeySize is the length of a chain key in bytes.
@@ -51,7 +53,10 @@ func WriteKeyFile(path string, key []byte) error {
 
 // ReadKeyFile reads a key written by WriteKeyFile (64 hex digits, surrounding
 // white space ignored) or a raw 32-byte file. Like ssh with private keys, it
-// refuses a file that its group or others may read or write.
+// refuses a file that its group or others may read or write. A file that
+// holds another of the keys auditctl keygen writes (the checkpoint
+// verifier key FILE.pub, the signer FILE.signer) is refused as what it is,
+// whatever its mode. Every error names the file.
 //
 // It returns the initial key K(0): a key file that a writer has evolved
 // (see KeyState) is refused, since it cannot verify earlier epochs.
@@ -66,35 +71,132 @@ func ReadKeyFile(path string) ([]byte, error) {
 	return ks.Key, nil
 }
 
-// readPrivate reads a secret file, refusing one that its group or others
-// may read or write, like ssh with private keys.
-func readPrivate(path string) ([]byte, error) {
+// readPrivate reads a secret file that must hold a key of kind want,
+// refusing one that its group or others may read or write, like ssh with
+// private keys. A file that holds another of the keys auditctl keygen
+// writes is named as such first, before its mode is checked: the public
+// verifier key, 0644 by design, given for a secret key is a mix-up, which
+// "chmod 600" would not fix.
+func readPrivate(path string, want keyKind) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("chain: read key: %w", err)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("chain: key file %s has mode %v; it must not be accessible to group or others (chmod 600)", path, fi.Mode().Perm())
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("chain: %s %s is not a regular file: it is %s", want.what(), path, fileKind(fi.Mode()))
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("chain: read key: %w", err)
 	}
+	if got := kindOf(data); got != kindUnknown && got != want {
+		return nil, wrongKindError(path, data, got, want)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("chain: %s %s has mode %v; it must not be accessible to group or others (chmod 600)", want.what(), path, fi.Mode().Perm())
+	}
 	return data, nil
+}
+
+// keyKind is one of the keys auditctl keygen -o FILE writes.
+type keyKind int
+
+const (
+	kindUnknown  keyKind = iota
+	kindMAC              // FILE: the MAC key K(0), or a writer's evolved key state
+	kindSigner           // FILE.signer: the checkpoint signer key (private)
+	kindVerifier         // FILE.pub: the checkpoint verifier key (public)
+)
+
+// what names the file that holds a key of kind k, for errors.
+func (k keyKind) what() string {
+	switch k {
+	case kindSigner:
+		return "signer key"
+	case kindVerifier:
+		return "verifier key"
+	}
+	return "key file"
+}
+
+// kindOf tells which of keygen's keys data holds, by its form.
+func kindOf(data []byte) keyKind {
+	text := strings.TrimSpace(string(data))
+	switch {
+	case strings.HasPrefix(text, "PRIVATE+KEY+"):
+		return kindSigner
+	case bytes.HasPrefix(data, []byte(keyStateHeader+"\n")), len(text) == 2*KeySize && isHex([]byte(text)):
+		return kindMAC
+	}
+	if _, err := note.NewVerifier(text); err == nil {
+		return kindVerifier
+	}
+	return kindUnknown
+}
+
+// wrongKindError says that the file at path, given for a key of kind want,
+// holds one of kind got, which one, and where the key wanted is when
+// keygen's file next to it holds it.
+func wrongKindError(path string, data []byte, got, want keyKind) error {
+	var is string
+	switch got {
+	case kindVerifier:
+		v, _ := note.NewVerifier(strings.TrimSpace(string(data)))
+		is = fmt.Sprintf("is the checkpoint verifier key %s+%08x (FILE.pub of auditctl keygen -o FILE: public, it checks checkpoint signatures)", v.Name(), v.KeyHash())
+	case kindSigner:
+		is = "is the checkpoint signer key (FILE.signer of auditctl keygen -o FILE: private, it signs checkpoints)"
+	case kindMAC:
+		is = "is a MAC key (FILE of auditctl keygen -o FILE: K(0), or a writer's evolved key)"
+	}
+	var need string
+	var next []string
+	base := path
+	for _, suffix := range []string{".pub", ".signer", ".initial"} {
+		base = strings.TrimSuffix(base, suffix)
+	}
+	switch want {
+	case kindMAC:
+		need = "not a MAC key; the key file is FILE itself, the MAC key (to verify: its initial key K(0), the copy kept offline, FILE.initial for the example service)"
+		next = []string{base + ".initial", base}
+	case kindSigner:
+		need = "not the checkpoint signer key: that is FILE.signer"
+		next = []string{base + ".signer"}
+	case kindVerifier:
+		need = "not the checkpoint verifier key: that is FILE.pub"
+		next = []string{base + ".pub"}
+	}
+	var found []string
+	for _, p := range next {
+		if fi, err := os.Stat(p); p != path && err == nil && fi.Mode().IsRegular() {
+			found = append(found, p)
+		}
+	}
+	if len(found) > 0 {
+		need += "; next to it: " + strings.Join(found, ", ")
+	}
+	return fmt.Errorf("chain: %s %s %s, %s", want.what(), path, is, need)
 }
 
 // ParseKey decodes a key from the contents of a key file.
 func ParseKey(data []byte) ([]byte, error) {
+	k, err := parseKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("chain: key file: %w", err)
+	}
+	return k, nil
+}
+
+func parseKey(data []byte) ([]byte, error) {
 	if len(data) == KeySize && !isHex(data) {
 		return bytes.Clone(data), nil
 	}
 	text := bytes.TrimSpace(data)
 	if len(text) != 2*KeySize {
-		return nil, errors.New("chain: key file must hold 64 hex digits (auditctl keygen writes one)")
+		return nil, fmt.Errorf("must hold 64 hex digits (auditctl keygen writes one); it holds %d bytes", len(data))
 	}
 	k := make([]byte, KeySize)
 	if _, err := hex.Decode(k, text); err != nil {
-		return nil, fmt.Errorf("chain: key file: %w", err)
+		return nil, fmt.Errorf("must hold 64 hex digits (auditctl keygen writes one): %w", err)
 	}
 	return k, nil
 }
@@ -197,8 +299,16 @@ func (ks KeyState) MarshalText() ([]byte, error) {
 // initial key (64 hex digits or 32 raw bytes, as WriteKeyFile writes it),
 // which is epoch 0.
 func ParseKeyState(data []byte) (KeyState, error) {
+	ks, err := parseKeyState(data)
+	if err != nil {
+		return KeyState{}, fmt.Errorf("chain: key file: %w", err)
+	}
+	return ks, nil
+}
+
+func parseKeyState(data []byte) (KeyState, error) {
 	if !bytes.HasPrefix(data, []byte(keyStateHeader+"\n")) {
-		k, err := ParseKey(data)
+		k, err := parseKey(data)
 		if err != nil {
 			return KeyState{}, err
 		}
@@ -208,11 +318,11 @@ func ParseKeyState(data []byte) (KeyState, error) {
 	var keyHex string
 	rest := strings.TrimPrefix(string(data), keyStateHeader+"\n")
 	if _, err := fmt.Sscanf(rest, "key_id %s\nepoch %d\nkey %s\n", &ks.ID, &ks.Epoch, &keyHex); err != nil {
-		return KeyState{}, fmt.Errorf("chain: key file: %w", err)
+		return KeyState{}, fmt.Errorf("malformed %s file: %w", keyStateHeader, err)
 	}
 	k, err := hex.DecodeString(keyHex)
 	if err != nil || len(k) != KeySize || len(ks.ID) != 16 {
-		return KeyState{}, errors.New("chain: key file: malformed key or key_id")
+		return KeyState{}, errors.New("malformed key or key_id")
 	}
 	ks.Key = k
 	return ks, nil
@@ -220,11 +330,15 @@ func ParseKeyState(data []byte) (KeyState, error) {
 
 // ReadKeyState reads a key file as ReadKeyFile does, evolved or not.
 func ReadKeyState(path string) (KeyState, error) {
-	data, err := readPrivate(path)
+	data, err := readPrivate(path, kindMAC)
 	if err != nil {
 		return KeyState{}, err
 	}
-	return ParseKeyState(data)
+	ks, err := parseKeyState(data)
+	if err != nil {
+		return KeyState{}, fmt.Errorf("chain: key file %s: %w", path, err)
+	}
+	return ks, nil
 }
 
 // WriteKeyState replaces the key file at path by ks, atomically: a crash

@@ -362,3 +362,44 @@ func groupAnd(t *testing.T, dir string) string {
 	}
 	return "group and "
 }
+
+// An audit directory shared by design (sticky, writable by others, as
+// /tmp is) gets rotate's advice, a subdirectory made 0700, once: naming a
+// directory that does not exist yet is that advice, said as such, not a
+// second remedy after it. A key file that is a directory is named as one.
+func TestOpenSharedDirAdviceReadsOnce(t *testing.T) {
+	shared := filepath.Join(t.TempDir(), "shared")
+	if err := os.Mkdir(shared, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(Options{Key: testKey, Rotate: rotate.Options{Dir: shared, Now: fakeClock()}})
+	sub := filepath.Join(shared, "audit")
+	assertErrorSays(t, "sticky audit directory", err, "shared by design", "(mkdir -m 0700 "+sub+"), or just name it as the directory: one that does not exist yet is created 0700",
+		"AllowSharedDir accepts "+shared+" as it is")
+	if err != nil && (strings.Contains(err.Error(), "); or name a directory") || strings.Count(err.Error(), "0700") != 2) {
+		t.Errorf("the advice reads twice: %v", err)
+	}
+
+	keyDir := filepath.Join(t.TempDir(), "keys")
+	if err := os.Mkdir(keyDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(keyDir, os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(Options{KeyFile: filepath.Join(keyDir, "audit.key"), Rotate: rotate.Options{Dir: t.TempDir(), Now: fakeClock()}})
+	assertErrorSays(t, "sticky key directory", err, "(mkdir -m 0700 "+filepath.Join(keyDir, "audit")+"), and keep the key file there", "AllowSharedKeyDir accepts "+keyDir+" as it is")
+	if err != nil && strings.Contains(err.Error(), "; or keep the key file") {
+		t.Errorf("the advice reads twice: %v", err)
+	}
+
+	asDir := t.TempDir()
+	_, err = Open(Options{KeyFile: asDir, Rotate: rotate.Options{Dir: t.TempDir(), Now: fakeClock()}})
+	assertErrorSays(t, "key file that is a directory", err, asDir+" is not a regular file: it is a directory")
+	if err != nil && strings.Contains(err.Error(), "d---------") {
+		t.Errorf("the directory's mode is shown as %q: %v", "d---------", err)
+	}
+}

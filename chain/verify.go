@@ -11,9 +11,12 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -39,6 +42,14 @@ const (
 	TornTail      Class = "TORN_TAIL"      // warning: an incomplete last line or a file without close record, left by a crash
 	Unanchored    Class = "UNANCHORED"     // warning: records after the last signed checkpoint (the exposure window)
 	Gap           Class = "GAP"            // warning: the oldest files were removed by retention, as a pruned record attests
+	// WrongKey: a key given is not the trail's, so nothing could be
+	// checked with it: K(0) (every file is sealed with one other key_id,
+	// Report.TrailKeyID, and no line with the key given), or the
+	// CheckpointKey (no note verifies with it, and they name another
+	// signer, Report.CheckpointSigners). Not a finding about the files
+	// unless the key given is the right one: verify again with the right
+	// key (Report.WrongKeyOnly).
+	WrongKey Class = "WRONG_KEY"
 )
 
 // Warning reports whether c does not by itself make a report fail.
@@ -92,6 +103,15 @@ type Report struct {
 	// DigestChecked counts lines whose MAC could not be checked (KeyAt)
 	// but whose epoch's digest matched its signed checkpoint.
 	DigestChecked int `json:"digest_checked,omitempty"`
+	// TrailKeyID, with a WRONG_KEY finding about K(0), is the key_id the
+	// files are sealed with (KeyID is the key given).
+	TrailKeyID string `json:"trail_key_id,omitempty"`
+	// CheckpointSigners, with a WRONG_KEY finding about the checkpoint key,
+	// names the keys that signed the notes (name+hash, as a verifier key
+	// begins), none of them the CheckpointKey: their signatures were not
+	// checked, and the notes were judged as without a key (NotesSigned is
+	// false).
+	CheckpointSigners []string `json:"checkpoint_signers,omitempty"`
 	// Chain holds the findings about the chain as a whole: retention gaps,
 	// checkpoints, truncation and rollback.
 	Chain  []Problem `json:"chain,omitempty"`
@@ -105,6 +125,25 @@ func (r *Report) Problems() []Problem {
 		ps = append(ps, f.Problems...)
 	}
 	return append(ps, r.Chain...)
+}
+
+// WrongKeyOnly reports whether the report fails only because a key given
+// is not the trail's: it holds a WRONG_KEY finding, and no failing finding
+// but that and the BAD_KEY of files sealed with the trail's own key
+// (TrailKeyID). Nothing was found about the files themselves; they were
+// not verified either: verify again with the right key.
+func (r *Report) WrongKeyOnly() bool {
+	wrong := false
+	for _, p := range r.Problems() {
+		switch {
+		case p.Class == WrongKey:
+			wrong = true
+		case p.Class.Warning(), p.Class == BadKey && r.TrailKeyID != "":
+		default:
+			return false
+		}
+	}
+	return wrong
 }
 
 // WriteText writes one line per file (and its findings), an INFO line
@@ -146,15 +185,24 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(bw, ": %s\n", p.Detail)
 	}
 	verdict := "INTACT"
-	if !r.Intact {
+	switch {
+	case r.WrongKeyOnly():
+		verdict = "NOT VERIFIED: WRONG KEY"
+	case !r.Intact:
 		verdict = "TAMPERED OR DAMAGED"
 	}
 	key := "unkeyed (sha256)"
-	if r.KeyID != "" {
+	switch {
+	case r.TrailKeyID != "":
+		key = fmt.Sprintf("key_id %s (the trail's; the key given is key_id %s)", r.TrailKeyID, r.KeyID)
+	case r.KeyID != "":
 		key = "key_id " + r.KeyID
 	}
 	signed := "signatures not checked (no checkpoint key)"
-	if r.NotesSigned {
+	switch {
+	case len(r.CheckpointSigners) > 0:
+		signed = "not checked: signed by another key than the one given"
+	case r.NotesSigned:
 		signed = "signatures verified"
 	}
 	fmt.Fprintf(bw, "%d files, %d lines, seq %d-%d, %d epochs, %d checkpoints (%s), anchored through seq %d, %s: %s\n",
@@ -173,7 +221,9 @@ type VerifyOptions struct {
 	CheckpointKey note.Verifier
 	// Trusted is a signed checkpoint kept off the host (e.g. the newest one
 	// the SIEM received): files behind it are reported as ROLLBACK or
-	// TRUNCATED. It requires CheckpointKey.
+	// TRUNCATED. It requires CheckpointKey. It is the note, a line of the
+	// checkpoints file or a copy of the whole file, whose newest note is
+	// taken (see TrustedNote).
 	Trusted []byte
 	// KeyAt, instead of Key, is a later epoch's key, e.g. a writer's
 	// current key (Writer.CurrentKey) for self-verification: lines of
@@ -200,10 +250,38 @@ type VerifyOptions struct {
 	Writing func() string
 }
 
+// openTrusted opens VerifyOptions.Trusted, in any form TrustedNote takes.
+// Its errors say which forms those are, and name the key that signed a
+// note that the checkpoint key does not verify.
+func openTrusted(data []byte, key note.Verifier, prefix string) (Checkpoint, error) {
+	forms := fmt.Sprintf("give the signed note (the \"note\" member of a line of %[1]s: jq -r .note), a line of %[1]s (tail -n 1), or a copy of the whole file (its newest note is taken)", CheckpointsFileName(prefix))
+	msg, err := TrustedNote(data)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("%w: %w; %s", ErrTrustedCheckpoint, err, forms)
+	}
+	c, err := OpenCheckpoint(msg, key)
+	var bad *note.InvalidSignatureError
+	switch names := signers(err); {
+	case err == nil:
+		return c, nil
+	case names != nil:
+		return Checkpoint{}, fmt.Errorf("%w: it is signed by %s, not by the checkpoint key given (%s): give the verifier key of the signer that signed it", ErrTrustedCheckpoint, strings.Join(names, ", "), keyName(key))
+	case errors.As(err, &bad):
+		return Checkpoint{}, fmt.Errorf("%w: %w: its text was changed after it was signed, or its signature", ErrTrustedCheckpoint, err)
+	case !bytes.Contains(msg, []byte("\n\n")) || strings.Contains(err.Error(), "malformed note"):
+		return Checkpoint{}, fmt.Errorf("%w: %w: not a signed note; %s", ErrTrustedCheckpoint, err, forms)
+	}
+	return Checkpoint{}, fmt.Errorf("%w: %w", ErrTrustedCheckpoint, err)
+}
+
 // Errors that stop a verification before it can judge the files.
 var (
 	ErrNoFiles     = errors.New("chain: no audit files found")
 	ErrKeyRequired = errors.New("chain: the files are keyed (hmac-sha256); a key is required to verify them")
+	// ErrTrustedCheckpoint is wrapped by the error for a
+	// VerifyOptions.Trusted that is not a checkpoint the CheckpointKey
+	// verifies.
+	ErrTrustedCheckpoint = errors.New("chain: trusted checkpoint")
 )
 
 // Verify checks every file in dir, oldest first: the frame of every line,
@@ -223,11 +301,11 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	var trusted *Checkpoint
 	if opts.Trusted != nil {
 		if opts.CheckpointKey == nil {
-			return nil, errors.New("chain: a trusted checkpoint needs the checkpoint key to verify it")
+			return nil, fmt.Errorf("%w: it needs the checkpoint key (the verifier key of its signer) to verify it", ErrTrustedCheckpoint)
 		}
-		c, err := OpenCheckpoint(opts.Trusted, opts.CheckpointKey)
+		c, err := openTrusted(opts.Trusted, opts.CheckpointKey, opts.Prefix)
 		if err != nil {
-			return nil, fmt.Errorf("chain: trusted checkpoint: %w", err)
+			return nil, err
 		}
 		trusted = &c
 	}
@@ -293,9 +371,18 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	}
 	v.gap()
 	v.firstPredecessor()
-	v.notes(notes, opts.CheckpointKey)
+	mark := len(v.rep.Chain)
+	if others := v.notes(notes, opts.CheckpointKey); others != nil {
+		// The checkpoint key verifies no note, and they name another
+		// signer: judge them as without a key, and say so once.
+		v.rep.Chain = v.rep.Chain[:mark]
+		v.rep.Notes, v.rep.AnchoredSeq = 0, 0
+		v.notes(notes, nil)
+		v.wrongCheckpointKey(opts.CheckpointKey, others)
+	}
 	v.trusted(trusted)
 	v.successor(dir, opts)
+	v.wrongKey()
 	v.unanchored()
 	v.rep.Intact = true
 	for _, f := range v.rep.Files {
@@ -341,6 +428,9 @@ type verifier struct {
 	digKnown bool           // dig has seen the epoch from its first line
 	digBlind int            // lines of the epoch whose MAC was not checked
 	blindIn  map[uint64]int // by end seq: such lines in that epoch
+	// noMAC: by end seq, epochs that end in a file sealed with another
+	// key, whose MACs were not checked.
+	noMAC map[uint64]bool
 
 	started  bool
 	expSeq   uint64 // seq the next line must have
@@ -373,6 +463,17 @@ type verifier struct {
 	// when it is not a file walked just before that holds no complete
 	// line: a pruned record must account for it.
 	firstPrevFile, firstFile string
+
+	// To tell a wrong K(0) from a damaged trail (wrongKey): k0 is set when
+	// Verify was given K(0); otherKeyIDs are the key_ids of the files
+	// sealed with another key, ownKeyFiles counts the files sealed with
+	// the key given, unkeyedFiles those sealed without a key, and
+	// macMatched the lines whose MAC the key given checked.
+	k0           bool
+	otherKeyIDs  map[string]bool
+	ownKeyFiles  int
+	unkeyedFiles int
+	macMatched   int
 }
 
 // noteClaim is an open record's last_note: the checkpoints file held a
@@ -430,10 +531,11 @@ type gapStart struct {
 // newVerifier verifies with the initial key k0, or else with at, a later
 // epoch's key, or else unkeyed.
 func newVerifier(k0 []byte, at KeyState) *verifier {
-	v := &verifier{sha: sha256.New(), rep: &Report{}, ends: make(map[uint64]Checkpoint)}
+	v := &verifier{sha: sha256.New(), rep: &Report{}, ends: make(map[uint64]Checkpoint), otherKeyIDs: make(map[string]bool), noMAC: make(map[uint64]bool)}
 	switch {
 	case k0 != nil:
 		v.base = NewKeyState(k0)
+		v.k0 = true
 	case at.Key != nil:
 		v.base = at
 		v.blind = at.Epoch > 0
@@ -522,7 +624,11 @@ func (v *verifier) macOK(l *Line) bool {
 	if v.blind && v.base.From != 0 && l.Seq >= v.base.From {
 		// Sealed with the base key whatever epoch the files claim: the
 		// numbering must not decide which MACs are checked.
-		return v.macOf(v.base.Key, l) == l.MAC
+		ok := v.macOf(v.base.Key, l) == l.MAC
+		if ok {
+			v.macMatched++
+		}
+		return ok
 	}
 	if v.blind {
 		v.rep.Unchecked++
@@ -536,7 +642,13 @@ func (v *verifier) macOK(l *Line) bool {
 	h.Reset()
 	v.writeSealed(h, l)
 	h.Sum(v.sum[:0])
-	return v.sum == l.MAC
+	if v.sum != l.MAC {
+		return false
+	}
+	if v.keyed {
+		v.macMatched++
+	}
+	return true
 }
 
 // file walks one file. last reports whether it is the newest.
@@ -852,6 +964,9 @@ func (v *verifier) special(l *Line, no int) {
 			if v.digKnown {
 				v.dig.Sum(end.Digest[:0])
 				v.blindIn[l.Seq] = v.digBlind
+				if v.badKey {
+					v.noMAC[l.Seq] = true
+				}
 			}
 			v.dig.Reset()
 			v.digKnown, v.digBlind = true, 0
@@ -901,15 +1016,35 @@ func (v *verifier) gap() {
 }
 
 // notes checks the signed checkpoints against each other and the chain.
-func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
+// When key verifies no note and they name other signers, it returns those
+// (name+hash), and its findings are to be dropped.
+func (v *verifier) notes(entries []NoteEntry, key note.Verifier) (others []string) {
 	v.rep.NotesSigned = key != nil
 	have := make(map[uint64]bool, len(entries)) // seqs of the notes that open
 	defer v.claimedNotes(have)
 	if len(entries) == 0 {
-		return
+		return nil
 	}
 	var prevHash *[sha256.Size]byte
 	noted := make(map[uint64]bool)
+	// failedIn reports whether the files have a failing finding at a seq
+	// in (from, to]: an epoch whose lines were found changed, deleted or
+	// moved, whose digest then differs from its note's for that reason.
+	var failed []uint64
+	for _, f := range v.rep.Files {
+		for _, p := range f.Problems {
+			if !p.Class.Warning() && p.Seq > 0 {
+				failed = append(failed, p.Seq)
+			}
+		}
+	}
+	slices.Sort(failed)
+	failedIn := func(from, to uint64) bool {
+		i, _ := slices.BinarySearch(failed, from+1)
+		return i < len(failed) && failed[i] <= to
+	}
+	// The signers of notes that the key does not verify.
+	unknown := make(map[string]bool)
 	var firstNoted uint64
 	first := true
 	for _, e := range entries {
@@ -931,6 +1066,9 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 			c, err = parseUnverifiedNote(e.Note)
 		}
 		h := sha256.Sum256(e.Note)
+		for _, n := range signers(err) {
+			unknown[n] = true
+		}
 		if err != nil {
 			v.chainProblem(BadCheckpoint, "", e.Seq, "checkpoints file line %d: %v", e.Line, err)
 			prevHash = &h
@@ -958,7 +1096,7 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 		case end.Chain != c.Chain || end.Epoch != c.Epoch || end.File != c.File:
 			v.chainProblem(BadCheckpoint, c.File, c.Seq, "the note for seq %d does not match the chain (chain value, epoch or file differ)", c.Seq)
 		case v.dig != nil && end.Digest != ([sha256.Size]byte{}) && c.Digest != ([sha256.Size]byte{}) && end.Digest != c.Digest:
-			if v.keyed && v.blindIn[c.Seq] == 0 {
+			if v.keyed && v.blindIn[c.Seq] == 0 && !v.noMAC[c.Seq] && !failedIn(v.prevEnd(c.Seq), c.Seq) {
 				// Every line of the epoch passed its MAC: the note is wrong.
 				v.chainProblem(BadCheckpoint, c.File, c.Seq, "the digest of the signed checkpoint at seq %d does not match the lines of epoch %d, whose MACs check out", c.Seq, c.Epoch)
 			} else {
@@ -977,11 +1115,37 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) {
 			v.rep.AnchoredSeq = max(v.rep.AnchoredSeq, c.Seq)
 		}
 	}
+	if key != nil && len(have) == 0 && len(unknown) > 0 {
+		return slices.Sorted(maps.Keys(unknown))
+	}
 	for _, seq := range v.endSeqs {
-		if firstNoted != 0 && seq > firstNoted && seq < v.rep.AnchoredSeq && !noted[seq] {
+		// have: a note for seq is there, though it does not match (that
+		// is reported above): not dropped.
+		if firstNoted != 0 && seq > firstNoted && seq < v.rep.AnchoredSeq && !noted[seq] && !have[seq] {
 			v.chainProblem(BadCheckpoint, v.ends[seq].File, seq, "the epoch ending at seq %d has no note in the checkpoints file (dropped)", seq)
 		}
 	}
+	return nil
+}
+
+// wrongCheckpointKey reports a checkpoint key that verifies no note of the
+// checkpoints file, whose notes name other signers: once, instead of a
+// BAD_CHECKPOINT per note. The notes were judged as without a key.
+func (v *verifier) wrongCheckpointKey(key note.Verifier, others []string) {
+	v.rep.CheckpointSigners = others
+	v.chainProblem(WrongKey, "", 0, "the checkpoints are signed by %s, the checkpoint key given is %s: no note verifies with it, so their signatures were not checked (the notes were judged as without a checkpoint key); give the verifier key of their signer. If the key given is the right one, every note was replaced by a note of another signer",
+		strings.Join(others, ", "), keyName(key))
+}
+
+// prevEnd returns the seq of the epoch end before the one at seq, or 0.
+func (v *verifier) prevEnd(seq uint64) uint64 {
+	var p uint64
+	for _, s := range v.endSeqs {
+		if s < seq && s > p {
+			p = s
+		}
+	}
+	return p
 }
 
 // claimedNotes checks that the notes authentic open records name
@@ -1068,6 +1232,21 @@ func (v *verifier) successor(dir string, opts VerifyOptions) {
 	v.chainProblem(Truncated, newest, v.closeSeq, "the newest file was closed for rotation (reason %q) but no newer file follows: files were removed from the end of the trail, or the writer stopped between writing this close record and creating the next file (a crash in that moment, or creating the file failed); its next start continues the chain with a file that names this one", v.closeReason)
 }
 
+// wrongKey reports a K(0) that is not the trail's: every keyed file is
+// sealed with one other key_id, none with the key given, none without a
+// key, and no line's MAC checked with the key given. The files' BAD_KEY
+// findings say so file by file; this says it once, and names the key the
+// trail needs.
+func (v *verifier) wrongKey() {
+	if !v.k0 || len(v.otherKeyIDs) != 1 || v.ownKeyFiles > 0 || v.unkeyedFiles > 0 || v.macMatched > 0 {
+		return
+	}
+	for id := range v.otherKeyIDs {
+		v.rep.TrailKeyID = id
+	}
+	v.chainProblem(WrongKey, "", 0, "the trail is sealed with key_id %s, the key given is key_id %s: no line could be checked with it; verify with the trail's initial key K(0), key_id %[1]s (auditctl keygen prints the key_id of the key it writes). If the key given is the trail's K(0), every file was sealed again with another key", v.rep.TrailKeyID, v.rep.KeyID)
+}
+
 // unanchored reports the records after the last checkpoint: the exposure
 // window that only the current epoch's MAC protects.
 func (v *verifier) unanchored() {
@@ -1142,6 +1321,16 @@ func (v *verifier) openRecord(l *Line, no int) error {
 	case v.keyed && oi.KeyID != v.rep.KeyID:
 		v.problem(BadKey, no, l.Seq, "file is sealed with key_id %s, not the given key (key_id %s)", oi.KeyID, v.rep.KeyID)
 		v.badKey = true
+	}
+	switch {
+	case !v.keyed:
+	case oi.Alg == AlgSHA256:
+		v.unkeyedFiles++
+	case oi.Alg != AlgHMACSHA256:
+	case oi.KeyID == v.rep.KeyID:
+		v.ownKeyFiles++
+	default:
+		v.otherKeyIDs[oi.KeyID] = true
 	}
 	if oi.V != Version {
 		v.problem(Modified, no, l.Seq, "unknown format version %d", oi.V)

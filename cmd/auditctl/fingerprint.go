@@ -9,13 +9,16 @@ import (
 	"os"
 	"strings"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/slogaudit/slogaudit/redact"
 )
 
 const fingerprintUsage = `  auditctl fingerprint --key-file FILE [VALUE]     print the redaction fingerprint of VALUE
                                                    (read from stdin when omitted); FILE holds
                                                    the key in hex (auditctl keygen writes one)
-                                                   or as raw bytes, at least 16 bytes either way
+                                                   or as raw bytes, at least 16 bytes either way;
+                                                   exit 0, or 2 for usage and key errors
 `
 
 // stdin is the input of fingerprint; tests replace it.
@@ -27,13 +30,14 @@ var stdin io.Reader = os.Stdin
 // from stdin keeps it out of the shell history.
 func fingerprintCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("fingerprint", stderr)
-	keyFile := fs.String("key-file", "", "the deployment's fingerprint key file (required)")
+	setUsage(fs, fingerprintUsage, stderr)
+	keyFile := fs.String("key-file", "", "the deployment's fingerprint key `FILE` (required)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return exitUsage
 	}
 	if *keyFile == "" || len(pos) > 1 {
-		fmt.Fprint(stderr, "usage:\n"+fingerprintUsage)
+		fs.Usage()
 		return exitUsage
 	}
 	key, err := readFingerprintKey(*keyFile)
@@ -73,12 +77,20 @@ func readFingerprintKey(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("key file %s has mode %v; it must not be accessible to group or others (chmod 600)", path, fi.Mode().Perm())
-	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
+	}
+	// Checkpoint keys are text a raw key would take as is: say what the
+	// file is (before its mode: the public key is 0644 by design).
+	switch text := strings.TrimSpace(string(data)); {
+	case strings.HasPrefix(text, "PRIVATE+KEY+"):
+		return nil, fmt.Errorf("key file %s is a checkpoint signer key (FILE.signer of auditctl keygen -o FILE), not a fingerprint key", path)
+	case isVerifierKey(text):
+		return nil, fmt.Errorf("key file %s is a checkpoint verifier key (FILE.pub of auditctl keygen -o FILE), not a fingerprint key", path)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("key file %s has mode %v; it must not be accessible to group or others (chmod 600)", path, fi.Mode().Perm())
 	}
 	if text := bytes.TrimSpace(data); len(text) >= 2*redact.MinFingerprintKeyLen && len(text)%2 == 0 {
 		if key, err := hex.DecodeString(string(text)); err == nil {
@@ -89,4 +101,9 @@ func readFingerprintKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("key file %s holds %d bytes: a fingerprint key has at least %d (or twice as many hex digits)", path, len(data), redact.MinFingerprintKeyLen)
 	}
 	return data, nil
+}
+
+func isVerifierKey(text string) bool {
+	_, err := note.NewVerifier(text)
+	return err == nil
 }

@@ -3,7 +3,7 @@
 // events and computes redaction fingerprints.
 //
 //	auditctl keygen -o FILE [--name SIGNER]
-//	auditctl verify [--key-file K0] [--checkpoint-key FILE.pub] [--trusted-checkpoint NOTE] [--json] DIR
+//	auditctl verify [--key-file K0] [--checkpoint-key FILE.pub] [--trusted-checkpoint FILE] [--json] DIR
 //	auditctl query [--key-file K0] [--checkpoint-key FILE.pub] [filters] [--order newest|oldest] [--limit N] [--json] DIR
 //	auditctl tail [--key-file K0] [--checkpoint-key FILE.pub] [filters] [-n N] [--json] [--poll D] DIR
 //	auditctl fingerprint --key-file FILE [VALUE]
@@ -14,7 +14,9 @@
 // checkpoint, GAP for files removed
 // by retention as a pruned record attests), 1 when anything is invalid (an
 // audit file that cannot be read, such as a corrupt .gz, is MODIFIED) and 2
-// for usage and I/O errors.
+// for usage and I/O errors, a wrong key included: a --key-file or
+// --checkpoint-key that is not the trail's (WRONG_KEY, with nothing else
+// found; stderr names the key the trail needs).
 package main
 
 import (
@@ -23,8 +25,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/slogaudit/slogaudit/chain"
@@ -41,16 +45,32 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-var usage = `usage:
-  auditctl keygen -o FILE [--name SIGNER]          write a new 32-byte MAC key K(0) to FILE (mode 0600),
+// keygenUsage and verifyUsage are the synopses of auditctl keygen and
+// verify, for the command's usage and their own.
+const keygenUsage = `  auditctl keygen -o FILE [--name SIGNER]          write a new 32-byte MAC key K(0) to FILE (mode 0600),
                                                    the checkpoint signer FILE.signer (0600) and its
-                                                   verifier key FILE.pub
-  auditctl verify [--key-file K0] [--checkpoint-key FILE.pub] [--trusted-checkpoint NOTE] [--json] DIR
+                                                   verifier key FILE.pub; exit 0, or 2 when one of
+                                                   them exists or cannot be written (none is left)
+`
+
+const verifyUsage = `  auditctl verify [--key-file K0] [--checkpoint-key FILE.pub] [--trusted-checkpoint FILE] [--json] DIR
                                                    verify the audit files in DIR: exit 0 intact
                                                    (warnings allowed: TORN_TAIL, an incomplete last
                                                    line as a crash leaves it, beginning as the next
-                                                   line would; UNANCHORED; GAP), 1 invalid, 2 error
-` + queryUsage + tailUsage + fingerprintUsage
+                                                   line would; UNANCHORED; GAP), 1 invalid, 2 usage
+                                                   or I/O error, or a key that is not the trail's
+`
+
+var usage = "usage:\n" + keygenUsage + verifyUsage + queryUsage + tailUsage + fingerprintUsage
+
+// setUsage makes fs print the synopsis of its command and its flags, as
+// -h and a flag error do.
+func setUsage(fs *flag.FlagSet, synopsis string, stderr io.Writer) {
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage:\n%s\nflags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -100,15 +120,17 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 
 func keygen(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keygen", stderr)
-	out := fs.String("o", "", "key file to create (must not exist); also writes FILE.signer and FILE.pub")
+	setUsage(fs, keygenUsage, stderr)
+	out := fs.String("o", "", "key `FILE` to create (must not exist); also writes FILE.signer and FILE.pub")
 	host, _ := os.Hostname()
-	name := fs.String("name", "slogaudit-"+host, "name of the checkpoint signer key")
+	name := fs.String("name", "slogaudit-"+host, "`SIGNER`: the checkpoint signer key's name, which its notes' signatures carry")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return exitUsage
 	}
 	if *out == "" || len(pos) != 0 {
 		fmt.Fprint(stderr, "auditctl keygen: -o FILE is required\n")
+		fs.Usage()
 		return exitUsage
 	}
 	// All three must be new: check before writing any, and take back
@@ -158,8 +180,9 @@ wrote %[1]s.pub     the checkpoint verifier key (public)
 3. Keep %[1]s.pub with the verifiers and in the SIEM that receives the checkpoints.
 4. Verify with:
      auditctl verify --key-file OFFLINE-COPY-OF-%[3]s --checkpoint-key %[1]s.pub AUDIT_DIR
-   and against the newest checkpoint the SIEM holds:
-     ... --trusted-checkpoint CHECKPOINT_NOTE_FILE
+   and against the newest checkpoint kept off the host (the SIEM's, or the newest line of
+   AUDIT_DIR/audit.checkpoints copied away: ssh HOST tail -n 1 AUDIT_DIR/audit.checkpoints > ckpt.json):
+     ... --trusted-checkpoint ckpt.json
 `, *out, chain.KeyID(key), filepath.Base(*out))
 	return exitOK
 }
@@ -178,9 +201,10 @@ func writeNew(path, text string, mode os.FileMode) error {
 
 func verify(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("verify", stderr)
-	keyFile := fs.String("key-file", "", "initial MAC key K(0) (required for keyed audit files)")
-	ckptKey := fs.String("checkpoint-key", "", "checkpoint verifier key (FILE.pub from keygen): check the signatures of the checkpoints")
-	trustedFile := fs.String("trusted-checkpoint", "", "a signed checkpoint kept off the host: report ROLLBACK/TRUNCATED when the files are behind it")
+	setUsage(fs, verifyUsage, stderr)
+	keyFile := fs.String("key-file", "", "`FILE` holding the initial MAC key K(0), as keygen wrote it and kept offline (required for keyed audit files)")
+	ckptKey := fs.String("checkpoint-key", "", "`FILE` holding the checkpoint verifier key (keygen's FILE.pub): check the checkpoints' signatures")
+	trustedFile := fs.String("trusted-checkpoint", "", "`FILE` holding a signed checkpoint kept off the host: the note, a line of DIR/audit.checkpoints (tail -n 1) or a copy of that file (its newest note is taken); files behind it are ROLLBACK or TRUNCATED (needs --checkpoint-key)")
 	asJSON := fs.Bool("json", false, "print a machine-readable report")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -193,7 +217,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	var key []byte
 	if *keyFile != "" {
 		if key, err = chain.ReadKeyFile(*keyFile); err != nil {
-			fmt.Fprintf(stderr, "auditctl verify: %v\n", err)
+			fmt.Fprintf(stderr, "auditctl verify: %v\n", keyFileError(err))
 			return exitUsage
 		}
 	}
@@ -205,6 +229,10 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if *trustedFile != "" {
+		if *ckptKey == "" {
+			fmt.Fprint(stderr, "auditctl verify: --trusted-checkpoint needs --checkpoint-key FILE.pub, the verifier key of the checkpoints' signer\n")
+			return exitUsage
+		}
 		if opts.Trusted, err = os.ReadFile(*trustedFile); err != nil {
 			fmt.Fprintf(stderr, "auditctl verify: %v\n", err)
 			return exitUsage
@@ -225,6 +253,8 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		if errors.Is(err, chain.ErrKeyRequired) {
 			err = fmt.Errorf("%w: pass --key-file", err)
+		} else if errors.Is(err, chain.ErrTrustedCheckpoint) {
+			err = fmt.Errorf("--trusted-checkpoint %s: %w", *trustedFile, err)
 		}
 		fmt.Fprintf(stderr, "auditctl verify: %v\n", err)
 		return exitUsage
@@ -240,10 +270,34 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "auditctl verify: %v\n", err)
 		return exitUsage
 	}
-	if !rep.Intact {
+	// A key that is not the trail's: said on stderr, in the flags' terms;
+	// a usage error unless something else was found.
+	for _, p := range rep.Chain {
+		if p.Class != chain.WrongKey {
+			continue
+		}
+		if rep.TrailKeyID != "" && strings.HasPrefix(p.Detail, "the trail is sealed") {
+			fmt.Fprintf(stderr, "auditctl verify: wrong key: the trail is sealed with key_id %s, the key given (--key-file %s) is key_id %s; --key-file takes the trail's initial key K(0)\n", rep.TrailKeyID, *keyFile, rep.KeyID)
+		} else if len(rep.CheckpointSigners) > 0 && strings.HasPrefix(p.Detail, "the checkpoints are signed") {
+			fmt.Fprintf(stderr, "auditctl verify: wrong checkpoint key: checkpoints are signed by %s, --checkpoint-key %s is %s; it takes the verifier key (FILE.pub) of their signer\n", strings.Join(rep.CheckpointSigners, ", "), *ckptKey, fmt.Sprintf("%s+%08x", opts.CheckpointKey.Name(), opts.CheckpointKey.KeyHash()))
+		}
+	}
+	switch {
+	case rep.WrongKeyOnly():
+		return exitUsage
+	case !rep.Intact:
 		return exitInvalid
 	}
 	return exitOK
+}
+
+// keyFileError returns err, an error reading the file of --key-file, with
+// what the flag takes when the file is not there.
+func keyFileError(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w; --key-file takes the trail's initial key K(0): the FILE auditctl keygen -o FILE wrote, kept offline (the example service copies it to FILE.initial); for a new trail, create one with auditctl keygen -o FILE", err)
+	}
+	return err
 }
 
 func isTerminal(f *os.File) bool {

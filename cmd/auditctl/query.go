@@ -25,7 +25,8 @@ import (
 const queryUsage = `  auditctl query DIR [--key-file K0] [--checkpoint-key FILE.pub] [--since T] [--until T]
         [--event E] [--action A] [--resource R] [--resource-type T] [--principal P]
         [--client C] [--status S] [--trace-id ID] [--order newest|oldest] [--limit N] [--json]
-                                                   list the audit events in DIR, newest first
+                                                   list the audit events in DIR, newest first; exit 0
+                                                   when printed (verified or not), 2 usage or I/O error
 `
 
 // queryPageSize is how many events queryCmd asks for at a time.
@@ -40,10 +41,7 @@ var queryPageSize = query.MaxLimit
 // line longer than query.MaxLineBytes (that line is missing).
 func queryCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("query", stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage:\n%s\nflags:\n", queryUsage)
-		fs.PrintDefaults()
-	}
+	setUsage(fs, queryUsage, stderr)
 	keyFile, ckptKey := keyFlags(fs)
 	filters, since, until := filterFlags(fs)
 	order := fs.String("order", "newest", "`ORDER`: newest or oldest first")
@@ -251,7 +249,7 @@ func openReader(dir, keyFile, ckptKeyFile string) (*query.Reader, error) {
 	if keyFile != "" {
 		var err error
 		if key, err = chain.ReadKeyFile(keyFile); err != nil {
-			return nil, err
+			return nil, keyFileError(err)
 		}
 	}
 	opts := query.Options{Key: key}

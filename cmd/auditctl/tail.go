@@ -22,7 +22,8 @@ const tailUsage = `  auditctl tail DIR [--key-file K0] [--checkpoint-key FILE.pu
         [--event E] [--action A] [--resource R] [--resource-type T] [--principal P]
         [--client C] [--status S] [--trace-id ID] [-n N] [--json] [--poll D]
                                                    print the last N matching events (default 10), then
-                                                   follow new ones across rotations until interrupted
+                                                   follow new ones across rotations until interrupted;
+                                                   exit 0 when stopped, 2 usage or I/O error
 `
 
 // tailCmd implements auditctl tail; it runs until SIGINT or SIGTERM.
@@ -42,10 +43,7 @@ func tailCmd(args []string, stdout, stderr io.Writer) int {
 // I/O errors.
 func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("tail", stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage:\n%s\nflags:\n", tailUsage)
-		fs.PrintDefaults()
-	}
+	setUsage(fs, tailUsage, stderr)
 	keyFile, ckptKey := keyFlags(fs)
 	filters, since, until := filterFlags(fs)
 	n := fs.Int("n", 10, "print the last `N` matching events first (0: only new ones)")
