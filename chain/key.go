@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/slogaudit/slogaudit/rotate"
 )
 
 // KeySize is the length of a chain key in bytes.
@@ -83,7 +85,7 @@ func readPrivate(path string, want keyKind) ([]byte, error) {
 		return nil, fmt.Errorf("chain: read key: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("chain: %s %s is not a regular file: it is %s", want.what(), path, fileKind(fi.Mode()))
+		return nil, fmt.Errorf("chain: %s %s is not a regular file: it is %s", want.what(), path, rotate.FileKind(fi.Mode()))
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

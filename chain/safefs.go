@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+
+	"github.com/slogaudit/slogaudit/rotate"
 )
 
 // openFile opens path, a file of the writer's in the audit or key
@@ -40,34 +42,10 @@ func openFile(path string, flag int, perm os.FileMode) (*os.File, error) {
 // if owned is set, one of the process's user.
 func checkOwnFile(path string, fi fs.FileInfo, owned bool) error {
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file: it is %s", path, fileKind(fi.Mode()))
+		return fmt.Errorf("%s is not a regular file: it is %s", path, rotate.FileKind(fi.Mode()))
 	}
 	if uid, euid, ok := fileOwner(fi); owned && ok && uid != euid {
 		return fmt.Errorf("%s is owned by uid %d, not by this process's user (uid %d): not writing it; chown %d %s if it is the writer's", path, uid, euid, euid, path)
 	}
 	return nil
-}
-
-// fileKind names the type of a file of mode m for a message: "a
-// directory", "a symbolic link", and so on, as rotate's errors do
-// (fs.FileMode's String shows a directory as "d---------" once its
-// permission bits are masked off).
-func fileKind(m fs.FileMode) string {
-	switch t := m.Type(); {
-	case t == 0:
-		return "a regular file"
-	case t&fs.ModeDir != 0:
-		return "a directory"
-	case t&fs.ModeSymlink != 0:
-		return "a symbolic link"
-	case t&fs.ModeNamedPipe != 0:
-		return "a named pipe (FIFO)"
-	case t&fs.ModeSocket != 0:
-		return "a socket"
-	case t&fs.ModeCharDevice != 0:
-		return "a character device"
-	case t&fs.ModeDevice != 0:
-		return "a block device"
-	}
-	return "not a regular file"
 }

@@ -189,7 +189,7 @@ func Open(opts Options) (*Writer, error) {
 		// Before resume writes there (it trims torn tails). rotate.New
 		// checks it again, after creating it if it is missing.
 		if err := rotate.CheckDir(ro.Dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, unsafeDirError(ro.Dir, err)
+			return nil, rotate.UnsafeDirError("chain", err)
 		}
 	}
 	var ks KeyState
@@ -285,30 +285,13 @@ func Open(opts Options) (*Writer, error) {
 	return w, nil
 }
 
-// unsafeDirError returns err, rotate.CheckDir's error for the audit
-// directory dir, with what else the caller can do, as rotate.New says it.
-// For a directory shared by design (/tmp, a system directory) rotate
-// already advises a subdirectory (mkdir -m 0700 DIR/audit): naming one that
-// does not exist yet is that advice, not another, and is said so.
-func unsafeDirError(dir string, err error) error {
-	switch {
-	case errors.Is(err, rotate.ErrUnsafeParent):
-		return fmt.Errorf("chain: %w; rotate.Options.AllowSharedDir accepts it as it is", err)
-	case errors.Is(err, rotate.ErrUnsafeDir) && strings.Contains(err.Error(), "(mkdir -m 0700 "):
-		return fmt.Errorf("chain: %w, or just name it as the directory: one that does not exist yet is created 0700; rotate.Options.AllowSharedDir accepts %s as it is", err, dir)
-	case errors.Is(err, rotate.ErrUnsafeDir):
-		return fmt.Errorf("chain: %w; or name a directory that does not exist yet (it is created 0700); rotate.Options.AllowSharedDir accepts it as it is", err)
-	}
-	return fmt.Errorf("chain: %w", err)
-}
-
 // checkKeyFile checks the key file a Writer is to evolve, and its
 // directory, where the Writer creates path.tmp and renames it over path:
 // see Options.KeyFile.
 func checkKeyFile(path string, allowSharedDir bool) error {
 	dir := filepath.Dir(path)
 	if !allowSharedDir {
-		if err := rotate.CheckDir(dir); errors.Is(err, rotate.ErrUnsafeDir) && strings.Contains(err.Error(), "(mkdir -m 0700 ") {
+		if err := rotate.CheckDir(dir); rotate.IsSharedDir(err) {
 			// Shared by design: rotate advises a subdirectory already.
 			return fmt.Errorf("chain: key file directory: %w, and keep the key file there; chain.Options.AllowSharedKeyDir accepts %s as it is", err, dir)
 		} else if errors.Is(err, rotate.ErrUnsafeDir) {

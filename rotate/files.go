@@ -231,7 +231,7 @@ func (w *Writer) gzip(zw *gzip.Writer, path string) *gzip.Writer {
 		if fi, err := in.Stat(); err != nil {
 			return err
 		} else if !fi.Mode().IsRegular() {
-			return fmt.Errorf("not a regular file: %s", fileKind(fi.Mode()))
+			return fmt.Errorf("not a regular file: %s", FileKind(fi.Mode()))
 		}
 		// Never O_TRUNC: whoever may create entries in the directory could
 		// have put a symbolic link at this name, and the truncation and the

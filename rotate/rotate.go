@@ -413,7 +413,7 @@ func New(opts Options) (*Writer, error) {
 	if !opts.AllowSharedDir {
 		// Before MkdirAll creates anything there.
 		if err := checkParents(opts.Dir); err != nil {
-			return nil, unsafeDirError("rotate", err)
+			return nil, UnsafeDirError("rotate", err)
 		}
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
@@ -421,7 +421,7 @@ func New(opts Options) (*Writer, error) {
 	}
 	if !opts.AllowSharedDir {
 		if err := CheckDir(opts.Dir); err != nil {
-			return nil, unsafeDirError("rotate", err)
+			return nil, UnsafeDirError("rotate", err)
 		}
 	}
 	files, tmps, err := scan(opts.Dir, opts.Prefix, opts.Ext)

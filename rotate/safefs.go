@@ -62,9 +62,10 @@ func CheckDir(dir string) error {
 	return checkParents(dir)
 }
 
-// UnsafeDirError returns err, an error of CheckDir for Options.Dir, with
-// pkg's prefix and what else the caller can do.
-func unsafeDirError(pkg string, err error) error {
+// UnsafeDirError returns err, an error of CheckDir for the directory
+// files are to be written in (Options.Dir), with pkg's prefix and what else
+// the caller can do; chain says it as rotate does.
+func UnsafeDirError(pkg string, err error) error {
 	var shared *sharedDirError
 	switch {
 	case errors.As(err, &shared):
@@ -75,6 +76,14 @@ func unsafeDirError(pkg string, err error) error {
 		return fmt.Errorf("%s: %w; or name a directory that does not exist yet (it is created 0700); rotate.Options.AllowSharedDir accepts it as it is", pkg, err)
 	}
 	return fmt.Errorf("%s: %w", pkg, err)
+}
+
+// IsSharedDir reports whether err is CheckDir's error for a directory that
+// others use as it is (/tmp, or another sticky or system directory), whose
+// fix is a subdirectory, not a chmod or chown.
+func IsSharedDir(err error) bool {
+	var shared *sharedDirError
+	return errors.As(err, &shared)
 }
 
 // sharedDirError is CheckDir's error for a directory that others use as it
@@ -88,10 +97,10 @@ type sharedDirError struct {
 func (e *sharedDirError) Error() string { return e.err.Error() }
 func (e *sharedDirError) Unwrap() error { return e.err }
 
-// fileKind names the type of a file of mode m for a message: "a directory",
-// "a symbolic link", and so on (fs.FileMode's String shows a directory as
-// "d---------" once its permission bits are masked off).
-func fileKind(m fs.FileMode) string {
+// FileKind names the type of a file of mode m for a message: "a
+// directory", "a symbolic link", and so on (fs.FileMode's String shows a
+// directory as "d---------" once its permission bits are masked off).
+func FileKind(m fs.FileMode) string {
 	switch t := m.Type(); {
 	case t == 0:
 		return "a regular file"
