@@ -36,19 +36,6 @@ func keygenFiles(t *testing.T) (file string) {
 	return file
 }
 
-func errorSays(t *testing.T, what string, err error, wants ...string) {
-	t.Helper()
-	if err == nil {
-		t.Errorf("%s: no error", what)
-		return
-	}
-	for _, w := range wants {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("%s: error %q does not say %q", what, err, w)
-		}
-	}
-}
-
 // A key file that holds another of keygen's keys is named as what it is,
 // before its mode is checked (the verifier key is 0644 by design: "chmod
 // 600" would not help), and says where the key wanted is.
@@ -56,7 +43,7 @@ func TestReadKeyFileNamesOtherKeys(t *testing.T) {
 	file := keygenFiles(t)
 	pub, signer := file+".pub", file+".signer"
 	_, err := ReadKeyFile(pub)
-	errorSays(t, "the verifier key as key file", err, "key file "+pub+" is the checkpoint verifier key test-signer+", "not a MAC key", "K(0)", "next to it: "+file+".initial, "+file)
+	assertErrorSays(t, "the verifier key as key file", err, "key file "+pub+" is the checkpoint verifier key test-signer+", "not a MAC key", "K(0)", "next to it: "+file+".initial, "+file)
 	if err != nil && strings.Contains(err.Error(), "chmod") {
 		t.Errorf("the verifier key as key file: %v advises a chmod", err)
 	}
@@ -64,18 +51,18 @@ func TestReadKeyFileNamesOtherKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = ReadKeyFile(pub)
-	errorSays(t, "the verifier key (0600) as key file", err, pub, "checkpoint verifier key", "not a MAC key")
+	assertErrorSays(t, "the verifier key (0600) as key file", err, pub, "checkpoint verifier key", "not a MAC key")
 	_, err = ReadKeyState(signer)
-	errorSays(t, "the signer as key file", err, "key file "+signer+" is the checkpoint signer key", "not a MAC key", "next to it: "+file+".initial, "+file)
+	assertErrorSays(t, "the signer as key file", err, "key file "+signer+" is the checkpoint signer key", "not a MAC key", "next to it: "+file+".initial, "+file)
 
 	_, err = ReadSignerFile(pub)
-	errorSays(t, "the verifier key as signer", err, "signer key "+pub+" is the checkpoint verifier key", "that is FILE.signer; next to it: "+signer)
+	assertErrorSays(t, "the verifier key as signer", err, "signer key "+pub+" is the checkpoint verifier key", "that is FILE.signer; next to it: "+signer)
 	_, err = ReadSignerFile(file)
-	errorSays(t, "the MAC key as signer", err, "signer key "+file+" is a MAC key", "next to it: "+signer)
+	assertErrorSays(t, "the MAC key as signer", err, "signer key "+file+" is a MAC key", "next to it: "+signer)
 	_, err = ReadVerifierFile(signer)
-	errorSays(t, "the signer as verifier key", err, "verifier key "+signer+" is the checkpoint signer key", "that is FILE.pub; next to it: "+pub)
+	assertErrorSays(t, "the signer as verifier key", err, "verifier key "+signer+" is the checkpoint signer key", "that is FILE.pub; next to it: "+pub)
 	_, err = ReadVerifierFile(file + ".initial")
-	errorSays(t, "K(0) as verifier key", err, "verifier key "+file+".initial is a MAC key", "next to it: "+pub)
+	assertErrorSays(t, "K(0) as verifier key", err, "verifier key "+file+".initial is a MAC key", "next to it: "+pub)
 
 	// The right files still read.
 	if _, err := ReadKeyFile(file + ".initial"); err != nil {
@@ -93,7 +80,7 @@ func TestReadKeyFileNamesOtherKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = ReadKeyFile(other)
-	errorSays(t, "a 0644 MAC key", err, other, "chmod 600")
+	assertErrorSays(t, "a 0644 MAC key", err, other, "chmod 600")
 }
 
 // Every key-format error names the file.
@@ -110,12 +97,12 @@ func TestKeyFormatErrorsNameTheFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := ReadKeyFile(path)
-		errorSays(t, name, err, "chain: key file "+path+": ")
+		assertErrorSays(t, name, err, "chain: key file "+path+": ")
 	}
 	_, err := ReadKeyFile(filepath.Join(dir, "short"))
-	errorSays(t, "short", err, "must hold 64 hex digits", "it holds 7 bytes")
+	assertErrorSays(t, "short", err, "must hold 64 hex digits", "it holds 7 bytes")
 	_, err = ReadKeyFile(dir)
-	errorSays(t, "a directory", err, dir+" is not a regular file: it is a directory")
+	assertErrorSays(t, "a directory", err, dir+" is not a regular file: it is a directory")
 }
 
 // Open with a key file that is not there says how to create one; with the
@@ -129,7 +116,7 @@ func TestOpenKeyFileMixUps(t *testing.T) {
 		return err
 	}
 	missing := filepath.Join(t.TempDir(), "audit.key")
-	errorSays(t, "missing key file", open(missing), missing, "no such file", "create one with auditctl keygen -o "+missing)
+	assertErrorSays(t, "missing key file", open(missing), missing, "no such file", "create one with auditctl keygen -o "+missing)
 	file := keygenFiles(t)
-	errorSays(t, "the verifier key as key file", open(file+".pub"), file+".pub is the checkpoint verifier key", "not a MAC key", "next to it:")
+	assertErrorSays(t, "the verifier key as key file", open(file+".pub"), file+".pub is the checkpoint verifier key", "not a MAC key", "next to it:")
 }

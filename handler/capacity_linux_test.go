@@ -26,21 +26,7 @@ import (
 // while the loggers are still logging, and the trail verifies. Needs root
 // (mount): skipped without it, except under CI=true. Run it with -race.
 func TestCapacityTmpfsConcurrent(t *testing.T) {
-	mnt := filepath.Join(t.TempDir(), "fs")
-	if err := os.Mkdir(mnt, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "mode=0700,size=64m"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mount tmpfs: %v (under CI=true the tests run as root)", err)
-		}
-		t.Skipf("mount tmpfs: %v (needs root)", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(mnt, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-	})
+	mnt := mountTmpfs(t, "64m")
 	dir := filepath.Join(mnt, "audit")
 	var alerts alertLog
 	sink := &capacitySink{}
@@ -165,21 +151,7 @@ func (s *capacitySink) Audit(body []byte, _ chain.Position) {
 // audit_outage record, which alerts too, and the trail verifies. Needs
 // root (mount): skipped without it, except under CI=true.
 func TestWriteFailingTmpfs(t *testing.T) {
-	mnt := filepath.Join(t.TempDir(), "fs")
-	if err := os.Mkdir(mnt, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "mode=0700,size=8m"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mount tmpfs: %v (under CI=true the tests run as root)", err)
-		}
-		t.Skipf("mount tmpfs: %v (needs root)", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(mnt, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-	})
+	mnt := mountTmpfs(t, "8m")
 	dir := filepath.Join(mnt, "audit")
 	var alerts alertLog
 	h, err := New(Options{Dir: dir, Key: testKey, App: slog.DiscardHandler,
@@ -251,4 +223,27 @@ func TestWriteFailingTmpfs(t *testing.T) {
 	if rep, err := chain.Verify(dir, chain.VerifyOptions{Key: testKey}); err != nil || !rep.Intact {
 		t.Fatalf("verify: %v", err)
 	}
+}
+
+// mountTmpfs mounts a tmpfs of size (mount's size=, e.g. "8m") for the
+// test and returns its mount point. Needs root: skipped without it, except
+// under CI=true, where the tests run as root.
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	mnt := filepath.Join(t.TempDir(), "fs")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "mode=0700,size="+size); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mount tmpfs: %v (under CI=true the tests run as root)", err)
+		}
+		t.Skipf("mount tmpfs: %v (needs root)", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(mnt, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+	})
+	return mnt
 }

@@ -62,10 +62,11 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func capacityRecords(recs []map[string]any) []map[string]any {
+// eventRecords returns the records of recs whose event is event.
+func eventRecords(recs []map[string]any, event string) []map[string]any {
 	var out []map[string]any
 	for _, r := range recs {
-		if r[EventKey] == AuditCapacity {
+		if r[EventKey] == event {
 			out = append(out, r)
 		}
 	}
@@ -107,7 +108,7 @@ func TestCapacityRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	recs := capacityRecords(f.records(t))
+	recs := eventRecords(f.records(t), AuditCapacity)
 	if len(recs) != 1 {
 		t.Fatalf("%d audit_capacity records, want 1: %v", len(recs), recs)
 	}
@@ -157,7 +158,7 @@ func TestCapacityOffAndUserCallback(t *testing.T) {
 	f := newFixture(t, Options{Rotate: rotate.Options{LowSpace: -1, OnLowSpace: func(rotate.Space) { t.Error("OnLowSpace called with LowSpace -1") }}})
 	Logger(slog.New(f.h)).Info("x")
 	f.h.Close()
-	if recs := capacityRecords(f.records(t)); len(recs) != 0 {
+	if recs := eventRecords(f.records(t), AuditCapacity); len(recs) != 0 {
 		t.Fatalf("audit_capacity records with LowSpace -1: %v", recs)
 	}
 

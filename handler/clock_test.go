@@ -51,16 +51,6 @@ func (c *fakeClock) checked(t *testing.T) {
 	waitUntil(t, "a clock check", func() bool { return c.reads.Load() >= n+2 })
 }
 
-func clockRecords(recs []map[string]any) []map[string]any {
-	var out []map[string]any
-	for _, r := range recs {
-		if r[EventKey] == ClockStep {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 // A wall clock stepped back an hour is put on record at the next check, as
 // a WARN clock_step record with the step and the wall times before and
 // after it (the record's time is after), and the default rule clock_step
@@ -79,14 +69,14 @@ func TestClockStep(t *testing.T) {
 	clock.checked(t)
 	clock.step(900 * time.Millisecond) // within the default threshold of 1 s
 	clock.checked(t)
-	if recs := clockRecords(f.records(t)); len(recs) != 0 {
+	if recs := eventRecords(f.records(t), ClockStep); len(recs) != 0 {
 		t.Fatalf("clock_step records without a step beyond the threshold: %v", recs)
 	}
 	clock.advance(5 * time.Second)
 	clock.step(-time.Hour)
 	clock.checked(t)
 	clock.checked(t)
-	recs := clockRecords(f.records(t))
+	recs := eventRecords(f.records(t), ClockStep)
 	if len(recs) != 1 {
 		t.Fatalf("%d clock_step records after one step, want 1: %v", len(recs), recs)
 	}
@@ -116,7 +106,7 @@ func TestClockStep(t *testing.T) {
 	if err := f.h.Close(); err != nil {
 		t.Fatal(err)
 	}
-	recs = clockRecords(f.records(t))
+	recs = eventRecords(f.records(t), ClockStep)
 	if len(recs) != 2 || recs[1][ReasonKey] != "forward" || recs[1]["step"] != float64(3*time.Second) {
 		t.Fatalf("clock_step records after a second step: %v", recs)
 	}
@@ -137,7 +127,7 @@ func TestClockCheckOptions(t *testing.T) {
 	clock.step(200 * time.Millisecond)
 	clock.checked(t)
 	f.h.Close()
-	if recs := clockRecords(f.records(t)); len(recs) != 1 {
+	if recs := eventRecords(f.records(t), ClockStep); len(recs) != 1 {
 		t.Errorf("%d clock_step records for a 200 ms step over a 100 ms threshold, want 1", len(recs))
 	}
 
@@ -158,7 +148,7 @@ func TestClockCheckOptions(t *testing.T) {
 	f = newFixture(t, Options{Clock: ClockCheck{Interval: time.Millisecond}})
 	time.Sleep(200 * time.Millisecond)
 	f.h.Close()
-	if recs := clockRecords(f.records(t)); len(recs) != 0 {
+	if recs := eventRecords(f.records(t), ClockStep); len(recs) != 0 {
 		t.Errorf("clock_step records from the real clocks: %v", recs)
 	}
 }

@@ -183,33 +183,8 @@ func TestVerifyUsageErrors(t *testing.T) {
 // offline, the key file evolving, checkpoints signed, and a rollback found
 // with the checkpoint the auditor kept.
 func TestVerifyCheckpointsAndRollback(t *testing.T) {
+	keyFile, k0, dir, old := signedTrail(t)
 	tmp := t.TempDir()
-	keyFile, dir := filepath.Join(tmp, "audit.key"), filepath.Join(tmp, "audit")
-	if code, out, errs := runCmd("keygen", "-o", keyFile, "--name", "test"); code != 0 || !strings.Contains(out, "offline") {
-		t.Fatalf("keygen: %d %q %q", code, out, errs)
-	}
-	k0 := filepath.Join(tmp, "k0-offline")
-	data, _ := os.ReadFile(keyFile)
-	os.WriteFile(k0, data, 0o600)
-	signer, err := chain.ReadSignerFile(keyFile + ".signer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	session := func() {
-		w, err := chain.Open(chain.Options{KeyFile: keyFile, Rotate: rotate.Options{Dir: dir}, Checkpoints: chain.CheckpointOptions{Signer: signer, Every: 4}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range 10 {
-			w.Append(fmt.Appendf(nil, `"msg":"r%d"`, i), nil)
-		}
-		w.Close()
-	}
-	session()
-	old := filepath.Join(tmp, "old")
-	os.Mkdir(old, 0o700)
-	copyFiles(t, dir, old)
-	session()
 	args := []string{"verify", "--key-file", k0, "--checkpoint-key", keyFile + ".pub", dir}
 	if code, out, errs := runCmd(args...); code != 0 || !strings.Contains(out, "signatures verified") {
 		t.Fatalf("verify: %d\n%s%s", code, out, errs)

@@ -72,8 +72,8 @@ func signedTrail(t *testing.T) (keyFile, k0, dir, old string) {
 	t.Helper()
 	tmp := t.TempDir()
 	keyFile, dir = filepath.Join(tmp, "audit.key"), filepath.Join(tmp, "audit")
-	if code, _, errs := runCmd("keygen", "-o", keyFile, "--name", "test"); code != 0 {
-		t.Fatalf("keygen: %s", errs)
+	if code, out, errs := runCmd("keygen", "-o", keyFile, "--name", "test"); code != 0 || !strings.Contains(out, "offline") {
+		t.Fatalf("keygen: %d %q %q", code, out, errs)
 	}
 	k0 = keyFile + ".initial"
 	data, _ := os.ReadFile(keyFile)
