@@ -39,24 +39,6 @@ func (fs *switchFS) open(name string, flag int, perm os.FileMode) (rotate.File, 
 	return switchFile{f, fs}, nil
 }
 
-// fakeNow is a settable clock for AlertOptions.Now.
-type fakeNow struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeNow) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeNow) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // While the audit files cannot be written, the default rule
 // audit_write_failing alerts at the first failed write, through OnAlert
 // (Alert.Err says its own record was not written either) and the app
@@ -68,11 +50,11 @@ func (c *fakeNow) add(d time.Duration) {
 func TestWriteFailingAlerts(t *testing.T) {
 	fs := &switchFS{}
 	var alerts alertLog
-	clock := &fakeNow{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	clock := newClock()
 	var nerr atomic.Int64
 	f := newFixture(t, Options{
 		Rotate:  rotate.Options{OpenFile: fs.open, LowSpace: -1},
-		Alerts:  &AlertOptions{OnAlert: alerts.on, Now: clock.now},
+		Alerts:  &AlertOptions{OnAlert: alerts.on, Now: clock.Now},
 		OnError: func(error) { nerr.Add(1) },
 	})
 	l := Logger(slog.New(f.h))
@@ -97,7 +79,7 @@ func TestWriteFailingAlerts(t *testing.T) {
 	if n := len(alerts.rule("audit_outage")); n != 0 {
 		t.Errorf("%d audit_outage alerts before anything could be written", n)
 	}
-	clock.add(61 * time.Minute) // past the cooldown, still failing
+	clock.at(61 * time.Minute) // past the cooldown, still failing
 	Log(ctx, l, ev)
 	a = alerts.rule("audit_write_failing")
 	if len(a) != 2 || a[1].Err == nil || a[1].Suppressed != 4 {
