@@ -8,7 +8,7 @@ import (
 )
 
 // ClockCheck configures the handler's watch on the wall clock (PCI DSS
-// 10.4, ISO 27001 A.8.17). An audit record carries the time slog gave it
+// 10.6, ISO 27001 A.8.17). An audit record carries the time slog gave it
 // (the caller's time.Now), which follows the wall clock wherever it is
 // set: a clock stepped back an hour writes records an hour earlier than
 // the ones before them, and neither the chain nor verify compares times.

@@ -25,7 +25,8 @@ var ErrUnsafeParent = errors.New("unsafe parent directory")
 // do: chmod or chown a directory of the user's; but for one shared by
 // design (sticky and writable by others or a group, as /tmp, /var/tmp and
 // /dev/shm are, or a system directory such as /var/log) use a subdirectory
-// of it, created 0700, and leave it as it is. Errors of os.Stat, such as
+// of it, created 0700 (by root, owned by the user, for a system
+// directory the user cannot write), and leave it as it is. Errors of os.Stat, such as
 // one wrapping fs.ErrNotExist, are returned as they are. A symbolic link
 // to a directory is followed: the directory is checked, not the link.
 //
@@ -68,8 +69,10 @@ func CheckDir(dir string) error {
 func UnsafeDirError(pkg string, err error) error {
 	var shared *sharedDirError
 	switch {
-	case errors.As(err, &shared):
+	case errors.As(err, &shared) && shared.sticky:
 		return fmt.Errorf("%s: %w, or just name it as the directory: one that does not exist yet is created 0700; rotate.Options.AllowSharedDir accepts %s as it is", pkg, err, shared.dir)
+	case errors.As(err, &shared):
+		return fmt.Errorf("%s: %w; rotate.Options.AllowSharedDir accepts %s as it is", pkg, err, shared.dir)
 	case errors.Is(err, ErrUnsafeParent):
 		return fmt.Errorf("%s: %w; rotate.Options.AllowSharedDir accepts it as it is", pkg, err)
 	case errors.Is(err, ErrUnsafeDir):
@@ -90,8 +93,9 @@ func IsSharedDir(err error) bool {
 // is (/tmp, or another sticky or system directory): the fix is a
 // subdirectory, not a chmod or chown.
 type sharedDirError struct {
-	dir string
-	err error
+	dir    string
+	sticky bool // others may create entries: the user can make the subdirectory itself
+	err    error
 }
 
 func (e *sharedDirError) Error() string { return e.err.Error() }

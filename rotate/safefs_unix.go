@@ -44,17 +44,18 @@ func checkDirOwner(dir string, fi fs.FileInfo) error {
 	}
 	// A directory shared by design (/tmp) is not to be chown'ed or
 	// chmod'ed: its other users need it as it is.
-	shared := ""
+	sub := filepath.Join(dir, "audit")
+	shared, create, sticky := "", "", false
 	switch {
 	case who != "" && fi.Mode()&fs.ModeSticky != 0:
-		shared = "shared by design (sticky, as /tmp is)"
+		shared, create, sticky = "shared by design (sticky, as /tmp is)", "mkdir -m 0700 "+sub, true
 	case systemDir(dir):
-		shared = "a system directory"
+		// Not this user's, so it cannot create the subdirectory itself.
+		shared, create = "a system directory", fmt.Sprintf("as root: install -d -m 0700 -o %d %s", os.Geteuid(), sub)
 	}
 	if shared != "" {
-		sub := filepath.Join(dir, "audit")
-		return &sharedDirError{dir, fmt.Errorf("%w %s: it is %s: whoever may create entries in it can put symbolic links where files are written, and remove or replace them; it is %s, so leave its owner and mode as they are: use a subdirectory of it that only this user may write (mkdir -m 0700 %s)",
-			ErrUnsafeDir, dir, strings.Join(what, " and "), shared, sub)}
+		return &sharedDirError{dir, sticky, fmt.Errorf("%w %s: it is %s: whoever may create entries in it can put symbolic links where files are written, and remove or replace them; it is %s, so leave its owner and mode as they are: use a subdirectory of it that only this user may write (%s)",
+			ErrUnsafeDir, dir, strings.Join(what, " and "), shared, create)}
 	}
 	return fmt.Errorf("%w %s: it is %s: whoever may create entries in it can put symbolic links where files are written, and remove or replace them; %s",
 		ErrUnsafeDir, dir, strings.Join(what, " and "), strings.Join(fix, ", then "))
