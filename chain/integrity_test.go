@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/slogaudit/slogaudit/internal/testfs"
 	"github.com/slogaudit/slogaudit/rotate"
 )
 
@@ -432,18 +433,7 @@ func TestTamperMatrix(t *testing.T) {
 
 func copyDir(t *testing.T, from, to string) {
 	t.Helper()
-	os.MkdirAll(to, 0o700)
-	ents, err := os.ReadDir(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		data, err := os.ReadFile(filepath.Join(from, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(to, e.Name()), data, 0o600)
-	}
+	testfs.CopyFiles(t, from, to, nil)
 }
 
 // Without the trusted checkpoint, truncating the chain together with its

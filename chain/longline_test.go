@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/slogaudit/slogaudit/internal/testfs"
 	"github.com/slogaudit/slogaudit/rotate"
 )
 
@@ -71,24 +72,7 @@ func compareStreamed(t *testing.T, dir string, key []byte, limit, head int) (rep
 func copyDirWith(t *testing.T, src, name string, data []byte) string {
 	t.Helper()
 	dst := t.TempDir()
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if e.IsDir() {
-			continue
-		}
-		b := data
-		if e.Name() != name {
-			if b, err = os.ReadFile(filepath.Join(src, e.Name())); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testfs.CopyFiles(t, src, dst, map[string][]byte{name: data})
 	return dst
 }
 

@@ -125,20 +125,12 @@ func TestNewestFileClosedForRotation(t *testing.T) {
 		// with Close, notes and all, ends as an honest trail ends; only a
 		// trusted checkpoint kept off the host shows the cut.
 		{"last session and its notes deleted", func(t *testing.T, s setup) []byte {
-			i := lastCleanClose(t, s.fs)
-			for _, p := range s.fs[i+1:] {
-				os.Remove(p)
-			}
-			cutNotes(t, s.f.dir, lastSeqOf(t, s.fs[i]))
+			cutLastSession(t, s.f.dir, s.fs)
 			return nil
 		}, 0, true, false},
 		{"last session and its notes deleted, a trusted checkpoint kept", func(t *testing.T, s setup) []byte {
 			trusted := lastNote(t, s.f.dir)
-			i := lastCleanClose(t, s.fs)
-			for _, p := range s.fs[i+1:] {
-				os.Remove(p)
-			}
-			cutNotes(t, s.f.dir, lastSeqOf(t, s.fs[i]))
+			cutLastSession(t, s.f.dir, s.fs)
 			return trusted
 		}, 0, false, false},
 	}
@@ -322,4 +314,15 @@ func TestRotationDuringVerify(t *testing.T) {
 	if p := successorFinding(rep); p != nil || !rep.Intact {
 		t.Errorf("a rotation during Verify reported as a cut:\n%s", reportText(rep))
 	}
+}
+
+// cutLastSession removes the files of dir (fs, in chain order) after the
+// last one a writer ended with Close, and the notes past its last seq.
+func cutLastSession(t *testing.T, dir string, fs []string) {
+	t.Helper()
+	i := lastCleanClose(t, fs)
+	for _, p := range fs[i+1:] {
+		os.Remove(p)
+	}
+	cutNotes(t, dir, lastSeqOf(t, fs[i]))
 }

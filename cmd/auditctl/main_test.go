@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/slogaudit/slogaudit/chain"
+	"github.com/slogaudit/slogaudit/internal/testfs"
 	"github.com/slogaudit/slogaudit/rotate"
 )
 
@@ -206,14 +207,7 @@ func TestVerifyCheckpointsAndRollback(t *testing.T) {
 
 func copyFiles(t *testing.T, from, to string) {
 	t.Helper()
-	ents, _ := os.ReadDir(from)
-	for _, e := range ents {
-		data, err := os.ReadFile(filepath.Join(from, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(to, e.Name()), data, 0o600)
-	}
+	testfs.CopyFiles(t, from, to, nil)
 }
 
 // Without K(0), a forward-secure trail's events are verified by the digests
