@@ -110,7 +110,9 @@ type Pattern struct {
 }
 
 // A Redactor removes secrets from slog attributes and text. It is safe for
-// concurrent use.
+// concurrent use. It remembers which string literals of the program (keys,
+// messages, constant values) it found clean, in 4 KiB of its own, so that
+// they are checked once: make one per configuration, not one per record.
 type Redactor struct {
 	mode     Mode
 	fpKey    []byte
@@ -118,6 +120,7 @@ type Redactor struct {
 	patterns []userPattern
 	maxDepth int
 	minText  int // shorter text cannot hold a secret
+	lits     literals
 
 	types sync.Map  // reflect.Type -> *typeInfo
 	macs  sync.Pool // hash.Hash, HMAC-SHA-256 keyed with fpKey
@@ -134,6 +137,7 @@ type userPattern struct {
 // without a literal or regexp, ...).
 func New(opts Options) (*Redactor, error) {
 	r := &Redactor{mode: opts.Mode, maxDepth: opts.MaxDepth}
+	r.lits.init()
 	switch opts.Mode {
 	case Replace:
 	case Fingerprint:

@@ -98,11 +98,20 @@ func (r *Redactor) text(s string) (string, int) {
 	if len(s) < r.minText {
 		return s, 0
 	}
-	i := next(s, 0)
-	if i == len(s) && len(r.patterns) == 0 {
+	e := r.lits.entry(s, litText)
+	if r.lits.clean(e) {
 		return s, 0
 	}
-	return r.textFrom(s, i)
+	i := next(s, 0)
+	if i == len(s) && len(r.patterns) == 0 {
+		r.lits.keep(e)
+		return s, 0
+	}
+	out, n := r.textFrom(s, i)
+	if n == 0 {
+		r.lits.keep(e)
+	}
+	return out, n
 }
 
 // next returns the index of the first trigger at or after i whose
@@ -240,11 +249,16 @@ func (r *Redactor) hasSecret(s string) bool {
 	if len(s) < r.minText {
 		return false
 	}
-	i := next(s, 0)
-	if i == len(s) && len(r.patterns) == 0 {
+	e := r.lits.entry(s, litText)
+	if r.lits.clean(e) {
 		return false
 	}
-	return r.hasSecretFrom(s, i)
+	i := next(s, 0)
+	if i == len(s) && len(r.patterns) == 0 || !r.hasSecretFrom(s, i) {
+		r.lits.keep(e)
+		return false
+	}
+	return true
 }
 
 func (r *Redactor) hasSecretFrom(s string, i int) bool {

@@ -96,9 +96,9 @@ func (r *Redactor) cleanAttr(a slog.Attr, depth int) bool {
 	var secret bool
 	if k := a.Key; len(k) >= 4 && letters4(tail4(k)|0x20) {
 		i := end4(tail4(k) & 0x1f1f1f1f)
-		secret = r.keys.ends4[i/64]&(1<<(i%64)) != 0 && r.keys.secretRest(k)
+		secret = r.keys.ends4[i/64]&(1<<(i%64)) != 0 && r.secretKeyRest(k)
 	} else {
-		secret = !r.keys.ruledOut3(k) && r.keys.secretRest(k)
+		secret = !r.keys.ruledOut3(k) && r.secretKeyRest(k)
 	}
 	if secret {
 		return !needsSecret(a.Value)
@@ -110,8 +110,16 @@ func (r *Redactor) cleanAttr(a slog.Attr, depth int) bool {
 		if len(s) < r.minText {
 			return true
 		}
+		e := r.lits.entry(s, litText)
+		if r.lits.clean(e) {
+			return true
+		}
 		i := next(s, 0)
-		return i == len(s) && len(r.patterns) == 0 || !r.hasSecretFrom(s, i)
+		if i == len(s) && len(r.patterns) == 0 || !r.hasSecretFrom(s, i) {
+			r.lits.keep(e)
+			return true
+		}
+		return false
 	case slog.KindGroup:
 		g := a.Value.Group()
 		return len(g) == 0 || depth < r.maxDepth && r.clean(g, depth+1)
@@ -121,6 +129,19 @@ func (r *Redactor) cleanAttr(a slog.Attr, depth int) bool {
 		return !r.needsAny(a.Value, depth)
 	}
 	return true // numbers, bools, durations, times
+}
+
+// secretKeyRest is keys.secretRest, remembered for literal keys.
+func (r *Redactor) secretKeyRest(k string) bool {
+	e := r.lits.entry(k, litKey)
+	if r.lits.clean(e) {
+		return false
+	}
+	if r.keys.secretRest(k) {
+		return true
+	}
+	r.lits.keep(e)
+	return false
 }
 
 func needsSecret(v slog.Value) bool {
