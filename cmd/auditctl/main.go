@@ -17,9 +17,13 @@
 // for usage and I/O errors, a wrong key included: a --key-file or
 // --checkpoint-key that is not the trail's (WRONG_KEY, with nothing else
 // found; stderr names the key the trail needs).
+//
+// -h or --help, of auditctl or of a command, prints the usage on stdout and
+// exits 0; a flag error prints it on stderr and exits 2.
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -64,10 +68,11 @@ const verifyUsage = `  auditctl verify [--key-file K0] [--checkpoint-key FILE.pu
 var usage = "usage:\n" + keygenUsage + verifyUsage + queryUsage + tailUsage + fingerprintUsage
 
 // setUsage makes fs print the synopsis of its command and its flags, as
-// -h and a flag error do.
-func setUsage(fs *flag.FlagSet, synopsis string, stderr io.Writer) {
+// -h and a flag error do, to fs's output: stdout or stderr, as parse
+// decides.
+func setUsage(fs *flag.FlagSet, synopsis string) {
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage:\n%s\nflags:\n", synopsis)
+		fmt.Fprintf(fs.Output(), "usage:\n%s\nflags:\n", synopsis)
 		fs.PrintDefaults()
 	}
 }
@@ -88,7 +93,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return tailCmd(args[1:], stdout, stderr)
 	case "fingerprint":
 		return fingerprintCmd(args[1:], stdout, stderr)
-	case "help", "-h", "--help":
+	case "help", "-h", "-help", "--h", "--help": // the flag package's forms of -h
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
@@ -97,11 +102,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // parse parses flags that may come before or after the positional
-// arguments, and returns the positional ones.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
+// arguments, and returns the positional ones. What the flag package prints
+// goes to stdout when it answers -h or --help (flag.ErrHelp: the command
+// then exits 0, see parseExit), to fs's output (stderr) for a flag error.
+// It prints the usage before it returns the error that tells the two
+// apart, so the text is held until then.
+func parse(fs *flag.FlagSet, args []string, stdout io.Writer) (pos []string, err error) {
+	stderr := fs.Output()
+	var printed bytes.Buffer
+	fs.SetOutput(&printed)
+	defer func() {
+		fs.SetOutput(stderr)
+		to := stderr
+		if errors.Is(err, flag.ErrHelp) {
+			to = stdout
+		}
+		to.Write(printed.Bytes())
+	}()
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err = fs.Parse(args); err != nil {
 			return nil, err
 		}
 		if fs.NArg() == 0 {
@@ -112,6 +131,16 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// parseExit is the exit code for an error of parse: help that was asked
+// for and printed is a success, as for the flag package's ExitOnError;
+// any other flag error is a usage error.
+func parseExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitUsage
+}
+
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("auditctl "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -120,13 +149,13 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 
 func keygen(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keygen", stderr)
-	setUsage(fs, keygenUsage, stderr)
+	setUsage(fs, keygenUsage)
 	out := fs.String("o", "", "key `FILE` to create (must not exist); also writes FILE.signer and FILE.pub")
 	host, _ := os.Hostname()
 	name := fs.String("name", "slogaudit-"+host, "`SIGNER`: the checkpoint signer key's name, which its notes' signatures carry")
-	pos, err := parse(fs, args)
+	pos, err := parse(fs, args, stdout)
 	if err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	if *out == "" || len(pos) != 0 {
 		fmt.Fprint(stderr, "auditctl keygen: -o FILE is required\n")
@@ -201,14 +230,14 @@ func writeNew(path, text string, mode os.FileMode) error {
 
 func verify(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("verify", stderr)
-	setUsage(fs, verifyUsage, stderr)
+	setUsage(fs, verifyUsage)
 	keyFile := fs.String("key-file", "", "`FILE` holding the initial MAC key K(0), as keygen wrote it and kept offline (required for keyed audit files)")
 	ckptKey := fs.String("checkpoint-key", "", "`FILE` holding the checkpoint verifier key (keygen's FILE.pub): check the checkpoints' signatures")
 	trustedFile := fs.String("trusted-checkpoint", "", "`FILE` holding a signed checkpoint kept off the host: the note, a line of DIR/audit.checkpoints (tail -n 1) or a copy of that file (its newest note is taken); files behind it are ROLLBACK or TRUNCATED (needs --checkpoint-key)")
 	asJSON := fs.Bool("json", false, "print a machine-readable report")
-	pos, err := parse(fs, args)
+	pos, err := parse(fs, args, stdout)
 	if err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	if len(pos) != 1 {
 		fmt.Fprint(stderr, "auditctl verify: exactly one DIR is required\n")

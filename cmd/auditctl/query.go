@@ -41,15 +41,15 @@ var queryPageSize = query.MaxLimit
 // line longer than query.MaxLineBytes (that line is missing).
 func queryCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("query", stderr)
-	setUsage(fs, queryUsage, stderr)
+	setUsage(fs, queryUsage)
 	keyFile, ckptKey := keyFlags(fs)
 	filters, since, until := filterFlags(fs)
 	order := fs.String("order", "newest", "`ORDER`: newest or oldest first")
 	limit := fs.Int("limit", 0, "print at most `N` events (0: all)")
 	asJSON := fs.Bool("json", false, "print one JSON object per event and line")
-	pos, err := parse(fs, args)
+	pos, err := parse(fs, args, stdout)
 	if err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	fail := func(format string, args ...any) int {
 		fmt.Fprintf(stderr, "auditctl query: "+format+"\n", args...)

@@ -43,15 +43,15 @@ func tailCmd(args []string, stdout, stderr io.Writer) int {
 // I/O errors.
 func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("tail", stderr)
-	setUsage(fs, tailUsage, stderr)
+	setUsage(fs, tailUsage)
 	keyFile, ckptKey := keyFlags(fs)
 	filters, since, until := filterFlags(fs)
 	n := fs.Int("n", 10, "print the last `N` matching events first (0: only new ones)")
 	asJSON := fs.Bool("json", false, "print one JSON object per event and line")
 	poll := fs.Duration("poll", 250*time.Millisecond, "look for new records every `D`")
-	pos, err := parse(fs, args)
+	pos, err := parse(fs, args, stdout)
 	if err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	fail := func(format string, args ...any) int {
 		fmt.Fprintf(stderr, "auditctl tail: "+format+"\n", args...)
