@@ -35,6 +35,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/slogaudit/slogaudit/chain"
 )
 
@@ -301,15 +303,8 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	}
 	// A key that is not the trail's: said on stderr, in the flags' terms;
 	// a usage error unless something else was found.
-	for _, p := range rep.Chain {
-		if p.Class != chain.WrongKey {
-			continue
-		}
-		if rep.TrailKeyID != "" && strings.HasPrefix(p.Detail, "the trail is sealed") {
-			fmt.Fprintf(stderr, "auditctl verify: wrong key: the trail is sealed with key_id %s, the key given (--key-file %s) is key_id %s; --key-file takes the trail's initial key K(0)\n", rep.TrailKeyID, *keyFile, rep.KeyID)
-		} else if len(rep.CheckpointSigners) > 0 && strings.HasPrefix(p.Detail, "the checkpoints are signed") {
-			fmt.Fprintf(stderr, "auditctl verify: wrong checkpoint key: checkpoints are signed by %s, --checkpoint-key %s is %s; it takes the verifier key (FILE.pub) of their signer\n", strings.Join(rep.CheckpointSigners, ", "), *ckptKey, fmt.Sprintf("%s+%08x", opts.CheckpointKey.Name(), opts.CheckpointKey.KeyHash()))
-		}
+	for _, s := range wrongKeys(rep, *keyFile, *ckptKey, opts.CheckpointKey) {
+		fmt.Fprintf(stderr, "auditctl verify: %s\n", s)
 	}
 	switch {
 	case rep.WrongKeyOnly():
@@ -318,6 +313,26 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	return exitOK
+}
+
+// wrongKeys says what the WRONG_KEY findings of rep are in the terms of
+// the flags that gave the keys (keyFile, ckptKeyFile holding ckptKey): the
+// key the trail is sealed with (or its checkpoints signed by), the key
+// given, and that no event could be verified with it. verify, query and
+// tail say it in these words.
+func wrongKeys(rep *chain.Report, keyFile, ckptKeyFile string, ckptKey note.Verifier) []string {
+	var says []string
+	for _, p := range rep.Chain {
+		if p.Class != chain.WrongKey {
+			continue
+		}
+		if rep.TrailKeyID != "" && strings.HasPrefix(p.Detail, "the trail is sealed") {
+			says = append(says, fmt.Sprintf("wrong key: the trail is sealed with key_id %s, the key given (--key-file %s) is key_id %s: no event could be verified with it; --key-file takes the trail's initial key K(0)", rep.TrailKeyID, keyFile, rep.KeyID))
+		} else if len(rep.CheckpointSigners) > 0 && strings.HasPrefix(p.Detail, "the checkpoints are signed") {
+			says = append(says, fmt.Sprintf("wrong checkpoint key: checkpoints are signed by %s, --checkpoint-key %s is %s+%08x: no event could be verified with it; it takes the verifier key (FILE.pub) of their signer", strings.Join(rep.CheckpointSigners, ", "), ckptKeyFile, ckptKey.Name(), ckptKey.KeyHash()))
+		}
+	}
+	return says
 }
 
 // keyFileError returns err, an error reading the file of --key-file, with

@@ -39,8 +39,9 @@ func tailCmd(args []string, stdout, stderr io.Writer) int {
 // done. An event printed whose write the writer then rolled back (see
 // query.Reader.Follow) is followed by a line "RETRACTED  seq N  (file): …"
 // (with --json, {"retracted":[N,...],"file":"..."}), and then by the
-// record that took its seq. It exits 0 when stopped and 2 for usage and
-// I/O errors.
+// record that took its seq. At the first event that does not verify, a key
+// given that is not the trail's is said on stderr, as verify says it. It
+// exits 0 when stopped and 2 for usage and I/O errors.
 func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("tail", stderr)
 	setUsage(fs, tailUsage)
@@ -70,12 +71,13 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	r, err := openReader(pos[0], *keyFile, *ckptKey)
+	r, checkKeys, err := openReader(pos[0], *keyFile, *ckptKey)
 	if err != nil {
 		return fail("%v", err)
 	}
 
 	bw := bufio.NewWriter(stdout)
+	keysChecked := false
 	print := func(e query.Event) error {
 		if *asJSON {
 			b, err := json.Marshal(e)
@@ -86,7 +88,18 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		} else {
 			writeEventText(bw, e)
 		}
-		return bw.Flush()
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		// Once, at the first event that does not verify: a key given
+		// that is not the trail's, as verify says it.
+		if !e.Verified && !keysChecked {
+			keysChecked = true
+			for _, s := range checkKeys() {
+				fmt.Fprintf(stderr, "auditctl tail: %s\n", s)
+			}
+		}
+		return nil
 	}
 	// The last N up to the head, then everything after it: nothing twice,
 	// nothing missed in between.
