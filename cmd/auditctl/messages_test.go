@@ -333,3 +333,35 @@ func TestTailWrongKeyAtFirstNewEvent(t *testing.T) {
 		t.Errorf("tail says %q, lacks %q", errs, missing)
 	}
 }
+
+// chain's errors, as verify and query print them, say "chain: " once: a
+// chain error wrapped in another does not repeat it.
+func TestChainErrorsSayChainOnce(t *testing.T) {
+	keyFile, k0, dir, _ := signedTrail(t)
+	tmp := t.TempDir()
+	trusted := func(name, content string) []string {
+		path := filepath.Join(tmp, name)
+		os.WriteFile(path, []byte(content), 0o644)
+		return []string{"verify", "--key-file", k0, "--checkpoint-key", keyFile + ".pub", "--trusted-checkpoint", path, dir}
+	}
+	for _, args := range [][]string{
+		trusted("empty", "\n"),
+		trusted("text", "not a checkpoint\n"),
+		trusted("line", `{"seq":1,"epoch":0,"note":"hello\n\n— x\n"}`+"\n"),
+		{"verify", "--key-file", keyFile + ".pub", dir},
+		{"verify", "--key-file", k0, "--checkpoint-key", keyFile + ".signer", dir},
+		{"verify", "--key-file", filepath.Join(tmp, "missing"), dir},
+		{"verify", dir},
+		{"query", "--key-file", keyFile + ".signer", dir},
+	} {
+		code, _, errs := runCmd(args...)
+		if code != exitUsage || !strings.Contains(errs, "chain: ") {
+			t.Errorf("%q: exit %d, stderr %q: want exit 2 and chain's error", args, code, errs)
+		}
+		for _, line := range strings.Split(errs, "\n") {
+			if strings.Count(line, "chain: ") > 1 {
+				t.Errorf("%q: %q says \"chain: \" more than once", args, line)
+			}
+		}
+	}
+}
