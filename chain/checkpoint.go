@@ -461,7 +461,7 @@ func newestNote(data []byte) ([]byte, error) {
 		n := noteText([]byte(ce.Note))
 		c, err := parseUnverifiedNote(n)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", i+1, err)
+			return nil, fmt.Errorf("chain: line %d: %w", i+1, nestedError{err})
 		}
 		if best == nil || c.Seq > bestSeq {
 			best, bestSeq = n, c.Seq

@@ -257,7 +257,7 @@ func openTrusted(data []byte, key note.Verifier, prefix string) (Checkpoint, err
 	forms := fmt.Sprintf("give the signed note (the \"note\" member of a line of %[1]s: jq -r .note), a line of %[1]s (tail -n 1), or a copy of the whole file (its newest note is taken)", CheckpointsFileName(prefix))
 	msg, err := TrustedNote(data)
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("%w: %w; %s", ErrTrustedCheckpoint, err, forms)
+		return Checkpoint{}, fmt.Errorf("%w: %w; %s", ErrTrustedCheckpoint, nestedError{err}, forms)
 	}
 	c, err := OpenCheckpoint(msg, key)
 	var bad *note.InvalidSignatureError
@@ -267,11 +267,11 @@ func openTrusted(data []byte, key note.Verifier, prefix string) (Checkpoint, err
 	case names != nil:
 		return Checkpoint{}, fmt.Errorf("%w: it is signed by %s, not by the checkpoint key given (%s): give the verifier key of the signer that signed it", ErrTrustedCheckpoint, strings.Join(names, ", "), keyName(key))
 	case errors.As(err, &bad):
-		return Checkpoint{}, fmt.Errorf("%w: %w: its text was changed after it was signed, or its signature", ErrTrustedCheckpoint, err)
+		return Checkpoint{}, fmt.Errorf("%w: %w: its text was changed after it was signed, or its signature", ErrTrustedCheckpoint, nestedError{err})
 	case !bytes.Contains(msg, []byte("\n\n")) || strings.Contains(err.Error(), "malformed note"):
-		return Checkpoint{}, fmt.Errorf("%w: %w: not a signed note; %s", ErrTrustedCheckpoint, err, forms)
+		return Checkpoint{}, fmt.Errorf("%w: %w: not a signed note; %s", ErrTrustedCheckpoint, nestedError{err}, forms)
 	}
-	return Checkpoint{}, fmt.Errorf("%w: %w", ErrTrustedCheckpoint, err)
+	return Checkpoint{}, fmt.Errorf("%w: %w", ErrTrustedCheckpoint, nestedError{err})
 }
 
 // Errors that stop a verification before it can judge the files.

@@ -30,11 +30,11 @@ var stdin io.Reader = os.Stdin
 // from stdin keeps it out of the shell history.
 func fingerprintCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("fingerprint", stderr)
-	setUsage(fs, fingerprintUsage, stderr)
+	setUsage(fs, fingerprintUsage)
 	keyFile := fs.String("key-file", "", "the deployment's fingerprint key `FILE` (required)")
-	pos, err := parse(fs, args)
+	pos, err := parse(fs, args, stdout)
 	if err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	if *keyFile == "" || len(pos) > 1 {
 		fs.Usage()

@@ -17,9 +17,13 @@
 // for usage and I/O errors, a wrong key included: a --key-file or
 // --checkpoint-key that is not the trail's (WRONG_KEY, with nothing else
 // found; stderr names the key the trail needs).
+//
+// -h or --help, of auditctl or of a command, prints the usage on stdout and
+// exits 0; a flag error prints it on stderr and exits 2.
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -30,6 +34,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/slogaudit/slogaudit/chain"
 )
@@ -64,10 +70,11 @@ const verifyUsage = `  auditctl verify [--key-file K0] [--checkpoint-key FILE.pu
 var usage = "usage:\n" + keygenUsage + verifyUsage + queryUsage + tailUsage + fingerprintUsage
 
 // setUsage makes fs print the synopsis of its command and its flags, as
-// -h and a flag error do.
-func setUsage(fs *flag.FlagSet, synopsis string, stderr io.Writer) {
+// -h and a flag error do, to fs's output: stdout or stderr, as parse
+// decides.
+func setUsage(fs *flag.FlagSet, synopsis string) {
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage:\n%s\nflags:\n", synopsis)
+		fmt.Fprintf(fs.Output(), "usage:\n%s\nflags:\n", synopsis)
 		fs.PrintDefaults()
 	}
 }
@@ -88,7 +95,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return tailCmd(args[1:], stdout, stderr)
 	case "fingerprint":
 		return fingerprintCmd(args[1:], stdout, stderr)
-	case "help", "-h", "--help":
+	case "help", "-h", "-help", "--h", "--help": // the flag package's forms of -h
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
@@ -97,11 +104,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // parse parses flags that may come before or after the positional
-// arguments, and returns the positional ones.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
+// arguments, and returns the positional ones. What the flag package prints
+// goes to stdout when it answers -h or --help (flag.ErrHelp: the command
+// then exits 0, see parseExit), to fs's output (stderr) for a flag error.
+// It prints the usage before it returns the error that tells the two
+// apart, so the text is held until then.
+func parse(fs *flag.FlagSet, args []string, stdout io.Writer) (pos []string, err error) {
+	stderr := fs.Output()
+	var printed bytes.Buffer
+	fs.SetOutput(&printed)
+	defer func() {
+		fs.SetOutput(stderr)
+		to := stderr
+		if errors.Is(err, flag.ErrHelp) {
+			to = stdout
+		}
+		to.Write(printed.Bytes())
+	}()
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err = fs.Parse(args); err != nil {
 			return nil, err
 		}
 		if fs.NArg() == 0 {
@@ -112,6 +133,16 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// parseExit is the exit code for an error of parse: help that was asked
+// for and printed is a success, as for the flag package's ExitOnError;
+// any other flag error is a usage error.
+func parseExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitUsage
+}
+
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("auditctl "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -120,13 +151,13 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 
 func keygen(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keygen", stderr)
-	setUsage(fs, keygenUsage, stderr)
+	setUsage(fs, keygenUsage)
 	out := fs.String("o", "", "key `FILE` to create (must not exist); also writes FILE.signer and FILE.pub")
 	host, _ := os.Hostname()
 	name := fs.String("name", "slogaudit-"+host, "`SIGNER`: the checkpoint signer key's name, which its notes' signatures carry")
-	pos, err := parse(fs, args)
+	pos, err := parse(fs, args, stdout)
 	if err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	if *out == "" || len(pos) != 0 {
 		fmt.Fprint(stderr, "auditctl keygen: -o FILE is required\n")
@@ -201,14 +232,14 @@ func writeNew(path, text string, mode os.FileMode) error {
 
 func verify(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("verify", stderr)
-	setUsage(fs, verifyUsage, stderr)
+	setUsage(fs, verifyUsage)
 	keyFile := fs.String("key-file", "", "`FILE` holding the initial MAC key K(0), as keygen wrote it and kept offline (required for keyed audit files)")
 	ckptKey := fs.String("checkpoint-key", "", "`FILE` holding the checkpoint verifier key (keygen's FILE.pub): check the checkpoints' signatures")
 	trustedFile := fs.String("trusted-checkpoint", "", "`FILE` holding a signed checkpoint kept off the host: the note, a line of DIR/audit.checkpoints (tail -n 1) or a copy of that file (its newest note is taken); files behind it are ROLLBACK or TRUNCATED (needs --checkpoint-key)")
 	asJSON := fs.Bool("json", false, "print a machine-readable report")
-	pos, err := parse(fs, args)
+	pos, err := parse(fs, args, stdout)
 	if err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	if len(pos) != 1 {
 		fmt.Fprint(stderr, "auditctl verify: exactly one DIR is required\n")
@@ -272,15 +303,8 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	}
 	// A key that is not the trail's: said on stderr, in the flags' terms;
 	// a usage error unless something else was found.
-	for _, p := range rep.Chain {
-		if p.Class != chain.WrongKey {
-			continue
-		}
-		if rep.TrailKeyID != "" && strings.HasPrefix(p.Detail, "the trail is sealed") {
-			fmt.Fprintf(stderr, "auditctl verify: wrong key: the trail is sealed with key_id %s, the key given (--key-file %s) is key_id %s; --key-file takes the trail's initial key K(0)\n", rep.TrailKeyID, *keyFile, rep.KeyID)
-		} else if len(rep.CheckpointSigners) > 0 && strings.HasPrefix(p.Detail, "the checkpoints are signed") {
-			fmt.Fprintf(stderr, "auditctl verify: wrong checkpoint key: checkpoints are signed by %s, --checkpoint-key %s is %s; it takes the verifier key (FILE.pub) of their signer\n", strings.Join(rep.CheckpointSigners, ", "), *ckptKey, fmt.Sprintf("%s+%08x", opts.CheckpointKey.Name(), opts.CheckpointKey.KeyHash()))
-		}
+	for _, s := range wrongKeys(rep, *keyFile, *ckptKey, opts.CheckpointKey) {
+		fmt.Fprintf(stderr, "auditctl verify: %s\n", s)
 	}
 	switch {
 	case rep.WrongKeyOnly():
@@ -289,6 +313,26 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	return exitOK
+}
+
+// wrongKeys says what the WRONG_KEY findings of rep are in the terms of
+// the flags that gave the keys (keyFile, ckptKeyFile holding ckptKey): the
+// key the trail is sealed with (or its checkpoints signed by), the key
+// given, and that no event could be verified with it. verify, query and
+// tail say it in these words.
+func wrongKeys(rep *chain.Report, keyFile, ckptKeyFile string, ckptKey note.Verifier) []string {
+	var says []string
+	for _, p := range rep.Chain {
+		if p.Class != chain.WrongKey {
+			continue
+		}
+		if rep.TrailKeyID != "" && strings.HasPrefix(p.Detail, "the trail is sealed") {
+			says = append(says, fmt.Sprintf("wrong key: the trail is sealed with key_id %s, the key given (--key-file %s) is key_id %s: no event could be verified with it; --key-file takes the trail's initial key K(0)", rep.TrailKeyID, keyFile, rep.KeyID))
+		} else if len(rep.CheckpointSigners) > 0 && strings.HasPrefix(p.Detail, "the checkpoints are signed") {
+			says = append(says, fmt.Sprintf("wrong checkpoint key: checkpoints are signed by %s, --checkpoint-key %s is %s+%08x: no event could be verified with it; it takes the verifier key (FILE.pub) of their signer", strings.Join(rep.CheckpointSigners, ", "), ckptKeyFile, ckptKey.Name(), ckptKey.KeyHash()))
+		}
+	}
+	return says
 }
 
 // keyFileError returns err, an error reading the file of --key-file, with

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -201,7 +202,8 @@ func TestVerifyWrongKeys(t *testing.T) {
 }
 
 // Every command's -h prints its synopsis (its arguments and exit codes)
-// and then its flags, as query and tail did, not a bare flag list.
+// and then its flags, as query and tail did, not a bare flag list: on
+// stdout, exit 0 (TestHelpExitsZero).
 func TestHelpHasUsageLine(t *testing.T) {
 	for _, tc := range []struct {
 		cmd  string
@@ -213,9 +215,9 @@ func TestHelpHasUsageLine(t *testing.T) {
 		{"query", []string{"auditctl query DIR", "exit 0", "2 usage or I/O error"}},
 		{"tail", []string{"auditctl tail DIR", "exit 0 when stopped, 2 usage or I/O error"}},
 	} {
-		code, out, help := runCmd(tc.cmd, "--help")
+		code, help, errs := runCmd(tc.cmd, "--help")
 		ok, missing := says(help, tc.want...)
-		if code != exitUsage || out != "" || !strings.HasPrefix(help, "usage:\n  auditctl "+tc.cmd+" ") || !strings.Contains(help, "\n\nflags:\n  -") || !ok {
+		if code != exitOK || errs != "" || !strings.HasPrefix(help, "usage:\n  auditctl "+tc.cmd+" ") || !strings.Contains(help, "\n\nflags:\n  -") || !ok {
 			t.Errorf("%s --help: exit %d, missing %q:\n%s", tc.cmd, code, missing, help)
 		}
 		if strings.Contains(help, "Usage of") {
@@ -226,6 +228,140 @@ func TestHelpHasUsageLine(t *testing.T) {
 	for _, args := range [][]string{{"keygen"}, {"fingerprint"}} {
 		if code, _, errs := runCmd(args...); code != exitUsage || !strings.Contains(errs, "usage:\n  auditctl "+args[0]) || !strings.Contains(errs, "flags:") {
 			t.Errorf("%v: exit %d:\n%s", args, code, errs)
+		}
+	}
+}
+
+// query and tail given a --key-file (or --checkpoint-key) that is not the
+// trail's say so in verify's words when events do not verify: the key the
+// trail is sealed with, the key given, and that no event could be verified
+// with it; not only that events are not verified. When every event
+// verifies (with the right keys, or by the signed checkpoints of a closed
+// trail) they say nothing more.
+func TestQueryAndTailWrongKeys(t *testing.T) {
+	keyFile, k0, dir, _ := signedTrail(t)
+	otherFile := filepath.Join(t.TempDir(), "other.key")
+	if code, _, errs := runCmd("keygen", "-o", otherFile, "--name", "other"); code != 0 {
+		t.Fatal(errs)
+	}
+	trailKey, _ := chain.ReadKeyFile(k0)
+	otherKey, _ := chain.ReadKeyFile(otherFile)
+	for _, tc := range []struct {
+		name       string
+		keys       []string
+		wrong      int  // lines verify says wrong key in
+		unverified bool // query and tail print events not verified
+	}{
+		{"wrong K(0)", []string{"--key-file", otherFile}, 1, true},
+		{"both wrong", []string{"--key-file", otherFile, "--checkpoint-key", otherFile + ".pub"}, 2, true},
+		{"wrong K(0), checkpoints verify every event", []string{"--key-file", otherFile, "--checkpoint-key", keyFile + ".pub"}, 1, false},
+		{"right keys", []string{"--key-file", k0, "--checkpoint-key", keyFile + ".pub"}, 0, false},
+	} {
+		_, _, verifyErrs := runCmd(append([]string{"verify"}, append(tc.keys, dir)...)...)
+		var said []string // verify's words, without its name
+		for _, line := range strings.Split(strings.TrimSuffix(verifyErrs, "\n"), "\n") {
+			if s, ok := strings.CutPrefix(line, "auditctl verify: wrong "); ok {
+				said = append(said, "wrong "+s)
+			}
+		}
+		if len(said) != tc.wrong {
+			t.Fatalf("%s: verify says wrong key %d times, want %d:\n%s", tc.name, len(said), tc.wrong, verifyErrs)
+		}
+		if tc.wrong > 0 {
+			if ok, missing := says(verifyErrs, "wrong key: the trail is sealed with key_id "+chain.KeyID(trailKey)+", the key given (--key-file "+otherFile+") is key_id "+chain.KeyID(otherKey)+": no event could be verified with it"); !ok {
+				t.Errorf("%s: verify's words lack %q:\n%s", tc.name, missing, verifyErrs)
+			}
+		}
+		if !tc.unverified {
+			said = nil // nothing to explain
+		}
+
+		code, out, errs := runCmd(append([]string{"query"}, append(tc.keys, dir)...)...)
+		if code != exitOK || strings.Count(out, "\n") != 20 {
+			t.Errorf("%s: query: exit %d, %d events:\n%s", tc.name, code, strings.Count(out, "\n"), out)
+		}
+		if !tc.unverified && (errs != "" || strings.Contains(out, "✗")) {
+			t.Errorf("%s: query says %q\n%s", tc.name, errs, out)
+		}
+		for _, s := range said {
+			if strings.Count(errs, "auditctl query: "+s+"\n") != 1 {
+				t.Errorf("%s: query does not say once %q:\n%s", tc.name, "auditctl query: "+s, errs)
+			}
+		}
+
+		tailOut, tailErrs, stop := startTail(t, append(tc.keys, "-n", "3", dir)...)
+		waitLines(t, tailOut, 3)
+		waitLines(t, tailErrs, len(said))
+		if code := stop(); code != exitOK {
+			t.Errorf("%s: tail: exit %d", tc.name, code)
+		}
+		if len(said) == 0 && tailErrs.String() != "" {
+			t.Errorf("%s: tail says %q", tc.name, tailErrs)
+		}
+		for _, s := range said {
+			if strings.Count(tailErrs.String(), "auditctl tail: "+s+"\n") != 1 {
+				t.Errorf("%s: tail does not say once %q:\n%s", tc.name, "auditctl tail: "+s, tailErrs)
+			}
+		}
+	}
+}
+
+// tail -n 0 says it at the first new event that does not verify.
+func TestTailWrongKeyAtFirstNewEvent(t *testing.T) {
+	keyFile, _, dir, _ := signedTrail(t)
+	otherFile := filepath.Join(t.TempDir(), "other.key")
+	if code, _, errs := runCmd("keygen", "-o", otherFile); code != 0 {
+		t.Fatal(errs)
+	}
+	out, errs, stop := startTail(t, "--key-file", otherFile, "-n", "0", "--poll", "10ms", dir)
+	time.Sleep(50 * time.Millisecond)
+	if errs.String() != "" {
+		t.Errorf("before any event: %q", errs)
+	}
+	w, err := chain.Open(chain.Options{KeyFile: keyFile, Rotate: rotate.Options{Dir: dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append([]byte(`"msg":"new"`), nil); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	waitLines(t, out, 1)
+	waitLines(t, errs, 1)
+	stop()
+	if ok, missing := says(errs.String(), "auditctl tail: wrong key: the trail is sealed with key_id ", "no event could be verified"); !ok {
+		t.Errorf("tail says %q, lacks %q", errs, missing)
+	}
+}
+
+// chain's errors, as verify and query print them, say "chain: " once: a
+// chain error wrapped in another does not repeat it.
+func TestChainErrorsSayChainOnce(t *testing.T) {
+	keyFile, k0, dir, _ := signedTrail(t)
+	tmp := t.TempDir()
+	trusted := func(name, content string) []string {
+		path := filepath.Join(tmp, name)
+		os.WriteFile(path, []byte(content), 0o644)
+		return []string{"verify", "--key-file", k0, "--checkpoint-key", keyFile + ".pub", "--trusted-checkpoint", path, dir}
+	}
+	for _, args := range [][]string{
+		trusted("empty", "\n"),
+		trusted("text", "not a checkpoint\n"),
+		trusted("line", `{"seq":1,"epoch":0,"note":"hello\n\n— x\n"}`+"\n"),
+		{"verify", "--key-file", keyFile + ".pub", dir},
+		{"verify", "--key-file", k0, "--checkpoint-key", keyFile + ".signer", dir},
+		{"verify", "--key-file", filepath.Join(tmp, "missing"), dir},
+		{"verify", dir},
+		{"query", "--key-file", keyFile + ".signer", dir},
+	} {
+		code, _, errs := runCmd(args...)
+		if code != exitUsage || !strings.Contains(errs, "chain: ") {
+			t.Errorf("%q: exit %d, stderr %q: want exit 2 and chain's error", args, code, errs)
+		}
+		for _, line := range strings.Split(errs, "\n") {
+			if strings.Count(line, "chain: ") > 1 {
+				t.Errorf("%q: %q says \"chain: \" more than once", args, line)
+			}
 		}
 	}
 }

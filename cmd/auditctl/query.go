@@ -35,21 +35,23 @@ var queryPageSize = query.MaxLimit
 // queryCmd implements auditctl query: it prints the matching audit events
 // of DIR, one per line (time, seq, verified mark, level, event, action,
 // resource, status, message), or as JSON lines with --json (the record as
-// written plus file, line and verified). It exits 0 when the events were
+// written plus file, line and verified); when events do not verify, stderr
+// says how many, and which key given is not the trail's, in verify's words
+// (wrongKeys). It exits 0 when the events were
 // printed (verified or not) and 2 for usage and I/O errors, also when a
 // file could not be read to its end (its events are missing) or holds a
 // line longer than query.MaxLineBytes (that line is missing).
 func queryCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("query", stderr)
-	setUsage(fs, queryUsage, stderr)
+	setUsage(fs, queryUsage)
 	keyFile, ckptKey := keyFlags(fs)
 	filters, since, until := filterFlags(fs)
 	order := fs.String("order", "newest", "`ORDER`: newest or oldest first")
 	limit := fs.Int("limit", 0, "print at most `N` events (0: all)")
 	asJSON := fs.Bool("json", false, "print one JSON object per event and line")
-	pos, err := parse(fs, args)
+	pos, err := parse(fs, args, stdout)
 	if err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	fail := func(format string, args ...any) int {
 		fmt.Fprintf(stderr, "auditctl query: "+format+"\n", args...)
@@ -65,7 +67,7 @@ func queryCmd(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	r, err := openReader(pos[0], *keyFile, *ckptKey)
+	r, checkKeys, err := openReader(pos[0], *keyFile, *ckptKey)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -114,6 +116,12 @@ func queryCmd(args []string, stdout, stderr io.Writer) int {
 		hint := "run auditctl verify for details"
 		if *keyFile == "" {
 			hint = "keyed files verify with --key-file K(0), or by signed checkpoints with --checkpoint-key"
+		}
+		if said := checkKeys(); len(said) > 0 {
+			for _, s := range said {
+				fmt.Fprintf(stderr, "auditctl query: %s\n", s)
+			}
+			hint = "a key given is not the trail's"
 		}
 		fmt.Fprintf(stderr, "auditctl query: %d of %d events not verified (%s)\n", unverified, printed, hint)
 	}
@@ -238,27 +246,41 @@ func keyFlags(fs *flag.FlagSet) (keyFile, ckptKey *string) {
 
 // openReader returns a Reader of the audit directory dir, verifying with
 // the initial key in keyFile and the checkpoint verifier key in ckptKeyFile
-// if given.
-func openReader(dir, keyFile, ckptKeyFile string) (*query.Reader, error) {
+// if given, and checkKeys, which says in verify's words (wrongKeys) which
+// of those keys is not the trail's: for when events do not verify.
+func openReader(dir, keyFile, ckptKeyFile string) (r *query.Reader, checkKeys func() []string, err error) {
 	if fi, err := os.Stat(dir); err != nil {
-		return nil, err
+		return nil, nil, err
 	} else if !fi.IsDir() {
-		return nil, fmt.Errorf("%s is not a directory", dir)
+		return nil, nil, fmt.Errorf("%s is not a directory", dir)
 	}
 	var key []byte
 	if keyFile != "" {
-		var err error
 		if key, err = chain.ReadKeyFile(keyFile); err != nil {
-			return nil, keyFileError(err)
+			return nil, nil, keyFileError(err)
 		}
 	}
 	opts := query.Options{Key: key}
 	if ckptKeyFile != "" {
-		v, err := chain.ReadVerifierFile(ckptKeyFile)
-		if err != nil {
-			return nil, err
+		if opts.CheckpointKey, err = chain.ReadVerifierFile(ckptKeyFile); err != nil {
+			return nil, nil, err
 		}
-		opts.CheckpointKey = v
 	}
-	return query.NewReader(dir, opts)
+	if r, err = query.NewReader(dir, opts); err != nil {
+		return nil, nil, err
+	}
+	checkKeys = func() []string {
+		if key == nil && opts.CheckpointKey == nil {
+			return nil
+		}
+		// The newest file is enough: every file's open record names the
+		// key_id that sealed it, and the notes are all read anyway; the
+		// whole trail may be long, and query may have read one page of it.
+		rep, err := chain.Verify(dir, chain.VerifyOptions{Key: key, CheckpointKey: opts.CheckpointKey, Last: 1})
+		if err != nil {
+			return nil // e.g. keyed files and no --key-file: the hint says so
+		}
+		return wrongKeys(rep, keyFile, ckptKeyFile, opts.CheckpointKey)
+	}
+	return r, checkKeys, nil
 }

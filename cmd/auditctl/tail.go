@@ -39,19 +39,20 @@ func tailCmd(args []string, stdout, stderr io.Writer) int {
 // done. An event printed whose write the writer then rolled back (see
 // query.Reader.Follow) is followed by a line "RETRACTED  seq N  (file): …"
 // (with --json, {"retracted":[N,...],"file":"..."}), and then by the
-// record that took its seq. It exits 0 when stopped and 2 for usage and
-// I/O errors.
+// record that took its seq. At the first event that does not verify, a key
+// given that is not the trail's is said on stderr, as verify says it. It
+// exits 0 when stopped and 2 for usage and I/O errors.
 func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("tail", stderr)
-	setUsage(fs, tailUsage, stderr)
+	setUsage(fs, tailUsage)
 	keyFile, ckptKey := keyFlags(fs)
 	filters, since, until := filterFlags(fs)
 	n := fs.Int("n", 10, "print the last `N` matching events first (0: only new ones)")
 	asJSON := fs.Bool("json", false, "print one JSON object per event and line")
 	poll := fs.Duration("poll", 250*time.Millisecond, "look for new records every `D`")
-	pos, err := parse(fs, args)
+	pos, err := parse(fs, args, stdout)
 	if err != nil {
-		return exitUsage
+		return parseExit(err)
 	}
 	fail := func(format string, args ...any) int {
 		fmt.Fprintf(stderr, "auditctl tail: "+format+"\n", args...)
@@ -70,12 +71,13 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	r, err := openReader(pos[0], *keyFile, *ckptKey)
+	r, checkKeys, err := openReader(pos[0], *keyFile, *ckptKey)
 	if err != nil {
 		return fail("%v", err)
 	}
 
 	bw := bufio.NewWriter(stdout)
+	keysChecked := false
 	print := func(e query.Event) error {
 		if *asJSON {
 			b, err := json.Marshal(e)
@@ -86,7 +88,18 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		} else {
 			writeEventText(bw, e)
 		}
-		return bw.Flush()
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		// Once, at the first event that does not verify: a key given
+		// that is not the trail's, as verify says it.
+		if !e.Verified && !keysChecked {
+			keysChecked = true
+			for _, s := range checkKeys() {
+				fmt.Fprintf(stderr, "auditctl tail: %s\n", s)
+			}
+		}
+		return nil
 	}
 	// The last N up to the head, then everything after it: nothing twice,
 	// nothing missed in between.
