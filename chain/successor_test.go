@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/slogaudit/slogaudit/rotate"
 )
@@ -242,6 +243,24 @@ func TestRotationWithoutSuccessorThenRestart(t *testing.T) {
 	other := f.verify(t, nil)
 	if p := successorFinding(other); p == nil || other.Intact || p.File != BaseName(rotated) || !strings.Contains(p.Detail, `reason "rotate"`) {
 		t.Errorf("want TRUNCATED for %s:\n%s", BaseName(rotated), reportText(other))
+	}
+	// A verifier that reads the close record just before the writer
+	// creates the next file waits for it rather than call the trail cut.
+	next := filepath.Join(f.dir, "audit-29991231T000000.000000000Z.jsonl")
+	created := make(chan error, 1)
+	go func() {
+		time.Sleep(rotationSettle / 5)
+		created <- os.WriteFile(next, nil, 0o600)
+	}()
+	racing := f.verify(t, nil)
+	if err := <-created; err != nil {
+		t.Fatal(err)
+	}
+	if p := successorFinding(racing); p != nil {
+		t.Errorf("the next file appeared %v after the verification started, want no TRUNCATED:\n%s", rotationSettle/5, reportText(racing))
+	}
+	if err := os.Remove(next); err != nil {
+		t.Fatal(err)
 	}
 	// Writing names a file the writer created that is gone: still cut.
 	gone, err := Verify(f.dir, VerifyOptions{Key: f.k0, CheckpointKey: f.verifier, Writing: func() string { return filepath.Join(f.dir, "audit-29991231T000000.000000000Z.jsonl") }})

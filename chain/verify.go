@@ -1199,6 +1199,12 @@ func (v *verifier) trusted(c *Checkpoint) {
 	}
 }
 
+// rotationSettle is how long a verifier that finds the newest file closed
+// for rotation waits for the next one before it reports TRUNCATED: a
+// rotating writer creates it microseconds after the close record, a
+// cut trail never.
+const rotationSettle = 500 * time.Millisecond
+
 // successor judges the end of the trail. A close record whose reason is
 // not "close" (size, time, rotate) says that the writer went on to a newer
 // file: rotate writes the close record, closes the file and only then
@@ -1219,15 +1225,24 @@ func (v *verifier) successor(dir string, opts VerifyOptions) {
 		return
 	}
 	// A writer rotating while this verification ran (the files were
-	// listed before it closed this file) has created the next file by
-	// now (for the writer itself: by the time Writing was asked): listed
-	// again, it is there.
-	if files, err := rotate.List(dir, opts.Prefix, opts.Ext); err == nil {
-		for _, p := range files {
-			if BaseName(p) > newest {
-				return
+	// listed before it closed this file) creates the next file right
+	// after the close record (for the writer itself: by the time Writing
+	// was asked): listed again, it is there. A verifier that read the close
+	// record in that moment looks again for up to rotationSettle before it
+	// calls the trail cut.
+	deadline := time.Now().Add(rotationSettle)
+	for {
+		if files, err := rotate.List(dir, opts.Prefix, opts.Ext); err == nil {
+			for _, p := range files {
+				if BaseName(p) > newest {
+					return
+				}
 			}
 		}
+		if opts.Writing != nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(rotationSettle / 10)
 	}
 	v.chainProblem(Truncated, newest, v.closeSeq, "the newest file was closed for rotation (reason %q) but no newer file follows: files were removed from the end of the trail, or the writer stopped between writing this close record and creating the next file (a crash in that moment, or creating the file failed); its next start continues the chain with a file that names this one", v.closeReason)
 }
