@@ -23,7 +23,10 @@ const (
 	shapeSecretType
 	shapeSlack
 	shapePEM
-	shapeEncodedKey // key=value text whose secret key is percent-encoded in part
+	shapeEncodedKey   // key=value text whose secret key is percent-encoded in part
+	shapeEncodedQuery // key%3Dvalue: a query string encoded inside a parameter
+	shapeSpacedJSONKey
+	shapeXMLElement
 	numShapes
 )
 
@@ -176,6 +179,18 @@ func plant(shape int, core string, keyIdx uint8) planted {
 			k = strings.ReplaceAll(k, "_", " ") // a form's api+key
 		}
 		return textAttr("https://host.example/cb?x=1&" + encodeKey(k, core[1], core[2]&1 != 0) + "=" + core + "&y=2")
+	case shapeEncodedQuery:
+		k := fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)]
+		return textAttr("/login?next=https%3A%2F%2Fapp.example%2Fcb%3Fx%3D1%26" + k + "%3D" + core + "%26y%3D2")
+	case shapeSpacedJSONKey:
+		k := strings.ReplaceAll(fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)], "_", " ")
+		return textAttr(`{"n": 1, "` + k + `": "` + core + `"}`)
+	case shapeXMLElement:
+		k := fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)]
+		if k == "X-Auth-Token" {
+			k = "ns:authToken"
+		}
+		return textAttr("<req><" + k + ">" + core + "</" + k + "></req>")
 	}
 	panic("bad shape")
 }

@@ -8,7 +8,8 @@
 //   - by type: values of type [Secret] never render their content;
 //   - by value pattern: credentials embedded in text (bearer tokens, JWTs,
 //     AWS key ids, GitHub and Slack tokens, PEM private keys, URL
-//     passwords, key=value pairs with secret keys) are cut out of strings,
+//     passwords, key=value pairs with secret keys, also percent-encoded,
+//     in JSON and as XML elements) are cut out of strings,
 //     error messages and fmt.Stringer results, keeping the text around them.
 //
 // It walks groups, LogValuers, errors, and maps, slices, structs and

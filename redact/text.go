@@ -24,7 +24,7 @@ var (
 )
 
 func init() {
-	for _, c := range []byte("bBJA_-@=:") {
+	for _, c := range []byte("bBJA_-@=:%>") {
 		info[c] |= infoTrigger
 	}
 	for i := range 256 {
@@ -176,6 +176,14 @@ func next(s string, i int) int {
 				}
 			case '@':
 				return j
+			case '%':
+				if j > 0 && j+2 < len(s) && s[j+1] == '3' && s[j+2]|0x20 == 'd' && keyByte[s[j-1]] {
+					return j
+				}
+			case '>':
+				if j > 1 && keyByte[s[j-1]] {
+					return j
+				}
 			default: // '=', ':'
 				if j > 0 {
 					if c := s[j-1]; keyByte[c] || c == '"' || c == '\'' || c == ' ' || c == '\t' {
@@ -205,6 +213,10 @@ func candidate(s string, i int) bool {
 		return i+1 < len(s) && s[i+1] == '-' || i > 3 && s[i-4] == 'x'
 	case '@':
 		return true // the byte before is part of a password: anything
+	case '%': // %3D, an encoded =, after a key
+		return i > 0 && i+2 < len(s) && s[i+1] == '3' && s[i+2]|0x20 == 'd' && keyByte[s[i-1]]
+	case '>': // the end of an element's start tag
+		return i > 1 && keyByte[s[i-1]]
 	default: // '=', ':' after a key (and maybe a quote or spaces)
 		if i > 0 {
 			c := s[i-1]
@@ -309,6 +321,10 @@ func (t *textOut) detect(i int) (int, int) {
 		return t.userinfo(i)
 	case '=', ':':
 		return t.keyValue(i)
+	case '%':
+		return t.encodedKeyValue(i)
+	case '>':
+		return t.element(i)
 	}
 	return t.detectToken(i)
 }
@@ -646,13 +662,7 @@ func (t *textOut) keyValue(i int) (int, int) {
 			ke--
 		}
 	}
-	ks, limit := ke, maxTextKey
-	for ks > 0 && ke-ks < limit && keyByte[s[ks-1]] {
-		ks--
-		if s[ks] == '%' {
-			limit = maxRawTextKey
-		}
-	}
+	ks, key := keyBefore(s, ke, quote != 0)
 	if ks == ke {
 		return 0, 0
 	}
@@ -661,12 +671,12 @@ func (t *textOut) keyValue(i int) (int, int) {
 		if o < 0 || s[o] != quote || escaped && (o < 1 || s[o-1] != '\\') {
 			return 0, 0
 		}
-	}
-	// Only the key is decoded; the value is found, and replaced, in s.
-	key := s[ks:ke]
-	if limit != maxTextKey {
-		key = decodeKey(key)
-		key = key[max(0, len(key)-maxTextKey):]
+		// A quoted key with spaces is a JSON member's name only where a
+		// member can begin: quoted words in prose ("reset your password":
+		// done) are not keys.
+		if strings.IndexByte(s[ks:ke], ' ') >= 0 && !memberStart(s, o, escaped) {
+			return 0, 0
+		}
 	}
 	if !t.r.keys.secret(key) {
 		return 0, 0
@@ -712,6 +722,98 @@ func (t *textOut) keyValue(i int) (int, int) {
 		}
 	}
 	return a, b
+}
+
+// keyBefore returns where the key of key=value text that ends at ke
+// starts, and the key as the program that reads it sees it (decoded, cut to
+// its last maxTextKey bytes). Only the key is decoded; the value is found,
+// and replaced, in the text as it is. quoted lets the key hold spaces (a
+// JSON member's name).
+func keyBefore(s string, ke int, quoted bool) (int, string) {
+	ks, limit := ke, maxTextKey
+	for ks > 0 && ke-ks < limit && (keyByte[s[ks-1]] || quoted && s[ks-1] == ' ') {
+		ks--
+		if s[ks] == '%' {
+			limit = maxRawTextKey
+		}
+	}
+	key := s[ks:ke]
+	if limit != maxTextKey {
+		key = decodeKey(key)
+		key = key[max(0, len(key)-maxTextKey):]
+	}
+	return ks, key
+}
+
+// memberStart reports whether the quote at s[o] (after a backslash if
+// escaped) can open a JSON member's name: first in the text or after { or
+// a comma, spaces aside.
+func memberStart(s string, o int, escaped bool) bool {
+	j := o - 1
+	if escaped {
+		j--
+	}
+	for j >= 0 && isSpace(s[j]) {
+		j--
+	}
+	return j < 0 || s[j] == '{' || s[j] == ','
+}
+
+// encodedKeyValue matches the value in key%3Dvalue: a query string
+// percent-encoded inside another (a redirect or callback URL carried as a
+// parameter, ?next=https%3A%2F%2Fapp%2Fcb%3Ftoken%3Dabc), when the key is a
+// secret by the key rules. The value ends where the text's own value would
+// (a space, a quote, ...) or at an encoded &, space, quote, comma or
+// semicolon (%26, %20, ...).
+func (t *textOut) encodedKeyValue(i int) (int, int) {
+	s := t.s
+	if i+2 >= len(s) || s[i+1] != '3' || s[i+2]|0x20 != 'd' {
+		return 0, 0
+	}
+	ks, key := keyBefore(s, i, false)
+	if ks == i || !t.r.keys.secret(key) {
+		return 0, 0
+	}
+	a := i + len("%3D")
+	b := a
+	for b < len(s) && !valueStop[s[b]] {
+		if s[b] == '%' && b+2 < len(s) {
+			if h, l := unhex(s[b+1]), unhex(s[b+2]); h >= 0 && l >= 0 && valueStop[h<<4|l] {
+				break
+			}
+		}
+		b++
+	}
+	return a, b
+}
+
+// element matches the content of an XML or HTML element named as a secret
+// key: <password>value</password>, <ns:api_key>value</ns:api_key>. The
+// trigger is the > of the start tag; the content must be followed by an
+// end tag, so that a placeholder in prose (login <user> <password>: ...)
+// is not taken for one.
+func (t *textOut) element(i int) (int, int) {
+	s := t.s
+	ns := i
+	for ns > 0 && i-ns < maxTextKey && (keyByte[s[ns-1]] || s[ns-1] == ':') {
+		ns--
+	}
+	if ns == i || ns == 0 || s[ns-1] != '<' {
+		return 0, 0
+	}
+	name := s[ns:i]
+	if k := strings.LastIndexByte(name, ':'); k >= 0 {
+		name = name[k+1:]
+	}
+	if name == "" || !t.r.keys.secret(decodeKey(name)) {
+		return 0, 0
+	}
+	a := i + 1
+	b := strings.IndexByte(s[a:], '<')
+	if b < 0 || a+b+1 >= len(s) || s[a+b+1] != '/' {
+		return 0, 0
+	}
+	return a, a + b
 }
 
 func isScheme(w string) bool {

@@ -68,6 +68,32 @@ func TestStringPatterns(t *testing.T) {
 		{"invalid escapes", "pass%zz=1&pass%=S1&%%70w=S2&%=3&pw%2=S3&%7=4", "pass%zz=1&pass%=" + R + "&%%70w=" + R + "&%=3&pw%2=" + R + "&%7=4", 3},
 		{"plus as space", "?api+key=S1&api+key+id=k1&access+token=S2", "?api+key=" + R + "&api+key+id=k1&access+token=" + R, 2},
 		{"plus in json key", `{"api+key":"S1"}`, `{"api+key":"` + R + `"}`, 1},
+		// a query string percent-encoded inside another (a callback URL as a parameter)
+		{"encoded query in a parameter", "/login?next=https%3A%2F%2Fapp.example%2Fcb%3Fstate%3Dx1%26access_token%3DSECRET1%26n%3D2&x=1",
+			"/login?next=https%3A%2F%2Fapp.example%2Fcb%3Fstate%3Dx1%26access_token%3D" + R + "%26n%3D2&x=1", 1},
+		{"encoded query, lower-case escapes", "?u=cb%3fclient_secret%3dSECRET2%26a%3d1", "?u=cb%3fclient_secret%3d" + R + "%26a%3d1", 1},
+		{"encoded query, value to an encoded space", "redirect cb%3Ftoken%3DSECRET3%20then", "redirect cb%3Ftoken%3D" + R + "%20then", 1},
+		{"encoded query, value to the text's end", "cb%3Fpassword%3DSECRET4", "cb%3Fpassword%3D" + R, 1},
+		{"encoded query, names of secrets", "cb%3Ftoken_type%3Dbearer%26key_id%3Dk1%26password_policy%3Dstrict",
+			"cb%3Ftoken_type%3Dbearer%26key_id%3Dk1%26password_policy%3Dstrict", 0},
+		{"encoded = without a key", "a %3D b and 100%3D", "a %3D b and 100%3D", 0},
+		{"other escapes", "50%25 of %3Cpassword%3E", "50%25 of %3Cpassword%3E", 0},
+
+		// JSON member names with spaces
+		{"json key with a space", `{"api key": "SECRET5", "n": 1}`, `{"api key": "` + R + `", "n": 1}`, 1},
+		{"json key with spaces, not first", `{"a":1, "my access token":"SECRET6"}`, `{"a":1, "my access token":"` + R + `"}`, 1},
+		{"escaped json key with a space", `{"api key":"SECRET7"}`, `{"api key":"` + R + `"}`, 1},
+		{"json key with a space, a name", `{"api key id": "k1", "password policy": "strict"}`, `{"api key id": "k1", "password policy": "strict"}`, 0},
+		{"quoted words in prose", `he typed "reset your password": done`, `he typed "reset your password": done`, 0},
+
+		// XML and HTML elements named as secrets
+		{"xml element", "<user>bob</user><password>SECRET8</password>", "<user>bob</user><password>" + R + "</password>", 1},
+		{"xml element with a namespace", "<ns1:api_key>SECRET9</ns1:api_key>", "<ns1:api_key>" + R + "</ns1:api_key>", 1},
+		{"xml elements, names of secrets", "<token_type>bearer</token_type><password_policy>strict</password_policy>",
+			"<token_type>bearer</token_type><password_policy>strict</password_policy>", 0},
+		{"placeholders in prose", "usage: login <user> <password>: then <token> and more", "usage: login <user> <password>: then <token> and more", 0},
+		{"empty and self-closing elements", "<password></password><token/>", "<password></password><token/>", 0},
+		{"html", "<b>bold</b> <p>text</p>", "<b>bold</b> <p>text</p>", 0},
 		{"uuid and dates", "id 123e4567-e89b-12d3-a456-426614174000 on 2024-01-02", "id 123e4567-e89b-12d3-a456-426614174000 on 2024-01-02", 0},
 		{"email", "mail bob@example.com", "mail bob@example.com", 0},
 
