@@ -144,13 +144,7 @@ func TestTrustedCheckpointFile(t *testing.T) {
 // (exit 2) that names the trail's key and the key given, not TAMPERED OR
 // DAMAGED (exit 1); with something else found it still exits 1.
 func TestVerifyWrongKeys(t *testing.T) {
-	keyFile, k0, dir, _ := signedTrail(t)
-	otherFile := filepath.Join(t.TempDir(), "other.key")
-	if code, _, errs := runCmd("keygen", "-o", otherFile, "--name", "other"); code != 0 {
-		t.Fatal(errs)
-	}
-	trailKey, _ := chain.ReadKeyFile(k0)
-	otherKey, _ := chain.ReadKeyFile(otherFile)
+	keyFile, k0, dir, otherFile, trailKey, otherKey := trailAndOtherKey(t)
 	trail, given := chain.KeyID(trailKey), chain.KeyID(otherKey)
 	pub, otherPub := keyFile+".pub", otherFile+".pub"
 	vkey, _ := chain.ReadVerifierFile(pub)
@@ -239,13 +233,7 @@ func TestHelpHasUsageLine(t *testing.T) {
 // verifies (with the right keys, or by the signed checkpoints of a closed
 // trail) they say nothing more.
 func TestQueryAndTailWrongKeys(t *testing.T) {
-	keyFile, k0, dir, _ := signedTrail(t)
-	otherFile := filepath.Join(t.TempDir(), "other.key")
-	if code, _, errs := runCmd("keygen", "-o", otherFile, "--name", "other"); code != 0 {
-		t.Fatal(errs)
-	}
-	trailKey, _ := chain.ReadKeyFile(k0)
-	otherKey, _ := chain.ReadKeyFile(otherFile)
+	keyFile, k0, dir, otherFile, trailKey, otherKey := trailAndOtherKey(t)
 	for _, tc := range []struct {
 		name       string
 		keys       []string
@@ -364,4 +352,23 @@ func TestChainErrorsSayChainOnce(t *testing.T) {
 			}
 		}
 	}
+}
+
+// trailAndOtherKey is signedTrail plus the key file of another keygen
+// (otherFile), and the K(0) of each: the trail's and the other's.
+func trailAndOtherKey(t *testing.T) (keyFile, k0, dir, otherFile string, trailKey, otherKey []byte) {
+	t.Helper()
+	keyFile, k0, dir, _ = signedTrail(t)
+	otherFile = filepath.Join(t.TempDir(), "other.key")
+	if code, _, errs := runCmd("keygen", "-o", otherFile, "--name", "other"); code != 0 {
+		t.Fatal(errs)
+	}
+	var err error
+	if trailKey, err = chain.ReadKeyFile(k0); err != nil {
+		t.Fatal(err)
+	}
+	if otherKey, err = chain.ReadKeyFile(otherFile); err != nil {
+		t.Fatal(err)
+	}
+	return keyFile, k0, dir, otherFile, trailKey, otherKey
 }
