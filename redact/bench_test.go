@@ -140,3 +140,32 @@ func BenchmarkAttrStruct(b *testing.B) {
 		r.Attr(a)
 	}
 }
+
+// BenchmarkStringShapes scans 64 KiB of text of one shape (heap text, so
+// scanned every time): ordinary prose against runs built to make a matcher
+// rescan what it has seen. Each should cost about as much per byte as
+// prose (MB/s); a matcher that rescans shows as a shape orders of
+// magnitude slower.
+func BenchmarkStringShapes(b *testing.B) {
+	const size = 64 << 10
+	for _, sh := range []struct{ name, unit string }{
+		{"prose", "The quick brown fox jumps over the lazy dog; user bob logged in at 10:42. "},
+		{"encoded-equals", "%3D"},
+		{"key-encoded-equals", "a%3D"},
+		{"encoded-secret-empty", "password%3D%26"},
+		{"encoded-key-bytes", "x%41="},
+		{"start-tags", "<password><"},
+		{"namespaced-tags", "<a:b:c:d>"},
+		{"key-then-gt", "a>"},
+		{"quoted-spaces", `"a b c": `},
+	} {
+		text := string(slices.Repeat([]byte(sh.unit), size/len(sh.unit)+1)[:size])
+		r := Default()
+		b.Run(sh.name, func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				r.String(text)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -376,6 +377,32 @@ func FuzzTextKeyEncoded(f *testing.F) {
 		}
 		if secret && !strings.HasSuffix(out, "="+Redacted+"&b=2") {
 			t.Errorf("String(%q) = %q: more than the value replaced", in, out)
+		}
+	})
+}
+
+// FuzzStringAgrees: text the check (hasSecret) passes as clean comes out of
+// String unchanged, with and without a user pattern; the check of a clean
+// record (and the verdicts kept for literals) relies on it.
+func FuzzStringAgrees(f *testing.F) {
+	for _, s := range []string{
+		"cb%3Ftoken%3Dabc", "cb%253Ftoken%253Dabc", "password%3D%22a b%22", `{"api key": "x"}`, `{ "my token" : 1}`,
+		"<password>x</password>", `<wsse:Password Type="t">x</wsse:Password>`, "<a:token>v</b>", "a%3Db%3D", "x%3d%3D%26",
+		"Authorization: Bearer abc123", "ID-42",
+	} {
+		f.Add(s)
+	}
+	plain := Default()
+	withPattern, err := New(Options{Patterns: []Pattern{{Literal: "ID", Regexp: regexp.MustCompile(`ID-[0-9]+`)}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, r := range []*Redactor{plain, withPattern} {
+			out, n := r.String(s)
+			if !r.hasSecret(s) && (n != 0 || out != s) {
+				t.Fatalf("hasSecret(%q) = false, but String = %q, %d", s, out, n)
+			}
 		}
 	})
 }

@@ -50,8 +50,8 @@ func (l *literals) init() { l.lo, l.n = readOnly() }
 // the read-only range.
 func (l *literals) entry(s string, kind uint64) uint64 {
 	off := uintptr(unsafe.Pointer(unsafe.StringData(s))) - l.lo
-	if off >= l.n || len(s) >= litMax {
-		return 0
+	if off >= l.n || len(s) >= litMax || uintptr(len(s)) > l.n-off {
+		return 0 // not wholly in the range (the bytes after it may be writable)
 	}
 	return uint64(off)<<21 | uint64(len(s))<<1 | kind
 }

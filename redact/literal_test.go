@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 )
 
 // The verdicts kept for literals must never turn a check into a pass for
@@ -192,4 +193,24 @@ func mustNew(t testing.TB, opts Options) *Redactor {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// TestLiteralEntryWithinRange: a string that starts in the range and runs
+// past its end (into the next mapping, writable data in a non-PIE build)
+// has no entry.
+func TestLiteralEntryWithinRange(t *testing.T) {
+	var buf [32]byte
+	l := literals{lo: uintptr(unsafe.Pointer(&buf[0])), n: 16} // buf[:16] stands for the range
+	for _, tc := range []struct {
+		from, n int
+		want    bool
+	}{
+		{0, 16, true}, {4, 12, true}, {15, 1, true},
+		{12, 5, false}, {12, 16, false}, {0, 17, false}, {16, 1, false},
+	} {
+		s := unsafe.String(&buf[tc.from], tc.n)
+		if got := l.entry(s, litText) != 0; got != tc.want {
+			t.Errorf("[%d, +%d) in [0, +16): entry %v, want %v", tc.from, tc.n, got, tc.want)
+		}
+	}
 }

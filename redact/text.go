@@ -2,6 +2,7 @@ package redact
 
 import (
 	"math/bits"
+	"slices"
 	"strings"
 )
 
@@ -64,7 +65,8 @@ type textOut struct {
 	last int // s[:last] has been dealt with
 	n    int
 
-	pemEnd int // index of the next "-----END " (0: not searched, -1: none)
+	pemEnd  int              // index of the next "-----END " (0: not searched, -1: none)
+	endTags map[string][]int // the end tags </name> by name, in order (nil: not listed)
 }
 
 // emit replaces s[a:b] unless it was already dealt with or is already a
@@ -177,11 +179,11 @@ func next(s string, i int) int {
 			case '@':
 				return j
 			case '%':
-				if j > 0 && j+2 < len(s) && s[j+1] == '3' && s[j+2]|0x20 == 'd' && keyByte[s[j-1]] {
+				if j > 0 && keyByte[s[j-1]] && encodedEquals(s, j) {
 					return j
 				}
 			case '>':
-				if j > 1 && keyByte[s[j-1]] {
+				if j > 1 && (keyByte[s[j-1]] || s[j-1] == '"' || s[j-1] == '\'' || s[j-1] == ' ') {
 					return j
 				}
 			default: // '=', ':'
@@ -213,10 +215,10 @@ func candidate(s string, i int) bool {
 		return i+1 < len(s) && s[i+1] == '-' || i > 3 && s[i-4] == 'x'
 	case '@':
 		return true // the byte before is part of a password: anything
-	case '%': // %3D, an encoded =, after a key
-		return i > 0 && i+2 < len(s) && s[i+1] == '3' && s[i+2]|0x20 == 'd' && keyByte[s[i-1]]
-	case '>': // the end of an element's start tag
-		return i > 1 && keyByte[s[i-1]]
+	case '%': // %3D (or %253D), an encoded =, after a key
+		return i > 0 && keyByte[s[i-1]] && encodedEquals(s, i)
+	case '>': // the end of an element's start tag (after its name or an attribute)
+		return i > 1 && (keyByte[s[i-1]] || s[i-1] == '"' || s[i-1] == '\'' || s[i-1] == ' ')
 	default: // '=', ':' after a key (and maybe a quote or spaces)
 		if i > 0 {
 			c := s[i-1]
@@ -759,61 +761,180 @@ func memberStart(s string, o int, escaped bool) bool {
 	return j < 0 || s[j] == '{' || s[j] == ','
 }
 
+// encodedEquals reports whether s[i:] starts with %3D or %253D (either case).
+func encodedEquals(s string, i int) bool {
+	c, n := encodedByte(s, i)
+	return n > 0 && c == '='
+}
+
+// encodedByte decodes the percent-encoded byte at s[i], once (%3D) or
+// twice (%253D: a URL encoded again inside another), and returns it and
+// the bytes it takes; n is 0 if s[i:] starts with no escape.
+func encodedByte(s string, i int) (c byte, n int) {
+	if i+2 >= len(s) || s[i] != '%' {
+		return 0, 0
+	}
+	if s[i+1] == '2' && s[i+2] == '5' && i+4 < len(s) {
+		if h, l := unhex(s[i+3]), unhex(s[i+4]); h >= 0 && l >= 0 {
+			return byte(h<<4 | l), 5
+		}
+	}
+	if h, l := unhex(s[i+1]), unhex(s[i+2]); h >= 0 && l >= 0 {
+		return byte(h<<4 | l), 3
+	}
+	return 0, 0
+}
+
 // encodedKeyValue matches the value in key%3Dvalue: a query string
 // percent-encoded inside another (a redirect or callback URL carried as a
-// parameter, ?next=https%3A%2F%2Fapp%2Fcb%3Ftoken%3Dabc), when the key is a
-// secret by the key rules. The value ends where the text's own value would
-// (a space, a quote, ...) or at an encoded &, space, quote, comma or
-// semicolon (%26, %20, ...).
+// parameter, ?next=https%3A%2F%2Fapp%2Fcb%3Ftoken%3Dabc), or encoded twice
+// (%253D), when the key is a secret by the key rules. The key starts after
+// the last encoded byte that cannot be part of one (%26, %3F, %2F, ...),
+// which also keeps the scan linear in runs of escapes. The value ends
+// where the text's own value would (a space, a quote, ...) or at an
+// encoded &, space, quote, comma or semicolon (%26, %20, ...); an encoded
+// quote (%22) opens a value that runs to the next one.
 func (t *textOut) encodedKeyValue(i int) (int, int) {
 	s := t.s
-	if i+2 >= len(s) || s[i+1] != '3' || s[i+2]|0x20 != 'd' {
+	if c, n := encodedByte(s, i); c != '=' || n == 0 {
 		return 0, 0
 	}
-	ks, key := keyBefore(s, i, false)
-	if ks == i || !t.r.keys.secret(key) {
+	sep := i + 3
+	if s[i+1] == '2' {
+		sep = i + 5
+	}
+	// The key: key bytes back from i, and escapes of key bytes; an escape
+	// of anything else (or a raw one) ends it. Decoded into buf.
+	var buf [maxTextKey]byte
+	n := len(buf)
+	ks := i
+	for ks > 0 && n > 0 {
+		c := s[ks-1]
+		if !keyByte[c] || c == '%' {
+			break
+		}
+		// An escape ends at ks-1: %XX or %25XX.
+		if ks >= 3 && s[ks-3] == '%' {
+			if d, m := encodedByte(s, ks-3); m == 3 {
+				if !keyByte[d] || d == '%' {
+					break
+				}
+				n--
+				buf[n] = d
+				ks -= 3
+				continue
+			}
+		}
+		if ks >= 5 && s[ks-5] == '%' {
+			if d, m := encodedByte(s, ks-5); m == 5 {
+				if !keyByte[d] || d == '%' {
+					break
+				}
+				n--
+				buf[n] = d
+				ks -= 5
+				continue
+			}
+		}
+		n--
+		buf[n] = c
+		ks--
+	}
+	if n == len(buf) || !t.r.keys.secret(bytesString(buf[n:])) {
 		return 0, 0
 	}
-	a := i + len("%3D")
+	a := sep
+	if c, m := encodedByte(s, a); m > 0 && (c == '"' || c == '\'') {
+		// %22value%22: the value inside the encoded quotes.
+		for b := a + m; b < len(s); b++ {
+			if d, k := encodedByte(s, b); k > 0 && d == c {
+				return a + m, b
+			}
+		}
+		return a + m, len(s)
+	}
 	b := a
 	for b < len(s) && !valueStop[s[b]] {
-		if s[b] == '%' && b+2 < len(s) {
-			if h, l := unhex(s[b+1]), unhex(s[b+2]); h >= 0 && l >= 0 && valueStop[h<<4|l] {
-				break
-			}
+		if c, m := encodedByte(s, b); m > 0 && valueStop[c] {
+			break
 		}
 		b++
 	}
 	return a, b
 }
 
+// maxStartTag bounds how far back from a > the < of a start tag is looked
+// for (a tag with attributes: WS-Security's <wsse:Password Type="...">).
+const maxStartTag = 512
+
 // element matches the content of an XML or HTML element named as a secret
-// key: <password>value</password>, <ns:api_key>value</ns:api_key>. The
-// trigger is the > of the start tag; the content must be followed by an
-// end tag, so that a placeholder in prose (login <user> <password>: ...)
-// is not taken for one.
+// key, up to its end tag: <password>value</password>, <ns:api_key a="1">
+// value</ns:api_key>, <Password><![CDATA[value]]></Password>, children
+// and all. The trigger is the > of the start tag; the content must be
+// followed by the element's end tag, so that a placeholder in prose (type
+// your <password> below) is not taken for one.
 func (t *textOut) element(i int) (int, int) {
 	s := t.s
-	ns := i
-	for ns > 0 && i-ns < maxTextKey && (keyByte[s[ns-1]] || s[ns-1] == ':') {
-		ns--
+	lt := i - 1
+	for lt >= 0 && i-lt < maxStartTag && s[lt] != '<' && s[lt] != '>' {
+		lt--
 	}
-	if ns == i || ns == 0 || s[ns-1] != '<' {
+	if lt < 0 || s[lt] != '<' || s[i-1] == '/' {
 		return 0, 0
 	}
-	name := s[ns:i]
-	if k := strings.LastIndexByte(name, ':'); k >= 0 {
-		name = name[k+1:]
+	ne := lt + 1
+	for ne < i && (keyByte[s[ne]] || s[ne] == ':') {
+		ne++
 	}
-	if name == "" || !t.r.keys.secret(decodeKey(name)) {
+	if ne == lt+1 || ne < i && !isSpace(s[ne]) {
 		return 0, 0
 	}
-	a := i + 1
-	b := strings.IndexByte(s[a:], '<')
-	if b < 0 || a+b+1 >= len(s) || s[a+b+1] != '/' {
+	name := s[lt+1 : ne]
+	local := name
+	if k := strings.LastIndexByte(local, ':'); k >= 0 {
+		local = local[k+1:]
+	}
+	if local == "" || !t.r.keys.secret(decodeKey(local)) {
 		return 0, 0
 	}
-	return a, a + b
+	end := t.endTag(name, i+1)
+	if end < 0 {
+		return 0, 0
+	}
+	return i + 1, end
+}
+
+// endTag returns the index of the first end tag </name> (spaces allowed
+// before its >) at or after from, or -1. The text's end tags are listed
+// once, at the first element named as a secret, so that many start tags
+// cost one pass over the text, not one each.
+func (t *textOut) endTag(name string, from int) int {
+	if t.endTags == nil {
+		t.endTags = map[string][]int{}
+		s := t.s
+		for j := 0; j+2 < len(s); j++ {
+			if s[j] != '<' || s[j+1] != '/' {
+				continue
+			}
+			k := j + 2
+			for k < len(s) && (keyByte[s[k]] || s[k] == ':') {
+				k++
+			}
+			e := k
+			for e < len(s) && isSpace(s[e]) {
+				e++
+			}
+			if k > j+2 && e < len(s) && s[e] == '>' {
+				n := s[j+2 : k]
+				t.endTags[n] = append(t.endTags[n], j)
+			}
+		}
+	}
+	at := t.endTags[name]
+	if k, _ := slices.BinarySearch(at, from); k < len(at) {
+		return at[k]
+	}
+	return -1
 }
 
 func isScheme(w string) bool {

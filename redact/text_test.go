@@ -94,6 +94,19 @@ func TestStringPatterns(t *testing.T) {
 		{"placeholders in prose", "usage: login <user> <password>: then <token> and more", "usage: login <user> <password>: then <token> and more", 0},
 		{"empty and self-closing elements", "<password></password><token/>", "<password></password><token/>", 0},
 		{"html", "<b>bold</b> <p>text</p>", "<b>bold</b> <p>text</p>", 0},
+		{"xml element with attributes", `<password type="x">SECRET10</password>`, `<password type="x">` + R + `</password>`, 1},
+		{"ws-security password", `<wsse:Password Type="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText">SECRET11</wsse:Password>`,
+			`<wsse:Password Type="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText">` + R + `</wsse:Password>`, 1},
+		{"space in the tags", "<password >SECRET12</password >", "<password >" + R + "</password >", 1},
+		{"cdata", "<password><![CDATA[SECRET13]]></password>", "<password>" + R + "</password>", 1},
+		{"children of a secret element", "<credentials><value>SECRET14</value></credentials>", "<credentials>" + R + "</credentials>", 1},
+		{"prose placeholder before another end tag", "<p>Enter your <password> below, then press Save.</p><li>Copy the <token> in.</li>",
+			"<p>Enter your <password> below, then press Save.</p><li>Copy the <token> in.</li>", 0},
+		{"many start tags, one end tag", strings.Repeat("<token>", 3) + "SECRET15</token>", "<token>" + R + "</token>", 1},
+		{"encoded twice", "/login?next=https%253A%252F%252Fapp%252Fcb%253Ftoken%253DSECRET16%2526n%253D1",
+			"/login?next=https%253A%252F%252Fapp%252Fcb%253Ftoken%253D" + R + "%2526n%253D1", 1},
+		{"encoded quoted value", "cb%3Fpassword%3D%22SECRET 17%22%26n%3D1", "cb%3Fpassword%3D%22" + R + "%22%26n%3D1", 1},
+		{"encoded key bytes before an encoded =", "cb%3Faccess%5Ftoken%3DSECRET18", "cb%3Faccess%5Ftoken%3D" + R, 1},
 		{"uuid and dates", "id 123e4567-e89b-12d3-a456-426614174000 on 2024-01-02", "id 123e4567-e89b-12d3-a456-426614174000 on 2024-01-02", 0},
 		{"email", "mail bob@example.com", "mail bob@example.com", 0},
 
@@ -346,7 +359,7 @@ func checkNext(t *testing.T, s string) {
 // TestNext: the eight-byte steps of next find what a byte-by-byte scan
 // finds, at every length and offset.
 func TestNext(t *testing.T) {
-	const alpha = "xbe-_=:@AKJy tg"
+	const alpha = "xbe-_=:@AKJy tg%3D5>\"<"
 	for n := range 20 {
 		for k := range 200 {
 			b := make([]byte, n)
@@ -356,7 +369,7 @@ func TestNext(t *testing.T) {
 			checkNext(t, string(b))
 		}
 	}
-	for _, s := range []string{"obsidian_api_key", "u-123", "request handled", "a=b", "-----BEGIN", "xoxb-1", "ghp_x", "eyJhb"} {
+	for _, s := range []string{"obsidian_api_key", "u-123", "request handled", "a=b", "-----BEGIN", "xoxb-1", "ghp_x", "eyJhb", "a%3Db", "a%253D", "<a b=\"c\">", "<x>"} {
 		checkNext(t, s)
 		checkNext(t, s+s+s)
 	}
