@@ -19,8 +19,40 @@ import (
 	"github.com/slogaudit/slogaudit/query"
 )
 
-// tokens maps bearer tokens to principals. Lookups compare in constant time
-// so that response timing does not reveal how much of a token was right.
+// role is what a principal may do (least privilege, PCI DSS 7.2): each
+// role may do everything the roles below it may.
+type role int
+
+const (
+	roleNone     role = iota // no role: may do nothing (no principal, or one whose role is not known)
+	roleViewer               // lists servers and credential names, never a credential's value
+	roleOperator             // a viewer that also starts and stops servers and reads credential values
+	roleAdmin                // everything: also stores and deletes credentials and reads the audit log
+)
+
+var roleNames = [...]string{roleNone: "none", roleViewer: "viewer", roleOperator: "operator", roleAdmin: "admin"}
+
+func (r role) String() string { return roleNames[r] }
+
+// parseRole is the role named s; roleNone names none of the three.
+func parseRole(s string) role {
+	for r := roleViewer; r <= roleAdmin; r++ {
+		if s == roleNames[r] {
+			return r
+		}
+	}
+	return roleNone
+}
+
+// defaultRole is the role of a tokens-file line that names none ("token
+// principal", the form before roles): operator, as the demo token. Such a
+// token may no longer store or delete credentials (admin only), and gains
+// nothing.
+const defaultRole = roleOperator
+
+// tokens maps bearer tokens to principals and their roles. Lookups compare
+// in constant time so that response timing does not reveal how much of a
+// token was right.
 type tokens struct {
 	entries []tokenEntry
 }
@@ -28,21 +60,33 @@ type tokens struct {
 type tokenEntry struct {
 	digest    [sha256.Size]byte // of the token: the token itself is not kept
 	principal string
+	role      role
+	from      string // where it was configured ("FILE:LINE", "the admin token"), for errors
+}
+
+// principalRole is a principal and its role, as the start event lists them.
+type principalRole struct {
+	Principal string `json:"principal"`
+	Role      string `json:"role"`
 }
 
 // principals returns the principals that may authenticate, sorted, each
-// once: names, not secrets, for the start event.
-func (ts *tokens) principals() []string {
-	var ps []string
+// once, with its role: names, not secrets, for the start event, so that a
+// principal added or its role changed between two starts is on record.
+func (ts *tokens) principals() []principalRole {
+	var ps []principalRole
 	for _, e := range ts.entries {
-		ps = append(ps, e.principal)
+		ps = append(ps, principalRole{e.principal, e.role.String()})
 	}
-	slices.Sort(ps)
-	return slices.Compact(ps)
+	slices.SortFunc(ps, func(a, b principalRole) int { return strings.Compare(a.Principal, b.Principal) })
+	return slices.Compact(ps) // one role per principal (add): equal entries are adjacent
 }
 
-// loadTokens reads lines "token principal" (blank lines and # comments
-// ignored).
+// loadTokens reads lines "token principal [role]" (blank lines and #
+// comments ignored; the role defaults to defaultRole). Any line it cannot
+// take (a wrong number of fields, an unknown role, a token given twice, a
+// principal given two roles) is an error naming the file and line, and no
+// tokens are returned: the service does not start with part of them.
 func loadTokens(path string) (*tokens, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -51,36 +95,66 @@ func loadTokens(path string) (*tokens, error) {
 	defer f.Close()
 	ts := &tokens{}
 	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
+	n := 0
+	for sc.Scan() {
+		n++
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
+		where := fmt.Sprintf("%s:%d", path, n)
+		// The fields are not quoted back: one of them may be a token.
 		fields := strings.Fields(line)
-		if len(fields) != 2 {
-			return nil, fmt.Errorf("%s:%d: want \"token principal\"", path, n)
+		if len(fields) < 2 || len(fields) > 3 {
+			return nil, fmt.Errorf("%s: want \"token principal [role]\" (2 or 3 fields), found %d", where, len(fields))
 		}
-		ts.add(fields[0], fields[1])
+		r := defaultRole
+		if len(fields) == 3 {
+			if r = parseRole(fields[2]); r == roleNone {
+				return nil, fmt.Errorf("%s: unknown role %q (want viewer, operator or admin)", where, fields[2])
+			}
+		}
+		if err := ts.add(fields[0], fields[1], r, where); err != nil {
+			return nil, err
+		}
 	}
-	return ts, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s:%d: %w", path, n+1, err)
+	}
+	return ts, nil
 }
 
-func (ts *tokens) add(token, principal string) {
-	ts.entries = append(ts.entries, tokenEntry{sha256.Sum256([]byte(token)), principal})
+// add adds a token of principal with role r, configured at from. A token
+// already there, or a principal already there with another role, is an
+// error: either way one of the two would silently decide what the
+// principal may do.
+func (ts *tokens) add(token, principal string, r role, from string) error {
+	d := sha256.Sum256([]byte(token))
+	for _, e := range ts.entries {
+		if e.digest == d {
+			return fmt.Errorf("%s: the same token as %s (a token names one principal and role)", from, e.from)
+		}
+		if e.principal == principal && e.role != r {
+			return fmt.Errorf("%s: principal %s is %s in %s and %s here (one role per principal)", from, principal, e.role, e.from, r)
+		}
+	}
+	ts.entries = append(ts.entries, tokenEntry{d, principal, r, from})
+	return nil
 }
 
 // lookup compares digests, in constant time and over every entry: the
 // time taken says neither which token matched nor how long the tokens are
-// (ConstantTimeCompare returns at once for a length mismatch).
-func (ts *tokens) lookup(token string) string {
+// (ConstantTimeCompare returns at once for a length mismatch). It returns
+// the principal and role of the token, or "" and roleNone.
+func (ts *tokens) lookup(token string) (string, role) {
 	d := sha256.Sum256([]byte(token))
-	found := ""
+	found, r := "", roleNone
 	for _, e := range ts.entries {
 		if subtle.ConstantTimeCompare(e.digest[:], d[:]) == 1 {
-			found = e.principal
+			found, r = e.principal, e.role
 		}
 	}
-	return found
+	return found, r
 }
 
 func bearer(r *http.Request) string {
@@ -93,10 +167,12 @@ func bearer(r *http.Request) string {
 
 // principal is the principal of the request's bearer token, or "".
 func (ts *tokens) principal(r *http.Request) string {
-	if tok := bearer(r); tok != "" {
-		return ts.lookup(tok)
+	tok := bearer(r)
+	if tok == "" {
+		return ""
 	}
-	return ""
+	p, _ := ts.lookup(tok)
+	return p
 }
 
 // presented reports whether the request carries credentials at all: an
@@ -186,8 +262,12 @@ func contextAttrs(ctx context.Context) []slog.Attr {
 	return a.all
 }
 
-// adminPrincipal is the principal of the admin token.
-const adminPrincipal = "admin"
+// The principals of the admin token (role admin) and of the demo token
+// printed when there is no -tokens file (role operator).
+const (
+	adminPrincipal = "admin"
+	demoPrincipal  = "demo-user"
+)
 
 // authorizeAudit lets only the admin read the audit log.
 func (ts *tokens) authorizeAudit(r *http.Request) (string, error) {
@@ -198,7 +278,7 @@ func (ts *tokens) authorizeAudit(r *http.Request) (string, error) {
 		}
 		return "", query.ErrUnauthenticated
 	}
-	p := ts.lookup(tok)
+	p, _ := ts.lookup(tok)
 	switch p {
 	case "":
 		return "", query.ErrInvalidCredentials

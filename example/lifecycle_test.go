@@ -57,7 +57,7 @@ func TestExampleRecordsStartAndStop(t *testing.T) {
 	}
 	b, _ := json.Marshal(st["audit.config"])
 	want := `{"alerts":{"enabled":true,"rules":` + jsonInt(len(handler.DefaultAlertRules())) + `,"source":"default"},` +
-		`"authentication":{"admin_source":"generated","bearer_source":"demo (generated)","principals":["admin","demo-user"]},` +
+		`"authentication":{"admin_source":"generated","bearer_source":"demo (generated)","principals":[{"principal":"admin","role":"admin"},{"principal":"demo-user","role":"operator"}]},` +
 		`"integrity":{"forward_secure":true,"key_id":"` + keyID + `","self_verify_interval":"1m0s","signed_checkpoints":true},` +
 		`"otlp":{"export":false},"retention":{"max_age":"8784h0m0s","max_backups":"keep all"},` +
 		`"rotate":{"compress":true,"interval":"24h0m0s","low_space_warning":"default (rotate.DefaultLowSpace)","max_bytes":123456},"sync":"interval"}`

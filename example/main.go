@@ -77,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.sync, "sync", "always", "durability policy: none, interval or always")
 	fs.DurationVar(&cfg.maxAge, "max-age", 0, "remove audit files whose records are all older than this, each leaving a pruned record (0: keep all; PCI DSS 10.5.1 asks for 12 months, e.g. 8784h)")
 	fs.IntVar(&cfg.maxBackups, "max-backups", 0, "keep at most this many audit files besides the current one (0: all)")
-	fs.StringVar(&cfg.tokensFile, "tokens", "", `bearer tokens: a file of lines "token principal" (default: one printed demo token)`)
+	fs.StringVar(&cfg.tokensFile, "tokens", "", `bearer tokens: a file of lines "token principal [role]", role viewer, operator or admin, default operator (default: one printed demo token, role operator)`)
 	fs.StringVar(&cfg.adminToken, "admin-token", os.Getenv("AUDIT_ADMIN_TOKEN"), "bearer token that may read the audit log: GET /audit/events, the live view /audit/ui and /audit/stream (default $AUDIT_ADMIN_TOKEN, else a random one, printed)")
 	fs.StringVar(&cfg.alertsFile, "alerts", "", "alert rules config (JSON, see handler.ParseAlertConfig; default: handler.DefaultAlertRules)")
 	fs.DurationVar(&cfg.bodyTimeout, "body-timeout", 10*time.Second, "how long a client may take to send a request body (also one the service does not read)")
@@ -103,11 +103,13 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	keyID, created, err := loadOrCreateKey(cfg.keyFile)
+	// The tokens first: a tokens file the service cannot take all of
+	// stops it before it creates anything.
+	ts, demoToken, err := setupTokens(&cfg)
 	if err != nil {
 		return err
 	}
-	ts, demoToken, err := setupTokens(&cfg)
+	keyID, created, err := loadOrCreateKey(cfg.keyFile)
 	if err != nil {
 		return err
 	}
@@ -598,7 +600,7 @@ func setupTokens(cfg *config) (ts *tokens, demo string, err error) {
 	} else {
 		ts = &tokens{}
 		demo = randomToken("demo-")
-		ts.add(demo, "demo-user")
+		ts.add(demo, demoPrincipal, roleOperator, "the demo token")
 	}
 	// A given token is not printed: the banner's curl lines name it.
 	switch {
@@ -610,7 +612,9 @@ func setupTokens(cfg *config) (ts *tokens, demo string, err error) {
 	default:
 		cfg.adminShown = "$AUDIT_ADMIN_TOKEN" // in the environment, as the shell's may be
 	}
-	ts.add(cfg.adminToken, adminPrincipal)
+	if err := ts.add(cfg.adminToken, adminPrincipal, roleAdmin, "the admin token"); err != nil {
+		return nil, "", err
+	}
 	return ts, demo, nil
 }
 
@@ -625,7 +629,7 @@ func tokenNote(cfg config, demo string) string {
 		note += "given in $AUDIT_ADMIN_TOKEN (not printed)"
 	}
 	if demo != "" {
-		note += "\ndemo token (principal demo-user): " + demo
+		note += "\ndemo token (principal " + demoPrincipal + "): " + demo
 	} else {
 		note += "\nbearer tokens: " + cfg.tokensFile
 	}

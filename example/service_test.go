@@ -41,8 +41,8 @@ func newTestService(t *testing.T) *testService {
 	t.Cleanup(func() { h.Close() })
 	s.h = h
 	ts := &tokens{}
-	ts.add("demo-token", "demo-user")
-	ts.add("admin-token", adminPrincipal)
+	ts.add("demo-token", demoPrincipal, roleOperator, "test")
+	ts.add("admin-token", adminPrincipal, roleAdmin, "test")
 	log := slog.New(h)
 	s.app = newApp(log)
 	mux := s.app.routes()
@@ -160,7 +160,7 @@ func TestInvalidCredentialsWithPlainMiddleware(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts := &tokens{}
-	ts.add("demo-token", "demo-user")
+	ts.add("demo-token", demoPrincipal, roleOperator, "test")
 	log := slog.New(h)
 	mux := middleware.Wrap(newApp(log).routes(), middleware.Options{Authenticate: ts.principal, ActivityLog: handler.Logger(log)})
 	for _, auth := range []string{"", "Bearer guessed-token"} {
