@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/slogaudit/slogaudit/handler"
@@ -40,6 +41,8 @@ func (a *app) routes() *http.ServeMux {
 		key := r.PathValue("key")
 		return credentialEvent(key, a.putAction(key))
 	}
+	mux.HandleFunc("GET /servers", a.authenticated(serverListEvent, a.listServers))
+	mux.HandleFunc("GET /credentials", a.authenticated(credentialListEvent, a.listCredentials))
 	mux.HandleFunc("POST /servers/{name}/{action}", a.authenticated(server, a.serverAction))
 	mux.HandleFunc("PUT /credentials/{key}", a.authenticated(put, a.putCredential))
 	mux.HandleFunc("GET /credentials/{key}", a.authenticated(credential("get"), a.getCredential))
@@ -159,6 +162,55 @@ func (a *app) supervise(ctx context.Context, name, action string) error {
 		delete(a.running, name)
 	}
 	return nil
+}
+
+// actionList is the action of the list endpoints' events.
+const actionList = "list"
+
+// The events of a request to list the servers or the credentials' names.
+func serverListEvent(*http.Request) handler.Event {
+	return handler.Event{Type: handler.AdminAction, Action: actionList, ResourceType: "mcp_server"}
+}
+
+func credentialListEvent(*http.Request) handler.Event { return credentialEvent("", actionList) }
+
+// listServers answers the names of the running servers, sorted.
+func (a *app) listServers(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	names := sortedKeys(a.running)
+	a.mu.Unlock()
+	ev := serverListEvent(r)
+	ev.Status, ev.Message = handler.StatusSuccess, "servers listed"
+	if err := handler.Log(r.Context(), a.log, ev); err != nil {
+		fail(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string][]string{"running": names})
+}
+
+// listCredentials answers the credentials' names, sorted: never a value,
+// so that a viewer may see what is stored.
+func (a *app) listCredentials(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	names := sortedKeys(a.creds)
+	a.mu.Unlock()
+	ev := credentialListEvent(r)
+	ev.Status, ev.Message = handler.StatusSuccess, "credential names listed"
+	if err := handler.Log(r.Context(), a.log, ev); err != nil {
+		fail(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string][]string{"credentials": names})
+}
+
+// sortedKeys is m's keys, sorted; [] rather than null in JSON when none.
+func sortedKeys[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
 }
 
 func credentialEvent(key, action string) handler.Event {

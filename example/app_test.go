@@ -111,3 +111,41 @@ func TestAppGuards(t *testing.T) {
 		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// The lists name what there is and no more: GET /credentials the keys,
+// never a value (neither in the answer nor in its audit event, action
+// list), GET /servers the running servers; [] when there are none.
+func TestListsGiveNamesOnly(t *testing.T) {
+	s := newTestService(t)
+	if rec := s.do("GET", "/servers", "Bearer demo-token", nil); rec.Code != 200 || rec.Body.String() != `{"running":[]}`+"\n" {
+		t.Errorf("GET /servers with none running: %d %q", rec.Code, rec.Body)
+	}
+	const value = "value-SECRET-in-a-list-3c2b"
+	for _, key := range []string{"b_key", "a_key"} {
+		if rec := s.do("PUT", "/credentials/"+key, "Bearer admin-token", strings.NewReader(value)); rec.Code != 200 {
+			t.Fatalf("PUT %s: %d", key, rec.Code)
+		}
+	}
+	if rec := s.do("POST", "/servers/obsidian/start", "Bearer demo-token", nil); rec.Code != 200 {
+		t.Fatalf("start: %d", rec.Code)
+	}
+	if rec := s.do("GET", "/credentials", "Bearer demo-token", nil); rec.Code != 200 || rec.Body.String() != `{"credentials":["a_key","b_key"]}`+"\n" {
+		t.Errorf("GET /credentials: %d %q", rec.Code, rec.Body)
+	}
+	if rec := s.do("GET", "/servers", "Bearer demo-token", nil); rec.Code != 200 || rec.Body.String() != `{"running":["obsidian"]}`+"\n" {
+		t.Errorf("GET /servers: %d %q", rec.Code, rec.Body)
+	}
+	var got []string
+	for _, e := range s.events() {
+		if e["action"] == "list" {
+			got = append(got, fmt.Sprint(e["event"], " ", e["resource_type"], " ", e["status"], " ", e["user.id"], " ", e["resource"]))
+		}
+	}
+	want := []string{"admin_action mcp_server success demo-user <nil>", "credential_access credential success demo-user <nil>", "admin_action mcp_server success demo-user <nil>"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("list events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if strings.Contains(dirText(t, s.dir), value) {
+		t.Error("a credential value is in the audit dir")
+	}
+}
