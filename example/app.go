@@ -41,12 +41,13 @@ func (a *app) routes() *http.ServeMux {
 		key := r.PathValue("key")
 		return credentialEvent(key, a.putAction(key))
 	}
-	mux.HandleFunc("GET /servers", a.authenticated(serverListEvent, a.listServers))
-	mux.HandleFunc("GET /credentials", a.authenticated(credentialListEvent, a.listCredentials))
-	mux.HandleFunc("POST /servers/{name}/{action}", a.authenticated(server, a.serverAction))
-	mux.HandleFunc("PUT /credentials/{key}", a.authenticated(put, a.putCredential))
-	mux.HandleFunc("GET /credentials/{key}", a.authenticated(credential("get"), a.getCredential))
-	mux.HandleFunc("DELETE /credentials/{key}", a.authenticated(credential("delete"), a.deleteCredential))
+	// Who may use each is endpointRoles'.
+	mux.HandleFunc("GET /servers", a.authorized(serverListEvent, a.listServers))
+	mux.HandleFunc("GET /credentials", a.authorized(credentialListEvent, a.listCredentials))
+	mux.HandleFunc("POST /servers/{name}/{action}", a.authorized(server, a.serverAction))
+	mux.HandleFunc("PUT /credentials/{key}", a.authorized(put, a.putCredential))
+	mux.HandleFunc("GET /credentials/{key}", a.authorized(credential("get"), a.getCredential))
+	mux.HandleFunc("DELETE /credentials/{key}", a.authorized(credential("delete"), a.deleteCredential))
 	return mux
 }
 
@@ -57,38 +58,48 @@ const (
 	maxName = 256
 )
 
-// authenticated runs next for a request with a principal (a valid bearer
-// token, see middleware.Options.Authenticate); any other is refused with
-// 401, and the attempt is an audit event of what it tried, status denied
-// with reason invalid_credentials when it presented credentials (a wrong
-// token) or unauthenticated when it presented none: a failed credential
-// access is on record, never silent.
-func (a *app) authenticated(attempt func(*http.Request) handler.Event, next http.HandlerFunc) http.HandlerFunc {
+// authorized runs next for a request whose principal (a valid bearer
+// token, see middleware.Options.Authenticate) has the role its endpoint
+// needs (endpointRoles). Any other is refused, and the attempt is an
+// audit event of what it tried, status denied: a failed access is on
+// record, never silent (PCI DSS 10.2.1.4). Without a principal the answer
+// is 401, reason invalid_credentials when the request presented
+// credentials (a wrong token) or unauthenticated when it presented none;
+// a principal whose role falls short gets 403, reason forbidden, and the
+// record's user.roles and auth.required_role (from the request's context,
+// see withAuth) say what it had and what it needed.
+func (a *app) authorized(attempt func(*http.Request) handler.Event, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		info, ok := middleware.FromContext(r.Context())
-		authenticated := ok && info.Principal != ""
 		ev := attempt(r)
-		if len(r.URL.Path) > maxPath || !authenticated {
-			// Refused; the attempt is on record, with its names cut so
-			// that a huge one is not written to the trail at length.
-			ev.Action, ev.Resource = cut(ev.Action), cut(ev.Resource)
-			ev.Status, ev.Reason = handler.StatusDenied, deniedReason(r)
-			if authenticated {
-				ev.Status, ev.Reason = handler.StatusFailed, "name_too_long"
-			}
-			if err := handler.Log(r.Context(), a.log, ev); err != nil {
-				fail(w, http.StatusServiceUnavailable, auditUnavailable)
-				return
-			}
-			if authenticated {
-				fail(w, http.StatusBadRequest, "name too long")
-				return
-			}
-			w.Header().Set("WWW-Authenticate", "Bearer")
-			fail(w, http.StatusUnauthorized, "authentication required")
+		var code int
+		switch {
+		case !ok || info.Principal == "":
+			ev.Status, ev.Reason, code = handler.StatusDenied, deniedReason(r), http.StatusUnauthorized
+		case !permitted(r):
+			ev.Status, ev.Reason, code = handler.StatusDenied, reasonForbidden, http.StatusForbidden
+		case len(r.URL.Path) > maxPath:
+			ev.Status, ev.Reason, code = handler.StatusFailed, "name_too_long", http.StatusBadRequest
+		default:
+			next(w, r)
 			return
 		}
-		next(w, r)
+		// Refused; the attempt is on record, with its names cut so that a
+		// huge one is not written to the trail at length.
+		ev.Action, ev.Resource = cut(ev.Action), cut(ev.Resource)
+		if err := handler.Log(r.Context(), a.log, ev); err != nil {
+			fail(w, http.StatusServiceUnavailable, auditUnavailable)
+			return
+		}
+		switch code {
+		case http.StatusUnauthorized:
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			fail(w, code, "authentication required")
+		case http.StatusForbidden:
+			fail(w, code, "forbidden: this needs role "+endpointRoles[r.Pattern].String())
+		default:
+			fail(w, code, "name too long")
+		}
 	}
 }
 

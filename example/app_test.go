@@ -20,10 +20,14 @@ func TestPutCredentialUndoneWhenUnaudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := newApp(slog.New(h))
-	mux := middleware.Wrap(a.routes(), middleware.Options{Authenticate: func(*http.Request) string { return "tester" }})
+	ts := &tokens{}
+	ts.add("ok", "tester", roleAdmin, "test")
+	mux := ts.wrap(a.routes(), middleware.Options{})
 	put := func(key, value string) int {
+		req := httptest.NewRequest("PUT", "/credentials/"+key, strings.NewReader(value))
+		req.Header.Set("Authorization", "Bearer ok")
 		rec := httptest.NewRecorder()
-		mux.ServeHTTP(rec, httptest.NewRequest("PUT", "/credentials/"+key, strings.NewReader(value)))
+		mux.ServeHTTP(rec, req)
 		return rec.Code
 	}
 	if code := put("k", "v1"); code != http.StatusOK {
@@ -56,12 +60,9 @@ func TestAppGuards(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := newApp(slog.New(h))
-	mux := middleware.Wrap(a.routes(), middleware.Options{Authenticate: func(r *http.Request) string {
-		if r.Header.Get("Authorization") == "Bearer ok" {
-			return "tester"
-		}
-		return ""
-	}})
+	ts := &tokens{}
+	ts.add("ok", "tester", roleAdmin, "test")
+	mux := ts.wrap(a.routes(), middleware.Options{})
 	do := func(method, path, token, body string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, path, strings.NewReader(body))
 		if token != "" {

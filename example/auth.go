@@ -197,11 +197,40 @@ func deniedReason(r *http.Request) string {
 	return reasonUnauthenticated
 }
 
-// Attributes that say how a request authenticated, on every record logged
-// with its context (see contextAttrs).
+// endpointRoles is the least role each endpoint needs (PCI DSS 7.2): the
+// one place that says who may do what. A route missing here is refused to
+// every role; GET /healthz alone needs no token. README "Roles" has the
+// same table, and TestEndpointRoles checks every route against it.
+var endpointRoles = map[string]role{
+	"GET /servers":                  roleViewer,   // the running servers' names
+	"GET /credentials":              roleViewer,   // the credentials' names, never a value
+	"POST /servers/{name}/{action}": roleOperator, // start, stop
+	"GET /credentials/{key}":        roleOperator, // a credential's value
+	"PUT /credentials/{key}":        roleAdmin,    // create or overwrite a credential
+	"DELETE /credentials/{key}":     roleAdmin,
+	"GET /audit/events":             roleAdmin, // the audit log (PCI DSS 10.3.1)
+	"GET /audit/ui":                 roleAdmin,
+	"GET /audit/stream":             roleAdmin,
+}
+
+// permits reports whether role have may use the endpoint of the route
+// pattern (a request's Pattern once the mux has routed it).
+func permits(have role, pattern string) bool {
+	need, ok := endpointRoles[pattern]
+	return ok && need != roleNone && have >= need
+}
+
+// reasonForbidden is the reason of the audit event of a request refused
+// because its principal's role falls short (403), as package query's.
+const reasonForbidden = "forbidden"
+
+// Attributes that say how a request authenticated and what its principal
+// may do, on every record logged with its context (see contextAttrs).
 const (
-	authMethodKey = "auth.method" // "bearer": the principal's credential (the example knows no other)
-	authResultKey = "auth.result" // "invalid_credentials": credentials presented but not valid
+	authMethodKey   = "auth.method"        // "bearer": the principal's credential (the example knows no other)
+	authResultKey   = "auth.result"        // "invalid_credentials": credentials presented but not valid
+	userRolesKey    = "user.roles"         // the principal's role, as a list (OpenTelemetry's user.roles)
+	requiredRoleKey = "auth.required_role" // the least role the endpoint needs (endpointRoles)
 )
 
 // authn is a request's authentication, done once by withAuth before the
@@ -209,7 +238,8 @@ const (
 // auth attributes come from the same lookup.
 type authn struct {
 	principal string
-	attrs     []slog.Attr // auth.method, auth.result
+	role      role        // roleNone without a principal
+	attrs     []slog.Attr // auth.method, user.roles, auth.required_role; or auth.result
 
 	once sync.Once
 	all  []slog.Attr // middleware.Attrs and attrs, built once per request
@@ -218,15 +248,24 @@ type authn struct {
 type authnKey struct{}
 
 // withAuth authenticates each request (bearer token) and puts the outcome
-// into its context, for middleware.Options.Authenticate (authnPrincipal)
-// and handler.Options.ContextAttrs (contextAttrs). Wrap the middleware
-// with it.
-func (ts *tokens) withAuth(next http.Handler) http.Handler {
+// into its context, for middleware.Options.Authenticate (authnPrincipal),
+// handler.Options.ContextAttrs (contextAttrs) and the app's authorization
+// (permitted). The role the request's endpoint needs is looked up in mux
+// now, before anything is logged, so that every record of the request
+// says it, also those package query writes for the audit endpoints. Wrap
+// the middleware with it.
+func (ts *tokens) withAuth(mux *http.ServeMux, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a := &authn{principal: ts.principal(r)}
+		a := &authn{}
+		if tok := bearer(r); tok != "" {
+			a.principal, a.role = ts.lookup(tok)
+		}
 		switch {
 		case a.principal != "":
-			a.attrs = []slog.Attr{slog.String(authMethodKey, "bearer")}
+			a.attrs = []slog.Attr{slog.String(authMethodKey, "bearer"), slog.Any(userRolesKey, []string{a.role.String()})}
+			if _, pattern := mux.Handler(r); endpointRoles[pattern] != roleNone {
+				a.attrs = append(a.attrs, slog.String(requiredRoleKey, endpointRoles[pattern].String()))
+			}
 		case presented(r):
 			a.attrs = []slog.Attr{slog.String(authResultKey, reasonInvalidCredentials)}
 		}
@@ -234,11 +273,20 @@ func (ts *tokens) withAuth(next http.Handler) http.Handler {
 	})
 }
 
-// wrap is middleware.Wrap(next, opts) behind withAuth, with opts.Authenticate
-// set to what withAuth found: the example's handler chain.
-func (ts *tokens) wrap(next http.Handler, opts middleware.Options) http.Handler {
+// wrap is middleware.Wrap(mux, opts) behind withAuth, with
+// opts.Authenticate set to what withAuth found: the example's handler
+// chain.
+func (ts *tokens) wrap(mux *http.ServeMux, opts middleware.Options) http.Handler {
 	opts.Authenticate = authnPrincipal
-	return ts.withAuth(middleware.Wrap(next, opts))
+	return ts.withAuth(mux, middleware.Wrap(mux, opts))
+}
+
+// permitted reports whether the principal of a routed request has the
+// role its endpoint needs. Without withAuth (middleware.Wrap alone) no
+// role is known, and nothing is permitted.
+func permitted(r *http.Request) bool {
+	a, ok := r.Context().Value(authnKey{}).(*authn)
+	return ok && a.principal != "" && permits(a.role, r.Pattern)
 }
 
 // authnPrincipal is the middleware's Authenticate: the principal withAuth
@@ -269,7 +317,10 @@ const (
 	demoPrincipal  = "demo-user"
 )
 
-// authorizeAudit lets only the admin read the audit log.
+// authorizeAudit is the audit endpoints' query.HandlerOptions.Authorize:
+// the principal of the request's token, and whether its role may use the
+// endpoint (endpointRoles: admin). It looks the token up again each time,
+// as the live stream asks at every heartbeat.
 func (ts *tokens) authorizeAudit(r *http.Request) (string, error) {
 	tok := bearer(r)
 	if tok == "" {
@@ -278,14 +329,14 @@ func (ts *tokens) authorizeAudit(r *http.Request) (string, error) {
 		}
 		return "", query.ErrUnauthenticated
 	}
-	p, _ := ts.lookup(tok)
-	switch p {
-	case "":
+	p, role := ts.lookup(tok)
+	switch {
+	case p == "":
 		return "", query.ErrInvalidCredentials
-	case adminPrincipal:
-		return p, nil
+	case !permits(role, r.Pattern):
+		return p, query.ErrForbidden
 	}
-	return p, query.ErrForbidden
+	return p, nil
 }
 
 func randomToken(prefix string) string {

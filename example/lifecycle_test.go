@@ -169,7 +169,7 @@ func TestStopWaitsForRequestsInFlight(t *testing.T) {
 	defer c.Close()
 	// net/http answers 100 Continue when the handler first reads the
 	// body: then the request is in the handler, waiting for the rest.
-	fmt.Fprintf(c, "PUT /credentials/inflight_key HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n", p.token)
+	fmt.Fprintf(c, "PUT /credentials/inflight_key HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n", p.admin)
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 Continue") {
