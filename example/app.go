@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/slogaudit/slogaudit/handler"
@@ -40,10 +41,13 @@ func (a *app) routes() *http.ServeMux {
 		key := r.PathValue("key")
 		return credentialEvent(key, a.putAction(key))
 	}
-	mux.HandleFunc("POST /servers/{name}/{action}", a.authenticated(server, a.serverAction))
-	mux.HandleFunc("PUT /credentials/{key}", a.authenticated(put, a.putCredential))
-	mux.HandleFunc("GET /credentials/{key}", a.authenticated(credential("get"), a.getCredential))
-	mux.HandleFunc("DELETE /credentials/{key}", a.authenticated(credential("delete"), a.deleteCredential))
+	// Who may use each is endpointRoles'.
+	mux.HandleFunc("GET /servers", a.authorized(serverListEvent, a.listServers))
+	mux.HandleFunc("GET /credentials", a.authorized(credentialListEvent, a.listCredentials))
+	mux.HandleFunc("POST /servers/{name}/{action}", a.authorized(server, a.serverAction))
+	mux.HandleFunc("PUT /credentials/{key}", a.authorized(put, a.putCredential))
+	mux.HandleFunc("GET /credentials/{key}", a.authorized(credential("get"), a.getCredential))
+	mux.HandleFunc("DELETE /credentials/{key}", a.authorized(credential("delete"), a.deleteCredential))
 	return mux
 }
 
@@ -54,38 +58,48 @@ const (
 	maxName = 256
 )
 
-// authenticated runs next for a request with a principal (a valid bearer
-// token, see middleware.Options.Authenticate); any other is refused with
-// 401, and the attempt is an audit event of what it tried, status denied
-// with reason invalid_credentials when it presented credentials (a wrong
-// token) or unauthenticated when it presented none: a failed credential
-// access is on record, never silent.
-func (a *app) authenticated(attempt func(*http.Request) handler.Event, next http.HandlerFunc) http.HandlerFunc {
+// authorized runs next for a request whose principal (a valid bearer
+// token, see middleware.Options.Authenticate) has the role its endpoint
+// needs (endpointRoles). Any other is refused, and the attempt is an
+// audit event of what it tried, status denied: a failed access is on
+// record, never silent (PCI DSS 10.2.1.4). Without a principal the answer
+// is 401, reason invalid_credentials when the request presented
+// credentials (a wrong token) or unauthenticated when it presented none;
+// a principal whose role falls short gets 403, reason forbidden, and the
+// record's user.roles and auth.required_role (from the request's context,
+// see withAuth) say what it had and what it needed.
+func (a *app) authorized(attempt func(*http.Request) handler.Event, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		info, ok := middleware.FromContext(r.Context())
-		authenticated := ok && info.Principal != ""
 		ev := attempt(r)
-		if len(r.URL.Path) > maxPath || !authenticated {
-			// Refused; the attempt is on record, with its names cut so
-			// that a huge one is not written to the trail at length.
-			ev.Action, ev.Resource = cut(ev.Action), cut(ev.Resource)
-			ev.Status, ev.Reason = handler.StatusDenied, deniedReason(r)
-			if authenticated {
-				ev.Status, ev.Reason = handler.StatusFailed, "name_too_long"
-			}
-			if err := handler.Log(r.Context(), a.log, ev); err != nil {
-				fail(w, http.StatusServiceUnavailable, auditUnavailable)
-				return
-			}
-			if authenticated {
-				fail(w, http.StatusBadRequest, "name too long")
-				return
-			}
-			w.Header().Set("WWW-Authenticate", "Bearer")
-			fail(w, http.StatusUnauthorized, "authentication required")
+		var code int
+		switch {
+		case !ok || info.Principal == "":
+			ev.Status, ev.Reason, code = handler.StatusDenied, deniedReason(r), http.StatusUnauthorized
+		case !permitted(r):
+			ev.Status, ev.Reason, code = handler.StatusDenied, reasonForbidden, http.StatusForbidden
+		case len(r.URL.Path) > maxPath:
+			ev.Status, ev.Reason, code = handler.StatusFailed, "name_too_long", http.StatusBadRequest
+		default:
+			next(w, r)
 			return
 		}
-		next(w, r)
+		// Refused; the attempt is on record, with its names cut so that a
+		// huge one is not written to the trail at length.
+		ev.Action, ev.Resource = cut(ev.Action), cut(ev.Resource)
+		if err := handler.Log(r.Context(), a.log, ev); err != nil {
+			fail(w, http.StatusServiceUnavailable, auditUnavailable)
+			return
+		}
+		switch code {
+		case http.StatusUnauthorized:
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			fail(w, code, "authentication required")
+		case http.StatusForbidden:
+			fail(w, code, "forbidden: this needs role "+endpointRoles[r.Pattern].String())
+		default:
+			fail(w, code, "name too long")
+		}
 	}
 }
 
@@ -159,6 +173,55 @@ func (a *app) supervise(ctx context.Context, name, action string) error {
 		delete(a.running, name)
 	}
 	return nil
+}
+
+// actionList is the action of the list endpoints' events.
+const actionList = "list"
+
+// The events of a request to list the servers or the credentials' names.
+func serverListEvent(*http.Request) handler.Event {
+	return handler.Event{Type: handler.AdminAction, Action: actionList, ResourceType: "mcp_server"}
+}
+
+func credentialListEvent(*http.Request) handler.Event { return credentialEvent("", actionList) }
+
+// listServers answers the names of the running servers, sorted.
+func (a *app) listServers(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	names := sortedKeys(a.running)
+	a.mu.Unlock()
+	ev := serverListEvent(r)
+	ev.Status, ev.Message = handler.StatusSuccess, "servers listed"
+	if err := handler.Log(r.Context(), a.log, ev); err != nil {
+		fail(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string][]string{"running": names})
+}
+
+// listCredentials answers the credentials' names, sorted: never a value,
+// so that a viewer may see what is stored.
+func (a *app) listCredentials(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	names := sortedKeys(a.creds)
+	a.mu.Unlock()
+	ev := credentialListEvent(r)
+	ev.Status, ev.Message = handler.StatusSuccess, "credential names listed"
+	if err := handler.Log(r.Context(), a.log, ev); err != nil {
+		fail(w, http.StatusServiceUnavailable, auditUnavailable)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string][]string{"credentials": names})
+}
+
+// sortedKeys is m's keys, sorted; [] rather than null in JSON when none.
+func sortedKeys[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
 }
 
 func credentialEvent(key, action string) handler.Event {

@@ -20,10 +20,14 @@ func TestPutCredentialUndoneWhenUnaudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := newApp(slog.New(h))
-	mux := middleware.Wrap(a.routes(), middleware.Options{Authenticate: func(*http.Request) string { return "tester" }})
+	ts := &tokens{}
+	ts.add("ok", "tester", roleAdmin, "test")
+	mux := ts.wrap(a.routes(), middleware.Options{})
 	put := func(key, value string) int {
+		req := httptest.NewRequest("PUT", "/credentials/"+key, strings.NewReader(value))
+		req.Header.Set("Authorization", "Bearer ok")
 		rec := httptest.NewRecorder()
-		mux.ServeHTTP(rec, httptest.NewRequest("PUT", "/credentials/"+key, strings.NewReader(value)))
+		mux.ServeHTTP(rec, req)
 		return rec.Code
 	}
 	if code := put("k", "v1"); code != http.StatusOK {
@@ -56,12 +60,9 @@ func TestAppGuards(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := newApp(slog.New(h))
-	mux := middleware.Wrap(a.routes(), middleware.Options{Authenticate: func(r *http.Request) string {
-		if r.Header.Get("Authorization") == "Bearer ok" {
-			return "tester"
-		}
-		return ""
-	}})
+	ts := &tokens{}
+	ts.add("ok", "tester", roleAdmin, "test")
+	mux := ts.wrap(a.routes(), middleware.Options{})
 	do := func(method, path, token, body string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, path, strings.NewReader(body))
 		if token != "" {
@@ -109,5 +110,43 @@ func TestAppGuards(t *testing.T) {
 	want := []string{"get denied unauthenticated 1", "create denied invalid_credentials 1", "get failed name_too_long 259", "server 259 denied unauthenticated", "create success <nil> 1", "get success <nil> 1"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// The lists name what there is and no more: GET /credentials the keys,
+// never a value (neither in the answer nor in its audit event, action
+// list), GET /servers the running servers; [] when there are none.
+func TestListsGiveNamesOnly(t *testing.T) {
+	s := newTestService(t)
+	if rec := s.do("GET", "/servers", "Bearer demo-token", nil); rec.Code != 200 || rec.Body.String() != `{"running":[]}`+"\n" {
+		t.Errorf("GET /servers with none running: %d %q", rec.Code, rec.Body)
+	}
+	const value = "value-SECRET-in-a-list-3c2b"
+	for _, key := range []string{"b_key", "a_key"} {
+		if rec := s.do("PUT", "/credentials/"+key, "Bearer admin-token", strings.NewReader(value)); rec.Code != 200 {
+			t.Fatalf("PUT %s: %d", key, rec.Code)
+		}
+	}
+	if rec := s.do("POST", "/servers/obsidian/start", "Bearer demo-token", nil); rec.Code != 200 {
+		t.Fatalf("start: %d", rec.Code)
+	}
+	if rec := s.do("GET", "/credentials", "Bearer demo-token", nil); rec.Code != 200 || rec.Body.String() != `{"credentials":["a_key","b_key"]}`+"\n" {
+		t.Errorf("GET /credentials: %d %q", rec.Code, rec.Body)
+	}
+	if rec := s.do("GET", "/servers", "Bearer demo-token", nil); rec.Code != 200 || rec.Body.String() != `{"running":["obsidian"]}`+"\n" {
+		t.Errorf("GET /servers: %d %q", rec.Code, rec.Body)
+	}
+	var got []string
+	for _, e := range s.events() {
+		if e["action"] == "list" {
+			got = append(got, fmt.Sprint(e["event"], " ", e["resource_type"], " ", e["status"], " ", e["user.id"], " ", e["resource"]))
+		}
+	}
+	want := []string{"admin_action mcp_server success demo-user <nil>", "credential_access credential success demo-user <nil>", "admin_action mcp_server success demo-user <nil>"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("list events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if strings.Contains(dirText(t, s.dir), value) {
+		t.Error("a credential value is in the audit dir")
 	}
 }

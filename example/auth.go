@@ -19,8 +19,40 @@ import (
 	"github.com/slogaudit/slogaudit/query"
 )
 
-// tokens maps bearer tokens to principals. Lookups compare in constant time
-// so that response timing does not reveal how much of a token was right.
+// role is what a principal may do (least privilege, PCI DSS 7.2): each
+// role may do everything the roles below it may.
+type role int
+
+const (
+	roleNone     role = iota // no role: may do nothing (no principal, or one whose role is not known)
+	roleViewer               // lists servers and credential names, never a credential's value
+	roleOperator             // a viewer that also starts and stops servers and reads credential values
+	roleAdmin                // everything: also stores and deletes credentials and reads the audit log
+)
+
+var roleNames = [...]string{roleNone: "none", roleViewer: "viewer", roleOperator: "operator", roleAdmin: "admin"}
+
+func (r role) String() string { return roleNames[r] }
+
+// parseRole is the role named s; roleNone names none of the three.
+func parseRole(s string) role {
+	for r := roleViewer; r <= roleAdmin; r++ {
+		if s == roleNames[r] {
+			return r
+		}
+	}
+	return roleNone
+}
+
+// defaultRole is the role of a tokens-file line that names none ("token
+// principal", the form before roles): operator, as the demo token. Such a
+// token may no longer store or delete credentials (admin only), and gains
+// nothing.
+const defaultRole = roleOperator
+
+// tokens maps bearer tokens to principals and their roles. Lookups compare
+// in constant time so that response timing does not reveal how much of a
+// token was right.
 type tokens struct {
 	entries []tokenEntry
 }
@@ -28,21 +60,33 @@ type tokens struct {
 type tokenEntry struct {
 	digest    [sha256.Size]byte // of the token: the token itself is not kept
 	principal string
+	role      role
+	from      string // where it was configured ("FILE:LINE", "the admin token"), for errors
+}
+
+// principalRole is a principal and its role, as the start event lists them.
+type principalRole struct {
+	Principal string `json:"principal"`
+	Role      string `json:"role"`
 }
 
 // principals returns the principals that may authenticate, sorted, each
-// once: names, not secrets, for the start event.
-func (ts *tokens) principals() []string {
-	var ps []string
+// once, with its role: names, not secrets, for the start event, so that a
+// principal added or its role changed between two starts is on record.
+func (ts *tokens) principals() []principalRole {
+	var ps []principalRole
 	for _, e := range ts.entries {
-		ps = append(ps, e.principal)
+		ps = append(ps, principalRole{e.principal, e.role.String()})
 	}
-	slices.Sort(ps)
-	return slices.Compact(ps)
+	slices.SortFunc(ps, func(a, b principalRole) int { return strings.Compare(a.Principal, b.Principal) })
+	return slices.Compact(ps) // one role per principal (add): equal entries are adjacent
 }
 
-// loadTokens reads lines "token principal" (blank lines and # comments
-// ignored).
+// loadTokens reads lines "token principal [role]" (blank lines and #
+// comments ignored; the role defaults to defaultRole). Any line it cannot
+// take (a wrong number of fields, an unknown role, a token given twice, a
+// principal given two roles) is an error naming the file and line, and no
+// tokens are returned: the service does not start with part of them.
 func loadTokens(path string) (*tokens, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -51,36 +95,66 @@ func loadTokens(path string) (*tokens, error) {
 	defer f.Close()
 	ts := &tokens{}
 	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
+	n := 0
+	for sc.Scan() {
+		n++
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
+		where := fmt.Sprintf("%s:%d", path, n)
+		// The fields are not quoted back: one of them may be a token.
 		fields := strings.Fields(line)
-		if len(fields) != 2 {
-			return nil, fmt.Errorf("%s:%d: want \"token principal\"", path, n)
+		if len(fields) < 2 || len(fields) > 3 {
+			return nil, fmt.Errorf("%s: want \"token principal [role]\" (2 or 3 fields), found %d", where, len(fields))
 		}
-		ts.add(fields[0], fields[1])
+		r := defaultRole
+		if len(fields) == 3 {
+			if r = parseRole(fields[2]); r == roleNone {
+				return nil, fmt.Errorf("%s: unknown role %q (want viewer, operator or admin)", where, fields[2])
+			}
+		}
+		if err := ts.add(fields[0], fields[1], r, where); err != nil {
+			return nil, err
+		}
 	}
-	return ts, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s:%d: %w", path, n+1, err)
+	}
+	return ts, nil
 }
 
-func (ts *tokens) add(token, principal string) {
-	ts.entries = append(ts.entries, tokenEntry{sha256.Sum256([]byte(token)), principal})
+// add adds a token of principal with role r, configured at from. A token
+// already there, or a principal already there with another role, is an
+// error: either way one of the two would silently decide what the
+// principal may do.
+func (ts *tokens) add(token, principal string, r role, from string) error {
+	d := sha256.Sum256([]byte(token))
+	for _, e := range ts.entries {
+		if e.digest == d {
+			return fmt.Errorf("%s: the same token as %s (a token names one principal and role)", from, e.from)
+		}
+		if e.principal == principal && e.role != r {
+			return fmt.Errorf("%s: principal %s is %s in %s and %s here (one role per principal)", from, principal, e.role, e.from, r)
+		}
+	}
+	ts.entries = append(ts.entries, tokenEntry{d, principal, r, from})
+	return nil
 }
 
 // lookup compares digests, in constant time and over every entry: the
 // time taken says neither which token matched nor how long the tokens are
-// (ConstantTimeCompare returns at once for a length mismatch).
-func (ts *tokens) lookup(token string) string {
+// (ConstantTimeCompare returns at once for a length mismatch). It returns
+// the principal and role of the token, or "" and roleNone.
+func (ts *tokens) lookup(token string) (string, role) {
 	d := sha256.Sum256([]byte(token))
-	found := ""
+	found, r := "", roleNone
 	for _, e := range ts.entries {
 		if subtle.ConstantTimeCompare(e.digest[:], d[:]) == 1 {
-			found = e.principal
+			found, r = e.principal, e.role
 		}
 	}
-	return found
+	return found, r
 }
 
 func bearer(r *http.Request) string {
@@ -93,10 +167,12 @@ func bearer(r *http.Request) string {
 
 // principal is the principal of the request's bearer token, or "".
 func (ts *tokens) principal(r *http.Request) string {
-	if tok := bearer(r); tok != "" {
-		return ts.lookup(tok)
+	tok := bearer(r)
+	if tok == "" {
+		return ""
 	}
-	return ""
+	p, _ := ts.lookup(tok)
+	return p
 }
 
 // presented reports whether the request carries credentials at all: an
@@ -121,11 +197,40 @@ func deniedReason(r *http.Request) string {
 	return reasonUnauthenticated
 }
 
-// Attributes that say how a request authenticated, on every record logged
-// with its context (see contextAttrs).
+// endpointRoles is the least role each endpoint needs (PCI DSS 7.2): the
+// one place that says who may do what. A route missing here is refused to
+// every role; GET /healthz alone needs no token. README "Roles" has the
+// same table, and TestEndpointRoles checks every route against it.
+var endpointRoles = map[string]role{
+	"GET /servers":                  roleViewer,   // the running servers' names
+	"GET /credentials":              roleViewer,   // the credentials' names, never a value
+	"POST /servers/{name}/{action}": roleOperator, // start, stop
+	"GET /credentials/{key}":        roleOperator, // a credential's value
+	"PUT /credentials/{key}":        roleAdmin,    // create or overwrite a credential
+	"DELETE /credentials/{key}":     roleAdmin,
+	"GET /audit/events":             roleAdmin, // the audit log (PCI DSS 10.3.1)
+	"GET /audit/ui":                 roleAdmin,
+	"GET /audit/stream":             roleAdmin,
+}
+
+// permits reports whether role have may use the endpoint of the route
+// pattern (a request's Pattern once the mux has routed it).
+func permits(have role, pattern string) bool {
+	need, ok := endpointRoles[pattern]
+	return ok && need != roleNone && have >= need
+}
+
+// reasonForbidden is the reason of the audit event of a request refused
+// because its principal's role falls short (403), as package query's.
+const reasonForbidden = "forbidden"
+
+// Attributes that say how a request authenticated and what its principal
+// may do, on every record logged with its context (see contextAttrs).
 const (
-	authMethodKey = "auth.method" // "bearer": the principal's credential (the example knows no other)
-	authResultKey = "auth.result" // "invalid_credentials": credentials presented but not valid
+	authMethodKey   = "auth.method"        // "bearer": the principal's credential (the example knows no other)
+	authResultKey   = "auth.result"        // "invalid_credentials": credentials presented but not valid
+	userRolesKey    = "user.roles"         // the principal's role, as a list (OpenTelemetry's user.roles)
+	requiredRoleKey = "auth.required_role" // the least role the endpoint needs (endpointRoles)
 )
 
 // authn is a request's authentication, done once by withAuth before the
@@ -133,7 +238,8 @@ const (
 // auth attributes come from the same lookup.
 type authn struct {
 	principal string
-	attrs     []slog.Attr // auth.method, auth.result
+	role      role        // roleNone without a principal
+	attrs     []slog.Attr // auth.method, user.roles, auth.required_role; or auth.result
 
 	once sync.Once
 	all  []slog.Attr // middleware.Attrs and attrs, built once per request
@@ -142,15 +248,24 @@ type authn struct {
 type authnKey struct{}
 
 // withAuth authenticates each request (bearer token) and puts the outcome
-// into its context, for middleware.Options.Authenticate (authnPrincipal)
-// and handler.Options.ContextAttrs (contextAttrs). Wrap the middleware
-// with it.
-func (ts *tokens) withAuth(next http.Handler) http.Handler {
+// into its context, for middleware.Options.Authenticate (authnPrincipal),
+// handler.Options.ContextAttrs (contextAttrs) and the app's authorization
+// (permitted). The role the request's endpoint needs is looked up in mux
+// now, before anything is logged, so that every record of the request
+// says it, also those package query writes for the audit endpoints. Wrap
+// the middleware with it.
+func (ts *tokens) withAuth(mux *http.ServeMux, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a := &authn{principal: ts.principal(r)}
+		a := &authn{}
+		if tok := bearer(r); tok != "" {
+			a.principal, a.role = ts.lookup(tok)
+		}
 		switch {
 		case a.principal != "":
-			a.attrs = []slog.Attr{slog.String(authMethodKey, "bearer")}
+			a.attrs = []slog.Attr{slog.String(authMethodKey, "bearer"), slog.Any(userRolesKey, []string{a.role.String()})}
+			if _, pattern := mux.Handler(r); endpointRoles[pattern] != roleNone {
+				a.attrs = append(a.attrs, slog.String(requiredRoleKey, endpointRoles[pattern].String()))
+			}
 		case presented(r):
 			a.attrs = []slog.Attr{slog.String(authResultKey, reasonInvalidCredentials)}
 		}
@@ -158,11 +273,20 @@ func (ts *tokens) withAuth(next http.Handler) http.Handler {
 	})
 }
 
-// wrap is middleware.Wrap(next, opts) behind withAuth, with opts.Authenticate
-// set to what withAuth found: the example's handler chain.
-func (ts *tokens) wrap(next http.Handler, opts middleware.Options) http.Handler {
+// wrap is middleware.Wrap(mux, opts) behind withAuth, with
+// opts.Authenticate set to what withAuth found: the example's handler
+// chain.
+func (ts *tokens) wrap(mux *http.ServeMux, opts middleware.Options) http.Handler {
 	opts.Authenticate = authnPrincipal
-	return ts.withAuth(middleware.Wrap(next, opts))
+	return ts.withAuth(mux, middleware.Wrap(mux, opts))
+}
+
+// permitted reports whether the principal of a routed request has the
+// role its endpoint needs. Without withAuth (middleware.Wrap alone) no
+// role is known, and nothing is permitted.
+func permitted(r *http.Request) bool {
+	a, ok := r.Context().Value(authnKey{}).(*authn)
+	return ok && a.principal != "" && permits(a.role, r.Pattern)
 }
 
 // authnPrincipal is the middleware's Authenticate: the principal withAuth
@@ -186,10 +310,17 @@ func contextAttrs(ctx context.Context) []slog.Attr {
 	return a.all
 }
 
-// adminPrincipal is the principal of the admin token.
-const adminPrincipal = "admin"
+// The principals of the admin token (role admin) and of the demo token
+// printed when there is no -tokens file (role operator).
+const (
+	adminPrincipal = "admin"
+	demoPrincipal  = "demo-user"
+)
 
-// authorizeAudit lets only the admin read the audit log.
+// authorizeAudit is the audit endpoints' query.HandlerOptions.Authorize:
+// the principal of the request's token, and whether its role may use the
+// endpoint (endpointRoles: admin). It looks the token up again each time,
+// as the live stream asks at every heartbeat.
 func (ts *tokens) authorizeAudit(r *http.Request) (string, error) {
 	tok := bearer(r)
 	if tok == "" {
@@ -198,14 +329,14 @@ func (ts *tokens) authorizeAudit(r *http.Request) (string, error) {
 		}
 		return "", query.ErrUnauthenticated
 	}
-	p := ts.lookup(tok)
-	switch p {
-	case "":
+	p, role := ts.lookup(tok)
+	switch {
+	case p == "":
 		return "", query.ErrInvalidCredentials
-	case adminPrincipal:
-		return p, nil
+	case !permits(role, r.Pattern):
+		return p, query.ErrForbidden
 	}
-	return p, query.ErrForbidden
+	return p, nil
 }
 
 func randomToken(prefix string) string {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -184,7 +186,9 @@ func TestComposeCommandRunsOnEmptyVolume(t *testing.T) {
 
 // With -admin-token and -tokens FILE the banner prints neither token, and
 // every curl line it suggests sends a bearer token (a placeholder) rather
-// than an empty $AUDIT_ADMIN_TOKEN or none at all.
+// than an empty $AUDIT_ADMIN_TOKEN or none at all: the admin token where
+// the endpoint needs role admin, one from the file elsewhere, so that the
+// line the banner says is refused (an operator's DELETE) is the only one.
 func TestBannerWithGivenTokens(t *testing.T) {
 	const admin = "adm-SECRET-flag-77aa"
 	const user = "tok-SECRET-alice-88bb"
@@ -198,32 +202,51 @@ func TestBannerWithGivenTokens(t *testing.T) {
 	if strings.Contains(out, admin) || strings.Contains(out, user) || strings.Contains(out, "$AUDIT_ADMIN_TOKEN") {
 		t.Errorf("banner prints a token or an unset variable:\n%s", out)
 	}
-	if !strings.Contains(out, "admin token (GET /audit/events, /audit/ui, /audit/stream): given with -admin-token (not printed)") {
+	if !strings.Contains(out, "admin token (principal admin, role admin: everything, also the audit log): given with -admin-token (not printed)") ||
+		!strings.Contains(out, "bearer tokens: "+tokFile+" (role operator where a line names none)") {
 		t.Errorf("banner does not say where the admin token is from:\n%s", out)
 	}
 	userFlag := "-H 'Authorization: Bearer <a token from " + tokFile + ">'"
 	adminFlag := `-H "Authorization: Bearer <admin token>"`
-	n := 0
+	n, denied := 0, 0
 	for _, line := range strings.Split(out, "\n") {
 		line = strings.TrimSpace(line)
 		switch {
 		case strings.HasPrefix(line, "curl") && strings.Contains(line, "# no token"):
-		case strings.HasPrefix(line, "curl") && strings.Contains(line, "/audit/"):
-			n++
-			if !strings.Contains(line, adminFlag) {
-				t.Errorf("audit curl line without %s: %s", adminFlag, line)
-			}
 		case strings.HasPrefix(line, "curl"):
 			n++
-			if !strings.Contains(line, userFlag) {
+			// The request the line sends, and the role it needs.
+			m := regexp.MustCompile(`^curl (?:-X (\w+) )?.*?http://[^/\s']+(/[^?\s']*)`).FindStringSubmatch(line)
+			if m == nil {
+				t.Errorf("curl line without a URL: %s", line)
+				continue
+			}
+			method := cmp.Or(m[1], "GET")
+			req := httptest.NewRequest(method, m[2], nil)
+			_, pattern := newApp(nil).routes().Handler(req)
+			if strings.HasPrefix(m[2], "/audit/") {
+				pattern = method + " " + m[2]
+			}
+			need, ok := endpointRoles[pattern]
+			switch {
+			case !ok:
+				t.Errorf("curl line for no endpoint of endpointRoles (%q): %s", pattern, line)
+			case need == roleAdmin && strings.Contains(line, userFlag):
+				denied++
+				if !strings.Contains(line, "# an operator: 403") {
+					t.Errorf("a line refused to an operator that does not say so: %s", line)
+				}
+			case need == roleAdmin && !strings.Contains(line, adminFlag):
+				t.Errorf("curl line for role admin without %s: %s", adminFlag, line)
+			case need != roleAdmin && !strings.Contains(line, userFlag):
 				t.Errorf("curl line without %s: %s", userFlag, line)
 			}
 		case strings.Contains(line, "auditctl") && !strings.HasPrefix(line, "go run ./cmd/auditctl "):
 			t.Errorf("auditctl line not runnable from the repository: %s", line)
 		}
 	}
-	if n != 8 {
-		t.Errorf("%d curl lines checked, want 8:\n%s", n, out)
+	if n != 11 || denied != 1 {
+		t.Errorf("%d curl lines checked, %d of them refused, want 11 and 1:\n%s", n, denied, out)
 	}
 	if !strings.Contains(out, "go run ./cmd/auditctl tail ") {
 		t.Errorf("no tail line:\n%s", out)

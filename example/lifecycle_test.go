@@ -57,7 +57,7 @@ func TestExampleRecordsStartAndStop(t *testing.T) {
 	}
 	b, _ := json.Marshal(st["audit.config"])
 	want := `{"alerts":{"enabled":true,"rules":` + jsonInt(len(handler.DefaultAlertRules())) + `,"source":"default"},` +
-		`"authentication":{"admin_source":"generated","bearer_source":"demo (generated)","principals":["admin","demo-user"]},` +
+		`"authentication":{"admin_source":"generated","bearer_source":"demo (generated)","principals":[{"principal":"admin","role":"admin"},{"principal":"demo-user","role":"operator"}]},` +
 		`"integrity":{"forward_secure":true,"key_id":"` + keyID + `","self_verify_interval":"1m0s","signed_checkpoints":true},` +
 		`"otlp":{"export":false},"retention":{"max_age":"8784h0m0s","max_backups":"keep all"},` +
 		`"rotate":{"compress":true,"interval":"24h0m0s","low_space_warning":"default (rotate.DefaultLowSpace)","max_bytes":123456},"sync":"interval"}`
@@ -169,7 +169,7 @@ func TestStopWaitsForRequestsInFlight(t *testing.T) {
 	defer c.Close()
 	// net/http answers 100 Continue when the handler first reads the
 	// body: then the request is in the handler, waiting for the rest.
-	fmt.Fprintf(c, "PUT /credentials/inflight_key HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n", p.token)
+	fmt.Fprintf(c, "PUT /credentials/inflight_key HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n", p.admin)
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 Continue") {

@@ -77,8 +77,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.sync, "sync", "always", "durability policy: none, interval or always")
 	fs.DurationVar(&cfg.maxAge, "max-age", 0, "remove audit files whose records are all older than this, each leaving a pruned record (0: keep all; PCI DSS 10.5.1 asks for 12 months, e.g. 8784h)")
 	fs.IntVar(&cfg.maxBackups, "max-backups", 0, "keep at most this many audit files besides the current one (0: all)")
-	fs.StringVar(&cfg.tokensFile, "tokens", "", `bearer tokens: a file of lines "token principal" (default: one printed demo token)`)
-	fs.StringVar(&cfg.adminToken, "admin-token", os.Getenv("AUDIT_ADMIN_TOKEN"), "bearer token that may read the audit log: GET /audit/events, the live view /audit/ui and /audit/stream (default $AUDIT_ADMIN_TOKEN, else a random one, printed)")
+	fs.StringVar(&cfg.tokensFile, "tokens", "", `bearer tokens: a file of lines "token principal [role]", role viewer, operator or admin, default operator (default: one printed demo token, role operator)`)
+	fs.StringVar(&cfg.adminToken, "admin-token", os.Getenv("AUDIT_ADMIN_TOKEN"), "bearer token of principal admin, role admin: may do everything, also store and delete credentials and read the audit log (GET /audit/events, the live view /audit/ui and /audit/stream) (default $AUDIT_ADMIN_TOKEN, else a random one, printed)")
 	fs.StringVar(&cfg.alertsFile, "alerts", "", "alert rules config (JSON, see handler.ParseAlertConfig; default: handler.DefaultAlertRules)")
 	fs.DurationVar(&cfg.bodyTimeout, "body-timeout", 10*time.Second, "how long a client may take to send a request body (also one the service does not read)")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 0, "how long a stop waits for the requests in flight before it cuts their connections (default: -body-timeout plus 10s)")
@@ -103,11 +103,13 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	keyID, created, err := loadOrCreateKey(cfg.keyFile)
+	// The tokens first: a tokens file the service cannot take all of
+	// stops it before it creates anything.
+	ts, demoToken, err := setupTokens(&cfg)
 	if err != nil {
 		return err
 	}
-	ts, demoToken, err := setupTokens(&cfg)
+	keyID, created, err := loadOrCreateKey(cfg.keyFile)
 	if err != nil {
 		return err
 	}
@@ -307,14 +309,18 @@ key file:    %s%s, key_id %s
 OTLP export: %[9]s
 
 %[6]s
-try:
+try (an operator's token starts and stops servers and reads credentials; storing and
+deleting a credential takes the admin token):
   curl -X POST %[1]s/servers/obsidian/start%[7]s
   curl -X POST %[1]s/servers/broken/start%[7]s
   curl -X POST %[1]s/servers/obsidian/stop%[7]s
-  curl -X PUT --data 'value-of-the-secret' %[1]s/credentials/obsidian_api_key%[7]s
+  curl -X PUT --data 'value-of-the-secret' %[1]s/credentials/obsidian_api_key -H "Authorization: Bearer %[8]s"
+  curl %[1]s/credentials%[7]s    # names only: what a viewer may see too
   curl %[1]s/credentials/obsidian_api_key%[7]s
   curl -H 'X-Client-ID: test-user' %[1]s/credentials/obsidian_api_key    # no token: 401, audited as denied
-  curl -X DELETE %[1]s/credentials/obsidian_api_key%[7]s
+  curl -X DELETE %[1]s/credentials/obsidian_api_key%[7]s    # an operator: 403, audited as denied (DELETE needs admin)
+  curl -X DELETE %[1]s/credentials/obsidian_api_key -H "Authorization: Bearer %[8]s"
+  curl -H "Authorization: Bearer %[8]s" '%[1]s/audit/events?event=credential_access&status=denied&limit=10'    # the two denials
   curl -H "Authorization: Bearer %[8]s" '%[1]s/audit/events?action=start&resource=obsidian&limit=10'
 
 live view: %[1]s/audit/ui (sign in with the admin token)
@@ -598,7 +604,7 @@ func setupTokens(cfg *config) (ts *tokens, demo string, err error) {
 	} else {
 		ts = &tokens{}
 		demo = randomToken("demo-")
-		ts.add(demo, "demo-user")
+		ts.add(demo, demoPrincipal, roleOperator, "the demo token")
 	}
 	// A given token is not printed: the banner's curl lines name it.
 	switch {
@@ -610,12 +616,16 @@ func setupTokens(cfg *config) (ts *tokens, demo string, err error) {
 	default:
 		cfg.adminShown = "$AUDIT_ADMIN_TOKEN" // in the environment, as the shell's may be
 	}
-	ts.add(cfg.adminToken, adminPrincipal)
+	if err := ts.add(cfg.adminToken, adminPrincipal, roleAdmin, "the admin token"); err != nil {
+		return nil, "", err
+	}
 	return ts, demo, nil
 }
 
+// tokenNote names the tokens and their roles for the banner: the ones
+// generated here, and where the others come from.
 func tokenNote(cfg config, demo string) string {
-	note := "admin token (GET /audit/events, /audit/ui, /audit/stream): "
+	note := "admin token (principal " + adminPrincipal + ", role admin: everything, also the audit log): "
 	switch {
 	case cfg.adminShown == cfg.adminToken:
 		note += cfg.adminToken // generated here
@@ -625,9 +635,9 @@ func tokenNote(cfg config, demo string) string {
 		note += "given in $AUDIT_ADMIN_TOKEN (not printed)"
 	}
 	if demo != "" {
-		note += "\ndemo token (principal demo-user): " + demo
+		note += "\ndemo token (principal " + demoPrincipal + ", role operator): " + demo
 	} else {
-		note += "\nbearer tokens: " + cfg.tokensFile
+		note += "\nbearer tokens: " + cfg.tokensFile + " (role " + defaultRole.String() + " where a line names none)"
 	}
 	return note
 }

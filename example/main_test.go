@@ -43,7 +43,8 @@ func TestMain(m *testing.M) {
 type proc struct {
 	cmd            *exec.Cmd
 	base           string
-	token          string // the demo token it printed, sent by do; "" with -tokens
+	token          string // the demo token it printed (role operator), sent by do; "" with -tokens
+	admin          string // the admin token: the one it printed, or -admin-token's
 	stdout, stderr *syncBuffer
 	done           chan error
 }
@@ -66,8 +67,9 @@ func (s *syncBuffer) String() string {
 }
 
 var (
-	listening = regexp.MustCompile(`listening on (http://\S+)`)
-	demoToken = regexp.MustCompile(`demo token \(principal demo-user\): (\S+)`)
+	listening  = regexp.MustCompile(`listening on (http://\S+)`)
+	demoToken  = regexp.MustCompile(`demo token \(principal demo-user, role operator\): (\S+)`)
+	adminToken = regexp.MustCompile(`admin token \(principal admin, role admin[^)]*\): (admin-\S+)`)
 )
 
 // start runs the example as a child process and waits until it listens.
@@ -84,6 +86,11 @@ func startEnv(t *testing.T, env map[string]string, args ...string) *proc {
 		t.Fatal(err)
 	}
 	p := &proc{cmd: exec.Command(exe), stdout: new(syncBuffer), stderr: new(syncBuffer), done: make(chan error, 1)}
+	for i, arg := range args {
+		if arg == "-admin-token" && i+1 < len(args) {
+			p.admin = args[i+1]
+		}
+	}
 	p.cmd.Env = append(os.Environ(), argsEnv+"="+strings.Join(append([]string{"-addr", "127.0.0.1:0"}, args...), "\n"))
 	for k, v := range env {
 		p.cmd.Env = append(p.cmd.Env, k+"="+v)
@@ -98,9 +105,13 @@ func startEnv(t *testing.T, env map[string]string, args ...string) *proc {
 	for time.Now().Before(deadline) {
 		if m := listening.FindStringSubmatch(p.stdout.String()); m != nil {
 			p.base = m[1]
-			// The banner is one write: the demo token is in it, if any.
+			// The banner is one write: the demo token is in it, if any,
+			// and the admin token if generated.
 			if m := demoToken.FindStringSubmatch(p.stdout.String()); m != nil {
 				p.token = m[1]
+			}
+			if m := adminToken.FindStringSubmatch(p.stdout.String()); m != nil {
+				p.admin = m[1]
 			}
 			return p
 		}
@@ -154,33 +165,35 @@ func (p *proc) stop(t *testing.T) {
 
 const secret = "s3cr3t-VALUE-that-must-never-be-logged"
 
-// session sends the requests a user would try and checks the answers.
+// session sends the requests a user would try and checks the answers:
+// the demo token (an operator) runs servers and reads credentials, the
+// admin token stores and deletes them, and the operator's DELETE is
+// refused.
 func session(t *testing.T, p *proc) {
 	t.Helper()
+	const anonymous, operator, admin = "", "operator", "admin"
 	for _, c := range []struct {
 		method, path, body string
 		code               int
-		anonymous          bool
+		as                 string
 	}{
-		{"GET", "/credentials/obsidian_api_key", "", 401, true},
-		{"POST", "/servers/obsidian/start", "", 200, false},
-		{"POST", "/servers/broken/start", "", 500, false},
-		{"POST", "/servers/obsidian/restart", "", 404, false},
-		{"POST", "/servers/obsidian/stop", "", 200, false},
-		{"POST", "/servers/obsidian/stop", "", 500, false},
-		{"PUT", "/credentials/obsidian_api_key", secret, 200, false},
-		{"GET", "/credentials/obsidian_api_key", "", 200, false},
-		{"GET", "/credentials/no_such_key", "", 404, false},
-		{"DELETE", "/credentials/obsidian_api_key", "", 200, false},
-		{"DELETE", "/credentials/obsidian_api_key", "", 404, false},
+		{"GET", "/credentials/obsidian_api_key", "", 401, anonymous},
+		{"POST", "/servers/obsidian/start", "", 200, operator},
+		{"POST", "/servers/broken/start", "", 500, operator},
+		{"POST", "/servers/obsidian/restart", "", 404, operator},
+		{"POST", "/servers/obsidian/stop", "", 200, operator},
+		{"POST", "/servers/obsidian/stop", "", 500, operator},
+		{"PUT", "/credentials/obsidian_api_key", secret, 200, admin},
+		{"GET", "/credentials/obsidian_api_key", "", 200, operator},
+		{"GET", "/credentials/no_such_key", "", 404, operator},
+		{"DELETE", "/credentials/obsidian_api_key", "", 403, operator},
+		{"DELETE", "/credentials/obsidian_api_key", "", 200, admin},
+		{"DELETE", "/credentials/obsidian_api_key", "", 404, admin},
 	} {
-		token := p.token
-		if c.anonymous {
-			token = ""
-		}
+		token := map[string]string{anonymous: "", operator: p.token, admin: p.admin}[c.as]
 		code, body := p.doAs(t, token, c.method, c.path, c.body)
 		if code != c.code {
-			t.Errorf("%s %s: %d %s, want %d", c.method, c.path, code, body, c.code)
+			t.Errorf("%s %s as %s: %d %s, want %d", c.method, c.path, c.as, code, body, c.code)
 		}
 		if c.method == "GET" && code == 200 && body != secret {
 			t.Errorf("GET credential returned %q", body)
@@ -304,8 +317,8 @@ func TestExampleEndToEnd(t *testing.T) {
 			got = append(got, e["action"].(string)+" "+e["resource"].(string)+" "+e["status"].(string))
 		}
 	}
-	if activity != 11 {
-		t.Errorf("%d activity records for 11 requests", activity)
+	if activity != 12 {
+		t.Errorf("%d activity records for 12 requests", activity)
 	}
 	want := []string{
 		"start slogaudit-example success",
@@ -318,6 +331,7 @@ func TestExampleEndToEnd(t *testing.T) {
 		"create obsidian_api_key success",
 		"get obsidian_api_key success",
 		"get no_such_key failed",
+		"delete obsidian_api_key denied",
 		"delete obsidian_api_key success",
 		"delete obsidian_api_key failed",
 		"stop slogaudit-example initiated", "stop slogaudit-example success",
@@ -570,8 +584,8 @@ func TestExampleLeavesNoSecrets(t *testing.T) {
 		value     = "value-SECRET-5e4d3c2b1a"
 	)
 	// An unknown bearer token is refused (and must not be logged either);
-	// the demo token stores the value.
-	for _, tok := range []string{bearerTok, p.token} {
+	// the admin token stores the value.
+	for _, tok := range []string{bearerTok, p.admin} {
 		req, _ := http.NewRequest("PUT", p.base+"/credentials/obsidian_api_key?token="+queryTok+"&note=x", strings.NewReader(value))
 		req.Header.Set("Authorization", "Bearer "+tok)
 		req.Header.Set("X-Api-Key", apiKey)

@@ -55,14 +55,14 @@ func TestExampleExportsThroughCollector(t *testing.T) {
 		t.Fatalf("export not enabled:\n%s", p.stdout)
 	}
 	traceID := randomHex(16)
-	for _, c := range []struct{ method, path, body string }{
-		{"POST", "/servers/obsidian/start", ""},
-		{"PUT", "/credentials/obsidian_api_key", secret},
-		{"GET", "/credentials/obsidian_api_key", ""},
+	for _, c := range []struct{ method, path, body, token string }{
+		{"POST", "/servers/obsidian/start", "", p.token},
+		{"PUT", "/credentials/obsidian_api_key", secret, p.admin},
+		{"GET", "/credentials/obsidian_api_key", "", p.token},
 	} {
 		req, _ := http.NewRequest(c.method, p.base+c.path, strings.NewReader(c.body))
 		req.Header.Set("traceparent", "00-"+traceID+"-"+randomHex(8)+"-01")
-		req.Header.Set("Authorization", "Bearer "+p.token)
+		req.Header.Set("Authorization", "Bearer "+c.token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

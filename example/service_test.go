@@ -21,8 +21,8 @@ import (
 
 // testService is the example's request path in process: the app's routes
 // and GET /audit/events behind the example's handler chain (ts.wrap), an
-// audit handler with its ContextAttrs. Tokens: demo-token (demo-user) and
-// admin-token (admin).
+// audit handler with its ContextAttrs. Tokens: viewer-token (vera, role
+// viewer), demo-token (demo-user, operator) and admin-token (admin, admin).
 type testService struct {
 	t   *testing.T
 	dir string
@@ -41,8 +41,9 @@ func newTestService(t *testing.T) *testService {
 	t.Cleanup(func() { h.Close() })
 	s.h = h
 	ts := &tokens{}
-	ts.add("demo-token", "demo-user")
-	ts.add("admin-token", adminPrincipal)
+	ts.add("viewer-token", "vera", roleViewer, "test")
+	ts.add("demo-token", demoPrincipal, roleOperator, "test")
+	ts.add("admin-token", adminPrincipal, roleAdmin, "test")
 	log := slog.New(h)
 	s.app = newApp(log)
 	mux := s.app.routes()
@@ -94,7 +95,8 @@ func ofEvent(evs []map[string]any, event string) []map[string]any {
 // invalid_credentials, no credentials as unauthenticated: on the
 // credential_access and admin_action events, the audit_access event of
 // /audit/events, and (auth.result) the activity record. Records of an
-// authenticated request say how it authenticated (auth.method=bearer).
+// authenticated request say how it authenticated (auth.method=bearer),
+// the principal's role and the role the endpoint needs.
 func TestInvalidCredentialsRecorded(t *testing.T) {
 	s := newTestService(t)
 	auths := []string{"", "Bearer guessed-token", "Basic ZGVtbzpkZW1v"}
@@ -108,8 +110,8 @@ func TestInvalidCredentialsRecorded(t *testing.T) {
 			t.Errorf("POST with %q: %d", auth, rec.Code)
 		}
 	}
-	if rec := s.do("PUT", "/credentials/k", "Bearer demo-token", strings.NewReader("v")); rec.Code != 200 {
-		t.Fatalf("PUT: %d", rec.Code)
+	if rec := s.do("GET", "/credentials/k", "Bearer demo-token", nil); rec.Code != 404 {
+		t.Fatalf("GET: %d", rec.Code)
 	}
 	evs := s.events()
 	wantReasons := []string{"unauthenticated", "invalid_credentials", "invalid_credentials"}
@@ -141,7 +143,7 @@ func TestInvalidCredentialsRecorded(t *testing.T) {
 	for _, e := range evs {
 		if e["user.id"] == "demo-user" {
 			n++
-			if e[authMethodKey] != "bearer" || e[authResultKey] != nil {
+			if e[authMethodKey] != "bearer" || e[authResultKey] != nil || fmt.Sprint(e[userRolesKey]) != "[operator]" || e[requiredRoleKey] != "operator" {
 				t.Errorf("record of an authenticated request: %v", e)
 			}
 		}
@@ -160,7 +162,7 @@ func TestInvalidCredentialsWithPlainMiddleware(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts := &tokens{}
-	ts.add("demo-token", "demo-user")
+	ts.add("demo-token", demoPrincipal, roleOperator, "test")
 	log := slog.New(h)
 	mux := middleware.Wrap(newApp(log).routes(), middleware.Options{Authenticate: ts.principal, ActivityLog: handler.Logger(log)})
 	for _, auth := range []string{"", "Bearer guessed-token"} {
@@ -194,10 +196,10 @@ func TestCredentialCreateVsUpdate(t *testing.T) {
 		auth, body string
 		code       int
 	}{
-		{"", "v0", 401},                  // would create
-		{"Bearer demo-token", "v1", 200}, // creates
-		{"Bearer guessed", "v2", 401},    // would update
-		{"Bearer demo-token", "v3", 200}, // updates
+		{"", "v0", 401},                   // would create
+		{"Bearer admin-token", "v1", 200}, // creates
+		{"Bearer guessed", "v2", 401},     // would update
+		{"Bearer admin-token", "v3", 200}, // updates
 	} {
 		if rec := s.do("PUT", "/credentials/k", c.auth, strings.NewReader(c.body)); rec.Code != c.code {
 			t.Errorf("PUT %q: %d, want %d", c.auth, rec.Code, c.code)
@@ -233,7 +235,7 @@ func (e *errReader) Read(p []byte) (int, error) {
 // answer is 503, as everywhere else.
 func TestCredentialBadBodyAudited(t *testing.T) {
 	s := newTestService(t)
-	if rec := s.do("PUT", "/credentials/k", "Bearer demo-token", strings.NewReader("v1")); rec.Code != 200 {
+	if rec := s.do("PUT", "/credentials/k", "Bearer admin-token", strings.NewReader("v1")); rec.Code != 200 {
 		t.Fatalf("PUT: %d", rec.Code)
 	}
 	for _, c := range []struct {
@@ -243,7 +245,7 @@ func TestCredentialBadBodyAudited(t *testing.T) {
 		{"new_key", strings.NewReader(strings.Repeat("a", 70<<10))}, // too large
 		{"k", &errReader{}}, // read error
 	} {
-		if rec := s.do("PUT", "/credentials/"+c.key, "Bearer demo-token", c.body); rec.Code != http.StatusBadRequest {
+		if rec := s.do("PUT", "/credentials/"+c.key, "Bearer admin-token", c.body); rec.Code != http.StatusBadRequest {
 			t.Errorf("PUT %s: %d", c.key, rec.Code)
 		}
 	}
@@ -257,7 +259,7 @@ func TestCredentialBadBodyAudited(t *testing.T) {
 			t.Errorf("failed PUT without its error: %v", e)
 		}
 	}
-	want := []string{"create k success  demo-user", "create new_key failed bad_body demo-user", "update k failed bad_body demo-user"}
+	want := []string{"create k success  admin", "create new_key failed bad_body admin", "update k failed bad_body admin"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("credential events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -265,7 +267,7 @@ func TestCredentialBadBodyAudited(t *testing.T) {
 	// Fail closed: with the audit log gone, 503.
 	s = newTestService(t)
 	s.h.Close()
-	if rec := s.do("PUT", "/credentials/k", "Bearer demo-token", &errReader{}); rec.Code != http.StatusServiceUnavailable {
+	if rec := s.do("PUT", "/credentials/k", "Bearer admin-token", &errReader{}); rec.Code != http.StatusServiceUnavailable {
 		t.Errorf("unaudited bad PUT: %d, want 503", rec.Code)
 	}
 }
@@ -289,7 +291,12 @@ func TestStalledBodiesReleased(t *testing.T) {
 	defer resp.Body.Close()
 	var conns []net.Conn
 	for _, path := range []string{"/credentials/x", "/servers/obsidian/start"} {
-		for _, auth := range []string{"", "Authorization: Bearer " + p.token + "\r\n"} {
+		// A token the endpoint permits, so that its handler reads the body.
+		token := p.token
+		if strings.HasPrefix(path, "/credentials") {
+			token = p.admin
+		}
+		for _, auth := range []string{"", "Authorization: Bearer " + token + "\r\n"} {
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
