@@ -137,6 +137,15 @@ func specHex64(b []byte) ([32]byte, bool) {
 	return out, err == nil
 }
 
+// specHasLine reports whether a file's content (up to its first NUL, §5)
+// holds a complete line.
+func specHasLine(data []byte) bool {
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		data = data[:i]
+	}
+	return bytes.IndexByte(data, '\n') >= 0
+}
+
 func specParseLine(l []byte) (specLine, bool) {
 	var sl specLine
 	sl.raw = l
@@ -433,7 +442,13 @@ func specVerify(dir string, o specOptions) (*specReport, error) {
 	prevTorn := int64(-1) // torn bytes at the end of the previous file; -1: none
 	prevClosed := true
 	rotated := false // the file just read ends with a close record for rotation
+	var rotatedFrom string
+	var rotatedSeq uint64
 	for i, f := range fs {
+		rotatedFrom = ""
+		if rotated {
+			rotatedFrom, rotatedSeq = v.prevName, v.closeSeq
+		}
 		v.rotated, rotated = false, false
 		if cs[i].err != nil {
 			v.add(sModified, f.name, 0, 0, "cannot be read to its end: %v", cs[i].err)
@@ -450,9 +465,14 @@ func specVerify(dir string, o specOptions) (*specReport, error) {
 		rotated = closed && v.rotated
 		v.prevName = f.name
 	}
-	// §4, §7: the newest file closed for rotation, and no newer file.
-	if rotated {
-		v.add(sTruncated, fs[len(fs)-1].name, 0, v.closeSeq, "the newest file was closed for rotation, no newer file follows")
+	// §4, §7: the newest file closed for rotation, and no newer file, or
+	// only one without a complete line.
+	newest := len(fs) - 1
+	switch {
+	case rotated:
+		v.add(sTruncated, fs[newest].name, 0, v.closeSeq, "the newest file was closed for rotation, no newer file follows")
+	case rotatedFrom != "" && cs[newest].err == nil && !specHasLine(cs[newest].data):
+		v.add(sTruncated, fs[newest].name, 0, rotatedSeq, "the newest file holds no complete line, the one before it was closed for rotation")
 	}
 	v.chainChecks()
 	v.rep.LastSeq = v.lastSeq
@@ -2142,7 +2162,7 @@ func specCases() []specCase {
 		"lines/swap": sReordered, "lines/move-earlier": sReordered, "lines/reverse-body": sReordered,
 		"lines/forged-line": sInserted, "lines/move-to-previous-file": sInserted,
 		"file/delete-middle": sMissing, "file/delete-first": sMissing, "file/keep-only-last": sMissing,
-		"file/delete-last-after-rotation": sTruncated, "file/delete-last-after-rotation-with-notes": sTruncated,
+		"file/delete-last-after-rotation": sTruncated, "file/delete-last-after-rotation-with-notes": sTruncated, "file/empty-last": sTruncated,
 		"file/rename-middle": sRenamed, "file/swap-contents": sRenamed, "file/copy-after-last": sRenamed,
 		"file/truncate-middle-mid-line": sMissing, "file/truncate-middle-at-line": sMissing,
 		"file/torn-after-close": sInserted, "file/sealed-line-then-bytes": sModified,
@@ -2160,14 +2180,14 @@ func specCases() []specCase {
 	// line moved later), where Verify reports REORDERED, and DELETED and
 	// INSERTED, when the line crosses an epoch boundary.
 	signedWants := map[string]string{
-		"file/delete-last": sTruncated, "file/delete-last-session": sTruncated, "file/truncate-last-at-line": sTruncated, "file/truncate-last-mid-line": sTruncated, "file/empty-last": sTruncated,
+		"file/delete-last": sTruncated, "file/delete-last-session": sTruncated, "file/truncate-last-at-line": sTruncated, "file/truncate-last-mid-line": sTruncated,
 		"reseal/edit-body": sBadCheckpoint, "reseal/delete-line": sBadCheckpoint, "reseal/drop-checkpoint-line": sBadCheckpoint,
 	}
 	for i := range cs {
 		switch cs[i].name {
 		case "file/empty-after-last", "gz/empty-second-member", "ckpt/extra-signature-last", "ckpt/wrong-time-last", "ckpt/zero-digest-last":
 			cs[i].benign = true
-		case "file/delete-last-session", "file/truncate-last-at-line", "file/truncate-last-mid-line", "file/empty-last", "file/sealed-line-without-newline",
+		case "file/delete-last-session", "file/truncate-last-at-line", "file/truncate-last-mid-line", "file/sealed-line-without-newline",
 			"reseal/edit-body", "reseal/delete-line", "reseal/close-as-checkpoint":
 			cs[i].benignUnsigned = true
 		}

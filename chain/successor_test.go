@@ -88,8 +88,9 @@ func TestNewestFileClosedForRotation(t *testing.T) {
 		name string
 		// do changes the trail; it returns a trusted checkpoint, if any.
 		do func(t *testing.T, s setup) []byte
-		// successor: the TRUNCATED finding for the newest file left,
-		// closed for rotation: fs[len(fs)+successor]; 0: none.
+		// successor: the TRUNCATED finding for the newest file left
+		// closed for rotation, fs[len(fs)+successor] (named in it, or
+		// naming it if an empty file follows it); 0: none.
 		successor int
 		intact    bool
 		open      bool // the newest file has no close record: the INFO line
@@ -117,11 +118,15 @@ func TestNewestFileClosedForRotation(t *testing.T) {
 			cutNotes(t, s.f.dir, lastSeqOf(t, p))
 			return nil
 		}, 0, true, true},
-		{"newest file empty (a crash before its open record)", func(t *testing.T, s setup) []byte {
+		// An empty newest file is what a crash between creating a file and
+		// writing its open record leaves, and what removing the newest
+		// files and putting an empty one in their place leaves: the trail
+		// ends at a close record for rotation either way.
+		{"newest file empty (a crash before its open record, or put there)", func(t *testing.T, s setup) []byte {
 			writeLines(t, s.fs[len(s.fs)-1], nil)
 			cutNotes(t, s.f.dir, lastSeqOf(t, s.fs[len(s.fs)-2]))
 			return nil
-		}, 0, true, true},
+		}, -2, false, true},
 		// The limit (FORMAT.md §8): a trail cut where a writer closed it
 		// with Close, notes and all, ends as an honest trail ends; only a
 		// trusted checkpoint kept off the host shows the cut.
@@ -157,7 +162,9 @@ func TestNewestFileClosedForRotation(t *testing.T) {
 				t.Errorf("unexpected finding %+v:\n%s", *got, text)
 			case tc.successor < 0:
 				name := BaseName(s.fs[len(s.fs)+tc.successor])
-				if got == nil || got.File != name || got.Seq != lastSeqOf(t, s.fs[len(s.fs)+tc.successor]) || !strings.Contains(got.Detail, `reason "size"`) {
+				// The finding names that file, or the empty file after it.
+				emptyAfter := got != nil && got.File == BaseName(s.fs[len(s.fs)-1]) && strings.Contains(got.Detail, name)
+				if got == nil || got.File != name && !emptyAfter || got.Seq != lastSeqOf(t, s.fs[len(s.fs)+tc.successor]) || !strings.Contains(got.Detail, `reason "size"`) {
 					t.Errorf("want TRUNCATED for %s closed for rotation, got:\n%s", name, text)
 				}
 			}
@@ -244,8 +251,8 @@ func TestRotationWithoutSuccessorThenRestart(t *testing.T) {
 	if p := successorFinding(other); p == nil || other.Intact || p.File != BaseName(rotated) || !strings.Contains(p.Detail, `reason "rotate"`) {
 		t.Errorf("want TRUNCATED for %s:\n%s", BaseName(rotated), reportText(other))
 	}
-	// A verifier that reads the close record just before the writer
-	// creates the next file waits for it rather than call the trail cut.
+	// An empty newer file put there while the verification waits for one
+	// (or left there) does not stand for the writer's next file.
 	next := filepath.Join(f.dir, "audit-29991231T000000.000000000Z.jsonl")
 	created := make(chan error, 1)
 	go func() {
@@ -256,8 +263,8 @@ func TestRotationWithoutSuccessorThenRestart(t *testing.T) {
 	if err := <-created; err != nil {
 		t.Fatal(err)
 	}
-	if p := successorFinding(racing); p != nil {
-		t.Errorf("the next file appeared %v after the verification started, want no TRUNCATED:\n%s", rotationSettle/5, reportText(racing))
+	if p := successorFinding(racing); p == nil || racing.Intact {
+		t.Errorf("an empty file after the rotated one, want TRUNCATED:\n%s", reportText(racing))
 	}
 	if err := os.Remove(next); err != nil {
 		t.Fatal(err)
@@ -327,11 +334,62 @@ func TestRotationDuringVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(before) != 2 || len(rep.Files) != 2 || !rep.Files[1].Closed {
-		t.Fatalf("want the 2 files listed before the rotation walked, the newest read closed: %d listed, %d walked:\n%s", len(before), len(rep.Files), reportText(rep))
+	if len(before) != 2 || len(rep.Files) != 3 || !rep.Files[1].Closed || rep.Files[2].Lines == 0 {
+		t.Fatalf("want the 2 files listed before the rotation walked, the second read closed, and the file the writer created meanwhile followed: %d listed, %d walked:\n%s", len(before), len(rep.Files), reportText(rep))
 	}
 	if p := successorFinding(rep); p != nil || !rep.Intact {
 		t.Errorf("a rotation during Verify reported as a cut:\n%s", reportText(rep))
+	}
+}
+
+// A verifier that reads a close record for rotation just before the writer
+// creates the next file, or just before it writes that file's open record,
+// waits for both and verifies on into the file.
+func TestVerifyWaitsForTheNextFile(t *testing.T) {
+	f := newSigned(t)
+	w, err := Open(Options{KeyFile: f.keyFile, Rotate: rotate.Options{Dir: f.dir, Now: f.clock}, Checkpoints: CheckpointOptions{Signer: f.signer, Every: 6, Origin: "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		if err := w.Append(fmt.Appendf(nil, `"msg":"record %d"`, i), nil); err != nil {
+			t.Fatal(err)
+		}
+		if i == 4 {
+			if err := w.Rotate(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fs := files(t, f.dir)
+	newest := fs[len(fs)-1]
+	content, err := os.ReadFile(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(newest); err != nil {
+		t.Fatal(err)
+	}
+	// The writer, slowed down: the file appears empty, its lines later.
+	written := make(chan error, 1)
+	go func() {
+		time.Sleep(rotationSettle / 10)
+		if err := os.WriteFile(newest, nil, 0o600); err != nil {
+			written <- err
+			return
+		}
+		time.Sleep(rotationSettle / 5)
+		written <- os.WriteFile(newest, content, 0o600)
+	}()
+	rep := f.verify(t, nil)
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Files) != len(fs) || !rep.Intact || successorFinding(rep) != nil {
+		t.Errorf("want the %d files walked, the last one once its lines were there, and INTACT:\n%s", len(fs), reportText(rep))
 	}
 }
 

@@ -366,6 +366,32 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 			opts.Progress(done, total)
 		}
 	}
+	if opts.Writing == nil {
+		// A writer rotating while this ran has closed the newest file
+		// listed and created the next: verify on into it, as the chain
+		// does.
+		for range maxFollow {
+			if !v.rotatedAtEnd() {
+				break
+			}
+			more := newerFiles(dir, opts, files[len(files)-1])
+			if len(more) == 0 {
+				break
+			}
+			// The new files' open records name notes the writer synced
+			// before it created them: read the notes again, before the
+			// files, as above.
+			if again, err := ReadCheckpointsFile(filepath.Join(dir, CheckpointsFileName(opts.Prefix))); err == nil {
+				notes = again
+			}
+			for i, path := range more {
+				if err := v.file(path, i == len(more)-1); err != nil {
+					return nil, err
+				}
+			}
+			files = append(files, more...)
+		}
+	}
 	if partial {
 		v.firstLine = nil // the start of the chain was not read
 	}
@@ -453,6 +479,9 @@ type verifier struct {
 	closeSealed bool
 	closeSeq    uint64
 	closeReason string
+	// rotatedFrom: the file before the current one ended with an
+	// authentic close record for rotation (its name, seq and reason).
+	rotatedFrom rotationEnd
 	// pendingTorn: torn bytes of files walked before the chain's first
 	// line, checked against it.
 	pendingTorn []pendingTorn
@@ -660,6 +689,10 @@ func (v *verifier) file(path string, last bool) error {
 		// Gone, no permission, no file descriptor left: nothing to say
 		// about the file's content.
 		return fmt.Errorf("chain: verify: %w", err)
+	}
+	v.rotatedFrom = rotationEnd{}
+	if v.rotatedAtEnd() {
+		v.rotatedFrom = rotationEnd{file: v.fr.Name, seq: v.closeSeq, reason: v.closeReason}
 	}
 	v.rep.Files = append(v.rep.Files, FileReport{Name: BaseName(path)})
 	v.fr = &v.rep.Files[len(v.rep.Files)-1]
@@ -1200,51 +1233,119 @@ func (v *verifier) trusted(c *Checkpoint) {
 }
 
 // rotationSettle is how long a verifier that finds the newest file closed
-// for rotation waits for the next one before it reports TRUNCATED: a
-// rotating writer creates it microseconds after the close record, a
-// cut trail never.
+// for rotation waits for the next one (and for its first line) before it
+// reports TRUNCATED: a rotating writer creates it and writes its open
+// record microseconds after the close record, a cut trail never.
 const rotationSettle = 500 * time.Millisecond
+
+// maxFollow bounds how many times one verification follows a writer on to
+// the files it created while it ran.
+const maxFollow = 8
+
+type rotationEnd struct {
+	file   string
+	seq    uint64
+	reason string
+}
+
+// rotatedAtEnd reports whether the current file ends with an authentic
+// close record for rotation (reason size, time or rotate): its writer went
+// on to a newer file.
+func (v *verifier) rotatedAtEnd() bool {
+	return v.closeSealed && v.closeReason != "close" && v.fr != nil
+}
+
+// newerFiles returns the files of dir newer than last, once the newest of
+// them holds a complete line, or what there is after rotationSettle.
+func newerFiles(dir string, opts VerifyOptions, last string) []string {
+	deadline := time.Now().Add(rotationSettle)
+	for {
+		var more []string
+		if files, err := rotate.List(dir, opts.Prefix, opts.Ext); err == nil {
+			for _, p := range files {
+				if BaseName(p) > BaseName(last) {
+					more = append(more, p)
+				}
+			}
+		}
+		if len(more) > 0 && holdsLine(more[len(more)-1]) || time.Now().After(deadline) {
+			return more
+		}
+		time.Sleep(rotationSettle / 20)
+	}
+}
+
+// holdsLine reports whether the file at path begins with a complete line
+// (a newline before any NUL of preallocated space) within its first 64 KiB.
+func holdsLine(path string) bool {
+	r, err := rotate.Open(path)
+	if err != nil {
+		return false
+	}
+	defer r.Close()
+	buf := make([]byte, 64<<10)
+	n, _ := io.ReadFull(r, buf)
+	for _, c := range buf[:n] {
+		switch c {
+		case '\n':
+			return true
+		case 0:
+			return false
+		}
+	}
+	return false
+}
 
 // successor judges the end of the trail. A close record whose reason is
 // not "close" (size, time, rotate) says that the writer went on to a newer
 // file: rotate writes the close record, closes the file and only then
 // creates the next one, whose open record names this file (prev_file).
-// When no newer file follows, files were removed from the end, or the
-// writer stopped (or could not create the file) in between; a restarted
-// writer then continues the chain from this close record with a file that
-// names it. Either way the trail as it stands ends where its writer says it
-// did not.
+// When no newer file follows, or the newest holds no record, files were
+// removed from the end (and maybe an empty one put in their place), or the
+// writer stopped (or could not create or write the file) in between; a
+// restarted writer then continues the chain from this close record with a
+// file that names it. Either way the trail as it stands ends where its
+// writer says it did not. A verifier other than the writer has waited for
+// the next file already (newerFiles); the writer's own self-verification
+// (Writing) is not asked about its own newest file.
 func (v *verifier) successor(dir string, opts VerifyOptions) {
-	if !v.closeSealed || v.closeReason == "close" || len(v.rep.Files) == 0 {
+	if len(v.rep.Files) == 0 {
 		return
 	}
-	newest := v.rep.Files[len(v.rep.Files)-1].Name
-	if opts.Writing != nil && BaseName(opts.Writing()) == newest {
-		// The writer's own last file, now: it has not created the next
-		// one yet, so none was there to remove.
-		return
+	newest := v.rep.Files[len(v.rep.Files)-1]
+	if opts.Writing != nil {
+		// A file newer than the writer's is one it is creating (it names
+		// a file as its own once created): wait for it to say so.
+		deadline := time.Now().Add(rotationSettle)
+		for {
+			w := BaseName(opts.Writing())
+			if w == newest.Name {
+				return
+			}
+			if w > newest.Name || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(rotationSettle / 20)
+		}
 	}
-	// A writer rotating while this verification ran (the files were
-	// listed before it closed this file) creates the next file right
-	// after the close record (for the writer itself: by the time Writing
-	// was asked): listed again, it is there. A verifier that read the close
-	// record in that moment looks again for up to rotationSettle before it
-	// calls the trail cut.
-	deadline := time.Now().Add(rotationSettle)
-	for {
-		if files, err := rotate.List(dir, opts.Prefix, opts.Ext); err == nil {
-			for _, p := range files {
-				if BaseName(p) > newest {
-					return
+	switch {
+	case v.rotatedAtEnd():
+		if opts.Writing != nil {
+			// The writer itself has created the next file by the time
+			// Writing was asked: listed again, it is there.
+			if files, err := rotate.List(dir, opts.Prefix, opts.Ext); err == nil {
+				for _, p := range files {
+					if BaseName(p) > newest.Name {
+						return
+					}
 				}
 			}
 		}
-		if opts.Writing != nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(rotationSettle / 10)
+		v.chainProblem(Truncated, newest.Name, v.closeSeq, "the newest file was closed for rotation (reason %q) but no newer file follows: files were removed from the end of the trail, or the writer stopped between writing this close record and creating the next file (a crash in that moment, or creating the file failed); its next start continues the chain with a file that names this one", v.closeReason)
+	case newest.Lines == 0 && v.rotatedFrom.file != "":
+		rf := v.rotatedFrom
+		v.chainProblem(Truncated, newest.Name, rf.seq, "the newest file holds no record, and the file before it (%s) was closed for rotation (reason %q) at seq %d: files were removed from the end of the trail and this one put in their place, or the writer stopped between creating this file and writing its open record (a crash in that moment); its next start removes or continues it", rf.file, rf.reason, rf.seq)
 	}
-	v.chainProblem(Truncated, newest, v.closeSeq, "the newest file was closed for rotation (reason %q) but no newer file follows: files were removed from the end of the trail, or the writer stopped between writing this close record and creating the next file (a crash in that moment, or creating the file failed); its next start continues the chain with a file that names this one", v.closeReason)
 }
 
 // wrongKey reports a K(0) that is not the trail's: every keyed file is
