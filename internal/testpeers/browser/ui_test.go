@@ -177,7 +177,7 @@ func TestLiveViewInChromium(t *testing.T) {
 		code                      int
 	}{
 		{"POST", "/servers/obsidian/start", "tok-alice", "", 200},
-		{"PUT", "/credentials/obsidian_api_key", "tok-alice", "s3cret", 200},
+		{"PUT", "/credentials/obsidian_api_key", "tok-admin", "s3cret", 200},
 		{"GET", "/credentials/obsidian_api_key", "tok-alice", "", 200},
 		{"POST", "/servers/broken/start", "tok-alice", "", 500},
 		{"GET", "/audit/events", "tok-alice", "", 403},
