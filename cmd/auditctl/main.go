@@ -329,10 +329,22 @@ func wrongKeys(rep *chain.Report, keyFile, ckptKeyFile string, ckptKey note.Veri
 		if rep.TrailKeyID != "" && strings.HasPrefix(p.Detail, "the trail is sealed") {
 			says = append(says, fmt.Sprintf("wrong key: the trail is sealed with key_id %s, the key given (--key-file %s) is key_id %s: no event could be verified with it; --key-file takes the trail's initial key K(0)", rep.TrailKeyID, keyFile, rep.KeyID))
 		} else if len(rep.CheckpointSigners) > 0 && strings.HasPrefix(p.Detail, "the checkpoints are signed") {
-			says = append(says, fmt.Sprintf("wrong checkpoint key: checkpoints are signed by %s, --checkpoint-key %s is %s+%08x: no event could be verified with it; it takes the verifier key (FILE.pub) of their signer", strings.Join(rep.CheckpointSigners, ", "), ckptKeyFile, ckptKey.Name(), ckptKey.KeyHash()))
+			says = append(says, wrongCheckpointKey(rep.CheckpointSigners, ckptKeyFile, ckptKey, keyFile != ""))
 		}
 	}
 	return says
+}
+
+// wrongCheckpointKey says that no checkpoint note verifies with ckptKey
+// (from the file ckptKeyFile), which signers' keys they need, and what that
+// leaves: the events are still checked by their MACs when K(0) was given
+// (withKey), and not at all by the notes.
+func wrongCheckpointKey(signers []string, ckptKeyFile string, ckptKey note.Verifier, withKey bool) string {
+	leaves := "no checkpoint signature could be checked with it, so no event is verified by the checkpoints (give --key-file K(0) to check the events' MACs)"
+	if withKey {
+		leaves = "no checkpoint signature could be checked with it (the events' MACs are checked with --key-file)"
+	}
+	return fmt.Sprintf("wrong checkpoint key: checkpoints are signed by %s, --checkpoint-key %s is %s+%08x: %s; it takes the verifier key (FILE.pub) of their signer", strings.Join(signers, ", "), ckptKeyFile, ckptKey.Name(), ckptKey.KeyHash(), leaves)
 }
 
 // keyFileError returns err, an error reading the file of --key-file, with

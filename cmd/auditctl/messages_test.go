@@ -372,3 +372,21 @@ func trailAndOtherKey(t *testing.T) (keyFile, k0, dir, otherFile string, trailKe
 	}
 	return keyFile, k0, dir, otherFile, trailKey, otherKey
 }
+
+// A wrong --checkpoint-key is named for what it costs: with the right
+// K(0) the events still verify by their MACs (verify says only that no
+// signature could be checked); without K(0), query names the key too,
+// which it cannot ask Verify about.
+func TestWrongCheckpointKeyWords(t *testing.T) {
+	_, k0, dir, otherFile, _, _ := trailAndOtherKey(t)
+	_, _, errs := runCmd("verify", "--key-file", k0, "--checkpoint-key", otherFile+".pub", dir)
+	if !strings.Contains(errs, "wrong checkpoint key") || !strings.Contains(errs, "no checkpoint signature could be checked with it (the events' MACs are checked") ||
+		strings.Contains(errs, "no event could be verified") {
+		t.Errorf("verify with K(0) and a wrong --checkpoint-key:\n%s", errs)
+	}
+	code, out, errs := runCmd("query", "--checkpoint-key", otherFile+".pub", dir)
+	if code != 0 || out == "" || !strings.Contains(errs, "wrong checkpoint key: checkpoints are signed by") ||
+		!strings.Contains(errs, "so no event is verified by the checkpoints") || !strings.Contains(errs, "a key given is not the trail's") {
+		t.Errorf("query with only a wrong --checkpoint-key: exit %d\n%s", code, errs)
+	}
+}
