@@ -133,20 +133,8 @@ func (p *proc) do(t *testing.T, method, path, body string) (int, string) {
 // doAs is do with the bearer token token, none if "".
 func (p *proc) doAs(t *testing.T, token, method, path, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, p.base+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	code, text, _ := call(t, p, method, path, token, body)
+	return code, text
 }
 
 // stop sends SIGTERM and requires a clean exit.

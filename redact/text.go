@@ -785,6 +785,19 @@ func encodedByte(s string, i int) (c byte, n int) {
 	return 0, 0
 }
 
+// escapeBefore decodes the escape that ends at s[end-1], %XX or %25XX, and
+// returns the byte and its length; w is 0 if none ends there.
+func escapeBefore(s string, end int) (c byte, w int) {
+	for _, w := range [...]int{3, 5} {
+		if end >= w && s[end-w] == '%' {
+			if d, m := encodedByte(s, end-w); m == w {
+				return d, w
+			}
+		}
+	}
+	return 0, 0
+}
+
 // encodedKeyValue matches the value in key%3Dvalue: a query string
 // percent-encoded inside another (a redirect or callback URL carried as a
 // parameter, ?next=https%3A%2F%2Fapp%2Fcb%3Ftoken%3Dabc), or encoded twice
@@ -813,28 +826,14 @@ func (t *textOut) encodedKeyValue(i int) (int, int) {
 		if !keyByte[c] || c == '%' {
 			break
 		}
-		// An escape ends at ks-1: %XX or %25XX.
-		if ks >= 3 && s[ks-3] == '%' {
-			if d, m := encodedByte(s, ks-3); m == 3 {
-				if !keyByte[d] || d == '%' {
-					break
-				}
-				n--
-				buf[n] = d
-				ks -= 3
-				continue
+		if d, w := escapeBefore(s, ks); w > 0 {
+			if !keyByte[d] || d == '%' {
+				break
 			}
-		}
-		if ks >= 5 && s[ks-5] == '%' {
-			if d, m := encodedByte(s, ks-5); m == 5 {
-				if !keyByte[d] || d == '%' {
-					break
-				}
-				n--
-				buf[n] = d
-				ks -= 5
-				continue
-			}
+			n--
+			buf[n] = d
+			ks -= w
+			continue
 		}
 		n--
 		buf[n] = c
