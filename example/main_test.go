@@ -436,21 +436,13 @@ func TestExampleSurvivesSIGKILL(t *testing.T) {
 
 func getJSON(t *testing.T, p *proc, path, token string, v any) int {
 	t.Helper()
-	req, _ := http.NewRequest("GET", p.base+path, nil)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if v != nil && resp.StatusCode == 200 {
-		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+	code, text, _ := call(t, p, "GET", path, token, "")
+	if v != nil && code == 200 {
+		if err := json.Unmarshal([]byte(text), v); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return resp.StatusCode
+	return code
 }
 
 type eventsPage struct {
