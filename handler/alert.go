@@ -276,7 +276,7 @@ func DefaultAlertRules() []AlertRule {
 		{
 			ID:          "clock_step",
 			Description: "the wall clock was stepped (the clock_step record says by how much and which way): the times of the records around it are out of order",
-			Match:       []AlertMatch{{Event: []string{ClockStep}}},
+			Match:       []AlertMatch{{Event: []string{ClockStep}, Reason: []string{"backward", "forward"}}},
 			By:          ByAll, Window: time.Hour, Threshold: 1, Severity: slog.LevelWarn,
 		},
 	}

@@ -29,9 +29,16 @@ import (
 // (NTP's adjustment of the clock rate, at most 0.5 ms a second) is never a
 // step, but several steps each within Threshold are not reported either.
 // The monotonic clock stops while the host is suspended (a laptop, a
-// paused virtual machine) and the wall clock does not: a resume shows as a
-// forward step of the time the host slept, a gap worth having on record
-// too.
+// paused virtual machine) and the wall clock does not; on Linux the boot
+// clock (CLOCK_BOOTTIME) counts that time, so a resume is not taken for a
+// step: it is put on record as an INFO audit record
+//
+//	event=clock_step action=check resource_type=clock resource=host
+//	status=success reason=suspended suspended=<ns> before=<time> after=<time>
+//
+// (no alert: the clock is right; the gap in the trail is what it
+// explains), and only what the wall clock moved beyond the time slept is
+// a step. Elsewhere a resume shows as a forward step of the time slept.
 type ClockCheck struct {
 	// Threshold is the smallest step put on record; 0 means
 	// DefaultClockStepThreshold, negative turns the checks off.
@@ -39,9 +46,11 @@ type ClockCheck struct {
 	// Interval between checks; 0 means DefaultClockCheckInterval.
 	Interval time.Duration
 
-	// now returns the wall clock (without a monotonic reading) and the
-	// monotonic clock's reading; nil: time.Now. For tests.
-	now func() (wall time.Time, mono time.Duration)
+	// now returns the wall clock (without a monotonic reading), the
+	// monotonic clock's reading and the boot clock's (the monotonic clock
+	// plus the time suspended; the monotonic reading where unknown); nil:
+	// time.Now and bootClock. For tests.
+	now func() (wall time.Time, mono, boot time.Duration)
 }
 
 // Defaults of ClockCheck.
@@ -56,28 +65,58 @@ func (h *Handler) watchClock(cc ClockCheck, stop <-chan struct{}, done chan<- st
 	now := cc.now
 	if now == nil {
 		start := time.Now()
-		now = func() (time.Time, time.Duration) {
+		now = func() (time.Time, time.Duration, time.Duration) {
 			t := time.Now()
-			return t.Round(0), t.Sub(start) // Sub of two monotonic readings: the monotonic clock
+			mono := t.Sub(start) // Sub of two monotonic readings: the monotonic clock
+			boot, ok := bootClock()
+			if !ok {
+				boot = mono
+			}
+			return t.Round(0), mono, boot
 		}
 	}
 	t := time.NewTicker(cc.Interval)
 	defer t.Stop()
-	wall0, mono0 := now()
+	wall0, mono0, boot0 := now()
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
 		}
-		wall, mono := now()
-		before := wall0.Add(mono - mono0) // where the wall clock would be
+		wall, mono, boot := now()
+		// The wall clock runs on while the host sleeps, as the boot clock
+		// does and the monotonic clock does not.
+		passed := max(boot-boot0, mono-mono0)
+		slept := passed - (mono - mono0)
+		before := wall0.Add(passed) // where the wall clock would be
 		step := wall.Sub(before)
-		wall0, mono0 = wall, mono // the next check measures from here
+		if slept > cc.Threshold {
+			h.writeSuspended(wall0, before, slept)
+		}
+		wall0, mono0, boot0 = wall, mono, boot // the next check measures from here
 		if step.Abs() > cc.Threshold {
 			h.writeClockStep(before, wall, step)
 		}
 	}
+}
+
+// writeSuspended writes the record of a host suspended for slept, some
+// time after the wall clock read from and before it read to.
+func (h *Handler) writeSuspended(from, to time.Time, slept time.Duration) {
+	r := slog.NewRecord(to, slog.LevelInfo, fmt.Sprintf("host was suspended for %s: no records could be written meanwhile", slept), 0)
+	r.AddAttrs(Audit,
+		slog.String(EventKey, ClockStep),
+		slog.String(ActionKey, ActionCheck),
+		slog.String(ResourceTypeKey, "clock"),
+		slog.String(ResourceKey, "host"),
+		slog.String(StatusKey, string(StatusSuccess)),
+		slog.String(ReasonKey, "suspended"),
+		slog.Duration("suspended", slept),
+		slog.Time("before", from),
+		slog.Time("after", to),
+	)
+	h.Handle(context.Background(), r)
 }
 
 // writeClockStep writes the clock_step record through h, the root

@@ -19,20 +19,29 @@ type fakeClock struct {
 	mu    sync.Mutex
 	wall  time.Time
 	mono  time.Duration
+	boot  time.Duration // mono plus the time suspended
 	reads atomic.Int64
 }
 
-func (c *fakeClock) now() (time.Time, time.Duration) {
+func (c *fakeClock) now() (time.Time, time.Duration, time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.reads.Add(1)
-	return c.wall, c.mono
+	return c.wall, c.mono, c.boot
 }
 
-// advance moves both clocks, as time passing does.
+// advance moves the clocks, as time passing does.
 func (c *fakeClock) advance(d time.Duration) {
 	c.mu.Lock()
-	c.wall, c.mono = c.wall.Add(d), c.mono+d
+	c.wall, c.mono, c.boot = c.wall.Add(d), c.mono+d, c.boot+d
+	c.mu.Unlock()
+}
+
+// suspend moves the wall and boot clocks, not the monotonic one, as a
+// host that sleeps for d does.
+func (c *fakeClock) suspend(d time.Duration) {
+	c.mu.Lock()
+	c.wall, c.boot = c.wall.Add(d), c.boot+d
 	c.mu.Unlock()
 }
 
@@ -115,6 +124,66 @@ func TestClockStep(t *testing.T) {
 	}
 	if rep, err := chain.Verify(f.dir, chain.VerifyOptions{Key: testKey}); err != nil || !rep.Intact {
 		t.Fatalf("verify: %v", err)
+	}
+}
+
+// A host suspended for two hours is an INFO clock_step record of reason
+// suspended (resource host, status success) with the time slept, and no
+// alert: the wall clock is right. A step of the wall clock while it slept
+// is a step of what is beyond the time slept.
+func TestClockSuspend(t *testing.T) {
+	clock := &fakeClock{wall: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC), mono: time.Minute, boot: time.Minute}
+	var alerts alertLog
+	f := newFixture(t, Options{
+		Clock:  ClockCheck{Interval: time.Millisecond, now: clock.now},
+		Alerts: &AlertOptions{OnAlert: alerts.on},
+	})
+	clock.checked(t)
+	clock.suspend(2 * time.Hour)
+	clock.checked(t)
+	recs := eventRecords(f.records(t), ClockStep)
+	if len(recs) != 1 {
+		t.Fatalf("%d clock_step records after a suspend, want 1: %v", len(recs), recs)
+	}
+	r := recs[0]
+	if r[ReasonKey] != "suspended" || r[ResourceKey] != "host" || r[StatusKey] != "success" || r["level"] != "INFO" ||
+		r["suspended"] != float64(2*time.Hour) || r["msg"] != "host was suspended for 2h0m0s: no records could be written meanwhile" {
+		t.Errorf("suspend record: %v", r)
+	}
+	if a := alerts.rule("clock_step"); len(a) != 0 {
+		t.Errorf("a suspend raised %d clock_step alerts", len(a))
+	}
+	clock.suspend(30 * time.Minute)
+	clock.step(-time.Hour)
+	clock.checked(t)
+	if err := f.h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	recs = eventRecords(f.records(t), ClockStep)
+	if len(recs) != 3 || recs[1][ReasonKey] != "suspended" || recs[1]["suspended"] != float64(30*time.Minute) ||
+		recs[2][ReasonKey] != "backward" || recs[2]["step"] != float64(-time.Hour) {
+		t.Fatalf("after a suspend of 30m with a step of -1h: %v", recs)
+	}
+	if a := alerts.rule("clock_step"); len(a) != 1 {
+		t.Errorf("%d clock_step alerts, want 1 (the step, not the suspends)", len(a))
+	}
+}
+
+// The boot clock is read where the kernel has it, and runs at least as
+// far as the monotonic one.
+func TestBootClock(t *testing.T) {
+	b0, ok := bootClock()
+	if !ok {
+		if runtime.GOOS == "linux" {
+			t.Fatal("CLOCK_BOOTTIME unreadable on linux")
+		}
+		t.Skip("no boot clock on " + runtime.GOOS)
+	}
+	m0 := time.Now()
+	time.Sleep(10 * time.Millisecond)
+	b1, _ := bootClock()
+	if d, m := b1-b0, time.Since(m0); d < m-time.Millisecond {
+		t.Errorf("boot clock advanced %v while the monotonic clock advanced %v", d, m)
 	}
 }
 
