@@ -1,6 +1,10 @@
 package redact
 
 import (
+	"bufio"
+	"bytes"
+	"io"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -66,4 +70,34 @@ func (l *literals) keep(e uint64) {
 	if e != 0 {
 		l.slots[litSlot(e)].Store(e)
 	}
+}
+
+// findReadOnly finds, in the text r of a Linux /proc/PID/maps, the mapping
+// that holds the address p, if it is a mapping of a file that cannot be
+// written (readOnlyRange; a function of its own so that it can be tested
+// anywhere).
+func findReadOnly(r io.Reader, p uint64) (lo, n uintptr) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		// 00400000-00a00000 r--p 00000000 08:01 1234   /path/to/exe
+		fields := bytes.Fields(sc.Bytes())
+		if len(fields) < 5 {
+			continue
+		}
+		from, to, ok := bytes.Cut(fields[0], []byte("-"))
+		if !ok {
+			continue
+		}
+		a, err1 := strconv.ParseUint(string(from), 16, 64)
+		b, err2 := strconv.ParseUint(string(to), 16, 64)
+		if err1 != nil || err2 != nil || p < a || p >= b {
+			continue
+		}
+		perms, inode := fields[1], fields[4]
+		if len(perms) != 4 || perms[0] != 'r' || perms[1] != '-' || string(inode) == "0" {
+			return 0, 0
+		}
+		return uintptr(a), uintptr(b - a)
+	}
+	return 0, 0
 }
