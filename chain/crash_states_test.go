@@ -221,3 +221,15 @@ func TestOpenForgedOpenEpochIsCheap(t *testing.T) {
 		t.Error("Open resumed a chain whose last line fails its MAC")
 	}
 }
+
+// crashPaths are the files of a crash test's root directory.
+type crashPaths struct{ root, dir, key, signer string }
+
+func newCrashPaths(root string) crashPaths {
+	return crashPaths{
+		root:   root,
+		dir:    filepath.Join(root, "audit"),
+		key:    filepath.Join(root, "key"),
+		signer: filepath.Join(root, "signer"),
+	}
+}

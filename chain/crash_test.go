@@ -80,18 +80,6 @@ const (
 	crashReadyWait   = 60 * time.Second // generous: a child under -race on a busy machine
 )
 
-// crashPaths are the files of a crash test's root directory.
-type crashPaths struct{ root, dir, key, signer string }
-
-func newCrashPaths(root string) crashPaths {
-	return crashPaths{
-		root:   root,
-		dir:    filepath.Join(root, "audit"),
-		key:    filepath.Join(root, "key"),
-		signer: filepath.Join(root, "signer"),
-	}
-}
-
 // crashOptions rotates by run between SyncAlways (the default: zeroed,
 // preallocated files, pwrite(2) and fdatasync per batch), SyncNone (records
 // copied into memory-mapped, preallocated files) and SyncAlways without

@@ -120,3 +120,16 @@ func TestOpenKeyFileMixUps(t *testing.T) {
 	file := keygenFiles(t)
 	assertErrorSays(t, "the verifier key as key file", open(file+".pub"), file+".pub is the checkpoint verifier key", "not a MAC key", "next to it:")
 }
+
+func assertErrorSays(t *testing.T, what string, err error, wants ...string) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s: no error", what)
+		return
+	}
+	for _, w := range wants {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%s: error %q does not say %q", what, err, w)
+		}
+	}
+}

@@ -36,19 +36,6 @@ func assertVictim(t *testing.T, victim string) {
 	}
 }
 
-func assertErrorSays(t *testing.T, what string, err error, wants ...string) {
-	t.Helper()
-	if err == nil {
-		t.Errorf("%s: no error", what)
-		return
-	}
-	for _, w := range wants {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("%s: error %q does not say %q", what, err, w)
-		}
-	}
-}
-
 // A symbolic link at the checkpoints file's name is not followed: Open
 // refuses it (it would have trimmed the target's "torn" last line, then
 // appended notes to it), saying what it is.
