@@ -378,3 +378,22 @@ func (f *faultFile) Truncate(size int64) error {
 	}
 	return f.File.Truncate(size)
 }
+
+// collected gathers what a callback hears (OnError, OnLowSpace), from any
+// goroutine.
+type collected[T any] struct {
+	mu  sync.Mutex
+	got []T
+}
+
+func (c *collected[T]) add(v T) {
+	c.mu.Lock()
+	c.got = append(c.got, v)
+	c.mu.Unlock()
+}
+
+func (c *collected[T]) get() []T {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]T(nil), c.got...)
+}

@@ -7,29 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 )
-
-// calls collects what a callback hears (OnError, OnLowSpace), from any
-// goroutine.
-type collected[T any] struct {
-	mu  sync.Mutex
-	got []T
-}
-
-func (c *collected[T]) add(v T) {
-	c.mu.Lock()
-	c.got = append(c.got, v)
-	c.mu.Unlock()
-}
-
-func (c *collected[T]) get() []T {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]T(nil), c.got...)
-}
 
 const victimData = "IMPORTANT DATA THAT MUST SURVIVE"
 
