@@ -388,6 +388,7 @@ func FuzzStringAgrees(f *testing.F) {
 	for _, s := range []string{
 		"cb%3Ftoken%3Dabc", "cb%253Ftoken%253Dabc", "password%3D%22a b%22", `{"api key": "x"}`, `{ "my token" : 1}`,
 		"<password>x</password>", `<wsse:Password Type="t">x</wsse:Password>`, "<a:token>v</b>", "a%3Db%3D", "x%3d%3D%26",
+		"<wsse:Password Type=\"PasswordText\"\t>hunter2</wsse:Password>", "<wsse:Password\n>hunter2</wsse:Password>", "<wsse:Password 0!>hunter2</wsse:Password>",
 		"Authorization: Bearer abc123", "ID-42",
 	} {
 		f.Add(s)

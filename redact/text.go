@@ -1,6 +1,7 @@
 package redact
 
 import (
+	"cmp"
 	"math/bits"
 	"slices"
 	"strings"
@@ -65,8 +66,8 @@ type textOut struct {
 	last int // s[:last] has been dealt with
 	n    int
 
-	pemEnd  int              // index of the next "-----END " (0: not searched, -1: none)
-	endTags map[string][]int // the end tags </name> by name, in order (nil: not listed)
+	pemEnd  int        // index of the next "-----END " (0: not searched, -1: none)
+	endTags []endTagAt // the text's end tags (nil: not listed yet)
 }
 
 // emit replaces s[a:b] unless it was already dealt with or is already a
@@ -183,7 +184,7 @@ func next(s string, i int) int {
 					return j
 				}
 			case '>':
-				if j > 1 && (keyByte[s[j-1]] || s[j-1] == '"' || s[j-1] == '\'' || s[j-1] == ' ') {
+				if j > 1 && s[j-1] != '/' {
 					return j
 				}
 			default: // '=', ':'
@@ -217,8 +218,8 @@ func candidate(s string, i int) bool {
 		return true // the byte before is part of a password: anything
 	case '%': // %3D (or %253D), an encoded =, after a key
 		return i > 0 && keyByte[s[i-1]] && encodedEquals(s, i)
-	case '>': // the end of an element's start tag (after its name or an attribute)
-		return i > 1 && (keyByte[s[i-1]] || s[i-1] == '"' || s[i-1] == '\'' || s[i-1] == ' ')
+	case '>': // the end of an element's start tag (not of an empty element's)
+		return i > 1 && s[i-1] != '/'
 	default: // '=', ':' after a key (and maybe a quote or spaces)
 		if i > 0 {
 			c := s[i-1]
@@ -864,14 +865,16 @@ func (t *textOut) encodedKeyValue(i int) (int, int) {
 
 // maxStartTag bounds how far back from a > the < of a start tag is looked
 // for (a tag with attributes: WS-Security's <wsse:Password Type="...">).
-const maxStartTag = 512
+const maxStartTag = 4096
 
 // element matches the content of an XML or HTML element named as a secret
 // key, up to its end tag: <password>value</password>, <ns:api_key a="1">
 // value</ns:api_key>, <Password><![CDATA[value]]></Password>, children
 // and all. The trigger is the > of the start tag; the content must be
-// followed by the element's end tag, so that a placeholder in prose (type
-// your <password> below) is not taken for one.
+// followed by the element's end tag (the same local name in any case, with
+// or without a namespace prefix), so that a placeholder in prose (type
+// your <password> below) is not taken for one. Nested elements of the same
+// name end at the first end tag.
 func (t *textOut) element(i int) (int, int) {
 	s := t.s
 	lt := i - 1
@@ -888,33 +891,51 @@ func (t *textOut) element(i int) (int, int) {
 	if ne == lt+1 || ne < i && !isSpace(s[ne]) {
 		return 0, 0
 	}
-	name := s[lt+1 : ne]
-	local := name
-	if k := strings.LastIndexByte(local, ':'); k >= 0 {
-		local = local[k+1:]
-	}
+	local := localName(s[lt+1 : ne])
 	if local == "" || !t.r.keys.secret(decodeKey(local)) {
 		return 0, 0
 	}
-	end := t.endTag(name, i+1)
+	end := t.endTag(local, i+1)
 	if end < 0 {
 		return 0, 0
 	}
 	return i + 1, end
 }
 
-// endTag returns the index of the first end tag </name> (spaces allowed
-// before its >) at or after from, or -1. The text's end tags are listed
-// once, at the first element named as a secret, so that many start tags
-// cost one pass over the text, not one each.
-func (t *textOut) endTag(name string, from int) int {
+// localName is an element's name without its namespace prefix.
+func localName(name string) string {
+	if k := strings.LastIndexByte(name, ':'); k >= 0 {
+		return name[k+1:]
+	}
+	return name
+}
+
+// endTagAt is an end tag of the text: the hash of its local name in lower
+// case, and where it starts.
+type endTagAt struct {
+	hash uint64
+	at   int
+}
+
+// nameHash hashes a name in lower case (FNV-1a).
+func nameHash(name string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(name); i++ {
+		h = (h ^ uint64(lower[name[i]])) * 1099511628211
+	}
+	return h
+}
+
+// endTag returns the index of the first end tag whose local name is local
+// (in any case; </local>, </ns:local>, spaces allowed before the >) at or
+// after from, or -1. The text's end tags are listed once, at the first
+// element named as a secret, as hashes and positions sorted (16 bytes a
+// tag), so that many start tags cost one pass over the text, not one each.
+func (t *textOut) endTag(local string, from int) int {
 	if t.endTags == nil {
-		t.endTags = map[string][]int{}
+		t.endTags = []endTagAt{}
 		s := t.s
-		for j := 0; j+2 < len(s); j++ {
-			if s[j] != '<' || s[j+1] != '/' {
-				continue
-			}
+		for j := strings.Index(s, "</"); j >= 0 && j+2 < len(s); {
 			k := j + 2
 			for k < len(s) && (keyByte[s[k]] || s[k] == ':') {
 				k++
@@ -924,14 +945,38 @@ func (t *textOut) endTag(name string, from int) int {
 				e++
 			}
 			if k > j+2 && e < len(s) && s[e] == '>' {
-				n := s[j+2 : k]
-				t.endTags[n] = append(t.endTags[n], j)
+				t.endTags = append(t.endTags, endTagAt{nameHash(localName(s[j+2 : k])), j})
 			}
+			n := strings.Index(s[j+2:], "</")
+			if n < 0 {
+				break
+			}
+			j += 2 + n
 		}
+		slices.SortFunc(t.endTags, func(a, b endTagAt) int {
+			if a.hash != b.hash {
+				return cmp.Compare(a.hash, b.hash)
+			}
+			return cmp.Compare(a.at, b.at)
+		})
 	}
-	at := t.endTags[name]
-	if k, _ := slices.BinarySearch(at, from); k < len(at) {
-		return at[k]
+	h := nameHash(local)
+	k, _ := slices.BinarySearchFunc(t.endTags, endTagAt{h, from}, func(a, b endTagAt) int {
+		if a.hash != b.hash {
+			return cmp.Compare(a.hash, b.hash)
+		}
+		return cmp.Compare(a.at, b.at)
+	})
+	for ; k < len(t.endTags) && t.endTags[k].hash == h; k++ {
+		at := t.endTags[k].at
+		name := t.s[at+2:]
+		if n := strings.IndexFunc(name, func(r rune) bool { return r > 0x7f || !keyByte[r] && r != ':' }); n >= 0 {
+			name = name[:n]
+		}
+		if strings.EqualFold(localName(name), local) {
+			return at
+		}
+		// Another name with the same hash: on to the next.
 	}
 	return -1
 }
