@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -402,4 +403,146 @@ func cutLastSession(t *testing.T, dir string, fs []string) {
 		os.Remove(p)
 	}
 	cutNotes(t, dir, lastSeqOf(t, fs[i]))
+}
+
+// A newest file listed before its open record is written (the writer
+// created it as the verification listed the directory) is waited for, not
+// called a cut.
+func TestVerifyWaitsForListedEmptyFile(t *testing.T) {
+	f := newSigned(t)
+	w, err := Open(Options{KeyFile: f.keyFile, Rotate: rotate.Options{Dir: f.dir, Now: f.clock}, Checkpoints: CheckpointOptions{Signer: f.signer, Every: 6, Origin: "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		if err := w.Append(fmt.Appendf(nil, `"msg":"r%d"`, i), nil); err != nil {
+			t.Fatal(err)
+		}
+		if i == 4 {
+			if err := w.Rotate(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fs := files(t, f.dir)
+	newest := fs[len(fs)-1]
+	content, err := os.ReadFile(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ckpt := filepath.Join(f.dir, CheckpointsFileName(""))
+	notes, err := os.ReadFile(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cutNotes(t, f.dir, lastSeqOf(t, fs[len(fs)-2])) // the notes as they were then
+	writeLines(t, newest, nil)                      // created, open record not written yet
+	written := make(chan error, 1)
+	go func() {
+		time.Sleep(rotationSettle / 5)
+		if err := os.WriteFile(newest, content, 0o600); err != nil {
+			written <- err
+			return
+		}
+		written <- os.WriteFile(ckpt, notes, 0o600)
+	}()
+	rep := f.verify(t, nil)
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Intact {
+		t.Errorf("a writer in the middle of a rotation, want INTACT:\n%s", reportText(rep))
+	}
+}
+
+// Self-verification that read the writer's newest file before its open
+// record was written, when the writer has gone on to a newer file by the
+// time Writing is asked: nothing was removed. (Writing naming a file that
+// is not there is a cut: TestRotationWithoutSuccessorThenRestart.)
+func TestSelfVerifyWriterMovedOn(t *testing.T) {
+	f := newSigned(t)
+	w, err := Open(Options{KeyFile: f.keyFile, Rotate: rotate.Options{Dir: f.dir, Now: f.clock}, Checkpoints: CheckpointOptions{Signer: f.signer, Every: 6, Origin: "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		if err := w.Append(fmt.Appendf(nil, `"msg":"r%d"`, i), nil); err != nil {
+			t.Fatal(err)
+		}
+		if i == 4 {
+			if err := w.Rotate(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fs := files(t, f.dir)
+	cutNotes(t, f.dir, lastSeqOf(t, fs[len(fs)-2]))
+	writeLines(t, fs[len(fs)-1], nil) // as read: created, not yet written
+	next := filepath.Join(f.dir, "audit-29991231T000000.000000000Z.jsonl")
+	if err := os.WriteFile(next, nil, 0o600); err != nil { // the writer went on
+		t.Fatal(err)
+	}
+	rep, err := Verify(f.dir, VerifyOptions{Key: f.k0, CheckpointKey: f.verifier, Writing: func() string { return next }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Intact {
+		t.Errorf("self-verification racing a rotation, want INTACT:\n%s", reportText(rep))
+	}
+}
+
+// A writer that rotates continuously (four goroutines appending, 20 kB
+// files) while verifications of its newest files run in a loop, from
+// outside and as its own self-verification: no failing finding, ever.
+func TestVerifyWhileRotating(t *testing.T) {
+	for _, self := range []bool{false, true} {
+		t.Run(fmt.Sprint("self=", self), func(t *testing.T) {
+			f := newSigned(t)
+			w, err := Open(Options{KeyFile: f.keyFile, Rotate: rotate.Options{Dir: f.dir, MaxBytes: 20000}, Checkpoints: CheckpointOptions{Signer: f.signer, Every: 50, Origin: "test"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stop atomic.Bool
+			var wg sync.WaitGroup
+			for g := range 4 {
+				wg.Go(func() {
+					for i := 0; !stop.Load(); i++ {
+						if err := w.Append(fmt.Appendf(nil, `"msg":"g%d r%d padding padding padding padding padding"`, g, i), nil); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+			runs := 0
+			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); runs++ {
+				o := VerifyOptions{Key: f.k0, CheckpointKey: f.verifier, Last: 3}
+				if self {
+					o.Writing = w.Path
+				}
+				rep, err := Verify(f.dir, o)
+				if err != nil {
+					t.Errorf("run %d: %v", runs, err)
+					continue
+				}
+				for _, p := range rep.Problems() {
+					if !p.Class.Warning() {
+						t.Errorf("run %d: %s %s seq %d: %s", runs, p.Class, p.File, p.Seq, p.Detail)
+					}
+				}
+			}
+			stop.Store(true)
+			wg.Wait()
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d verifications, %d files", runs, len(files(t, f.dir)))
+		})
+	}
 }

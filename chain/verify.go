@@ -339,6 +339,29 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	}
 	v := newVerifier(opts.Key, opts.KeyAt)
 	v.rep.Dir = dir
+	v.notesAgain = func() map[uint64]bool {
+		entries, err := ReadCheckpointsFile(filepath.Join(dir, CheckpointsFileName(opts.Prefix)))
+		if err != nil {
+			return nil
+		}
+		seqs := make(map[uint64]bool, len(entries))
+		for _, e := range entries {
+			if e.Err != nil || e.Torn {
+				continue
+			}
+			var c Checkpoint
+			var err error
+			if opts.CheckpointKey != nil {
+				c, err = OpenCheckpoint(e.Note, opts.CheckpointKey)
+			} else {
+				c, err = parseUnverifiedNote(e.Note)
+			}
+			if err == nil {
+				seqs[c.Seq] = true
+			}
+		}
+		return seqs
+	}
 	if opts.CheckpointKey != nil && v.dig == nil {
 		// Also with K(0): a signed note whose digest contradicts its
 		// epoch's lines is a finding, as for a verifier that has only
@@ -355,6 +378,15 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 			}
 		}
 	}
+	if opts.Writing == nil && len(files) > 1 {
+		// A writer rotating as this listed the files has created the
+		// newest but not yet written its open record: wait for it, as
+		// below for a file created after the listing.
+		deadline := time.Now().Add(rotationSettle)
+		for !holdsLine(files[len(files)-1]) && time.Now().Before(deadline) {
+			time.Sleep(rotationSettle / 20)
+		}
+	}
 	for i, path := range files {
 		if err := v.file(path, i == len(files)-1); err != nil {
 			return nil, err
@@ -369,24 +401,33 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	if opts.Writing == nil {
 		// A writer rotating while this ran has closed the newest file
 		// listed and created the next: verify on into it, as the chain
-		// does.
-		for range maxFollow {
-			if !v.rotatedAtEnd() {
+		// does, for up to maxFollow (a writer that rotates faster than
+		// this reads is left to the next verification).
+		deadline := time.Now().Add(maxFollow)
+		for v.rotatedAtEnd() {
+			if time.Now().After(deadline) {
+				v.followStopped = true
 				break
+			}
+			// The notes again, before the files, as above: the new
+			// files' open records name notes synced before them.
+			if again, err := ReadCheckpointsFile(filepath.Join(dir, CheckpointsFileName(opts.Prefix))); err == nil {
+				notes = again
 			}
 			more := newerFiles(dir, opts, files[len(files)-1])
 			if len(more) == 0 {
 				break
 			}
-			// The new files' open records name notes the writer synced
-			// before it created them: read the notes again, before the
-			// files, as above.
-			if again, err := ReadCheckpointsFile(filepath.Join(dir, CheckpointsFileName(opts.Prefix))); err == nil {
-				notes = again
-			}
 			for i, path := range more {
 				if err := v.file(path, i == len(more)-1); err != nil {
 					return nil, err
+				}
+				if opts.Progress != nil {
+					if fi, err := os.Stat(path); err == nil {
+						done += fi.Size()
+						total += fi.Size()
+					}
+					opts.Progress(done, total)
 				}
 			}
 			files = append(files, more...)
@@ -482,6 +523,12 @@ type verifier struct {
 	// rotatedFrom: the file before the current one ended with an
 	// authentic close record for rotation (its name, seq and reason).
 	rotatedFrom rotationEnd
+	// notesAgain returns the seqs of the notes in the checkpoints file
+	// now (signed by the checkpoint key given, if any); nil: not asked.
+	notesAgain func() map[uint64]bool
+	// followStopped: the verification stopped following a writer that
+	// kept rotating (maxFollow); the files after are not judged.
+	followStopped bool
 	// pendingTorn: torn bytes of files walked before the chain's first
 	// line, checked against it.
 	pendingTorn []pendingTorn
@@ -1185,7 +1232,19 @@ func (v *verifier) prevEnd(seq uint64) uint64 {
 // (last_note) are in the checkpoints file: a writer names only a note it
 // has synced there, so one missing was removed (the whole file, say).
 func (v *verifier) claimedNotes(have map[uint64]bool) {
+	var again map[uint64]bool
 	for _, c := range v.lastNotes {
+		if !have[c.note] && v.notesAgain != nil {
+			// A file opened after the notes were read names a note
+			// appended since: read them again (a note removed is not
+			// there either time).
+			if again == nil {
+				again = v.notesAgain()
+			}
+			if again[c.note] {
+				continue
+			}
+		}
 		if !have[c.note] {
 			v.chainProblem(BadCheckpoint, c.file, c.seq, "the open record of %s says the checkpoints file held a note for seq %d when the file was opened; it holds no such note: notes were removed", c.file, c.note)
 		}
@@ -1238,9 +1297,9 @@ func (v *verifier) trusted(c *Checkpoint) {
 // record microseconds after the close record, a cut trail never.
 const rotationSettle = 500 * time.Millisecond
 
-// maxFollow bounds how many times one verification follows a writer on to
-// the files it created while it ran.
-const maxFollow = 8
+// maxFollow bounds how long one verification follows a writer on into the
+// files it creates while it runs.
+const maxFollow = 2 * time.Second
 
 type rotationEnd struct {
 	file   string
@@ -1273,6 +1332,13 @@ func newerFiles(dir string, opts VerifyOptions, last string) []string {
 		}
 		time.Sleep(rotationSettle / 20)
 	}
+}
+
+// exists reports whether the file at path is there, or its compressed form.
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	_, gzErr := os.Lstat(path + ".gz")
+	return err == nil || gzErr == nil
 }
 
 // holdsLine reports whether the file at path begins with a complete line
@@ -1313,13 +1379,18 @@ func (v *verifier) successor(dir string, opts VerifyOptions) {
 		return
 	}
 	newest := v.rep.Files[len(v.rep.Files)-1]
+	if v.followStopped {
+		return
+	}
 	if opts.Writing != nil {
-		// A file newer than the writer's is one it is creating (it names
-		// a file as its own once created): wait for it to say so.
+		// The writer's own newest file, or one it went on to after this
+		// listed the files (if it is there), is no cut. A file newer than
+		// the writer's is one it is creating (it names a file as its own
+		// once created): wait for it to say so.
 		deadline := time.Now().Add(rotationSettle)
 		for {
 			w := BaseName(opts.Writing())
-			if w == newest.Name {
+			if w == newest.Name || w > newest.Name && exists(filepath.Join(dir, w)) {
 				return
 			}
 			if w > newest.Name || time.Now().After(deadline) {
