@@ -30,6 +30,8 @@ var defaultKeys = []string{
 	// passwords; pass and pw, like pwd, only as the last word (first_pass,
 	// pass_count, bypass and compass are not secrets)
 	"password", "passwd", "pwd", "pass", "pw", "passphrase", "passcode",
+	// the same in two words (PassWord, pass_phrase)
+	"pass word", "pass phrase", "pass code",
 	// generic secrets and tokens (access_token, refresh_token, id_token,
 	// client_secret, x-auth-token, aws_session_token, ...)
 	"secret", "secrets", "token", "jwt", "bearer", "otp",

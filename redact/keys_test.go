@@ -16,6 +16,7 @@ var secretKeys = []string{
 	"passwd", "pwd", "MYSQL_PWD", "passphrase", "ssh_passphrase", "passcode",
 	"pass", "Pass", "PASS", "db_pass", "dbPass", "DB_PASS", "x-pass", "pass2", "pass_new",
 	"new_pass", "first_pass", "pw", "PW", "user_pw", "userPw", "DB_PW", "pw2", "pw_confirm",
+	"PassWord", "pass_word", "PASS_WORD", "userPassWord", "PassPhrase", "pass_code",
 	// secrets
 	"secret", "client_secret", "clientSecret", "clientsecret", "secret_value",
 	"value_secret", "secrets", "webhook_secret",
@@ -59,6 +60,8 @@ var nameKeys = []string{
 	"pass_count", "passCount", "pass_rate", "pass_through", "passes", "passed", "passing",
 	"passport", "surpass", "overpass", "dbpass", "pw_policy", "pw_length", "pwned", "dbpw",
 	"kpw", "pws",
+	// pass word, pass phrase and pass code only in that order and as the last words
+	"bypass_word", "word", "PassWordPolicy", "pass_word_hint", "phrase", "code", "pass_codes",
 }
 
 func TestKeyRulesDefault(t *testing.T) {
