@@ -498,7 +498,7 @@ func TestSelfVerifyWriterMovedOn(t *testing.T) {
 }
 
 // A writer that rotates continuously (four goroutines appending, 20 kB
-// files) while verifications of its newest files run in a loop, from
+// files, a new one every few dozen milliseconds) while verifications of its newest files run in a loop, from
 // outside and as its own self-verification: no failing finding, ever.
 func TestVerifyWhileRotating(t *testing.T) {
 	for _, self := range []bool{false, true} {
@@ -517,6 +517,12 @@ func TestVerifyWhileRotating(t *testing.T) {
 							t.Error(err)
 							return
 						}
+						// Thousands of records a second, a new file
+						// every few dozen milliseconds: rotating far
+						// faster than any real trail, and not faster
+						// than a verifier reads (for that, see
+						// followCap).
+						time.Sleep(time.Millisecond)
 					}
 				})
 			}
@@ -544,5 +550,87 @@ func TestVerifyWhileRotating(t *testing.T) {
 			}
 			t.Logf("%d verifications, %d files", runs, len(files(t, f.dir)))
 		})
+	}
+}
+
+// A cut trail (the newest files and their notes removed) whose last files
+// left are hidden when the verifier lists them and put back one by one
+// while it follows, as a rotating writer would create them: each is
+// authentic and ends closed for rotation, yet the end is still judged and
+// is a cut. (Following waits for new files only for maxFollow; after that
+// only files already there are taken.)
+func TestVerifyFilesPutBackOneByOne(t *testing.T) {
+	f := newSigned(t)
+	f.session(t, 400, rotate.Options{MaxBytes: 3000}, 6)
+	fs := files(t, f.dir)
+	if len(fs) < 14 {
+		t.Fatalf("fixture: want many files, got %d", len(fs))
+	}
+	keep := len(fs) - 2
+	for _, p := range fs[keep:] {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cutNotes(t, f.dir, lastSeqOf(t, fs[keep-1]))
+	if r := closeReason(t, fs[keep-1]); r != "size" {
+		t.Fatalf("fixture: the newest file left is closed by %q, want size", r)
+	}
+	hide := fs[keep-7 : keep]
+	stash := t.TempDir()
+	for _, p := range hide {
+		if err := os.Rename(p, filepath.Join(stash, filepath.Base(p))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	back := make(chan error, 1)
+	go func() {
+		time.Sleep(rotationSettle / 4)
+		for _, p := range hide {
+			if err := os.Rename(filepath.Join(stash, filepath.Base(p)), p); err != nil {
+				back <- err
+				return
+			}
+			time.Sleep(maxFollow / 5)
+		}
+		back <- nil
+	}()
+	rep := f.verify(t, nil)
+	if err := <-back; err != nil {
+		t.Fatal(err)
+	}
+	if p := successorFinding(rep); p == nil || rep.Intact {
+		t.Errorf("a cut trail whose files came back one by one, want TRUNCATED:\n%s", reportText(rep))
+	}
+}
+
+// A writer that rotates faster than a verification reads, for longer than
+// followCap: the verification stops following it and says that it did
+// not judge the end (a failing finding, never a silent INTACT).
+func TestVerifyFollowCap(t *testing.T) {
+	defer func(c time.Duration) { followCap = c }(followCap)
+	followCap = 0 // every round past it: the first rotated end is not followed
+	f := newSigned(t)
+	f.session(t, 60, rotate.Options{MaxBytes: 3000}, 6)
+	fs := files(t, f.dir)
+	// Leave the trail ending closed for rotation, with a newer file there
+	// that the verification lists only after it has read the others.
+	last := fs[len(fs)-1]
+	stash := filepath.Join(t.TempDir(), filepath.Base(last))
+	if err := os.Rename(last, stash); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(f.dir, VerifyOptions{Key: f.k0, CheckpointKey: f.verifier, Progress: func(done, total int64) {
+		os.Rename(stash, last) // back once reading began: a newer file
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	judged := true
+	for _, p := range rep.Chain {
+		judged = judged && !(p.Class == Truncated && strings.Contains(p.Detail, "the end of the trail was not judged"))
+	}
+	if rep.Intact || judged {
+		t.Errorf("following stopped at followCap, want the end reported as not judged:\n%s", reportText(rep))
 	}
 }

@@ -401,12 +401,15 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	if opts.Writing == nil {
 		// A writer rotating while this ran has closed the newest file
 		// listed and created the next: verify on into it, as the chain
-		// does, for up to maxFollow (a writer that rotates faster than
-		// this reads is left to the next verification).
-		deadline := time.Now().Add(maxFollow)
+		// does. For maxFollow a round waits up to rotationSettle for the
+		// next file; after that only files already there are taken, so
+		// that files put back one by one cannot keep this going, and a
+		// writer still rotating after followCap is a finding, not an end
+		// left unjudged.
+		start := time.Now()
 		for v.rotatedAtEnd() {
-			if time.Now().After(deadline) {
-				v.followStopped = true
+			if time.Since(start) > followCap {
+				v.followCut = true
 				break
 			}
 			// The notes again, before the files, as above: the new
@@ -414,7 +417,11 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 			if again, err := ReadCheckpointsFile(filepath.Join(dir, CheckpointsFileName(opts.Prefix))); err == nil {
 				notes = again
 			}
-			more := newerFiles(dir, opts, files[len(files)-1])
+			wait := rotationSettle
+			if time.Since(start) > maxFollow {
+				wait = 0
+			}
+			more := newerFiles(dir, opts, files[len(files)-1], wait)
 			if len(more) == 0 {
 				break
 			}
@@ -526,9 +533,9 @@ type verifier struct {
 	// notesAgain returns the seqs of the notes in the checkpoints file
 	// now (signed by the checkpoint key given, if any); nil: not asked.
 	notesAgain func() map[uint64]bool
-	// followStopped: the verification stopped following a writer that
-	// kept rotating (maxFollow); the files after are not judged.
-	followStopped bool
+	// followCut: the verification stopped following a writer that kept
+	// rotating (followCap); the end of the trail was not judged.
+	followCut bool
 	// pendingTorn: torn bytes of files walked before the chain's first
 	// line, checked against it.
 	pendingTorn []pendingTorn
@@ -1297,9 +1304,13 @@ func (v *verifier) trusted(c *Checkpoint) {
 // record microseconds after the close record, a cut trail never.
 const rotationSettle = 500 * time.Millisecond
 
-// maxFollow bounds how long one verification follows a writer on into the
-// files it creates while it runs.
+// maxFollow is how long one verification waits for a writer's next files
+// as it follows it.
 const maxFollow = 2 * time.Second
+
+// followCap is how long it follows at all: a writer still rotating then is
+// reported (the end was not judged). A variable for tests.
+var followCap = 30 * time.Second
 
 type rotationEnd struct {
 	file   string
@@ -1315,9 +1326,9 @@ func (v *verifier) rotatedAtEnd() bool {
 }
 
 // newerFiles returns the files of dir newer than last, once the newest of
-// them holds a complete line, or what there is after rotationSettle.
-func newerFiles(dir string, opts VerifyOptions, last string) []string {
-	deadline := time.Now().Add(rotationSettle)
+// them holds a complete line, or what there is after wait.
+func newerFiles(dir string, opts VerifyOptions, last string, wait time.Duration) []string {
+	deadline := time.Now().Add(wait)
 	for {
 		var more []string
 		if files, err := rotate.List(dir, opts.Prefix, opts.Ext); err == nil {
@@ -1379,18 +1390,21 @@ func (v *verifier) successor(dir string, opts VerifyOptions) {
 		return
 	}
 	newest := v.rep.Files[len(v.rep.Files)-1]
-	if v.followStopped {
+	if v.followCut {
+		v.chainProblem(Truncated, newest.Name, v.closeSeq, "the writer kept closing files for rotation (the last one read, reason %q) for the %s this verification followed it: the end of the trail was not judged; verify again", v.closeReason, followCap)
 		return
 	}
 	if opts.Writing != nil {
 		// The writer's own newest file, or one it went on to after this
-		// listed the files (if it is there), is no cut. A file newer than
-		// the writer's is one it is creating (it names a file as its own
-		// once created): wait for it to say so.
+		// listed the files (if it is there; and the newest read, if it
+		// held no line then, holds one now: the writer filled it), is no
+		// cut. A file newer than the writer's is one it is creating (it
+		// names a file as its own once created): wait for it to say so.
 		deadline := time.Now().Add(rotationSettle)
+		newestPath := filepath.Join(dir, newest.Name)
 		for {
 			w := BaseName(opts.Writing())
-			if w == newest.Name || w > newest.Name && exists(filepath.Join(dir, w)) {
+			if w == newest.Name || w > newest.Name && exists(filepath.Join(dir, w)) && (newest.Lines > 0 || holdsLine(newestPath) || holdsLine(newestPath+".gz")) {
 				return
 			}
 			if w > newest.Name || time.Now().After(deadline) {

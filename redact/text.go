@@ -933,8 +933,8 @@ func nameHash(name string) uint64 {
 // tag), so that many start tags cost one pass over the text, not one each.
 func (t *textOut) endTag(local string, from int) int {
 	if t.endTags == nil {
-		t.endTags = []endTagAt{}
 		s := t.s
+		t.endTags = make([]endTagAt, 0, strings.Count(s, "</"))
 		for j := strings.Index(s, "</"); j >= 0 && j+2 < len(s); {
 			k := j + 2
 			for k < len(s) && (keyByte[s[k]] || s[k] == ':') {
