@@ -348,24 +348,7 @@ func TestRotationDuringVerify(t *testing.T) {
 // waits for both and verifies on into the file.
 func TestVerifyWaitsForTheNextFile(t *testing.T) {
 	f := newSigned(t)
-	w, err := Open(Options{KeyFile: f.keyFile, Rotate: rotate.Options{Dir: f.dir, Now: f.clock}, Checkpoints: CheckpointOptions{Signer: f.signer, Every: 6, Origin: "test"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 8 {
-		if err := w.Append(fmt.Appendf(nil, `"msg":"record %d"`, i), nil); err != nil {
-			t.Fatal(err)
-		}
-		if i == 4 {
-			if err := w.Rotate(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	fs := files(t, f.dir)
+	fs := rotatedOnce(t, f)
 	newest := fs[len(fs)-1]
 	content, err := os.ReadFile(newest)
 	if err != nil {
@@ -410,24 +393,7 @@ func cutLastSession(t *testing.T, dir string, fs []string) {
 // called a cut.
 func TestVerifyWaitsForListedEmptyFile(t *testing.T) {
 	f := newSigned(t)
-	w, err := Open(Options{KeyFile: f.keyFile, Rotate: rotate.Options{Dir: f.dir, Now: f.clock}, Checkpoints: CheckpointOptions{Signer: f.signer, Every: 6, Origin: "test"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 8 {
-		if err := w.Append(fmt.Appendf(nil, `"msg":"r%d"`, i), nil); err != nil {
-			t.Fatal(err)
-		}
-		if i == 4 {
-			if err := w.Rotate(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	fs := files(t, f.dir)
+	fs := rotatedOnce(t, f)
 	newest := fs[len(fs)-1]
 	content, err := os.ReadFile(newest)
 	if err != nil {
@@ -464,24 +430,7 @@ func TestVerifyWaitsForListedEmptyFile(t *testing.T) {
 // is not there is a cut: TestRotationWithoutSuccessorThenRestart.)
 func TestSelfVerifyWriterMovedOn(t *testing.T) {
 	f := newSigned(t)
-	w, err := Open(Options{KeyFile: f.keyFile, Rotate: rotate.Options{Dir: f.dir, Now: f.clock}, Checkpoints: CheckpointOptions{Signer: f.signer, Every: 6, Origin: "test"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 8 {
-		if err := w.Append(fmt.Appendf(nil, `"msg":"r%d"`, i), nil); err != nil {
-			t.Fatal(err)
-		}
-		if i == 4 {
-			if err := w.Rotate(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	fs := files(t, f.dir)
+	fs := rotatedOnce(t, f)
 	cutNotes(t, f.dir, lastSeqOf(t, fs[len(fs)-2]))
 	writeLines(t, fs[len(fs)-1], nil) // as read: created, not yet written
 	next := filepath.Join(f.dir, "audit-29991231T000000.000000000Z.jsonl")
@@ -633,4 +582,28 @@ func TestVerifyFollowCap(t *testing.T) {
 	if rep.Intact || judged {
 		t.Errorf("following stopped at followCap, want the end reported as not judged:\n%s", reportText(rep))
 	}
+}
+
+// rotatedOnce writes eight records into f's directory with a rotation
+// after the fifth and a Close, and returns the two files, oldest first.
+func rotatedOnce(t *testing.T, f *signed) []string {
+	t.Helper()
+	w, err := Open(Options{KeyFile: f.keyFile, Rotate: rotate.Options{Dir: f.dir, Now: f.clock}, Checkpoints: CheckpointOptions{Signer: f.signer, Every: 6, Origin: "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		if err := w.Append(fmt.Appendf(nil, `"msg":"record %d"`, i), nil); err != nil {
+			t.Fatal(err)
+		}
+		if i == 4 {
+			if err := w.Rotate(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return files(t, f.dir)
 }
