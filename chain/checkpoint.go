@@ -12,6 +12,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -483,6 +485,34 @@ func signers(err error) []string {
 		names = append(names, fmt.Sprintf("%s+%08x", s.Name, s.Hash))
 	}
 	return names
+}
+
+// CheckpointSigners returns the signers of the notes in the checkpoints
+// file of dir (CheckpointsFileName(prefix)) when none of them verifies with
+// key, as Report.CheckpointSigners names them: what to tell of a checkpoint
+// key that is not the trail's without verifying the files. It returns nil
+// when a note verifies, or there is none.
+func CheckpointSigners(dir, prefix string, key note.Verifier) ([]string, error) {
+	entries, err := ReadCheckpointsFile(filepath.Join(dir, CheckpointsFileName(prefix)))
+	if err != nil {
+		return nil, err
+	}
+	var others []string
+	for _, e := range entries {
+		if e.Err != nil || e.Torn {
+			continue
+		}
+		_, err := OpenCheckpoint(e.Note, key)
+		if err == nil {
+			return nil, nil
+		}
+		for _, n := range signers(err) {
+			if !slices.Contains(others, n) {
+				others = append(others, n)
+			}
+		}
+	}
+	return others, nil
 }
 
 // keyName names a verifier key as signers names the keys of a note.

@@ -306,22 +306,8 @@ func TestRotationWithoutSuccessorThenRestart(t *testing.T) {
 // the end, so the trail is not cut.
 func TestRotationDuringVerify(t *testing.T) {
 	f := newSigned(t)
-	ro := rotate.Options{Dir: f.dir, Now: f.clock}
-	w, err := Open(Options{KeyFile: f.keyFile, Rotate: ro, Checkpoints: CheckpointOptions{Signer: f.signer, Every: 6, Origin: "test"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := writeRotated(t, f, 10)
 	defer w.Close()
-	for i := range 10 {
-		if err := w.Append(fmt.Appendf(nil, `"msg":"record %d"`, i), nil); err != nil {
-			t.Fatal(err)
-		}
-		if i == 4 {
-			if err := w.Rotate(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	before := files(t, f.dir)
 	rotated := false
 	rep, err := Verify(f.dir, VerifyOptions{Key: f.k0, CheckpointKey: f.verifier, Progress: func(done, total int64) {
@@ -584,15 +570,15 @@ func TestVerifyFollowCap(t *testing.T) {
 	}
 }
 
-// rotatedOnce writes eight records into f's directory with a rotation
-// after the fifth and a Close, and returns the two files, oldest first.
-func rotatedOnce(t *testing.T, f *signed) []string {
+// writeRotated opens a writer on f's directory and appends n records to
+// it, with a rotation after the fifth; the writer stays open.
+func writeRotated(t *testing.T, f *signed, n int) *Writer {
 	t.Helper()
 	w, err := Open(Options{KeyFile: f.keyFile, Rotate: rotate.Options{Dir: f.dir, Now: f.clock}, Checkpoints: CheckpointOptions{Signer: f.signer, Every: 6, Origin: "test"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 8 {
+	for i := range n {
 		if err := w.Append(fmt.Appendf(nil, `"msg":"record %d"`, i), nil); err != nil {
 			t.Fatal(err)
 		}
@@ -602,7 +588,14 @@ func rotatedOnce(t *testing.T, f *signed) []string {
 			}
 		}
 	}
-	if err := w.Close(); err != nil {
+	return w
+}
+
+// rotatedOnce writes eight records into f's directory with a rotation
+// after the fifth and a Close, and returns the two files, oldest first.
+func rotatedOnce(t *testing.T, f *signed) []string {
+	t.Helper()
+	if err := writeRotated(t, f, 8).Close(); err != nil {
 		t.Fatal(err)
 	}
 	return files(t, f.dir)

@@ -349,14 +349,7 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 			if e.Err != nil || e.Torn {
 				continue
 			}
-			var c Checkpoint
-			var err error
-			if opts.CheckpointKey != nil {
-				c, err = OpenCheckpoint(e.Note, opts.CheckpointKey)
-			} else {
-				c, err = parseUnverifiedNote(e.Note)
-			}
-			if err == nil {
+			if c, err := openNote(e.Note, opts.CheckpointKey); err == nil {
 				seqs[c.Seq] = true
 			}
 		}
@@ -382,10 +375,7 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 		// A writer rotating as this listed the files has created the
 		// newest but not yet written its open record: wait for it, as
 		// below for a file created after the listing.
-		deadline := time.Now().Add(rotationSettle)
-		for !holdsLine(files[len(files)-1]) && time.Now().Before(deadline) {
-			time.Sleep(rotationSettle / 20)
-		}
+		poll(rotationSettle, func() bool { return holdsLine(files[len(files)-1]) })
 	}
 	for i, path := range files {
 		if err := v.file(path, i == len(files)-1); err != nil {
@@ -1145,13 +1135,7 @@ func (v *verifier) notes(entries []NoteEntry, key note.Verifier) (others []strin
 			prevHash = nil
 			continue
 		}
-		var c Checkpoint
-		var err error
-		if key != nil {
-			c, err = OpenCheckpoint(e.Note, key)
-		} else {
-			c, err = parseUnverifiedNote(e.Note)
-		}
+		c, err := openNote(e.Note, key)
 		h := sha256.Sum256(e.Note)
 		for _, n := range signers(err) {
 			unknown[n] = true
@@ -1233,6 +1217,15 @@ func (v *verifier) prevEnd(seq uint64) uint64 {
 		}
 	}
 	return p
+}
+
+// openNote opens a note of the checkpoints file with the checkpoint key,
+// or reads it without checking its signature when there is none.
+func openNote(n []byte, key note.Verifier) (Checkpoint, error) {
+	if key != nil {
+		return OpenCheckpoint(n, key)
+	}
+	return parseUnverifiedNote(n)
 }
 
 // claimedNotes checks that the notes authentic open records name
@@ -1328,9 +1321,9 @@ func (v *verifier) rotatedAtEnd() bool {
 // newerFiles returns the files of dir newer than last, once the newest of
 // them holds a complete line, or what there is after wait.
 func newerFiles(dir string, opts VerifyOptions, last string, wait time.Duration) []string {
-	deadline := time.Now().Add(wait)
-	for {
-		var more []string
+	var more []string
+	poll(wait, func() bool {
+		more = more[:0]
 		if files, err := rotate.List(dir, opts.Prefix, opts.Ext); err == nil {
 			for _, p := range files {
 				if BaseName(p) > BaseName(last) {
@@ -1338,11 +1331,22 @@ func newerFiles(dir string, opts VerifyOptions, last string, wait time.Duration)
 				}
 			}
 		}
-		if len(more) > 0 && holdsLine(more[len(more)-1]) || time.Now().After(deadline) {
-			return more
+		return len(more) > 0 && holdsLine(more[len(more)-1])
+	})
+	return more
+}
+
+// poll asks done, a twentieth of rotationSettle apart, until it says yes
+// or wait has passed (it asks at least once), and reports whether it did.
+func poll(wait time.Duration, done func() bool) bool {
+	deadline := time.Now().Add(wait)
+	for !done() {
+		if time.Now().After(deadline) {
+			return false
 		}
 		time.Sleep(rotationSettle / 20)
 	}
+	return true
 }
 
 // exists reports whether the file at path is there, or its compressed form.
@@ -1400,17 +1404,15 @@ func (v *verifier) successor(dir string, opts VerifyOptions) {
 		// held no line then, holds one now: the writer filled it), is no
 		// cut. A file newer than the writer's is one it is creating (it
 		// names a file as its own once created): wait for it to say so.
-		deadline := time.Now().Add(rotationSettle)
 		newestPath := filepath.Join(dir, newest.Name)
-		for {
+		movedOn := false
+		poll(rotationSettle, func() bool {
 			w := BaseName(opts.Writing())
-			if w == newest.Name || w > newest.Name && exists(filepath.Join(dir, w)) && (newest.Lines > 0 || holdsLine(newestPath) || holdsLine(newestPath+".gz")) {
-				return
-			}
-			if w > newest.Name || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(rotationSettle / 20)
+			movedOn = w == newest.Name || w > newest.Name && exists(filepath.Join(dir, w)) && (newest.Lines > 0 || holdsLine(newestPath) || holdsLine(newestPath+".gz"))
+			return movedOn || w > newest.Name
+		})
+		if movedOn {
+			return
 		}
 	}
 	switch {

@@ -201,3 +201,21 @@ func TestDeletedLineNotAlsoDroppedNote(t *testing.T) {
 func droppedText(seq uint64) string {
 	return "the epoch ending at seq " + strconv.FormatUint(seq, 10) + " has no note in the checkpoints file (dropped)"
 }
+
+// CheckpointSigners names what Verify names (Report.CheckpointSigners)
+// without the files or K(0): the signers of notes the key does not
+// verify; nothing when it verifies one, or there are no notes.
+func TestCheckpointSigners(t *testing.T) {
+	f := newSigned(t)
+	f.session(t, 20, rotate.Options{MaxBytes: 1500}, 5)
+	_, other := testSigner(t, "other-signer")
+	if got, err := CheckpointSigners(f.dir, "", other); err != nil || !slices.Equal(got, []string{keyName(f.verifier)}) {
+		t.Errorf("another key: %v, %v; want %s", got, err, keyName(f.verifier))
+	}
+	if got, err := CheckpointSigners(f.dir, "", f.verifier); err != nil || got != nil {
+		t.Errorf("the signer's key: %v, %v; want nothing", got, err)
+	}
+	if got, err := CheckpointSigners(t.TempDir(), "", other); err != nil || got != nil {
+		t.Errorf("no notes: %v, %v; want nothing", got, err)
+	}
+}

@@ -104,18 +104,8 @@ func (h *Handler) watchClock(cc ClockCheck, stop <-chan struct{}, done chan<- st
 // writeSuspended writes the record of a host suspended for slept, some
 // time after the wall clock read from and before it read to.
 func (h *Handler) writeSuspended(from, to time.Time, slept time.Duration) {
-	r := slog.NewRecord(to, slog.LevelInfo, fmt.Sprintf("host was suspended for %s: no records could be written meanwhile", slept), 0)
-	r.AddAttrs(Audit,
-		slog.String(EventKey, ClockStep),
-		slog.String(ActionKey, ActionCheck),
-		slog.String(ResourceTypeKey, "clock"),
-		slog.String(ResourceKey, "host"),
-		slog.String(StatusKey, string(StatusSuccess)),
-		slog.String(ReasonKey, "suspended"),
-		slog.Duration("suspended", slept),
-		slog.Time("before", from),
-		slog.Time("after", to),
-	)
+	r := clockRecord(slog.LevelInfo, fmt.Sprintf("host was suspended for %s: no records could be written meanwhile", slept),
+		"host", StatusSuccess, "suspended", slog.Duration("suspended", slept), from, to)
 	h.Handle(context.Background(), r)
 }
 
@@ -127,20 +117,29 @@ func (h *Handler) writeClockStep(before, after time.Time, step time.Duration) {
 	if step < 0 {
 		reason = "backward"
 	}
-	r := slog.NewRecord(after, slog.LevelWarn, fmt.Sprintf("wall clock stepped %s by %s", reason, step.Abs()), 0)
-	r.AddAttrs(Audit,
-		slog.String(EventKey, ClockStep),
-		slog.String(ActionKey, ActionCheck),
-		slog.String(ResourceTypeKey, "clock"),
-		slog.String(ResourceKey, "wall"),
-		slog.String(StatusKey, string(StatusFailed)),
-		slog.String(ReasonKey, reason),
-		slog.Duration("step", step),
-		slog.Time("before", before),
-		slog.Time("after", after),
-	)
+	r := clockRecord(slog.LevelWarn, fmt.Sprintf("wall clock stepped %s by %s", reason, step.Abs()),
+		"wall", StatusFailed, reason, slog.Duration("step", step), before, after)
 	if synced, maxErr, ok := timeSync(); ok {
 		r.AddAttrs(slog.Bool("time_synced", synced), slog.Duration("time_max_error", maxErr))
 	}
 	h.Handle(context.Background(), r)
+}
+
+// clockRecord is a clock_step audit record at after: event, action and
+// resource type, then resource, status, reason, what happened (a step, a
+// time suspended) and the wall times around it.
+func clockRecord(level slog.Level, msg, resource string, status Status, reason string, what slog.Attr, before, after time.Time) slog.Record {
+	r := slog.NewRecord(after, level, msg, 0)
+	r.AddAttrs(Audit,
+		slog.String(EventKey, ClockStep),
+		slog.String(ActionKey, ActionCheck),
+		slog.String(ResourceTypeKey, "clock"),
+		slog.String(ResourceKey, resource),
+		slog.String(StatusKey, string(status)),
+		slog.String(ReasonKey, reason),
+		what,
+		slog.Time("before", before),
+		slog.Time("after", after),
+	)
+	return r
 }

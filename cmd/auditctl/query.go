@@ -11,14 +11,11 @@ import (
 	"maps"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
-
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/slogaudit/slogaudit/chain"
 	"github.com/slogaudit/slogaudit/query"
@@ -247,38 +244,6 @@ func keyFlags(fs *flag.FlagSet) (keyFile, ckptKey *string) {
 	return keyFile, ckptKey
 }
 
-// otherSigners returns the signers of the notes in dir's checkpoints file
-// when none of them verifies with key (nil when one does, or there are
-// none).
-func otherSigners(dir string, key note.Verifier) []string {
-	entries, err := chain.ReadCheckpointsFile(filepath.Join(dir, chain.CheckpointsFileName(chain.DefaultPrefix)))
-	if err != nil {
-		return nil
-	}
-	seen := map[string]bool{}
-	var others []string
-	for _, e := range entries {
-		if e.Err != nil || e.Torn {
-			continue
-		}
-		_, err := note.Open(e.Note, note.VerifierList(key))
-		var unverified *note.UnverifiedNoteError
-		if err == nil {
-			return nil
-		}
-		if !errors.As(err, &unverified) {
-			continue
-		}
-		for _, sig := range unverified.Note.UnverifiedSigs {
-			if n := fmt.Sprintf("%s+%08x", sig.Name, sig.Hash); !seen[n] {
-				seen[n] = true
-				others = append(others, n)
-			}
-		}
-	}
-	return others
-}
-
 // openReader returns a Reader of the audit directory dir, verifying with
 // the initial key in keyFile and the checkpoint verifier key in ckptKeyFile
 // if given, and checkKeys, which says in verify's words (wrongKeys) which
@@ -317,7 +282,7 @@ func openReader(dir, keyFile, ckptKeyFile string) (r *query.Reader, checkKeys fu
 			// notes can still be asked whether the checkpoint key is
 			// theirs.
 			if key == nil && opts.CheckpointKey != nil {
-				if others := otherSigners(dir, opts.CheckpointKey); len(others) > 0 {
+				if others, _ := chain.CheckpointSigners(dir, chain.DefaultPrefix, opts.CheckpointKey); len(others) > 0 {
 					return []string{wrongCheckpointKey(others, ckptKeyFile, opts.CheckpointKey, false)}
 				}
 			}
