@@ -33,6 +33,9 @@ const (
 	ResourceTypeAuditLog = "audit_log"    // resource_type; resource is the directory's base name
 	QueryKey             = "query"        // group of the request's parameters
 	ResultsKey           = "results"      // number of events returned
+	// MethodKey is the HTTP method of a request refused with 405 (reason
+	// method_not_allowed), named as the middleware names it.
+	MethodKey = "http.request.method"
 )
 
 // HandlerOptions configure NewHandler. Reader, Authorize and AuditLog are
@@ -98,7 +101,8 @@ func newAuditor(opts HandlerOptions) (auditor, error) {
 // "unreadable" lists the files that could not be read whole (see
 // Page.Unreadable). Errors
 // are {"error":"..."} with status 400 (and "parameter": the bad parameter's
-// name, "" for one without a name), 401, 403, 405 or 500.
+// name, "" for one without a name), 401, 403, 405 or 500. A refusal is an
+// audit event too (status denied), also a method other than GET (405).
 func NewHandler(opts HandlerOptions) (http.Handler, error) {
 	a, err := newAuditor(opts)
 	if err != nil {
@@ -118,8 +122,7 @@ type access struct {
 
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		writeError(w, http.StatusMethodNotAllowed, "", "only GET is allowed")
+		h.methodNotAllowed(w, r, ActionQuery, http.MethodGet)
 		return
 	}
 	ctx := r.Context()
@@ -190,6 +193,26 @@ func (h *auditor) authorize(w http.ResponseWriter, r *http.Request, action strin
 		return "", false
 	}
 	return principal, true
+}
+
+// methodNotAllowed answers a request with a method other than allow (405)
+// and audits it as denied, reason method_not_allowed, with the method: a
+// POST or DELETE to the audit log is an attempt on it. The principal is
+// named when the credentials are valid, also when it may not read the log;
+// they are not required, as for any denied access. (A ServeMux pattern
+// with a method, "GET /audit/events", answers 405 before the handler sees
+// the request; mount the handler without one to have this.)
+func (h *auditor) methodNotAllowed(w http.ResponseWriter, r *http.Request, action, allow string) {
+	principal, err := h.opts.Authorize(r)
+	if err != nil && !errors.Is(err, ErrForbidden) {
+		principal = ""
+	}
+	h.audit(r.Context(), r, action, nil, access{
+		status: StatusDenied, reason: "method_not_allowed", principal: principal,
+		extra: []slog.Attr{slog.String(MethodKey, r.Method)},
+	})
+	w.Header().Set("Allow", allow)
+	writeError(w, http.StatusMethodNotAllowed, "", "only "+strings.ReplaceAll(allow, ", ", " or ")+" is allowed")
 }
 
 // unauthenticatedReason is the reason of the denied audit event for an

@@ -445,6 +445,19 @@ func TestHTTP(t *testing.T) {
 	if rec.Code != 405 || rec.Header().Get("Allow") != "GET" {
 		t.Errorf("POST: %d", rec.Code)
 	}
+	// An attempt on the audit log is on record, with who made it.
+	tr := f.trail()
+	if last := tr[len(tr)-1]; last["status"] != "denied" || last["reason"] != "method_not_allowed" ||
+		last[query.MethodKey] != "POST" || last[query.PrincipalKey] != "alice" || last["action"] != "query" {
+		t.Errorf("POST's audit event: %v", last)
+	}
+	req = httptest.NewRequest(http.MethodDelete, "/audit/events", nil)
+	rec = httptest.NewRecorder()
+	f.srv.ServeHTTP(rec, req)
+	tr = f.trail()
+	if last := tr[len(tr)-1]; rec.Code != 405 || last["reason"] != "method_not_allowed" || last[query.MethodKey] != "DELETE" || last[query.PrincipalKey] != nil {
+		t.Errorf("anonymous DELETE: %d, audit event %v", rec.Code, last)
+	}
 
 	// Fail closed: no results when the access cannot be audited.
 	f.h.Close()

@@ -159,8 +159,7 @@ func (u *UI) Close() { u.close() }
 func (u *UI) Page() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			writeError(w, http.StatusMethodNotAllowed, "", "only GET is allowed")
+			u.a.methodNotAllowed(w, r, ActionView, "GET, HEAD")
 			return
 		}
 		code := http.StatusOK
@@ -248,8 +247,7 @@ func (u *UI) Stream() http.Handler {
 
 func (u *UI) serveStream(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		writeError(w, http.StatusMethodNotAllowed, "", "only GET is allowed")
+		u.a.methodNotAllowed(w, r, ActionStream, http.MethodGet)
 		return
 	}
 	ctx := r.Context()

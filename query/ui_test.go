@@ -397,3 +397,43 @@ func TestStreamEndsWhenRevoked(t *testing.T) {
 		t.Errorf("stream_end events after a revocation: %v", ends)
 	}
 }
+
+// A method other than GET on the page or the stream is refused (405) and
+// on record as a denied access, naming the method and, when the
+// credentials are valid, the principal.
+func TestUIMethodNotAllowed(t *testing.T) {
+	f := newUIFixture(t, nil)
+	mux := http.NewServeMux()
+	mux.Handle("/audit/ui", f.ui.Page())
+	mux.Handle("/audit/stream", f.ui.Stream())
+	for _, c := range []struct {
+		method, path, token, action, principal, allow string
+	}{
+		{"POST", "/audit/ui", "alice-token", query.ActionView, "alice", "GET, HEAD"},
+		{"DELETE", "/audit/stream", "mallory-token", query.ActionStream, "mallory", "GET"},
+		{"PUT", "/audit/stream", "", query.ActionStream, "", "GET"},
+	} {
+		req := httptest.NewRequest(c.method, c.path, nil)
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		if rec.Code != 405 || rec.Header().Get("Allow") != c.allow {
+			t.Errorf("%s %s: %d, Allow %q", c.method, c.path, rec.Code, rec.Header().Get("Allow"))
+		}
+		ev := f.accesses(c.action)
+		if len(ev) == 0 {
+			t.Fatalf("%s %s: no audit event", c.method, c.path)
+		}
+		last := ev[len(ev)-1]
+		var who any
+		if c.principal != "" {
+			who = c.principal
+		}
+		if last["status"] != "denied" || last["reason"] != "method_not_allowed" || last[query.MethodKey] != c.method || last[query.PrincipalKey] != who {
+			t.Errorf("%s %s: audit event %v", c.method, c.path, last)
+		}
+	}
+}
+
