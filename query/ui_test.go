@@ -436,4 +436,3 @@ func TestUIMethodNotAllowed(t *testing.T) {
 		}
 	}
 }
-
