@@ -765,6 +765,9 @@ func (e *alertEngine) emit(ctx context.Context, a Alert) {
 		slog.String(ActionKey, ActionAlert),
 		slog.String(ResourceTypeKey, ResourceTypeRule),
 		slog.String(ResourceKey, a.Rule),
+		// The outcome of the action alert: every audit event has one, and
+		// a filter on status must not pass over alerts.
+		slog.String(StatusKey, string(StatusSuccess)),
 		slog.Attr{Key: AlertKey, Value: slog.GroupValue(details...)},
 	)
 	a.Err = e.h.Handle(ctx, rec)

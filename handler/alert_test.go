@@ -206,7 +206,7 @@ func TestAlertOnceForABurst(t *testing.T) {
 	rec := recs[0]
 	al := rec[AlertKey].(map[string]any)
 	if rec["level"] != "WARN" || rec["resource"] != "credential_probing" || rec["resource_type"] != ResourceTypeRule ||
-		rec["action"] != ActionAlert || rec["trace_id"] != traces[9] ||
+		rec["action"] != ActionAlert || rec[StatusKey] != string(StatusSuccess) || rec["trace_id"] != traces[9] ||
 		al["rule"] != "credential_probing" || al["by"] != "client" || al["subject"] != "192.0.2.7" ||
 		al["window"] != "1m0s" || al["count"] != 10.0 || al["threshold"] != 10.0 {
 		t.Errorf("alert record %v", rec)
