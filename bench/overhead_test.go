@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"runtime"
@@ -120,4 +121,40 @@ func BenchmarkRedactPairApp(b *testing.B) {
 // handler) against PeerAppBare (the JSON handler alone).
 func BenchmarkRedactPairWrapper(b *testing.B) {
 	benchPair(b, slog.New(redact.Default().Handler(slog.NewJSONHandler(io.Discard, nil))), slog.New(slog.NewJSONHandler(io.Discard, nil)))
+}
+
+// What any slog.Handler wrapper pays before it checks anything, as the
+// floor under RedactPairWrapper: a handler that only passes each record on
+// (DiagPairWrapperPass), and one that also visits each attribute through
+// Record.Attrs, the one way slog gives a handler to see them, and does
+// nothing with it (DiagPairWrapperVisit). Both against the bare JSON
+// handler, interleaved like the pairs above.
+func BenchmarkDiagPairWrapperPass(b *testing.B) {
+	benchPair(b, slog.New(passOn{slog.NewJSONHandler(io.Discard, nil)}), slog.New(slog.NewJSONHandler(io.Discard, nil)))
+}
+
+func BenchmarkDiagPairWrapperVisit(b *testing.B) {
+	benchPair(b, slog.New(visitAttrs{passOn{slog.NewJSONHandler(io.Discard, nil)}}), slog.New(slog.NewJSONHandler(io.Discard, nil)))
+}
+
+type passOn struct{ next slog.Handler }
+
+func (h passOn) Enabled(ctx context.Context, l slog.Level) bool  { return h.next.Enabled(ctx, l) }
+func (h passOn) Handle(ctx context.Context, r slog.Record) error { return h.next.Handle(ctx, r) }
+func (h passOn) WithAttrs(as []slog.Attr) slog.Handler           { return passOn{h.next.WithAttrs(as)} }
+func (h passOn) WithGroup(name string) slog.Handler              { return passOn{h.next.WithGroup(name)} }
+
+type visitAttrs struct{ passOn }
+
+// visited keeps the visit from being optimised away.
+var visited int
+
+func (h visitAttrs) Handle(ctx context.Context, r slog.Record) error {
+	n := 0
+	r.Attrs(func(a slog.Attr) bool {
+		n += len(a.Key)
+		return true
+	})
+	visited = n
+	return h.next.Handle(ctx, r)
 }
