@@ -29,16 +29,23 @@ import (
 var defaultKeys = []string{
 	// passwords; pass and pw, like pwd, only as the last word (first_pass,
 	// pass_count, bypass and compass are not secrets)
-	"password", "passwd", "pwd", "pass", "pw", "passphrase", "passcode",
+	"password", "passwords", "passwd", "pwd", "pass", "pw", "passphrase", "passcode",
 	// the same in two words (PassWord, pass_phrase)
 	"pass word", "pass phrase", "pass code",
 	// generic secrets and tokens (access_token, refresh_token, id_token,
 	// client_secret, x-auth-token, aws_session_token, ...)
-	"secret", "secrets", "token", "jwt", "bearer", "otp",
+	"secret", "secrets", "token", "jwt", "bearer", "otp", "totp",
+	// lists of tokens; a bare "tokens" is a count (max_tokens, input_tokens)
+	"access tokens", "refresh tokens", "auth tokens", "api tokens", "id tokens", "session tokens",
+	// one-time and recovery codes (otp_code, mfa_code, recovery_codes)
+	"otp code", "mfa code", "recovery code", "recovery codes", "backup codes", "verification code",
 	// API and private keys; a bare "key" is too often a name to be a rule
 	"apikey", "api key", "app key", "auth key", "access key", "accesskey",
 	"secret key", "secretkey", "private key", "privatekey", "signing key",
-	"encryption key", "master key", "session key",
+	"encryption key", "master key", "session key", "hmac key",
+	"api keys", "apikeys", "private keys", "secret keys", "access keys", "signing keys",
+	// Azure's x-functions-key and Ocp-Apim-Subscription-Key
+	"functions key", "subscription key",
 	// HTTP authentication and sessions (proxy-authorization, set-cookie)
 	"auth", "authorization", "cookie", "cookies",
 	"session", "session id", "sessionid", "sessid",
@@ -60,6 +67,8 @@ var qualifiers = []string{
 	"b64", "base64", "hex", "enc", "encoded", "encrypted",
 	"new", "old", "current", "cur", "curr", "prev", "previous", "next",
 	"confirm", "confirmation", "again", "repeat", "input", "v",
+	// the value as an HTTP header carries it (authorization_header)
+	"header",
 }
 
 // Byte classes for splitting keys into words.

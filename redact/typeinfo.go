@@ -577,10 +577,17 @@ func (w *walker) buildMap(v reflect.Value, depth int) slog.Value {
 	es := make([]entry, 0, v.Len())
 	it := v.MapRange()
 	for it.Next() {
-		ks, ok := mapKey(it.Key())
+		k := keyValue(it.Key())
+		ks, ok := mapKey(k)
 		if !ok {
 			w.n++
 			continue
+		}
+		if k.Kind() == reflect.String && k.Type() == secretType && ks != "" {
+			// encoding/json writes a key of string kind as it is, never
+			// through its methods: a Secret key would print its content.
+			w.n++
+			ks = w.r.replacement(ks)
 		}
 		es = append(es, entry{ks, it.Value()})
 	}
@@ -602,6 +609,16 @@ func (w *walker) buildMap(v reflect.Value, depth int) slog.Value {
 		attrs = append(attrs, slog.Attr{Key: key, Value: val})
 	}
 	return groupOrEmpty(attrs)
+}
+
+// keyValue is a map key, out of its interface if the map's key type is one
+// (map[any]any, as YAML decoders make): the key rules apply to what it
+// holds.
+func keyValue(k reflect.Value) reflect.Value {
+	if k.Kind() == reflect.Interface && !k.IsNil() {
+		return k.Elem()
+	}
+	return k
 }
 
 // mapKey returns the key as encoding/json writes it, or as fmt does for

@@ -488,10 +488,10 @@ func (w *walker) dirtyKind(v reflect.Value, ti *typeInfo, depth int) bool {
 		defer w.pop()
 		it := v.MapRange()
 		for it.Next() {
-			k, e := it.Key(), it.Value()
+			k, e := keyValue(it.Key()), it.Value()
 			if k.Kind() == reflect.String {
 				ks := k.String()
-				if w.r.keys.secret(ks) && !noContent(e) || w.r.hasSecret(ks) {
+				if k.Type() == secretType && ks != "" || w.r.keys.secret(ks) && !noContent(e) || w.r.hasSecret(ks) {
 					return true
 				}
 			} else if w.dirty(k, depth+1) {
@@ -780,7 +780,10 @@ func (w *walker) taints(v reflect.Value, depth int, under bool, ts *[]string) bo
 		defer w.pop()
 		it := v.MapRange()
 		for it.Next() {
-			key := it.Key()
+			key := keyValue(it.Key())
+			if key.Kind() == reflect.String && key.Type() == secretType && key.Len() > 0 {
+				*ts = append(*ts, key.String())
+			}
 			u := under || key.Kind() == reflect.String && w.r.keys.secret(key.String())
 			if w.taints(it.Value(), depth+1, u, ts) {
 				return true

@@ -206,6 +206,15 @@ func TestAttrTable(t *testing.T) {
 		{"secret in map", slog.Any("s", map[string]any{"v": Secret("pw-13")}), []string{"pw-13"}, []string{`"s":{"v":"[REDACTED]"}`}, 1},
 		{"secret in slice", slog.Any("s", []Secret{"pw-14"}), []string{"pw-14"}, []string{`"s":["[REDACTED]"]`}, 1},
 		{"slog value in slice", slog.Any("s", []slog.Value{slog.StringValue("password=pw-15")}), []string{"pw-15"}, []string{`"s":["password=[REDACTED]"]`}, 1},
+		// The key rules apply to keys held in interfaces (map[any]any, as
+		// YAML decoders make), and a Secret key is replaced: encoding/json
+		// writes a key of string kind as it is.
+		{"interface-keyed map", slog.Any("cfg", map[any]any{"db": map[any]any{"password": "pw-16", "user": "app", 5: "five"}}),
+			[]string{"pw-16"}, []string{`"cfg":{"db":{"5":"five","password":"[REDACTED]","user":"app"}}`}, 1},
+		{"interface keys, string values", slog.Any("h", map[any]string{"api_key": "pw-17", "name": "x"}),
+			[]string{"pw-17"}, []string{`"h":{"api_key":"[REDACTED]","name":"x"}`}, 1},
+		{"secret as map key", slog.Any("active", map[Secret]string{"pw-18": "bob"}), []string{"pw-18"}, []string{`"active":{"[REDACTED]":"bob"}`}, 1},
+		{"secret as interface map key", slog.Any("active", map[any]int{Secret("pw-19"): 1}), []string{"pw-19"}, []string{`"active":{"[REDACTED]":1}`}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, n := Default().Attr(tc.attr)
