@@ -371,7 +371,7 @@ func (h *auditHandler) activity(ctx context.Context, r *http.Request, rec *recor
 	if r.URL.RawQuery != "" {
 		// Secret parameters (?token=, ?api_key=, …) are removed by the
 		// handler's redactor before any leg sees the record.
-		attrs = append(attrs, slog.String("url.query", truncate(r.URL.RawQuery, 1024, "&;")))
+		attrs = append(attrs, slog.String("url.query", truncate(queryForLog(r.URL.RawQuery), 1024, "&")))
 	}
 	if rec.err != nil {
 		attrs = append(attrs, slog.String(ResponseWriteErrorKey, rec.err.Error()))
@@ -480,6 +480,31 @@ func (h *auditHandler) info(r *http.Request) *Info {
 // password before its '@') would no longer be recognised by the handler's
 // redactor, so the part after the last whole item is dropped, all of s if
 // it has no separator.
+// valueEnds are the bytes that end a key=value value in free text (a
+// comma or semicolon after it, a quote or bracket around it) and that a
+// server takes into the value of a query parameter as they are.
+const valueEnds = ",;'\"<>`"
+
+// queryForLog is a raw query as url.query logs it: with the bytes of
+// valueEnds percent-encoded, which a URL decoder reads back the same. The
+// redactor reads url.query as text, so ?password=abc,def would otherwise
+// lose abc and keep def, the rest of the one value the server read.
+func queryForLog(q string) string {
+	if !strings.ContainsAny(q, valueEnds) {
+		return q
+	}
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(q)+16)
+	for i := 0; i < len(q); i++ {
+		if c := q[i]; strings.IndexByte(valueEnds, c) >= 0 {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
 func truncate(s string, n int, seps string) string {
 	if len(s) <= n {
 		return s

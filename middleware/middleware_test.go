@@ -465,6 +465,10 @@ func TestQueryKeyFormsRedacted(t *testing.T) {
 		"pass=QPASS16-SECRET-x&pass_count=KEPT1", "pw=QPW17-SECRET-x&pw_policy=KEPT2", "pass%77ord=Pw-SECRET-8c9d0e&bypass=KEPT3",
 		"access%5Ftoken=Tok-SECRET-1f2a3b&access%5Ftoken%5Ftype=KEPT4", "API%2DKEY=Key-SECRET-4c5d6e&api%2dkey%2did=KEPT5",
 		"api+key=Key-SECRET-7f8a9b&api+key+id=KEPT6",
+		// the server reads one value up to the next &: a comma, quote,
+		// semicolon or bracket in it does not end it (review)
+		"password=abc,Pw-SECRET-9a8b7c", "token=abc'Tok-SECRET-6d5e4f", "api_key=abc;Key-SECRET-3a2b1c&x=KEPT7",
+		"token=a\"Tok-SECRET-0f9e8d", "token=a<Tok-SECRET-7c6b5a>", "token=a`Tok-SECRET-4f3e2d",
 	} {
 		out := serveAndCollect(t, http.NotFoundHandler(), httptest.NewRequest("GET", "/x?"+q, nil))
 		if i := strings.Index(out, "-SECRET-"); i >= 0 {
