@@ -386,3 +386,37 @@ func FuzzNext(f *testing.F) {
 	}
 	f.Fuzz(checkNext)
 }
+
+// BenchmarkStringTagShapes is BenchmarkStringShapes for markup: 64 KiB of
+// start and end tags built to make the matching of an element's end tag
+// rescan (start tags that never close, a deep nesting, elements open
+// around many others) and input tags, against ordinary markup. Each should
+// cost about as much per byte as the others; one that rescans shows as a
+// shape orders of magnitude slower.
+func BenchmarkStringTagShapes(b *testing.B) {
+	const size = 64 << 10
+	repeat := func(unit string) string { return strings.Repeat(unit, size/len(unit)+1)[:size] }
+	half := func(open, close string) string {
+		n := size / 2 / len(open)
+		return strings.Repeat(open, n) + strings.Repeat(close, n)
+	}
+	for _, sh := range []struct{ name, text string }{
+		{"markup", repeat(`<li class="item"><a href="/u/42">bob</a> logged in</li>`)},
+		{"nested-tags", repeat("<password><password>a</password>b</password>")},
+		{"nested-starts", repeat("<password>")},
+		{"nested-open", repeat("<token><token></token>")},
+		{"nested-deep", half("<password>", "</password>")},
+		{"nested-deep-other-case", half("<ns:Token a=1>", "</TOKEN>")},
+		{"input-tags", repeat(`<input type="password" name="pw" value="x1"><input name="user" value="bob">`)},
+		{"input-quotes", repeat(`<input a="<input b='`)},
+		{"input-values", "<input " + repeat(` value="a" type="password"`)},
+	} {
+		r := Default()
+		b.Run(sh.name, func(b *testing.B) {
+			b.SetBytes(int64(len(sh.text)))
+			for b.Loop() {
+				r.String(sh.text)
+			}
+		})
+	}
+}
