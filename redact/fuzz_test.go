@@ -28,6 +28,7 @@ const (
 	shapeEncodedQuery // key%3Dvalue: a query string encoded inside a parameter
 	shapeSpacedJSONKey
 	shapeXMLElement
+	shapeXMLNested // an element holding one of the same name
 	numShapes
 )
 
@@ -192,6 +193,21 @@ func plant(shape int, core string, keyIdx uint8) planted {
 			k = "ns:authToken"
 		}
 		return textAttr("<req><" + k + ">" + core + "</" + k + "></req>")
+	case shapeXMLNested:
+		k := fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)]
+		if k == "X-Auth-Token" {
+			k = "ns:authToken"
+		}
+		inner := k // the inner one in another case, or under a prefix
+		switch core[0] % 3 {
+		case 1:
+			inner = strings.ToUpper(k)
+		case 2:
+			inner = "x:" + localName(k)
+		}
+		p := textAttr("<req><" + k + "><" + inner + ">" + reverse(core) + "</" + inner + ">" + core + "</" + k + "></req>")
+		p.secret = append(p.secret, reverse(core))
+		return p
 	}
 	panic("bad shape")
 }
@@ -390,6 +406,8 @@ func FuzzStringAgrees(f *testing.F) {
 		"<password>x</password>", `<wsse:Password Type="t">x</wsse:Password>`, "<a:token>v</b>", "a%3Db%3D", "x%3d%3D%26",
 		"<wsse:Password Type=\"PasswordText\"\t>hunter2</wsse:Password>", "<wsse:Password\n>hunter2</wsse:Password>", "<wsse:Password 0!>hunter2</wsse:Password>",
 		"Authorization: Bearer abc123", "ID-42",
+		"<password><password>a</password>b</password>", "<pw><PW>a</x:pw>b</pw>", "<token><token>x</token>", "Enter <token> then <token>x</token>",
+		"<password><password/>a</password>",
 	} {
 		f.Add(s)
 	}

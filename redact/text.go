@@ -66,8 +66,9 @@ type textOut struct {
 	last int // s[:last] has been dealt with
 	n    int
 
-	pemEnd  int        // index of the next "-----END " (0: not searched, -1: none)
-	endTags []endTagAt // the text's end tags (nil: not listed yet)
+	pemEnd int          // index of the next "-----END " (0: not searched, -1: none)
+	starts []startTagAt // the text's start tags, with their end tags (nil: not listed yet)
+	start  int          // the index in starts that closing found last
 }
 
 // emit replaces s[a:b] unless it was already dealt with or is already a
@@ -868,38 +869,94 @@ func (t *textOut) encodedKeyValue(i int) (int, int) {
 const maxStartTag = 4096
 
 // element matches the content of an XML or HTML element named as a secret
-// key, up to its end tag: <password>value</password>, <ns:api_key a="1">
-// value</ns:api_key>, <Password><![CDATA[value]]></Password>, children
-// and all. The trigger is the > of the start tag; the content must be
-// followed by the element's end tag (the same local name in any case, with
-// or without a namespace prefix), so that a placeholder in prose (type
-// your <password> below) is not taken for one. Nested elements of the same
-// name end at the first end tag.
+// key, up to the end tag that closes it: <password>value</password>,
+// <ns:api_key a="1">value</ns:api_key>, <Password><![CDATA[value]]>
+// </Password>, children and all. The trigger is the > of the start tag.
+// An end tag closes the innermost open element of its local name (in any
+// case, with or without a namespace prefix), so an element holding one of
+// the same name runs to its own end tag (<password><password>a</password>
+// b</password>: both a and b). An element that no end tag closes is left
+// alone, so that a placeholder in prose (type your <password> below) is
+// not taken for one.
 func (t *textOut) element(i int) (int, int) {
 	s := t.s
 	lt := i - 1
 	for lt >= 0 && i-lt < maxStartTag && s[lt] != '<' && s[lt] != '>' {
 		lt--
 	}
-	if lt < 0 || s[lt] != '<' || s[i-1] == '/' {
+	if lt < 0 || s[lt] != '<' {
 		return 0, 0
 	}
-	ne := lt + 1
-	for ne < i && (keyByte[s[ne]] || s[ne] == ':') {
-		ne++
-	}
-	if ne == lt+1 || ne < i && !isSpace(s[ne]) {
+	gt, local := startTag(s, lt)
+	if gt != i || !t.r.keys.secret(decodeKey(local)) {
 		return 0, 0
 	}
-	local := localName(s[lt+1 : ne])
-	if local == "" || !t.r.keys.secret(decodeKey(local)) {
-		return 0, 0
-	}
-	end := t.endTag(local, i+1)
+	end := t.closing(lt)
 	if end < 0 {
 		return 0, 0
 	}
 	return i + 1, end
+}
+
+// startTag returns the > and the local name of the start tag that starts
+// at s[lt] (<name>, <ns:name attr="...">; not an empty element's <name/>),
+// or -1 if no start tag does. element and listTags both take start tags
+// from it, so the tags the nesting is counted with are the ones element
+// matches.
+func startTag(s string, lt int) (gt int, local string) {
+	ne := nameEnd(s, lt+1)
+	if ne == lt+1 || ne == len(s) {
+		return -1, ""
+	}
+	gt = ne
+	if s[ne] != '>' {
+		if !isSpace(s[ne]) {
+			return -1, ""
+		}
+		// The first < or > after the name: a > within maxStartTag of
+		// the <, as element's look back from the > has it.
+		rest := s[ne:min(len(s), lt+maxStartTag+1)]
+		k := strings.IndexAny(rest, "<>")
+		if k < 0 || rest[k] != '>' {
+			return -1, ""
+		}
+		gt = ne + k
+	}
+	local = localName(s[lt+1 : ne])
+	if local == "" || s[gt-1] == '/' {
+		return -1, ""
+	}
+	return gt, local
+}
+
+// endTagName returns the local name of the end tag that starts at s[j]
+// (</name>, </ns:name >), or "" if none does.
+func endTagName(s string, j int) string {
+	if j+1 >= len(s) || s[j+1] != '/' {
+		return ""
+	}
+	k := nameEnd(s, j+2)
+	e := k
+	for e < len(s) && isSpace(s[e]) {
+		e++
+	}
+	if k == j+2 || e == len(s) || s[e] != '>' {
+		return ""
+	}
+	return localName(s[j+2 : k])
+}
+
+// nameEnd returns where the element name that starts at s[i] ends.
+func nameEnd(s string, i int) int {
+	for i < len(s) && (keyByte[s[i]] || s[i] == ':') {
+		i++
+	}
+	return i
+}
+
+// tagName returns the local name of the start tag at s[lt], known to be one.
+func tagName(s string, lt int) string {
+	return localName(s[lt+1 : nameEnd(s, lt+1)])
 }
 
 // localName is an element's name without its namespace prefix.
@@ -908,13 +965,6 @@ func localName(name string) string {
 		return name[k+1:]
 	}
 	return name
-}
-
-// endTagAt is an end tag of the text: the hash of its local name in lower
-// case, and where it starts.
-type endTagAt struct {
-	hash uint64
-	at   int
 }
 
 // nameHash hashes a name in lower case (FNV-1a).
@@ -926,59 +976,102 @@ func nameHash(name string) uint64 {
 	return h
 }
 
-// endTag returns the index of the first end tag whose local name is local
-// (in any case; </local>, </ns:local>, spaces allowed before the >) at or
-// after from, or -1. The text's end tags are listed once, at the first
-// element named as a secret, as hashes and positions sorted (16 bytes a
-// tag), so that many start tags cost one pass over the text, not one each.
-func (t *textOut) endTag(local string, from int) int {
-	if t.endTags == nil {
-		s := t.s
-		t.endTags = make([]endTagAt, 0, strings.Count(s, "</"))
-		for j := strings.Index(s, "</"); j >= 0 && j+2 < len(s); {
-			k := j + 2
-			for k < len(s) && (keyByte[s[k]] || s[k] == ':') {
-				k++
-			}
-			e := k
-			for e < len(s) && isSpace(s[e]) {
-				e++
-			}
-			if k > j+2 && e < len(s) && s[e] == '>' {
-				t.endTags = append(t.endTags, endTagAt{nameHash(localName(s[j+2 : k])), j})
-			}
-			n := strings.Index(s[j+2:], "</")
-			if n < 0 {
-				break
-			}
-			j += 2 + n
-		}
-		slices.SortFunc(t.endTags, func(a, b endTagAt) int {
-			if a.hash != b.hash {
-				return cmp.Compare(a.hash, b.hash)
-			}
-			return cmp.Compare(a.at, b.at)
-		})
+// startTagAt is a start tag of the text: where it starts (its <), and
+// where the end tag that closes it starts, or -1 if none does.
+type startTagAt struct{ at, end int }
+
+// closing returns where the end tag that closes the start tag at s[lt]
+// starts, or -1. The text's start tags are listed once, at the first
+// element named as a secret, with the end tag of each (16 bytes a tag),
+// so that many start tags cost one pass over the text, not one each.
+func (t *textOut) closing(lt int) int {
+	if t.starts == nil {
+		t.starts = listTags(t.s, nameHash)
 	}
-	h := nameHash(local)
-	k, _ := slices.BinarySearchFunc(t.endTags, endTagAt{h, from}, func(a, b endTagAt) int {
-		if a.hash != b.hash {
-			return cmp.Compare(a.hash, b.hash)
-		}
-		return cmp.Compare(a.at, b.at)
-	})
-	for ; k < len(t.endTags) && t.endTags[k].hash == h; k++ {
-		at := t.endTags[k].at
-		name := t.s[at+2:]
-		if n := strings.IndexFunc(name, func(r rune) bool { return r > 0x7f || !keyByte[r] && r != ':' }); n >= 0 {
-			name = name[:n]
-		}
-		if strings.EqualFold(localName(name), local) {
-			return at
-		}
-		// Another name with the same hash: on to the next.
+	// The scan asks in text order: on from the tag it asked for last.
+	k := t.start
+	if k >= len(t.starts) || t.starts[k].at > lt {
+		k, _ = slices.BinarySearchFunc(t.starts, lt, func(a startTagAt, at int) int { return cmp.Compare(a.at, at) })
 	}
-	return -1
+	for k < len(t.starts) && t.starts[k].at < lt {
+		k++
+	}
+	t.start = k
+	if k == len(t.starts) || t.starts[k].at != lt {
+		return -1 // not listed: not a start tag
+	}
+	return t.starts[k].end
+}
+
+// listTags lists the start tags of s in order, each with the end tag that
+// closes it. One pass in text order keeps a stack of open start tags for
+// each local name, in lower case: an end tag closes the innermost open
+// one of its name, and other names are not counted. The stacks are linked
+// through the end fields of their tags (the next one out, or -1) from a
+// map of the innermost one by the name's hash; names that share a hash
+// share a stack, and an end tag closes the innermost of its own name in
+// it, so a collision costs a longer look, never a wrong end. (hash is
+// nameHash; the tests give one that makes every name collide.)
+func listTags(s string, hash func(string) uint64) []startTagAt {
+	starts := make([]startTagAt, 0, strings.Count(s, "<")-strings.Count(s, "</"))
+	open := make(map[uint64]int) // innermost open start tag by name hash: an index in starts
+	for j := strings.IndexByte(s, '<'); j >= 0; {
+		from := j + 1
+		if local := endTagName(s, j); local != "" {
+			closeTag(s, starts, open, hash(local), local, j)
+		} else if gt, local := startTag(s, j); gt >= 0 {
+			h := hash(local)
+			out, ok := open[h]
+			if !ok {
+				out = -1
+			}
+			open[h] = len(starts)
+			starts = append(starts, startTagAt{j, out})
+			from = gt + 1
+		}
+		n := strings.IndexByte(s[from:], '<')
+		if n < 0 {
+			break
+		}
+		j = from + n
+	}
+	// Start tags still open: no end tag closes them.
+	for _, k := range open {
+		for k >= 0 {
+			out := starts[k].end
+			starts[k].end = -1
+			k = out
+		}
+	}
+	return starts
+}
+
+// closeTag closes, with the end tag at s[j] of local name local (of hash
+// h), the innermost open start tag of that name, if any.
+func closeTag(s string, starts []startTagAt, open map[uint64]int, h uint64, local string, j int) {
+	k, ok := open[h]
+	if !ok {
+		return
+	}
+	prev := -1
+	for k >= 0 {
+		if strings.EqualFold(tagName(s, starts[k].at), local) {
+			break
+		}
+		prev, k = k, starts[k].end // another name with the same hash
+	}
+	if k < 0 {
+		return
+	}
+	switch out := starts[k].end; {
+	case prev >= 0:
+		starts[prev].end = out
+	case out >= 0:
+		open[h] = out
+	default:
+		delete(open, h)
+	}
+	starts[k].end = j
 }
 
 func isScheme(w string) bool {

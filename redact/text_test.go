@@ -107,7 +107,22 @@ func TestStringPatterns(t *testing.T) {
 		{"end tag in another case", "<PASSWORD>SECRET21</Password>", "<PASSWORD>" + R + "</Password>", 1},
 		{"prefix on one tag only", "<password>SECRET22</ns:password><ns:token>SECRET23</token>", "<password>" + R + "</ns:password><ns:token>" + R + "</token>", 2},
 		{"long start tag", `<wsse:Password Type="` + strings.Repeat("u", 600) + `">SECRET24</wsse:Password>`, `<wsse:Password Type="` + strings.Repeat("u", 600) + `">` + R + `</wsse:Password>`, 1},
-		{"many start tags, one end tag", strings.Repeat("<token>", 3) + "SECRET15</token>", "<token>" + R + "</token>", 1},
+		{"many start tags, one end tag", strings.Repeat("<token>", 3) + "SECRET15</token>", strings.Repeat("<token>", 3) + R + "</token>", 1},
+		// nested elements of the same name: the end tag that closes the outer one
+		{"nested same name", "<password><password>a</password>SECRET25</password>", "<password>" + R + "</password>", 1},
+		{"nested, prefixes and cases", "<ns:Password><PASSWORD x=\"1\">a</password >SECRET26<b></b></ns:password>tail",
+			"<ns:Password>" + R + "</ns:password>tail", 1},
+		{"nested three deep", "<token><token><token>a</token>b</token>SECRET27</token>", "<token>" + R + "</token>", 1},
+		{"nested, then a sibling", "<pw><pw>a</pw>SECRET28</pw> and <pw>SECRET29</pw>", "<pw>" + R + "</pw> and <pw>" + R + "</pw>", 2},
+		{"inner secret of another name", "<credentials><password>a</password>SECRET30</credentials>", "<credentials>" + R + "</credentials>", 1},
+		{"empty element of the same name inside", "<token><token/>SECRET31</token>", "<token>" + R + "</token>", 1},
+		{"nesting that never closes", "<password><password>SECRET32</password>", "<password><password>" + R + "</password>", 1},
+		{"prose placeholder before an element of the same name", "Enter your <password> below: <password>SECRET33</password>",
+			"Enter your <password> below: <password>" + R + "</password>", 1},
+		{"end tags of names of secrets", "<password_policy><password_policy>strict</password_policy></password_policy><token_type>bearer</token_type>",
+			"<password_policy><password_policy>strict</password_policy></password_policy><token_type>bearer</token_type>", 0},
+		{"prose placeholders, nested markup", "<ul><li>Type your <password>.</li><li>Then your <password> again.</li></ul>",
+			"<ul><li>Type your <password>.</li><li>Then your <password> again.</li></ul>", 0},
 		{"encoded twice", "/login?next=https%253A%252F%252Fapp%252Fcb%253Ftoken%253DSECRET16%2526n%253D1",
 			"/login?next=https%253A%252F%252Fapp%252Fcb%253Ftoken%253D" + R + "%2526n%253D1", 1},
 		{"encoded quoted value", "cb%3Fpassword%3D%22SECRET 17%22%26n%3D1", "cb%3Fpassword%3D%22" + R + "%22%26n%3D1", 1},
@@ -419,4 +434,71 @@ func BenchmarkStringTagShapes(b *testing.B) {
 			}
 		})
 	}
+}
+
+// closingRef is the end tag that closes the start tag at s[lt], counted
+// the slow way: on from the start tag, depth up at each start tag of the
+// same local name, down at each end tag of it, the end where it is 0.
+func closingRef(s string, lt int) int {
+	gt, local := startTag(s, lt)
+	depth := 0
+	for j := gt + 1; j < len(s); j++ {
+		if s[j] != '<' {
+			continue
+		}
+		if name := endTagName(s, j); name != "" && strings.EqualFold(name, local) {
+			if depth == 0 {
+				return j
+			}
+			depth--
+		} else if _, name := startTag(s, j); name != "" && strings.EqualFold(name, local) {
+			depth++
+		}
+	}
+	return -1
+}
+
+func checkListTags(t *testing.T, s string) {
+	t.Helper()
+	for _, hash := range []func(string) uint64{nameHash, func(string) uint64 { return 1 }} {
+		starts := listTags(s, hash)
+		k := 0
+		for j := 0; j < len(s); j++ {
+			if gt, _ := startTag(s, j); s[j] != '<' || gt < 0 {
+				continue
+			}
+			if k == len(starts) || starts[k].at != j {
+				t.Fatalf("listTags(%q): start tag at %d not listed: %v", s, j, starts)
+			}
+			if got, want := starts[k].end, closingRef(s, j); got != want {
+				t.Fatalf("listTags(%q): start tag at %d closed at %d, want %d", s, j, got, want)
+			}
+			k++
+		}
+		if k != len(starts) {
+			t.Fatalf("listTags(%q) = %v: more than the %d start tags", s, starts, k)
+		}
+	}
+}
+
+// TestListTags: the one pass that pairs start and end tags finds, for
+// each start tag, the end tag a count of the nesting finds, also when
+// every name has the same hash.
+func TestListTags(t *testing.T) {
+	pieces := []string{"<a>", "</a>", "<A x=1>", "<ns:a>", "</ns:A >", "<b>", "</b>", "<a/>", "<B\t>", "</B>",
+		"x", " ", "<", ">", "</a", "<a ", "<:a>", "</:b>"}
+	for n := range 400 {
+		var b strings.Builder
+		for j := range 3 + n%12 {
+			b.WriteString(pieces[(n*31+j*j*7+j*n)%len(pieces)])
+		}
+		checkListTags(t, b.String())
+	}
+}
+
+func FuzzListTags(f *testing.F) {
+	for _, s := range []string{"<a><a></a></a>", "<a><b></a></b>", "<x:a>a</A><a/></a >", "<a x='>'></a>"} {
+		f.Add(s)
+	}
+	f.Fuzz(checkListTags)
 }
