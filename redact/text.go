@@ -26,7 +26,7 @@ var (
 )
 
 func init() {
-	for _, c := range []byte("bBJA_-@=:%>") {
+	for _, c := range []byte("bBJA_-@=:%><") {
 		info[c] |= infoTrigger
 	}
 	for i := range 256 {
@@ -188,6 +188,10 @@ func next(s string, i int) int {
 				if j > 1 && s[j-1] != '/' {
 					return j
 				}
+			case '<':
+				if j+6 < len(s) && lower[s[j+1]] == 'i' && lower[s[j+2]] == 'n' {
+					return j
+				}
 			default: // '=', ':'
 				if j > 0 {
 					if c := s[j-1]; keyByte[c] || c == '"' || c == '\'' || c == ' ' || c == '\t' {
@@ -221,6 +225,8 @@ func candidate(s string, i int) bool {
 		return i > 0 && keyByte[s[i-1]] && encodedEquals(s, i)
 	case '>': // the end of an element's start tag (not of an empty element's)
 		return i > 1 && s[i-1] != '/'
+	case '<': // <input
+		return i+6 < len(s) && lower[s[i+1]] == 'i' && lower[s[i+2]] == 'n'
 	default: // '=', ':' after a key (and maybe a quote or spaces)
 		if i > 0 {
 			c := s[i-1]
@@ -329,6 +335,8 @@ func (t *textOut) detect(i int) (int, int) {
 		return t.encodedKeyValue(i)
 	case '>':
 		return t.element(i)
+	case '<':
+		return t.input(i)
 	}
 	return t.detectToken(i)
 }
@@ -1072,6 +1080,89 @@ func closeTag(s string, starts []startTagAt, open map[uint64]int, h uint64, loca
 		delete(open, h)
 	}
 	starts[k].end = j
+}
+
+// input matches the value of an HTML input that is a password field or
+// named as a secret key by the key rules (its name or id): <input
+// type="password" name="pw" value="hunter2">, <input name=api_key
+// value='x'>. Attributes are taken in any order, their names in any case,
+// their values in double, single or no quotes; the tag ends at its > (or
+// where the text does: a line cut short), within maxStartTag of its <.
+// The trigger is the < rather than the >, so that the value is replaced
+// before anything inside it is looked at: a key=value found in a password
+// first would leave the text before it in clear. An input with several
+// value attributes loses all of them, and what is between.
+func (t *textOut) input(i int) (int, int) {
+	s := t.s
+	if i+len("<input ") > len(s) || !equalFold(s[i+1:i+len("<input")], "input") || !isSpace(s[i+len("<input")]) {
+		return 0, 0
+	}
+	end := min(len(s), i+maxStartTag)
+	secret := false
+	a, b := -1, -1 // from the first value's start to the last one's end
+	k := i + len("<input ")
+	for k < end && s[k] != '>' {
+		if isSpace(s[k]) || s[k] == '/' {
+			k++
+			continue
+		}
+		if s[k] == '<' {
+			return 0, 0 // not a tag
+		}
+		name, va, vb, next := attribute(s, k, end)
+		value := s[va:vb]
+		switch {
+		case equalFold(name, "type"):
+			secret = secret || equalFold(value, "password")
+		case equalFold(name, "name") || equalFold(name, "id"):
+			secret = secret || t.r.keys.secret(value[max(0, len(value)-maxTextKey):])
+		case equalFold(name, "value"):
+			if a < 0 {
+				a = va
+			}
+			b = vb
+		}
+		k = next
+	}
+	if k == end && end < len(s) || !secret || a >= b {
+		return 0, 0
+	}
+	return a, b
+}
+
+// attribute reads the attribute of a start tag that starts at s[k], not
+// past end: its name, where its value starts and ends (va == vb without
+// one) and where the next attribute may start. An unquoted value ends at
+// a space, > or /> (type=password/> is a password field to whoever wrote
+// it, if not to HTML), a quoted one at its quote (or at end).
+func attribute(s string, k, end int) (name string, va, vb, next int) {
+	n := k
+	for k++; k < end && !isSpace(s[k]) && strings.IndexByte("=>/<", s[k]) < 0; k++ {
+	}
+	name = s[n:k]
+	for k < end && isSpace(s[k]) {
+		k++
+	}
+	if k == end || s[k] != '=' {
+		return name, k, k, k
+	}
+	k++
+	for k < end && isSpace(s[k]) {
+		k++
+	}
+	if k < end && (s[k] == '"' || s[k] == '\'') {
+		va = k + 1
+		vb = va + strings.IndexByte(s[va:end], s[k])
+		if vb < va {
+			return name, va, end, end
+		}
+		return name, va, vb, vb + 1
+	}
+	va = k
+	for k < end && !isSpace(s[k]) && s[k] != '>' && !(s[k] == '/' && k+1 < end && s[k+1] == '>') {
+		k++
+	}
+	return name, va, k, k
 }
 
 func isScheme(w string) bool {

@@ -123,6 +123,30 @@ func TestStringPatterns(t *testing.T) {
 			"<password_policy><password_policy>strict</password_policy></password_policy><token_type>bearer</token_type>", 0},
 		{"prose placeholders, nested markup", "<ul><li>Type your <password>.</li><li>Then your <password> again.</li></ul>",
 			"<ul><li>Type your <password>.</li><li>Then your <password> again.</li></ul>", 0},
+
+		// HTML inputs: the value of a password field or of an input named as a secret
+		{"password input", `<input type="password" name="pw" value="SECRET34">`, `<input type="password" name="pw" value="` + R + `">`, 1},
+		{"input named password", `<input name="password" value="SECRET35">`, `<input name="password" value="` + R + `">`, 1},
+		{"input named api_key, single quotes", `<input name="api_key" value='SECRET36'>`, `<input name="api_key" value='` + R + `'>`, 1},
+		{"input, no quotes", `<input type=password value=SECRET37 autocomplete=off>`, `<input type=password value=` + R + ` autocomplete=off>`, 1},
+		{"input, value first, type last", `<input value="SECRET38" class="f" type="password" />`, `<input value="` + R + `" class="f" type="password" />`, 1},
+		{"input in capitals", `<INPUT TYPE="PASSWORD" VALUE="SECRET39">`, `<INPUT TYPE="PASSWORD" VALUE="` + R + `">`, 1},
+		{"input by id", "<input\n  id='client-secret'\n  value = \"SECRET40\"/>", "<input\n  id='client-secret'\n  value = \"" + R + "\"/>", 1},
+		{"input, value with a key=value and quotes", `<input type="password" value="a'b token=c>d">`, `<input type="password" value="` + R + `">`, 1},
+		{"input, data-value kept", `<input type="password" data-value="x" value="SECRET41">`, `<input type="password" data-value="x" value="` + R + `">`, 1},
+		{"input, no quotes, self-closing", `<input value=SECRET44 type=password/>`, `<input value=` + R + ` type=password/>`, 1},
+		{"input cut short", `form: <input type="password" value="SECRET42`, `form: <input type="password" value="` + R, 1},
+		{"inputs in a form", `<form><input name="user" value="bob"><input name="pass" type="password" value="SECRET43"></form>`,
+			`<form><input name="user" value="bob"><input name="pass" type="password" value="` + R + `"></form>`, 1},
+		{"inputs, names of secrets", `<input name="password_policy" value="strict"><input name="username" value="bob"><input type="text" value="x"><input name="token_type" value="bearer">`,
+			`<input name="password_policy" value="strict"><input name="username" value="bob"><input type="text" value="x"><input name="token_type" value="bearer">`, 0},
+		{"inputs without a value", `<input type="password" name="pw"> <input type="password" value=""> <input type=password value= >`,
+			`<input type="password" name="pw"> <input type="password" value=""> <input type=password value= >`, 0},
+		{"password in another attribute's value", `<input placeholder='type="password"' value="x">`, `<input placeholder='type="password"' value="x">`, 0},
+		{"not an input", `<inputs type="password" value="x"><inp type=password value=x><in type="password" value="x">`,
+			`<inputs type="password" value="x"><inp type=password value=x><in type="password" value="x">`, 0},
+		{"input with a < in it", `<input type="password" <b value="x">`, `<input type="password" <b value="x">`, 0},
+		{"input in prose", "use an <input type=password> field, not <input type=text>", "use an <input type=password> field, not <input type=text>", 0},
 		{"encoded twice", "/login?next=https%253A%252F%252Fapp%252Fcb%253Ftoken%253DSECRET16%2526n%253D1",
 			"/login?next=https%253A%252F%252Fapp%252Fcb%253Ftoken%253D" + R + "%2526n%253D1", 1},
 		{"encoded quoted value", "cb%3Fpassword%3D%22SECRET 17%22%26n%3D1", "cb%3Fpassword%3D%22" + R + "%22%26n%3D1", 1},
@@ -389,7 +413,7 @@ func TestNext(t *testing.T) {
 			checkNext(t, string(b))
 		}
 	}
-	for _, s := range []string{"obsidian_api_key", "u-123", "request handled", "a=b", "-----BEGIN", "xoxb-1", "ghp_x", "eyJhb", "a%3Db", "a%253D", "<a b=\"c\">", "<x>"} {
+	for _, s := range []string{"obsidian_api_key", "u-123", "request handled", "a=b", "-----BEGIN", "xoxb-1", "ghp_x", "eyJhb", "a%3Db", "a%253D", "<a b=\"c\">", "<x>", "<input a=b>", "<IN", "<in x"} {
 		checkNext(t, s)
 		checkNext(t, s+s+s)
 	}
