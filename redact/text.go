@@ -895,8 +895,8 @@ func (t *textOut) element(i int) (int, int) {
 	if lt < 0 || s[lt] != '<' {
 		return 0, 0
 	}
-	gt, local := startTag(s, lt)
-	if gt != i || !t.r.keys.secret(decodeKey(local)) {
+	local := startTagName(s, lt, i)
+	if local == "" || !t.r.keys.secret(decodeKey(local)) {
 		return 0, 0
 	}
 	end := t.closing(lt)
@@ -908,33 +908,31 @@ func (t *textOut) element(i int) (int, int) {
 
 // startTag returns the > and the local name of the start tag that starts
 // at s[lt] (<name>, <ns:name attr="...">; not an empty element's <name/>),
-// or -1 if no start tag does. element and listTags both take start tags
-// from it, so the tags the nesting is counted with are the ones element
-// matches.
+// or -1 if no start tag does: the first < or > after the <, a > within
+// maxStartTag of it, as element's look back from the > has it.
 func startTag(s string, lt int) (gt int, local string) {
-	ne := nameEnd(s, lt+1)
-	if ne == lt+1 || ne == len(s) {
+	rest := s[lt+1 : min(len(s), lt+maxStartTag+1)]
+	gt = strings.IndexByte(rest, '>')
+	if gt < 0 || strings.IndexByte(rest[:gt], '<') >= 0 {
 		return -1, ""
 	}
-	gt = ne
-	if s[ne] != '>' {
-		if !isSpace(s[ne]) {
-			return -1, ""
-		}
-		// The first < or > after the name: a > within maxStartTag of
-		// the <, as element's look back from the > has it.
-		rest := s[ne:min(len(s), lt+maxStartTag+1)]
-		k := strings.IndexAny(rest, "<>")
-		if k < 0 || rest[k] != '>' {
-			return -1, ""
-		}
-		gt = ne + k
-	}
-	local = localName(s[lt+1 : ne])
-	if local == "" || s[gt-1] == '/' {
+	gt += lt + 1
+	if local = startTagName(s, lt, gt); local == "" {
 		return -1, ""
 	}
 	return gt, local
+}
+
+// startTagName returns the local name of the start tag s[lt:gt+1], the <
+// and > of a tag, or "" if it is not a start tag. element and listTags
+// both take start tags from it, so the tags the nesting is counted with
+// are the ones element matches.
+func startTagName(s string, lt, gt int) string {
+	ne := nameEnd(s, lt+1)
+	if ne == lt+1 || ne != gt && !isSpace(s[ne]) || s[gt-1] == '/' {
+		return ""
+	}
+	return localName(s[lt+1 : ne])
 }
 
 // endTagName returns the local name of the end tag that starts at s[j]
@@ -1014,26 +1012,21 @@ func (t *textOut) closing(lt int) int {
 // listTags lists the start tags of s in order, each with the end tag that
 // closes it. One pass in text order keeps a stack of open start tags for
 // each local name, in lower case: an end tag closes the innermost open
-// one of its name, and other names are not counted. The stacks are linked
-// through the end fields of their tags (the next one out, or -1) from a
-// map of the innermost one by the name's hash; names that share a hash
-// share a stack, and an end tag closes the innermost of its own name in
-// it, so a collision costs a longer look, never a wrong end. (hash is
+// one of its name, and other names are not counted. Names that share a
+// hash share a stack, and an end tag closes the innermost of its own name
+// in it, so a collision costs a longer look, never a wrong end. (hash is
 // nameHash; the tests give one that makes every name collide.)
 func listTags(s string, hash func(string) uint64) []startTagAt {
 	starts := make([]startTagAt, 0, strings.Count(s, "<")-strings.Count(s, "</"))
-	open := make(map[uint64]int) // innermost open start tag by name hash: an index in starts
+	open := openTags{m: make(map[uint64]int), top: -1}
 	for j := strings.IndexByte(s, '<'); j >= 0; {
 		from := j + 1
 		if local := endTagName(s, j); local != "" {
-			closeTag(s, starts, open, hash(local), local, j)
+			open.use(hash(local))
+			open.top = closeTag(s, starts, open.top, local, j)
 		} else if gt, local := startTag(s, j); gt >= 0 {
-			h := hash(local)
-			out, ok := open[h]
-			if !ok {
-				out = -1
-			}
-			open[h] = len(starts)
+			out := open.use(hash(local))
+			open.top = len(starts)
 			starts = append(starts, startTagAt{j, out})
 			from = gt + 1
 		}
@@ -1044,7 +1037,8 @@ func listTags(s string, hash func(string) uint64) []startTagAt {
 		j = from + n
 	}
 	// Start tags still open: no end tag closes them.
-	for _, k := range open {
+	open.put()
+	for _, k := range open.m {
 		for k >= 0 {
 			out := starts[k].end
 			starts[k].end = -1
@@ -1054,32 +1048,55 @@ func listTags(s string, hash func(string) uint64) []startTagAt {
 	return starts
 }
 
-// closeTag closes, with the end tag at s[j] of local name local (of hash
-// h), the innermost open start tag of that name, if any.
-func closeTag(s string, starts []startTagAt, open map[uint64]int, h uint64, local string, j int) {
-	k, ok := open[h]
-	if !ok {
-		return
-	}
-	prev := -1
-	for k >= 0 {
-		if strings.EqualFold(tagName(s, starts[k].at), local) {
-			break
+// openTags is, for listTags, the innermost open start tag of each name
+// hash (an index in its start tags, or -1), the top of a stack linked
+// through the end fields of the tags in it (the next one out, or -1).
+// The stack of the hash used last is kept out of the map: a text's tags
+// mostly repeat a few names, and one map look-up and store a tag was a
+// third of listTags.
+type openTags struct {
+	m   map[uint64]int
+	h   uint64
+	top int // the top of h's stack
+}
+
+// use makes h's stack the one kept out of the map and returns its top.
+func (o *openTags) use(h uint64) int {
+	if h != o.h {
+		o.put()
+		o.h, o.top = h, -1
+		if k, ok := o.m[h]; ok {
+			o.top = k
 		}
+	}
+	return o.top
+}
+
+// put stores the stack kept out of the map in it.
+func (o *openTags) put() {
+	if o.top >= 0 || len(o.m) > 0 {
+		o.m[o.h] = o.top
+	}
+}
+
+// closeTag closes, with the end tag at s[j] of local name local, the
+// innermost open start tag of that name in the stack of its hash whose
+// top is top, if any, and returns the stack's new top.
+func closeTag(s string, starts []startTagAt, top int, local string, j int) int {
+	prev, k := -1, top
+	for k >= 0 && !strings.EqualFold(tagName(s, starts[k].at), local) {
 		prev, k = k, starts[k].end // another name with the same hash
 	}
 	if k < 0 {
-		return
+		return top
 	}
-	switch out := starts[k].end; {
-	case prev >= 0:
-		starts[prev].end = out
-	case out >= 0:
-		open[h] = out
-	default:
-		delete(open, h)
-	}
+	out := starts[k].end
 	starts[k].end = j
+	if prev < 0 {
+		return out
+	}
+	starts[prev].end = out
+	return top
 }
 
 // input matches the value of an HTML input that is a password field or
@@ -1094,7 +1111,9 @@ func closeTag(s string, starts []startTagAt, open map[uint64]int, h uint64, loca
 // value attributes loses all of them, and what is between.
 func (t *textOut) input(i int) (int, int) {
 	s := t.s
-	if i+len("<input ") > len(s) || !equalFold(s[i+1:i+len("<input")], "input") || !isSpace(s[i+len("<input")]) {
+	// The scan calls at every <: the first letter rules out most tags.
+	if i+len("<input ") > len(s) || lower[s[i+1]] != 'i' ||
+		!equalFold(s[i+1:i+len("<input")], "input") || !isSpace(s[i+len("<input")]) {
 		return 0, 0
 	}
 	end := min(len(s), i+maxStartTag)

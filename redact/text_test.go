@@ -503,6 +503,20 @@ func checkListTags(t *testing.T, s string) {
 			t.Fatalf("listTags(%q) = %v: more than the %d start tags", s, starts, k)
 		}
 	}
+	// Each start tag element finds from its > is one startTag finds from
+	// its <, so listed.
+	for i := 0; i < len(s); i++ {
+		lt := i - 1
+		for lt >= 0 && i-lt < maxStartTag && s[lt] != '<' && s[lt] != '>' {
+			lt--
+		}
+		if s[i] != '>' || lt < 0 || s[lt] != '<' || startTagName(s, lt, i) == "" {
+			continue
+		}
+		if gt, _ := startTag(s, lt); gt != i {
+			t.Fatalf("%q: element takes s[%d:%d] for a start tag, startTag(%d) ends it at %d", s, lt, i+1, lt, gt)
+		}
+	}
 }
 
 // TestListTags: the one pass that pairs start and end tags finds, for
@@ -518,10 +532,14 @@ func TestListTags(t *testing.T) {
 		}
 		checkListTags(t, b.String())
 	}
+	// Start tags about maxStartTag long.
+	for n := maxStartTag - 4; n < maxStartTag+2; n++ {
+		checkListTags(t, "<a><a"+strings.Repeat(" ", n)+">x</a></a>")
+	}
 }
 
 func FuzzListTags(f *testing.F) {
-	for _, s := range []string{"<a><a></a></a>", "<a><b></a></b>", "<x:a>a</A><a/></a >", "<a x='>'></a>"} {
+	for _, s := range []string{"<a><a></a></a>", "<a><b></a></b>", "<x:a>a</A><a/></a >", "<a x='>'></a>", "<a " + strings.Repeat(" ", maxStartTag) + "></a>"} {
 		f.Add(s)
 	}
 	f.Fuzz(checkListTags)
