@@ -257,7 +257,8 @@ func FuzzRedactPlantedSecret(f *testing.F) {
 	f.Add(uint8(shapeJWT), uint8(placeMsg), uint8(0), "", "", uint8(0))
 	f.Add(uint8(shapeKeyed), uint8(placeStruct), uint8(200), "x", "password=\"", uint8(1))
 	f.Add(uint8(shapeURLPassword), uint8(placeError), uint8(7), "p@ss", "https://a:b@c", uint8(2))
-	f.Add(uint8(shapeHTMLInput), uint8(placeSliceOfMaps), uint8('='), "0", "0", uint8(2)) // type=password/>
+	f.Add(uint8(shapeHTMLInput), uint8(placeSliceOfMaps), uint8('='), "0", "0", uint8(2))         // type=password/>
+	f.Add(uint8(shapeHTMLInput), uint8(placeWithGroup), uint8('/'), "1", "token:\"", uint8(0xb0)) // a quoted value that ends inside the tag
 
 	key := []byte("fuzz-fingerprint-key-0123456789")
 	fp, err := New(Options{Mode: Fingerprint, FingerprintKey: key})

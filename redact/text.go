@@ -304,8 +304,12 @@ func (r *Redactor) hasSecretFrom(s string, i int) bool {
 }
 
 // detectToken runs the matchers of self-delimiting secrets at trigger i.
+// An input tag is one: a quoted value before it (token:" <input
+// value="x" ...) may end at a quote inside it.
 func (t *textOut) detectToken(i int) (int, int) {
 	switch t.s[i] {
+	case '<':
+		return t.input(i)
 	case 'J':
 		return t.jwt(i)
 	case 'A':
@@ -335,8 +339,6 @@ func (t *textOut) detect(i int) (int, int) {
 		return t.encodedKeyValue(i)
 	case '>':
 		return t.element(i)
-	case '<':
-		return t.input(i)
 	}
 	return t.detectToken(i)
 }

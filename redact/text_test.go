@@ -355,9 +355,10 @@ func TestStringOverlap(t *testing.T) {
 		"Bearer -----BEGIN EC PRIVATE KEY-----\n" + testPEMBody + "\n-----END EC PRIVATE KEY-----",
 		"token=-----BEGIN RSA PRIVATE KEY-----\n" + testPEMBody + "\n-----END RSA PRIVATE KEY-----",
 		"password=x" + testGHP,
+		`token:" <input value="SECRET45" class="f" type="password"/> token:"`,
 	} {
 		got, _ := Default().String(in)
-		checkOutput(t, got, []string{"MIIEowIBAAKCAQEA", "16C7e42F292c6912E7710c838347Ae178B4a"}, nil)
+		checkOutput(t, got, []string{"MIIEowIBAAKCAQEA", "16C7e42F292c6912E7710c838347Ae178B4a", "SECRET45"}, nil)
 	}
 }
 
