@@ -14,7 +14,8 @@ import (
 // hand-written matchers instead of regular expressions, so text without a
 // candidate costs a table lookup per byte. The matchers anchor where a
 // secret's shape is most distinctive: the J of eyJ, the _ of ghp_, the - of
-// xoxb-, the @ of a URL's userinfo, the = or : after a key.
+// xoxb-, the @ of a URL's userinfo, the = or : after a key, the > of a
+// start tag, the < of <input.
 
 // The bytes at which a matcher runs are flagged infoTrigger in info.
 var (
@@ -875,7 +876,8 @@ func (t *textOut) encodedKeyValue(i int) (int, int) {
 }
 
 // maxStartTag bounds how far back from a > the < of a start tag is looked
-// for (a tag with attributes: WS-Security's <wsse:Password Type="...">).
+// for (a tag with attributes: WS-Security's <wsse:Password Type="...">),
+// and how far an input tag is read.
 const maxStartTag = 4096
 
 // element matches the content of an XML or HTML element named as a secret
@@ -990,8 +992,9 @@ type startTagAt struct{ at, end int }
 
 // closing returns where the end tag that closes the start tag at s[lt]
 // starts, or -1. The text's start tags are listed once, at the first
-// element named as a secret, with the end tag of each (16 bytes a tag),
-// so that many start tags cost one pass over the text, not one each.
+// element named as a secret, with the end tag of each (16 bytes a start
+// tag; end tags are not kept), so that many start tags cost one pass over
+// the text, not one each.
 func (t *textOut) closing(lt int) int {
 	if t.starts == nil {
 		t.starts = listTags(t.s, nameHash)
