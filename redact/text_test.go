@@ -504,19 +504,24 @@ func checkListTags(t *testing.T, s string) {
 			t.Fatalf("listTags(%q) = %v: more than the %d start tags", s, starts, k)
 		}
 	}
-	// Each start tag element finds from its > is one startTag finds from
-	// its <, so listed.
+	// The start tags element finds from their > are the ones startTag
+	// finds from their <, so listed.
+	elements := 0
 	for i := 0; i < len(s); i++ {
 		lt := i - 1
 		for lt >= 0 && i-lt < maxStartTag && s[lt] != '<' && s[lt] != '>' {
 			lt--
 		}
-		if s[i] != '>' || lt < 0 || s[lt] != '<' || startTagName(s, lt, i) == "" {
+		if s[i] != '>' || lt < 0 || s[lt] != '<' || startTagName(s, lt, nameEnd(s, lt+1), i) == "" {
 			continue
 		}
+		elements++
 		if gt, _ := startTag(s, lt); gt != i {
 			t.Fatalf("%q: element takes s[%d:%d] for a start tag, startTag(%d) ends it at %d", s, lt, i+1, lt, gt)
 		}
+	}
+	if n := len(listTags(s, nameHash)); n != elements {
+		t.Fatalf("%q: %d start tags listed, element takes %d", s, n, elements)
 	}
 }
 
@@ -536,6 +541,7 @@ func TestListTags(t *testing.T) {
 	// Start tags about maxStartTag long.
 	for n := maxStartTag - 4; n < maxStartTag+2; n++ {
 		checkListTags(t, "<a><a"+strings.Repeat(" ", n)+">x</a></a>")
+		checkListTags(t, "<a><x:"+strings.Repeat("b", n)+":a>x</a></a>")
 	}
 }
 
