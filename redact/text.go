@@ -1052,16 +1052,41 @@ func listTags(s string, hash func(string) uint64) []startTagAt {
 		}
 		j = from + n
 	}
-	// Start tags still open: no end tag closes them.
+	// Start tags still open: no end tag closes them. Each runs to the last
+	// end tag of its name after it, if any (fail closed: in
+	// <password>SECRET<password>x</password> the first is not a prose
+	// placeholder), and is left alone only if there is none.
 	open.put()
+	var last map[string]int
 	for _, k := range open.m {
+		if k >= 0 && last == nil {
+			last = lastEndTags(s)
+		}
 		for k >= 0 {
 			out := starts[k].end
 			starts[k].end = -1
+			if e, ok := last[strings.ToLower(tagName(s, starts[k].at))]; ok && e > starts[k].at {
+				starts[k].end = e
+			}
 			k = out
 		}
 	}
 	return starts
+}
+
+// lastEndTags returns where the last end tag of each local name (in lower
+// case) starts: for listTags's start tags that no end tag closes, which
+// text that is not well-formed has; well-formed text never gets here.
+func lastEndTags(s string) map[string]int {
+	last := make(map[string]int)
+	for j := strings.LastIndex(s, "</"); j >= 0; j = strings.LastIndex(s[:j], "</") {
+		if local := strings.ToLower(endTagName(s, j)); local != "" {
+			if _, seen := last[local]; !seen {
+				last[local] = j
+			}
+		}
+	}
+	return last
 }
 
 // openTags is, for listTags, the innermost open start tag of each name

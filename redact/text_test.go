@@ -107,7 +107,7 @@ func TestStringPatterns(t *testing.T) {
 		{"end tag in another case", "<PASSWORD>SECRET21</Password>", "<PASSWORD>" + R + "</Password>", 1},
 		{"prefix on one tag only", "<password>SECRET22</ns:password><ns:token>SECRET23</token>", "<password>" + R + "</ns:password><ns:token>" + R + "</token>", 2},
 		{"long start tag", `<wsse:Password Type="` + strings.Repeat("u", 600) + `">SECRET24</wsse:Password>`, `<wsse:Password Type="` + strings.Repeat("u", 600) + `">` + R + `</wsse:Password>`, 1},
-		{"many start tags, one end tag", strings.Repeat("<token>", 3) + "SECRET15</token>", strings.Repeat("<token>", 3) + R + "</token>", 1},
+		{"many start tags, one end tag", strings.Repeat("<token>", 3) + "SECRET15</token>", "<token>" + R + "</token>", 1},
 		// nested elements of the same name: the end tag that closes the outer one
 		{"nested same name", "<password><password>a</password>SECRET25</password>", "<password>" + R + "</password>", 1},
 		{"nested, prefixes and cases", "<ns:Password><PASSWORD x=\"1\">a</password >SECRET26<b></b></ns:password>tail",
@@ -116,9 +116,14 @@ func TestStringPatterns(t *testing.T) {
 		{"nested, then a sibling", "<pw><pw>a</pw>SECRET28</pw> and <pw>SECRET29</pw>", "<pw>" + R + "</pw> and <pw>" + R + "</pw>", 2},
 		{"inner secret of another name", "<credentials><password>a</password>SECRET30</credentials>", "<credentials>" + R + "</credentials>", 1},
 		{"empty element of the same name inside", "<token><token/>SECRET31</token>", "<token>" + R + "</token>", 1},
-		{"nesting that never closes", "<password><password>SECRET32</password>", "<password><password>" + R + "</password>", 1},
+		// an element that nothing closes runs to the last end tag of its
+		// name (fail closed); only without one is it taken for prose
+		{"nesting that never closes", "<password><password>SECRET32</password>", "<password>" + R + "</password>", 1},
+		{"unclosed, then nested", "<password>SECRET41<password>x</password>", "<password>" + R + "</password>", 1},
+		{"unclosed, a same-name start tag in cdata", "<password><![CDATA[SECRET42<password>ter]]></password>", "<password>" + R + "</password>", 1},
+		{"unclosed, another element's end tag after", "<token>SECRET43<token>a</token><b>c</b>", "<token>" + R + "</token><b>c</b>", 1},
 		{"prose placeholder before an element of the same name", "Enter your <password> below: <password>SECRET33</password>",
-			"Enter your <password> below: <password>" + R + "</password>", 1},
+			"Enter your <password>" + R + "</password>", 1},
 		{"end tags of names of secrets", "<password_policy><password_policy>strict</password_policy></password_policy><token_type>bearer</token_type>",
 			"<password_policy><password_policy>strict</password_policy></password_policy><token_type>bearer</token_type>", 0},
 		{"prose placeholders, nested markup", "<ul><li>Type your <password>.</li><li>Then your <password> again.</li></ul>",
@@ -466,7 +471,7 @@ func BenchmarkStringTagShapes(b *testing.B) {
 // same local name, down at each end tag of it, the end where it is 0.
 func closingRef(s string, lt int) int {
 	gt, local := startTag(s, lt)
-	depth := 0
+	depth, last := 0, -1
 	for j := gt + 1; j < len(s); j++ {
 		if s[j] != '<' {
 			continue
@@ -476,11 +481,12 @@ func closingRef(s string, lt int) int {
 				return j
 			}
 			depth--
+			last = j
 		} else if _, name := startTag(s, j); name != "" && strings.EqualFold(name, local) {
 			depth++
 		}
 	}
-	return -1
+	return last // not closed: the last end tag of its name, if any
 }
 
 func checkListTags(t *testing.T, s string) {
