@@ -28,6 +28,8 @@ const (
 	shapeEncodedQuery // key%3Dvalue: a query string encoded inside a parameter
 	shapeSpacedJSONKey
 	shapeXMLElement
+	shapeXMLNested // an element holding one of the same name
+	shapeHTMLInput // the value of a password field or of an input named as a secret
 	numShapes
 )
 
@@ -192,6 +194,35 @@ func plant(shape int, core string, keyIdx uint8) planted {
 			k = "ns:authToken"
 		}
 		return textAttr("<req><" + k + ">" + core + "</" + k + "></req>")
+	case shapeXMLNested:
+		k := fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)]
+		if k == "X-Auth-Token" {
+			k = "ns:authToken"
+		}
+		inner := k // the inner one in another case, or under a prefix
+		switch core[0] % 3 {
+		case 1:
+			inner = strings.ToUpper(k)
+		case 2:
+			inner = "x:" + localName(k)
+		}
+		p := textAttr("<req><" + k + "><" + inner + ">" + reverse(core) + "</" + inner + ">" + core + "</" + k + "></req>")
+		p.secret = append(p.secret, reverse(core))
+		return p
+	case shapeHTMLInput:
+		// The attribute that makes it secret, the quotes, the case and
+		// the order picked by the bytes of core.
+		q := []string{`"`, `'`, ``}[core[0]%3]
+		mark := []string{"type=" + q + "password" + q, "name=" + q + fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)] + q,
+			"ID=" + q + "api_key" + q}[core[1]%3]
+		value := "value=" + q + core + q
+		if core[2]&1 != 0 {
+			value = "VALUE =" + q + core + q
+		}
+		if core[3]&1 != 0 {
+			return textAttr(`<input class="f" ` + mark + " " + value + ">")
+		}
+		return textAttr("<input " + value + ` class="f" ` + mark + "/>")
 	}
 	panic("bad shape")
 }
@@ -226,6 +257,8 @@ func FuzzRedactPlantedSecret(f *testing.F) {
 	f.Add(uint8(shapeJWT), uint8(placeMsg), uint8(0), "", "", uint8(0))
 	f.Add(uint8(shapeKeyed), uint8(placeStruct), uint8(200), "x", "password=\"", uint8(1))
 	f.Add(uint8(shapeURLPassword), uint8(placeError), uint8(7), "p@ss", "https://a:b@c", uint8(2))
+	f.Add(uint8(shapeHTMLInput), uint8(placeSliceOfMaps), uint8('='), "0", "0", uint8(2))         // type=password/>
+	f.Add(uint8(shapeHTMLInput), uint8(placeWithGroup), uint8('/'), "1", "token:\"", uint8(0xb0)) // a quoted value that ends inside the tag
 
 	key := []byte("fuzz-fingerprint-key-0123456789")
 	fp, err := New(Options{Mode: Fingerprint, FingerprintKey: key})
@@ -390,6 +423,10 @@ func FuzzStringAgrees(f *testing.F) {
 		"<password>x</password>", `<wsse:Password Type="t">x</wsse:Password>`, "<a:token>v</b>", "a%3Db%3D", "x%3d%3D%26",
 		"<wsse:Password Type=\"PasswordText\"\t>hunter2</wsse:Password>", "<wsse:Password\n>hunter2</wsse:Password>", "<wsse:Password 0!>hunter2</wsse:Password>",
 		"Authorization: Bearer abc123", "ID-42",
+		"<password><password>a</password>b</password>", "<pw><PW>a</x:pw>b</pw>", "<token><token>x</token>", "Enter <token> then <token>x</token>",
+		"<password><password/>a</password>",
+		`<input type="password" value="x">`, "<INPUT name=pw value=x>", `<input value='x' id='api-key'/>`, `<input type="password" value="`,
+		`<input name="username" value="bob">`, `<input type=password value="x" value=y>`,
 	} {
 		f.Add(s)
 	}

@@ -14,7 +14,8 @@ import (
 // hand-written matchers instead of regular expressions, so text without a
 // candidate costs a table lookup per byte. The matchers anchor where a
 // secret's shape is most distinctive: the J of eyJ, the _ of ghp_, the - of
-// xoxb-, the @ of a URL's userinfo, the = or : after a key.
+// xoxb-, the @ of a URL's userinfo, the = or : after a key, the > of a
+// start tag, the < of <input.
 
 // The bytes at which a matcher runs are flagged infoTrigger in info.
 var (
@@ -26,7 +27,7 @@ var (
 )
 
 func init() {
-	for _, c := range []byte("bBJA_-@=:%>") {
+	for _, c := range []byte("bBJA_-@=:%><") {
 		info[c] |= infoTrigger
 	}
 	for i := range 256 {
@@ -66,8 +67,9 @@ type textOut struct {
 	last int // s[:last] has been dealt with
 	n    int
 
-	pemEnd  int        // index of the next "-----END " (0: not searched, -1: none)
-	endTags []endTagAt // the text's end tags (nil: not listed yet)
+	pemEnd int          // index of the next "-----END " (0: not searched, -1: none)
+	starts []startTagAt // the text's start tags, with their end tags (nil: not listed yet)
+	start  int          // the index in starts that closing found last
 }
 
 // emit replaces s[a:b] unless it was already dealt with or is already a
@@ -187,6 +189,10 @@ func next(s string, i int) int {
 				if j > 1 && s[j-1] != '/' {
 					return j
 				}
+			case '<':
+				if j+6 < len(s) && lower[s[j+1]] == 'i' && lower[s[j+2]] == 'n' {
+					return j
+				}
 			default: // '=', ':'
 				if j > 0 {
 					if c := s[j-1]; keyByte[c] || c == '"' || c == '\'' || c == ' ' || c == '\t' {
@@ -220,6 +226,8 @@ func candidate(s string, i int) bool {
 		return i > 0 && keyByte[s[i-1]] && encodedEquals(s, i)
 	case '>': // the end of an element's start tag (not of an empty element's)
 		return i > 1 && s[i-1] != '/'
+	case '<': // <input
+		return i+6 < len(s) && lower[s[i+1]] == 'i' && lower[s[i+2]] == 'n'
 	default: // '=', ':' after a key (and maybe a quote or spaces)
 		if i > 0 {
 			c := s[i-1]
@@ -232,7 +240,9 @@ func candidate(s string, i int) bool {
 func (r *Redactor) textFrom(s string, i int) (string, int) {
 	t := textOut{r: r, s: s}
 	for ; i < len(s); i++ {
-		if info[s[i]]&infoTrigger == 0 {
+		// A < but of <input, most of markup's, is ruled out here: a call
+		// to detect for each cost markup a tenth of its speed.
+		if info[s[i]]&infoTrigger == 0 || s[i] == '<' && (i+1 == len(s) || lower[s[i+1]] != 'i') {
 			continue
 		}
 		var a, b int
@@ -297,8 +307,12 @@ func (r *Redactor) hasSecretFrom(s string, i int) bool {
 }
 
 // detectToken runs the matchers of self-delimiting secrets at trigger i.
+// An input tag is one: a quoted value before it (token:" <input
+// value="x" ...) may end at a quote inside it.
 func (t *textOut) detectToken(i int) (int, int) {
 	switch t.s[i] {
+	case '<':
+		return t.input(i)
 	case 'J':
 		return t.jwt(i)
 	case 'A':
@@ -864,42 +878,106 @@ func (t *textOut) encodedKeyValue(i int) (int, int) {
 }
 
 // maxStartTag bounds how far back from a > the < of a start tag is looked
-// for (a tag with attributes: WS-Security's <wsse:Password Type="...">).
+// for (a tag with attributes: WS-Security's <wsse:Password Type="...">),
+// and how far an input tag is read.
 const maxStartTag = 4096
 
 // element matches the content of an XML or HTML element named as a secret
-// key, up to its end tag: <password>value</password>, <ns:api_key a="1">
-// value</ns:api_key>, <Password><![CDATA[value]]></Password>, children
-// and all. The trigger is the > of the start tag; the content must be
-// followed by the element's end tag (the same local name in any case, with
-// or without a namespace prefix), so that a placeholder in prose (type
-// your <password> below) is not taken for one. Nested elements of the same
-// name end at the first end tag.
+// key, up to the end tag that closes it: <password>value</password>,
+// <ns:api_key a="1">value</ns:api_key>, <Password><![CDATA[value]]>
+// </Password>, children and all. The trigger is the > of the start tag.
+// An end tag closes the innermost open element of its local name (in any
+// case, with or without a namespace prefix), so an element holding one of
+// the same name runs to its own end tag (<password><password>a</password>
+// b</password>: both a and b). An element that no end tag closes is left
+// alone, so that a placeholder in prose (type your <password> below) is
+// not taken for one.
 func (t *textOut) element(i int) (int, int) {
 	s := t.s
 	lt := i - 1
 	for lt >= 0 && i-lt < maxStartTag && s[lt] != '<' && s[lt] != '>' {
 		lt--
 	}
-	if lt < 0 || s[lt] != '<' || s[i-1] == '/' {
+	if lt < 0 || s[lt] != '<' {
 		return 0, 0
 	}
-	ne := lt + 1
-	for ne < i && (keyByte[s[ne]] || s[ne] == ':') {
-		ne++
-	}
-	if ne == lt+1 || ne < i && !isSpace(s[ne]) {
-		return 0, 0
-	}
-	local := localName(s[lt+1 : ne])
+	local := startTagName(s, lt, nameEnd(s, lt+1), i)
 	if local == "" || !t.r.keys.secret(decodeKey(local)) {
 		return 0, 0
 	}
-	end := t.endTag(local, i+1)
+	end := t.closing(lt)
 	if end < 0 {
 		return 0, 0
 	}
 	return i + 1, end
+}
+
+// startTag returns the > and the local name of the start tag that starts
+// at s[lt] (<name>, <ns:name attr="...">; not an empty element's <name/>),
+// or -1 if no start tag does: the first < or > after the <, a > within
+// maxStartTag of it, as element's look back from the > has it.
+func startTag(s string, lt int) (gt int, local string) {
+	ne := nameEnd(s, lt+1)
+	if ne == len(s) || ne-lt > maxStartTag {
+		return -1, ""
+	}
+	gt = ne
+	if s[ne] != '>' {
+		if ne == lt+1 || !isSpace(s[ne]) {
+			return -1, "" // not a start tag: no need to look for its >
+		}
+		rest := s[ne:min(len(s), lt+maxStartTag+1)]
+		k := strings.IndexByte(rest, '>')
+		if k < 0 || strings.IndexByte(rest[:k], '<') >= 0 {
+			return -1, ""
+		}
+		gt += k
+	}
+	if local = startTagName(s, lt, ne, gt); local == "" {
+		return -1, ""
+	}
+	return gt, local
+}
+
+// startTagName returns the local name of the start tag s[lt:gt+1], the <
+// and > of a tag, whose name ends at ne, or "" if it is not a start tag.
+// element and listTags both take start tags from it, so the tags the
+// nesting is counted with are the ones element matches.
+func startTagName(s string, lt, ne, gt int) string {
+	if ne == lt+1 || ne != gt && !isSpace(s[ne]) || s[gt-1] == '/' {
+		return ""
+	}
+	return localName(s[lt+1 : ne])
+}
+
+// endTagName returns the local name of the end tag that starts at s[j]
+// (</name>, </ns:name >), or "" if none does.
+func endTagName(s string, j int) string {
+	if j+1 >= len(s) || s[j+1] != '/' {
+		return ""
+	}
+	k := nameEnd(s, j+2)
+	e := k
+	for e < len(s) && isSpace(s[e]) {
+		e++
+	}
+	if k == j+2 || e == len(s) || s[e] != '>' {
+		return ""
+	}
+	return localName(s[j+2 : k])
+}
+
+// nameEnd returns where the element name that starts at s[i] ends.
+func nameEnd(s string, i int) int {
+	for i < len(s) && (keyByte[s[i]] || s[i] == ':') {
+		i++
+	}
+	return i
+}
+
+// tagName returns the local name of the start tag at s[lt], known to be one.
+func tagName(s string, lt int) string {
+	return localName(s[lt+1 : nameEnd(s, lt+1)])
 }
 
 // localName is an element's name without its namespace prefix.
@@ -908,13 +986,6 @@ func localName(name string) string {
 		return name[k+1:]
 	}
 	return name
-}
-
-// endTagAt is an end tag of the text: the hash of its local name in lower
-// case, and where it starts.
-type endTagAt struct {
-	hash uint64
-	at   int
 }
 
 // nameHash hashes a name in lower case (FNV-1a).
@@ -926,59 +997,230 @@ func nameHash(name string) uint64 {
 	return h
 }
 
-// endTag returns the index of the first end tag whose local name is local
-// (in any case; </local>, </ns:local>, spaces allowed before the >) at or
-// after from, or -1. The text's end tags are listed once, at the first
-// element named as a secret, as hashes and positions sorted (16 bytes a
-// tag), so that many start tags cost one pass over the text, not one each.
-func (t *textOut) endTag(local string, from int) int {
-	if t.endTags == nil {
-		s := t.s
-		t.endTags = make([]endTagAt, 0, strings.Count(s, "</"))
-		for j := strings.Index(s, "</"); j >= 0 && j+2 < len(s); {
-			k := j + 2
-			for k < len(s) && (keyByte[s[k]] || s[k] == ':') {
-				k++
-			}
-			e := k
-			for e < len(s) && isSpace(s[e]) {
-				e++
-			}
-			if k > j+2 && e < len(s) && s[e] == '>' {
-				t.endTags = append(t.endTags, endTagAt{nameHash(localName(s[j+2 : k])), j})
-			}
-			n := strings.Index(s[j+2:], "</")
-			if n < 0 {
-				break
-			}
-			j += 2 + n
-		}
-		slices.SortFunc(t.endTags, func(a, b endTagAt) int {
-			if a.hash != b.hash {
-				return cmp.Compare(a.hash, b.hash)
-			}
-			return cmp.Compare(a.at, b.at)
-		})
+// startTagAt is a start tag of the text: where it starts (its <), and
+// where the end tag that closes it starts, or -1 if none does.
+type startTagAt struct{ at, end int }
+
+// closing returns where the end tag that closes the start tag at s[lt]
+// starts, or -1. The text's start tags are listed once, at the first
+// element named as a secret, with the end tag of each (16 bytes a start
+// tag; end tags are not kept), so that many start tags cost one pass over
+// the text, not one each.
+func (t *textOut) closing(lt int) int {
+	if t.starts == nil {
+		t.starts = listTags(t.s, nameHash)
 	}
-	h := nameHash(local)
-	k, _ := slices.BinarySearchFunc(t.endTags, endTagAt{h, from}, func(a, b endTagAt) int {
-		if a.hash != b.hash {
-			return cmp.Compare(a.hash, b.hash)
-		}
-		return cmp.Compare(a.at, b.at)
-	})
-	for ; k < len(t.endTags) && t.endTags[k].hash == h; k++ {
-		at := t.endTags[k].at
-		name := t.s[at+2:]
-		if n := strings.IndexFunc(name, func(r rune) bool { return r > 0x7f || !keyByte[r] && r != ':' }); n >= 0 {
-			name = name[:n]
-		}
-		if strings.EqualFold(localName(name), local) {
-			return at
-		}
-		// Another name with the same hash: on to the next.
+	// The scan asks in text order: on from the tag it asked for last.
+	k := t.start
+	if k >= len(t.starts) || t.starts[k].at > lt {
+		k, _ = slices.BinarySearchFunc(t.starts, lt, func(a startTagAt, at int) int { return cmp.Compare(a.at, at) })
 	}
-	return -1
+	for k < len(t.starts) && t.starts[k].at < lt {
+		k++
+	}
+	t.start = k
+	if k == len(t.starts) || t.starts[k].at != lt {
+		return -1 // not listed: not a start tag
+	}
+	return t.starts[k].end
+}
+
+// listTags lists the start tags of s in order, each with the end tag that
+// closes it. One pass in text order keeps a stack of open start tags for
+// each local name, in lower case: an end tag closes the innermost open
+// one of its name, and other names are not counted. Names that share a
+// hash share a stack, and an end tag closes the innermost of its own name
+// in it, so a collision costs a longer look, never a wrong end. (hash is
+// nameHash; the tests give one that makes every name collide.)
+func listTags(s string, hash func(string) uint64) []startTagAt {
+	starts := make([]startTagAt, 0, strings.Count(s, "<")-strings.Count(s, "</"))
+	open := openTags{m: make(map[uint64]int), top: -1}
+	for j := strings.IndexByte(s, '<'); j >= 0; {
+		from := j + 1
+		if local := endTagName(s, j); local != "" {
+			open.use(hash(local))
+			open.top = closeTag(s, starts, open.top, local, j)
+		} else if gt, local := startTag(s, j); gt >= 0 {
+			out := open.use(hash(local))
+			open.top = len(starts)
+			starts = append(starts, startTagAt{j, out})
+			from = gt + 1
+		}
+		n := strings.IndexByte(s[from:], '<')
+		if n < 0 {
+			break
+		}
+		j = from + n
+	}
+	// Start tags still open: no end tag closes them. Each runs to the last
+	// end tag of its name after it, if any (fail closed: in
+	// <password>SECRET<password>x</password> the first is not a prose
+	// placeholder), and is left alone only if there is none.
+	open.put()
+	var last map[string]int
+	for _, k := range open.m {
+		if k >= 0 && last == nil {
+			last = lastEndTags(s)
+		}
+		for k >= 0 {
+			out := starts[k].end
+			starts[k].end = -1
+			if e, ok := last[strings.ToLower(tagName(s, starts[k].at))]; ok && e > starts[k].at {
+				starts[k].end = e
+			}
+			k = out
+		}
+	}
+	return starts
+}
+
+// lastEndTags returns where the last end tag of each local name (in lower
+// case) starts: for listTags's start tags that no end tag closes, which
+// text that is not well-formed has; well-formed text never gets here.
+func lastEndTags(s string) map[string]int {
+	last := make(map[string]int)
+	for j := strings.LastIndex(s, "</"); j >= 0; j = strings.LastIndex(s[:j], "</") {
+		if local := strings.ToLower(endTagName(s, j)); local != "" {
+			if _, seen := last[local]; !seen {
+				last[local] = j
+			}
+		}
+	}
+	return last
+}
+
+// openTags is, for listTags, the innermost open start tag of each name
+// hash (an index in its start tags, or -1), the top of a stack linked
+// through the end fields of the tags in it (the next one out, or -1).
+// The stack of the hash used last is kept out of the map: a text's tags
+// mostly repeat a few names, and one map look-up and store a tag was a
+// third of listTags.
+type openTags struct {
+	m   map[uint64]int
+	h   uint64
+	top int // the top of h's stack
+}
+
+// use makes h's stack the one kept out of the map and returns its top.
+func (o *openTags) use(h uint64) int {
+	if h != o.h {
+		o.put()
+		o.h, o.top = h, -1
+		if k, ok := o.m[h]; ok {
+			o.top = k
+		}
+	}
+	return o.top
+}
+
+// put stores the stack kept out of the map in it.
+func (o *openTags) put() {
+	if o.top >= 0 || len(o.m) > 0 {
+		o.m[o.h] = o.top
+	}
+}
+
+// closeTag closes, with the end tag at s[j] of local name local, the
+// innermost open start tag of that name in the stack of its hash whose
+// top is top, if any, and returns the stack's new top.
+func closeTag(s string, starts []startTagAt, top int, local string, j int) int {
+	prev, k := -1, top
+	for k >= 0 && !strings.EqualFold(tagName(s, starts[k].at), local) {
+		prev, k = k, starts[k].end // another name with the same hash
+	}
+	if k < 0 {
+		return top
+	}
+	out := starts[k].end
+	starts[k].end = j
+	if prev < 0 {
+		return out
+	}
+	starts[prev].end = out
+	return top
+}
+
+// input matches the value of an HTML input that is a password field or
+// named as a secret key by the key rules (its name or id): <input
+// type="password" name="pw" value="hunter2">, <input name=api_key
+// value='x'>. Attributes are taken in any order, their names in any case,
+// their values in double, single or no quotes; the tag ends at its > (or
+// where the text does: a line cut short), within maxStartTag of its <.
+// The trigger is the < rather than the >, so that the value is replaced
+// before anything inside it is looked at: a key=value found in a password
+// first would leave the text before it in clear. An input with several
+// value attributes loses all of them, and what is between.
+func (t *textOut) input(i int) (int, int) {
+	s := t.s
+	if i+len("<input ") > len(s) || !equalFold(s[i+1:i+len("<input")], "input") || !isSpace(s[i+len("<input")]) {
+		return 0, 0
+	}
+	end := min(len(s), i+maxStartTag)
+	secret := false
+	a, b := -1, -1 // from the first value's start to the last one's end
+	k := i + len("<input ")
+	for k < end && s[k] != '>' {
+		if isSpace(s[k]) || s[k] == '/' {
+			k++
+			continue
+		}
+		if s[k] == '<' {
+			return 0, 0 // not a tag
+		}
+		name, va, vb, next := attribute(s, k, end)
+		value := s[va:vb]
+		switch {
+		case equalFold(name, "type"):
+			secret = secret || equalFold(value, "password")
+		case equalFold(name, "name") || equalFold(name, "id"):
+			secret = secret || t.r.keys.secret(value[max(0, len(value)-maxTextKey):])
+		case equalFold(name, "value"):
+			if a < 0 {
+				a = va
+			}
+			b = vb
+		}
+		k = next
+	}
+	if k == end && end < len(s) || !secret || a >= b {
+		return 0, 0
+	}
+	return a, b
+}
+
+// attribute reads the attribute of a start tag that starts at s[k], not
+// past end: its name, where its value starts and ends (va == vb without
+// one) and where the next attribute may start. An unquoted value ends at
+// a space, > or /> (type=password/> is a password field to whoever wrote
+// it, if not to HTML), a quoted one at its quote (or at end).
+func attribute(s string, k, end int) (name string, va, vb, next int) {
+	n := k
+	for k++; k < end && !isSpace(s[k]) && strings.IndexByte("=>/<", s[k]) < 0; k++ {
+	}
+	name = s[n:k]
+	for k < end && isSpace(s[k]) {
+		k++
+	}
+	if k == end || s[k] != '=' {
+		return name, k, k, k
+	}
+	k++
+	for k < end && isSpace(s[k]) {
+		k++
+	}
+	if k < end && (s[k] == '"' || s[k] == '\'') {
+		va = k + 1
+		vb = va + strings.IndexByte(s[va:end], s[k])
+		if vb < va {
+			return name, va, end, end
+		}
+		return name, va, vb, vb + 1
+	}
+	va = k
+	for k < end && !isSpace(s[k]) && s[k] != '>' && !(s[k] == '/' && k+1 < end && s[k+1] == '>') {
+		k++
+	}
+	return name, va, k, k
 }
 
 func isScheme(w string) bool {

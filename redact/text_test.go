@@ -108,6 +108,50 @@ func TestStringPatterns(t *testing.T) {
 		{"prefix on one tag only", "<password>SECRET22</ns:password><ns:token>SECRET23</token>", "<password>" + R + "</ns:password><ns:token>" + R + "</token>", 2},
 		{"long start tag", `<wsse:Password Type="` + strings.Repeat("u", 600) + `">SECRET24</wsse:Password>`, `<wsse:Password Type="` + strings.Repeat("u", 600) + `">` + R + `</wsse:Password>`, 1},
 		{"many start tags, one end tag", strings.Repeat("<token>", 3) + "SECRET15</token>", "<token>" + R + "</token>", 1},
+		// nested elements of the same name: the end tag that closes the outer one
+		{"nested same name", "<password><password>a</password>SECRET25</password>", "<password>" + R + "</password>", 1},
+		{"nested, prefixes and cases", "<ns:Password><PASSWORD x=\"1\">a</password >SECRET26<b></b></ns:password>tail",
+			"<ns:Password>" + R + "</ns:password>tail", 1},
+		{"nested three deep", "<token><token><token>a</token>b</token>SECRET27</token>", "<token>" + R + "</token>", 1},
+		{"nested, then a sibling", "<pw><pw>a</pw>SECRET28</pw> and <pw>SECRET29</pw>", "<pw>" + R + "</pw> and <pw>" + R + "</pw>", 2},
+		{"inner secret of another name", "<credentials><password>a</password>SECRET30</credentials>", "<credentials>" + R + "</credentials>", 1},
+		{"empty element of the same name inside", "<token><token/>SECRET31</token>", "<token>" + R + "</token>", 1},
+		// an element that nothing closes runs to the last end tag of its
+		// name (fail closed); only without one is it taken for prose
+		{"nesting that never closes", "<password><password>SECRET32</password>", "<password>" + R + "</password>", 1},
+		{"unclosed, then nested", "<password>SECRET41<password>x</password>", "<password>" + R + "</password>", 1},
+		{"unclosed, a same-name start tag in cdata", "<password><![CDATA[SECRET42<password>ter]]></password>", "<password>" + R + "</password>", 1},
+		{"unclosed, another element's end tag after", "<token>SECRET43<token>a</token><b>c</b>", "<token>" + R + "</token><b>c</b>", 1},
+		{"prose placeholder before an element of the same name", "Enter your <password> below: <password>SECRET33</password>",
+			"Enter your <password>" + R + "</password>", 1},
+		{"end tags of names of secrets", "<password_policy><password_policy>strict</password_policy></password_policy><token_type>bearer</token_type>",
+			"<password_policy><password_policy>strict</password_policy></password_policy><token_type>bearer</token_type>", 0},
+		{"prose placeholders, nested markup", "<ul><li>Type your <password>.</li><li>Then your <password> again.</li></ul>",
+			"<ul><li>Type your <password>.</li><li>Then your <password> again.</li></ul>", 0},
+
+		// HTML inputs: the value of a password field or of an input named as a secret
+		{"password input", `<input type="password" name="pw" value="SECRET34">`, `<input type="password" name="pw" value="` + R + `">`, 1},
+		{"input named password", `<input name="password" value="SECRET35">`, `<input name="password" value="` + R + `">`, 1},
+		{"input named api_key, single quotes", `<input name="api_key" value='SECRET36'>`, `<input name="api_key" value='` + R + `'>`, 1},
+		{"input, no quotes", `<input type=password value=SECRET37 autocomplete=off>`, `<input type=password value=` + R + ` autocomplete=off>`, 1},
+		{"input, value first, type last", `<input value="SECRET38" class="f" type="password" />`, `<input value="` + R + `" class="f" type="password" />`, 1},
+		{"input in capitals", `<INPUT TYPE="PASSWORD" VALUE="SECRET39">`, `<INPUT TYPE="PASSWORD" VALUE="` + R + `">`, 1},
+		{"input by id", "<input\n  id='client-secret'\n  value = \"SECRET40\"/>", "<input\n  id='client-secret'\n  value = \"" + R + "\"/>", 1},
+		{"input, value with a key=value and quotes", `<input type="password" value="a'b token=c>d">`, `<input type="password" value="` + R + `">`, 1},
+		{"input, data-value kept", `<input type="password" data-value="x" value="SECRET41">`, `<input type="password" data-value="x" value="` + R + `">`, 1},
+		{"input, no quotes, self-closing", `<input value=SECRET44 type=password/>`, `<input value=` + R + ` type=password/>`, 1},
+		{"input cut short", `form: <input type="password" value="SECRET42`, `form: <input type="password" value="` + R, 1},
+		{"inputs in a form", `<form><input name="user" value="bob"><input name="pass" type="password" value="SECRET43"></form>`,
+			`<form><input name="user" value="bob"><input name="pass" type="password" value="` + R + `"></form>`, 1},
+		{"inputs, names of secrets", `<input name="password_policy" value="strict"><input name="username" value="bob"><input type="text" value="x"><input name="token_type" value="bearer">`,
+			`<input name="password_policy" value="strict"><input name="username" value="bob"><input type="text" value="x"><input name="token_type" value="bearer">`, 0},
+		{"inputs without a value", `<input type="password" name="pw"> <input type="password" value=""> <input type=password value= >`,
+			`<input type="password" name="pw"> <input type="password" value=""> <input type=password value= >`, 0},
+		{"password in another attribute's value", `<input placeholder='type="password"' value="x">`, `<input placeholder='type="password"' value="x">`, 0},
+		{"not an input", `<inputs type="password" value="x"><inp type=password value=x><in type="password" value="x">`,
+			`<inputs type="password" value="x"><inp type=password value=x><in type="password" value="x">`, 0},
+		{"input with a < in it", `<input type="password" <b value="x">`, `<input type="password" <b value="x">`, 0},
+		{"input in prose", "use an <input type=password> field, not <input type=text>", "use an <input type=password> field, not <input type=text>", 0},
 		{"encoded twice", "/login?next=https%253A%252F%252Fapp%252Fcb%253Ftoken%253DSECRET16%2526n%253D1",
 			"/login?next=https%253A%252F%252Fapp%252Fcb%253Ftoken%253D" + R + "%2526n%253D1", 1},
 		{"encoded quoted value", "cb%3Fpassword%3D%22SECRET 17%22%26n%3D1", "cb%3Fpassword%3D%22" + R + "%22%26n%3D1", 1},
@@ -316,9 +360,10 @@ func TestStringOverlap(t *testing.T) {
 		"Bearer -----BEGIN EC PRIVATE KEY-----\n" + testPEMBody + "\n-----END EC PRIVATE KEY-----",
 		"token=-----BEGIN RSA PRIVATE KEY-----\n" + testPEMBody + "\n-----END RSA PRIVATE KEY-----",
 		"password=x" + testGHP,
+		`token:" <input value="SECRET45" class="f" type="password"/> token:"`,
 	} {
 		got, _ := Default().String(in)
-		checkOutput(t, got, []string{"MIIEowIBAAKCAQEA", "16C7e42F292c6912E7710c838347Ae178B4a"}, nil)
+		checkOutput(t, got, []string{"MIIEowIBAAKCAQEA", "16C7e42F292c6912E7710c838347Ae178B4a", "SECRET45"}, nil)
 	}
 }
 
@@ -374,7 +419,7 @@ func TestNext(t *testing.T) {
 			checkNext(t, string(b))
 		}
 	}
-	for _, s := range []string{"obsidian_api_key", "u-123", "request handled", "a=b", "-----BEGIN", "xoxb-1", "ghp_x", "eyJhb", "a%3Db", "a%253D", "<a b=\"c\">", "<x>"} {
+	for _, s := range []string{"obsidian_api_key", "u-123", "request handled", "a=b", "-----BEGIN", "xoxb-1", "ghp_x", "eyJhb", "a%3Db", "a%253D", "<a b=\"c\">", "<x>", "<input a=b>", "<IN", "<in x"} {
 		checkNext(t, s)
 		checkNext(t, s+s+s)
 	}
@@ -385,4 +430,130 @@ func FuzzNext(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(checkNext)
+}
+
+// BenchmarkStringTagShapes is BenchmarkStringShapes for markup: 64 KiB of
+// start and end tags built to make the matching of an element's end tag
+// rescan (start tags that never close, a deep nesting, elements open
+// around many others) and input tags, against ordinary markup. Each should
+// cost about as much per byte as the others; one that rescans shows as a
+// shape orders of magnitude slower.
+func BenchmarkStringTagShapes(b *testing.B) {
+	const size = 64 << 10
+	repeat := func(unit string) string { return strings.Repeat(unit, size/len(unit)+1)[:size] }
+	half := func(open, close string) string {
+		n := size / 2 / len(open)
+		return strings.Repeat(open, n) + strings.Repeat(close, n)
+	}
+	for _, sh := range []struct{ name, text string }{
+		{"markup", repeat(`<li class="item"><a href="/u/42">bob</a> logged in</li>`)},
+		{"nested-tags", repeat("<password><password>a</password>b</password>")},
+		{"nested-starts", repeat("<password>")},
+		{"nested-open", repeat("<token><token></token>")},
+		{"nested-deep", half("<password>", "</password>")},
+		{"nested-deep-other-case", half("<ns:Token a=1>", "</TOKEN>")},
+		{"input-tags", repeat(`<input type="password" name="pw" value="x1"><input name="user" value="bob">`)},
+		{"input-quotes", repeat(`<input a="<input b='`)},
+		{"input-values", "<input " + repeat(` value="a" type="password"`)},
+	} {
+		r := Default()
+		b.Run(sh.name, func(b *testing.B) {
+			b.SetBytes(int64(len(sh.text)))
+			for b.Loop() {
+				r.String(sh.text)
+			}
+		})
+	}
+}
+
+// closingRef is the end tag that closes the start tag at s[lt], counted
+// the slow way: on from the start tag, depth up at each start tag of the
+// same local name, down at each end tag of it, the end where it is 0.
+func closingRef(s string, lt int) int {
+	gt, local := startTag(s, lt)
+	depth, last := 0, -1
+	for j := gt + 1; j < len(s); j++ {
+		if s[j] != '<' {
+			continue
+		}
+		if name := endTagName(s, j); name != "" && strings.EqualFold(name, local) {
+			if depth == 0 {
+				return j
+			}
+			depth--
+			last = j
+		} else if _, name := startTag(s, j); name != "" && strings.EqualFold(name, local) {
+			depth++
+		}
+	}
+	return last // not closed: the last end tag of its name, if any
+}
+
+func checkListTags(t *testing.T, s string) {
+	t.Helper()
+	for _, hash := range []func(string) uint64{nameHash, func(string) uint64 { return 1 }} {
+		starts := listTags(s, hash)
+		k := 0
+		for j := 0; j < len(s); j++ {
+			if gt, _ := startTag(s, j); s[j] != '<' || gt < 0 {
+				continue
+			}
+			if k == len(starts) || starts[k].at != j {
+				t.Fatalf("listTags(%q): start tag at %d not listed: %v", s, j, starts)
+			}
+			if got, want := starts[k].end, closingRef(s, j); got != want {
+				t.Fatalf("listTags(%q): start tag at %d closed at %d, want %d", s, j, got, want)
+			}
+			k++
+		}
+		if k != len(starts) {
+			t.Fatalf("listTags(%q) = %v: more than the %d start tags", s, starts, k)
+		}
+	}
+	// The start tags element finds from their > are the ones startTag
+	// finds from their <, so listed.
+	elements := 0
+	for i := 0; i < len(s); i++ {
+		lt := i - 1
+		for lt >= 0 && i-lt < maxStartTag && s[lt] != '<' && s[lt] != '>' {
+			lt--
+		}
+		if s[i] != '>' || lt < 0 || s[lt] != '<' || startTagName(s, lt, nameEnd(s, lt+1), i) == "" {
+			continue
+		}
+		elements++
+		if gt, _ := startTag(s, lt); gt != i {
+			t.Fatalf("%q: element takes s[%d:%d] for a start tag, startTag(%d) ends it at %d", s, lt, i+1, lt, gt)
+		}
+	}
+	if n := len(listTags(s, nameHash)); n != elements {
+		t.Fatalf("%q: %d start tags listed, element takes %d", s, n, elements)
+	}
+}
+
+// TestListTags: the one pass that pairs start and end tags finds, for
+// each start tag, the end tag a count of the nesting finds, also when
+// every name has the same hash.
+func TestListTags(t *testing.T) {
+	pieces := []string{"<a>", "</a>", "<A x=1>", "<ns:a>", "</ns:A >", "<b>", "</b>", "<a/>", "<B\t>", "</B>",
+		"x", " ", "<", ">", "</a", "<a ", "<:a>", "</:b>"}
+	for n := range 400 {
+		var b strings.Builder
+		for j := range 3 + n%12 {
+			b.WriteString(pieces[(n*31+j*j*7+j*n)%len(pieces)])
+		}
+		checkListTags(t, b.String())
+	}
+	// Start tags about maxStartTag long.
+	for n := maxStartTag - 4; n < maxStartTag+2; n++ {
+		checkListTags(t, "<a><a"+strings.Repeat(" ", n)+">x</a></a>")
+		checkListTags(t, "<a><x:"+strings.Repeat("b", n)+":a>x</a></a>")
+	}
+}
+
+func FuzzListTags(f *testing.F) {
+	for _, s := range []string{"<a><a></a></a>", "<a><b></a></b>", "<x:a>a</A><a/></a >", "<a x='>'></a>", "<a " + strings.Repeat(" ", maxStartTag) + "></a>"} {
+		f.Add(s)
+	}
+	f.Fuzz(checkListTags)
 }
