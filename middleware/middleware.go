@@ -475,28 +475,27 @@ func (h *auditHandler) info(r *http.Request) *Info {
 	return i
 }
 
-// truncate shortens s to at most n bytes and a marker, cutting at the last
-// of seps before the limit: a value cut in the middle (a token, a URL
-// password before its '@') would no longer be recognised by the handler's
-// redactor, so the part after the last whole item is dropped, all of s if
-// it has no separator.
-// valueEnds are the bytes that end a key=value value in free text (a
-// comma or semicolon after it, a quote or bracket around it) and that a
-// server takes into the value of a query parameter as they are.
-const valueEnds = ",;'\"<>`"
-
-// queryForLog is a raw query as url.query logs it: with the bytes of
-// valueEnds percent-encoded, which a URL decoder reads back the same. The
-// redactor reads url.query as text, so ?password=abc,def would otherwise
-// lose abc and keep def, the rest of the one value the server read.
+// queryForLog is a raw query as url.query logs it: with the bytes that
+// end a key=value value in free text (a comma or semicolon after it, a
+// quote or bracket around it, a space: see endsValue) percent-encoded,
+// which a URL decoder reads back the same. The redactor reads url.query as
+// text, so ?password=abc,def would otherwise lose abc and keep def, the
+// rest of the one value the server read (an HTTP/2 request can carry a
+// space in its query, too).
 func queryForLog(q string) string {
-	if !strings.ContainsAny(q, valueEnds) {
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if endsValue(q[i]) {
+			n++
+		}
+	}
+	if n == 0 {
 		return q
 	}
 	const hex = "0123456789ABCDEF"
-	b := make([]byte, 0, len(q)+16)
+	b := make([]byte, 0, len(q)+2*n)
 	for i := 0; i < len(q); i++ {
-		if c := q[i]; strings.IndexByte(valueEnds, c) >= 0 {
+		if c := q[i]; endsValue(c) {
 			b = append(b, '%', hex[c>>4], hex[c&15])
 		} else {
 			b = append(b, c)
@@ -505,6 +504,19 @@ func queryForLog(q string) string {
 	return string(b)
 }
 
+// endsValue reports whether c may end a value for the redactor's text
+// rules, which a server takes into a query parameter's value as it is:
+// , ; ' " < > `, a space and the ASCII control bytes.
+// TestQueryForLogCoversValueEnds checks it against the redactor.
+func endsValue(c byte) bool {
+	return c <= ' ' || c == 0x7f || strings.IndexByte(",;'\"<>`", c) >= 0
+}
+
+// truncate shortens s to at most n bytes and a marker, cutting at the last
+// of seps before the limit: a value cut in the middle (a token, a URL
+// password before its '@') would no longer be recognised by the handler's
+// redactor, so the part after the last whole item is dropped, all of s if
+// it has no separator.
 func truncate(s string, n int, seps string) string {
 	if len(s) <= n {
 		return s
