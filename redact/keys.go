@@ -48,6 +48,10 @@ var defaultKeys = []string{
 	"functions key", "subscription key",
 	// HTTP authentication and sessions (proxy-authorization, set-cookie)
 	"auth", "authorization", "cookie", "cookies",
+	// the value as its header carries it (authorization_header); a header
+	// named after another credential (api_key_header, csrf_token_header)
+	// is the name of a header, not a secret
+	"auth header", "authorization header", "cookie header",
 	"session", "session id", "sessionid", "sessid",
 	// credentials as a whole (credential_value, aws credentials, creds)
 	"credential", "credentials", "creds",
@@ -67,8 +71,6 @@ var qualifiers = []string{
 	"b64", "base64", "hex", "enc", "encoded", "encrypted",
 	"new", "old", "current", "cur", "curr", "prev", "previous", "next",
 	"confirm", "confirmation", "again", "repeat", "input", "v",
-	// the value as an HTTP header carries it (authorization_header)
-	"header",
 }
 
 // Byte classes for splitting keys into words.

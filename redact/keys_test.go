@@ -40,7 +40,7 @@ var secretKeys = []string{
 	// lists, codes and vendor headers (review)
 	"passwords", "api_keys", "apiKeys", "access_tokens", "auth_tokens", "refresh_tokens", "private_keys",
 	"X-Functions-Key", "Ocp-Apim-Subscription-Key", "hmac_key", "recovery_codes", "recovery_code",
-	"backup_codes", "otp_code", "mfa_code", "totp", "verification_code", "authorization_header", "X-Auth-Header",
+	"backup_codes", "otp_code", "mfa_code", "totp", "verification_code", "authorization_header", "X-Auth-Header", "set_cookie_header", "proxy_authorization_header",
 	// nested names: only the last word counts
 	"config.db.password", "upstream/auth/token", "a b c secret",
 }
@@ -63,7 +63,8 @@ var nameKeys = []string{
 	// secrets unless last
 	// counts of tokens, codes and keys by name
 	"max_tokens", "input_tokens", "output_tokens", "prompt_tokens", "total_tokens", "api_keys_count",
-	"passwords_count", "header", "content_type_header", "recovery_code_count", "status_code", "error_code",
+	"passwords_count", "header", "content_type_header", "api_key_header", "csrf_token_header", "session_header",
+	"token_header", "ApiKeyHeader", "recovery_code_count", "status_code", "error_code",
 	"pass_count", "passCount", "pass_rate", "pass_through", "passes", "passed", "passing",
 	"passport", "surpass", "overpass", "dbpass", "pw_policy", "pw_length", "pwned", "dbpw",
 	"kpw", "pws",

@@ -13,6 +13,11 @@ import (
 //
 // A [Redactor] counts a Secret as a redaction and, in [Fingerprint] mode,
 // replaces it with the fingerprint of its content.
+//
+// As a map key a Secret does render through encoding/json and fmt, which
+// write keys of string kind as they are, without their methods: only a
+// Redactor keeps such a map out of the output (in Replace mode it replaces
+// the map as a whole; in Fingerprint mode the keys by their fingerprints).
 type Secret string
 
 // LogValue implements slog.LogValuer.

@@ -586,6 +586,13 @@ func (w *walker) buildMap(v reflect.Value, depth int) slog.Value {
 		if k.Kind() == reflect.String && k.Type() == secretType && ks != "" {
 			// encoding/json writes a key of string kind as it is, never
 			// through its methods: a Secret key would print its content.
+			// Fingerprints keep the keys apart; replaced by one
+			// placeholder they would be members of the same name, so
+			// the map goes as a whole.
+			if w.r.mode != Fingerprint {
+				w.n++
+				return redactedValue
+			}
 			w.n++
 			ks = w.r.replacement(ks)
 		}

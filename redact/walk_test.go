@@ -213,8 +213,8 @@ func TestAttrTable(t *testing.T) {
 			[]string{"pw-16"}, []string{`"cfg":{"db":{"5":"five","password":"[REDACTED]","user":"app"}}`}, 1},
 		{"interface keys, string values", slog.Any("h", map[any]string{"api_key": "pw-17", "name": "x"}),
 			[]string{"pw-17"}, []string{`"h":{"api_key":"[REDACTED]","name":"x"}`}, 1},
-		{"secret as map key", slog.Any("active", map[Secret]string{"pw-18": "bob"}), []string{"pw-18"}, []string{`"active":{"[REDACTED]":"bob"}`}, 1},
-		{"secret as interface map key", slog.Any("active", map[any]int{Secret("pw-19"): 1}), []string{"pw-19"}, []string{`"active":{"[REDACTED]":1}`}, 1},
+		{"secret as map key", slog.Any("active", map[Secret]string{"pw-18": "bob", "pw-18b": "carol"}), []string{"pw-18"}, []string{`"active":"[REDACTED]"`}, 1},
+		{"secret as interface map key", slog.Any("active", map[any]int{Secret("pw-19"): 1, "n": 2}), []string{"pw-19"}, []string{`"active":"[REDACTED]"`}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, n := Default().Attr(tc.attr)
@@ -382,6 +382,18 @@ func TestAttrFingerprint(t *testing.T) {
 	out, _ = r.Attr(slog.Any("secrets", []string{"a"}))
 	if got := out.Value.String(); got != Redacted {
 		t.Errorf("composite under secret key: %s, want %s", got, Redacted)
+	}
+	// Secret map keys become their fingerprints, apart from each other and
+	// in the same order every time (sorted as the fingerprints sort).
+	m := map[Secret]string{"hunter2": "alice", "k2": "bob", "k3": "carol"}
+	first := attrJSON(t, func() slog.Attr { a, _ := r.Attr(slog.Any("active", m)); return a }())
+	if !strings.Contains(first, `"`+fp+`":"alice"`) || strings.Contains(first, "hunter2") || strings.Count(first, "hmac-sha256:") != 3 {
+		t.Errorf("secret map keys: %s", first)
+	}
+	for range 20 {
+		if a, _ := r.Attr(slog.Any("active", m)); attrJSON(t, a) != first {
+			t.Fatalf("the same map logged as %s and as %s", first, attrJSON(t, a))
+		}
 	}
 }
 
