@@ -102,7 +102,8 @@ func newAuditor(opts HandlerOptions) (auditor, error) {
 // Page.Unreadable). Errors
 // are {"error":"..."} with status 400 (and "parameter": the bad parameter's
 // name, "" for one without a name), 401, 403, 405 or 500. A refusal is an
-// audit event too (status denied), also a method other than GET (405).
+// audit event too (status denied), also a method other than GET or HEAD
+// (405). HEAD is a query like GET, without the body.
 func NewHandler(opts HandlerOptions) (http.Handler, error) {
 	a, err := newAuditor(opts)
 	if err != nil {
@@ -121,8 +122,10 @@ type access struct {
 }
 
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		h.methodNotAllowed(w, r, ActionQuery, http.MethodGet)
+	// HEAD as GET (net/http drops the body): a "GET /audit/events"
+	// pattern routes HEAD here too.
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		h.methodNotAllowed(w, r, ActionQuery, "GET, HEAD")
 		return
 	}
 	ctx := r.Context()
