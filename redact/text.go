@@ -889,9 +889,10 @@ const maxStartTag = 4096
 // An end tag closes the innermost open element of its local name (in any
 // case, with or without a namespace prefix), so an element holding one of
 // the same name runs to its own end tag (<password><password>a</password>
-// b</password>: both a and b). An element that no end tag closes is left
-// alone, so that a placeholder in prose (type your <password> below) is
-// not taken for one.
+// b</password>: both a and b). An element that no end tag closes runs to
+// the last end tag of its name after it (fail closed), and is left alone
+// only if there is none, so that a placeholder in prose (type your
+// <password> below) is not taken for one.
 func (t *textOut) element(i int) (int, int) {
 	s := t.s
 	lt := i - 1
@@ -1144,8 +1145,13 @@ func closeTag(s string, starts []startTagAt, top int, local string, j int) int {
 // named as a secret key by the key rules (its name or id): <input
 // type="password" name="pw" value="hunter2">, <input name=api_key
 // value='x'>. Attributes are taken in any order, their names in any case,
-// their values in double, single or no quotes; the tag ends at its > (or
-// where the text does: a line cut short), within maxStartTag of its <.
+// their values in double, single or no quotes; the tag ends at its >, or
+// at the next < (a tag holds none but in a quoted value), or where the text
+// does (a line cut short), within maxStartTag of its <. Ending at the next
+// < keeps the work linear: no byte is read by two inputs' scans. A tag
+// that ends before its > (a broken one, a < in a value) still loses the
+// values it showed once it showed itself a password field, and a quoted
+// value open at the end runs on to its quote (fail closed).
 // The trigger is the < rather than the >, so that the value is replaced
 // before anything inside it is looked at: a key=value found in a password
 // first would leave the text before it in clear. An input with several
@@ -1155,17 +1161,19 @@ func (t *textOut) input(i int) (int, int) {
 	if i+len("<input ") > len(s) || !equalFold(s[i+1:i+len("<input")], "input") || !isSpace(s[i+len("<input")]) {
 		return 0, 0
 	}
-	end := min(len(s), i+maxStartTag)
+	limit := min(len(s), i+maxStartTag)
+	end := limit
+	if lt := strings.IndexByte(s[i+1:limit], '<'); lt >= 0 {
+		end = i + 1 + lt
+	}
 	secret := false
 	a, b := -1, -1 // from the first value's start to the last one's end
+	open := false  // the last value is quoted and its quote not closed by end
 	k := i + len("<input ")
 	for k < end && s[k] != '>' {
 		if isSpace(s[k]) || s[k] == '/' {
 			k++
 			continue
-		}
-		if s[k] == '<' {
-			return 0, 0 // not a tag
 		}
 		name, va, vb, next := attribute(s, k, end)
 		value := s[va:vb]
@@ -1179,11 +1187,21 @@ func (t *textOut) input(i int) (int, int) {
 				a = va
 			}
 			b = vb
+			open = vb == end && va > 0 && (s[va-1] == '"' || s[va-1] == '\'')
 		}
 		k = next
 	}
-	if k == end && end < len(s) || !secret || a >= b {
+	if !secret || a < 0 || a >= b && !open {
 		return 0, 0
+	}
+	if open && end < limit {
+		// value="a<b": the quoted value runs on past the <.
+		q := s[a-1]
+		if c := strings.IndexByte(s[end:limit], q); c >= 0 {
+			b = end + c
+		} else {
+			b = limit
+		}
 	}
 	return a, b
 }

@@ -138,6 +138,12 @@ func TestStringPatterns(t *testing.T) {
 		{"input in capitals", `<INPUT TYPE="PASSWORD" VALUE="SECRET39">`, `<INPUT TYPE="PASSWORD" VALUE="` + R + `">`, 1},
 		{"input by id", "<input\n  id='client-secret'\n  value = \"SECRET40\"/>", "<input\n  id='client-secret'\n  value = \"" + R + "\"/>", 1},
 		{"input, value with a key=value and quotes", `<input type="password" value="a'b token=c>d">`, `<input type="password" value="` + R + `">`, 1},
+		// a tag that ends before its > keeps no value it showed to be a
+		// password's (review)
+		{"input past the start tag limit", `<input type="password" value="SECRET44" data-x="` + strings.Repeat("a", 5000) + `">`,
+			`<input type="password" value="` + R + `" data-x="` + strings.Repeat("a", 5000) + `">`, 1},
+		{"input broken by another tag", `<input type="password" name="pw" value="SECRET45" <b>x</b>`, `<input type="password" name="pw" value="` + R + `" <b>x</b>`, 1},
+		{"input value holding a <", `<input type="password" value="SEC<RET46">`, `<input type="password" value="` + R + `">`, 1},
 		{"input, data-value kept", `<input type="password" data-value="x" value="SECRET41">`, `<input type="password" data-value="x" value="` + R + `">`, 1},
 		{"input, no quotes, self-closing", `<input value=SECRET44 type=password/>`, `<input value=` + R + ` type=password/>`, 1},
 		{"input cut short", `form: <input type="password" value="SECRET42`, `form: <input type="password" value="` + R, 1},
@@ -374,7 +380,7 @@ func TestStringLinear(t *testing.T) {
 		"eyJ", "ghp_", "AKIA", "xoxb-", "https://u:p@", ":", "=", "github_pat_", "eyJaaaaaaaaaaa.",
 		"Basic dXNlcjpwYXNz ", `"password":{`, `\"token\":\"`, "token='", "-", "_", "AKIAAAAAAAAAAAAAAAAA ",
 		"ghp_aaaaaaaaaaaaaaaaaaaaaaaaaa", "//a@", "Bearer pw={", `bearer pw="`, "Bearer pass%77ord=[", "%5F",
-		"%70%77=", "a+",
+		"%70%77=", "a+", "<input a=", `<input a="x" b="`, `<input type=password value="`,
 	} {
 		s := strings.Repeat(unit, 200000/len(unit))
 		start := time.Now()
