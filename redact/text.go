@@ -68,11 +68,21 @@ type textOut struct {
 	last int // s[:last] has been dealt with
 	n    int
 
+	prevA, prevOut int // the span replaced last starts at s[prevA], its replacement at b[prevOut]
+
 	pemEnd int  // index of the next "-----END " (0: not searched, -1: none)
 	qAt    int  // inQuotes has counted the quotes of s[:qAt]
 	qIn    bool // and found an odd number on qAt's line
 	stop   int  // lastURLStop found the last URL stop before stopTo here (-1: none)
 	stopTo int
+
+	across bool // keyValue takes only a header line's value that runs past last
+	// lineEnd's last scan: from leFrom to the terminator at leTo (and leTrim
+	// without the spaces before it), for the quote leQ (escaped: leEsc)
+	leFrom, leTo, leTrim int
+	leQ                  byte
+	leEsc                bool
+
 	starts []startTagAt // the text's start tags, with their end tags (nil: not listed yet)
 	start  int          // the index in starts that closing found last
 }
@@ -90,9 +100,20 @@ func (t *textOut) emit(a, b int) {
 		t.b = make([]byte, 0, len(t.s)+len(Redacted))
 	}
 	t.b = append(t.b, t.s[t.last:a]...)
+	t.prevA, t.prevOut = a, len(t.b)
 	t.b = append(t.b, t.r.replacement(t.s[a:b])...)
 	t.last = b
 	t.n++
+}
+
+// extend replaces s[a:b] that starts inside the span replaced last and
+// runs past it: that span's replacement becomes one for both.
+func (t *textOut) extend(b int) {
+	if b <= t.last || t.b == nil {
+		return
+	}
+	t.b = append(t.b[:t.prevOut], t.r.replacement(t.s[t.prevA:b])...)
+	t.last = b
 }
 
 func (t *textOut) result() string {
@@ -262,8 +283,28 @@ func (r *Redactor) textFrom(s string, i int) (string, int) {
 			// are looked for: one may start inside the replaced span and
 			// run past its end ("Bearer -----BEGIN ... PRIVATE KEY-----"
 			// ends the bearer token at the first space). Contextual matchers
-			// are skipped there, which keeps the scan linear.
+			// are skipped there, which keeps the scan linear, but for a
+			// key in the span whose value starts past it (token:" {:pw =>
+			// "x"}: the quoted value ends at the quote that opens x), or
+			// is a header line's that runs past it (token:" pw: Digest
+			// username="u", response="x": it ends at the first quote of
+			// the credentials). Values that start in the span are not
+			// looked at but for header lines, and lineEnd keeps what it
+			// found, so that many keys in one span do not scan a line each.
 			a, b = t.detectToken(i)
+			if a >= b && (s[i] == ':' || s[i] == '=' || s[i] == '>' && i > 0 && s[i-1] == '=') {
+				t.across = true
+				if s[i] == '>' {
+					a, b = t.keyValueAt(i-1, i+1)
+				} else {
+					a, b = t.keyValue(i)
+				}
+				t.across = false
+				if a < t.last && b > t.last {
+					t.extend(b)
+					continue
+				}
+			}
 		} else {
 			a, b = t.detect(i)
 		}
@@ -402,7 +443,7 @@ func (t *textOut) authScheme(i int) (int, int) {
 	for b < len(s) && s[b] == '=' {
 		b++
 	}
-	if b > a && s[b-1] == '=' && b < len(s) && !valueStop[s[b]] {
+	if b > a && s[b-1] == '=' && b < len(s) {
 		// Maybe not token68 and its padding but a key=value after the
 		// word (bearer api_key=…): if the key is a secret one, left to the
 		// key=value rule, which keeps the key. Taken as the token here,
@@ -760,7 +801,7 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 	}
 	ks, key := keyBefore(s, ke, quote != 0)
 	if ks == ke || !t.r.keys.secret(key) {
-		if quote == 0 && s[i] == ':' {
+		if quote == 0 && s[i] == ':' && !t.across {
 			if ke < i {
 				ks = i // -u :password, no user
 			}
@@ -787,6 +828,10 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 	if a >= len(s) {
 		return 0, 0
 	}
+	header := quote == 0 && j == i+1 && a > j && (s[i] == ':' || ke < i)
+	if t.across && a < t.last && (!header || strings.IndexByte("\"'`{[", s[a]) >= 0 || s[a] == '\\' && a+1 < len(s) && s[a+1] == '"') {
+		return 0, 0 // a value that starts in the span last ends: not looked at
+	}
 	switch c := s[a]; {
 	case c == '"' || c == '\'' || c == '`':
 		b := closeQuote(s, a+1, c)
@@ -801,7 +846,7 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 		return a, closeBracket(s, a)
 	}
 	rocket := j > i+1
-	if quote == 0 && !rocket && a > j && (s[i] == ':' || ke < i) {
+	if header {
 		b := t.lineEnd(ks, a, true)
 		if len(key) >= len("set-cookie") && equalFold(key[len(key)-len("set-cookie"):], "set-cookie") {
 			// One cookie, then its attributes (Path=/; HttpOnly).
@@ -815,6 +860,9 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 			// of the credentials' (Digest username="u", ...): the line
 			// was not in quotes after all.
 			b = max(t.lineEnd(ks, a, false), d)
+		}
+		if t.across && b <= t.last {
+			return 0, 0
 		}
 		return c, b
 	}
@@ -866,6 +914,9 @@ func (t *textOut) lineEnd(ks, a int, quoted bool) int {
 	case t.inQuotes(ks):
 		q = '"'
 	}
+	if t.leTo > 0 && t.leFrom <= a && a <= t.leTo && q == t.leQ && escaped == t.leEsc {
+		return max(a, t.leTrim) // the terminator found from before a
+	}
 	b := a
 	for ; b < len(s); b++ {
 		c := s[b]
@@ -882,9 +933,11 @@ func (t *textOut) lineEnd(ks, a int, quoted bool) int {
 		}
 	}
 	b = min(b, len(s))
+	t.leFrom, t.leTo, t.leQ, t.leEsc = a, b, q, escaped
 	for b > a && isSpace(s[b-1]) {
 		b--
 	}
+	t.leTrim = b
 	return b
 }
 
@@ -1636,7 +1689,7 @@ func isScheme(w string) bool {
 // quoted one, or a header's to the end of its line).
 func skipScheme(s string, a, b int) int {
 	c := a
-	for c < b && s[c] != ' ' && s[c] != '\t' {
+	for c < b && c-a <= len("aws4-hmac-sha256") && s[c] != ' ' && s[c] != '\t' {
 		c++
 	}
 	if c == b || !isScheme(s[a:c]) {

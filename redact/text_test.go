@@ -171,6 +171,7 @@ func TestStringPatterns(t *testing.T) {
 		{"header basic", "Authorization: Basic " + testBasic, "Authorization: Basic " + R, 1},
 		{"bearer then key=value", "BeArer api_key=w36Nyvc5yO04U42ZxwE2lKzs BeArer", "BeArer api_key=" + R + " BeArer", 1},
 		{"bearer then secret key", "sent bearer pw=abcdefghij", "sent bearer pw=" + R, 1},
+		{"bearer then secret key, quoted value", `Bearer api_key="` + S + `" BeArer secret=` + "`" + S + "`", `Bearer api_key="` + R + `" BeArer secret=` + "`" + R + "`", 2},
 		{"bearer then other key=value", "token_type=bearer key_id=abc123def", "token_type=bearer key_id=abc123def", 0},
 		{"bearer padded", "Bearer abcdefgh0123== ok", "Bearer " + R + " ok", 1},
 		{"bearer padded in brackets", "(Bearer abcdefgh0123==)", "(Bearer " + R + ")", 1},
@@ -238,6 +239,10 @@ func TestStringPatterns(t *testing.T) {
 		{"digest", `Authorization: Digest username="u", realm="r", nonce="n", response="` + S + `"`, "Authorization: Digest " + R, 1},
 		{"bearer after a tab", "Authorization: Bearer\t" + S, "Authorization: Bearer\t" + R, 1},
 		{"unknown scheme", "Authorization: Custom " + S, "Authorization: " + R, 1},
+		{"header line inside a quoted value", `token:" pw: Digest username="u", response="` + S + `" ok`, `token:"` + R, 1},
+		{"header lines inside a quoted value", `token:" a: b pw: c pw: d"e` + "\n" + `pw: f`, `token:"` + R + `"e` + "\n" + `pw: ` + R, 2},
+		{"hash key inside a quoted value", `token:" {:pw => "` + S + `"} ok`, `token:"` + R + `"` + R + `"} ok`, 2},
+		{"values that start inside a quoted value", `token:" pw=` + S + ` pw: [a b] ok"`, `token:"` + R + `"`, 1},
 		{"digest after an unclosed quote", `he said "hi Authorization: Digest username="u", response="` + S + `" ok`, `he said "hi Authorization: Digest ` + R, 1},
 		{"header lines", "GET / HTTP/1.1\r\nAuthorization: Negotiate " + S + " \r\nHost: x\r\n", "GET / HTTP/1.1\r\nAuthorization: Negotiate " + R + " \r\nHost: x\r\n", 1},
 		{"curl header, single quotes", "curl -H 'Authorization: Negotiate YIIG " + S + "' https://x/", "curl -H 'Authorization: Negotiate " + R + "' https://x/", 1},
@@ -463,7 +468,7 @@ func TestStringLinear(t *testing.T) {
 		"%70%77=", "a+",
 		"password: ", `"password: `, `a"password: x `, "password: x\n", "@", "a:b@tcp(", "a@tcp(", "--password ", "--password x ",
 		"-u a:", "-u :", "PASSWORD '", "IDENTIFIED BY '", "by '", `"password"=>`, "password => ", "Authorization=Digest a=b, ",
-		"token: Digest a=\"", "token=`",
+		"token: Digest a=\"", "token=`", `{:pw => "`, "pw=>", `token:"pw: [`, `token:"pw=pw=`,
 	} {
 		s := strings.Repeat(unit, 200000/len(unit))
 		start := time.Now()
