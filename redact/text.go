@@ -855,11 +855,13 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 			}
 		}
 		c := skipScheme(s, a, b)
-		if d, params := credentials(s, c); c > a && params && d > b {
-			// The quote taken for the one that closes the line's is one
-			// of the credentials' (Digest username="u", ...): the line
-			// was not in quotes after all.
-			b = max(t.lineEnd(ks, a, false), d)
+		if c > a {
+			if d, params := credentials(s, c); params && d > b {
+				// The quote taken for the one that closes the line's is
+				// one of the credentials' (Digest username="u", ...): the
+				// line was not in quotes after all.
+				b = max(t.lineEnd(ks, a, false), d)
+			}
 		}
 		if t.across && b <= t.last {
 			return 0, 0
@@ -967,11 +969,11 @@ func (t *textOut) inQuotes(p int) bool {
 }
 
 // credentials returns where the credentials that start at s[c], after an
-// auth scheme in an unquoted value, end: a token68 and its = padding
-// (Negotiate, NTLM, Bearer, SSWS, Bot, ...), or a list of auth-params,
-// name=value or name="quoted value", separated by commas (Digest,
-// AWS4-HMAC-SHA256), and whether they are such a list. c if none starts
-// there.
+// auth scheme in an unquoted value, end: a word (token68) and its =
+// padding (Negotiate, NTLM, Bearer, SSWS, Bot, ...), or a list of
+// auth-params, name=value or name="quoted value", separated by commas
+// (Digest, AWS4-HMAC-SHA256), and whether they are such a list. c if none
+// starts there.
 func credentials(s string, c int) (int, bool) {
 	d := wordEnd(s, c)
 	e := d
@@ -1093,21 +1095,23 @@ func (t *textOut) flag(i int) (int, int) {
 		return 0, 0
 	}
 	a := e
+	sep := false // a separator before the value
 	if i > 0 && (s[i-1] == '"' || s[i-1] == '\'') {
-		// "--token" "x", or ["--token", "x"]
+		// "--token" "x", or ["--token","x"]
 		if a == len(s) || s[a] != s[i-1] {
 			return 0, 0
 		}
 		a++
 		if a < len(s) && s[a] == ',' {
 			a++
+			sep = true
 		}
 	}
-	sp := a
 	for a < len(s) && (s[a] == ' ' || s[a] == '\t') {
 		a++
+		sep = true
 	}
-	if a == sp || a == len(s) || s[a] == '-' {
+	if !sep || a == len(s) || s[a] == '-' {
 		return 0, 0
 	}
 	if c := s[a]; c == '"' || c == '\'' || c == '`' {

@@ -295,6 +295,7 @@ func TestStringPatterns(t *testing.T) {
 		{"flag, quoted value", "cmd --password 'a b " + S + "' x", "cmd --password '" + R + "' x", 1},
 		{"flags as %q prints them", `["cmd" "--password" "` + S + `"]`, `["cmd" "--password" "` + R + `"]`, 1},
 		{"flags in a json array", `["cmd", "--client-secret", "` + S + `"]`, `["cmd", "--client-secret", "` + R + `"]`, 1},
+		{"flags in compact json", `["cmd","--token","` + S + `"]`, `["cmd","--token","` + R + `"]`, 1},
 		{"flag in a quoted command", `sh -c "app -pw ` + S + `"`, `sh -c "app -pw ` + R + `"`, 1},
 		{"flags, names of secrets", "a-password b --password --verbose --password-file /etc/pw --no-color x -token --token-type bearer",
 			"a-password b --password --verbose --password-file /etc/pw --no-color x -token --token-type bearer", 0},
