@@ -279,32 +279,7 @@ func (r *Redactor) textFrom(s string, i int) (string, int) {
 		}
 		var a, b int
 		if i < t.last {
-			// Inside a secret already replaced, only self-delimiting tokens
-			// are looked for: one may start inside the replaced span and
-			// run past its end ("Bearer -----BEGIN ... PRIVATE KEY-----"
-			// ends the bearer token at the first space). Contextual matchers
-			// are skipped there, which keeps the scan linear, but for a
-			// key in the span whose value starts past it (token:" {:pw =>
-			// "x"}: the quoted value ends at the quote that opens x), or
-			// is a header line's that runs past it (token:" pw: Digest
-			// username="u", response="x": it ends at the first quote of
-			// the credentials). Values that start in the span are not
-			// looked at but for header lines, and lineEnd keeps what it
-			// found, so that many keys in one span do not scan a line each.
-			a, b = t.detectToken(i)
-			if a >= b && (s[i] == ':' || s[i] == '=' || s[i] == '>' && i > 0 && s[i-1] == '=') {
-				t.across = true
-				if s[i] == '>' {
-					a, b = t.keyValueAt(i-1, i+1)
-				} else {
-					a, b = t.keyValue(i)
-				}
-				t.across = false
-				if a < t.last && b > t.last {
-					t.extend(b)
-					continue
-				}
-			}
+			a, b = t.detectInSpan(i)
 		} else {
 			a, b = t.detect(i)
 		}
@@ -356,6 +331,41 @@ func (r *Redactor) hasSecretFrom(s string, i int) bool {
 		}
 	}
 	return false
+}
+
+// detectInSpan runs at trigger i inside a secret already replaced the
+// matchers of self-delimiting tokens: one may start inside the replaced
+// span and run past its end ("Bearer -----BEGIN ... PRIVATE KEY-----" ends
+// the bearer token at the first space). Contextual matchers are skipped
+// there, which keeps the scan linear, but for a key in the span whose
+// value starts past it (token:" {:pw => "x"}: the quoted value ends at the
+// quote that opens x), or is a header line's that runs past it (token:"
+// pw: Digest username="u", response="x": it ends at the first quote of
+// the credentials); the span's replacement then covers it. Values that
+// start in the span are not looked at but for header lines, and lineEnd
+// keeps what it found, so that many keys in one span do not scan a line
+// each.
+func (t *textOut) detectInSpan(i int) (int, int) {
+	s := t.s
+	if a, b := t.detectToken(i); a < b {
+		return a, b
+	}
+	if s[i] != ':' && s[i] != '=' && (s[i] != '>' || i == 0 || s[i-1] != '=') {
+		return 0, 0
+	}
+	t.across = true
+	var a, b int
+	if s[i] == '>' {
+		a, b = t.keyValueAt(i-1, i+1)
+	} else {
+		a, b = t.keyValue(i)
+	}
+	t.across = false
+	if a < t.last && b > t.last {
+		t.extend(b)
+		return 0, 0
+	}
+	return a, b
 }
 
 // detectToken runs the matchers of self-delimiting secrets at trigger i.
@@ -800,12 +810,9 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 		}
 	}
 	ks, key := keyBefore(s, ke, quote != 0)
-	if ks == ke || !t.r.keys.secret(key) {
+	if ks == ke {
 		if quote == 0 && s[i] == ':' && !t.across {
-			if ke < i {
-				ks = i // -u :password, no user
-			}
-			return t.userOption(ks, i)
+			return t.userOption(i, i) // -u :password, no user
 		}
 		return 0, 0
 	}
@@ -820,6 +827,15 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 		if strings.IndexByte(s[ks:ke], ' ') >= 0 && !memberStart(s, o, escaped) {
 			return 0, 0
 		}
+	}
+	if !t.r.keys.secret(key) {
+		if quote == 0 && s[i] == ':' && !t.across {
+			if ke < i {
+				ks = i // -u :password, no user
+			}
+			return t.userOption(ks, i) // user:password after -u
+		}
+		return 0, 0
 	}
 	a := j
 	for a < len(s) && (s[a] == ' ' || s[a] == '\t') {
@@ -1091,9 +1107,6 @@ func (t *textOut) flag(i int) (int, int) {
 	for e < len(s) && keyByte[s[e]] {
 		e++
 	}
-	if !t.r.keys.secret(s[max(n, e-maxTextKey):e]) {
-		return 0, 0
-	}
 	a := e
 	sep := false // a separator before the value
 	if i > 0 && (s[i-1] == '"' || s[i-1] == '\'') {
@@ -1111,7 +1124,7 @@ func (t *textOut) flag(i int) (int, int) {
 		a++
 		sep = true
 	}
-	if !sep || a == len(s) || s[a] == '-' {
+	if !sep || a == len(s) || s[a] == '-' || !t.r.keys.secret(s[max(n, e-maxTextKey):e]) {
 		return 0, 0
 	}
 	if c := s[a]; c == '"' || c == '\'' || c == '`' {
