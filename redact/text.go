@@ -348,8 +348,8 @@ func (t *textOut) detectInSpan(i int) (int, int) {
 	if a, b := t.detectToken(i); a < b {
 		return a, b
 	}
-	if s[i] != ':' && s[i] != '=' && (s[i] != '>' || i == 0 || s[i-1] != '=') {
-		return 0, 0
+	if i < t.prevA || s[i] != ':' && s[i] != '=' && (s[i] != '>' || i == 0 || s[i-1] != '=') {
+		return 0, 0 // not in the replaced text (between <input and its value)
 	}
 	t.across = true
 	var a, b int
