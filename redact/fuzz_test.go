@@ -296,6 +296,7 @@ func FuzzRedactPlantedSecret(f *testing.F) {
 	f.Add(uint8(shapeHTMLInput), uint8(placeWithGroup), uint8('/'), "1", "token:\"", uint8(0xb0)) // a quoted value that ends inside the tag
 	f.Add(uint8('R'), uint8('.'), uint8('V'), "0", "BeArer", uint8(2))                            // BeArer pw=`x`: not a bearer token pw=`
 	f.Add(uint8(shapeHeaderLine), uint8(placeWithAttrs), uint8('/'), "9", "token:\"", uint8('S')) // token:" pw: Digest username="u", ...: a quoted value ends in the credentials
+	f.Add(uint8('X'), uint8(' '), uint8(3), "2000000000\x8b07A", "0", uint8(2))                   // a URL password holding pw%3D
 
 	key := []byte("fuzz-fingerprint-key-0123456789")
 	fp, err := New(Options{Mode: Fingerprint, FingerprintKey: key})

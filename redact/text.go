@@ -68,7 +68,9 @@ type textOut struct {
 	last int // s[:last] has been dealt with
 	n    int
 
-	prevA, prevOut int // the span replaced last starts at s[prevA], its replacement at b[prevOut]
+	prevA, prevOut int  // the span replaced last starts at s[prevA], its replacement at b[prevOut]
+	prevFrom       int  // and the text copied before it at s[prevFrom]
+	open           bool // widen left its replacement to close
 
 	pemEnd int  // index of the next "-----END " (0: not searched, -1: none)
 	qAt    int  // inQuotes has counted the quotes of s[:qAt]
@@ -77,11 +79,8 @@ type textOut struct {
 	stopTo int
 
 	across bool // keyValue takes only a header line's value that runs past last
-	// lineEnd's last scan: from leFrom to the terminator at leTo (and leTrim
-	// without the spaces before it), for the quote leQ (escaped: leEsc)
-	leFrom, leTo, leTrim int
-	leQ                  byte
-	leEsc                bool
+	// lineEnd's last scan for each kind of quote (none, ", \", ', `)
+	le [5]lineScan
 
 	starts []startTagAt // the text's start tags, with their end tags (nil: not listed yet)
 	start  int          // the index in starts that closing found last
@@ -99,27 +98,44 @@ func (t *textOut) emit(a, b int) {
 	if t.b == nil {
 		t.b = make([]byte, 0, len(t.s)+len(Redacted))
 	}
+	t.close()
 	t.b = append(t.b, t.s[t.last:a]...)
-	t.prevA, t.prevOut = a, len(t.b)
+	t.prevFrom, t.prevA, t.prevOut = t.last, a, len(t.b)
 	t.b = append(t.b, t.r.replacement(t.s[a:b])...)
 	t.last = b
 	t.n++
 }
 
-// extend replaces s[a:b] that starts inside the span replaced last and
-// runs past it: that span's replacement becomes one for both.
-func (t *textOut) extend(b int) {
-	if b <= t.last || t.b == nil {
+// widen replaces s[a:b] that overlaps the span replaced last and starts
+// before it or runs past it: that span's replacement becomes one for both
+// (from no earlier than where the text before that span, copied as it
+// was, starts).
+func (t *textOut) widen(a, b int) {
+	if t.b == nil {
 		return
 	}
-	t.b = append(t.b[:t.prevOut], t.r.replacement(t.s[t.prevA:b])...)
-	t.last = b
+	a = min(max(a, t.prevFrom), t.prevA)
+	b = max(b, t.last)
+	t.prevOut -= t.prevA - a
+	// The replacement is made once the span is done growing (close): in
+	// fingerprint mode each would hash all of it.
+	t.b = t.b[:t.prevOut]
+	t.prevA, t.last, t.open = a, b, true
+}
+
+// close appends the replacement of the span widen left open.
+func (t *textOut) close() {
+	if t.open {
+		t.b = append(t.b, t.r.replacement(t.s[t.prevA:t.last])...)
+		t.open = false
+	}
 }
 
 func (t *textOut) result() string {
 	if t.b == nil {
 		return t.s
 	}
+	t.close()
 	return string(append(t.b, t.s[t.last:]...))
 }
 
@@ -348,6 +364,14 @@ func (t *textOut) detectInSpan(i int) (int, int) {
 	if a, b := t.detectToken(i); a < b {
 		return a, b
 	}
+	if s[i] == '@' && i >= t.prevA {
+		// A URL's password that holds a secret key=value (pw%3Dx@host):
+		// what it held before the key=value is replaced too.
+		if a, b := t.userinfo(i); a < b && (a < t.prevA || b > t.last) {
+			t.widen(a, b)
+		}
+		return 0, 0
+	}
 	if i < t.prevA || s[i] != ':' && s[i] != '=' && (s[i] != '>' || i == 0 || s[i-1] != '=') {
 		return 0, 0 // not in the replaced text (between <input and its value)
 	}
@@ -360,7 +384,7 @@ func (t *textOut) detectInSpan(i int) (int, int) {
 	}
 	t.across = false
 	if a < t.last && b > t.last {
-		t.extend(b)
+		t.widen(t.prevA, b)
 		return 0, 0
 	}
 	return a, b
@@ -930,8 +954,15 @@ func (t *textOut) lineEnd(ks, a int, quoted bool) int {
 	case t.inQuotes(ks):
 		q = '"'
 	}
-	if t.leTo > 0 && t.leFrom <= a && a <= t.leTo && q == t.leQ && escaped == t.leEsc {
-		return max(a, t.leTrim) // the terminator found from before a
+	// The last scan for the same quote, if it started before a and ended
+	// after it, found the terminator: each kind of quote has its own, so
+	// that keys whose lines end at different quotes do not scan again.
+	m := &t.le[strings.IndexByte("\x00\"\\'`", q)]
+	if escaped {
+		m = &t.le[2]
+	}
+	if m.to > 0 && m.from <= a && a <= m.to {
+		return max(a, m.trim)
 	}
 	b := a
 	for ; b < len(s); b++ {
@@ -949,13 +980,17 @@ func (t *textOut) lineEnd(ks, a int, quoted bool) int {
 		}
 	}
 	b = min(b, len(s))
-	t.leFrom, t.leTo, t.leQ, t.leEsc = a, b, q, escaped
+	m.from, m.to = a, b
 	for b > a && isSpace(s[b-1]) {
 		b--
 	}
-	t.leTrim = b
+	m.trim = b
 	return b
 }
+
+// lineScan is a scan of lineEnd's: from s[from] to the terminator at
+// s[to], and trim, where the spaces before that start.
+type lineScan struct{ from, to, trim int }
 
 // inQuotes reports whether s[p] is inside a double-quoted string opened
 // earlier on its line: whether an odd number of double quotes, not

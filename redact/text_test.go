@@ -207,6 +207,7 @@ func TestStringPatterns(t *testing.T) {
 		{"url password at", "postgres://app:p@ss:w0rd@db:5432/app", "postgres://app:" + R + "@db:5432/app", 1},
 		{"url odd password", "ftp://u:pa$$!@host/", "ftp://u:" + R + "@host/", 1},
 		{"url no user", "redis://:hunter2@cache:6379/0", "redis://:" + R + "@cache:6379/0", 1},
+		{"url password holding a key=value", "dial https://user:abcPw%3Dsecret@host/p ok", "dial https://user:" + R + " ok", 1},
 		{"url user only", "https://bob@example.com/", "https://bob@example.com/", 0},
 		{"url query", "GET /cb?code=1&access_token=abc123&token_type=bearer&api_key=zzz#frag",
 			"GET /cb?code=1&access_token=" + R + "&token_type=bearer&api_key=" + R, 2}, // '#' may be part of a password
@@ -470,6 +471,7 @@ func TestStringLinear(t *testing.T) {
 		"password: ", `"password: `, `a"password: x `, "password: x\n", "@", "a:b@tcp(", "a@tcp(", "--password ", "--password x ",
 		"-u a:", "-u :", "PASSWORD '", "IDENTIFIED BY '", "by '", `"password"=>`, "password => ", "Authorization=Digest a=b, ",
 		"token: Digest a=\"", "token=`", `{:pw => "`, "pw=>", `token:"pw: [`, `token:"pw=pw=`,
+		`pw: a "pw: b `, "pw: a 'pw: b \"pw: c `pw: d ", "https://u:xPw%3Dy@",
 	} {
 		s := strings.Repeat(unit, 200000/len(unit))
 		start := time.Now()
