@@ -158,6 +158,12 @@ func BenchmarkStringShapes(b *testing.B) {
 		{"namespaced-tags", "<a:b:c:d>"},
 		{"key-then-gt", "a>"},
 		{"quoted-spaces", `"a b c": `},
+		{"colons", "a:b: "},
+		{"header-names", "token_type: a b\n"},
+		{"at-signs", "a:b@"},
+		{"flags", " -a --b "},
+		{"sql-quotes", "ordered by 'x' "},
+		{"rockets", "x => y, "},
 	} {
 		text := string(slices.Repeat([]byte(sh.unit), size/len(sh.unit)+1)[:size])
 		r := Default()

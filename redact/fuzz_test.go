@@ -28,8 +28,13 @@ const (
 	shapeEncodedQuery // key%3Dvalue: a query string encoded inside a parameter
 	shapeSpacedJSONKey
 	shapeXMLElement
-	shapeXMLNested // an element holding one of the same name
-	shapeHTMLInput // the value of a password field or of an input named as a secret
+	shapeXMLNested  // an element holding one of the same name
+	shapeHTMLInput  // the value of a password field or of an input named as a secret
+	shapeHeaderLine // Key: value with spaces in the value, maybe in a quoted curl -H
+	shapeMySQLDSN   // user:password@tcp(...) without //
+	shapeFlag       // --password x, -password x, curl -u user:password
+	shapeRocket     // "password" => "x", and backtick-quoted values
+	shapeSQL        // IDENTIFIED BY 'x', PASSWORD 'x'
 	numShapes
 )
 
@@ -223,6 +228,36 @@ func plant(shape int, core string, keyIdx uint8) planted {
 			return textAttr(`<input class="f" ` + mark + " " + value + ">")
 		}
 		return textAttr("<input " + value + ` class="f" ` + mark + "/>")
+	case shapeHeaderLine:
+		// Two words of secret: the second one must go too.
+		k := fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)]
+		v := []string{core + " " + reverse(core), "Negotiate " + core + " " + reverse(core), "SSWS\t" + core + " " + reverse(core),
+			`Digest username="u", realm="r", response="` + core + `", opaque="` + reverse(core) + `"`,
+			"theme=dark; sid=" + core + "; b=" + reverse(core)}[core[0]%5]
+		line := k + ": " + v
+		switch core[1] % 3 {
+		case 1:
+			line = "curl -H '" + line + "' https://host.example/"
+		case 2:
+			line = "GET / HTTP/1.1\r\n" + line + "\r\nHost: host.example"
+		}
+		p := textAttr(line)
+		p.secret = append(p.secret, reverse(core))
+		return p
+	case shapeMySQLDSN:
+		proto := []string{"tcp(db:3306)", "unix(/tmp/mysql.sock)", "tcp6([::1]:3306)", ""}[core[0]%4]
+		return textAttr("dsn app:" + core + "@" + proto + "/app?parseTime=true")
+	case shapeFlag:
+		k := strings.ReplaceAll(fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)], "_", "-")
+		return textAttr([]string{"app --" + k + " " + core + " --verbose", "app -" + k + " " + core, `["app", "--` + k + `", "` + core + `"]`,
+			"curl -u admin:" + core + " https://host.example/", "curl --user 'admin:" + core + "' https://host.example/"}[core[0]%5])
+	case shapeRocket:
+		k := fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)]
+		return textAttr([]string{`{"` + k + `"=>"` + core + `", "n"=>1}`, `['` + k + `' => '` + core + `']`, `{:` + k + ` => "` + core + `"}`,
+			k + "=`" + core + "` next"}[core[0]%4])
+	case shapeSQL:
+		return textAttr([]string{"CREATE USER 'app'@'%' IDENTIFIED BY '" + core + "';", "create user app identified with caching_sha2_password by '" + core + "'",
+			"ALTER ROLE app WITH LOGIN PASSWORD '" + core + "' VALID UNTIL 'infinity'"}[core[0]%3])
 	}
 	panic("bad shape")
 }
@@ -259,6 +294,9 @@ func FuzzRedactPlantedSecret(f *testing.F) {
 	f.Add(uint8(shapeURLPassword), uint8(placeError), uint8(7), "p@ss", "https://a:b@c", uint8(2))
 	f.Add(uint8(shapeHTMLInput), uint8(placeSliceOfMaps), uint8('='), "0", "0", uint8(2))         // type=password/>
 	f.Add(uint8(shapeHTMLInput), uint8(placeWithGroup), uint8('/'), "1", "token:\"", uint8(0xb0)) // a quoted value that ends inside the tag
+	f.Add(uint8('R'), uint8('.'), uint8('V'), "0", "BeArer", uint8(2))                            // BeArer pw=`x`: not a bearer token pw=`
+	f.Add(uint8(shapeHeaderLine), uint8(placeWithAttrs), uint8('/'), "9", "token:\"", uint8('S')) // token:" pw: Digest username="u", ...: a quoted value ends in the credentials
+	f.Add(uint8('X'), uint8(' '), uint8(3), "2000000000\x8b07A", "0", uint8(2))                   // a URL password holding pw%3D
 
 	key := []byte("fuzz-fingerprint-key-0123456789")
 	fp, err := New(Options{Mode: Fingerprint, FingerprintKey: key})
@@ -427,6 +465,14 @@ func FuzzStringAgrees(f *testing.F) {
 		"<password><password/>a</password>",
 		`<input type="password" value="x">`, "<INPUT name=pw value=x>", `<input value='x' id='api-key'/>`, `<input type="password" value="`,
 		`<input name="username" value="bob">`, `<input type=password value="x" value=y>`,
+		"Authorization: Negotiate abc def", "curl -H 'Authorization: Negotiate a b' x", `{"msg":"bad password: a b","n":1}`, `a "b password: c d`,
+		`he said "hi Authorization: Digest username="u", response="x" ok`, "password: a b\r\nuser: c", `"Authorization: Negotiate a\r\nHost: x"`,
+		"Authorization=Digest a=\"b\", c=d e=f", "auth=AWS4-HMAC-SHA256 Credential=a/b, Signature=c", "Set-Cookie: a=b; Path=/",
+		"app:pw@tcp(db:3306)/x", "root:pw@unix(/tmp/s)/db", "a:b@/c", "x:p@ss@tcp6(h)/d",
+		"curl -u admin:pw x", "--user=a:b", "-uadmin:pw", "--proxy-user :pw",
+		"--password pw --x", "-pw x", `["a", "--token", "x"]`, `"--password" "x"`, "--password --x",
+		"secret=`x y`", `{"password"=>"x"}`, `'pw' => 'x'`, `{:otp=>1}`,
+		"IDENTIFIED BY 'x'", "identified with p by 'x'", "WITH PASSWORD 'it''s'", "by 'x'", "password ''",
 	} {
 		f.Add(s)
 	}

@@ -15,7 +15,8 @@ import (
 // candidate costs a table lookup per byte. The matchers anchor where a
 // secret's shape is most distinctive: the J of eyJ, the _ of ghp_, the - of
 // xoxb-, the @ of a URL's userinfo, the = or : after a key, the > of a
-// start tag, the < of <input.
+// start tag or of a hash rocket (=>), the < of <input, the dash of a
+// command-line flag, the quote of an SQL password literal.
 
 // The bytes at which a matcher runs are flagged infoTrigger in info.
 var (
@@ -27,7 +28,7 @@ var (
 )
 
 func init() {
-	for _, c := range []byte("bBJA_-@=:%><") {
+	for _, c := range []byte("bBJA_-@=:%><'") {
 		info[c] |= infoTrigger
 	}
 	for i := range 256 {
@@ -67,7 +68,20 @@ type textOut struct {
 	last int // s[:last] has been dealt with
 	n    int
 
-	pemEnd int          // index of the next "-----END " (0: not searched, -1: none)
+	prevA, prevOut int  // the span replaced last starts at s[prevA], its replacement at b[prevOut]
+	prevFrom       int  // and the text copied before it at s[prevFrom]
+	open           bool // widen left its replacement to close
+
+	pemEnd int  // index of the next "-----END " (0: not searched, -1: none)
+	qAt    int  // inQuotes has counted the quotes of s[:qAt]
+	qIn    bool // and found an odd number on qAt's line
+	stop   int  // lastURLStop found the last URL stop before stopTo here (-1: none)
+	stopTo int
+
+	across bool // keyValue takes only a header line's value that runs past last
+	// lineEnd's last scan for each kind of quote (none, ", \", ', `)
+	le [5]lineScan
+
 	starts []startTagAt // the text's start tags, with their end tags (nil: not listed yet)
 	start  int          // the index in starts that closing found last
 }
@@ -84,16 +98,44 @@ func (t *textOut) emit(a, b int) {
 	if t.b == nil {
 		t.b = make([]byte, 0, len(t.s)+len(Redacted))
 	}
+	t.close()
 	t.b = append(t.b, t.s[t.last:a]...)
+	t.prevFrom, t.prevA, t.prevOut = t.last, a, len(t.b)
 	t.b = append(t.b, t.r.replacement(t.s[a:b])...)
 	t.last = b
 	t.n++
+}
+
+// widen replaces s[a:b] that overlaps the span replaced last and starts
+// before it or runs past it: that span's replacement becomes one for both
+// (from no earlier than where the text before that span, copied as it
+// was, starts).
+func (t *textOut) widen(a, b int) {
+	if t.b == nil {
+		return
+	}
+	a = min(max(a, t.prevFrom), t.prevA)
+	b = max(b, t.last)
+	t.prevOut -= t.prevA - a
+	// The replacement is made once the span is done growing (close): in
+	// fingerprint mode each would hash all of it.
+	t.b = t.b[:t.prevOut]
+	t.prevA, t.last, t.open = a, b, true
+}
+
+// close appends the replacement of the span widen left open.
+func (t *textOut) close() {
+	if t.open {
+		t.b = append(t.b, t.r.replacement(t.s[t.prevA:t.last])...)
+		t.open = false
+	}
 }
 
 func (t *textOut) result() string {
 	if t.b == nil {
 		return t.s
 	}
+	t.close()
 	return string(append(t.b, t.s[t.last:]...))
 }
 
@@ -176,7 +218,7 @@ func next(s string, i int) int {
 					return j
 				}
 			case '-':
-				if j+1 < len(s) && s[j+1] == '-' || j > 3 && s[j-4] == 'x' {
+				if j+1 < len(s) && (s[j+1] == '-' || isLetter(s[j+1]) && (j == 0 || flagBefore(s[j-1]))) || j > 3 && s[j-4] == 'x' {
 					return j
 				}
 			case '@':
@@ -191,6 +233,10 @@ func next(s string, i int) int {
 				}
 			case '<':
 				if j+6 < len(s) && lower[s[j+1]] == 'i' && lower[s[j+2]] == 'n' {
+					return j
+				}
+			case '\'':
+				if j > 1 && (s[j-1] == ' ' || s[j-1] == '\t') && (lower[s[j-2]] == 'd' || lower[s[j-2]] == 'y') {
 					return j
 				}
 			default: // '=', ':'
@@ -218,8 +264,8 @@ func candidate(s string, i int) bool {
 		return i+1 < len(s) && (s[i+1] == 'K' || s[i+1] == 'S')
 	case '_':
 		return i > 2 && (s[i-3] == 'g' || s[i-1] == 't')
-	case '-':
-		return i+1 < len(s) && s[i+1] == '-' || i > 3 && s[i-4] == 'x'
+	case '-': // --flag, -flag after a space, xoxb-
+		return i+1 < len(s) && (s[i+1] == '-' || isLetter(s[i+1]) && (i == 0 || flagBefore(s[i-1]))) || i > 3 && s[i-4] == 'x'
 	case '@':
 		return true // the byte before is part of a password: anything
 	case '%': // %3D (or %253D), an encoded =, after a key
@@ -228,6 +274,8 @@ func candidate(s string, i int) bool {
 		return i > 1 && s[i-1] != '/'
 	case '<': // <input
 		return i+6 < len(s) && lower[s[i+1]] == 'i' && lower[s[i+2]] == 'n'
+	case '\'': // PASSWORD 'x', BY 'x'
+		return i > 1 && (s[i-1] == ' ' || s[i-1] == '\t') && (lower[s[i-2]] == 'd' || lower[s[i-2]] == 'y')
 	default: // '=', ':' after a key (and maybe a quote or spaces)
 		if i > 0 {
 			c := s[i-1]
@@ -239,20 +287,13 @@ func candidate(s string, i int) bool {
 
 func (r *Redactor) textFrom(s string, i int) (string, int) {
 	t := textOut{r: r, s: s}
-	for ; i < len(s); i++ {
-		// A < but of <input, most of markup's, is ruled out here: a call
-		// to detect for each cost markup a tenth of its speed.
-		if info[s[i]]&infoTrigger == 0 || s[i] == '<' && (i+1 == len(s) || lower[s[i+1]] != 'i') {
-			continue
-		}
+	// From trigger to trigger as next finds them: no matcher matches at a
+	// trigger that candidate rules out (hasSecretFrom relies on it too),
+	// and next passes over text without one eight bytes a step.
+	for ; i < len(s); i = next(s, i+1) {
 		var a, b int
 		if i < t.last {
-			// Inside a secret already replaced, only self-delimiting tokens
-			// are looked for: one may start inside the replaced span and
-			// run past its end ("Bearer -----BEGIN ... PRIVATE KEY-----"
-			// ends the bearer token at the first space). Contextual matchers
-			// are skipped there, which keeps the scan linear.
-			a, b = t.detectToken(i)
+			a, b = t.detectInSpan(i)
 		} else {
 			a, b = t.detect(i)
 		}
@@ -306,6 +347,49 @@ func (r *Redactor) hasSecretFrom(s string, i int) bool {
 	return false
 }
 
+// detectInSpan runs at trigger i inside a secret already replaced the
+// matchers of self-delimiting tokens: one may start inside the replaced
+// span and run past its end ("Bearer -----BEGIN ... PRIVATE KEY-----" ends
+// the bearer token at the first space). Contextual matchers are skipped
+// there, which keeps the scan linear, but for a key in the span whose
+// value starts past it (token:" {:pw => "x"}: the quoted value ends at the
+// quote that opens x), or is a header line's that runs past it (token:"
+// pw: Digest username="u", response="x": it ends at the first quote of
+// the credentials); the span's replacement then covers it. Values that
+// start in the span are not looked at but for header lines, and lineEnd
+// keeps what it found, so that many keys in one span do not scan a line
+// each.
+func (t *textOut) detectInSpan(i int) (int, int) {
+	s := t.s
+	if a, b := t.detectToken(i); a < b {
+		return a, b
+	}
+	if s[i] == '@' && i >= t.prevA {
+		// A URL's password that holds a secret key=value (pw%3Dx@host):
+		// what it held before the key=value is replaced too.
+		if a, b := t.userinfo(i); a < b && (a < t.prevA || b > t.last) {
+			t.widen(a, b)
+		}
+		return 0, 0
+	}
+	if i < t.prevA || s[i] != ':' && s[i] != '=' && (s[i] != '>' || i == 0 || s[i-1] != '=') {
+		return 0, 0 // not in the replaced text (between <input and its value)
+	}
+	t.across = true
+	var a, b int
+	if s[i] == '>' {
+		a, b = t.keyValueAt(i-1, i+1)
+	} else {
+		a, b = t.keyValue(i)
+	}
+	t.across = false
+	if a < t.last && b > t.last {
+		t.widen(t.prevA, b)
+		return 0, 0
+	}
+	return a, b
+}
+
 // detectToken runs the matchers of self-delimiting secrets at trigger i.
 // An input tag is one: a quoted value before it (token:" <input
 // value="x" ...) may end at a quote inside it.
@@ -341,7 +425,18 @@ func (t *textOut) detect(i int) (int, int) {
 	case '%':
 		return t.encodedKeyValue(i)
 	case '>':
+		if i > 0 && t.s[i-1] == '=' {
+			if a, b := t.keyValueAt(i-1, i+1); a < b {
+				return a, b
+			}
+		}
 		return t.element(i)
+	case '\'':
+		return t.sqlPassword(i)
+	case '-':
+		if a, b := t.flag(i); a < b {
+			return a, b
+		}
 	}
 	return t.detectToken(i)
 }
@@ -380,7 +475,7 @@ func (t *textOut) authScheme(i int) (int, int) {
 	for b < len(s) && s[b] == '=' {
 		b++
 	}
-	if b > a && s[b-1] == '=' && b < len(s) && !valueStop[s[b]] {
+	if b > a && s[b-1] == '=' && b < len(s) {
 		// Maybe not token68 and its padding but a key=value after the
 		// word (bearer api_key=…): if the key is a secret one, left to the
 		// key=value rule, which keeps the key. Taken as the token here,
@@ -574,25 +669,28 @@ func (t *textOut) pem(i int) (int, int) {
 }
 
 // userinfo matches the password of scheme://user:password@host (the @ is
-// the trigger), keeping the user name.
+// the trigger), keeping the user name; also of a Go MySQL driver DSN,
+// which has no // (user:password@tcp(host:3306)/db,
+// user:password@unix(/tmp/mysql.sock)/db, user:password@/db).
 func (t *textOut) userinfo(i int) (int, int) {
 	s := t.s
 	// Bounded so that text full of @ stays linear; a longer userinfo is
 	// not taken for one.
 	const maxAuthority = 512
-	start := i
-	for start > 0 && i-start < maxAuthority && !urlStop(s[start-1]) {
-		start--
-	}
-	if start < 2 || s[start-1] != '/' || s[start-2] != '/' {
+	start := max(0, i-maxAuthority, t.lastURLStop(i, maxAuthority)+1)
+	at := i
+	if start >= 2 && s[start-1] == '/' && s[start-2] == '/' {
+		end := i + 1
+		for end < len(s) && end-i < maxAuthority && !urlStop(s[end]) && s[end] != '?' && s[end] != '#' {
+			end++
+		}
+		// The host follows the last @: passwords may hold unescaped ones.
+		at += strings.LastIndexByte(s[i:end], '@')
+	} else if !dsnAddress(s, i+1) {
+		// A DSN's password may hold an @ too: the @ that the address
+		// follows is the one taken.
 		return 0, 0
 	}
-	end := i + 1
-	for end < len(s) && end-i < maxAuthority && !urlStop(s[end]) && s[end] != '?' && s[end] != '#' {
-		end++
-	}
-	// The host follows the last @: passwords may hold unescaped ones.
-	at := i + strings.LastIndexByte(s[i:end], '@')
 	c := strings.IndexByte(s[start:at], ':')
 	if c < 0 {
 		return 0, 0
@@ -604,6 +702,45 @@ func (t *textOut) userinfo(i int) (int, int) {
 		a = start
 	}
 	return a, at
+}
+
+// dsnAddress reports whether s[k:] starts as the address of a Go MySQL
+// driver DSN after its @: a protocol and its ( (tcp(, unix(, tcp6(), or
+// the / of user:password@/db.
+func dsnAddress(s string, k int) bool {
+	if k < len(s) && s[k] == '/' {
+		return true
+	}
+	j := k
+	for j < len(s) && j-k < 16 && (isLetter(s[j]) || j > k && '0' <= s[j] && s[j] <= '9') {
+		j++
+	}
+	return j > k && j < len(s) && s[j] == '('
+}
+
+func isLetter(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
+
+// lastURLStop returns the index of the last byte before s[i] that ends a
+// URL (urlStop), if it is within bound of i, or -1. It goes on from the
+// @ it was asked about before, which the scan asks about in text order,
+// so that text full of @ is looked at once, not bound times.
+func (t *textOut) lastURLStop(i, bound int) int {
+	lo := max(0, i-bound)
+	stop := -1
+	if t.stopTo > 0 && t.stopTo <= i {
+		lo = max(lo, t.stopTo)
+		stop = t.stop
+	}
+	for k := i - 1; k >= lo; k-- {
+		if urlStop(t.s[k]) {
+			stop = k
+			break
+		}
+	}
+	t.stop, t.stopTo = stop, i
+	return stop
 }
 
 func urlStop(c byte) bool {
@@ -664,6 +801,21 @@ const (
 // DSNs, JSON and headers embedded in text. A value after an auth scheme
 // ("Authorization: Bearer x") keeps the scheme.
 func (t *textOut) keyValue(i int) (int, int) {
+	return t.keyValueAt(i, i+1)
+}
+
+// keyValueAt is keyValue for the separator s[i:j]: = or :, or the => of a
+// Ruby, PHP or Perl hash ("password" => "x", :password => "x").
+//
+// A header or YAML line (Key: value, and key = value with spaces on both
+// sides, as in INI files) has an unquoted value that runs to the end of
+// the line, spaces and all (Authorization: Negotiate YII..., password:
+// correct horse battery staple, Cookie: a=b; sid=c), or, when the line is
+// itself inside double quotes (a JSON string, a quoted logfmt value, a
+// curl -H '...'), to the quote that closes them. Elsewhere an unquoted
+// value is one word, or, after a known auth scheme, the scheme's
+// credentials (Authorization=Negotiate x).
+func (t *textOut) keyValueAt(i, j int) (int, int) {
 	s := t.s
 	ke := i
 	for ke > 0 && (s[ke-1] == ' ' || s[ke-1] == '\t') {
@@ -681,6 +833,9 @@ func (t *textOut) keyValue(i int) (int, int) {
 	}
 	ks, key := keyBefore(s, ke, quote != 0)
 	if ks == ke {
+		if quote == 0 && s[i] == ':' && !t.across {
+			return t.userOption(i, i) // -u :password, no user
+		}
 		return 0, 0
 	}
 	if quote != 0 {
@@ -696,17 +851,27 @@ func (t *textOut) keyValue(i int) (int, int) {
 		}
 	}
 	if !t.r.keys.secret(key) {
+		if quote == 0 && s[i] == ':' && !t.across {
+			if ke < i {
+				ks = i // -u :password, no user
+			}
+			return t.userOption(ks, i) // user:password after -u
+		}
 		return 0, 0
 	}
-	a := i + 1
+	a := j
 	for a < len(s) && (s[a] == ' ' || s[a] == '\t') {
 		a++
 	}
 	if a >= len(s) {
 		return 0, 0
 	}
+	header := quote == 0 && j == i+1 && a > j && (s[i] == ':' || ke < i)
+	if t.across && a < t.last && (!header || strings.IndexByte("\"'`{[", s[a]) >= 0 || s[a] == '\\' && a+1 < len(s) && s[a+1] == '"') {
+		return 0, 0 // a value that starts in the span last ends: not looked at
+	}
 	switch c := s[a]; {
-	case c == '"' || c == '\'':
+	case c == '"' || c == '\'' || c == '`':
 		b := closeQuote(s, a+1, c)
 		return skipScheme(s, a+1, b), b
 	case c == '\\' && a+1 < len(s) && s[a+1] == '"':
@@ -718,27 +883,352 @@ func (t *textOut) keyValue(i int) (int, int) {
 	case c == '{' || c == '[':
 		return a, closeBracket(s, a)
 	}
+	rocket := j > i+1
+	if header {
+		b := t.lineEnd(ks, a, true)
+		if len(key) >= len("set-cookie") && equalFold(key[len(key)-len("set-cookie"):], "set-cookie") {
+			// One cookie, then its attributes (Path=/; HttpOnly).
+			if k := strings.IndexByte(s[a:b], ';'); k >= 0 {
+				b = a + k
+			}
+		}
+		c := skipScheme(s, a, b)
+		if c > a {
+			if d, params := credentials(s, c); params && d > b {
+				// The quote taken for the one that closes the line's is
+				// one of the credentials' (Digest username="u", ...): the
+				// line was not in quotes after all.
+				b = max(t.lineEnd(ks, a, false), d)
+			}
+		}
+		if t.across && b <= t.last {
+			return 0, 0
+		}
+		return c, b
+	}
 	b := a
 	for b < len(s) && !valueStop[s[b]] {
-		if quote != 0 && s[i] == ':' && (s[b] == '}' || s[b] == ']') {
-			break // a JSON number, bool or null
+		if (quote != 0 && s[i] == ':' || rocket) && (s[b] == '}' || s[b] == ']' || rocket && s[b] == ')') {
+			break // a JSON number, bool or null; a hash's last value
 		}
 		b++
 	}
-	if isScheme(s[a:b]) && b < len(s) && s[b] == ' ' {
+	if isScheme(s[a:b]) && b < len(s) && (s[b] == ' ' || s[b] == '\t') {
 		c := b
-		for c < len(s) && s[c] == ' ' {
+		for c < len(s) && (s[c] == ' ' || s[c] == '\t') {
 			c++
 		}
-		d := c
-		for d < len(s) && !valueStop[s[d]] {
-			d++
-		}
-		if d > c {
+		if d, _ := credentials(s, c); d > c {
 			return c, d
 		}
 	}
 	return a, b
+}
+
+// wordEnd returns where the word of an unquoted value that starts at s[c]
+// ends: at a byte that ends a value, or at an =.
+func wordEnd(s string, c int) int {
+	for c < len(s) && !valueStop[s[c]] && s[c] != '=' {
+		c++
+	}
+	return c
+}
+
+// lineEnd returns where the value of a header or YAML line that starts at
+// s[a], its key at s[ks], ends: at the end of the line (a CR or LF, or
+// their escapes \r and \n in escaped text), or at the quote that closes a
+// quoted string the line is in, whichever comes first; trailing spaces are
+// not part of it. The line is in quotes when its key follows a quote
+// (curl -H 'Authorization: Negotiate x', "Authorization: Negotiate x") or
+// an odd number of double quotes ({"msg":"bad password: x y","n":1}),
+// unless quoted is false.
+func (t *textOut) lineEnd(ks, a int, quoted bool) int {
+	s := t.s
+	var q byte
+	escaped := false
+	switch {
+	case !quoted: // to the end of the line
+	case ks > 0 && (s[ks-1] == '"' || s[ks-1] == '\'' || s[ks-1] == '`'):
+		q = s[ks-1]
+		escaped = q == '"' && ks > 1 && s[ks-2] == '\\'
+	case t.inQuotes(ks):
+		q = '"'
+	}
+	// The last scan for the same quote, if it started before a and ended
+	// after it, found the terminator: each kind of quote has its own, so
+	// that keys whose lines end at different quotes do not scan again.
+	m := &t.le[strings.IndexByte("\x00\"\\'`", q)]
+	if escaped {
+		m = &t.le[2]
+	}
+	if m.to > 0 && m.from <= a && a <= m.to {
+		return max(a, m.trim)
+	}
+	b := a
+	for ; b < len(s); b++ {
+		c := s[b]
+		if c == '\n' || c == '\r' || c == q && q != 0 {
+			break
+		}
+		if c == '\\' {
+			if b+1 < len(s) && (s[b+1] == 'n' || s[b+1] == 'r' || escaped && s[b+1] == q) {
+				break
+			}
+			if q == '"' || q == '\'' {
+				b++ // an escaped quote
+			}
+		}
+	}
+	b = min(b, len(s))
+	m.from, m.to = a, b
+	for b > a && isSpace(s[b-1]) {
+		b--
+	}
+	m.trim = b
+	return b
+}
+
+// lineScan is a scan of lineEnd's: from s[from] to the terminator at
+// s[to], and trim, where the spaces before that start.
+type lineScan struct{ from, to, trim int }
+
+// inQuotes reports whether s[p] is inside a double-quoted string opened
+// earlier on its line: whether an odd number of double quotes, not
+// escaped, come between the start of the line and p. The count is kept
+// from one call to the next, which the scan makes in text order, so that
+// a long line costs one count, not one for each key on it.
+func (t *textOut) inQuotes(p int) bool {
+	s := t.s
+	if p < t.qAt {
+		t.qAt, t.qIn = strings.LastIndexByte(s[:p], '\n')+1, false
+	}
+	k, in := t.qAt, t.qIn
+	for ; k < p; k++ {
+		switch s[k] {
+		case '\n':
+			in = false
+		case '\\':
+			k++
+		case '"':
+			in = !in
+		}
+	}
+	t.qAt, t.qIn = k, in
+	return in
+}
+
+// credentials returns where the credentials that start at s[c], after an
+// auth scheme in an unquoted value, end: a word (token68) and its =
+// padding (Negotiate, NTLM, Bearer, SSWS, Bot, ...), or a list of
+// auth-params, name=value or name="quoted value", separated by commas
+// (Digest, AWS4-HMAC-SHA256), and whether they are such a list. c if none
+// starts there.
+func credentials(s string, c int) (int, bool) {
+	d := wordEnd(s, c)
+	e := d
+	for e < len(s) && s[e] == '=' {
+		e++
+	}
+	if d == c || e == d || e != d+1 || e == len(s) || valueStop[s[e]] && s[e] != '"' {
+		return e, false // a token68, padded or not
+	}
+	last := c
+	for {
+		// s[c:d] is a name, s[d] its =.
+		v := d + 1
+		if v < len(s) && s[v] == '"' {
+			v = min(len(s), closeQuote(s, v+1, '"')+1)
+		} else {
+			for v < len(s) && !isSpace(s[v]) && strings.IndexByte(",\"'`<>", s[v]) < 0 {
+				v++
+			}
+		}
+		last = v
+		k := v
+		for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
+			k++
+		}
+		if k == len(s) || s[k] != ',' {
+			return last, true
+		}
+		k++
+		for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
+			k++
+		}
+		c, d = k, wordEnd(s, k)
+		if d == c || d == len(s) || s[d] != '=' {
+			return last, true
+		}
+	}
+}
+
+// userOption matches the password in curl's -u user:password (also
+// --user, -U and --proxy-user, with a space or an =, the user:password
+// maybe quoted; -uuser:password), keeping the user name: the key of the
+// key=value matcher whose : is at s[i] starts at s[ks] and is not a secret.
+func (t *textOut) userOption(ks, i int) (int, int) {
+	s := t.s
+	var q byte
+	fe := ks
+	if fe > 0 && (s[fe-1] == '"' || s[fe-1] == '\'') {
+		q = s[fe-1]
+		fe--
+	}
+	if fe > 0 && s[fe-1] == '=' && q == 0 {
+		fe--
+	} else if q == 0 && fe+2 < i && (s[fe:fe+2] == "-u" || s[fe:fe+2] == "-U") {
+		fe += 2 // -uuser:password
+	} else {
+		sp := fe
+		for fe > 0 && sp-fe < 4 && (s[fe-1] == ' ' || s[fe-1] == '\t') {
+			fe--
+		}
+		if fe == sp {
+			return 0, 0
+		}
+	}
+	fs := fe
+	for fs > 0 && fe-fs <= len("--proxy-user") && (isLetter(s[fs-1]) || s[fs-1] == '-') {
+		fs--
+	}
+	if fs > 0 && !flagBefore(s[fs-1]) {
+		return 0, 0
+	}
+	switch s[fs:fe] {
+	case "-u", "-U", "--user", "--proxy-user":
+	default:
+		return 0, 0
+	}
+	a := i + 1
+	if q != 0 {
+		return a, closeQuote(s, a, q)
+	}
+	return a, argEnd(s, a)
+}
+
+// argEnd returns where the unquoted command-line argument that starts at
+// s[a] ends: at a space or a quote (of a command line quoted whole).
+func argEnd(s string, a int) int {
+	for a < len(s) && !isSpace(s[a]) && s[a] != '"' && s[a] != '\'' && s[a] != '`' {
+		a++
+	}
+	return a
+}
+
+// flagBefore reports whether a command-line flag may start after c.
+func flagBefore(c byte) bool {
+	return isSpace(c) || c == '"' || c == '\''
+}
+
+// flag matches the value of a command-line flag named as a secret key and
+// given as the next argument (--password x, --api-key x, Go's -password
+// x; "--token" "x" as %q prints it), unless that argument is another flag
+// (the dash is the trigger). --password=x is key=value text.
+func (t *textOut) flag(i int) (int, int) {
+	s := t.s
+	if i > 0 && !flagBefore(s[i-1]) {
+		return 0, 0
+	}
+	n := i + 1
+	if n < len(s) && s[n] == '-' {
+		n++
+	}
+	if n == len(s) || !isLetter(s[n]) {
+		return 0, 0
+	}
+	e := n
+	for e < len(s) && keyByte[s[e]] {
+		e++
+	}
+	a := e
+	sep := false // a separator before the value
+	if i > 0 && (s[i-1] == '"' || s[i-1] == '\'') {
+		// "--token" "x", or ["--token","x"]
+		if a == len(s) || s[a] != s[i-1] {
+			return 0, 0
+		}
+		a++
+		if a < len(s) && s[a] == ',' {
+			a++
+			sep = true
+		}
+	}
+	for a < len(s) && (s[a] == ' ' || s[a] == '\t') {
+		a++
+		sep = true
+	}
+	if !sep || a == len(s) || s[a] == '-' || !t.r.keys.secret(s[max(n, e-maxTextKey):e]) {
+		return 0, 0
+	}
+	if c := s[a]; c == '"' || c == '\'' || c == '`' {
+		return a + 1, closeQuote(s, a+1, c)
+	}
+	return a, argEnd(s, a)
+}
+
+// sqlPassword matches the quoted literal of SQL's IDENTIFIED BY 'x'
+// (also IDENTIFIED WITH plugin BY 'x'), PASSWORD 'x' (WITH PASSWORD 'x',
+// ALTER ROLE r PASSWORD 'x'), in any case; the quote is the trigger.
+// A quote doubled inside the literal (the SQL escape) is part of it.
+func (t *textOut) sqlPassword(i int) (int, int) {
+	s := t.s
+	if i < 3 || s[i-1] != ' ' && s[i-1] != '\t' {
+		return 0, 0
+	}
+	ws := i - 1
+	for ws > 0 && i-1-ws <= len("password") && isLetter(s[ws-1]) {
+		ws--
+	}
+	if ws > 0 && keyByte[s[ws-1]] {
+		return 0, 0 // db_password 'x': not the keyword
+	}
+	switch w := s[ws : i-1]; {
+	case equalFold(w, "password"):
+	case equalFold(w, "by") && identifiedBefore(s, ws):
+	default:
+		return 0, 0
+	}
+	b := i + 1
+	for {
+		b = closeQuote(s, b, '\'')
+		if b+1 >= len(s) || s[b+1] != '\'' {
+			break
+		}
+		b += 2
+	}
+	return i + 1, min(b, len(s))
+}
+
+// identifiedBefore reports whether IDENTIFIED, or IDENTIFIED WITH plugin,
+// ends just before the spaces before s[k].
+func identifiedBefore(s string, k int) bool {
+	word := func(k int) (int, string) {
+		e := k
+		for e > 0 && k-e < 4 && (s[e-1] == ' ' || s[e-1] == '\t') {
+			e--
+		}
+		if e == k {
+			return k, ""
+		}
+		b := e
+		for b > 0 && e-b < maxTextKey && keyByte[s[b-1]] {
+			b--
+		}
+		return b, s[b:e]
+	}
+	k, w := word(k)
+	if equalFold(w, "identified") {
+		return true
+	}
+	if w == "" {
+		return false
+	}
+	k, w = word(k)
+	if !equalFold(w, "with") {
+		return false
+	}
+	_, w = word(k)
+	return equalFold(w, "identified")
 }
 
 // keyBefore returns where the key of key=value text that ends at ke
@@ -1241,20 +1731,39 @@ func attribute(s string, k, end int) (name string, va, vb, next int) {
 	return name, va, k, k
 }
 
-func isScheme(w string) bool {
-	return equalFold(w, "bearer") || equalFold(w, "basic") || equalFold(w, "token")
+// authSchemes are the HTTP authentication schemes whose name a value
+// under a secret key keeps (Authorization: Negotiate [REDACTED]), in lower
+// case.
+var authSchemes = []string{
+	"bearer", "basic", "token", "negotiate", "ntlm", "kerberos", "digest",
+	"ssws", "bot", "apikey", "aws4-hmac-sha256", "dpop", "oauth", "mac",
+	"hoba", "mutual", "vapid", "scram-sha-1", "scram-sha-256", "splunk",
+	"geniekey",
 }
 
-// skipScheme returns where the credentials start in the quoted value s[a:b].
+func isScheme(w string) bool {
+	if len(w) < 3 || len(w) > len("aws4-hmac-sha256") {
+		return false
+	}
+	for _, sc := range authSchemes {
+		if equalFold(w, sc) {
+			return true
+		}
+	}
+	return false
+}
+
+// skipScheme returns where the credentials start in the value s[a:b] (a
+// quoted one, or a header's to the end of its line).
 func skipScheme(s string, a, b int) int {
 	c := a
-	for c < b && s[c] != ' ' {
+	for c < b && c-a <= len("aws4-hmac-sha256") && s[c] != ' ' && s[c] != '\t' {
 		c++
 	}
 	if c == b || !isScheme(s[a:c]) {
 		return a
 	}
-	for c < b && s[c] == ' ' {
+	for c < b && (s[c] == ' ' || s[c] == '\t') {
 		c++
 	}
 	if c == b {

@@ -23,6 +23,7 @@ const (
 
 func TestStringPatterns(t *testing.T) {
 	R := Redacted
+	const S = "hunter2secretXYZ"
 	for _, tc := range []struct {
 		name, in, want string
 		n              int
@@ -176,6 +177,7 @@ func TestStringPatterns(t *testing.T) {
 		{"header basic", "Authorization: Basic " + testBasic, "Authorization: Basic " + R, 1},
 		{"bearer then key=value", "BeArer api_key=w36Nyvc5yO04U42ZxwE2lKzs BeArer", "BeArer api_key=" + R + " BeArer", 1},
 		{"bearer then secret key", "sent bearer pw=abcdefghij", "sent bearer pw=" + R, 1},
+		{"bearer then secret key, quoted value", `Bearer api_key="` + S + `" BeArer secret=` + "`" + S + "`", `Bearer api_key="` + R + `" BeArer secret=` + "`" + R + "`", 2},
 		{"bearer then other key=value", "token_type=bearer key_id=abc123def", "token_type=bearer key_id=abc123def", 0},
 		{"bearer padded", "Bearer abcdefgh0123== ok", "Bearer " + R + " ok", 1},
 		{"bearer padded in brackets", "(Bearer abcdefgh0123==)", "(Bearer " + R + ")", 1},
@@ -211,6 +213,7 @@ func TestStringPatterns(t *testing.T) {
 		{"url password at", "postgres://app:p@ss:w0rd@db:5432/app", "postgres://app:" + R + "@db:5432/app", 1},
 		{"url odd password", "ftp://u:pa$$!@host/", "ftp://u:" + R + "@host/", 1},
 		{"url no user", "redis://:hunter2@cache:6379/0", "redis://:" + R + "@cache:6379/0", 1},
+		{"url password holding a key=value", "dial https://user:abcPw%3Dsecret@host/p ok", "dial https://user:" + R + " ok", 1},
 		{"url user only", "https://bob@example.com/", "https://bob@example.com/", 0},
 		{"url query", "GET /cb?code=1&access_token=abc123&token_type=bearer&api_key=zzz#frag",
 			"GET /cb?code=1&access_token=" + R + "&token_type=bearer&api_key=" + R, 2}, // '#' may be part of a password
@@ -233,7 +236,97 @@ func TestStringPatterns(t *testing.T) {
 		{"empty value", "password=&next=1", "password=&next=1", 0},
 		{"spaced", "password = hunter2", "password = " + R, 1},
 		{"set-cookie", "Set-Cookie: sid=abc123; Path=/", "Set-Cookie: " + R + "; Path=/", 1},
-		{"prose", "invalid password: too short", "invalid password: " + R + " short", 1},
+		{"prose", "invalid password: too short", "invalid password: " + R, 1},
+
+		// header and YAML lines: the value runs to the end of the line
+		{"negotiate", "Authorization: Negotiate YIIGhgYGKwYBBQUCoIIGejCCBnagMDAu", "Authorization: Negotiate " + R, 1},
+		{"okta ssws", "Authorization: SSWS 00QCjAl4MlV-WPXM-" + S, "Authorization: SSWS " + R, 1},
+		{"discord bot", "Authorization: Bot MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs", "Authorization: Bot " + R, 1},
+		{"apikey scheme", "authorization: ApiKey " + S, "authorization: ApiKey " + R, 1},
+		{"digest", `Authorization: Digest username="u", realm="r", nonce="n", response="` + S + `"`, "Authorization: Digest " + R, 1},
+		{"bearer after a tab", "Authorization: Bearer\t" + S, "Authorization: Bearer\t" + R, 1},
+		{"unknown scheme", "Authorization: Custom " + S, "Authorization: " + R, 1},
+		{"header line inside a quoted value", `token:" pw: Digest username="u", response="` + S + `" ok`, `token:"` + R, 1},
+		{"header lines inside a quoted value", `token:" a: b pw: c pw: d"e` + "\n" + `pw: f`, `token:"` + R + `"e` + "\n" + `pw: ` + R, 2},
+		{"hash key inside a quoted value", `token:" {:pw => "` + S + `"} ok`, `token:"` + R + `"` + R + `"} ok`, 2},
+		{"values that start inside a quoted value", `token:" pw=` + S + ` pw: [a b] ok"`, `token:"` + R + `"`, 1},
+		{"digest after an unclosed quote", `he said "hi Authorization: Digest username="u", response="` + S + `" ok`, `he said "hi Authorization: Digest ` + R, 1},
+		{"header lines", "GET / HTTP/1.1\r\nAuthorization: Negotiate " + S + " \r\nHost: x\r\n", "GET / HTTP/1.1\r\nAuthorization: Negotiate " + R + " \r\nHost: x\r\n", 1},
+		{"curl header, single quotes", "curl -H 'Authorization: Negotiate YIIG " + S + "' https://x/", "curl -H 'Authorization: Negotiate " + R + "' https://x/", 1},
+		{"curl header, double quotes", `curl -H "X-Api-Key: abc def" -d x`, `curl -H "X-Api-Key: ` + R + `" -d x`, 1},
+		{"header line in a json string", `{"msg":"bad password: correct horse","code":1}`, `{"msg":"bad password: ` + R + `","code":1}`, 1},
+		{"header line in escaped json", `{\"h\":\"Authorization: Negotiate abc ` + S + `\"}`, `{\"h\":\"Authorization: Negotiate ` + R + `\"}`, 1},
+		{"header line in escaped text", `"Authorization: Negotiate abc\r\nHost: x"`, `"Authorization: Negotiate ` + R + `\r\nHost: x"`, 1},
+		{"header line in a logfmt value", `msg="login failed, password: correct horse" user=bob`, `msg="login failed, password: ` + R + `" user=bob`, 1},
+		{"quotes closed before the key", `a="x" password: correct horse "battery"`, `a="x" password: ` + R, 1},
+		{"passphrase", "password: correct horse battery staple", "password: " + R, 1},
+		{"passphrase, trailing spaces, next line", "password: correct horse  \nuser: bob", "password: " + R + "  \nuser: bob", 1},
+		{"api key header with a space", "X-Api-Key: abc def", "X-Api-Key: " + R, 1},
+		{"cookies", "Cookie: theme=dark; sid=" + S, "Cookie: " + R, 1},
+		{"ini line", "db_password = correct horse", "db_password = " + R, 1},
+		{"quoted yaml value", `password: "a b" # c`, `password: "` + R + `" # c`, 1},
+		{"header lines, names of secrets", "token_type: bearer access\npassword_policy: at least 12 chars\nContent-Type: text/plain; charset=utf-8",
+			"token_type: bearer access\npassword_policy: at least 12 chars\nContent-Type: text/plain; charset=utf-8", 0},
+		{"json values stay as they were", `{"password": 123, "n": 1} {"token": "x y", "n": 2}`, `{"password": ` + R + `, "n": 1} {"token": "` + R + `", "n": 2}`, 2},
+
+		// an auth scheme in key=value text: its credentials
+		{"scheme in key=value", "Authorization=Negotiate " + S + " user=bob", "Authorization=Negotiate " + R + " user=bob", 1},
+		{"scheme after a colon", "Authorization:NTLM " + S + " user=bob", "Authorization:NTLM " + R + " user=bob", 1},
+		{"digest in key=value", `authorization=Digest username="u", response="` + S + `" user=bob`, "authorization=Digest " + R + " user=bob", 1},
+		{"aws4 in key=value", "Authorization=AWS4-HMAC-SHA256 Credential=" + testAWS + "/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=" + S + " next",
+			"Authorization=AWS4-HMAC-SHA256 " + R + " next", 1},
+		{"padded token in key=value", "auth=Bot " + S + "== next", "auth=Bot " + R + " next", 1},
+		{"unknown scheme in key=value", "Authorization=Custom " + S, "Authorization=" + R + " " + S, 1},
+
+		// Go MySQL driver DSNs
+		{"mysql dsn tcp", "app:" + S + "@tcp(db:3306)/app?parseTime=true", "app:" + R + "@tcp(db:3306)/app?parseTime=true", 1},
+		{"mysql dsn unix", "root:" + S + "@unix(/tmp/mysql.sock)/db", "root:" + R + "@unix(/tmp/mysql.sock)/db", 1},
+		{"mysql dsn tcp6, @ in the password", "dsn=app:p@ss" + S + "@tcp6([::1]:3306)/x", "dsn=app:" + R + "@tcp6([::1]:3306)/x", 1},
+		{"mysql dsn, no address", "root:" + S + "@/db", "root:" + R + "@/db", 1},
+		{"not dsns", "git@github.com:org/repo.git mail bob@example.com (tcp) user@tcp(db) a:b@c d", "git@github.com:org/repo.git mail bob@example.com (tcp) user@tcp(db) a:b@c d", 0},
+
+		// curl's -u user:password
+		{"curl -u", "curl -u admin:" + S + " https://x/", "curl -u admin:" + R + " https://x/", 1},
+		{"curl --user", "curl --user admin:" + S + " https://x/", "curl --user admin:" + R + " https://x/", 1},
+		{"curl --user=", "curl --user=admin:" + S, "curl --user=admin:" + R, 1},
+		{"curl -u quoted", "curl -u 'admin:a b" + S + "' https://x/", "curl -u 'admin:" + R + "' https://x/", 1},
+		{"curl -u attached", "curl -uadmin:" + S, "curl -uadmin:" + R, 1},
+		{"curl --proxy-user, no user", `sh -c "curl --proxy-user :` + S + `"`, `sh -c "curl --proxy-user :` + R + `"`, 1},
+		{"not curl -u", "at 12:30 sort -k 1:2 --users a:b -user c:d x-u e:f", "at 12:30 sort -k 1:2 --users a:b -user c:d x-u e:f", 0},
+
+		// command-line flags and the next argument
+		{"flag", "run --password " + S + " --verbose", "run --password " + R + " --verbose", 1},
+		{"flag api-key", "--api-key " + S, "--api-key " + R, 1},
+		{"go flag", "cmd -password " + S + " -v", "cmd -password " + R + " -v", 1},
+		{"flag with =", "cmd --token=" + S + " -v", "cmd --token=" + R + " -v", 1},
+		{"flag, quoted value", "cmd --password 'a b " + S + "' x", "cmd --password '" + R + "' x", 1},
+		{"flags as %q prints them", `["cmd" "--password" "` + S + `"]`, `["cmd" "--password" "` + R + `"]`, 1},
+		{"flags in a json array", `["cmd", "--client-secret", "` + S + `"]`, `["cmd", "--client-secret", "` + R + `"]`, 1},
+		{"flags in compact json", `["cmd","--token","` + S + `"]`, `["cmd","--token","` + R + `"]`, 1},
+		{"flag in a quoted command", `sh -c "app -pw ` + S + `"`, `sh -c "app -pw ` + R + `"`, 1},
+		{"flags, names of secrets", "a-password b --password --verbose --password-file /etc/pw --no-color x -token --token-type bearer",
+			"a-password b --password --verbose --password-file /etc/pw --no-color x -token --token-type bearer", 0},
+
+		// backticks
+		{"backtick value", "secret=`" + S + "` next", "secret=`" + R + "` next", 1},
+		{"backtick yaml value", "token: `a b` next", "token: `" + R + "` next", 1},
+
+		// hash rockets
+		{"ruby hash", `{"password"=>"` + S + `", "user"=>"bob"}`, `{"password"=>"` + R + `", "user"=>"bob"}`, 1},
+		{"php array", `['api_key' => '` + S + `', 'n' => 1]`, `['api_key' => '` + R + `', 'n' => 1]`, 1},
+		{"ruby symbol", `{:password => "` + S + `"}`, `{:password => "` + R + `"}`, 1},
+		{"ruby number", `{:otp=>123456}`, `{:otp=>` + R + `}`, 1},
+		{"perl hash", `(password => 'x1', user => 'bob')`, `(password => '` + R + `', user => 'bob')`, 1},
+		{"hashes, names of secrets", `{"token_type"=>"bearer", :password_policy => "strict", x => y}`, `{"token_type"=>"bearer", :password_policy => "strict", x => y}`, 0},
+
+		// SQL password literals
+		{"identified by", "CREATE USER 'app'@'%' IDENTIFIED BY '" + S + "';", "CREATE USER 'app'@'%' IDENTIFIED BY '" + R + "';", 1},
+		{"identified with plugin by", "create user app identified with caching_sha2_password by '" + S + "'", "create user app identified with caching_sha2_password by '" + R + "'", 1},
+		{"with password", "CREATE ROLE app WITH LOGIN PASSWORD '" + S + "'", "CREATE ROLE app WITH LOGIN PASSWORD '" + R + "'", 1},
+		{"alter role password", "ALTER ROLE app PASSWORD '" + S + "' VALID UNTIL '2030-01-01'", "ALTER ROLE app PASSWORD '" + R + "' VALID UNTIL '2030-01-01'", 1},
+		{"doubled quote", "alter user bob password 'it''s " + S + "'", "alter user bob password '" + R + "'", 1},
+		{"sql, no passwords", "ORDER BY 'name'; sorted by 'date'; db_password 'x'; PASSWORD ''; said 'hi'; password_policy 'strict'",
+			"ORDER BY 'name'; sorted by 'date'; db_password 'x'; PASSWORD ''; said 'hi'; password_policy 'strict'", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, n := Default().String(tc.in)
@@ -381,6 +474,10 @@ func TestStringLinear(t *testing.T) {
 		"Basic dXNlcjpwYXNz ", `"password":{`, `\"token\":\"`, "token='", "-", "_", "AKIAAAAAAAAAAAAAAAAA ",
 		"ghp_aaaaaaaaaaaaaaaaaaaaaaaaaa", "//a@", "Bearer pw={", `bearer pw="`, "Bearer pass%77ord=[", "%5F",
 		"%70%77=", "a+", "<input a=", `<input a="x" b="`, `<input type=password value="`,
+		"password: ", `"password: `, `a"password: x `, "password: x\n", "@", "a:b@tcp(", "a@tcp(", "--password ", "--password x ",
+		"-u a:", "-u :", "PASSWORD '", "IDENTIFIED BY '", "by '", `"password"=>`, "password => ", "Authorization=Digest a=b, ",
+		"token: Digest a=\"", "token=`", `{:pw => "`, "pw=>", `token:"pw: [`, `token:"pw=pw=`,
+		`pw: a "pw: b `, "pw: a 'pw: b \"pw: c `pw: d ", "https://u:xPw%3Dy@",
 	} {
 		s := strings.Repeat(unit, 200000/len(unit))
 		start := time.Now()
@@ -415,7 +512,7 @@ func checkNext(t *testing.T, s string) {
 // TestNext: the eight-byte steps of next find what a byte-by-byte scan
 // finds, at every length and offset.
 func TestNext(t *testing.T) {
-	const alpha = "xbe-_=:@AKJy tg%3D5>\"<"
+	const alpha = "xbe-_=:@AKJy tg%3D5>\"<'d"
 	for n := range 20 {
 		for k := range 200 {
 			b := make([]byte, n)
