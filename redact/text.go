@@ -81,6 +81,9 @@ type textOut struct {
 	across bool // keyValue takes only a header line's value that runs past last
 	// lineEnd's last scan for each kind of quote (none, ", \", ', `)
 	le [5]lineScan
+	// nextSemicolon's last search: from s[semiFrom], the first ; at
+	// semiTo (len(s): none; 0: no search yet)
+	semiFrom, semiTo int
 
 	starts []startTagAt // the text's start tags, with their end tags (nil: not listed yet)
 	start  int          // the index in starts that closing found last
@@ -866,7 +869,7 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 	if a >= len(s) {
 		return 0, 0
 	}
-	header := quote == 0 && j == i+1 && a > j && (s[i] == ':' || ke < i)
+	header := quote == 0 && j == i+1 && a > j && (s[i] == ':' || ke < i) && lineStart(s, ks)
 	if t.across && a < t.last && (!header || strings.IndexByte("\"'`{[", s[a]) >= 0 || s[a] == '\\' && a+1 < len(s) && s[a+1] == '"') {
 		return 0, 0 // a value that starts in the span last ends: not looked at
 	}
@@ -888,9 +891,7 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 		b := t.lineEnd(ks, a, true)
 		if len(key) >= len("set-cookie") && equalFold(key[len(key)-len("set-cookie"):], "set-cookie") {
 			// One cookie, then its attributes (Path=/; HttpOnly).
-			if k := strings.IndexByte(s[a:b], ';'); k >= 0 {
-				b = a + k
-			}
+			b = min(b, t.nextSemicolon(a))
 		}
 		c := skipScheme(s, a, b)
 		if c > a {
@@ -923,6 +924,40 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 		}
 	}
 	return a, b
+}
+
+// lineStart reports whether the key at s[ks] begins a line (spaces
+// aside): first in the text, after a CR or LF or their escapes, or after
+// a quote that opens the line's text (curl -H 'Authorization: x'). Only
+// such a key's value runs to the end of its line: in prose (login failed,
+// password: too short, user=bob) a value is one word, as in key=value.
+func lineStart(s string, ks int) bool {
+	p := ks
+	for p > 0 && (s[p-1] == ' ' || s[p-1] == '\t') {
+		p--
+	}
+	switch {
+	case p == 0:
+		return true
+	case s[p-1] == '\n' || s[p-1] == '\r' || s[p-1] == '"' || s[p-1] == '\'' || s[p-1] == '`':
+		return true
+	case p >= 2 && s[p-2] == '\\' && (s[p-1] == 'n' || s[p-1] == 'r'):
+		return true
+	}
+	return false
+}
+
+// nextSemicolon returns the index of the first ; at or after a, or
+// len(s). The scan asks in text order, so the last search is kept: a line
+// of many Set-Cookie keys costs one search, not one each.
+func (t *textOut) nextSemicolon(a int) int {
+	if t.semiTo == 0 || a < t.semiFrom || a > t.semiTo {
+		t.semiFrom, t.semiTo = a, len(t.s)
+		if k := strings.IndexByte(t.s[a:], ';'); k >= 0 {
+			t.semiTo = a + k
+		}
+	}
+	return t.semiTo
 }
 
 // wordEnd returns where the word of an unquoted value that starts at s[c]
