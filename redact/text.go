@@ -1103,6 +1103,11 @@ func credentials(s string, c int) (int, bool) {
 // key=value matcher whose : is at s[i] starts at s[ks] and is not a secret.
 func (t *textOut) userOption(ks, i int) (int, int) {
 	s := t.s
+	// The user name is the whole argument, not only what a key holds: an
+	// e-mail address (Jira's and Atlassian's API tokens), DOMAIN\user.
+	for ks > 0 && i-ks < maxUserName && !isSpace(s[ks-1]) && strings.IndexByte("\"'`=", s[ks-1]) < 0 {
+		ks--
+	}
 	var q byte
 	fe := ks
 	if fe > 0 && (s[fe-1] == '"' || s[fe-1] == '\'') {
@@ -1140,6 +1145,10 @@ func (t *textOut) userOption(ks, i int) (int, int) {
 	}
 	return a, argEnd(s, a)
 }
+
+// maxUserName bounds userOption's look back for the start of a user name,
+// which keeps text full of colons linear.
+const maxUserName = 128
 
 // argEnd returns where the unquoted command-line argument that starts at
 // s[a] ends: at a space or a quote (of a command line quoted whole).

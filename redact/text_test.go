@@ -240,6 +240,9 @@ func TestStringPatterns(t *testing.T) {
 		// ordinary text: login failed, password: too short, user=bob)
 		{"prose", "invalid password: too short", "invalid password: " + R + " short", 1},
 		{"prose, go error", "oauth2: cannot fetch token: 401 Unauthorized", "oauth2: cannot fetch token: " + R + " Unauthorized", 1},
+		{"curl -u with an e-mail address", "curl -u me@example.com:APITOKEN1 https://x.atlassian.net", "curl -u me@example.com:" + R + " https://x.atlassian.net", 1},
+		{"curl --user quoted, domain user", `curl --user 'CORP\bob:pw-SECRET-2' https://x`, `curl --user 'CORP\bob:` + R + `' https://x`, 1},
+		{"curl --user= with an e-mail address", "curl --user=me@example.com:T0KEN3 x", "curl --user=me@example.com:" + R + " x", 1},
 		{"prose, build log", "lint pass: ok (3 warnings)", "lint pass: " + R + " (3 warnings)", 1},
 		{"prose, logfmt after", "login failed, password: tooshort user=bob id=42", "login failed, password: " + R + " user=bob id=42", 1},
 
