@@ -234,8 +234,12 @@ func plant(shape int, core string, keyIdx uint8) planted {
 		v := []string{core + " " + reverse(core), "Negotiate " + core + " " + reverse(core), "SSWS\t" + core + " " + reverse(core),
 			`Digest username="u", realm="r", response="` + core + `", opaque="` + reverse(core) + `"`,
 			"theme=dark; sid=" + core + "; b=" + reverse(core)}[core[0]%5]
+		// A line's own: only a key that begins a line (or follows a
+		// quote) takes the rest of it; mid-line prose is one word.
 		line := k + ": " + v
 		switch core[1] % 3 {
+		case 0:
+			line = "\n" + line
 		case 1:
 			line = "curl -H '" + line + "' https://host.example/"
 		case 2:

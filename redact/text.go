@@ -693,6 +693,12 @@ func (t *textOut) userinfo(i int) (int, int) {
 		// A DSN's password may hold an @ too: the @ that the address
 		// follows is the one taken.
 		return 0, 0
+	} else if start > 0 && s[start-1] == '/' {
+		// And a / (base64), which would end a URL: a DSN's user name
+		// starts after a space or a quote.
+		for start > 0 && i-start < maxAuthority && !isSpace(s[start-1]) && strings.IndexByte("\"'`<>", s[start-1]) < 0 {
+			start--
+		}
 	}
 	c := strings.IndexByte(s[start:at], ':')
 	if c < 0 {
@@ -1108,6 +1114,7 @@ func (t *textOut) userOption(ks, i int) (int, int) {
 	for ks > 0 && i-ks < maxUserName && !isSpace(s[ks-1]) && strings.IndexByte("\"'`=", s[ks-1]) < 0 {
 		ks--
 	}
+	user := ks
 	var q byte
 	fe := ks
 	if fe > 0 && (s[fe-1] == '"' || s[fe-1] == '\'') {
@@ -1140,10 +1147,23 @@ func (t *textOut) userOption(ks, i int) (int, int) {
 		return 0, 0
 	}
 	a := i + 1
+	b := argEnd(s, a)
 	if q != 0 {
-		return a, closeQuote(s, a, q)
+		b = closeQuote(s, a, q)
 	}
-	return a, argEnd(s, a)
+	if allDigits(s[user:i]) && allDigits(s[a:b]) {
+		return 0, 0 // uid:gid (docker run -u 1000:1000), not a password
+	}
+	return a, b
+}
+
+func allDigits(w string) bool {
+	for i := 0; i < len(w); i++ {
+		if w[i] < '0' || w[i] > '9' {
+			return false
+		}
+	}
+	return w != ""
 }
 
 // maxUserName bounds userOption's look back for the start of a user name,

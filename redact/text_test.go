@@ -243,6 +243,8 @@ func TestStringPatterns(t *testing.T) {
 		{"curl -u with an e-mail address", "curl -u me@example.com:APITOKEN1 https://x.atlassian.net", "curl -u me@example.com:" + R + " https://x.atlassian.net", 1},
 		{"curl --user quoted, domain user", `curl --user 'CORP\bob:pw-SECRET-2' https://x`, `curl --user 'CORP\bob:` + R + `' https://x`, 1},
 		{"curl --user= with an e-mail address", "curl --user=me@example.com:T0KEN3 x", "curl --user=me@example.com:" + R + " x", 1},
+		{"mysql dsn, a / in the password", "app:Xy/Zq+w9Kq==@tcp(db:3306)/x", "app:" + R + "@tcp(db:3306)/x", 1},
+		{"docker -u uid:gid", "docker run -u 1000:1000 img", "docker run -u 1000:1000 img", 0},
 		{"prose, build log", "lint pass: ok (3 warnings)", "lint pass: " + R + " (3 warnings)", 1},
 		{"prose, logfmt after", "login failed, password: tooshort user=bob id=42", "login failed, password: " + R + " user=bob id=42", 1},
 
@@ -482,7 +484,7 @@ func TestStringLinear(t *testing.T) {
 		"eyJ", "ghp_", "AKIA", "xoxb-", "https://u:p@", ":", "=", "github_pat_", "eyJaaaaaaaaaaa.",
 		"Basic dXNlcjpwYXNz ", `"password":{`, `\"token\":\"`, "token='", "-", "_", "AKIAAAAAAAAAAAAAAAAA ",
 		"ghp_aaaaaaaaaaaaaaaaaaaaaaaaaa", "//a@", "Bearer pw={", `bearer pw="`, "Bearer pass%77ord=[", "%5F",
-		"%70%77=", "a+", "<input a=", `<input a="x" b="`, `<input type=password value="`, "Set-Cookie: ", "\nSet-Cookie: a",
+		"%70%77=", "a+", "<input a=", `<input a="x" b="`, `<input type=password value="`, "Set-Cookie: ", "\nSet-Cookie: a", "a/@tcp(", "x a:b/@tcp(",
 		"password: ", `"password: `, `a"password: x `, "password: x\n", "@", "a:b@tcp(", "a@tcp(", "--password ", "--password x ",
 		"-u a:", "-u :", "PASSWORD '", "IDENTIFIED BY '", "by '", `"password"=>`, "password => ", "Authorization=Digest a=b, ",
 		"token: Digest a=\"", "token=`", `{:pw => "`, "pw=>", `token:"pw: [`, `token:"pw=pw=`,
