@@ -334,12 +334,7 @@ func TestRotationDuringVerify(t *testing.T) {
 // waits for both and verifies on into the file.
 func TestVerifyWaitsForTheNextFile(t *testing.T) {
 	f := newSigned(t)
-	fs := rotatedOnce(t, f)
-	newest := fs[len(fs)-1]
-	content, err := os.ReadFile(newest)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fs, newest, content := rotatedOnceNewest(t, f)
 	if err := os.Remove(newest); err != nil {
 		t.Fatal(err)
 	}
@@ -379,12 +374,7 @@ func cutLastSession(t *testing.T, dir string, fs []string) {
 // called a cut.
 func TestVerifyWaitsForListedEmptyFile(t *testing.T) {
 	f := newSigned(t)
-	fs := rotatedOnce(t, f)
-	newest := fs[len(fs)-1]
-	content, err := os.ReadFile(newest)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fs, newest, content := rotatedOnceNewest(t, f)
 	ckpt := filepath.Join(f.dir, CheckpointsFileName(""))
 	notes, err := os.ReadFile(ckpt)
 	if err != nil {
@@ -589,6 +579,18 @@ func writeRotated(t *testing.T, f *signed, n int) *Writer {
 		}
 	}
 	return w
+}
+
+// rotatedOnceNewest is rotatedOnce, with the newest file and what it holds.
+func rotatedOnceNewest(t *testing.T, f *signed) (fs []string, newest string, content []byte) {
+	t.Helper()
+	fs = rotatedOnce(t, f)
+	newest = fs[len(fs)-1]
+	content, err := os.ReadFile(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fs, newest, content
 }
 
 // rotatedOnce writes eight records into f's directory with a rotation
