@@ -583,17 +583,14 @@ func (w *walker) buildMap(v reflect.Value, depth int) slog.Value {
 			w.n++
 			continue
 		}
-		if k.Kind() == reflect.String && k.Type() == secretType && ks != "" {
-			// encoding/json writes a key of string kind as it is, never
-			// through its methods: a Secret key would print its content.
+		if secretKey(k) {
 			// Fingerprints keep the keys apart; replaced by one
 			// placeholder they would be members of the same name, so
 			// the map goes as a whole.
+			w.n++
 			if w.r.mode != Fingerprint {
-				w.n++
 				return redactedValue
 			}
-			w.n++
 			ks = w.r.replacement(ks)
 		}
 		es = append(es, entry{ks, it.Value()})
@@ -628,14 +625,18 @@ func keyValue(k reflect.Value) reflect.Value {
 	return k
 }
 
+// secretKey reports whether the map key k (from keyValue) is a non-empty
+// Secret: encoding/json and fmt write a key of string kind as it is, never
+// through its methods, so its content would print.
+func secretKey(k reflect.Value) bool {
+	return k.Type() == secretType && k.Len() > 0
+}
+
 // mapKey returns the key as encoding/json writes it, or as fmt does for
 // keys JSON cannot have.
 func mapKey(k reflect.Value) (string, bool) {
-	if k.Kind() == reflect.Interface {
-		if k.IsNil() {
-			return "<nil>", true
-		}
-		k = k.Elem()
+	if k = keyValue(k); k.Kind() == reflect.Interface {
+		return "<nil>", true
 	}
 	if k.Kind() == reflect.String {
 		return k.String(), true

@@ -491,7 +491,7 @@ func (w *walker) dirtyKind(v reflect.Value, ti *typeInfo, depth int) bool {
 			k, e := keyValue(it.Key()), it.Value()
 			if k.Kind() == reflect.String {
 				ks := k.String()
-				if k.Type() == secretType && ks != "" || w.r.keys.secret(ks) && !noContent(e) || w.r.hasSecret(ks) {
+				if secretKey(k) || w.r.keys.secret(ks) && !noContent(e) || w.r.hasSecret(ks) {
 					return true
 				}
 			} else if w.dirty(k, depth+1) {
@@ -781,7 +781,7 @@ func (w *walker) taints(v reflect.Value, depth int, under bool, ts *[]string) bo
 		it := v.MapRange()
 		for it.Next() {
 			key := keyValue(it.Key())
-			if key.Kind() == reflect.String && key.Type() == secretType && key.Len() > 0 {
+			if secretKey(key) {
 				*ts = append(*ts, key.String())
 			}
 			u := under || key.Kind() == reflect.String && w.r.keys.secret(key.String())
