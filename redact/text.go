@@ -1151,19 +1151,10 @@ func (t *textOut) userOption(ks, i int) (int, int) {
 	if q != 0 {
 		b = closeQuote(s, a, q)
 	}
-	if allDigits(s[user:i]) && allDigits(s[a:b]) {
+	if uid, gid := s[user:i], s[a:b]; uid != "" && gid != "" && trimDigits(uid) == "" && trimDigits(gid) == "" {
 		return 0, 0 // uid:gid (docker run -u 1000:1000), not a password
 	}
 	return a, b
-}
-
-func allDigits(w string) bool {
-	for i := 0; i < len(w); i++ {
-		if w[i] < '0' || w[i] > '9' {
-			return false
-		}
-	}
-	return w != ""
 }
 
 // maxUserName bounds userOption's look back for the start of a user name,
