@@ -411,31 +411,39 @@ func (h *Handler) handle(ctx context.Context, r slog.Record) (auditErr, appErr e
 		// ContextAttrs carry what a request brought (a user agent, a
 		// claimed id): as untrusted as the record's own attributes.
 		var extraN int
-		extra, extraN = redactAttrs(red, extra)
-		// One pass finds the tag and what needs redacting.
-		msg, n := red.String(r.Message)
-		// A record whose attributes are all plain and clean goes on as it
-		// is; any other is rebuilt from what the redactor returns, so that
-		// no leg renders a value (a LogValuer, a struct) the redactor did
-		// not inspect.
-		rebuild := n > 0 || extraN > 0 || h.secretGroup
-		if !rebuild && isAudit {
-			// writeAudit checks the attributes as it encodes them
-			// (one pass over them, not two) and says when it found one
-			// to redact.
-			unchecked = true
-		} else {
-			r.Attrs(func(a slog.Attr) bool {
-				if isTag(&a) {
-					isAudit = true
-				} else if !rebuild && !red.Clean(a) {
-					rebuild = true
-				}
-				return true
-			})
+		if len(extra) > 0 {
+			extra, extraN = redactAttrs(red, extra)
 		}
-		if rebuild {
-			r = h.redactRecord(r, msg, n+extraN)
+		rebuild := extraN > 0 || h.secretGroup
+		// The common record, an app record with nothing to redact, is
+		// checked in one call. A tag is never clean: a record that has
+		// one takes the way below, as does one that needs redacting.
+		if rebuild || isAudit || !red.CleanRecord(r) {
+			msg, n := red.String(r.Message)
+			rebuild = rebuild || n > 0
+			// A record whose attributes are all plain and clean goes
+			// on as it is; any other is rebuilt from what the redactor
+			// returns, so that no leg renders a value (a LogValuer, a
+			// struct) the redactor did not inspect.
+			if !rebuild && isAudit {
+				// writeAudit checks the attributes as it encodes
+				// them (one pass over them, not two) and says when it
+				// found one to redact.
+				unchecked = true
+			} else {
+				// One pass finds the tag and what needs redacting.
+				r.Attrs(func(a slog.Attr) bool {
+					if isTag(&a) {
+						isAudit = true
+					} else if !rebuild && !red.Clean(a) {
+						rebuild = true
+					}
+					return true
+				})
+			}
+			if rebuild {
+				r = h.redactRecord(r, msg, n+extraN)
+			}
 		}
 	} else if !isAudit {
 		r.Attrs(func(a slog.Attr) bool {

@@ -3,11 +3,14 @@ package handler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slogaudit/slogaudit/redact"
 )
@@ -239,3 +242,54 @@ func (f *fixture) everything(sink *memSink) string {
 	}
 	return all.String()
 }
+
+// TestAppRecordsRedactedWherever: an app record goes to the app handler as
+// it is only when nothing in it needs redacting; a secret anywhere in it (the
+// message, the first or last of the attributes a record keeps inline, one
+// past them, a group, a LogValuer's value) is redacted and counted, and a
+// tag anywhere among the attributes still makes it an audit record.
+func TestAppRecordsRedactedWherever(t *testing.T) {
+	plain := []slog.Attr{slog.String("resource", "obsidian_api_key"), slog.Int("attempt", 3), slog.Bool("cached", false), slog.Duration("elapsed", time.Second), slog.String("credential_key", "obsidian_api_key"), slog.Int("n", 6)}
+	secrets := map[string]slog.Attr{
+		"key":       slog.String("api_key", planted),
+		"value":     slog.String("note", "Authorization: Bearer "+planted),
+		"group":     slog.Group("client", slog.String("password", planted)),
+		"logvaluer": slog.Any("lazy", lazySecret{}),
+	}
+	for name, secret := range secrets {
+		for _, at := range []int{0, 4, len(plain)} {
+			t.Run(fmt.Sprintf("%s at %d", name, at), func(t *testing.T) {
+				f := newFixture(t, Options{})
+				l := slog.New(f.h)
+				l.LogAttrs(context.Background(), slog.LevelInfo, "plain", slices.Insert(slices.Clone(plain), at, secret)...)
+				l.LogAttrs(context.Background(), slog.LevelInfo, "clean", plain...)
+				l.LogAttrs(context.Background(), slog.LevelInfo, "tagged", slices.Insert(slices.Clone(plain), at, secret, Audit)...)
+				f.h.Close()
+				if out := f.everything(nil); strings.Contains(out, planted) {
+					t.Fatalf("secret leaked:\n%s", out)
+				}
+				lines := strings.Split(strings.TrimSpace(f.app.String()), "\n")
+				if len(lines) != 3 || !strings.Contains(lines[0], `"msg":"plain"`) || !strings.Contains(lines[0], `"redacted":1`) ||
+					!strings.Contains(lines[1], `"msg":"clean"`) || strings.Contains(lines[1], `"redacted"`) ||
+					!strings.Contains(lines[2], `"msg":"tagged"`) || !strings.Contains(lines[2], `"audit":true`) {
+					t.Errorf("app log:\n%s", f.app)
+				}
+				if rs := f.records(t); len(rs) != 1 || rs[0]["msg"] != "tagged" || rs[0][redact.RedactedKey] != 1.0 {
+					t.Errorf("audit records: %v", rs)
+				}
+			})
+		}
+	}
+	t.Run("message", func(t *testing.T) {
+		f := newFixture(t, Options{})
+		slog.New(f.h).LogAttrs(context.Background(), slog.LevelInfo, "retry with Authorization: Bearer "+planted, plain...)
+		f.h.Close()
+		if !strings.Contains(f.app.String(), `Bearer [REDACTED]","resource":"obsidian_api_key"`) || strings.Contains(f.app.String(), planted) {
+			t.Errorf("app log:\n%s", f.app)
+		}
+	})
+}
+
+type lazySecret struct{}
+
+func (lazySecret) LogValue() slog.Value { return slog.GroupValue(slog.String("token", planted)) }

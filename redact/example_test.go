@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/slogaudit/slogaudit/redact"
 )
@@ -50,6 +51,19 @@ func ExampleRedactor_Attr() {
 	// account=[user=bob api_key=[REDACTED] key_id=kid-1] 1
 	// err=Get "https://api.example.com/v1?access_token=[REDACTED]": 401 1
 	// method=GET 0
+}
+
+// A handler of one's own can pass a record that holds nothing to redact on
+// as it is, and redact only the others.
+func ExampleRedactor_CleanRecord() {
+	r := redact.Default()
+	clean := slog.NewRecord(time.Time{}, slog.LevelInfo, "credential read", 0)
+	clean.AddAttrs(slog.String("credential_key", "obsidian_api_key"), slog.Int("attempt", 1))
+	dirty := slog.NewRecord(time.Time{}, slog.LevelInfo, "credential stored", 0)
+	dirty.AddAttrs(slog.String("credential_key", "obsidian_api_key"), slog.String("password", "hunter2"))
+	fmt.Println(r.CleanRecord(clean), r.CleanRecord(dirty))
+	// Output:
+	// true false
 }
 
 func ExampleRedactor_String() {

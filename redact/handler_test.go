@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,3 +167,61 @@ func TestHandlerConcurrent(t *testing.T) {
 		<-done
 	}
 }
+
+// TestCleanRecord: CleanRecord holds exactly when the message holds nothing
+// String would replace and every attribute is Clean, whether the dirty part
+// is the message, an attribute among the five a record keeps inline, one
+// past them, or one inside a group; a value it does not inspect (a
+// LogValuer) is not clean.
+func TestCleanRecord(t *testing.T) {
+	r := Default()
+	clean := []slog.Attr{
+		slog.String("resource", "obsidian_api_key"), slog.Int("attempt", 3), slog.Bool("cached", false),
+		slog.Duration("elapsed", time.Millisecond), slog.Group("client", slog.String("address", "127.0.0.1")),
+		slog.String("credential_key", "obsidian_api_key"), slog.String("token_type", "bearer"),
+	}
+	dirty := map[string]slog.Attr{
+		"secret key":   slog.String("api_key", "k-123"),
+		"value":        slog.String("note", "jwt "+testJWT),
+		"in a group":   slog.Group("client", slog.String("password", "hunter2")),
+		"any value":    slog.Any("creds", map[string]string{"password": "hunter2"}),
+		"log valuer":   slog.Any("lazy", lazyValue{}),
+		"secret value": slog.Any("s", Secret("x")),
+	}
+	record := func(msg string, as ...slog.Attr) slog.Record {
+		rec := slog.NewRecord(time.Now(), slog.LevelInfo, msg, 0)
+		rec.AddAttrs(as...)
+		return rec
+	}
+	check := func(name string, rec slog.Record, want bool) {
+		t.Helper()
+		if got := r.CleanRecord(rec); got != want {
+			t.Errorf("%s: CleanRecord = %v, want %v", name, got, want)
+		}
+		// The same verdict as its parts.
+		parts := true
+		if _, n := r.String(rec.Message); n > 0 {
+			parts = false
+		}
+		rec.Attrs(func(a slog.Attr) bool {
+			parts = parts && r.Clean(a)
+			return true
+		})
+		if parts != want {
+			t.Errorf("%s: String and Clean say clean=%v, want %v", name, parts, want)
+		}
+	}
+	check("empty", record(""), true)
+	check("clean", record("credential accessed", clean...), true)
+	check("secret in message", record("retry with Authorization: Bearer tok0123456789abcdef", clean[:2]...), false)
+	for name, a := range dirty {
+		for _, at := range []int{0, 4, len(clean)} { // first, last inline, past the inline five
+			as := slices.Insert(slices.Clone(clean), at, a)
+			check(fmt.Sprintf("%s at %d", name, at), record("credential accessed", as...), false)
+		}
+	}
+}
+
+type lazyValue struct{}
+
+func (lazyValue) LogValue() slog.Value { return slog.StringValue("fine") }

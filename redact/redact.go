@@ -251,6 +251,21 @@ func (r *Redactor) Clean(a slog.Attr) bool {
 	return r.cleanAttr(a, 0)
 }
 
+// CleanRecord reports whether rec holds nothing to redact: String finds
+// nothing in its message and Clean holds for each of its attributes. Such
+// a record can be passed on as it is.
+func (r *Redactor) CleanRecord(rec slog.Record) bool {
+	if r.hasSecret(rec.Message) {
+		return false
+	}
+	clean := true
+	rec.Attrs(func(a slog.Attr) bool {
+		clean = r.cleanAttr(a, 0)
+		return clean
+	})
+	return clean
+}
+
 // String returns s with secrets found by value patterns replaced, and the
 // number replaced. Use it for record messages and other free text. Text
 // without a candidate costs one scan and no allocation.
