@@ -175,3 +175,21 @@ func BenchmarkStringShapes(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCleanRecord: the check of the benchmark record, alone.
+func BenchmarkCleanRecord(b *testing.B) {
+	r := Default()
+	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "credential accessed", 0)
+	rec.AddAttrs(
+		slog.String("resource", "obsidian_api_key"),
+		slog.Int("attempt", 3),
+		slog.Bool("cached", false),
+		slog.Duration("elapsed", 1500*time.Microsecond),
+		slog.GroupAttrs("client", slog.String("address", "127.0.0.1"), slog.Int("port", 53211)),
+	)
+	for b.Loop() {
+		if !r.CleanRecord(rec) {
+			b.Fatal("dirty")
+		}
+	}
+}
