@@ -177,22 +177,37 @@ var leastRoles = map[string]role{
 }
 
 // endpointRoles is the table above, every route the service registers is
-// in it (but GET /healthz, which needs no token), the README's table says
-// the same, and a route missing from it is refused to every role.
+// in it (but GET /healthz, which needs no token; a method-less one, an
+// audit endpoint, as its GET), the README's table says the same, and a
+// route missing from it, or a method-less route's other methods, is
+// refused to every role.
 func TestEndpointRoles(t *testing.T) {
 	if !maps.Equal(endpointRoles, leastRoles) {
 		t.Errorf("endpointRoles %v, want %v", endpointRoles, leastRoles)
 	}
 	route := regexp.MustCompile(`mux\.Handle(?:Func)?\("([^"]+)"`)
-	registered := map[string]bool{}
+	registered, withoutMethod := map[string]bool{}, map[string]bool{}
 	for _, file := range []string{"app.go", "main.go"} {
 		src, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, m := range route.FindAllStringSubmatch(string(src), -1) {
-			registered[m[1]] = true
+			p := m[1]
+			if strings.HasPrefix(p, "/") {
+				withoutMethod[p] = true
+				if methodless[p] {
+					p = "GET " + p
+				}
+			}
+			if registered[p] {
+				t.Errorf("%s registered twice (as %q)", p, m[1])
+			}
+			registered[p] = true
 		}
+	}
+	if !maps.Equal(withoutMethod, methodless) {
+		t.Errorf("routes registered without a method %v, methodless has %v", slices.Sorted(maps.Keys(withoutMethod)), slices.Sorted(maps.Keys(methodless)))
 	}
 	delete(registered, "GET /healthz")
 	inTable := map[string]bool{}
@@ -215,8 +230,19 @@ func TestEndpointRoles(t *testing.T) {
 		t.Errorf("README's table %v, endpointRoles %v", documented, endpointRoles)
 	}
 	for r := roleNone; r <= roleAdmin; r++ {
-		if permits(r, "GET /not-in-the-table") || permits(r, "") {
+		if permits(r, "GET", "GET /not-in-the-table") || permits(r, "GET", "/not-in-the-table") || permits(r, "GET", "") {
 			t.Errorf("role %v may use an endpoint missing from the table", r)
+		}
+		for p := range methodless {
+			need := leastRoles["GET "+p]
+			if permits(r, "GET", p) != (r >= need) || permits(r, "HEAD", p) != (r >= need) {
+				t.Errorf("role %v: GET %s %v, HEAD %v; it needs %v", r, p, permits(r, "GET", p), permits(r, "HEAD", p), need)
+			}
+			for _, method := range []string{"POST", "PUT", "DELETE", "PATCH", "OPTIONS"} {
+				if permits(r, method, p) {
+					t.Errorf("role %v may %s %s", r, method, p)
+				}
+			}
 		}
 	}
 }
