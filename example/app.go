@@ -96,7 +96,7 @@ func (a *app) authorized(attempt func(*http.Request) handler.Event, next http.Ha
 			w.Header().Set("WWW-Authenticate", "Bearer")
 			fail(w, code, "authentication required")
 		case http.StatusForbidden:
-			fail(w, code, "forbidden: this needs role "+endpointRoles[r.Pattern].String())
+			fail(w, code, "forbidden: this needs role "+neededRole(r.Method, r.Pattern).String())
 		default:
 			fail(w, code, "name too long")
 		}

@@ -200,7 +200,8 @@ func deniedReason(r *http.Request) string {
 // endpointRoles is the least role each endpoint needs (PCI DSS 7.2): the
 // one place that says who may do what. A route missing here is refused to
 // every role; GET /healthz alone needs no token. README "Roles" has the
-// same table, and TestEndpointRoles checks every route against it.
+// same table, and TestEndpointRoles checks every route against it. A
+// request is looked up by neededRole.
 var endpointRoles = map[string]role{
 	"GET /servers":                  roleViewer,   // the running servers' names
 	"GET /credentials":              roleViewer,   // the credentials' names, never a value
@@ -213,11 +214,32 @@ var endpointRoles = map[string]role{
 	"GET /audit/stream":             roleAdmin,
 }
 
-// permits reports whether role have may use the endpoint of the route
-// pattern (a request's Pattern once the mux has routed it).
-func permits(have role, pattern string) bool {
-	need, ok := endpointRoles[pattern]
-	return ok && need != roleNone && have >= need
+// methodless are the routes mounted without a method, the audit
+// endpoints: package query answers a method they do not serve with 405
+// and a denied audit event, where a "GET /audit/events" pattern would have
+// the mux answer it, off the record.
+var methodless = map[string]bool{"/audit/events": true, "/audit/ui": true, "/audit/stream": true}
+
+// neededRole is the least role of a request with method routed to pattern
+// (its Pattern once routed), roleNone if no role may make it. A
+// method-less route is looked up with the request's method, as a pattern
+// with it would have routed it (HEAD as GET): a POST to the audit log
+// has no entry, so query's refusal is not all that stands in its way.
+func neededRole(method, pattern string) role {
+	if methodless[pattern] {
+		if method == http.MethodHead {
+			method = http.MethodGet
+		}
+		pattern = method + " " + pattern
+	}
+	return endpointRoles[pattern]
+}
+
+// permits reports whether role have may make a request with method routed
+// to pattern.
+func permits(have role, method, pattern string) bool {
+	need := neededRole(method, pattern)
+	return need != roleNone && have >= need
 }
 
 // reasonForbidden is the reason of the audit event of a request refused
@@ -263,8 +285,9 @@ func (ts *tokens) withAuth(mux *http.ServeMux, next http.Handler) http.Handler {
 		switch {
 		case a.principal != "":
 			a.attrs = []slog.Attr{slog.String(authMethodKey, "bearer"), slog.Any(userRolesKey, []string{a.role.String()})}
-			if _, pattern := mux.Handler(r); endpointRoles[pattern] != roleNone {
-				a.attrs = append(a.attrs, slog.String(requiredRoleKey, endpointRoles[pattern].String()))
+			_, pattern := mux.Handler(r)
+			if need := neededRole(r.Method, pattern); need != roleNone {
+				a.attrs = append(a.attrs, slog.String(requiredRoleKey, need.String()))
 			}
 		case presented(r):
 			a.attrs = []slog.Attr{slog.String(authResultKey, reasonInvalidCredentials)}
@@ -286,7 +309,7 @@ func (ts *tokens) wrap(mux *http.ServeMux, opts middleware.Options) http.Handler
 // role is known, and nothing is permitted.
 func permitted(r *http.Request) bool {
 	a, ok := r.Context().Value(authnKey{}).(*authn)
-	return ok && a.principal != "" && permits(a.role, r.Pattern)
+	return ok && a.principal != "" && permits(a.role, r.Method, r.Pattern)
 }
 
 // authnPrincipal is the middleware's Authenticate: the principal withAuth
@@ -333,7 +356,7 @@ func (ts *tokens) authorizeAudit(r *http.Request) (string, error) {
 	switch {
 	case p == "":
 		return "", query.ErrInvalidCredentials
-	case !permits(role, r.Pattern):
+	case !permits(role, r.Method, r.Pattern):
 		return p, query.ErrForbidden
 	}
 	return p, nil

@@ -252,9 +252,12 @@ func serve(cfg config, stdout, stderr io.Writer) error {
 		return startFailed("setup", err)
 	}
 	mux := newApp(log).routes()
-	mux.Handle("GET /audit/events", events)
-	mux.Handle("GET /audit/ui", ui.Page())
-	mux.Handle("GET /audit/stream", ui.Stream())
+	// No method in these patterns, so that a POST or DELETE reaches query,
+	// which refuses it on the record; the mux would refuse it unaudited.
+	// endpointRoles still says who may do what (methodless).
+	mux.Handle("/audit/events", events)
+	mux.Handle("/audit/ui", ui.Page())
+	mux.Handle("/audit/stream", ui.Stream())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	var flight inFlight // the trail is not closed under a request
 	srv := &http.Server{

@@ -177,22 +177,37 @@ var leastRoles = map[string]role{
 }
 
 // endpointRoles is the table above, every route the service registers is
-// in it (but GET /healthz, which needs no token), the README's table says
-// the same, and a route missing from it is refused to every role.
+// in it (but GET /healthz, which needs no token; a method-less one, an
+// audit endpoint, as its GET), the README's table says the same, and a
+// route missing from it, or a method-less route's other methods, is
+// refused to every role.
 func TestEndpointRoles(t *testing.T) {
 	if !maps.Equal(endpointRoles, leastRoles) {
 		t.Errorf("endpointRoles %v, want %v", endpointRoles, leastRoles)
 	}
 	route := regexp.MustCompile(`mux\.Handle(?:Func)?\("([^"]+)"`)
-	registered := map[string]bool{}
+	registered, withoutMethod := map[string]bool{}, map[string]bool{}
 	for _, file := range []string{"app.go", "main.go"} {
 		src, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, m := range route.FindAllStringSubmatch(string(src), -1) {
-			registered[m[1]] = true
+			p := m[1]
+			if strings.HasPrefix(p, "/") {
+				withoutMethod[p] = true
+				if methodless[p] {
+					p = "GET " + p
+				}
+			}
+			if registered[p] {
+				t.Errorf("%s registered twice (as %q)", p, m[1])
+			}
+			registered[p] = true
 		}
+	}
+	if !maps.Equal(withoutMethod, methodless) {
+		t.Errorf("routes registered without a method %v, methodless has %v", slices.Sorted(maps.Keys(withoutMethod)), slices.Sorted(maps.Keys(methodless)))
 	}
 	delete(registered, "GET /healthz")
 	inTable := map[string]bool{}
@@ -215,8 +230,19 @@ func TestEndpointRoles(t *testing.T) {
 		t.Errorf("README's table %v, endpointRoles %v", documented, endpointRoles)
 	}
 	for r := roleNone; r <= roleAdmin; r++ {
-		if permits(r, "GET /not-in-the-table") || permits(r, "") {
+		if permits(r, "GET", "GET /not-in-the-table") || permits(r, "GET", "/not-in-the-table") || permits(r, "GET", "") {
 			t.Errorf("role %v may use an endpoint missing from the table", r)
+		}
+		for p := range methodless {
+			need := leastRoles["GET "+p]
+			if permits(r, "GET", p) != (r >= need) || permits(r, "HEAD", p) != (r >= need) {
+				t.Errorf("role %v: GET %s %v, HEAD %v; it needs %v", r, p, permits(r, "GET", p), permits(r, "HEAD", p), need)
+			}
+			for _, method := range []string{"POST", "PUT", "DELETE", "PATCH", "OPTIONS"} {
+				if permits(r, method, p) {
+					t.Errorf("role %v may %s %s", r, method, p)
+				}
+			}
 		}
 	}
 }
@@ -225,6 +251,13 @@ func TestEndpointRoles(t *testing.T) {
 // code, the body and the request id (the trace id of its records). A
 // stream that is let in is not read: its body is closed at once.
 func call(t *testing.T, p *proc, method, path, token, body string) (code int, text, requestID string) {
+	t.Helper()
+	code, text, h := callHeader(t, p, method, path, token, body)
+	return code, text, h.Get("X-Request-ID")
+}
+
+// callHeader is call with the answer's header, the request id in it.
+func callHeader(t *testing.T, p *proc, method, path, token, body string) (code int, text string, h http.Header) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -244,7 +277,7 @@ func call(t *testing.T, p *proc, method, path, token, body string) (code int, te
 		b, _ := io.ReadAll(resp.Body)
 		text = string(b)
 	}
-	return resp.StatusCode, text, resp.Header.Get("X-Request-ID")
+	return resp.StatusCode, text, resp.Header
 }
 
 // Every endpoint as every role: allowed from the role endpointRoles names
@@ -398,5 +431,95 @@ func TestEndpointsByRole(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("principals of the start events:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// A method the audit endpoints do not serve is an attempt on the audit
+// log, whoever makes it (PCI DSS 10.2.1.3, 10.2.1.4): 405 with Allow, and
+// exactly one audit_access event, status denied, reason
+// method_not_allowed, with the method, and the principal when the token
+// is valid, also one whose role may not read the log; its records name no
+// required role, as no role may make the request. HEAD is a query like
+// GET; to the stream, which serves GET only, it is refused the same way,
+// though routed as a GET (required role admin).
+func TestAuditEndpointsRefuseOtherMethods(t *testing.T) {
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "audit-logs")
+	tokFile := filepath.Join(tmp, "tokens")
+	if err := os.WriteFile(tokFile, []byte("tok-vera vera viewer\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, "-audit-dir", dir, "-key-file", filepath.Join(tmp, "audit.key"), "-tokens", tokFile, "-admin-token", "tok-admin", "-sync", "none")
+	type as struct {
+		name, token, principal string
+		role                   role
+	}
+	whos := []as{{"admin", "tok-admin", "admin", roleAdmin}, {"a viewer", "tok-vera", "vera", roleViewer}, {"a wrong token", "tok-wrong", "", roleNone}, {"no token", "", "", roleNone}}
+	type attempt struct {
+		method, path, action string
+		who                  as
+	}
+	attempts := map[string]attempt{} // by request id
+	try := func(method, path, action, allow string) {
+		for _, who := range whos {
+			code, body, h := callHeader(t, p, method, path, who.token, "")
+			if code != 405 || h.Get("Allow") != allow {
+				t.Errorf("%s %s as %s: %d Allow %q %s, want 405 Allow %q", method, path, who.name, code, h.Get("Allow"), body, allow)
+			}
+			attempts[h.Get("X-Request-ID")] = attempt{method, path, action, who}
+		}
+	}
+	for _, ep := range []struct{ path, action, allow string }{
+		{"/audit/events", "query", "GET, HEAD"},
+		{"/audit/ui", "view", "GET, HEAD"},
+		{"/audit/stream", "stream", "GET"},
+	} {
+		for _, method := range []string{"POST", "PUT", "DELETE", "PATCH"} {
+			try(method, ep.path, ep.action, ep.allow)
+		}
+	}
+	try("HEAD", "/audit/stream", "stream", "GET")
+	code, _, headID := call(t, p, "HEAD", "/audit/events?limit=1", "tok-admin", "")
+	if code != 200 {
+		t.Errorf("HEAD /audit/events as admin: %d, want 200", code)
+	}
+	p.stop(t)
+	if len(attempts) != 13*len(whos) {
+		t.Fatalf("%d distinct request ids, want %d", len(attempts), 13*len(whos))
+	}
+
+	evs := events(t, dir)
+	accessOf := func(id string) []map[string]any {
+		var out []map[string]any
+		for _, e := range evs {
+			if e["trace_id"] == id && e["event"] == "audit_access" {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	for id, a := range attempts {
+		access := accessOf(id)
+		if len(access) != 1 {
+			t.Errorf("%s %s as %s: %d audit_access events, want 1: %v", a.method, a.path, a.who.name, len(access), access)
+			continue
+		}
+		e := access[0]
+		if e["status"] != "denied" || e["reason"] != "method_not_allowed" || e["http.request.method"] != a.method ||
+			e["action"] != a.action || e["resource"] != "audit-logs" || stringOf(e["user.id"]) != a.who.principal {
+			t.Errorf("%s %s as %s: %v", a.method, a.path, a.who.name, e)
+		}
+		// HEAD is routed as GET: the stream's least role, though it
+		// serves GET alone.
+		var need any
+		if a.method == "HEAD" {
+			need = roleAdmin.String()
+		}
+		if a.who.principal != "" && (fmt.Sprint(e[userRolesKey]) != "["+a.who.role.String()+"]" || e[requiredRoleKey] != need) {
+			t.Errorf("%s %s as %s: roles %v, required role %v, want %v", a.method, a.path, a.who.name, e[userRolesKey], e[requiredRoleKey], need)
+		}
+	}
+	if access := accessOf(headID); len(access) != 1 || access[0]["status"] != "success" || access[0]["action"] != "query" || access[0]["user.id"] != "admin" {
+		t.Errorf("HEAD /audit/events as admin: %v", access)
 	}
 }

@@ -55,7 +55,7 @@ func newTestService(t *testing.T) *testService {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux.Handle("GET /audit/events", events)
+	mux.Handle("/audit/events", events) // as run mounts it
 	s.srv = ts.wrap(mux, middleware.Options{ActivityLog: handler.Logger(log)})
 	return s
 }
