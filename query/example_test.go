@@ -77,7 +77,7 @@ func ExampleNewHandler() {
 		panic(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /audit/events", events)
+	mux.Handle("/audit/events", events) // no method in the pattern: a POST is refused on the record
 
 	req := httptest.NewRequest("GET", "/audit/events?event=admin_action&limit=10", nil)
 	req.Header.Set("Authorization", "Bearer auditor-token")

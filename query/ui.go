@@ -92,10 +92,10 @@ type UI struct {
 	close   context.CancelFunc
 }
 
-// NewUI returns the live view. Mount its handlers next to GET /audit/events:
+// NewUI returns the live view. Mount its handlers next to /audit/events:
 //
-//	mux.Handle("GET /audit/ui", ui.Page())
-//	mux.Handle("GET /audit/stream", ui.Stream())
+//	mux.Handle("/audit/ui", ui.Page()) // no method: a POST is refused on the record
+//	mux.Handle("/audit/stream", ui.Stream())
 //	srv.RegisterOnShutdown(ui.Close) // streams never end by themselves
 //
 // The page finds the stream at "stream", relative to its own URL.
