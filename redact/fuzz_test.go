@@ -35,6 +35,7 @@ const (
 	shapeFlag       // --password x, -password x, curl -u user:password
 	shapeRocket     // "password" => "x", and backtick-quoted values
 	shapeSQL        // IDENTIFIED BY 'x', PASSWORD 'x'
+	shapeYAML       // a block scalar, a value on the next line, 'it''s'
 	numShapes
 )
 
@@ -262,6 +263,16 @@ func plant(shape int, core string, keyIdx uint8) planted {
 	case shapeSQL:
 		return textAttr([]string{"CREATE USER 'app'@'%' IDENTIFIED BY '" + core + "';", "create user app identified with caching_sha2_password by '" + core + "'",
 			"ALTER ROLE app WITH LOGIN PASSWORD '" + core + "' VALID UNTIL 'infinity'"}[core[0]%3])
+	case shapeYAML:
+		// Lines of their own: only a key that begins a line takes the
+		// lines below it.
+		k := fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)]
+		p := textAttr([]string{"\n" + k + ": |\n  " + core + "\n\n  " + reverse(core) + "\nuser: bob",
+			"\n  - " + k + ": >-\n      " + core + "\n      " + reverse(core) + "\n  - user: bob",
+			"\n" + k + ":\n  " + core + "\n  " + reverse(core) + "\nuser: bob",
+			k + ": 'it''s " + core + " " + reverse(core) + "' next"}[core[0]%4])
+		p.secret = append(p.secret, reverse(core))
+		return p
 	}
 	panic("bad shape")
 }
@@ -477,6 +488,7 @@ func FuzzStringAgrees(f *testing.F) {
 		"--password pw --x", "-pw x", `["a", "--token", "x"]`, `"--password" "x"`, "--password --x",
 		"secret=`x y`", `{"password"=>"x"}`, `'pw' => 'x'`, `{:otp=>1}`,
 		"IDENTIFIED BY 'x'", "identified with p by 'x'", "WITH PASSWORD 'it''s'", "by 'x'", "password ''",
+		"password: |\n  x\n y\nz: 1", "- pw: >-\n    x", "pw:\n  x", `"pw: |\n  x\ny: 1"`, "pw: 'a''b'", "a:\n pw: |\n  x",
 	} {
 		f.Add(s)
 	}

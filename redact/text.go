@@ -875,13 +875,21 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 	if a >= len(s) {
 		return 0, 0
 	}
+	if quote == 0 && s[i] == ':' && j == i+1 && !t.across && lineBreak(s, a) > 0 && lineStart(s, ks) {
+		// key: and nothing after it: YAML's value is on the lines below
+		// (password:\n  x), or a mapping is (credentials:\n  user: u).
+		return t.yamlBlock(ks, a)
+	}
 	header := quote == 0 && j == i+1 && a > j && (s[i] == ':' || ke < i) && lineStart(s, ks)
 	if t.across && a < t.last && (!header || strings.IndexByte("\"'`{[", s[a]) >= 0 || s[a] == '\\' && a+1 < len(s) && s[a+1] == '"') {
 		return 0, 0 // a value that starts in the span last ends: not looked at
 	}
 	switch c := s[a]; {
-	case c == '"' || c == '\'' || c == '`':
+	case c == '"' || c == '`':
 		b := closeQuote(s, a+1, c)
+		return skipScheme(s, a+1, b), b
+	case c == '\'':
+		b := closeSingle(s, a+1)
 		return skipScheme(s, a+1, b), b
 	case c == '\\' && a+1 < len(s) && s[a+1] == '"':
 		b := len(s)
@@ -895,6 +903,13 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 	rocket := j > i+1
 	if header {
 		b := t.lineEnd(ks, a, true)
+		if s[i] == ':' && !t.across && blockIndicator(s[a:b]) {
+			// A YAML block scalar (password: |, key: >-): its lines, the
+			// indicator kept. Without any, the indicator is the value.
+			if c, d := t.yamlBlock(ks, b); c < d {
+				return c, d
+			}
+		}
 		if len(key) >= len("set-cookie") && equalFold(key[len(key)-len("set-cookie"):], "set-cookie") {
 			// One cookie, then its attributes (Path=/; HttpOnly).
 			b = min(b, t.nextSemicolon(a))
@@ -942,6 +957,13 @@ func lineStart(s string, ks int) bool {
 	for p > 0 && (s[p-1] == ' ' || s[p-1] == '\t') {
 		p--
 	}
+	if p < ks && p > 0 && s[p-1] == '-' {
+		// - key: value, a YAML list item
+		p--
+		for p > 0 && (s[p-1] == ' ' || s[p-1] == '\t') {
+			p--
+		}
+	}
 	switch {
 	case p == 0:
 		return true
@@ -951,6 +973,117 @@ func lineStart(s string, ks int) bool {
 		return true
 	}
 	return false
+}
+
+// yamlBlock returns the span of the YAML block whose key, at s[ks], begins
+// a line that ends at s[e] (spaces aside): the lines after it indented more
+// than the key's line, blank lines among them, up to the quote that closes
+// the text the key's line is in. It is 0, 0 when no such line has text.
+// A block ends at the first line indented no more than its key's, as YAML
+// has it; lines that no parser would take (less indented than the first)
+// go too, which errs on the side of the secret.
+func (t *textOut) yamlBlock(ks, e int) (int, int) {
+	s := t.s
+	q, escaped := t.lineQuote(ks)
+	ind := keyIndent(s, ks)
+	a, b := -1, -1
+	for {
+		for e < len(s) && (s[e] == ' ' || s[e] == '\t') {
+			e++
+		}
+		n := lineBreak(s, e)
+		if n == 0 {
+			break // the end of the text, or of the quoted text it is in
+		}
+		p := e + n
+		k := p
+		for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
+			k++
+		}
+		if lineBreak(s, k) > 0 {
+			e = k // a blank line
+			continue
+		}
+		if k == len(s) || k-p <= ind {
+			break
+		}
+		e = scanLine(s, k, q, escaped)
+		d := e
+		for d > k && isSpace(s[d-1]) {
+			d--
+		}
+		if d > k {
+			if a < 0 {
+				a = k
+			}
+			b = d
+		}
+	}
+	if a < 0 {
+		return 0, 0
+	}
+	return a, b
+}
+
+// keyIndent returns the indentation of the line whose key starts at s[ks]
+// (lineStart): the spaces before the key, or before a list item's dash.
+func keyIndent(s string, ks int) int {
+	p := ks
+	for p > 0 && (s[p-1] == ' ' || s[p-1] == '\t') {
+		p--
+	}
+	if p < ks && p > 0 && s[p-1] == '-' {
+		e := p - 1
+		for p = e; p > 0 && (s[p-1] == ' ' || s[p-1] == '\t'); p-- {
+		}
+		return e - p
+	}
+	return ks - p
+}
+
+// lineBreak returns the length of the line break at s[k]: CR LF, LF or
+// CR, or their escapes (\r\n, \n, \r), as lineEnd ends a line; 0 if there
+// is none.
+func lineBreak(s string, k int) int {
+	if k >= len(s) {
+		return 0
+	}
+	switch s[k] {
+	case '\n':
+		return 1
+	case '\r':
+		if k+1 < len(s) && s[k+1] == '\n' {
+			return 2
+		}
+		return 1
+	case '\\':
+		if k+1 < len(s) && (s[k+1] == 'n' || s[k+1] == 'r') {
+			if s[k+1] == 'r' && k+3 < len(s) && s[k+2] == '\\' && s[k+3] == 'n' {
+				return 4
+			}
+			return 2
+		}
+	}
+	return 0
+}
+
+// blockIndicator reports whether v, a YAML line's value, is the header of
+// a block scalar: | or >, a chomping indicator and an indentation digit
+// maybe, and maybe a comment.
+func blockIndicator(v string) bool {
+	if v == "" || v[0] != '|' && v[0] != '>' {
+		return false
+	}
+	k := 1
+	for k < len(v) && k < 3 && (v[k] == '+' || v[k] == '-' || '1' <= v[k] && v[k] <= '9') {
+		k++
+	}
+	v = v[k:]
+	if v == "" {
+		return true
+	}
+	c := strings.TrimLeft(v, " \t")
+	return len(c) < len(v) && c != "" && c[0] == '#'
 }
 
 // nextSemicolon returns the index of the first ; at or after a, or
@@ -984,16 +1117,10 @@ func wordEnd(s string, c int) int {
 // an odd number of double quotes ({"msg":"bad password: x y","n":1}),
 // unless quoted is false.
 func (t *textOut) lineEnd(ks, a int, quoted bool) int {
-	s := t.s
 	var q byte
 	escaped := false
-	switch {
-	case !quoted: // to the end of the line
-	case ks > 0 && (s[ks-1] == '"' || s[ks-1] == '\'' || s[ks-1] == '`'):
-		q = s[ks-1]
-		escaped = q == '"' && ks > 1 && s[ks-2] == '\\'
-	case t.inQuotes(ks):
-		q = '"'
+	if quoted {
+		q, escaped = t.lineQuote(ks)
 	}
 	// The last scan for the same quote, if it started before a and ended
 	// after it, found the terminator: each kind of quote has its own, so
@@ -1005,7 +1132,35 @@ func (t *textOut) lineEnd(ks, a int, quoted bool) int {
 	if m.to > 0 && m.from <= a && a <= m.to {
 		return max(a, m.trim)
 	}
-	b := a
+	s := t.s
+	b := scanLine(s, a, q, escaped)
+	m.from, m.to = a, b
+	for b > a && isSpace(s[b-1]) {
+		b--
+	}
+	m.trim = b
+	return b
+}
+
+// lineQuote returns the quote that closes the text a line whose key
+// starts at s[ks] is in, if any (see lineEnd), and whether it is escaped
+// (\").
+func (t *textOut) lineQuote(ks int) (q byte, escaped bool) {
+	s := t.s
+	switch {
+	case ks > 0 && (s[ks-1] == '"' || s[ks-1] == '\'' || s[ks-1] == '`'):
+		q = s[ks-1]
+		escaped = q == '"' && ks > 1 && s[ks-2] == '\\'
+	case t.inQuotes(ks):
+		q = '"'
+	}
+	return q, escaped
+}
+
+// scanLine returns where the line that goes on at s[b] ends: at a CR or
+// LF, their escapes, or the quote q (0: none) that closes the text the
+// line is in (escaped: \" closes it), or len(s).
+func scanLine(s string, b int, q byte, escaped bool) int {
 	for ; b < len(s); b++ {
 		c := s[b]
 		if c == '\n' || c == '\r' || c == q && q != 0 {
@@ -1020,13 +1175,7 @@ func (t *textOut) lineEnd(ks, a int, quoted bool) int {
 			}
 		}
 	}
-	b = min(b, len(s))
-	m.from, m.to = a, b
-	for b > a && isSpace(s[b-1]) {
-		b--
-	}
-	m.trim = b
-	return b
+	return min(b, len(s))
 }
 
 // lineScan is a scan of lineEnd's: from s[from] to the terminator at
@@ -1243,15 +1392,7 @@ func (t *textOut) sqlPassword(i int) (int, int) {
 	default:
 		return 0, 0
 	}
-	b := i + 1
-	for {
-		b = closeQuote(s, b, '\'')
-		if b+1 >= len(s) || s[b+1] != '\'' {
-			break
-		}
-		b += 2
-	}
-	return i + 1, min(b, len(s))
+	return i + 1, closeSingle(s, i+1)
 }
 
 // identifiedBefore reports whether IDENTIFIED, or IDENTIFIED WITH plugin,
@@ -1839,6 +1980,16 @@ func closeQuote(s string, a int, q byte) int {
 		}
 	}
 	return len(s)
+}
+
+// closeSingle is closeQuote for a single quote, where a doubled one is
+// one quote of the value, as SQL and YAML escape it.
+func closeSingle(s string, a int) int {
+	b := closeQuote(s, a, '\'')
+	for b+1 < len(s) && s[b+1] == '\'' {
+		b = closeQuote(s, b+2, '\'')
+	}
+	return b
 }
 
 // closeBracket returns the index after the bracket that closes the one at

@@ -276,6 +276,28 @@ func TestStringPatterns(t *testing.T) {
 		{"cookies", "Cookie: theme=dark; sid=" + S, "Cookie: " + R, 1},
 		{"ini line", "db_password = correct horse", "db_password = " + R, 1},
 		{"quoted yaml value", `password: "a b" # c`, `password: "` + R + `" # c`, 1},
+		{"yaml single quotes doubled", "password: 'it''s " + S + "' # c", "password: '" + R + "' # c", 1},
+		{"yaml single quotes, empty then more", "{'password': '', 'user': 'bob'}", "{'password': '', 'user': 'bob'}", 0},
+
+		// YAML values on the lines below their key: a block scalar's lines,
+		// a value or a mapping indented under it
+		{"yaml literal block", "password: |\n  " + S + "\n  line two\n\n  after a blank\nuser: bob",
+			"password: |\n  " + R + "\nuser: bob", 1},
+		{"yaml folded block, chomping", "password: >-\n  " + S + "\nuser: bob", "password: >-\n  " + R + "\nuser: bob", 1},
+		{"yaml block, indentation digit and comment", "password: |2+ # hers\n   " + S + "\n", "password: |2+ # hers\n   " + R + "\n", 1},
+		{"yaml block, nested mapping", "db:\n  password: |\n    " + S + "\n  user: bob", "db:\n  password: |\n    " + R + "\n  user: bob", 1},
+		{"yaml block in a list", "- password: >\n    " + S + "\n- user: bob", "- password: >\n    " + R + "\n- user: bob", 1},
+		{"yaml block, CR LF", "password: |\r\n  " + S + "\r\nuser: bob", "password: |\r\n  " + R + "\r\nuser: bob", 1},
+		{"yaml block in a json string", `{"msg":"password: |\n  ` + S + `\nuser: bob","n":1}`, `{"msg":"password: |\n  ` + R + `\nuser: bob","n":1}`, 1},
+		{"yaml block to the closing quote", `msg="password: |` + "\n  " + S + `" user=bob`, `msg="password: |` + "\n  " + R + `" user=bob`, 1},
+		{"yaml block, nothing under it", "password: |\nuser: bob", "password: " + R + "\nuser: bob", 1},
+		{"yaml value on the next line", "password:\n  " + S + "\nuser: bob", "password:\n  " + R + "\nuser: bob", 1},
+		{"yaml mapping under a secret key", "credentials:\n  user: bob\n  password: x\nlevel: 3", "credentials:\n  " + R + "\nlevel: 3", 1},
+		{"yaml value on the next line, escaped", `"password:\n  ` + S + `\nuser: bob"`, `"password:\n  ` + R + `\nuser: bob"`, 1},
+		{"yaml list item line", "- password: correct horse\n- user: bob", "- password: " + R + "\n- user: bob", 1},
+		{"yaml, nothing below", "password:\nuser: bob\ntoken:\n\nx: 1\nauth:", "password:\nuser: bob\ntoken:\n\nx: 1\nauth:", 0},
+		{"yaml blocks, names of secrets", "password_policy: |\n  at least 12\ntoken_type:\n  bearer", "password_policy: |\n  at least 12\ntoken_type:\n  bearer", 0},
+		{"mid-line key, then an indented line", "login failed, password:\n  try again", "login failed, password:\n  try again", 0},
 		{"header lines, names of secrets", "token_type: bearer access\npassword_policy: at least 12 chars\nContent-Type: text/plain; charset=utf-8",
 			"token_type: bearer access\npassword_policy: at least 12 chars\nContent-Type: text/plain; charset=utf-8", 0},
 		{"json values stay as they were", `{"password": 123, "n": 1} {"token": "x y", "n": 2}`, `{"password": ` + R + `, "n": 1} {"token": "` + R + `", "n": 2}`, 2},
@@ -489,6 +511,7 @@ func TestStringLinear(t *testing.T) {
 		"-u a:", "-u :", "PASSWORD '", "IDENTIFIED BY '", "by '", `"password"=>`, "password => ", "Authorization=Digest a=b, ",
 		"token: Digest a=\"", "token=`", `{:pw => "`, "pw=>", `token:"pw: [`, `token:"pw=pw=`,
 		`pw: a "pw: b `, "pw: a 'pw: b \"pw: c `pw: d ", "https://u:xPw%3Dy@",
+		"password: |\n", "password: |\n ", "password:\n ", "pw:\n\n", "- pw: >\n  x\n", `pw: |\n `, "pw: '''x", "pw='a''", `"pw: |\n `,
 	} {
 		s := strings.Repeat(unit, 200000/len(unit))
 		start := time.Now()
