@@ -255,7 +255,9 @@ func plant(shape int, core string, keyIdx uint8) planted {
 	case shapeFlag:
 		k := strings.ReplaceAll(fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)], "_", "-")
 		return textAttr([]string{"app --" + k + " " + core + " --verbose", "app -" + k + " " + core, `["app", "--` + k + `", "` + core + `"]`,
-			"curl -u admin:" + core + " https://host.example/", "curl --user 'admin:" + core + "' https://host.example/"}[core[0]%5])
+			"curl -u admin:" + core + " https://host.example/", "curl --user 'admin:" + core + "' https://host.example/",
+			"[--" + k + " " + core + " -v]", "(-" + k + " " + core + ")", "[\n  \"app\",\n  \"--" + k + "\",\n  \"" + core + "\"\n]",
+			"app --" + k + " \\\n  " + core}[core[0]%9])
 	case shapeRocket:
 		k := fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)]
 		return textAttr([]string{`{"` + k + `"=>"` + core + `", "n"=>1}`, `['` + k + `' => '` + core + `']`, `{:` + k + ` => "` + core + `"}`,
@@ -488,6 +490,7 @@ func FuzzStringAgrees(f *testing.F) {
 		"--password pw --x", "-pw x", `["a", "--token", "x"]`, `"--password" "x"`, "--password --x",
 		"secret=`x y`", `{"password"=>"x"}`, `'pw' => 'x'`, `{:otp=>1}`,
 		"IDENTIFIED BY 'x'", "identified with p by 'x'", "WITH PASSWORD 'it''s'", "by 'x'", "password ''",
+		"[--password x]", "(-pw x)", "[\n \"--token\",\n \"x\"\n]", `[\n \"--token\",\n \"x\"]`, "--pw \\\n x", "[-pw] x",
 		"password: |\n  x\n y\nz: 1", "- pw: >-\n    x", "pw:\n  x", `"pw: |\n  x\ny: 1"`, "pw: 'a''b'", "a:\n pw: |\n  x",
 	} {
 		f.Add(s)

@@ -1319,9 +1319,11 @@ func argEnd(s string, a int) int {
 	return a
 }
 
-// flagBefore reports whether a command-line flag may start after c.
+// flagBefore reports whether a command-line flag may start after c: a
+// space, a quote, or the bracket that opens a list of arguments as Go's
+// %v prints one ([--password x]) or a paren ((--token x)).
 func flagBefore(c byte) bool {
-	return isSpace(c) || c == '"' || c == '\''
+	return isSpace(c) || c == '"' || c == '\'' || c == '[' || c == '('
 }
 
 // flag matches the value of a command-line flag named as a secret key and
@@ -1341,13 +1343,18 @@ func (t *textOut) flag(i int) (int, int) {
 		return 0, 0
 	}
 	e := n
-	for e < len(s) && keyByte[s[e]] {
-		e++
+	for e < len(s) && (isAlnum(s[e]) || s[e] == '-' || s[e] == '_' || s[e] == '.') {
+		e++ // not keyByte's brackets: [-password] is no flag before a value
 	}
 	a := e
 	sep := false // a separator before the value
+	esc := false // the flag is in escaped quotes (JSON inside JSON)
 	if i > 0 && (s[i-1] == '"' || s[i-1] == '\'') {
-		// "--token" "x", or ["--token","x"]
+		// "--token" "x", or ["--token","x"], or [\"--token\", \"x\"]
+		esc = s[i-1] == '"' && i > 1 && s[i-2] == '\\'
+		if esc && a+1 < len(s) && s[a] == '\\' {
+			a++
+		}
 		if a == len(s) || s[a] != s[i-1] {
 			return 0, 0
 		}
@@ -1356,13 +1363,37 @@ func (t *textOut) flag(i int) (int, int) {
 			a++
 			sep = true
 		}
+		// Pretty-printed JSON has the value on the next line.
+		for a < len(s) {
+			if isSpace(s[a]) {
+				a++
+			} else if n := lineBreak(s, a); esc && n > 0 {
+				a += n
+			} else {
+				break
+			}
+			sep = true
+		}
 	}
-	for a < len(s) && (s[a] == ' ' || s[a] == '\t') {
-		a++
+	for a < len(s) {
+		if s[a] == ' ' || s[a] == '\t' {
+			a++
+		} else if s[a] == '\\' && a+1 < len(s) && (s[a+1] == '\n' || s[a+1] == '\r') {
+			a += 1 + lineBreak(s, a+1) // a shell's line continuation
+		} else {
+			break
+		}
 		sep = true
 	}
 	if !sep || a == len(s) || s[a] == '-' || !t.r.keys.secret(s[max(n, e-maxTextKey):e]) {
 		return 0, 0
+	}
+	if esc && s[a] == '\\' && a+1 < len(s) && s[a+1] == '"' {
+		b := len(s)
+		if k := strings.Index(s[a+2:], `\"`); k >= 0 {
+			b = a + 2 + k
+		}
+		return a + 2, b
 	}
 	if c := s[a]; c == '"' || c == '\'' || c == '`' {
 		return a + 1, closeQuote(s, a+1, c)

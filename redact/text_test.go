@@ -337,6 +337,16 @@ func TestStringPatterns(t *testing.T) {
 		{"flags in a json array", `["cmd", "--client-secret", "` + S + `"]`, `["cmd", "--client-secret", "` + R + `"]`, 1},
 		{"flags in compact json", `["cmd","--token","` + S + `"]`, `["cmd","--token","` + R + `"]`, 1},
 		{"flag in a quoted command", `sh -c "app -pw ` + S + `"`, `sh -c "app -pw ` + R + `"`, 1},
+		{"flag first in brackets", "[--password " + S + " --verbose]", "[--password " + R + " --verbose]", 1},
+		{"flag first in brackets, value last", "[-token " + S + "]", "[-token " + R, 1}, // the ] may be the password's: it goes too
+		{"flag in parens", "(--api-key " + S + " -v)", "(--api-key " + R + " -v)", 1},
+		{"flag with = in parens", "(--password=" + S + ")", "(--password=" + R, 1},
+		{"flags in a pretty-printed json array", "[\n  \"app\",\n  \"--password\",\n  \"" + S + "\"\n]", "[\n  \"app\",\n  \"--password\",\n  \"" + R + "\"\n]", 1},
+		{"flags in an escaped json array", `{"args":"[\"--token\", \"` + S + `\"]"}`, `{"args":"[\"--token\", \"` + R + `\"]"}`, 1},
+		{"flags in an escaped pretty-printed json array", `{"args":"[\n  \"--token\",\n  \"` + S + `\"\n]"}`, `{"args":"[\n  \"--token\",\n  \"` + R + `\"\n]"}`, 1},
+		{"flag, line continuation", "app --password \\\n    " + S + " --verbose", "app --password \\\n    " + R + " --verbose", 1},
+		{"flags in brackets, names of secrets", "a[-password] (-token) [--verbose x] [--password --verbose] [--no-color]",
+			"a[-password] (-token) [--verbose x] [--password --verbose] [--no-color]", 0},
 		{"flags, names of secrets", "a-password b --password --verbose --password-file /etc/pw --no-color x -token --token-type bearer",
 			"a-password b --password --verbose --password-file /etc/pw --no-color x -token --token-type bearer", 0},
 
@@ -512,6 +522,7 @@ func TestStringLinear(t *testing.T) {
 		"token: Digest a=\"", "token=`", `{:pw => "`, "pw=>", `token:"pw: [`, `token:"pw=pw=`,
 		`pw: a "pw: b `, "pw: a 'pw: b \"pw: c `pw: d ", "https://u:xPw%3Dy@",
 		"password: |\n", "password: |\n ", "password:\n ", "pw:\n\n", "- pw: >\n  x\n", `pw: |\n `, "pw: '''x", "pw='a''", `"pw: |\n `,
+		"[--password ", "(-pw ", "[\n \"--password\",\n ", `[\"--token\",\n `, "--password \\\n", "[-password]",
 	} {
 		s := strings.Repeat(unit, 200000/len(unit))
 		start := time.Now()
