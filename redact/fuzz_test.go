@@ -264,7 +264,9 @@ func plant(shape int, core string, keyIdx uint8) planted {
 			k + "=`" + core + "` next"}[core[0]%4])
 	case shapeSQL:
 		return textAttr([]string{"CREATE USER 'app'@'%' IDENTIFIED BY '" + core + "';", "create user app identified with caching_sha2_password by '" + core + "'",
-			"ALTER ROLE app WITH LOGIN PASSWORD '" + core + "' VALID UNTIL 'infinity'"}[core[0]%3])
+			"ALTER ROLE app WITH LOGIN PASSWORD '" + core + "' VALID UNTIL 'infinity'", "SET PASSWORD FOR 'app'@'%' = PASSWORD('" + core + "');",
+			"ALTER USER app IDENTIFIED BY " + core + ";", "ALTER ROLE app PASSWORD $pw$" + core + "$pw$", "ALTER ROLE app PASSWORD\n  E'" + core + "'",
+			"CREATE USER app IDENTIFIED BY  \"" + core + "\""}[core[0]%8])
 	case shapeYAML:
 		// Lines of their own: only a key that begins a line takes the
 		// lines below it.
@@ -490,6 +492,8 @@ func FuzzStringAgrees(f *testing.F) {
 		"--password pw --x", "-pw x", `["a", "--token", "x"]`, `"--password" "x"`, "--password --x",
 		"secret=`x y`", `{"password"=>"x"}`, `'pw' => 'x'`, `{:otp=>1}`,
 		"IDENTIFIED BY 'x'", "identified with p by 'x'", "WITH PASSWORD 'it''s'", "by 'x'", "password ''",
+		"BY  'x'", "PASSWORD\n'x'", "SET PASSWORD FOR 'u'@'%' = 'x'", "set password = PASSWORD('x')", "user u identified by x", `IDENTIFIED BY "x"`,
+		"PASSWORD E'x'", "PASSWORD $$x$$", "PASSWORD $t$x$t$", "BY 'a' REPLACE 'b'", "to u IDENTIFIED BY a REPLACE b",
 		"[--password x]", "(-pw x)", "[\n \"--token\",\n \"x\"\n]", `[\n \"--token\",\n \"x\"]`, "--pw \\\n x", "[-pw] x",
 		"password: |\n  x\n y\nz: 1", "- pw: >-\n    x", "pw:\n  x", `"pw: |\n  x\ny: 1"`, "pw: 'a''b'", "a:\n pw: |\n  x",
 	} {

@@ -16,7 +16,8 @@ import (
 // secret's shape is most distinctive: the J of eyJ, the _ of ghp_, the - of
 // xoxb-, the @ of a URL's userinfo, the = or : after a key, the > of a
 // start tag or of a hash rocket (=>), the < of <input, the dash of a
-// command-line flag, the quote of an SQL password literal.
+// command-line flag, the quote or $ of an SQL password literal, the B of
+// IDENTIFIED BY, the = of SET PASSWORD.
 
 // The bytes at which a matcher runs are flagged infoTrigger in info.
 var (
@@ -28,7 +29,7 @@ var (
 )
 
 func init() {
-	for _, c := range []byte("bBJA_-@=:%><'") {
+	for _, c := range []byte("bBJA_-@=:%><'$") {
 		info[c] |= infoTrigger
 	}
 	for i := range 256 {
@@ -205,7 +206,7 @@ func next(s string, i int) int {
 			j := base + bits.TrailingZeros(m)
 			switch s[j] {
 			case 'b', 'B':
-				if j+5 < len(s) && (lower[s[j+1]] == 'e' || lower[s[j+1]] == 'a') {
+				if j+5 < len(s) && (lower[s[j+1]] == 'e' || lower[s[j+1]] == 'a') || j+3 < len(s) && lower[s[j+1]] == 'y' && sqlByAt(s, j) {
 					return j
 				}
 			case 'J':
@@ -238,8 +239,8 @@ func next(s string, i int) int {
 				if j+6 < len(s) && lower[s[j+1]] == 'i' && lower[s[j+2]] == 'n' {
 					return j
 				}
-			case '\'':
-				if j > 1 && (s[j-1] == ' ' || s[j-1] == '\t') && (lower[s[j-2]] == 'd' || lower[s[j-2]] == 'y') {
+			case '\'', '$':
+				if j > 1 && (isSpace(s[j-1]) || s[j] == '\'' && (s[j-1] == '(' || s[j-1]|0x20 == 'e')) && sqlQuoteAt(s, j) {
 					return j
 				}
 			default: // '=', ':'
@@ -259,8 +260,8 @@ func next(s string, i int) int {
 // scan calls candidate, keep them equal.)
 func candidate(s string, i int) bool {
 	switch s[i] {
-	case 'b', 'B':
-		return i+5 < len(s) && (lower[s[i+1]] == 'e' || lower[s[i+1]] == 'a')
+	case 'b', 'B': // bearer, basic; BY after IDENTIFIED
+		return i+5 < len(s) && (lower[s[i+1]] == 'e' || lower[s[i+1]] == 'a') || sqlByAt(s, i)
 	case 'J':
 		return i > 1 && s[i-1] == 'y'
 	case 'A':
@@ -277,8 +278,8 @@ func candidate(s string, i int) bool {
 		return i > 1 && s[i-1] != '/'
 	case '<': // <input
 		return i+6 < len(s) && lower[s[i+1]] == 'i' && lower[s[i+2]] == 'n'
-	case '\'': // PASSWORD 'x', BY 'x'
-		return i > 1 && (s[i-1] == ' ' || s[i-1] == '\t') && (lower[s[i-2]] == 'd' || lower[s[i-2]] == 'y')
+	case '\'', '$': // PASSWORD 'x', BY 'x', PASSWORD('x'), PASSWORD E'x', PASSWORD $$x$$
+		return sqlQuoteAt(s, i)
 	default: // '=', ':' after a key (and maybe a quote or spaces)
 		if i > 0 {
 			c := s[i-1]
@@ -286,6 +287,25 @@ func candidate(s string, i int) bool {
 		}
 	}
 	return false
+}
+
+// sqlQuoteAt is candidate for the ' or $ at s[i]: after a space or a line
+// break that follows a D or a Y (PASSWORD, BY) or more of them; a ' also
+// after E and a space (E'x'), or after D( (PASSWORD('x')).
+func sqlQuoteAt(s string, i int) bool {
+	if i < 2 {
+		return false
+	}
+	c, d := s[i-1], s[i-2]
+	return isSpace(c) && (lower[d] == 'd' || lower[d] == 'y' || isSpace(d)) ||
+		s[i] == '\'' && ((c == 'E' || c == 'e') && isSpace(d) || c == '(' && lower[d] == 'd')
+}
+
+// sqlByAt is candidate for the B of BY at s[i], spaces on both sides, after
+// a D (IDENTIFIED BY) or more spaces.
+func sqlByAt(s string, i int) bool {
+	return i > 1 && i+3 < len(s) && lower[s[i+1]] == 'y' && isSpace(s[i+2]) && isSpace(s[i-1]) &&
+		(lower[s[i-2]] == 'd' || isSpace(s[i-2]))
 }
 
 func (r *Redactor) textFrom(s string, i int) (string, int) {
@@ -375,8 +395,25 @@ func (t *textOut) detectInSpan(i int) (int, int) {
 		}
 		return 0, 0
 	}
-	if i < t.prevA || s[i] != ':' && s[i] != '=' && (s[i] != '>' || i == 0 || s[i-1] != '=') {
+	if i < t.prevA {
 		return 0, 0 // not in the replaced text (between <input and its value)
+	}
+	// An SQL password whose quote closes the quoted value replaced last
+	// (token:" IDENTIFIED BY "x"), a flag's value on the line after a
+	// header line's (token: app --pw \⏎ x); one that starts in the span is
+	// not looked at.
+	switch s[i] {
+	case 'b', 'B':
+		return t.sqlBy(i, t.last)
+	case '-':
+		return t.flag(i, t.last)
+	case '=':
+		if a, b := t.setPassword(i, t.last); a < b {
+			return a, b
+		}
+	}
+	if s[i] != ':' && s[i] != '=' && (s[i] != '>' || i == 0 || s[i-1] != '=') {
+		return 0, 0
 	}
 	t.across = true
 	var a, b int
@@ -420,10 +457,18 @@ func (t *textOut) detectToken(i int) (int, int) {
 func (t *textOut) detect(i int) (int, int) {
 	switch t.s[i] {
 	case 'b', 'B':
-		return t.authScheme(i)
+		if a, b := t.authScheme(i); a < b {
+			return a, b
+		}
+		return t.sqlBy(i, 0)
 	case '@':
 		return t.userinfo(i)
 	case '=', ':':
+		if t.s[i] == '=' {
+			if a, b := t.setPassword(i, 0); a < b {
+				return a, b
+			}
+		}
 		return t.keyValue(i)
 	case '%':
 		return t.encodedKeyValue(i)
@@ -434,10 +479,10 @@ func (t *textOut) detect(i int) (int, int) {
 			}
 		}
 		return t.element(i)
-	case '\'':
+	case '\'', '$':
 		return t.sqlPassword(i)
 	case '-':
-		if a, b := t.flag(i); a < b {
+		if a, b := t.flag(i, 0); a < b {
 			return a, b
 		}
 	}
@@ -889,7 +934,7 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 		b := closeQuote(s, a+1, c)
 		return skipScheme(s, a+1, b), b
 	case c == '\'':
-		b := closeSingle(s, a+1)
+		b := closeDoubled(s, a+1, '\'')
 		return skipScheme(s, a+1, b), b
 	case c == '\\' && a+1 < len(s) && s[a+1] == '"':
 		b := len(s)
@@ -1329,8 +1374,9 @@ func flagBefore(c byte) bool {
 // flag matches the value of a command-line flag named as a secret key and
 // given as the next argument (--password x, --api-key x, Go's -password
 // x; "--token" "x" as %q prints it), unless that argument is another flag
-// (the dash is the trigger). --password=x is key=value text.
-func (t *textOut) flag(i int) (int, int) {
+// (the dash is the trigger). --password=x is key=value text. A value that
+// starts before s[from] is not looked at.
+func (t *textOut) flag(i, from int) (int, int) {
 	s := t.s
 	if i > 0 && !flagBefore(s[i-1]) {
 		return 0, 0
@@ -1385,7 +1431,7 @@ func (t *textOut) flag(i int) (int, int) {
 		}
 		sep = true
 	}
-	if !sep || a == len(s) || s[a] == '-' || !t.r.keys.secret(s[max(n, e-maxTextKey):e]) {
+	if !sep || a == len(s) || a < from || s[a] == '-' || !t.r.keys.secret(s[max(n, e-maxTextKey):e]) {
 		return 0, 0
 	}
 	if esc && s[a] == '\\' && a+1 < len(s) && s[a+1] == '"' {
@@ -1401,61 +1447,264 @@ func (t *textOut) flag(i int) (int, int) {
 	return a, argEnd(s, a)
 }
 
-// sqlPassword matches the quoted literal of SQL's IDENTIFIED BY 'x'
-// (also IDENTIFIED WITH plugin BY 'x'), PASSWORD 'x' (WITH PASSWORD 'x',
-// ALTER ROLE r PASSWORD 'x'), in any case; the quote is the trigger.
-// A quote doubled inside the literal (the SQL escape) is part of it.
+// sqlPassword matches the literal of SQL's IDENTIFIED BY 'x' (also
+// IDENTIFIED WITH plugin BY 'x'), PASSWORD 'x' (WITH PASSWORD 'x', ALTER
+// ROLE r PASSWORD 'x') and MySQL's PASSWORD('x'), in any case, with any
+// spaces or line breaks before it; the trigger is the quote, the quote of
+// PostgreSQL's E'x', or the first $ of its $$x$$ and $tag$x$tag$.
 func (t *textOut) sqlPassword(i int) (int, int) {
 	s := t.s
-	if i < 3 || s[i-1] != ' ' && s[i-1] != '\t' {
-		return 0, 0
+	a := i // where the literal starts
+	if s[i] == '\'' && i > 0 && (s[i-1] == 'E' || s[i-1] == 'e') {
+		a = i - 1
 	}
-	ws := i - 1
-	for ws > 0 && i-1-ws <= len("password") && isLetter(s[ws-1]) {
+	fn := a == i && s[i] == '\'' && i > 0 && s[i-1] == '('
+	k := a
+	if fn {
+		k--
+	}
+	ws := k
+	for ws > 0 && k-ws < maxSQLSpace && isSpace(s[ws-1]) {
 		ws--
 	}
-	if ws > 0 && keyByte[s[ws-1]] {
+	if ws == k && !fn || ws == 0 {
+		return 0, 0
+	}
+	w := ws
+	for w > 0 && ws-w <= len("password") && isLetter(s[w-1]) {
+		w--
+	}
+	if w > 0 && keyByte[s[w-1]] {
 		return 0, 0 // db_password 'x': not the keyword
 	}
-	switch w := s[ws : i-1]; {
-	case equalFold(w, "password"):
-	case equalFold(w, "by") && identifiedBefore(s, ws):
+	switch word := s[w:ws]; {
+	case equalFold(word, "password"):
+	case !fn && equalFold(word, "by") && identifiedBefore(s, w):
 	default:
 		return 0, 0
 	}
-	return i + 1, closeSingle(s, i+1)
+	return sqlPasswordAt(s, a, false)
+}
+
+// sqlBy matches the password after IDENTIFIED BY that sqlPassword's
+// triggers do not see: double-quoted (MySQL), or a bare word (Oracle's
+// IDENTIFIED BY x); the B of BY is the trigger. A password that starts
+// before s[from] is not looked at.
+func (t *textOut) sqlBy(i, from int) (int, int) {
+	s := t.s
+	if i == 0 || i+2 >= len(s) || lower[s[i+1]] != 'y' || !isSpace(s[i-1]) || !isSpace(s[i+2]) {
+		return 0, 0
+	}
+	k := identifiedAt(s, i)
+	if k < 0 {
+		return 0, 0
+	}
+	a := i + 2
+	for a < len(s) && a-i < maxSQLSpace && isSpace(s[a]) {
+		a++
+	}
+	if a < from {
+		return 0, 0
+	}
+	// A bare word only in a statement: identified by its id is prose.
+	return sqlPasswordAt(s, a, userBefore(s, k))
+}
+
+// setPassword matches the password of MySQL's SET PASSWORD = 'x' and SET
+// PASSWORD FOR user = 'x' (or = PASSWORD('x')); the = is the trigger. The
+// key before the = is the user (or the word PASSWORD), which key=value text
+// takes for a name, not a secret's. A password that starts before s[from]
+// is not looked at.
+func (t *textOut) setPassword(i, from int) (int, int) {
+	s := t.s
+	k := i
+	for k > 0 && i-k < maxSQLSpace && isSpace(s[k-1]) {
+		k--
+	}
+	// The user: 'bob'@'%', bob@localhost, CURRENT_USER(). It holds no =,
+	// so text full of them is walked back once.
+	u := k
+	for u > 0 && k-u < maxUserName && !isSpace(s[u-1]) && s[u-1] != '=' {
+		u--
+	}
+	if u == k || u == 0 || !isSpace(s[u-1]) {
+		return 0, 0
+	}
+	if !equalFold(s[u:k], "password") {
+		var w string
+		if u, w = sqlWordBefore(s, u); !equalFold(w, "for") {
+			return 0, 0
+		}
+		if u, w = sqlWordBefore(s, u); !equalFold(w, "password") {
+			return 0, 0
+		}
+	}
+	if _, w := sqlWordBefore(s, u); !equalFold(w, "set") {
+		return 0, 0
+	}
+	a := i + 1
+	for a < len(s) && a-i <= maxSQLSpace && isSpace(s[a]) {
+		a++
+	}
+	if a < from {
+		return 0, 0
+	}
+	return sqlPasswordAt(s, a, true)
+}
+
+// maxSQLSpace bounds the spaces and line breaks between the words of an
+// SQL statement that its matchers look across.
+const maxSQLSpace = 64
+
+// sqlLiteral returns the text of the SQL string literal that starts at
+// s[a]: '...' or "..." (a doubled quote is one of the text), E'...', $$...$$
+// or $tag$...$tag$, all to the end of s if not closed; also the literal in
+// MySQL's PASSWORD('x') and after IDENTIFIED BY PASSWORD or Oracle's
+// IDENTIFIED BY VALUES. With word, a bare word is a literal too (to a
+// space or ;), but not RANDOM of MySQL's IDENTIFIED BY RANDOM PASSWORD.
+// end is where the literal ends, its closing quote or tag and all.
+func sqlLiteral(s string, a int, word bool) (c, d, end int) {
+	if a >= len(s) {
+		return 0, 0, 0
+	}
+	switch q := s[a]; {
+	case q == '\'' || q == '"':
+		d = closeDoubled(s, a+1, q)
+		return a + 1, d, min(d+1, len(s))
+	case (q == 'E' || q == 'e') && a+1 < len(s) && s[a+1] == '\'':
+		d = closeDoubled(s, a+2, '\'')
+		return a + 2, d, min(d+1, len(s))
+	case q == '$':
+		e := a + 1
+		for e < len(s) && e-a <= maxTextKey && (isAlnum(s[e]) || s[e] == '_') {
+			e++
+		}
+		if e == len(s) || s[e] != '$' {
+			return 0, 0, 0 // $1, $HOME: no dollar quote
+		}
+		tag := s[a : e+1]
+		if k := strings.Index(s[e+1:], tag); k >= 0 {
+			return e + 1, e + 1 + k, e + 1 + k + len(tag)
+		}
+		return e + 1, len(s), len(s)
+	}
+	w := a
+	for w < len(s) && w-a <= len("password") && isLetter(s[w]) {
+		w++
+	}
+	if v := s[a:w]; equalFold(v, "password") || equalFold(v, "values") {
+		k := w
+		for k < len(s) && k-w < maxSQLSpace && isSpace(s[k]) {
+			k++
+		}
+		if k < len(s) && s[k] == '(' {
+			k++
+		}
+		for k < len(s) && k-w < maxSQLSpace && isSpace(s[k]) {
+			k++
+		}
+		if k < len(s) && (s[k] == '\'' || s[k] == '"') {
+			return sqlLiteral(s, k, false)
+		}
+		return 0, 0, 0
+	}
+	if !word || equalFold(s[a:w], "random") && w < len(s) && isSpace(s[w]) {
+		return 0, 0, 0
+	}
+	d = a
+	for d < len(s) && !isSpace(s[d]) && s[d] != ';' {
+		d++
+	}
+	return a, d, d
+}
+
+// sqlPasswordAt returns sqlLiteral's text of the password at s[a], with
+// the old password of a REPLACE clause after it (MySQL's and Oracle's
+// IDENTIFIED BY 'new' REPLACE 'old'): one span from the new password to
+// the old, REPLACE and all, since a matcher returns one.
+func sqlPasswordAt(s string, a int, word bool) (int, int) {
+	c, d, end := sqlLiteral(s, a, word)
+	if c >= d {
+		return c, d
+	}
+	e := end
+	for e < len(s) && e-end < maxSQLSpace && isSpace(s[e]) {
+		e++
+	}
+	const kw = "replace"
+	if e == end || e+len(kw) >= len(s) || !equalFold(s[e:e+len(kw)], kw) || !isSpace(s[e+len(kw)]) {
+		return c, d
+	}
+	k := e + len(kw)
+	for k < len(s) && k-e < maxSQLSpace && isSpace(s[k]) {
+		k++
+	}
+	if f, g, _ := sqlLiteral(s, k, word); f < g {
+		return c, g
+	}
+	return c, d
 }
 
 // identifiedBefore reports whether IDENTIFIED, or IDENTIFIED WITH plugin,
 // ends just before the spaces before s[k].
 func identifiedBefore(s string, k int) bool {
-	word := func(k int) (int, string) {
-		e := k
-		for e > 0 && k-e < 4 && (s[e-1] == ' ' || s[e-1] == '\t') {
-			e--
-		}
-		if e == k {
-			return k, ""
-		}
-		b := e
-		for b > 0 && e-b < maxTextKey && keyByte[s[b-1]] {
-			b--
-		}
-		return b, s[b:e]
-	}
-	k, w := word(k)
+	return identifiedAt(s, k) >= 0
+}
+
+// identifiedAt returns where the IDENTIFIED that identifiedBefore looks
+// for starts, or -1.
+func identifiedAt(s string, k int) int {
+	k, w := sqlWordBefore(s, k)
 	if equalFold(w, "identified") {
-		return true
+		return k
 	}
 	if w == "" {
-		return false
+		return -1
 	}
-	k, w = word(k)
+	k, w = sqlWordBefore(s, k)
 	if !equalFold(w, "with") {
+		return -1
+	}
+	if k, w = sqlWordBefore(s, k); equalFold(w, "identified") {
+		return k
+	}
+	return -1
+}
+
+// userBefore reports whether a user name, after USER or TO, ends at the
+// spaces before s[k]: CREATE USER bob IDENTIFIED, GRANT c TO bob
+// IDENTIFIED. It tells a statement from prose (identified by its id).
+func userBefore(s string, k int) bool {
+	e := k
+	for e > 0 && k-e < maxSQLSpace && isSpace(s[e-1]) {
+		e--
+	}
+	u := e
+	for u > 0 && e-u < maxUserName && !isSpace(s[u-1]) {
+		u--
+	}
+	if u == e {
 		return false
 	}
-	_, w = word(k)
-	return equalFold(w, "identified")
+	_, w := sqlWordBefore(s, u)
+	return equalFold(w, "user") || equalFold(w, "to")
+}
+
+// sqlWordBefore returns the word (of key bytes) that ends at the spaces
+// before s[k], and where it starts; "" if no space or no word is there.
+func sqlWordBefore(s string, k int) (int, string) {
+	e := k
+	for e > 0 && k-e < maxSQLSpace && isSpace(s[e-1]) {
+		e--
+	}
+	if e == k {
+		return k, ""
+	}
+	b := e
+	for b > 0 && e-b < maxTextKey && keyByte[s[b-1]] {
+		b--
+	}
+	return b, s[b:e]
 }
 
 // keyBefore returns where the key of key=value text that ends at ke
@@ -2013,12 +2262,12 @@ func closeQuote(s string, a int, q byte) int {
 	return len(s)
 }
 
-// closeSingle is closeQuote for a single quote, where a doubled one is
-// one quote of the value, as SQL and YAML escape it.
-func closeSingle(s string, a int) int {
-	b := closeQuote(s, a, '\'')
-	for b+1 < len(s) && s[b+1] == '\'' {
-		b = closeQuote(s, b+2, '\'')
+// closeDoubled is closeQuote where a doubled quote q is one quote of the
+// value, as SQL escapes it (and YAML, in single quotes).
+func closeDoubled(s string, a int, q byte) int {
+	b := closeQuote(s, a, q)
+	for b+1 < len(s) && s[b+1] == q {
+		b = closeQuote(s, b+2, q)
 	}
 	return b
 }

@@ -368,6 +368,28 @@ func TestStringPatterns(t *testing.T) {
 		{"with password", "CREATE ROLE app WITH LOGIN PASSWORD '" + S + "'", "CREATE ROLE app WITH LOGIN PASSWORD '" + R + "'", 1},
 		{"alter role password", "ALTER ROLE app PASSWORD '" + S + "' VALID UNTIL '2030-01-01'", "ALTER ROLE app PASSWORD '" + R + "' VALID UNTIL '2030-01-01'", 1},
 		{"doubled quote", "alter user bob password 'it''s " + S + "'", "alter user bob password '" + R + "'", 1},
+		{"identified by, two spaces", "CREATE USER app IDENTIFIED BY  '" + S + "';", "CREATE USER app IDENTIFIED BY  '" + R + "';", 1},
+		{"password, line break", "ALTER ROLE app PASSWORD\n'" + S + "'", "ALTER ROLE app PASSWORD\n'" + R + "'", 1},
+		{"identified by, line breaks", "CREATE USER app\n  IDENTIFIED\n  BY\n  '" + S + "'", "CREATE USER app\n  IDENTIFIED\n  BY\n  '" + R + "'", 1},
+		{"set password for", "SET PASSWORD FOR 'bob'@'%' = '" + S + "';", "SET PASSWORD FOR 'bob'@'%' = '" + R + "';", 1},
+		{"set password for, function", "SET PASSWORD FOR 'bob'@'%' = PASSWORD('" + S + "');", "SET PASSWORD FOR 'bob'@'%' = PASSWORD('" + R + "');", 1},
+		{"set password", "set password = PASSWORD('" + S + "')", "set password = PASSWORD('" + R + "')", 1},
+		{"set password for, no spaces", "SET PASSWORD FOR bob@localhost=\"" + S + "\"", "SET PASSWORD FOR bob@localhost=\"" + R + "\"", 1},
+		{"password function", "SELECT PASSWORD('" + S + "')", "SELECT PASSWORD('" + R + "')", 1},
+		{"oracle, bare word", "ALTER USER bob IDENTIFIED BY " + S + ";", "ALTER USER bob IDENTIFIED BY " + R + ";", 1},
+		{"oracle grant, bare word", "grant connect to bob identified by " + S, "grant connect to bob identified by " + R, 1},
+		{"identified by, double quotes", `CREATE USER bob IDENTIFIED BY "it""s ` + S + `"`, `CREATE USER bob IDENTIFIED BY "` + R + `"`, 1},
+		{"replace clause", "ALTER USER bob IDENTIFIED BY '" + S + "' REPLACE 'old1';", "ALTER USER bob IDENTIFIED BY '" + R + "';", 1},
+		{"identified by values", "CREATE USER bob IDENTIFIED BY VALUES 'S:" + S + "'", "CREATE USER bob IDENTIFIED BY VALUES '" + R + "'", 1},
+		{"identified by password", "CREATE USER bob IDENTIFIED BY PASSWORD '*" + S + "'", "CREATE USER bob IDENTIFIED BY PASSWORD '" + R + "'", 1},
+		{"postgres escape string", "ALTER ROLE app PASSWORD E'it\\'s " + S + "'", "ALTER ROLE app PASSWORD E'" + R + "'", 1},
+		{"postgres dollar quotes", "ALTER ROLE app PASSWORD $$" + S + "$$ VALID UNTIL 'x'", "ALTER ROLE app PASSWORD $$" + R + "$$ VALID UNTIL 'x'", 1},
+		{"postgres tagged dollar quotes", "CREATE ROLE app LOGIN PASSWORD $pw$a$b " + S + "$pw$;", "CREATE ROLE app LOGIN PASSWORD $pw$" + R + "$pw$;", 1},
+		{"sql password after a quoted value", `token:" CREATE USER app IDENTIFIED BY "` + S + `"`, `token:"` + R + `"` + R + `"`, 2},
+		{"set password after a quoted value", `token:" SET PASSWORD FOR app = "` + S + `"`, `token:"` + R + `"` + R + `"`, 2},
+		{"flag after a header line", "token: app --password \\\n  " + S, "token: " + R + "\n  " + R, 2},
+		{"sql, not passwords", "the request was identified by its id; IDENTIFIED BY RANDOM PASSWORD; cd $HOME; costs $5; caused by  'x'; sorted by\n'y'; PASSWORD $1; set x = 'y'; password for bob = 'z'",
+			"the request was identified by its id; IDENTIFIED BY RANDOM PASSWORD; cd $HOME; costs $5; caused by  'x'; sorted by\n'y'; PASSWORD $1; set x = 'y'; password for bob = 'z'", 0},
 		{"sql, no passwords", "ORDER BY 'name'; sorted by 'date'; db_password 'x'; PASSWORD ''; said 'hi'; password_policy 'strict'",
 			"ORDER BY 'name'; sorted by 'date'; db_password 'x'; PASSWORD ''; said 'hi'; password_policy 'strict'", 0},
 	} {
@@ -523,6 +545,9 @@ func TestStringLinear(t *testing.T) {
 		`pw: a "pw: b `, "pw: a 'pw: b \"pw: c `pw: d ", "https://u:xPw%3Dy@",
 		"password: |\n", "password: |\n ", "password:\n ", "pw:\n\n", "- pw: >\n  x\n", `pw: |\n `, "pw: '''x", "pw='a''", `"pw: |\n `,
 		"[--password ", "(-pw ", "[\n \"--password\",\n ", `[\"--token\",\n `, "--password \\\n", "[-password]",
+		"IDENTIFIED BY ", "create user u identified by x ", "PASSWORD $$", "PASSWORD $a", "PASSWORD $a$", "PASSWORD E'", "PASSWORD('", "PASSWORD  '",
+		"SET PASSWORD = ", "SET PASSWORD FOR u = ", "= ", "a = ", " $", "by  ", "by 'x' REPLACE ", "IDENTIFIED BY 'a' REPLACE ", "ed by ",
+		`token:" IDENTIFIED BY '`, `token:" x IDENTIFIED BY "`, `token:" SET PASSWORD FOR u = "`, `token:" --pw `, "token: a --pw \\\n",
 	} {
 		s := strings.Repeat(unit, 200000/len(unit))
 		start := time.Now()
@@ -557,7 +582,7 @@ func checkNext(t *testing.T, s string) {
 // TestNext: the eight-byte steps of next find what a byte-by-byte scan
 // finds, at every length and offset.
 func TestNext(t *testing.T) {
-	const alpha = "xbe-_=:@AKJy tg%3D5>\"<'d"
+	const alpha = "xbe-_=:@AKJy tg%3D5>\"<'d$(E\n["
 	for n := range 20 {
 		for k := range 200 {
 			b := make([]byte, n)
