@@ -261,7 +261,7 @@ func plant(shape int, core string, keyIdx uint8) planted {
 	case shapeRocket:
 		k := fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)]
 		return textAttr([]string{`{"` + k + `"=>"` + core + `", "n"=>1}`, `['` + k + `' => '` + core + `']`, `{:` + k + ` => "` + core + `"}`,
-			k + "=`" + core + "` next"}[core[0]%4])
+			k + "=`" + core + "` next", "{:" + k + " =>\n  \"" + core + "\"}", "`" + k + "` = '" + core + "'", "`" + k + "`: " + core}[core[0]%7])
 	case shapeSQL:
 		return textAttr([]string{"CREATE USER 'app'@'%' IDENTIFIED BY '" + core + "';", "create user app identified with caching_sha2_password by '" + core + "'",
 			"ALTER ROLE app WITH LOGIN PASSWORD '" + core + "' VALID UNTIL 'infinity'", "SET PASSWORD FOR 'app'@'%' = PASSWORD('" + core + "');",
@@ -494,6 +494,7 @@ func FuzzStringAgrees(f *testing.F) {
 		"IDENTIFIED BY 'x'", "identified with p by 'x'", "WITH PASSWORD 'it''s'", "by 'x'", "password ''",
 		"BY  'x'", "PASSWORD\n'x'", "SET PASSWORD FOR 'u'@'%' = 'x'", "set password = PASSWORD('x')", "user u identified by x", `IDENTIFIED BY "x"`,
 		"PASSWORD E'x'", "PASSWORD $$x$$", "PASSWORD $t$x$t$", "BY 'a' REPLACE 'b'", "to u IDENTIFIED BY a REPLACE b",
+		":pw =>\n  \"x\"", "{\"pw\":\n \"x\"}", "`pw` = 'x'", "`pw`: x",
 		"[--password x]", "(-pw x)", "[\n \"--token\",\n \"x\"\n]", `[\n \"--token\",\n \"x\"]`, "--pw \\\n x", "[-pw] x",
 		"password: |\n  x\n y\nz: 1", "- pw: >-\n    x", "pw:\n  x", `"pw: |\n  x\ny: 1"`, "pw: 'a''b'", "a:\n pw: |\n  x",
 	} {

@@ -245,7 +245,7 @@ func next(s string, i int) int {
 				}
 			default: // '=', ':'
 				if j > 0 {
-					if c := s[j-1]; keyByte[c] || c == '"' || c == '\'' || c == ' ' || c == '\t' {
+					if c := s[j-1]; keyByte[c] || c == '"' || c == '\'' || c == ' ' || c == '\t' || c == '`' {
 						return j
 					}
 				}
@@ -283,7 +283,7 @@ func candidate(s string, i int) bool {
 	default: // '=', ':' after a key (and maybe a quote or spaces)
 		if i > 0 {
 			c := s[i-1]
-			return keyByte[c] || c == '"' || c == '\'' || c == ' ' || c == '\t'
+			return keyByte[c] || c == '"' || c == '\'' || c == ' ' || c == '\t' || c == '`'
 		}
 	}
 	return false
@@ -877,8 +877,8 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 	}
 	var quote byte
 	escaped := false
-	if ke > 0 && (s[ke-1] == '"' || s[ke-1] == '\'') {
-		quote = s[ke-1]
+	if ke > 0 && (s[ke-1] == '"' || s[ke-1] == '\'' || s[ke-1] == '`') {
+		quote = s[ke-1] // `password` = 'x': MySQL's quotes
 		ke--
 		if ke > 0 && s[ke-1] == '\\' {
 			escaped = true
@@ -913,8 +913,11 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 		}
 		return 0, 0
 	}
+	rocket := j > i+1
 	a := j
-	for a < len(s) && (s[a] == ' ' || s[a] == '\t') {
+	// A hash's or a quoted key's value may be on the next line (:pw =>⏎
+	// "x"); an unquoted key's line ends with it.
+	for a < len(s) && (s[a] == ' ' || s[a] == '\t' || (rocket || quote != 0 && !escaped) && isSpace(s[a])) {
 		a++
 	}
 	if a >= len(s) {
@@ -945,7 +948,6 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 	case c == '{' || c == '[':
 		return a, closeBracket(s, a)
 	}
-	rocket := j > i+1
 	if header {
 		b := t.lineEnd(ks, a, true)
 		if s[i] == ':' && !t.across && blockIndicator(s[a:b]) {

@@ -360,6 +360,13 @@ func TestStringPatterns(t *testing.T) {
 		{"ruby symbol", `{:password => "` + S + `"}`, `{:password => "` + R + `"}`, 1},
 		{"ruby number", `{:otp=>123456}`, `{:otp=>` + R + `}`, 1},
 		{"perl hash", `(password => 'x1', user => 'bob')`, `(password => '` + R + `', user => 'bob')`, 1},
+		{"ruby symbol, value on the next line", ":password =>\n  \"" + S + "\",\n:user => 'bob'", ":password =>\n  \"" + R + "\",\n:user => 'bob'", 1},
+		{"php array, value on the next line", "'api_key' =>\r\n\t'" + S + "'", "'api_key' =>\r\n\t'" + R + "'", 1},
+		{"json, value on the next line", "{\"password\":\n  \"" + S + "\", \"n\": 1}", "{\"password\":\n  \"" + R + "\", \"n\": 1}", 1},
+		{"backticked key", "UPDATE users SET `password` = '" + S + "' WHERE id = 1", "UPDATE users SET `password` = '" + R + "' WHERE id = 1", 1},
+		{"backticked key, colon", "`password`: " + S + " next", "`password`: " + R + " next", 1},
+		{"backticked keys, names of secrets", "`token_type`: bearer, `password_policy` = 'strict', `pw`", "`token_type`: bearer, `password_policy` = 'strict', `pw`", 0},
+		{"unquoted key, nothing after it", "password=\nbob token =\n x", "password=\nbob token =\n x", 0},
 		{"hashes, names of secrets", `{"token_type"=>"bearer", :password_policy => "strict", x => y}`, `{"token_type"=>"bearer", :password_policy => "strict", x => y}`, 0},
 
 		// SQL password literals
@@ -548,6 +555,7 @@ func TestStringLinear(t *testing.T) {
 		"IDENTIFIED BY ", "create user u identified by x ", "PASSWORD $$", "PASSWORD $a", "PASSWORD $a$", "PASSWORD E'", "PASSWORD('", "PASSWORD  '",
 		"SET PASSWORD = ", "SET PASSWORD FOR u = ", "= ", "a = ", " $", "by  ", "by 'x' REPLACE ", "IDENTIFIED BY 'a' REPLACE ", "ed by ",
 		`token:" IDENTIFIED BY '`, `token:" x IDENTIFIED BY "`, `token:" SET PASSWORD FOR u = "`, `token:" --pw `, "token: a --pw \\\n",
+		":pw =>\n", "\"pw\":\n\n", "`pw`: ", "`pw` = '", "`a`: ",
 	} {
 		s := strings.Repeat(unit, 200000/len(unit))
 		start := time.Now()
