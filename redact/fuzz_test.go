@@ -199,7 +199,12 @@ func plant(shape int, core string, keyIdx uint8) planted {
 		if k == "X-Auth-Token" {
 			k = "ns:authToken"
 		}
-		return textAttr("<req><" + k + ">" + core + "</" + k + "></req>")
+		return textAttr([]string{"<req><" + k + ">" + core + "</" + k + "></req>",
+			"<req><" + k + "><![CDATA[x</" + k + ">" + core + "]]></" + k + "></req>", // an end tag in CDATA ends nothing
+			"<" + k + ` a="/>" b='>'>` + core + "</" + k + ">",
+			`<beans><property name="` + k + `" value="` + core + `"/></beans>`,
+			`<props><entry key="db.` + k + `">` + core + `</entry></props>`,
+			`<param name="` + k + `" value="` + core + `">`}[core[0]%6])
 	case shapeXMLNested:
 		k := fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)]
 		if k == "X-Auth-Token" {
@@ -495,6 +500,8 @@ func FuzzStringAgrees(f *testing.F) {
 		"BY  'x'", "PASSWORD\n'x'", "SET PASSWORD FOR 'u'@'%' = 'x'", "set password = PASSWORD('x')", "user u identified by x", `IDENTIFIED BY "x"`,
 		"PASSWORD E'x'", "PASSWORD $$x$$", "PASSWORD $t$x$t$", "BY 'a' REPLACE 'b'", "to u IDENTIFIED BY a REPLACE b",
 		":pw =>\n  \"x\"", "{\"pw\":\n \"x\"}", "`pw` = 'x'", "`pw`: x",
+		"<pw><![CDATA[a</pw>b]]></pw>", "<pw><!--</pw>-->b</pw>", `<pw a="/>">b</pw>`, `<param name="pw" value="x">`, `<p key='pw' value=x/>`,
+		`<entry key="pw">x</entry>`, `<meta name="csrf-token" content="x">`, `<x id=pw value="a>b"/>`,
 		"[--password x]", "(-pw x)", "[\n \"--token\",\n \"x\"\n]", `[\n \"--token\",\n \"x\"]`, "--pw \\\n x", "[-pw] x",
 		"password: |\n  x\n y\nz: 1", "- pw: >-\n    x", "pw:\n  x", `"pw: |\n  x\ny: 1"`, "pw: 'a''b'", "a:\n pw: |\n  x",
 	} {

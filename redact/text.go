@@ -88,6 +88,11 @@ type textOut struct {
 
 	starts []startTagAt // the text's start tags, with their end tags (nil: not listed yet)
 	start  int          // the index in starts that closing found last
+
+	lt, ltTo int  // lastLT found the last < before ltTo at lt (-1: none)
+	tagAt    int  // element's last tag: the index after its < (0: none yet),
+	tagGT    int  // its > (tagEnd)
+	tagNamed bool // and whether its attributes may say it is a secret's
 }
 
 // emit replaces s[a:b] unless it was already dealt with or is already a
@@ -232,7 +237,7 @@ func next(s string, i int) int {
 					return j
 				}
 			case '>':
-				if j > 1 && s[j-1] != '/' {
+				if j > 1 {
 					return j
 				}
 			case '<':
@@ -274,8 +279,8 @@ func candidate(s string, i int) bool {
 		return true // the byte before is part of a password: anything
 	case '%': // %3D (or %253D), an encoded =, after a key
 		return i > 0 && keyByte[s[i-1]] && encodedEquals(s, i)
-	case '>': // the end of an element's start tag (not of an empty element's)
-		return i > 1 && s[i-1] != '/'
+	case '>': // the end of a start tag, or of an empty element's
+		return i > 1
 	case '<': // <input
 		return i+6 < len(s) && lower[s[i+1]] == 'i' && lower[s[i+2]] == 'n'
 	case '\'', '$': // PASSWORD 'x', BY 'x', PASSWORD('x'), PASSWORD E'x', PASSWORD $$x$$
@@ -408,6 +413,9 @@ func (t *textOut) detectInSpan(i int) (int, int) {
 	case '-':
 		return t.flag(i, t.last)
 	case '=':
+		if !setPasswordAt(s, i) {
+			break
+		}
 		if a, b := t.setPassword(i, t.last); a < b {
 			return a, b
 		}
@@ -464,7 +472,7 @@ func (t *textOut) detect(i int) (int, int) {
 	case '@':
 		return t.userinfo(i)
 	case '=', ':':
-		if t.s[i] == '=' {
+		if t.s[i] == '=' && setPasswordAt(t.s, i) {
 			if a, b := t.setPassword(i, 0); a < b {
 				return a, b
 			}
@@ -1554,6 +1562,16 @@ func (t *textOut) setPassword(i, from int) (int, int) {
 	return sqlPasswordAt(s, a, true)
 }
 
+// setPasswordAt reports whether the = at s[i] may be SET PASSWORD's: after
+// a space, as the manual writes it (= 'x'), or a quoted host ('%'='x').
+func setPasswordAt(s string, i int) bool {
+	if i == 0 {
+		return false
+	}
+	c := s[i-1]
+	return c == ' ' || c == '\'' || c == '"' || c == '`' || isSpace(c)
+}
+
 // maxSQLSpace bounds the spaces and line breaks between the words of an
 // SQL statement that its matchers look across.
 const maxSQLSpace = 64
@@ -1857,50 +1875,177 @@ const maxStartTag = 4096
 // An end tag closes the innermost open element of its local name (in any
 // case, with or without a namespace prefix), so an element holding one of
 // the same name runs to its own end tag (<password><password>a</password>
-// b</password>: both a and b). An element that no end tag closes runs to
-// the last end tag of its name after it (fail closed), and is left alone
-// only if there is none, so that a placeholder in prose (type your
-// <password> below) is not taken for one.
+// b</password>: both a and b); end tags in CDATA sections and comments
+// close nothing. An element that no end tag closes runs to the last end
+// tag of its name after it (fail closed), and is left alone only if there
+// is none, so that a placeholder in prose (type your <password> below) is
+// not taken for one.
+//
+// An element of another name that a name or key attribute names as a
+// secret is one too (Hibernate's <property name="password">x</property>,
+// Java's <entry key="password">x</entry>), and one with a value or
+// content attribute, its name, key or id a secret, loses that value, the
+// empty element's too (<param name="password" value="x">, Spring's
+// <property name="password" value="x"/>, .NET's <add key="ApiKey"
+// value="x"/>, <meta name="csrf-token" content="x">): the trigger is then
+// the > of the tag, maybe of its />. Inputs are input's.
 func (t *textOut) element(i int) (int, int) {
 	s := t.s
 	lt := i - 1
-	for lt >= 0 && i-lt < maxStartTag && s[lt] != '<' && s[lt] != '>' {
+	named := false // tagEnd's named, of the bytes looked back at
+	for lt >= 0 && i-lt <= maxStartTag && s[lt] != '<' && s[lt] != '>' {
+		if s[lt] == '=' && lt > 0 && attrNamed(s[lt-1]) {
+			named = true
+		}
 		lt--
+	}
+	if lt >= 0 && s[lt] == '>' && strings.ContainsAny(s[lt:i], "\"'") {
+		// That > may be in a quoted value (<password a="/>">).
+		lt, named = t.lastLT(i), true
 	}
 	if lt < 0 || s[lt] != '<' {
 		return 0, 0
 	}
-	local := startTagName(s, lt, nameEnd(s, lt+1), i)
-	if local == "" || !t.r.keys.secret(decodeKey(local)) {
+	ne := nameEnd(s, lt+1)
+	if !named {
+		// Most tags: only their name may make them a secret's.
+		if local := startTagName(s, lt, ne, i); local == "" || !t.r.keys.secret(decodeKey(local)) {
+			return 0, 0
+		}
+	}
+	if t.tagAt != lt+1 {
+		t.tagAt = lt + 1
+		_, t.tagGT, t.tagNamed = tagEnd(s, lt)
+	}
+	if t.tagGT != i {
+		return 0, 0 // a > in a quoted value, or after the tag
+	}
+	empty := s[i-1] == '/'
+	if local := startTagName(s, lt, ne, i); local != "" && t.r.keys.secret(decodeKey(local)) {
+		if end := t.closing(lt); end >= 0 {
+			return i + 1, end
+		}
 		return 0, 0
 	}
-	end := t.closing(lt)
-	if end < 0 {
+	if !t.tagNamed || equalFold(s[lt+1:ne], "input") {
 		return 0, 0
 	}
-	return i + 1, end
+	keyed, idd := false, false // a name or key, an id, is a secret's
+	a, b := -1, -1             // from the first value's start to the last one's end
+	for k := ne; k < i; {
+		if isSpace(s[k]) || s[k] == '/' {
+			k++
+			continue
+		}
+		name, va, vb, next := attribute(s, k, i)
+		switch {
+		case equalFold(name, "name") || equalFold(name, "key") || equalFold(name, "id"):
+			if v := s[va:vb]; t.r.keys.secret(v[max(0, len(v)-maxTextKey):]) {
+				if equalFold(name, "id") {
+					idd = true
+				} else {
+					keyed = true
+				}
+			}
+		case equalFold(name, "value") || equalFold(name, "content"):
+			if a < 0 {
+				a = va
+			}
+			b = vb
+		}
+		k = next
+	}
+	switch {
+	case a >= 0 && (keyed || idd):
+		return a, b
+	case keyed && !empty:
+		if end := t.closing(lt); end >= 0 {
+			return i + 1, end
+		}
+	}
+	return 0, 0
+}
+
+// attrNamed reports whether an attribute whose name ends in c may be one
+// element looks at: name, key, id, value or content (a space: the name is
+// before it).
+func attrNamed(c byte) bool {
+	c |= 0x20
+	return c == 'e' || c == 'y' || c == 'd' || c == 't' || isSpace(c)
+}
+
+// lastLT returns the index of the last < before s[i], if it is within
+// maxStartTag of i, or -1. It goes on from the > it was asked about
+// before, which the scan asks about in text order, so that text full of >
+// in quotes (">">">) is looked at once, not maxStartTag times.
+func (t *textOut) lastLT(i int) int {
+	lo := max(0, i-maxStartTag)
+	lt := -1
+	if t.ltTo > 0 && t.ltTo <= i {
+		lo = max(lo, t.ltTo)
+		lt = t.lt
+	}
+	if k := strings.LastIndexByte(t.s[lo:i], '<'); k >= 0 {
+		lt = lo + k
+	}
+	t.lt, t.ltTo = lt, i
+	if lt < 0 || i-lt > maxStartTag {
+		return -1
+	}
+	return lt
+}
+
+// tagEnd returns where the name of the tag that starts at s[lt] (a < and
+// a name) ends, and its >, or -1 if there is none within maxStartTag of
+// the <. A quoted attribute value may hold a > (<password hint="/>">), but
+// no <: XML has none there, and a tag that ends at the next < keeps the
+// work linear (no byte is read by two tags' scans).
+//
+// named reports whether an attribute's name before its = may be one of
+// those element looks at (name, key, id, value, content: they end in e, y,
+// d or t), so that tags without one (<a href="x" class="y">) are not
+// parsed again.
+func tagEnd(s string, lt int) (ne, gt int, named bool) {
+	ne = nameEnd(s, lt+1)
+	if ne == lt+1 || ne == len(s) || ne-lt > maxStartTag {
+		return ne, -1, false
+	}
+	if c := s[ne]; c != '>' && c != '/' && !isSpace(c) {
+		return ne, -1, false // not a tag: no need to look for its >
+	}
+	end := min(len(s), lt+maxStartTag+1)
+	for k := ne; k < end; {
+		switch s[k] {
+		case '<':
+			return ne, -1, false
+		case '>':
+			return ne, k, named
+		case '=':
+			named = named || attrNamed(s[k-1])
+			for k++; k < end && isSpace(s[k]); k++ {
+			}
+			if k < end && (s[k] == '"' || s[k] == '\'') {
+				v := s[k+1 : end]
+				n := strings.IndexByte(v, s[k])
+				if n < 0 || strings.IndexByte(v[:n], '<') >= 0 {
+					return ne, -1, false
+				}
+				k += n + 2
+			}
+			continue
+		}
+		k++
+	}
+	return ne, -1, false
 }
 
 // startTag returns the > and the local name of the start tag that starts
 // at s[lt] (<name>, <ns:name attr="...">; not an empty element's <name/>),
-// or -1 if no start tag does: the first < or > after the <, a > within
-// maxStartTag of it, as element's look back from the > has it.
+// or -1 if no start tag does: its > is tagEnd's, as element has it.
 func startTag(s string, lt int) (gt int, local string) {
-	ne := nameEnd(s, lt+1)
-	if ne == len(s) || ne-lt > maxStartTag {
+	ne, gt, _ := tagEnd(s, lt)
+	if gt < 0 {
 		return -1, ""
-	}
-	gt = ne
-	if s[ne] != '>' {
-		if ne == lt+1 || !isSpace(s[ne]) {
-			return -1, "" // not a start tag: no need to look for its >
-		}
-		rest := s[ne:min(len(s), lt+maxStartTag+1)]
-		k := strings.IndexByte(rest, '>')
-		if k < 0 || strings.IndexByte(rest[:k], '<') >= 0 {
-			return -1, ""
-		}
-		gt += k
 	}
 	if local = startTagName(s, lt, ne, gt); local == "" {
 		return -1, ""
@@ -2004,9 +2149,12 @@ func (t *textOut) closing(lt int) int {
 func listTags(s string, hash func(string) uint64) []startTagAt {
 	starts := make([]startTagAt, 0, strings.Count(s, "<")-strings.Count(s, "</"))
 	open := openTags{m: make(map[uint64]int), top: -1}
+	cdata, comment := sectionEnd{term: "]]>"}, sectionEnd{term: "-->"}
 	for j := strings.IndexByte(s, '<'); j >= 0; {
 		from := j + 1
-		if local := endTagName(s, j); local != "" {
+		if e := sectionAt(s, j, &cdata, &comment); e > j {
+			from = e // a CDATA section or a comment: no tags in it
+		} else if local := endTagName(s, j); local != "" {
 			open.use(hash(local))
 			open.top = closeTag(s, starts, open.top, local, j)
 		} else if gt, local := startTag(s, j); gt >= 0 {
@@ -2043,9 +2191,60 @@ func listTags(s string, hash func(string) uint64) []startTagAt {
 	return starts
 }
 
+// sectionEnd is where the terminator of a CDATA section or a comment was
+// found last: listTags looks for each from increasing places, so keeping
+// the last one found (or that there is none after some place) makes the
+// searches cover the text once.
+type sectionEnd struct {
+	term string
+	at   int  // the last found, at or after from
+	from int  // where it was looked for from
+	none bool // none at or after from
+}
+
+// after returns where the first terminator at or after s[k] ends, or -1.
+func (e *sectionEnd) after(s string, k int) int {
+	switch {
+	case e.none && k >= e.from:
+		return -1
+	case e.from > 0 && e.from <= k && k <= e.at:
+		return e.at + len(e.term)
+	}
+	e.from = k
+	n := strings.Index(s[k:], e.term)
+	if e.none = n < 0; e.none {
+		return -1
+	}
+	e.at = k + n
+	return e.at + len(e.term)
+}
+
+// sectionAt returns where the CDATA section or comment that starts at s[j]
+// ends, or j if none does. One that does not end is no section: the tags
+// after it still count (fail closed).
+func sectionAt(s string, j int, cdata, comment *sectionEnd) int {
+	const open, start = "<![CDATA[", "<!--"
+	var e *sectionEnd
+	k := j
+	switch {
+	case strings.HasPrefix(s[j:], open):
+		e, k = cdata, j+len(open)
+	case strings.HasPrefix(s[j:], start):
+		e, k = comment, j+len(start)
+	default:
+		return j
+	}
+	if end := e.after(s, k); end > 0 {
+		return end
+	}
+	return j
+}
+
 // lastEndTags returns where the last end tag of each local name (in lower
 // case) starts: for listTags's start tags that no end tag closes, which
 // text that is not well-formed has; well-formed text never gets here.
+// End tags in CDATA sections and comments count here (fail closed: in
+// <token>x<![CDATA[</token>]]> the token is no placeholder in prose).
 func lastEndTags(s string) map[string]int {
 	last := make(map[string]int)
 	for j := strings.LastIndex(s, "</"); j >= 0; j = strings.LastIndex(s[:j], "</") {

@@ -130,6 +130,26 @@ func TestStringPatterns(t *testing.T) {
 		{"prose placeholders, nested markup", "<ul><li>Type your <password>.</li><li>Then your <password> again.</li></ul>",
 			"<ul><li>Type your <password>.</li><li>Then your <password> again.</li></ul>", 0},
 
+		// CDATA sections and comments hold no end tags; quoted attribute values may hold a >
+		{"end tag in cdata", "<password><![CDATA[a</password>SECRET47]]></password>", "<password>" + R + "</password>", 1},
+		{"end tag in a comment", "<password><!-- </password> -->SECRET48</password> <b>x</b>", "<password>" + R + "</password> <b>x</b>", 1},
+		{"unclosed, the only end tag in cdata", "<token>SECRET49<![CDATA[</token>]]>", "<token>" + R + "</token>]]>", 1}, // fail closed
+		{"cdata that never ends", "<password><![CDATA[SECRET50</password> x", "<password>" + R + "</password> x", 1},
+		{"> in a quoted attribute", `<password a="/>" b='>'>SECRET51</password>`, `<password a="/>" b='>'>` + R + `</password>`, 1},
+		{"> in an attribute of another element", `<x a=">"><password>SECRET52</password></x>`, `<x a=">"><password>` + R + `</password></x>`, 1},
+		// elements a name or key attribute names as a secret, and value attributes
+		{"param value", `<param name="password" value="SECRET53">`, `<param name="password" value="` + R + `">`, 1},
+		{"spring property", `<property name="password" value="SECRET54"/>`, `<property name="password" value="` + R + `"/>`, 1},
+		{"dotnet appsettings", `<add key="ApiKey" value='SECRET55' />`, `<add key="ApiKey" value='` + R + `' />`, 1},
+		{"meta content", `<meta name="csrf-token" content="SECRET56">`, `<meta name="csrf-token" content="` + R + `">`, 1},
+		{"value by id, value first", `<data value=SECRET57 id=client_secret>`, `<data value=` + R + ` id=client_secret>`, 1},
+		{"hibernate property", `<property name="hibernate.connection.password">SECRET58</property>`, `<property name="hibernate.connection.password">` + R + `</property>`, 1},
+		{"java properties entry", `<entry key="db.password">SECRET59</entry><entry key="db.user">bob</entry>`, `<entry key="db.password">` + R + `</entry><entry key="db.user">bob</entry>`, 1},
+		{"value with a > in it", `<param name="pw" value="a>SECRET60">`, `<param name="pw" value="` + R + `">`, 1},
+		{"attributes, names of secrets", `<param name="password_policy" value="strict"><option value="x">y</option><div id="token">t</div><entry key="token_type">bearer</entry><x name="pw"/>`,
+			`<param name="password_policy" value="strict"><option value="x">y</option><div id="token">t</div><entry key="token_type">bearer</entry><x name="pw"/>`, 0},
+		{"markup and comparisons", `<a href="/x">link</a> and 3 > 2, x => y, a/> <b c=">">d</b>`, `<a href="/x">link</a> and 3 > 2, x => y, a/> <b c=">">d</b>`, 0},
+
 		// HTML inputs: the value of a password field or of an input named as a secret
 		{"password input", `<input type="password" name="pw" value="SECRET34">`, `<input type="password" name="pw" value="` + R + `">`, 1},
 		{"input named password", `<input name="password" value="SECRET35">`, `<input name="password" value="` + R + `">`, 1},
@@ -381,7 +401,7 @@ func TestStringPatterns(t *testing.T) {
 		{"set password for", "SET PASSWORD FOR 'bob'@'%' = '" + S + "';", "SET PASSWORD FOR 'bob'@'%' = '" + R + "';", 1},
 		{"set password for, function", "SET PASSWORD FOR 'bob'@'%' = PASSWORD('" + S + "');", "SET PASSWORD FOR 'bob'@'%' = PASSWORD('" + R + "');", 1},
 		{"set password", "set password = PASSWORD('" + S + "')", "set password = PASSWORD('" + R + "')", 1},
-		{"set password for, no spaces", "SET PASSWORD FOR bob@localhost=\"" + S + "\"", "SET PASSWORD FOR bob@localhost=\"" + R + "\"", 1},
+		{"set password for, no spaces", "SET PASSWORD FOR 'bob'@'localhost'=\"" + S + "\"", "SET PASSWORD FOR 'bob'@'localhost'=\"" + R + "\"", 1},
 		{"password function", "SELECT PASSWORD('" + S + "')", "SELECT PASSWORD('" + R + "')", 1},
 		{"oracle, bare word", "ALTER USER bob IDENTIFIED BY " + S + ";", "ALTER USER bob IDENTIFIED BY " + R + ";", 1},
 		{"oracle grant, bare word", "grant connect to bob identified by " + S, "grant connect to bob identified by " + R, 1},
@@ -556,6 +576,8 @@ func TestStringLinear(t *testing.T) {
 		"SET PASSWORD = ", "SET PASSWORD FOR u = ", "= ", "a = ", " $", "by  ", "by 'x' REPLACE ", "IDENTIFIED BY 'a' REPLACE ", "ed by ",
 		`token:" IDENTIFIED BY '`, `token:" x IDENTIFIED BY "`, `token:" SET PASSWORD FOR u = "`, `token:" --pw `, "token: a --pw \\\n",
 		":pw =>\n", "\"pw\":\n\n", "`pw`: ", "`pw` = '", "`a`: ",
+		`<a b=">`, `<a b="x">`, `">`, "<p name=pw value=", `<a name="pw" value="x"/>`, `<entry key="pw">`, "<![CDATA[", "<!--", "<pw><![CDATA[", "</pw>]]>",
+		"<pw><!--", "-->", `<a b='`, "/>", `<pw a=">`, "<a name=pw>",
 	} {
 		s := strings.Repeat(unit, 200000/len(unit))
 		start := time.Now()
@@ -647,14 +669,45 @@ func BenchmarkStringTagShapes(b *testing.B) {
 	}
 }
 
+// sectionsRef marks the bytes of s in CDATA sections and comments that
+// end, found the slow way: from the start, each one that opens where no
+// other is open runs to its first terminator.
+func sectionsRef(s string) []bool {
+	in := make([]bool, len(s))
+	for j := 0; j < len(s); j++ {
+		for _, p := range [][2]string{{"<![CDATA[", "]]>"}, {"<!--", "-->"}} {
+			if !strings.HasPrefix(s[j:], p[0]) {
+				continue
+			}
+			if k := strings.Index(s[j+len(p[0]):], p[1]); k >= 0 {
+				e := j + len(p[0]) + k + len(p[1])
+				for m := j; m < e; m++ {
+					in[m] = true
+				}
+				j = e - 1
+			}
+			break
+		}
+	}
+	return in
+}
+
 // closingRef is the end tag that closes the start tag at s[lt], counted
 // the slow way: on from the start tag, depth up at each start tag of the
-// same local name, down at each end tag of it, the end where it is 0.
-func closingRef(s string, lt int) int {
+// same local name, down at each end tag of it, the end where it is 0;
+// tags in CDATA sections and comments (in) do not count, but for the last
+// end tag of its name, where one never closed ends.
+func closingRef(s string, in []bool, lt int) int {
 	gt, local := startTag(s, lt)
 	depth, last := 0, -1
 	for j := gt + 1; j < len(s); j++ {
 		if s[j] != '<' {
+			continue
+		}
+		if in[j] {
+			if name := endTagName(s, j); name != "" && strings.EqualFold(name, local) {
+				last = j
+			}
 			continue
 		}
 		if name := endTagName(s, j); name != "" && strings.EqualFold(name, local) {
@@ -672,17 +725,18 @@ func closingRef(s string, lt int) int {
 
 func checkListTags(t *testing.T, s string) {
 	t.Helper()
+	in := sectionsRef(s)
 	for _, hash := range []func(string) uint64{nameHash, func(string) uint64 { return 1 }} {
 		starts := listTags(s, hash)
 		k := 0
 		for j := 0; j < len(s); j++ {
-			if gt, _ := startTag(s, j); s[j] != '<' || gt < 0 {
+			if gt, _ := startTag(s, j); s[j] != '<' || gt < 0 || in[j] {
 				continue
 			}
 			if k == len(starts) || starts[k].at != j {
 				t.Fatalf("listTags(%q): start tag at %d not listed: %v", s, j, starts)
 			}
-			if got, want := starts[k].end, closingRef(s, j); got != want {
+			if got, want := starts[k].end, closingRef(s, in, j); got != want {
 				t.Fatalf("listTags(%q): start tag at %d closed at %d, want %d", s, j, got, want)
 			}
 			k++
@@ -691,24 +745,29 @@ func checkListTags(t *testing.T, s string) {
 			t.Fatalf("listTags(%q) = %v: more than the %d start tags", s, starts, k)
 		}
 	}
-	// The start tags element finds from their > are the ones startTag
-	// finds from their <, so listed.
+	// element takes for a start tag the one that starts at the last <
+	// before its >, within maxStartTag: the start tags it takes are the
+	// listed ones and those in sections (which closing leaves alone).
+	listed := make(map[int]bool)
+	for _, st := range listTags(s, nameHash) {
+		listed[st.at] = true
+	}
 	elements := 0
 	for i := 0; i < len(s); i++ {
-		lt := i - 1
-		for lt >= 0 && i-lt < maxStartTag && s[lt] != '<' && s[lt] != '>' {
-			lt--
-		}
-		if s[i] != '>' || lt < 0 || s[lt] != '<' || startTagName(s, lt, nameEnd(s, lt+1), i) == "" {
+		lt := strings.LastIndexByte(s[:i], '<')
+		if s[i] != '>' || lt < 0 || i-lt > maxStartTag {
 			continue
 		}
-		elements++
-		if gt, _ := startTag(s, lt); gt != i {
-			t.Fatalf("%q: element takes s[%d:%d] for a start tag, startTag(%d) ends it at %d", s, lt, i+1, lt, gt)
+		if gt, _ := startTag(s, lt); gt != i || in[lt] {
+			continue
 		}
+		if !listed[lt] {
+			t.Fatalf("%q: element takes s[%d:%d] for a start tag, not listed", s, lt, i+1)
+		}
+		elements++
 	}
-	if n := len(listTags(s, nameHash)); n != elements {
-		t.Fatalf("%q: %d start tags listed, element takes %d", s, n, elements)
+	if len(listed) != elements {
+		t.Fatalf("%q: %d start tags listed, element takes %d", s, len(listed), elements)
 	}
 }
 
@@ -717,7 +776,7 @@ func checkListTags(t *testing.T, s string) {
 // every name has the same hash.
 func TestListTags(t *testing.T) {
 	pieces := []string{"<a>", "</a>", "<A x=1>", "<ns:a>", "</ns:A >", "<b>", "</b>", "<a/>", "<B\t>", "</B>",
-		"x", " ", "<", ">", "</a", "<a ", "<:a>", "</:b>"}
+		"x", " ", "<", ">", "</a", "<a ", "<:a>", "</:b>", "<a x='>'>", "<b y=\"", "\">", "<![CDATA[", "]]>", "<!--", "-->", "=", "'"}
 	for n := range 400 {
 		var b strings.Builder
 		for j := range 3 + n%12 {
@@ -733,7 +792,8 @@ func TestListTags(t *testing.T) {
 }
 
 func FuzzListTags(f *testing.F) {
-	for _, s := range []string{"<a><a></a></a>", "<a><b></a></b>", "<x:a>a</A><a/></a >", "<a x='>'></a>", "<a " + strings.Repeat(" ", maxStartTag) + "></a>"} {
+	for _, s := range []string{"<a><a></a></a>", "<a><b></a></b>", "<x:a>a</A><a/></a >", "<a x='>'></a>", "<a " + strings.Repeat(" ", maxStartTag) + "></a>",
+		"<a><![CDATA[</a>]]></a>", "<a><!-- </a> --></a>", "<a><![CDATA[</a>", "<a x=\"/>\">b</a>", "<a x=\"<\">b</a>"} {
 		f.Add(s)
 	}
 	f.Fuzz(checkListTags)
