@@ -730,9 +730,6 @@ func (t *textOut) pem(i int) (int, int) {
 // user:password@unix(/tmp/mysql.sock)/db, user:password@/db).
 func (t *textOut) userinfo(i int) (int, int) {
 	s := t.s
-	// Bounded so that text full of @ stays linear; a longer userinfo is
-	// not taken for one.
-	const maxAuthority = 512
 	start := max(0, i-maxAuthority, t.lastURLStop(i, maxAuthority)+1)
 	at := i
 	if start >= 2 && s[start-1] == '/' && s[start-2] == '/' {
@@ -768,7 +765,10 @@ func (t *textOut) userinfo(i int) (int, int) {
 
 // dsnAddress reports whether s[k:] starts as the address of a Go MySQL
 // driver DSN after its @: a protocol and its ( (tcp(, unix(, tcp6(), or
-// the / of user:password@/db.
+// the / of user:password@/db. Another protocol (a dialer the program
+// registered: cloudsql(project:region:db)) needs an address that looks
+// like one, with a colon, a slash or a dot, or a / after it: mail
+// bob:x@home(office) is prose.
 func dsnAddress(s string, k int) bool {
 	if k < len(s) && s[k] == '/' {
 		return true
@@ -777,12 +777,40 @@ func dsnAddress(s string, k int) bool {
 	for j < len(s) && j-k < 16 && (isLetter(s[j]) || j > k && '0' <= s[j] && s[j] <= '9') {
 		j++
 	}
-	return j > k && j < len(s) && s[j] == '('
+	if j == k || j == len(s) || s[j] != '(' {
+		return false
+	}
+	switch strings.ToLower(s[k:j]) {
+	case "tcp", "tcp4", "tcp6", "unix", "udp", "udp4", "udp6":
+		return true
+	}
+	// An address holds no @ or (: the look ends at the next one, so text
+	// full of @x( is looked at once.
+	for a := j + 1; a < len(s) && a-j <= maxAuthority; a++ {
+		switch c := s[a]; c {
+		case ':', '/', '.':
+			return true
+		case ')':
+			return a+1 < len(s) && s[a+1] == '/'
+		case '@', '(':
+			return false
+		default:
+			if urlStop(c) {
+				return false
+			}
+		}
+	}
+	return false
 }
 
 func isLetter(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
 }
+
+// maxAuthority bounds how far around an @ a URL's userinfo and a DSN's
+// address are looked for, so that text full of @ stays linear; a longer
+// userinfo is not taken for one.
+const maxAuthority = 512
 
 // lastURLStop returns the index of the last byte before s[i] that ends a
 // URL (urlStop), if it is within bound of i, or -1. It goes on from the
@@ -1441,7 +1469,7 @@ func (t *textOut) flag(i, from int) (int, int) {
 		}
 		sep = true
 	}
-	if !sep || a == len(s) || a < from || s[a] == '-' || !t.r.keys.secret(s[max(n, e-maxTextKey):e]) {
+	if !sep || a == len(s) || a < from || s[a] == '-' || switchFlag(s[n:e]) || !t.r.keys.secret(s[max(n, e-maxTextKey):e]) {
 		return 0, 0
 	}
 	if esc && s[a] == '\\' && a+1 < len(s) && s[a+1] == '"' {
@@ -1455,6 +1483,22 @@ func (t *textOut) flag(i, from int) (int, int) {
 		return a + 1, closeQuote(s, a+1, c)
 	}
 	return a, argEnd(s, a)
+}
+
+// switchFlag reports whether a flag's name says it takes no value, though
+// it ends in a secret's name: --no-password, --ask-pass, --skip-auth,
+// --prompt-password, --disable-token, --without-password.
+func switchFlag(name string) bool {
+	k := strings.IndexAny(name, "-_.")
+	if k <= 0 {
+		return false
+	}
+	for _, v := range [...]string{"no", "ask", "skip", "prompt", "disable", "without"} {
+		if equalFold(name[:k], v) {
+			return true
+		}
+	}
+	return false
 }
 
 // sqlPassword matches the literal of SQL's IDENTIFIED BY 'x' (also

@@ -336,6 +336,9 @@ func TestStringPatterns(t *testing.T) {
 		{"mysql dsn unix", "root:" + S + "@unix(/tmp/mysql.sock)/db", "root:" + R + "@unix(/tmp/mysql.sock)/db", 1},
 		{"mysql dsn tcp6, @ in the password", "dsn=app:p@ss" + S + "@tcp6([::1]:3306)/x", "dsn=app:" + R + "@tcp6([::1]:3306)/x", 1},
 		{"mysql dsn, no address", "root:" + S + "@/db", "root:" + R + "@/db", 1},
+		{"dsn, a dialer of the program's", "app:" + S + "@cloudsql(proj:region:db)/app", "app:" + R + "@cloudsql(proj:region:db)/app", 1},
+		{"dsn, a dialer and a bare host", "app:" + S + "@mynet(dbhost)/app", "app:" + R + "@mynet(dbhost)/app", 1},
+		{"not dsns, prose with @ and parens", "note:bob@example(home) at 10:30@home(x) re:a@b(c) d", "note:bob@example(home) at 10:30@home(x) re:a@b(c) d", 0},
 		{"not dsns", "git@github.com:org/repo.git mail bob@example.com (tcp) user@tcp(db) a:b@c d", "git@github.com:org/repo.git mail bob@example.com (tcp) user@tcp(db) a:b@c d", 0},
 
 		// curl's -u user:password
@@ -367,6 +370,8 @@ func TestStringPatterns(t *testing.T) {
 		{"flag, line continuation", "app --password \\\n    " + S + " --verbose", "app --password \\\n    " + R + " --verbose", 1},
 		{"flags in brackets, names of secrets", "a[-password] (-token) [--verbose x] [--password --verbose] [--no-color]",
 			"a[-password] (-token) [--verbose x] [--password --verbose] [--no-color]", 0},
+		{"switch flags", "app --no-password start --ask-pass deploy -skip_auth now --prompt-password x --disable-token y --password " + S,
+			"app --no-password start --ask-pass deploy -skip_auth now --prompt-password x --disable-token y --password " + R, 1},
 		{"flags, names of secrets", "a-password b --password --verbose --password-file /etc/pw --no-color x -token --token-type bearer",
 			"a-password b --password --verbose --password-file /etc/pw --no-color x -token --token-type bearer", 0},
 
@@ -415,6 +420,8 @@ func TestStringPatterns(t *testing.T) {
 		{"sql password after a quoted value", `token:" CREATE USER app IDENTIFIED BY "` + S + `"`, `token:"` + R + `"` + R + `"`, 2},
 		{"set password after a quoted value", `token:" SET PASSWORD FOR app = "` + S + `"`, `token:"` + R + `"` + R + `"`, 2},
 		{"flag after a header line", "token: app --password \\\n  " + S, "token: " + R + "\n  " + R, 2},
+		// a quoted word after "password" in prose may be a password: kept out
+		{"prose, quoted word after password", "the password 'abc' was rejected", "the password '" + R + "' was rejected", 1},
 		{"sql, not passwords", "the request was identified by its id; IDENTIFIED BY RANDOM PASSWORD; cd $HOME; costs $5; caused by  'x'; sorted by\n'y'; PASSWORD $1; set x = 'y'; password for bob = 'z'",
 			"the request was identified by its id; IDENTIFIED BY RANDOM PASSWORD; cd $HOME; costs $5; caused by  'x'; sorted by\n'y'; PASSWORD $1; set x = 'y'; password for bob = 'z'", 0},
 		{"sql, no passwords", "ORDER BY 'name'; sorted by 'date'; db_password 'x'; PASSWORD ''; said 'hi'; password_policy 'strict'",
@@ -578,6 +585,7 @@ func TestStringLinear(t *testing.T) {
 		":pw =>\n", "\"pw\":\n\n", "`pw`: ", "`pw` = '", "`a`: ",
 		`<a b=">`, `<a b="x">`, `">`, "<p name=pw value=", `<a name="pw" value="x"/>`, `<entry key="pw">`, "<![CDATA[", "<!--", "<pw><![CDATA[", "</pw>]]>",
 		"<pw><!--", "-->", `<a b='`, "/>", `<pw a=">`, "<a name=pw>",
+		"--no-pw ", "a:b@x(", "@x(a", "a:b@x(y)", "a:b@x(y.",
 	} {
 		s := strings.Repeat(unit, 200000/len(unit))
 		start := time.Now()
