@@ -262,7 +262,7 @@ func plant(shape int, core string, keyIdx uint8) planted {
 		return textAttr([]string{"app --" + k + " " + core + " --verbose", "app -" + k + " " + core, `["app", "--` + k + `", "` + core + `"]`,
 			"curl -u admin:" + core + " https://host.example/", "curl --user 'admin:" + core + "' https://host.example/",
 			"[--" + k + " " + core + " -v]", "(-" + k + " " + core + ")", "[\n  \"app\",\n  \"--" + k + "\",\n  \"" + core + "\"\n]",
-			"app --" + k + " \\\n  " + core}[core[0]%9])
+			"app --" + k + " \\\n  " + core, "\nargs:\n  - --" + k + "\n  - " + core + "\n  - -v"}[core[0]%10])
 	case shapeRocket:
 		k := fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)]
 		return textAttr([]string{`{"` + k + `"=>"` + core + `", "n"=>1}`, `['` + k + `' => '` + core + `']`, `{:` + k + ` => "` + core + `"}`,
@@ -502,6 +502,7 @@ func FuzzStringAgrees(f *testing.F) {
 		":pw =>\n  \"x\"", "{\"pw\":\n \"x\"}", "`pw` = 'x'", "`pw`: x",
 		"<pw><![CDATA[a</pw>b]]></pw>", "<pw><!--</pw>-->b</pw>", `<pw a="/>">b</pw>`, `<param name="pw" value="x">`, `<p key='pw' value=x/>`,
 		`<entry key="pw">x</entry>`, `<meta name="csrf-token" content="x">`, `<x id=pw value="a>b"/>`,
+		"a:\n  - --pw\n  - x", "- \"--pw\"\n- \"x\"", "pw := \"x\"", `pw = """x"""`, "pw: '''x'''", `<pw value="x"/>`,
 		"[--password x]", "(-pw x)", "[\n \"--token\",\n \"x\"\n]", `[\n \"--token\",\n \"x\"]`, "--pw \\\n x", "[-pw] x",
 		"password: |\n  x\n y\nz: 1", "- pw: >-\n    x", "pw:\n  x", `"pw: |\n  x\ny: 1"`, "pw: 'a''b'", "a:\n pw: |\n  x",
 	} {

@@ -891,6 +891,9 @@ const (
 // DSNs, JSON and headers embedded in text. A value after an auth scheme
 // ("Authorization: Bearer x") keeps the scheme.
 func (t *textOut) keyValue(i int) (int, int) {
+	if t.s[i] == ':' && i+1 < len(t.s) && t.s[i+1] == '=' {
+		return t.keyValueAt(i, i+2) // Go's and Pascal's password := "x"
+	}
 	return t.keyValueAt(i, i+1)
 }
 
@@ -969,6 +972,13 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 		return 0, 0 // a value that starts in the span last ends: not looked at
 	}
 	switch c := s[a]; {
+	case (c == '"' || c == '\'') && a+2 < len(s) && s[a+1] == c && s[a+2] == c:
+		// Python's and TOML's triple quotes: not an empty string and a quote
+		b := len(s)
+		if k := strings.Index(s[a+3:], s[a:a+3]); k >= 0 {
+			b = a + 3 + k
+		}
+		return a + 3, b
 	case c == '"' || c == '`':
 		b := closeQuote(s, a+1, c)
 		return skipScheme(s, a+1, b), b
@@ -1433,8 +1443,10 @@ func (t *textOut) flag(i, from int) (int, int) {
 	a := e
 	sep := false // a separator before the value
 	esc := false // the flag is in escaped quotes (JSON inside JSON)
+	f := i       // where the argument starts, its quote and all
 	if i > 0 && (s[i-1] == '"' || s[i-1] == '\'') {
 		// "--token" "x", or ["--token","x"], or [\"--token\", \"x\"]
+		f--
 		esc = s[i-1] == '"' && i > 1 && s[i-2] == '\\'
 		if esc && a+1 < len(s) && s[a] == '\\' {
 			a++
@@ -1443,6 +1455,10 @@ func (t *textOut) flag(i, from int) (int, int) {
 			return 0, 0
 		}
 		a++
+	}
+	if k := nextItem(s, a); k > 0 && yamlItem(s, f) {
+		a, sep = k, true // - --password⏎  - x: a YAML list of arguments (a container's)
+	} else if f < i {
 		if a < len(s) && s[a] == ',' {
 			a++
 			sep = true
@@ -1483,6 +1499,36 @@ func (t *textOut) flag(i, from int) (int, int) {
 		return a + 1, closeQuote(s, a+1, c)
 	}
 	return a, argEnd(s, a)
+}
+
+// nextItem returns where the value of a YAML list item on the line after
+// the one that goes on at s[k] starts (spaces aside: ⏎  - x), or -1.
+func nextItem(s string, k int) int {
+	for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
+		k++
+	}
+	n := lineBreak(s, k)
+	if n == 0 {
+		return -1
+	}
+	for k += n; k < len(s) && (s[k] == ' ' || s[k] == '\t'); k++ {
+	}
+	if k+1 >= len(s) || s[k] != '-' || s[k+1] != ' ' && s[k+1] != '\t' {
+		return -1
+	}
+	for k++; k < len(s) && (s[k] == ' ' || s[k] == '\t'); k++ {
+	}
+	return k
+}
+
+// yamlItem reports whether s[k] starts the value of a YAML list item: a
+// dash and a space before it begin a line.
+func yamlItem(s string, k int) bool {
+	p := k
+	for p > 0 && (s[p-1] == ' ' || s[p-1] == '\t') {
+		p--
+	}
+	return p < k && p > 0 && s[p-1] == '-' && lineStart(s, p-1)
 }
 
 // switchFlag reports whether a flag's name says it takes no value, though
@@ -2000,8 +2046,8 @@ func (t *textOut) element(i int) (int, int) {
 		k = next
 	}
 	switch {
-	case a >= 0 && (keyed || idd):
-		return a, b
+	case a >= 0 && (keyed || idd || t.r.keys.secret(decodeKey(localName(s[lt+1:ne])))):
+		return a, b // <password value="x"/> too
 	case keyed && !empty:
 		if end := t.closing(lt); end >= 0 {
 			return i + 1, end

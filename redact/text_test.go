@@ -138,6 +138,7 @@ func TestStringPatterns(t *testing.T) {
 		{"> in a quoted attribute", `<password a="/>" b='>'>SECRET51</password>`, `<password a="/>" b='>'>` + R + `</password>`, 1},
 		{"> in an attribute of another element", `<x a=">"><password>SECRET52</password></x>`, `<x a=">"><password>` + R + `</password></x>`, 1},
 		// elements a name or key attribute names as a secret, and value attributes
+		{"empty element named as a secret, value", `<password value="SECRET61"/>`, `<password value="` + R + `"/>`, 1},
 		{"param value", `<param name="password" value="SECRET53">`, `<param name="password" value="` + R + `">`, 1},
 		{"spring property", `<property name="password" value="SECRET54"/>`, `<property name="password" value="` + R + `"/>`, 1},
 		{"dotnet appsettings", `<add key="ApiKey" value='SECRET55' />`, `<add key="ApiKey" value='` + R + `' />`, 1},
@@ -370,6 +371,9 @@ func TestStringPatterns(t *testing.T) {
 		{"flag, line continuation", "app --password \\\n    " + S + " --verbose", "app --password \\\n    " + R + " --verbose", 1},
 		{"flags in brackets, names of secrets", "a[-password] (-token) [--verbose x] [--password --verbose] [--no-color]",
 			"a[-password] (-token) [--verbose x] [--password --verbose] [--no-color]", 0},
+		{"flags in a yaml list", "args:\n  - --password\n  - " + S + "\n  - --verbose", "args:\n  - --password\n  - " + R + "\n  - --verbose", 1},
+		{"flags in a yaml list, quoted", "args:\n- \"--token\"\n- \"" + S + "\"", "args:\n- \"--token\"\n- \"" + R + "\"", 1},
+		{"flags in a yaml list, names of secrets", "args:\n  - --password\n  - --verbose\n  - --token\nnext: 1", "args:\n  - --password\n  - --verbose\n  - --token\nnext: 1", 0},
 		{"switch flags", "app --no-password start --ask-pass deploy -skip_auth now --prompt-password x --disable-token y --password " + S,
 			"app --no-password start --ask-pass deploy -skip_auth now --prompt-password x --disable-token y --password " + R, 1},
 		{"flags, names of secrets", "a-password b --password --verbose --password-file /etc/pw --no-color x -token --token-type bearer",
@@ -388,6 +392,9 @@ func TestStringPatterns(t *testing.T) {
 		{"ruby symbol, value on the next line", ":password =>\n  \"" + S + "\",\n:user => 'bob'", ":password =>\n  \"" + R + "\",\n:user => 'bob'", 1},
 		{"php array, value on the next line", "'api_key' =>\r\n\t'" + S + "'", "'api_key' =>\r\n\t'" + R + "'", 1},
 		{"json, value on the next line", "{\"password\":\n  \"" + S + "\", \"n\": 1}", "{\"password\":\n  \"" + R + "\", \"n\": 1}", 1},
+		{"go short variable declaration", `password := "` + S + `"; n := 1`, `password := "` + R + `"; n := 1`, 1},
+		{"triple quotes", `password = """a "b" ` + S + `""" user = '''x'''`, `password = """` + R + `""" user = '''x'''`, 1},
+		{"triple single quotes", "token: '''" + S + "'''", "token: '''" + R + "'''", 1},
 		{"backticked key", "UPDATE users SET `password` = '" + S + "' WHERE id = 1", "UPDATE users SET `password` = '" + R + "' WHERE id = 1", 1},
 		{"backticked key, colon", "`password`: " + S + " next", "`password`: " + R + " next", 1},
 		{"backticked keys, names of secrets", "`token_type`: bearer, `password_policy` = 'strict', `pw`", "`token_type`: bearer, `password_policy` = 'strict', `pw`", 0},
@@ -585,6 +592,7 @@ func TestStringLinear(t *testing.T) {
 		":pw =>\n", "\"pw\":\n\n", "`pw`: ", "`pw` = '", "`a`: ",
 		`<a b=">`, `<a b="x">`, `">`, "<p name=pw value=", `<a name="pw" value="x"/>`, `<entry key="pw">`, "<![CDATA[", "<!--", "<pw><![CDATA[", "</pw>]]>",
 		"<pw><!--", "-->", `<a b='`, "/>", `<pw a=">`, "<a name=pw>",
+		"- --pw\n", "- --pw\n - ", "- \"--pw\"\n- ", "pw := ", `pw = """`, "pw='''", `<pw value="`, "<pw value=x/>",
 		"--no-pw ", "a:b@x(", "@x(a", "a:b@x(y)", "a:b@x(y.",
 	} {
 		s := strings.Repeat(unit, 200000/len(unit))
