@@ -1686,11 +1686,14 @@ func sqlLiteral(s string, a int, word bool) (c, d, end int) {
 		return a + 2, d, min(d+1, len(s))
 	case q == '$':
 		e := a + 1
+		if e < len(s) && '0' <= s[e] && s[e] <= '9' {
+			return 0, 0, 0 // $1, a parameter; $6$salt$hash, a crypt(3) hash
+		}
 		for e < len(s) && e-a <= maxTextKey && (isAlnum(s[e]) || s[e] == '_') {
 			e++
 		}
 		if e == len(s) || s[e] != '$' {
-			return 0, 0, 0 // $1, $HOME: no dollar quote
+			return 0, 0, 0 // $HOME: no dollar quote
 		}
 		tag := s[a : e+1]
 		if k := strings.Index(s[e+1:], tag); k >= 0 {

@@ -429,8 +429,8 @@ func TestStringPatterns(t *testing.T) {
 		{"flag after a header line", "token: app --password \\\n  " + S, "token: " + R + "\n  " + R, 2},
 		// a quoted word after "password" in prose may be a password: kept out
 		{"prose, quoted word after password", "the password 'abc' was rejected", "the password '" + R + "' was rejected", 1},
-		{"sql, not passwords", "the request was identified by its id; IDENTIFIED BY RANDOM PASSWORD; cd $HOME; costs $5; caused by  'x'; sorted by\n'y'; PASSWORD $1; set x = 'y'; password for bob = 'z'",
-			"the request was identified by its id; IDENTIFIED BY RANDOM PASSWORD; cd $HOME; costs $5; caused by  'x'; sorted by\n'y'; PASSWORD $1; set x = 'y'; password for bob = 'z'", 0},
+		{"sql, not passwords", "the request was identified by its id; IDENTIFIED BY RANDOM PASSWORD; cd $HOME; costs $5; caused by  'x'; sorted by\n'y'; PASSWORD $1; set x = 'y'; password for bob = 'z'; password $6$salt$",
+			"the request was identified by its id; IDENTIFIED BY RANDOM PASSWORD; cd $HOME; costs $5; caused by  'x'; sorted by\n'y'; PASSWORD $1; set x = 'y'; password for bob = 'z'; password $6$salt$", 0},
 		{"sql, no passwords", "ORDER BY 'name'; sorted by 'date'; db_password 'x'; PASSWORD ''; said 'hi'; password_policy 'strict'",
 			"ORDER BY 'name'; sorted by 'date'; db_password 'x'; PASSWORD ''; said 'hi'; password_policy 'strict'", 0},
 	} {
