@@ -674,6 +674,12 @@ func BenchmarkStringTagShapes(b *testing.B) {
 		{"input-tags", repeat(`<input type="password" name="pw" value="x1"><input name="user" value="bob">`)},
 		{"input-quotes", repeat(`<input a="<input b='`)},
 		{"input-values", "<input " + repeat(` value="a" type="password"`)},
+		{"quoted-gt", repeat(`<p a=">" b='/>'>x</p>`)},
+		{"quoted-gt-open", repeat(`">`)},
+		{"named-values", repeat(`<param name="pw" value="x1"><property key="user" value="bob"/>`)},
+		{"named-many", "<add " + repeat(` name="pw" value="x"`)},
+		{"cdata", repeat("<pw><![CDATA[</pw>]]><!-- </pw> --></pw>")},
+		{"cdata-open", repeat("<pw><![CDATA[<!--")},
 	} {
 		r := Default()
 		b.Run(sh.name, func(b *testing.B) {
