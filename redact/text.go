@@ -25,6 +25,7 @@ var (
 	token68   [256]bool // RFC 7235 token68, without the '=' padding
 	valueStop [256]bool // bytes that end an unquoted value
 	keyByte   [256]bool // bytes of a key in key=value text
+	flagByte  [256]bool // bytes of a command-line flag's name
 	b64std    [256]int8 // standard base64 digit values, -1 if not a digit
 )
 
@@ -41,6 +42,8 @@ func init() {
 		// percent-encoded keys browsers send (user%5Bpassword%5D=), + for
 		// the space of a query or form key (api+key= is "api key").
 		keyByte[i] = alnum || strings.IndexByte("_-.[]%+", c) >= 0
+		// Not keyByte's brackets: [-password] is no flag before a value.
+		flagByte[i] = alnum || c == '-' || c == '_' || c == '.'
 		b64std[i] = -1
 	}
 	for _, c := range []byte(" \t\r\n\v\f&,;\"'<>`") {
@@ -307,10 +310,11 @@ func sqlQuoteAt(s string, i int) bool {
 }
 
 // sqlByAt is candidate for the B of BY at s[i], spaces on both sides, after
-// a D (IDENTIFIED BY) or more spaces.
+// a D (IDENTIFIED BY) or more spaces, and not before a single quote, which
+// is sqlPassword's trigger (sorted by 'x' is visited once).
 func sqlByAt(s string, i int) bool {
 	return i > 1 && i+3 < len(s) && lower[s[i+1]] == 'y' && isSpace(s[i+2]) && isSpace(s[i-1]) &&
-		(lower[s[i-2]] == 'd' || isSpace(s[i-2]))
+		(lower[s[i-2]] == 'd' || isSpace(s[i-2])) && s[i+3] != '\''
 }
 
 func (r *Redactor) textFrom(s string, i int) (string, int) {
@@ -465,10 +469,10 @@ func (t *textOut) detectToken(i int) (int, int) {
 func (t *textOut) detect(i int) (int, int) {
 	switch t.s[i] {
 	case 'b', 'B':
-		if a, b := t.authScheme(i); a < b {
-			return a, b
+		if lower[t.s[i+1]] == 'y' {
+			return t.sqlBy(i, 0)
 		}
-		return t.sqlBy(i, 0)
+		return t.authScheme(i)
 	case '@':
 		return t.userinfo(i)
 	case '=', ':':
@@ -1437,8 +1441,8 @@ func (t *textOut) flag(i, from int) (int, int) {
 		return 0, 0
 	}
 	e := n
-	for e < len(s) && (isAlnum(s[e]) || s[e] == '-' || s[e] == '_' || s[e] == '.') {
-		e++ // not keyByte's brackets: [-password] is no flag before a value
+	for e < len(s) && flagByte[s[e]] {
+		e++
 	}
 	a := e
 	sep := false // a separator before the value
@@ -1456,8 +1460,12 @@ func (t *textOut) flag(i, from int) (int, int) {
 		}
 		a++
 	}
-	if k := nextItem(s, a); k > 0 && yamlItem(s, f) {
-		a, sep = k, true // - --password⏎  - x: a YAML list of arguments (a container's)
+	item := -1 // - --password⏎  - x: a YAML list of arguments (a container's)
+	if f > 1 && (s[f-2] == '-' || isSpace(s[f-2])) && yamlItem(s, f) {
+		item = nextItem(s, a)
+	}
+	if item > 0 {
+		a, sep = item, true
 	} else if f < i {
 		if a < len(s) && s[a] == ',' {
 			a++
@@ -1595,15 +1603,15 @@ func (t *textOut) sqlBy(i, from int) (int, int) {
 	if i == 0 || i+2 >= len(s) || lower[s[i+1]] != 'y' || !isSpace(s[i-1]) || !isSpace(s[i+2]) {
 		return 0, 0
 	}
-	k := identifiedAt(s, i)
-	if k < 0 {
-		return 0, 0
-	}
 	a := i + 2
 	for a < len(s) && a-i < maxSQLSpace && isSpace(s[a]) {
 		a++
 	}
-	if a < from {
+	if a < from || a == len(s) || s[a] == '\'' || s[a] == '$' || s[a]|0x20 == 'e' && a+1 < len(s) && s[a+1] == '\'' {
+		return 0, 0 // sqlPassword's, at its own trigger
+	}
+	k := identifiedAt(s, i)
+	if k < 0 {
 		return 0, 0
 	}
 	// A bare word only in a statement: identified by its id is prose.
@@ -1659,7 +1667,7 @@ func setPasswordAt(s string, i int) bool {
 		return false
 	}
 	c := s[i-1]
-	return c == ' ' || c == '\'' || c == '"' || c == '`' || isSpace(c)
+	return (c == ' ' || c == '\'' || c == '"' || c == '`' || isSpace(c)) && (i+1 == len(s) || s[i+1] != '>')
 }
 
 // maxSQLSpace bounds the spaces and line breaks between the words of an
@@ -1985,14 +1993,18 @@ const maxStartTag = 4096
 func (t *textOut) element(i int) (int, int) {
 	s := t.s
 	lt := i - 1
-	named := false // tagEnd's named, of the bytes looked back at
+	named := false  // tagEnd's named, of the bytes looked back at
+	quoted := false // a quote among them
 	for lt >= 0 && i-lt <= maxStartTag && s[lt] != '<' && s[lt] != '>' {
-		if s[lt] == '=' && lt > 0 && attrNamed(s[lt-1]) {
-			named = true
+		switch s[lt] {
+		case '=':
+			named = named || lt > 0 && attrNamed(s[lt-1])
+		case '"', '\'':
+			quoted = true
 		}
 		lt--
 	}
-	if lt >= 0 && s[lt] == '>' && strings.ContainsAny(s[lt:i], "\"'") {
+	if lt >= 0 && s[lt] == '>' && quoted {
 		// That > may be in a quoted value (<password a="/>">).
 		lt, named = t.lastLT(i), true
 	}
@@ -2000,27 +2012,36 @@ func (t *textOut) element(i int) (int, int) {
 		return 0, 0
 	}
 	ne := nameEnd(s, lt+1)
-	if !named {
-		// Most tags: only their name may make them a secret's.
-		if local := startTagName(s, lt, ne, i); local == "" || !t.r.keys.secret(decodeKey(local)) {
-			return 0, 0
+	own := false // the tag's name is a secret's, if this > ends it
+	if local := startTagName(s, lt, ne, i); local != "" {
+		own = t.r.keys.secret(decodeKey(local))
+	}
+	if !own && !named {
+		return 0, 0 // most tags: only their name may make them a secret's
+	}
+	// Without a quote between the < and this >, tagEnd would end the tag
+	// here, if it is one.
+	gt, tagNamed := -1, named
+	if c := s[ne]; !quoted && ne > lt+1 && (c == '>' || c == '/' || isSpace(c)) {
+		gt = i
+	} else if quoted {
+		if t.tagAt != lt+1 {
+			t.tagAt = lt + 1
+			_, t.tagGT, t.tagNamed = tagEnd(s, lt)
 		}
+		gt, tagNamed = t.tagGT, t.tagNamed
 	}
-	if t.tagAt != lt+1 {
-		t.tagAt = lt + 1
-		_, t.tagGT, t.tagNamed = tagEnd(s, lt)
-	}
-	if t.tagGT != i {
+	if gt != i {
 		return 0, 0 // a > in a quoted value, or after the tag
 	}
 	empty := s[i-1] == '/'
-	if local := startTagName(s, lt, ne, i); local != "" && t.r.keys.secret(decodeKey(local)) {
+	if own {
 		if end := t.closing(lt); end >= 0 {
 			return i + 1, end
 		}
 		return 0, 0
 	}
-	if !t.tagNamed || equalFold(s[lt+1:ne], "input") {
+	if !tagNamed || equalFold(s[lt+1:ne], "input") {
 		return 0, 0
 	}
 	keyed, idd := false, false // a name or key, an id, is a secret's
