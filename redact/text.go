@@ -895,9 +895,6 @@ const (
 // DSNs, JSON and headers embedded in text. A value after an auth scheme
 // ("Authorization: Bearer x") keeps the scheme.
 func (t *textOut) keyValue(i int) (int, int) {
-	if t.s[i] == ':' && i+1 < len(t.s) && t.s[i+1] == '=' {
-		return t.keyValueAt(i, i+2) // Go's and Pascal's password := "x"
-	}
 	return t.keyValueAt(i, i+1)
 }
 
@@ -955,6 +952,9 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 			return t.userOption(ks, i) // user:password after -u
 		}
 		return 0, 0
+	}
+	if j == i+1 && s[i] == ':' && j < len(s) && s[j] == '=' {
+		j++ // Go's and Pascal's password := "x"
 	}
 	rocket := j > i+1
 	a := j
