@@ -956,7 +956,7 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 	if j == i+1 && s[i] == ':' && j < len(s) && s[j] == '=' {
 		j++ // Go's and Pascal's password := "x"
 	}
-	rocket := j > i+1
+	rocket := j > i+1 && s[i] == '='
 	a := j
 	// A hash's or a quoted key's value may be on the next line (:pw =>⏎
 	// "x"); an unquoted key's line ends with it.
@@ -965,6 +965,10 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 	}
 	if a >= len(s) {
 		return 0, 0
+	}
+	if c := s[a]; (rocket || quote != 0) && a > j && strings.ContainsAny(s[j:a], "\r\n") &&
+		strings.IndexByte("\"'`{[", c) < 0 && !('0' <= c && c <= '9') {
+		return 0, 0 // a bare word on the next line: the next key's, more likely than a value
 	}
 	if quote == 0 && s[i] == ':' && j == i+1 && !t.across && lineBreak(s, a) > 0 && lineStart(s, ks) {
 		// key: and nothing after it: YAML's value is on the lines below

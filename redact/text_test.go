@@ -398,6 +398,8 @@ func TestStringPatterns(t *testing.T) {
 		{"backticked key", "UPDATE users SET `password` = '" + S + "' WHERE id = 1", "UPDATE users SET `password` = '" + R + "' WHERE id = 1", 1},
 		{"backticked key, colon", "`password`: " + S + " next", "`password`: " + R + " next", 1},
 		{"backticked keys, names of secrets", "`token_type`: bearer, `password_policy` = 'strict', `pw`", "`token_type`: bearer, `password_policy` = 'strict', `pw`", 0},
+		{"quoted key, a key on the next line", "{\"token\":\npassword: |\n  " + S + "\n", "{\"token\":\npassword: |\n  " + R + "\n", 1},
+		{"short variable declaration, nothing after it", "token :=\npassword: |\n  " + S, "token :=\npassword: |\n  " + R, 1},
 		{"unquoted key, nothing after it", "password=\nbob token =\n x", "password=\nbob token =\n x", 0},
 		{"hashes, names of secrets", `{"token_type"=>"bearer", :password_policy => "strict", x => y}`, `{"token_type"=>"bearer", :password_policy => "strict", x => y}`, 0},
 
