@@ -35,6 +35,7 @@ const (
 	shapeFlag       // --password x, -password x, curl -u user:password
 	shapeRocket     // "password" => "x", and backtick-quoted values
 	shapeSQL        // IDENTIFIED BY 'x', PASSWORD 'x'
+	shapeYAML       // a block scalar, a value on the next line, 'it''s'
 	numShapes
 )
 
@@ -198,7 +199,12 @@ func plant(shape int, core string, keyIdx uint8) planted {
 		if k == "X-Auth-Token" {
 			k = "ns:authToken"
 		}
-		return textAttr("<req><" + k + ">" + core + "</" + k + "></req>")
+		return textAttr([]string{"<req><" + k + ">" + core + "</" + k + "></req>",
+			"<req><" + k + "><![CDATA[x</" + k + ">" + core + "]]></" + k + "></req>", // an end tag in CDATA ends nothing
+			"<" + k + ` a="/>" b='>'>` + core + "</" + k + ">",
+			`<beans><property name="` + k + `" value="` + core + `"/></beans>`,
+			`<props><entry key="db.` + k + `">` + core + `</entry></props>`,
+			`<param name="` + k + `" value="` + core + `">`}[core[0]%6])
 	case shapeXMLNested:
 		k := fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)]
 		if k == "X-Auth-Token" {
@@ -254,14 +260,28 @@ func plant(shape int, core string, keyIdx uint8) planted {
 	case shapeFlag:
 		k := strings.ReplaceAll(fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)], "_", "-")
 		return textAttr([]string{"app --" + k + " " + core + " --verbose", "app -" + k + " " + core, `["app", "--` + k + `", "` + core + `"]`,
-			"curl -u admin:" + core + " https://host.example/", "curl --user 'admin:" + core + "' https://host.example/"}[core[0]%5])
+			"curl -u admin:" + core + " https://host.example/", "curl --user 'admin:" + core + "' https://host.example/",
+			"[--" + k + " " + core + " -v]", "(-" + k + " " + core + ")", "[\n  \"app\",\n  \"--" + k + "\",\n  \"" + core + "\"\n]",
+			"app --" + k + " \\\n  " + core, "\nargs:\n  - --" + k + "\n  - " + core + "\n  - -v"}[core[0]%10])
 	case shapeRocket:
 		k := fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)]
 		return textAttr([]string{`{"` + k + `"=>"` + core + `", "n"=>1}`, `['` + k + `' => '` + core + `']`, `{:` + k + ` => "` + core + `"}`,
-			k + "=`" + core + "` next"}[core[0]%4])
+			k + "=`" + core + "` next", "{:" + k + " =>\n  \"" + core + "\"}", "`" + k + "` = '" + core + "'", "`" + k + "`: " + core}[core[0]%7])
 	case shapeSQL:
 		return textAttr([]string{"CREATE USER 'app'@'%' IDENTIFIED BY '" + core + "';", "create user app identified with caching_sha2_password by '" + core + "'",
-			"ALTER ROLE app WITH LOGIN PASSWORD '" + core + "' VALID UNTIL 'infinity'"}[core[0]%3])
+			"ALTER ROLE app WITH LOGIN PASSWORD '" + core + "' VALID UNTIL 'infinity'", "SET PASSWORD FOR 'app'@'%' = PASSWORD('" + core + "');",
+			"ALTER USER app IDENTIFIED BY " + core + ";", "ALTER ROLE app PASSWORD $pw$" + core + "$pw$", "ALTER ROLE app PASSWORD\n  E'" + core + "'",
+			"CREATE USER app IDENTIFIED BY  \"" + core + "\""}[core[0]%8])
+	case shapeYAML:
+		// Lines of their own: only a key that begins a line takes the
+		// lines below it.
+		k := fuzzSecretKeys[int(keyIdx)%len(fuzzSecretKeys)]
+		p := textAttr([]string{"\n" + k + ": |\n  " + core + "\n\n  " + reverse(core) + "\nuser: bob",
+			"\n  - " + k + ": >-\n      " + core + "\n      " + reverse(core) + "\n  - user: bob",
+			"\n" + k + ":\n  " + core + "\n  " + reverse(core) + "\nuser: bob",
+			k + ": 'it''s " + core + " " + reverse(core) + "' next"}[core[0]%4])
+		p.secret = append(p.secret, reverse(core))
+		return p
 	}
 	panic("bad shape")
 }
@@ -477,6 +497,14 @@ func FuzzStringAgrees(f *testing.F) {
 		"--password pw --x", "-pw x", `["a", "--token", "x"]`, `"--password" "x"`, "--password --x",
 		"secret=`x y`", `{"password"=>"x"}`, `'pw' => 'x'`, `{:otp=>1}`,
 		"IDENTIFIED BY 'x'", "identified with p by 'x'", "WITH PASSWORD 'it''s'", "by 'x'", "password ''",
+		"BY  'x'", "PASSWORD\n'x'", "SET PASSWORD FOR 'u'@'%' = 'x'", "set password = PASSWORD('x')", "user u identified by x", `IDENTIFIED BY "x"`,
+		"PASSWORD E'x'", "PASSWORD $$x$$", "PASSWORD $t$x$t$", "BY 'a' REPLACE 'b'", "to u IDENTIFIED BY a REPLACE b",
+		":pw =>\n  \"x\"", "{\"pw\":\n \"x\"}", "`pw` = 'x'", "`pw`: x",
+		"<pw><![CDATA[a</pw>b]]></pw>", "<pw><!--</pw>-->b</pw>", `<pw a="/>">b</pw>`, `<param name="pw" value="x">`, `<p key='pw' value=x/>`,
+		`<entry key="pw">x</entry>`, `<meta name="csrf-token" content="x">`, `<x id=pw value="a>b"/>`,
+		"a:\n  - --pw\n  - x", "- \"--pw\"\n- \"x\"", "pw := \"x\"", `pw = """x"""`, "pw: '''x'''", `<pw value="x"/>`,
+		"[--password x]", "(-pw x)", "[\n \"--token\",\n \"x\"\n]", `[\n \"--token\",\n \"x\"]`, "--pw \\\n x", "[-pw] x",
+		"password: |\n  x\n y\nz: 1", "- pw: >-\n    x", "pw:\n  x", `"pw: |\n  x\ny: 1"`, "pw: 'a''b'", "a:\n pw: |\n  x",
 	} {
 		f.Add(s)
 	}

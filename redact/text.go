@@ -16,7 +16,8 @@ import (
 // secret's shape is most distinctive: the J of eyJ, the _ of ghp_, the - of
 // xoxb-, the @ of a URL's userinfo, the = or : after a key, the > of a
 // start tag or of a hash rocket (=>), the < of <input, the dash of a
-// command-line flag, the quote of an SQL password literal.
+// command-line flag, the quote or $ of an SQL password literal, the B of
+// IDENTIFIED BY, the = of SET PASSWORD.
 
 // The bytes at which a matcher runs are flagged infoTrigger in info.
 var (
@@ -24,11 +25,12 @@ var (
 	token68   [256]bool // RFC 7235 token68, without the '=' padding
 	valueStop [256]bool // bytes that end an unquoted value
 	keyByte   [256]bool // bytes of a key in key=value text
+	flagByte  [256]bool // bytes of a command-line flag's name
 	b64std    [256]int8 // standard base64 digit values, -1 if not a digit
 )
 
 func init() {
-	for _, c := range []byte("bBJA_-@=:%><'") {
+	for _, c := range []byte("bBJA_-@=:%><'$") {
 		info[c] |= infoTrigger
 	}
 	for i := range 256 {
@@ -40,6 +42,8 @@ func init() {
 		// percent-encoded keys browsers send (user%5Bpassword%5D=), + for
 		// the space of a query or form key (api+key= is "api key").
 		keyByte[i] = alnum || strings.IndexByte("_-.[]%+", c) >= 0
+		// Not keyByte's brackets: [-password] is no flag before a value.
+		flagByte[i] = alnum || c == '-' || c == '_' || c == '.'
 		b64std[i] = -1
 	}
 	for _, c := range []byte(" \t\r\n\v\f&,;\"'<>`") {
@@ -87,6 +91,11 @@ type textOut struct {
 
 	starts []startTagAt // the text's start tags, with their end tags (nil: not listed yet)
 	start  int          // the index in starts that closing found last
+
+	lt, ltTo int  // lastLT found the last < before ltTo at lt (-1: none)
+	tagAt    int  // element's last tag: the index after its < (0: none yet),
+	tagGT    int  // its > (tagEnd)
+	tagNamed bool // and whether its attributes may say it is a secret's
 }
 
 // emit replaces s[a:b] unless it was already dealt with or is already a
@@ -205,7 +214,7 @@ func next(s string, i int) int {
 			j := base + bits.TrailingZeros(m)
 			switch s[j] {
 			case 'b', 'B':
-				if j+5 < len(s) && (lower[s[j+1]] == 'e' || lower[s[j+1]] == 'a') {
+				if j+5 < len(s) && (lower[s[j+1]] == 'e' || lower[s[j+1]] == 'a') || j+3 < len(s) && lower[s[j+1]] == 'y' && sqlByAt(s, j) {
 					return j
 				}
 			case 'J':
@@ -231,20 +240,20 @@ func next(s string, i int) int {
 					return j
 				}
 			case '>':
-				if j > 1 && s[j-1] != '/' {
+				if j > 1 {
 					return j
 				}
 			case '<':
 				if j+6 < len(s) && lower[s[j+1]] == 'i' && lower[s[j+2]] == 'n' {
 					return j
 				}
-			case '\'':
-				if j > 1 && (s[j-1] == ' ' || s[j-1] == '\t') && (lower[s[j-2]] == 'd' || lower[s[j-2]] == 'y') {
+			case '\'', '$':
+				if j > 1 && (isSpace(s[j-1]) || s[j] == '\'' && (s[j-1] == '(' || s[j-1]|0x20 == 'e')) && sqlQuoteAt(s, j) {
 					return j
 				}
 			default: // '=', ':'
 				if j > 0 {
-					if c := s[j-1]; keyByte[c] || c == '"' || c == '\'' || c == ' ' || c == '\t' {
+					if c := s[j-1]; keyByte[c] || c == '"' || c == '\'' || c == ' ' || c == '\t' || c == '`' {
 						return j
 					}
 				}
@@ -259,8 +268,8 @@ func next(s string, i int) int {
 // scan calls candidate, keep them equal.)
 func candidate(s string, i int) bool {
 	switch s[i] {
-	case 'b', 'B':
-		return i+5 < len(s) && (lower[s[i+1]] == 'e' || lower[s[i+1]] == 'a')
+	case 'b', 'B': // bearer, basic; BY after IDENTIFIED
+		return i+5 < len(s) && (lower[s[i+1]] == 'e' || lower[s[i+1]] == 'a') || sqlByAt(s, i)
 	case 'J':
 		return i > 1 && s[i-1] == 'y'
 	case 'A':
@@ -273,19 +282,39 @@ func candidate(s string, i int) bool {
 		return true // the byte before is part of a password: anything
 	case '%': // %3D (or %253D), an encoded =, after a key
 		return i > 0 && keyByte[s[i-1]] && encodedEquals(s, i)
-	case '>': // the end of an element's start tag (not of an empty element's)
-		return i > 1 && s[i-1] != '/'
+	case '>': // the end of a start tag, or of an empty element's
+		return i > 1
 	case '<': // <input
 		return i+6 < len(s) && lower[s[i+1]] == 'i' && lower[s[i+2]] == 'n'
-	case '\'': // PASSWORD 'x', BY 'x'
-		return i > 1 && (s[i-1] == ' ' || s[i-1] == '\t') && (lower[s[i-2]] == 'd' || lower[s[i-2]] == 'y')
+	case '\'', '$': // PASSWORD 'x', BY 'x', PASSWORD('x'), PASSWORD E'x', PASSWORD $$x$$
+		return sqlQuoteAt(s, i)
 	default: // '=', ':' after a key (and maybe a quote or spaces)
 		if i > 0 {
 			c := s[i-1]
-			return keyByte[c] || c == '"' || c == '\'' || c == ' ' || c == '\t'
+			return keyByte[c] || c == '"' || c == '\'' || c == ' ' || c == '\t' || c == '`'
 		}
 	}
 	return false
+}
+
+// sqlQuoteAt is candidate for the ' or $ at s[i]: after a space or a line
+// break that follows a D or a Y (PASSWORD, BY) or more of them; a ' also
+// after E and a space (E'x'), or after D( (PASSWORD('x')).
+func sqlQuoteAt(s string, i int) bool {
+	if i < 2 {
+		return false
+	}
+	c, d := s[i-1], s[i-2]
+	return isSpace(c) && (lower[d] == 'd' || lower[d] == 'y' || isSpace(d)) ||
+		s[i] == '\'' && ((c == 'E' || c == 'e') && isSpace(d) || c == '(' && lower[d] == 'd')
+}
+
+// sqlByAt is candidate for the B of BY at s[i], spaces on both sides, after
+// a D (IDENTIFIED BY) or more spaces, and not before a single quote, which
+// is sqlPassword's trigger (sorted by 'x' is visited once).
+func sqlByAt(s string, i int) bool {
+	return i > 1 && i+3 < len(s) && lower[s[i+1]] == 'y' && isSpace(s[i+2]) && isSpace(s[i-1]) &&
+		(lower[s[i-2]] == 'd' || isSpace(s[i-2])) && s[i+3] != '\''
 }
 
 func (r *Redactor) textFrom(s string, i int) (string, int) {
@@ -375,8 +404,28 @@ func (t *textOut) detectInSpan(i int) (int, int) {
 		}
 		return 0, 0
 	}
-	if i < t.prevA || s[i] != ':' && s[i] != '=' && (s[i] != '>' || i == 0 || s[i-1] != '=') {
+	if i < t.prevA {
 		return 0, 0 // not in the replaced text (between <input and its value)
+	}
+	// An SQL password whose quote closes the quoted value replaced last
+	// (token:" IDENTIFIED BY "x"), a flag's value on the line after a
+	// header line's (token: app --pw \⏎ x); one that starts in the span is
+	// not looked at.
+	switch s[i] {
+	case 'b', 'B':
+		return t.sqlBy(i, t.last)
+	case '-':
+		return t.flag(i, t.last)
+	case '=':
+		if !setPasswordAt(s, i) {
+			break
+		}
+		if a, b := t.setPassword(i, t.last); a < b {
+			return a, b
+		}
+	}
+	if s[i] != ':' && s[i] != '=' && (s[i] != '>' || i == 0 || s[i-1] != '=') {
+		return 0, 0
 	}
 	t.across = true
 	var a, b int
@@ -420,10 +469,18 @@ func (t *textOut) detectToken(i int) (int, int) {
 func (t *textOut) detect(i int) (int, int) {
 	switch t.s[i] {
 	case 'b', 'B':
+		if lower[t.s[i+1]] == 'y' {
+			return t.sqlBy(i, 0)
+		}
 		return t.authScheme(i)
 	case '@':
 		return t.userinfo(i)
 	case '=', ':':
+		if t.s[i] == '=' && setPasswordAt(t.s, i) {
+			if a, b := t.setPassword(i, 0); a < b {
+				return a, b
+			}
+		}
 		return t.keyValue(i)
 	case '%':
 		return t.encodedKeyValue(i)
@@ -434,10 +491,10 @@ func (t *textOut) detect(i int) (int, int) {
 			}
 		}
 		return t.element(i)
-	case '\'':
+	case '\'', '$':
 		return t.sqlPassword(i)
 	case '-':
-		if a, b := t.flag(i); a < b {
+		if a, b := t.flag(i, 0); a < b {
 			return a, b
 		}
 	}
@@ -677,9 +734,6 @@ func (t *textOut) pem(i int) (int, int) {
 // user:password@unix(/tmp/mysql.sock)/db, user:password@/db).
 func (t *textOut) userinfo(i int) (int, int) {
 	s := t.s
-	// Bounded so that text full of @ stays linear; a longer userinfo is
-	// not taken for one.
-	const maxAuthority = 512
 	start := max(0, i-maxAuthority, t.lastURLStop(i, maxAuthority)+1)
 	at := i
 	if start >= 2 && s[start-1] == '/' && s[start-2] == '/' {
@@ -715,7 +769,10 @@ func (t *textOut) userinfo(i int) (int, int) {
 
 // dsnAddress reports whether s[k:] starts as the address of a Go MySQL
 // driver DSN after its @: a protocol and its ( (tcp(, unix(, tcp6(), or
-// the / of user:password@/db.
+// the / of user:password@/db. Another protocol (a dialer the program
+// registered: cloudsql(project:region:db)) needs an address that looks
+// like one, with a colon, a slash or a dot, or a / after it: mail
+// bob:x@home(office) is prose.
 func dsnAddress(s string, k int) bool {
 	if k < len(s) && s[k] == '/' {
 		return true
@@ -724,12 +781,40 @@ func dsnAddress(s string, k int) bool {
 	for j < len(s) && j-k < 16 && (isLetter(s[j]) || j > k && '0' <= s[j] && s[j] <= '9') {
 		j++
 	}
-	return j > k && j < len(s) && s[j] == '('
+	if j == k || j == len(s) || s[j] != '(' {
+		return false
+	}
+	switch strings.ToLower(s[k:j]) {
+	case "tcp", "tcp4", "tcp6", "unix", "udp", "udp4", "udp6":
+		return true
+	}
+	// An address holds no @ or (: the look ends at the next one, so text
+	// full of @x( is looked at once.
+	for a := j + 1; a < len(s) && a-j <= maxAuthority; a++ {
+		switch c := s[a]; c {
+		case ':', '/', '.':
+			return true
+		case ')':
+			return a+1 < len(s) && s[a+1] == '/'
+		case '@', '(':
+			return false
+		default:
+			if urlStop(c) {
+				return false
+			}
+		}
+	}
+	return false
 }
 
 func isLetter(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
 }
+
+// maxAuthority bounds how far around an @ a URL's userinfo and a DSN's
+// address are looked for, so that text full of @ stays linear; a longer
+// userinfo is not taken for one.
+const maxAuthority = 512
 
 // lastURLStop returns the index of the last byte before s[i] that ends a
 // URL (urlStop), if it is within bound of i, or -1. It goes on from the
@@ -832,8 +917,8 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 	}
 	var quote byte
 	escaped := false
-	if ke > 0 && (s[ke-1] == '"' || s[ke-1] == '\'') {
-		quote = s[ke-1]
+	if ke > 0 && (s[ke-1] == '"' || s[ke-1] == '\'' || s[ke-1] == '`') {
+		quote = s[ke-1] // `password` = 'x': MySQL's quotes
 		ke--
 		if ke > 0 && s[ke-1] == '\\' {
 			escaped = true
@@ -868,20 +953,45 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 		}
 		return 0, 0
 	}
+	if j == i+1 && s[i] == ':' && j < len(s) && s[j] == '=' {
+		j++ // Go's and Pascal's password := "x"
+	}
+	rocket := j > i+1 && s[i] == '='
 	a := j
-	for a < len(s) && (s[a] == ' ' || s[a] == '\t') {
+	// A hash's or a quoted key's value may be on the next line (:pw =>⏎
+	// "x"); an unquoted key's line ends with it.
+	for a < len(s) && (s[a] == ' ' || s[a] == '\t' || (rocket || quote != 0 && !escaped) && isSpace(s[a])) {
 		a++
 	}
 	if a >= len(s) {
 		return 0, 0
+	}
+	if c := s[a]; (rocket || quote != 0) && a > j && strings.ContainsAny(s[j:a], "\r\n") &&
+		strings.IndexByte("\"'`{[", c) < 0 && !('0' <= c && c <= '9') {
+		return 0, 0 // a bare word on the next line: the next key's, more likely than a value
+	}
+	if quote == 0 && s[i] == ':' && j == i+1 && !t.across && lineBreak(s, a) > 0 && lineStart(s, ks) {
+		// key: and nothing after it: YAML's value is on the lines below
+		// (password:\n  x), or a mapping is (credentials:\n  user: u).
+		return t.yamlBlock(ks, a)
 	}
 	header := quote == 0 && j == i+1 && a > j && (s[i] == ':' || ke < i) && lineStart(s, ks)
 	if t.across && a < t.last && (!header || strings.IndexByte("\"'`{[", s[a]) >= 0 || s[a] == '\\' && a+1 < len(s) && s[a+1] == '"') {
 		return 0, 0 // a value that starts in the span last ends: not looked at
 	}
 	switch c := s[a]; {
-	case c == '"' || c == '\'' || c == '`':
+	case (c == '"' || c == '\'') && a+2 < len(s) && s[a+1] == c && s[a+2] == c:
+		// Python's and TOML's triple quotes: not an empty string and a quote
+		b := len(s)
+		if k := strings.Index(s[a+3:], s[a:a+3]); k >= 0 {
+			b = a + 3 + k
+		}
+		return a + 3, b
+	case c == '"' || c == '`':
 		b := closeQuote(s, a+1, c)
+		return skipScheme(s, a+1, b), b
+	case c == '\'':
+		b := closeDoubled(s, a+1, '\'')
 		return skipScheme(s, a+1, b), b
 	case c == '\\' && a+1 < len(s) && s[a+1] == '"':
 		b := len(s)
@@ -892,9 +1002,15 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 	case c == '{' || c == '[':
 		return a, closeBracket(s, a)
 	}
-	rocket := j > i+1
 	if header {
 		b := t.lineEnd(ks, a, true)
+		if s[i] == ':' && !t.across && blockIndicator(s[a:b]) {
+			// A YAML block scalar (password: |, key: >-): its lines, the
+			// indicator kept. Without any, the indicator is the value.
+			if c, d := t.yamlBlock(ks, b); c < d {
+				return c, d
+			}
+		}
 		if len(key) >= len("set-cookie") && equalFold(key[len(key)-len("set-cookie"):], "set-cookie") {
 			// One cookie, then its attributes (Path=/; HttpOnly).
 			b = min(b, t.nextSemicolon(a))
@@ -942,6 +1058,13 @@ func lineStart(s string, ks int) bool {
 	for p > 0 && (s[p-1] == ' ' || s[p-1] == '\t') {
 		p--
 	}
+	if p < ks && p > 0 && s[p-1] == '-' {
+		// - key: value, a YAML list item
+		p--
+		for p > 0 && (s[p-1] == ' ' || s[p-1] == '\t') {
+			p--
+		}
+	}
 	switch {
 	case p == 0:
 		return true
@@ -951,6 +1074,117 @@ func lineStart(s string, ks int) bool {
 		return true
 	}
 	return false
+}
+
+// yamlBlock returns the span of the YAML block whose key, at s[ks], begins
+// a line that ends at s[e] (spaces aside): the lines after it indented more
+// than the key's line, blank lines among them, up to the quote that closes
+// the text the key's line is in. It is 0, 0 when no such line has text.
+// A block ends at the first line indented no more than its key's, as YAML
+// has it; lines that no parser would take (less indented than the first)
+// go too, which errs on the side of the secret.
+func (t *textOut) yamlBlock(ks, e int) (int, int) {
+	s := t.s
+	q, escaped := t.lineQuote(ks)
+	ind := keyIndent(s, ks)
+	a, b := -1, -1
+	for {
+		for e < len(s) && (s[e] == ' ' || s[e] == '\t') {
+			e++
+		}
+		n := lineBreak(s, e)
+		if n == 0 {
+			break // the end of the text, or of the quoted text it is in
+		}
+		p := e + n
+		k := p
+		for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
+			k++
+		}
+		if lineBreak(s, k) > 0 {
+			e = k // a blank line
+			continue
+		}
+		if k == len(s) || k-p <= ind {
+			break
+		}
+		e = scanLine(s, k, q, escaped)
+		d := e
+		for d > k && isSpace(s[d-1]) {
+			d--
+		}
+		if d > k {
+			if a < 0 {
+				a = k
+			}
+			b = d
+		}
+	}
+	if a < 0 {
+		return 0, 0
+	}
+	return a, b
+}
+
+// keyIndent returns the indentation of the line whose key starts at s[ks]
+// (lineStart): the spaces before the key, or before a list item's dash.
+func keyIndent(s string, ks int) int {
+	p := ks
+	for p > 0 && (s[p-1] == ' ' || s[p-1] == '\t') {
+		p--
+	}
+	if p < ks && p > 0 && s[p-1] == '-' {
+		e := p - 1
+		for p = e; p > 0 && (s[p-1] == ' ' || s[p-1] == '\t'); p-- {
+		}
+		return e - p
+	}
+	return ks - p
+}
+
+// lineBreak returns the length of the line break at s[k]: CR LF, LF or
+// CR, or their escapes (\r\n, \n, \r), as lineEnd ends a line; 0 if there
+// is none.
+func lineBreak(s string, k int) int {
+	if k >= len(s) {
+		return 0
+	}
+	switch s[k] {
+	case '\n':
+		return 1
+	case '\r':
+		if k+1 < len(s) && s[k+1] == '\n' {
+			return 2
+		}
+		return 1
+	case '\\':
+		if k+1 < len(s) && (s[k+1] == 'n' || s[k+1] == 'r') {
+			if s[k+1] == 'r' && k+3 < len(s) && s[k+2] == '\\' && s[k+3] == 'n' {
+				return 4
+			}
+			return 2
+		}
+	}
+	return 0
+}
+
+// blockIndicator reports whether v, a YAML line's value, is the header of
+// a block scalar: | or >, a chomping indicator and an indentation digit
+// maybe, and maybe a comment.
+func blockIndicator(v string) bool {
+	if v == "" || v[0] != '|' && v[0] != '>' {
+		return false
+	}
+	k := 1
+	for k < len(v) && k < 3 && (v[k] == '+' || v[k] == '-' || '1' <= v[k] && v[k] <= '9') {
+		k++
+	}
+	v = v[k:]
+	if v == "" {
+		return true
+	}
+	c := strings.TrimLeft(v, " \t")
+	return len(c) < len(v) && c != "" && c[0] == '#'
 }
 
 // nextSemicolon returns the index of the first ; at or after a, or
@@ -984,16 +1218,10 @@ func wordEnd(s string, c int) int {
 // an odd number of double quotes ({"msg":"bad password: x y","n":1}),
 // unless quoted is false.
 func (t *textOut) lineEnd(ks, a int, quoted bool) int {
-	s := t.s
 	var q byte
 	escaped := false
-	switch {
-	case !quoted: // to the end of the line
-	case ks > 0 && (s[ks-1] == '"' || s[ks-1] == '\'' || s[ks-1] == '`'):
-		q = s[ks-1]
-		escaped = q == '"' && ks > 1 && s[ks-2] == '\\'
-	case t.inQuotes(ks):
-		q = '"'
+	if quoted {
+		q, escaped = t.lineQuote(ks)
 	}
 	// The last scan for the same quote, if it started before a and ended
 	// after it, found the terminator: each kind of quote has its own, so
@@ -1005,7 +1233,35 @@ func (t *textOut) lineEnd(ks, a int, quoted bool) int {
 	if m.to > 0 && m.from <= a && a <= m.to {
 		return max(a, m.trim)
 	}
-	b := a
+	s := t.s
+	b := scanLine(s, a, q, escaped)
+	m.from, m.to = a, b
+	for b > a && isSpace(s[b-1]) {
+		b--
+	}
+	m.trim = b
+	return b
+}
+
+// lineQuote returns the quote that closes the text a line whose key
+// starts at s[ks] is in, if any (see lineEnd), and whether it is escaped
+// (\").
+func (t *textOut) lineQuote(ks int) (q byte, escaped bool) {
+	s := t.s
+	switch {
+	case ks > 0 && (s[ks-1] == '"' || s[ks-1] == '\'' || s[ks-1] == '`'):
+		q = s[ks-1]
+		escaped = q == '"' && ks > 1 && s[ks-2] == '\\'
+	case t.inQuotes(ks):
+		q = '"'
+	}
+	return q, escaped
+}
+
+// scanLine returns where the line that goes on at s[b] ends: at a CR or
+// LF, their escapes, or the quote q (0: none) that closes the text the
+// line is in (escaped: \" closes it), or len(s).
+func scanLine(s string, b int, q byte, escaped bool) int {
 	for ; b < len(s); b++ {
 		c := s[b]
 		if c == '\n' || c == '\r' || c == q && q != 0 {
@@ -1020,13 +1276,7 @@ func (t *textOut) lineEnd(ks, a int, quoted bool) int {
 			}
 		}
 	}
-	b = min(b, len(s))
-	m.from, m.to = a, b
-	for b > a && isSpace(s[b-1]) {
-		b--
-	}
-	m.trim = b
-	return b
+	return min(b, len(s))
 }
 
 // lineScan is a scan of lineEnd's: from s[from] to the terminator at
@@ -1170,16 +1420,19 @@ func argEnd(s string, a int) int {
 	return a
 }
 
-// flagBefore reports whether a command-line flag may start after c.
+// flagBefore reports whether a command-line flag may start after c: a
+// space, a quote, or the bracket that opens a list of arguments as Go's
+// %v prints one ([--password x]) or a paren ((--token x)).
 func flagBefore(c byte) bool {
-	return isSpace(c) || c == '"' || c == '\''
+	return isSpace(c) || c == '"' || c == '\'' || c == '[' || c == '('
 }
 
 // flag matches the value of a command-line flag named as a secret key and
 // given as the next argument (--password x, --api-key x, Go's -password
 // x; "--token" "x" as %q prints it), unless that argument is another flag
-// (the dash is the trigger). --password=x is key=value text.
-func (t *textOut) flag(i int) (int, int) {
+// (the dash is the trigger). --password=x is key=value text. A value that
+// starts before s[from] is not looked at.
+func (t *textOut) flag(i, from int) (int, int) {
 	s := t.s
 	if i > 0 && !flagBefore(s[i-1]) {
 		return 0, 0
@@ -1192,28 +1445,67 @@ func (t *textOut) flag(i int) (int, int) {
 		return 0, 0
 	}
 	e := n
-	for e < len(s) && keyByte[s[e]] {
+	for e < len(s) && flagByte[s[e]] {
 		e++
 	}
 	a := e
 	sep := false // a separator before the value
+	esc := false // the flag is in escaped quotes (JSON inside JSON)
+	f := i       // where the argument starts, its quote and all
 	if i > 0 && (s[i-1] == '"' || s[i-1] == '\'') {
-		// "--token" "x", or ["--token","x"]
+		// "--token" "x", or ["--token","x"], or [\"--token\", \"x\"]
+		f--
+		esc = s[i-1] == '"' && i > 1 && s[i-2] == '\\'
+		if esc && a+1 < len(s) && s[a] == '\\' {
+			a++
+		}
 		if a == len(s) || s[a] != s[i-1] {
 			return 0, 0
 		}
 		a++
+	}
+	item := -1 // - --password⏎  - x: a YAML list of arguments (a container's)
+	if f > 1 && (s[f-2] == '-' || isSpace(s[f-2])) && yamlItem(s, f) {
+		item = nextItem(s, a)
+	}
+	if item > 0 {
+		a, sep = item, true
+	} else if f < i {
 		if a < len(s) && s[a] == ',' {
 			a++
 			sep = true
 		}
+		// Pretty-printed JSON has the value on the next line.
+		for a < len(s) {
+			if isSpace(s[a]) {
+				a++
+			} else if n := lineBreak(s, a); esc && n > 0 {
+				a += n
+			} else {
+				break
+			}
+			sep = true
+		}
 	}
-	for a < len(s) && (s[a] == ' ' || s[a] == '\t') {
-		a++
+	for a < len(s) {
+		if s[a] == ' ' || s[a] == '\t' {
+			a++
+		} else if s[a] == '\\' && a+1 < len(s) && (s[a+1] == '\n' || s[a+1] == '\r') {
+			a += 1 + lineBreak(s, a+1) // a shell's line continuation
+		} else {
+			break
+		}
 		sep = true
 	}
-	if !sep || a == len(s) || s[a] == '-' || !t.r.keys.secret(s[max(n, e-maxTextKey):e]) {
+	if !sep || a == len(s) || a < from || s[a] == '-' || switchFlag(s[n:e]) || !t.r.keys.secret(s[max(n, e-maxTextKey):e]) {
 		return 0, 0
+	}
+	if esc && s[a] == '\\' && a+1 < len(s) && s[a+1] == '"' {
+		b := len(s)
+		if k := strings.Index(s[a+2:], `\"`); k >= 0 {
+			b = a + 2 + k
+		}
+		return a + 2, b
 	}
 	if c := s[a]; c == '"' || c == '\'' || c == '`' {
 		return a + 1, closeQuote(s, a+1, c)
@@ -1221,69 +1513,323 @@ func (t *textOut) flag(i int) (int, int) {
 	return a, argEnd(s, a)
 }
 
-// sqlPassword matches the quoted literal of SQL's IDENTIFIED BY 'x'
-// (also IDENTIFIED WITH plugin BY 'x'), PASSWORD 'x' (WITH PASSWORD 'x',
-// ALTER ROLE r PASSWORD 'x'), in any case; the quote is the trigger.
-// A quote doubled inside the literal (the SQL escape) is part of it.
+// nextItem returns where the value of a YAML list item on the line after
+// the one that goes on at s[k] starts (spaces aside: ⏎  - x), or -1.
+func nextItem(s string, k int) int {
+	for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
+		k++
+	}
+	n := lineBreak(s, k)
+	if n == 0 {
+		return -1
+	}
+	for k += n; k < len(s) && (s[k] == ' ' || s[k] == '\t'); k++ {
+	}
+	if k+1 >= len(s) || s[k] != '-' || s[k+1] != ' ' && s[k+1] != '\t' {
+		return -1
+	}
+	for k++; k < len(s) && (s[k] == ' ' || s[k] == '\t'); k++ {
+	}
+	return k
+}
+
+// yamlItem reports whether s[k] starts the value of a YAML list item: a
+// dash and a space before it begin a line.
+func yamlItem(s string, k int) bool {
+	p := k
+	for p > 0 && (s[p-1] == ' ' || s[p-1] == '\t') {
+		p--
+	}
+	return p < k && p > 0 && s[p-1] == '-' && lineStart(s, p-1)
+}
+
+// switchFlag reports whether a flag's name says it takes no value, though
+// it ends in a secret's name: --no-password, --ask-pass, --skip-auth,
+// --prompt-password, --disable-token, --without-password.
+func switchFlag(name string) bool {
+	k := strings.IndexAny(name, "-_.")
+	if k <= 0 {
+		return false
+	}
+	for _, v := range [...]string{"no", "ask", "skip", "prompt", "disable", "without"} {
+		if equalFold(name[:k], v) {
+			return true
+		}
+	}
+	return false
+}
+
+// sqlPassword matches the literal of SQL's IDENTIFIED BY 'x' (also
+// IDENTIFIED WITH plugin BY 'x'), PASSWORD 'x' (WITH PASSWORD 'x', ALTER
+// ROLE r PASSWORD 'x') and MySQL's PASSWORD('x'), in any case, with any
+// spaces or line breaks before it; the trigger is the quote, the quote of
+// PostgreSQL's E'x', or the first $ of its $$x$$ and $tag$x$tag$.
 func (t *textOut) sqlPassword(i int) (int, int) {
 	s := t.s
-	if i < 3 || s[i-1] != ' ' && s[i-1] != '\t' {
-		return 0, 0
+	a := i // where the literal starts
+	if s[i] == '\'' && i > 0 && (s[i-1] == 'E' || s[i-1] == 'e') {
+		a = i - 1
 	}
-	ws := i - 1
-	for ws > 0 && i-1-ws <= len("password") && isLetter(s[ws-1]) {
+	fn := a == i && s[i] == '\'' && i > 0 && s[i-1] == '('
+	k := a
+	if fn {
+		k--
+	}
+	ws := k
+	for ws > 0 && k-ws < maxSQLSpace && isSpace(s[ws-1]) {
 		ws--
 	}
-	if ws > 0 && keyByte[s[ws-1]] {
+	if ws == k && !fn || ws == 0 {
+		return 0, 0
+	}
+	w := ws
+	for w > 0 && ws-w <= len("password") && isLetter(s[w-1]) {
+		w--
+	}
+	if w > 0 && keyByte[s[w-1]] {
 		return 0, 0 // db_password 'x': not the keyword
 	}
-	switch w := s[ws : i-1]; {
-	case equalFold(w, "password"):
-	case equalFold(w, "by") && identifiedBefore(s, ws):
+	switch word := s[w:ws]; {
+	case equalFold(word, "password"):
+	case !fn && equalFold(word, "by") && identifiedBefore(s, w):
 	default:
 		return 0, 0
 	}
-	b := i + 1
-	for {
-		b = closeQuote(s, b, '\'')
-		if b+1 >= len(s) || s[b+1] != '\'' {
-			break
-		}
-		b += 2
+	return sqlPasswordAt(s, a, false)
+}
+
+// sqlBy matches the password after IDENTIFIED BY that sqlPassword's
+// triggers do not see: double-quoted (MySQL), or a bare word (Oracle's
+// IDENTIFIED BY x); the B of BY is the trigger. A password that starts
+// before s[from] is not looked at.
+func (t *textOut) sqlBy(i, from int) (int, int) {
+	s := t.s
+	if i == 0 || i+2 >= len(s) || lower[s[i+1]] != 'y' || !isSpace(s[i-1]) || !isSpace(s[i+2]) {
+		return 0, 0
 	}
-	return i + 1, min(b, len(s))
+	a := i + 2
+	for a < len(s) && a-i < maxSQLSpace && isSpace(s[a]) {
+		a++
+	}
+	if a < from || a == len(s) || s[a] == '\'' || s[a] == '$' || s[a]|0x20 == 'e' && a+1 < len(s) && s[a+1] == '\'' {
+		return 0, 0 // sqlPassword's, at its own trigger
+	}
+	k := identifiedAt(s, i)
+	if k < 0 {
+		return 0, 0
+	}
+	// A bare word only in a statement: identified by its id is prose.
+	return sqlPasswordAt(s, a, userBefore(s, k))
+}
+
+// setPassword matches the password of MySQL's SET PASSWORD = 'x' and SET
+// PASSWORD FOR user = 'x' (or = PASSWORD('x')); the = is the trigger. The
+// key before the = is the user (or the word PASSWORD), which key=value text
+// takes for a name, not a secret's. A password that starts before s[from]
+// is not looked at.
+func (t *textOut) setPassword(i, from int) (int, int) {
+	s := t.s
+	k := i
+	for k > 0 && i-k < maxSQLSpace && isSpace(s[k-1]) {
+		k--
+	}
+	// The user: 'bob'@'%', bob@localhost, CURRENT_USER(). It holds no =,
+	// so text full of them is walked back once.
+	u := k
+	for u > 0 && k-u < maxUserName && !isSpace(s[u-1]) && s[u-1] != '=' {
+		u--
+	}
+	if u == k || u == 0 || !isSpace(s[u-1]) {
+		return 0, 0
+	}
+	if !equalFold(s[u:k], "password") {
+		var w string
+		if u, w = sqlWordBefore(s, u); !equalFold(w, "for") {
+			return 0, 0
+		}
+		if u, w = sqlWordBefore(s, u); !equalFold(w, "password") {
+			return 0, 0
+		}
+	}
+	if _, w := sqlWordBefore(s, u); !equalFold(w, "set") {
+		return 0, 0
+	}
+	a := i + 1
+	for a < len(s) && a-i <= maxSQLSpace && isSpace(s[a]) {
+		a++
+	}
+	if a < from {
+		return 0, 0
+	}
+	return sqlPasswordAt(s, a, true)
+}
+
+// setPasswordAt reports whether the = at s[i] may be SET PASSWORD's: after
+// a space, as the manual writes it (= 'x'), or a quoted host ('%'='x').
+func setPasswordAt(s string, i int) bool {
+	if i == 0 {
+		return false
+	}
+	c := s[i-1]
+	return (c == ' ' || c == '\'' || c == '"' || c == '`' || isSpace(c)) && (i+1 == len(s) || s[i+1] != '>')
+}
+
+// maxSQLSpace bounds the spaces and line breaks between the words of an
+// SQL statement that its matchers look across.
+const maxSQLSpace = 64
+
+// sqlLiteral returns the text of the SQL string literal that starts at
+// s[a]: '...' or "..." (a doubled quote is one of the text), E'...', $$...$$
+// or $tag$...$tag$, all to the end of s if not closed; also the literal in
+// MySQL's PASSWORD('x') and after IDENTIFIED BY PASSWORD or Oracle's
+// IDENTIFIED BY VALUES. With word, a bare word is a literal too (to a
+// space or ;), but not RANDOM of MySQL's IDENTIFIED BY RANDOM PASSWORD.
+// end is where the literal ends, its closing quote or tag and all.
+func sqlLiteral(s string, a int, word bool) (c, d, end int) {
+	if a >= len(s) {
+		return 0, 0, 0
+	}
+	switch q := s[a]; {
+	case q == '\'' || q == '"':
+		d = closeDoubled(s, a+1, q)
+		return a + 1, d, min(d+1, len(s))
+	case (q == 'E' || q == 'e') && a+1 < len(s) && s[a+1] == '\'':
+		d = closeDoubled(s, a+2, '\'')
+		return a + 2, d, min(d+1, len(s))
+	case q == '$':
+		e := a + 1
+		if e < len(s) && '0' <= s[e] && s[e] <= '9' {
+			return 0, 0, 0 // $1, a parameter; $6$salt$hash, a crypt(3) hash
+		}
+		for e < len(s) && e-a <= maxTextKey && (isAlnum(s[e]) || s[e] == '_') {
+			e++
+		}
+		if e == len(s) || s[e] != '$' {
+			return 0, 0, 0 // $HOME: no dollar quote
+		}
+		tag := s[a : e+1]
+		if k := strings.Index(s[e+1:], tag); k >= 0 {
+			return e + 1, e + 1 + k, e + 1 + k + len(tag)
+		}
+		return e + 1, len(s), len(s)
+	}
+	w := a
+	for w < len(s) && w-a <= len("password") && isLetter(s[w]) {
+		w++
+	}
+	if v := s[a:w]; equalFold(v, "password") || equalFold(v, "values") {
+		k := w
+		for k < len(s) && k-w < maxSQLSpace && isSpace(s[k]) {
+			k++
+		}
+		if k < len(s) && s[k] == '(' {
+			k++
+		}
+		for k < len(s) && k-w < maxSQLSpace && isSpace(s[k]) {
+			k++
+		}
+		if k < len(s) && (s[k] == '\'' || s[k] == '"') {
+			return sqlLiteral(s, k, false)
+		}
+		return 0, 0, 0
+	}
+	if !word || equalFold(s[a:w], "random") && w < len(s) && isSpace(s[w]) {
+		return 0, 0, 0
+	}
+	d = a
+	for d < len(s) && !isSpace(s[d]) && s[d] != ';' {
+		d++
+	}
+	return a, d, d
+}
+
+// sqlPasswordAt returns sqlLiteral's text of the password at s[a], with
+// the old password of a REPLACE clause after it (MySQL's and Oracle's
+// IDENTIFIED BY 'new' REPLACE 'old'): one span from the new password to
+// the old, REPLACE and all, since a matcher returns one.
+func sqlPasswordAt(s string, a int, word bool) (int, int) {
+	c, d, end := sqlLiteral(s, a, word)
+	if c >= d {
+		return c, d
+	}
+	e := end
+	for e < len(s) && e-end < maxSQLSpace && isSpace(s[e]) {
+		e++
+	}
+	const kw = "replace"
+	if e == end || e+len(kw) >= len(s) || !equalFold(s[e:e+len(kw)], kw) || !isSpace(s[e+len(kw)]) {
+		return c, d
+	}
+	k := e + len(kw)
+	for k < len(s) && k-e < maxSQLSpace && isSpace(s[k]) {
+		k++
+	}
+	if f, g, _ := sqlLiteral(s, k, word); f < g {
+		return c, g
+	}
+	return c, d
 }
 
 // identifiedBefore reports whether IDENTIFIED, or IDENTIFIED WITH plugin,
 // ends just before the spaces before s[k].
 func identifiedBefore(s string, k int) bool {
-	word := func(k int) (int, string) {
-		e := k
-		for e > 0 && k-e < 4 && (s[e-1] == ' ' || s[e-1] == '\t') {
-			e--
-		}
-		if e == k {
-			return k, ""
-		}
-		b := e
-		for b > 0 && e-b < maxTextKey && keyByte[s[b-1]] {
-			b--
-		}
-		return b, s[b:e]
-	}
-	k, w := word(k)
+	return identifiedAt(s, k) >= 0
+}
+
+// identifiedAt returns where the IDENTIFIED that identifiedBefore looks
+// for starts, or -1.
+func identifiedAt(s string, k int) int {
+	k, w := sqlWordBefore(s, k)
 	if equalFold(w, "identified") {
-		return true
+		return k
 	}
 	if w == "" {
-		return false
+		return -1
 	}
-	k, w = word(k)
+	k, w = sqlWordBefore(s, k)
 	if !equalFold(w, "with") {
+		return -1
+	}
+	if k, w = sqlWordBefore(s, k); equalFold(w, "identified") {
+		return k
+	}
+	return -1
+}
+
+// userBefore reports whether a user name, after USER or TO, ends at the
+// spaces before s[k]: CREATE USER bob IDENTIFIED, GRANT c TO bob
+// IDENTIFIED. It tells a statement from prose (identified by its id).
+func userBefore(s string, k int) bool {
+	e := k
+	for e > 0 && k-e < maxSQLSpace && isSpace(s[e-1]) {
+		e--
+	}
+	u := e
+	for u > 0 && e-u < maxUserName && !isSpace(s[u-1]) {
+		u--
+	}
+	if u == e {
 		return false
 	}
-	_, w = word(k)
-	return equalFold(w, "identified")
+	_, w := sqlWordBefore(s, u)
+	return equalFold(w, "user") || equalFold(w, "to")
+}
+
+// sqlWordBefore returns the word (of key bytes) that ends at the spaces
+// before s[k], and where it starts; "" if no space or no word is there.
+func sqlWordBefore(s string, k int) (int, string) {
+	e := k
+	for e > 0 && k-e < maxSQLSpace && isSpace(s[e-1]) {
+		e--
+	}
+	if e == k {
+		return k, ""
+	}
+	b := e
+	for b > 0 && e-b < maxTextKey && keyByte[s[b-1]] {
+		b--
+	}
+	return b, s[b:e]
 }
 
 // keyBefore returns where the key of key=value text that ends at ke
@@ -1434,50 +1980,190 @@ const maxStartTag = 4096
 // An end tag closes the innermost open element of its local name (in any
 // case, with or without a namespace prefix), so an element holding one of
 // the same name runs to its own end tag (<password><password>a</password>
-// b</password>: both a and b). An element that no end tag closes runs to
-// the last end tag of its name after it (fail closed), and is left alone
-// only if there is none, so that a placeholder in prose (type your
-// <password> below) is not taken for one.
+// b</password>: both a and b); end tags in CDATA sections and comments
+// close nothing. An element that no end tag closes runs to the last end
+// tag of its name after it (fail closed), and is left alone only if there
+// is none, so that a placeholder in prose (type your <password> below) is
+// not taken for one.
+//
+// An element of another name that a name or key attribute names as a
+// secret is one too (Hibernate's <property name="password">x</property>,
+// Java's <entry key="password">x</entry>), and one with a value or
+// content attribute, its name, key or id a secret, loses that value, the
+// empty element's too (<param name="password" value="x">, Spring's
+// <property name="password" value="x"/>, .NET's <add key="ApiKey"
+// value="x"/>, <meta name="csrf-token" content="x">): the trigger is then
+// the > of the tag, maybe of its />. Inputs are input's.
 func (t *textOut) element(i int) (int, int) {
 	s := t.s
 	lt := i - 1
-	for lt >= 0 && i-lt < maxStartTag && s[lt] != '<' && s[lt] != '>' {
+	named := false  // tagEnd's named, of the bytes looked back at
+	quoted := false // a quote among them
+	for lt >= 0 && i-lt <= maxStartTag && s[lt] != '<' && s[lt] != '>' {
+		switch s[lt] {
+		case '=':
+			named = named || lt > 0 && attrNamed(s[lt-1])
+		case '"', '\'':
+			quoted = true
+		}
 		lt--
+	}
+	if lt >= 0 && s[lt] == '>' && quoted {
+		// That > may be in a quoted value (<password a="/>">).
+		lt, named = t.lastLT(i), true
 	}
 	if lt < 0 || s[lt] != '<' {
 		return 0, 0
 	}
-	local := startTagName(s, lt, nameEnd(s, lt+1), i)
-	if local == "" || !t.r.keys.secret(decodeKey(local)) {
+	ne := nameEnd(s, lt+1)
+	own := false // the tag's name is a secret's, if this > ends it
+	if local := startTagName(s, lt, ne, i); local != "" {
+		own = t.r.keys.secret(decodeKey(local))
+	}
+	if !own && !named {
+		return 0, 0 // most tags: only their name may make them a secret's
+	}
+	// Without a quote between the < and this >, tagEnd would end the tag
+	// here, if it is one.
+	gt, tagNamed := -1, named
+	if c := s[ne]; !quoted && ne > lt+1 && (c == '>' || c == '/' || isSpace(c)) {
+		gt = i
+	} else if quoted {
+		if t.tagAt != lt+1 {
+			t.tagAt = lt + 1
+			_, t.tagGT, t.tagNamed = tagEnd(s, lt)
+		}
+		gt, tagNamed = t.tagGT, t.tagNamed
+	}
+	if gt != i {
+		return 0, 0 // a > in a quoted value, or after the tag
+	}
+	empty := s[i-1] == '/'
+	if own {
+		if end := t.closing(lt); end >= 0 {
+			return i + 1, end
+		}
 		return 0, 0
 	}
-	end := t.closing(lt)
-	if end < 0 {
+	if !tagNamed || equalFold(s[lt+1:ne], "input") {
 		return 0, 0
 	}
-	return i + 1, end
+	keyed, idd := false, false // a name or key, an id, is a secret's
+	a, b := -1, -1             // from the first value's start to the last one's end
+	for k := ne; k < i; {
+		if isSpace(s[k]) || s[k] == '/' {
+			k++
+			continue
+		}
+		name, va, vb, next := attribute(s, k, i)
+		switch {
+		case equalFold(name, "name") || equalFold(name, "key") || equalFold(name, "id"):
+			if v := s[va:vb]; t.r.keys.secret(v[max(0, len(v)-maxTextKey):]) {
+				if equalFold(name, "id") {
+					idd = true
+				} else {
+					keyed = true
+				}
+			}
+		case equalFold(name, "value") || equalFold(name, "content"):
+			if a < 0 {
+				a = va
+			}
+			b = vb
+		}
+		k = next
+	}
+	switch {
+	case a >= 0 && (keyed || idd || t.r.keys.secret(decodeKey(localName(s[lt+1:ne])))):
+		return a, b // <password value="x"/> too
+	case keyed && !empty:
+		if end := t.closing(lt); end >= 0 {
+			return i + 1, end
+		}
+	}
+	return 0, 0
+}
+
+// attrNamed reports whether an attribute whose name ends in c may be one
+// element looks at: name, key, id, value or content (a space: the name is
+// before it).
+func attrNamed(c byte) bool {
+	c |= 0x20
+	return c == 'e' || c == 'y' || c == 'd' || c == 't' || isSpace(c)
+}
+
+// lastLT returns the index of the last < before s[i], if it is within
+// maxStartTag of i, or -1. It goes on from the > it was asked about
+// before, which the scan asks about in text order, so that text full of >
+// in quotes (">">">) is looked at once, not maxStartTag times.
+func (t *textOut) lastLT(i int) int {
+	lo := max(0, i-maxStartTag)
+	lt := -1
+	if t.ltTo > 0 && t.ltTo <= i {
+		lo = max(lo, t.ltTo)
+		lt = t.lt
+	}
+	if k := strings.LastIndexByte(t.s[lo:i], '<'); k >= 0 {
+		lt = lo + k
+	}
+	t.lt, t.ltTo = lt, i
+	if lt < 0 || i-lt > maxStartTag {
+		return -1
+	}
+	return lt
+}
+
+// tagEnd returns where the name of the tag that starts at s[lt] (a < and
+// a name) ends, and its >, or -1 if there is none within maxStartTag of
+// the <. A quoted attribute value may hold a > (<password hint="/>">), but
+// no <: XML has none there, and a tag that ends at the next < keeps the
+// work linear (no byte is read by two tags' scans).
+//
+// named reports whether an attribute's name before its = may be one of
+// those element looks at (name, key, id, value, content: they end in e, y,
+// d or t), so that tags without one (<a href="x" class="y">) are not
+// parsed again.
+func tagEnd(s string, lt int) (ne, gt int, named bool) {
+	ne = nameEnd(s, lt+1)
+	if ne == lt+1 || ne == len(s) || ne-lt > maxStartTag {
+		return ne, -1, false
+	}
+	if c := s[ne]; c != '>' && c != '/' && !isSpace(c) {
+		return ne, -1, false // not a tag: no need to look for its >
+	}
+	end := min(len(s), lt+maxStartTag+1)
+	for k := ne; k < end; {
+		switch s[k] {
+		case '<':
+			return ne, -1, false
+		case '>':
+			return ne, k, named
+		case '=':
+			named = named || attrNamed(s[k-1])
+			for k++; k < end && isSpace(s[k]); k++ {
+			}
+			if k < end && (s[k] == '"' || s[k] == '\'') {
+				v := s[k+1 : end]
+				n := strings.IndexByte(v, s[k])
+				if n < 0 || strings.IndexByte(v[:n], '<') >= 0 {
+					return ne, -1, false
+				}
+				k += n + 2
+			}
+			continue
+		}
+		k++
+	}
+	return ne, -1, false
 }
 
 // startTag returns the > and the local name of the start tag that starts
 // at s[lt] (<name>, <ns:name attr="...">; not an empty element's <name/>),
-// or -1 if no start tag does: the first < or > after the <, a > within
-// maxStartTag of it, as element's look back from the > has it.
+// or -1 if no start tag does: its > is tagEnd's, as element has it.
 func startTag(s string, lt int) (gt int, local string) {
-	ne := nameEnd(s, lt+1)
-	if ne == len(s) || ne-lt > maxStartTag {
+	ne, gt, _ := tagEnd(s, lt)
+	if gt < 0 {
 		return -1, ""
-	}
-	gt = ne
-	if s[ne] != '>' {
-		if ne == lt+1 || !isSpace(s[ne]) {
-			return -1, "" // not a start tag: no need to look for its >
-		}
-		rest := s[ne:min(len(s), lt+maxStartTag+1)]
-		k := strings.IndexByte(rest, '>')
-		if k < 0 || strings.IndexByte(rest[:k], '<') >= 0 {
-			return -1, ""
-		}
-		gt += k
 	}
 	if local = startTagName(s, lt, ne, gt); local == "" {
 		return -1, ""
@@ -1581,9 +2267,12 @@ func (t *textOut) closing(lt int) int {
 func listTags(s string, hash func(string) uint64) []startTagAt {
 	starts := make([]startTagAt, 0, strings.Count(s, "<")-strings.Count(s, "</"))
 	open := openTags{m: make(map[uint64]int), top: -1}
+	cdata, comment := sectionEnd{term: "]]>"}, sectionEnd{term: "-->"}
 	for j := strings.IndexByte(s, '<'); j >= 0; {
 		from := j + 1
-		if local := endTagName(s, j); local != "" {
+		if e := sectionAt(s, j, &cdata, &comment); e > j {
+			from = e // a CDATA section or a comment: no tags in it
+		} else if local := endTagName(s, j); local != "" {
 			open.use(hash(local))
 			open.top = closeTag(s, starts, open.top, local, j)
 		} else if gt, local := startTag(s, j); gt >= 0 {
@@ -1620,9 +2309,60 @@ func listTags(s string, hash func(string) uint64) []startTagAt {
 	return starts
 }
 
+// sectionEnd is where the terminator of a CDATA section or a comment was
+// found last: listTags looks for each from increasing places, so keeping
+// the last one found (or that there is none after some place) makes the
+// searches cover the text once.
+type sectionEnd struct {
+	term string
+	at   int  // the last found, at or after from
+	from int  // where it was looked for from
+	none bool // none at or after from
+}
+
+// after returns where the first terminator at or after s[k] ends, or -1.
+func (e *sectionEnd) after(s string, k int) int {
+	switch {
+	case e.none && k >= e.from:
+		return -1
+	case e.from > 0 && e.from <= k && k <= e.at:
+		return e.at + len(e.term)
+	}
+	e.from = k
+	n := strings.Index(s[k:], e.term)
+	if e.none = n < 0; e.none {
+		return -1
+	}
+	e.at = k + n
+	return e.at + len(e.term)
+}
+
+// sectionAt returns where the CDATA section or comment that starts at s[j]
+// ends, or j if none does. One that does not end is no section: the tags
+// after it still count (fail closed).
+func sectionAt(s string, j int, cdata, comment *sectionEnd) int {
+	const open, start = "<![CDATA[", "<!--"
+	var e *sectionEnd
+	k := j
+	switch {
+	case strings.HasPrefix(s[j:], open):
+		e, k = cdata, j+len(open)
+	case strings.HasPrefix(s[j:], start):
+		e, k = comment, j+len(start)
+	default:
+		return j
+	}
+	if end := e.after(s, k); end > 0 {
+		return end
+	}
+	return j
+}
+
 // lastEndTags returns where the last end tag of each local name (in lower
 // case) starts: for listTags's start tags that no end tag closes, which
 // text that is not well-formed has; well-formed text never gets here.
+// End tags in CDATA sections and comments count here (fail closed: in
+// <token>x<![CDATA[</token>]]> the token is no placeholder in prose).
 func lastEndTags(s string) map[string]int {
 	last := make(map[string]int)
 	for j := strings.LastIndex(s, "</"); j >= 0; j = strings.LastIndex(s[:j], "</") {
@@ -1839,6 +2579,16 @@ func closeQuote(s string, a int, q byte) int {
 		}
 	}
 	return len(s)
+}
+
+// closeDoubled is closeQuote where a doubled quote q is one quote of the
+// value, as SQL escapes it (and YAML, in single quotes).
+func closeDoubled(s string, a int, q byte) int {
+	b := closeQuote(s, a, q)
+	for b+1 < len(s) && s[b+1] == q {
+		b = closeQuote(s, b+2, q)
+	}
+	return b
 }
 
 // closeBracket returns the index after the bracket that closes the one at

@@ -130,6 +130,27 @@ func TestStringPatterns(t *testing.T) {
 		{"prose placeholders, nested markup", "<ul><li>Type your <password>.</li><li>Then your <password> again.</li></ul>",
 			"<ul><li>Type your <password>.</li><li>Then your <password> again.</li></ul>", 0},
 
+		// CDATA sections and comments hold no end tags; quoted attribute values may hold a >
+		{"end tag in cdata", "<password><![CDATA[a</password>SECRET47]]></password>", "<password>" + R + "</password>", 1},
+		{"end tag in a comment", "<password><!-- </password> -->SECRET48</password> <b>x</b>", "<password>" + R + "</password> <b>x</b>", 1},
+		{"unclosed, the only end tag in cdata", "<token>SECRET49<![CDATA[</token>]]>", "<token>" + R + "</token>]]>", 1}, // fail closed
+		{"cdata that never ends", "<password><![CDATA[SECRET50</password> x", "<password>" + R + "</password> x", 1},
+		{"> in a quoted attribute", `<password a="/>" b='>'>SECRET51</password>`, `<password a="/>" b='>'>` + R + `</password>`, 1},
+		{"> in an attribute of another element", `<x a=">"><password>SECRET52</password></x>`, `<x a=">"><password>` + R + `</password></x>`, 1},
+		// elements a name or key attribute names as a secret, and value attributes
+		{"empty element named as a secret, value", `<password value="SECRET61"/>`, `<password value="` + R + `"/>`, 1},
+		{"param value", `<param name="password" value="SECRET53">`, `<param name="password" value="` + R + `">`, 1},
+		{"spring property", `<property name="password" value="SECRET54"/>`, `<property name="password" value="` + R + `"/>`, 1},
+		{"dotnet appsettings", `<add key="ApiKey" value='SECRET55' />`, `<add key="ApiKey" value='` + R + `' />`, 1},
+		{"meta content", `<meta name="csrf-token" content="SECRET56">`, `<meta name="csrf-token" content="` + R + `">`, 1},
+		{"value by id, value first", `<data value=SECRET57 id=client_secret>`, `<data value=` + R + ` id=client_secret>`, 1},
+		{"hibernate property", `<property name="hibernate.connection.password">SECRET58</property>`, `<property name="hibernate.connection.password">` + R + `</property>`, 1},
+		{"java properties entry", `<entry key="db.password">SECRET59</entry><entry key="db.user">bob</entry>`, `<entry key="db.password">` + R + `</entry><entry key="db.user">bob</entry>`, 1},
+		{"value with a > in it", `<param name="pw" value="a>SECRET60">`, `<param name="pw" value="` + R + `">`, 1},
+		{"attributes, names of secrets", `<param name="password_policy" value="strict"><option value="x">y</option><div id="token">t</div><entry key="token_type">bearer</entry><x name="pw"/>`,
+			`<param name="password_policy" value="strict"><option value="x">y</option><div id="token">t</div><entry key="token_type">bearer</entry><x name="pw"/>`, 0},
+		{"markup and comparisons", `<a href="/x">link</a> and 3 > 2, x => y, a/> <b c=">">d</b>`, `<a href="/x">link</a> and 3 > 2, x => y, a/> <b c=">">d</b>`, 0},
+
 		// HTML inputs: the value of a password field or of an input named as a secret
 		{"password input", `<input type="password" name="pw" value="SECRET34">`, `<input type="password" name="pw" value="` + R + `">`, 1},
 		{"input named password", `<input name="password" value="SECRET35">`, `<input name="password" value="` + R + `">`, 1},
@@ -276,6 +297,28 @@ func TestStringPatterns(t *testing.T) {
 		{"cookies", "Cookie: theme=dark; sid=" + S, "Cookie: " + R, 1},
 		{"ini line", "db_password = correct horse", "db_password = " + R, 1},
 		{"quoted yaml value", `password: "a b" # c`, `password: "` + R + `" # c`, 1},
+		{"yaml single quotes doubled", "password: 'it''s " + S + "' # c", "password: '" + R + "' # c", 1},
+		{"yaml single quotes, empty then more", "{'password': '', 'user': 'bob'}", "{'password': '', 'user': 'bob'}", 0},
+
+		// YAML values on the lines below their key: a block scalar's lines,
+		// a value or a mapping indented under it
+		{"yaml literal block", "password: |\n  " + S + "\n  line two\n\n  after a blank\nuser: bob",
+			"password: |\n  " + R + "\nuser: bob", 1},
+		{"yaml folded block, chomping", "password: >-\n  " + S + "\nuser: bob", "password: >-\n  " + R + "\nuser: bob", 1},
+		{"yaml block, indentation digit and comment", "password: |2+ # hers\n   " + S + "\n", "password: |2+ # hers\n   " + R + "\n", 1},
+		{"yaml block, nested mapping", "db:\n  password: |\n    " + S + "\n  user: bob", "db:\n  password: |\n    " + R + "\n  user: bob", 1},
+		{"yaml block in a list", "- password: >\n    " + S + "\n- user: bob", "- password: >\n    " + R + "\n- user: bob", 1},
+		{"yaml block, CR LF", "password: |\r\n  " + S + "\r\nuser: bob", "password: |\r\n  " + R + "\r\nuser: bob", 1},
+		{"yaml block in a json string", `{"msg":"password: |\n  ` + S + `\nuser: bob","n":1}`, `{"msg":"password: |\n  ` + R + `\nuser: bob","n":1}`, 1},
+		{"yaml block to the closing quote", `msg="password: |` + "\n  " + S + `" user=bob`, `msg="password: |` + "\n  " + R + `" user=bob`, 1},
+		{"yaml block, nothing under it", "password: |\nuser: bob", "password: " + R + "\nuser: bob", 1},
+		{"yaml value on the next line", "password:\n  " + S + "\nuser: bob", "password:\n  " + R + "\nuser: bob", 1},
+		{"yaml mapping under a secret key", "credentials:\n  user: bob\n  password: x\nlevel: 3", "credentials:\n  " + R + "\nlevel: 3", 1},
+		{"yaml value on the next line, escaped", `"password:\n  ` + S + `\nuser: bob"`, `"password:\n  ` + R + `\nuser: bob"`, 1},
+		{"yaml list item line", "- password: correct horse\n- user: bob", "- password: " + R + "\n- user: bob", 1},
+		{"yaml, nothing below", "password:\nuser: bob\ntoken:\n\nx: 1\nauth:", "password:\nuser: bob\ntoken:\n\nx: 1\nauth:", 0},
+		{"yaml blocks, names of secrets", "password_policy: |\n  at least 12\ntoken_type:\n  bearer", "password_policy: |\n  at least 12\ntoken_type:\n  bearer", 0},
+		{"mid-line key, then an indented line", "login failed, password:\n  try again", "login failed, password:\n  try again", 0},
 		{"header lines, names of secrets", "token_type: bearer access\npassword_policy: at least 12 chars\nContent-Type: text/plain; charset=utf-8",
 			"token_type: bearer access\npassword_policy: at least 12 chars\nContent-Type: text/plain; charset=utf-8", 0},
 		{"json values stay as they were", `{"password": 123, "n": 1} {"token": "x y", "n": 2}`, `{"password": ` + R + `, "n": 1} {"token": "` + R + `", "n": 2}`, 2},
@@ -294,6 +337,9 @@ func TestStringPatterns(t *testing.T) {
 		{"mysql dsn unix", "root:" + S + "@unix(/tmp/mysql.sock)/db", "root:" + R + "@unix(/tmp/mysql.sock)/db", 1},
 		{"mysql dsn tcp6, @ in the password", "dsn=app:p@ss" + S + "@tcp6([::1]:3306)/x", "dsn=app:" + R + "@tcp6([::1]:3306)/x", 1},
 		{"mysql dsn, no address", "root:" + S + "@/db", "root:" + R + "@/db", 1},
+		{"dsn, a dialer of the program's", "app:" + S + "@cloudsql(proj:region:db)/app", "app:" + R + "@cloudsql(proj:region:db)/app", 1},
+		{"dsn, a dialer and a bare host", "app:" + S + "@mynet(dbhost)/app", "app:" + R + "@mynet(dbhost)/app", 1},
+		{"not dsns, prose with @ and parens", "note:bob@example(home) at 10:30@home(x) re:a@b(c) d", "note:bob@example(home) at 10:30@home(x) re:a@b(c) d", 0},
 		{"not dsns", "git@github.com:org/repo.git mail bob@example.com (tcp) user@tcp(db) a:b@c d", "git@github.com:org/repo.git mail bob@example.com (tcp) user@tcp(db) a:b@c d", 0},
 
 		// curl's -u user:password
@@ -315,6 +361,21 @@ func TestStringPatterns(t *testing.T) {
 		{"flags in a json array", `["cmd", "--client-secret", "` + S + `"]`, `["cmd", "--client-secret", "` + R + `"]`, 1},
 		{"flags in compact json", `["cmd","--token","` + S + `"]`, `["cmd","--token","` + R + `"]`, 1},
 		{"flag in a quoted command", `sh -c "app -pw ` + S + `"`, `sh -c "app -pw ` + R + `"`, 1},
+		{"flag first in brackets", "[--password " + S + " --verbose]", "[--password " + R + " --verbose]", 1},
+		{"flag first in brackets, value last", "[-token " + S + "]", "[-token " + R, 1}, // the ] may be the password's: it goes too
+		{"flag in parens", "(--api-key " + S + " -v)", "(--api-key " + R + " -v)", 1},
+		{"flag with = in parens", "(--password=" + S + ")", "(--password=" + R, 1},
+		{"flags in a pretty-printed json array", "[\n  \"app\",\n  \"--password\",\n  \"" + S + "\"\n]", "[\n  \"app\",\n  \"--password\",\n  \"" + R + "\"\n]", 1},
+		{"flags in an escaped json array", `{"args":"[\"--token\", \"` + S + `\"]"}`, `{"args":"[\"--token\", \"` + R + `\"]"}`, 1},
+		{"flags in an escaped pretty-printed json array", `{"args":"[\n  \"--token\",\n  \"` + S + `\"\n]"}`, `{"args":"[\n  \"--token\",\n  \"` + R + `\"\n]"}`, 1},
+		{"flag, line continuation", "app --password \\\n    " + S + " --verbose", "app --password \\\n    " + R + " --verbose", 1},
+		{"flags in brackets, names of secrets", "a[-password] (-token) [--verbose x] [--password --verbose] [--no-color]",
+			"a[-password] (-token) [--verbose x] [--password --verbose] [--no-color]", 0},
+		{"flags in a yaml list", "args:\n  - --password\n  - " + S + "\n  - --verbose", "args:\n  - --password\n  - " + R + "\n  - --verbose", 1},
+		{"flags in a yaml list, quoted", "args:\n- \"--token\"\n- \"" + S + "\"", "args:\n- \"--token\"\n- \"" + R + "\"", 1},
+		{"flags in a yaml list, names of secrets", "args:\n  - --password\n  - --verbose\n  - --token\nnext: 1", "args:\n  - --password\n  - --verbose\n  - --token\nnext: 1", 0},
+		{"switch flags", "app --no-password start --ask-pass deploy -skip_auth now --prompt-password x --disable-token y --password " + S,
+			"app --no-password start --ask-pass deploy -skip_auth now --prompt-password x --disable-token y --password " + R, 1},
 		{"flags, names of secrets", "a-password b --password --verbose --password-file /etc/pw --no-color x -token --token-type bearer",
 			"a-password b --password --verbose --password-file /etc/pw --no-color x -token --token-type bearer", 0},
 
@@ -328,6 +389,18 @@ func TestStringPatterns(t *testing.T) {
 		{"ruby symbol", `{:password => "` + S + `"}`, `{:password => "` + R + `"}`, 1},
 		{"ruby number", `{:otp=>123456}`, `{:otp=>` + R + `}`, 1},
 		{"perl hash", `(password => 'x1', user => 'bob')`, `(password => '` + R + `', user => 'bob')`, 1},
+		{"ruby symbol, value on the next line", ":password =>\n  \"" + S + "\",\n:user => 'bob'", ":password =>\n  \"" + R + "\",\n:user => 'bob'", 1},
+		{"php array, value on the next line", "'api_key' =>\r\n\t'" + S + "'", "'api_key' =>\r\n\t'" + R + "'", 1},
+		{"json, value on the next line", "{\"password\":\n  \"" + S + "\", \"n\": 1}", "{\"password\":\n  \"" + R + "\", \"n\": 1}", 1},
+		{"go short variable declaration", `password := "` + S + `"; n := 1`, `password := "` + R + `"; n := 1`, 1},
+		{"triple quotes", `password = """a "b" ` + S + `""" user = '''x'''`, `password = """` + R + `""" user = '''x'''`, 1},
+		{"triple single quotes", "token: '''" + S + "'''", "token: '''" + R + "'''", 1},
+		{"backticked key", "UPDATE users SET `password` = '" + S + "' WHERE id = 1", "UPDATE users SET `password` = '" + R + "' WHERE id = 1", 1},
+		{"backticked key, colon", "`password`: " + S + " next", "`password`: " + R + " next", 1},
+		{"backticked keys, names of secrets", "`token_type`: bearer, `password_policy` = 'strict', `pw`", "`token_type`: bearer, `password_policy` = 'strict', `pw`", 0},
+		{"quoted key, a key on the next line", "{\"token\":\npassword: |\n  " + S + "\n", "{\"token\":\npassword: |\n  " + R + "\n", 1},
+		{"short variable declaration, nothing after it", "token :=\npassword: |\n  " + S, "token :=\npassword: |\n  " + R, 1},
+		{"unquoted key, nothing after it", "password=\nbob token =\n x", "password=\nbob token =\n x", 0},
 		{"hashes, names of secrets", `{"token_type"=>"bearer", :password_policy => "strict", x => y}`, `{"token_type"=>"bearer", :password_policy => "strict", x => y}`, 0},
 
 		// SQL password literals
@@ -336,6 +409,30 @@ func TestStringPatterns(t *testing.T) {
 		{"with password", "CREATE ROLE app WITH LOGIN PASSWORD '" + S + "'", "CREATE ROLE app WITH LOGIN PASSWORD '" + R + "'", 1},
 		{"alter role password", "ALTER ROLE app PASSWORD '" + S + "' VALID UNTIL '2030-01-01'", "ALTER ROLE app PASSWORD '" + R + "' VALID UNTIL '2030-01-01'", 1},
 		{"doubled quote", "alter user bob password 'it''s " + S + "'", "alter user bob password '" + R + "'", 1},
+		{"identified by, two spaces", "CREATE USER app IDENTIFIED BY  '" + S + "';", "CREATE USER app IDENTIFIED BY  '" + R + "';", 1},
+		{"password, line break", "ALTER ROLE app PASSWORD\n'" + S + "'", "ALTER ROLE app PASSWORD\n'" + R + "'", 1},
+		{"identified by, line breaks", "CREATE USER app\n  IDENTIFIED\n  BY\n  '" + S + "'", "CREATE USER app\n  IDENTIFIED\n  BY\n  '" + R + "'", 1},
+		{"set password for", "SET PASSWORD FOR 'bob'@'%' = '" + S + "';", "SET PASSWORD FOR 'bob'@'%' = '" + R + "';", 1},
+		{"set password for, function", "SET PASSWORD FOR 'bob'@'%' = PASSWORD('" + S + "');", "SET PASSWORD FOR 'bob'@'%' = PASSWORD('" + R + "');", 1},
+		{"set password", "set password = PASSWORD('" + S + "')", "set password = PASSWORD('" + R + "')", 1},
+		{"set password for, no spaces", "SET PASSWORD FOR 'bob'@'localhost'=\"" + S + "\"", "SET PASSWORD FOR 'bob'@'localhost'=\"" + R + "\"", 1},
+		{"password function", "SELECT PASSWORD('" + S + "')", "SELECT PASSWORD('" + R + "')", 1},
+		{"oracle, bare word", "ALTER USER bob IDENTIFIED BY " + S + ";", "ALTER USER bob IDENTIFIED BY " + R + ";", 1},
+		{"oracle grant, bare word", "grant connect to bob identified by " + S, "grant connect to bob identified by " + R, 1},
+		{"identified by, double quotes", `CREATE USER bob IDENTIFIED BY "it""s ` + S + `"`, `CREATE USER bob IDENTIFIED BY "` + R + `"`, 1},
+		{"replace clause", "ALTER USER bob IDENTIFIED BY '" + S + "' REPLACE 'old1';", "ALTER USER bob IDENTIFIED BY '" + R + "';", 1},
+		{"identified by values", "CREATE USER bob IDENTIFIED BY VALUES 'S:" + S + "'", "CREATE USER bob IDENTIFIED BY VALUES '" + R + "'", 1},
+		{"identified by password", "CREATE USER bob IDENTIFIED BY PASSWORD '*" + S + "'", "CREATE USER bob IDENTIFIED BY PASSWORD '" + R + "'", 1},
+		{"postgres escape string", "ALTER ROLE app PASSWORD E'it\\'s " + S + "'", "ALTER ROLE app PASSWORD E'" + R + "'", 1},
+		{"postgres dollar quotes", "ALTER ROLE app PASSWORD $$" + S + "$$ VALID UNTIL 'x'", "ALTER ROLE app PASSWORD $$" + R + "$$ VALID UNTIL 'x'", 1},
+		{"postgres tagged dollar quotes", "CREATE ROLE app LOGIN PASSWORD $pw$a$b " + S + "$pw$;", "CREATE ROLE app LOGIN PASSWORD $pw$" + R + "$pw$;", 1},
+		{"sql password after a quoted value", `token:" CREATE USER app IDENTIFIED BY "` + S + `"`, `token:"` + R + `"` + R + `"`, 2},
+		{"set password after a quoted value", `token:" SET PASSWORD FOR app = "` + S + `"`, `token:"` + R + `"` + R + `"`, 2},
+		{"flag after a header line", "token: app --password \\\n  " + S, "token: " + R + "\n  " + R, 2},
+		// a quoted word after "password" in prose may be a password: kept out
+		{"prose, quoted word after password", "the password 'abc' was rejected", "the password '" + R + "' was rejected", 1},
+		{"sql, not passwords", "the request was identified by its id; IDENTIFIED BY RANDOM PASSWORD; cd $HOME; costs $5; caused by  'x'; sorted by\n'y'; PASSWORD $1; set x = 'y'; password for bob = 'z'; password $6$salt$",
+			"the request was identified by its id; IDENTIFIED BY RANDOM PASSWORD; cd $HOME; costs $5; caused by  'x'; sorted by\n'y'; PASSWORD $1; set x = 'y'; password for bob = 'z'; password $6$salt$", 0},
 		{"sql, no passwords", "ORDER BY 'name'; sorted by 'date'; db_password 'x'; PASSWORD ''; said 'hi'; password_policy 'strict'",
 			"ORDER BY 'name'; sorted by 'date'; db_password 'x'; PASSWORD ''; said 'hi'; password_policy 'strict'", 0},
 	} {
@@ -489,6 +586,16 @@ func TestStringLinear(t *testing.T) {
 		"-u a:", "-u :", "PASSWORD '", "IDENTIFIED BY '", "by '", `"password"=>`, "password => ", "Authorization=Digest a=b, ",
 		"token: Digest a=\"", "token=`", `{:pw => "`, "pw=>", `token:"pw: [`, `token:"pw=pw=`,
 		`pw: a "pw: b `, "pw: a 'pw: b \"pw: c `pw: d ", "https://u:xPw%3Dy@",
+		"password: |\n", "password: |\n ", "password:\n ", "pw:\n\n", "- pw: >\n  x\n", `pw: |\n `, "pw: '''x", "pw='a''", `"pw: |\n `,
+		"[--password ", "(-pw ", "[\n \"--password\",\n ", `[\"--token\",\n `, "--password \\\n", "[-password]",
+		"IDENTIFIED BY ", "create user u identified by x ", "PASSWORD $$", "PASSWORD $a", "PASSWORD $a$", "PASSWORD E'", "PASSWORD('", "PASSWORD  '",
+		"SET PASSWORD = ", "SET PASSWORD FOR u = ", "= ", "a = ", " $", "by  ", "by 'x' REPLACE ", "IDENTIFIED BY 'a' REPLACE ", "ed by ",
+		`token:" IDENTIFIED BY '`, `token:" x IDENTIFIED BY "`, `token:" SET PASSWORD FOR u = "`, `token:" --pw `, "token: a --pw \\\n",
+		":pw =>\n", "\"pw\":\n\n", "`pw`: ", "`pw` = '", "`a`: ",
+		`<a b=">`, `<a b="x">`, `">`, "<p name=pw value=", `<a name="pw" value="x"/>`, `<entry key="pw">`, "<![CDATA[", "<!--", "<pw><![CDATA[", "</pw>]]>",
+		"<pw><!--", "-->", `<a b='`, "/>", `<pw a=">`, "<a name=pw>",
+		"- --pw\n", "- --pw\n - ", "- \"--pw\"\n- ", "pw := ", `pw = """`, "pw='''", `<pw value="`, "<pw value=x/>",
+		"--no-pw ", "a:b@x(", "@x(a", "a:b@x(y)", "a:b@x(y.",
 	} {
 		s := strings.Repeat(unit, 200000/len(unit))
 		start := time.Now()
@@ -523,7 +630,7 @@ func checkNext(t *testing.T, s string) {
 // TestNext: the eight-byte steps of next find what a byte-by-byte scan
 // finds, at every length and offset.
 func TestNext(t *testing.T) {
-	const alpha = "xbe-_=:@AKJy tg%3D5>\"<'d"
+	const alpha = "xbe-_=:@AKJy tg%3D5>\"<'d$(E\n["
 	for n := range 20 {
 		for k := range 200 {
 			b := make([]byte, n)
@@ -569,6 +676,12 @@ func BenchmarkStringTagShapes(b *testing.B) {
 		{"input-tags", repeat(`<input type="password" name="pw" value="x1"><input name="user" value="bob">`)},
 		{"input-quotes", repeat(`<input a="<input b='`)},
 		{"input-values", "<input " + repeat(` value="a" type="password"`)},
+		{"quoted-gt", repeat(`<p a=">" b='/>'>x</p>`)},
+		{"quoted-gt-open", repeat(`">`)},
+		{"named-values", repeat(`<param name="pw" value="x1"><property key="user" value="bob"/>`)},
+		{"named-many", "<add " + repeat(` name="pw" value="x"`)},
+		{"cdata", repeat("<pw><![CDATA[</pw>]]><!-- </pw> --></pw>")},
+		{"cdata-open", repeat("<pw><![CDATA[<!--")},
 	} {
 		r := Default()
 		b.Run(sh.name, func(b *testing.B) {
@@ -580,14 +693,45 @@ func BenchmarkStringTagShapes(b *testing.B) {
 	}
 }
 
+// sectionsRef marks the bytes of s in CDATA sections and comments that
+// end, found the slow way: from the start, each one that opens where no
+// other is open runs to its first terminator.
+func sectionsRef(s string) []bool {
+	in := make([]bool, len(s))
+	for j := 0; j < len(s); j++ {
+		for _, p := range [][2]string{{"<![CDATA[", "]]>"}, {"<!--", "-->"}} {
+			if !strings.HasPrefix(s[j:], p[0]) {
+				continue
+			}
+			if k := strings.Index(s[j+len(p[0]):], p[1]); k >= 0 {
+				e := j + len(p[0]) + k + len(p[1])
+				for m := j; m < e; m++ {
+					in[m] = true
+				}
+				j = e - 1
+			}
+			break
+		}
+	}
+	return in
+}
+
 // closingRef is the end tag that closes the start tag at s[lt], counted
 // the slow way: on from the start tag, depth up at each start tag of the
-// same local name, down at each end tag of it, the end where it is 0.
-func closingRef(s string, lt int) int {
+// same local name, down at each end tag of it, the end where it is 0;
+// tags in CDATA sections and comments (in) do not count, but for the last
+// end tag of its name, where one never closed ends.
+func closingRef(s string, in []bool, lt int) int {
 	gt, local := startTag(s, lt)
 	depth, last := 0, -1
 	for j := gt + 1; j < len(s); j++ {
 		if s[j] != '<' {
+			continue
+		}
+		if in[j] {
+			if name := endTagName(s, j); name != "" && strings.EqualFold(name, local) {
+				last = j
+			}
 			continue
 		}
 		if name := endTagName(s, j); name != "" && strings.EqualFold(name, local) {
@@ -605,17 +749,18 @@ func closingRef(s string, lt int) int {
 
 func checkListTags(t *testing.T, s string) {
 	t.Helper()
+	in := sectionsRef(s)
 	for _, hash := range []func(string) uint64{nameHash, func(string) uint64 { return 1 }} {
 		starts := listTags(s, hash)
 		k := 0
 		for j := 0; j < len(s); j++ {
-			if gt, _ := startTag(s, j); s[j] != '<' || gt < 0 {
+			if gt, _ := startTag(s, j); s[j] != '<' || gt < 0 || in[j] {
 				continue
 			}
 			if k == len(starts) || starts[k].at != j {
 				t.Fatalf("listTags(%q): start tag at %d not listed: %v", s, j, starts)
 			}
-			if got, want := starts[k].end, closingRef(s, j); got != want {
+			if got, want := starts[k].end, closingRef(s, in, j); got != want {
 				t.Fatalf("listTags(%q): start tag at %d closed at %d, want %d", s, j, got, want)
 			}
 			k++
@@ -624,24 +769,29 @@ func checkListTags(t *testing.T, s string) {
 			t.Fatalf("listTags(%q) = %v: more than the %d start tags", s, starts, k)
 		}
 	}
-	// The start tags element finds from their > are the ones startTag
-	// finds from their <, so listed.
+	// element takes for a start tag the one that starts at the last <
+	// before its >, within maxStartTag: the start tags it takes are the
+	// listed ones and those in sections (which closing leaves alone).
+	listed := make(map[int]bool)
+	for _, st := range listTags(s, nameHash) {
+		listed[st.at] = true
+	}
 	elements := 0
 	for i := 0; i < len(s); i++ {
-		lt := i - 1
-		for lt >= 0 && i-lt < maxStartTag && s[lt] != '<' && s[lt] != '>' {
-			lt--
-		}
-		if s[i] != '>' || lt < 0 || s[lt] != '<' || startTagName(s, lt, nameEnd(s, lt+1), i) == "" {
+		lt := strings.LastIndexByte(s[:i], '<')
+		if s[i] != '>' || lt < 0 || i-lt > maxStartTag {
 			continue
 		}
-		elements++
-		if gt, _ := startTag(s, lt); gt != i {
-			t.Fatalf("%q: element takes s[%d:%d] for a start tag, startTag(%d) ends it at %d", s, lt, i+1, lt, gt)
+		if gt, _ := startTag(s, lt); gt != i || in[lt] {
+			continue
 		}
+		if !listed[lt] {
+			t.Fatalf("%q: element takes s[%d:%d] for a start tag, not listed", s, lt, i+1)
+		}
+		elements++
 	}
-	if n := len(listTags(s, nameHash)); n != elements {
-		t.Fatalf("%q: %d start tags listed, element takes %d", s, n, elements)
+	if len(listed) != elements {
+		t.Fatalf("%q: %d start tags listed, element takes %d", s, len(listed), elements)
 	}
 }
 
@@ -650,7 +800,7 @@ func checkListTags(t *testing.T, s string) {
 // every name has the same hash.
 func TestListTags(t *testing.T) {
 	pieces := []string{"<a>", "</a>", "<A x=1>", "<ns:a>", "</ns:A >", "<b>", "</b>", "<a/>", "<B\t>", "</B>",
-		"x", " ", "<", ">", "</a", "<a ", "<:a>", "</:b>"}
+		"x", " ", "<", ">", "</a", "<a ", "<:a>", "</:b>", "<a x='>'>", "<b y=\"", "\">", "<![CDATA[", "]]>", "<!--", "-->", "=", "'"}
 	for n := range 400 {
 		var b strings.Builder
 		for j := range 3 + n%12 {
@@ -666,7 +816,8 @@ func TestListTags(t *testing.T) {
 }
 
 func FuzzListTags(f *testing.F) {
-	for _, s := range []string{"<a><a></a></a>", "<a><b></a></b>", "<x:a>a</A><a/></a >", "<a x='>'></a>", "<a " + strings.Repeat(" ", maxStartTag) + "></a>"} {
+	for _, s := range []string{"<a><a></a></a>", "<a><b></a></b>", "<x:a>a</A><a/></a >", "<a x='>'></a>", "<a " + strings.Repeat(" ", maxStartTag) + "></a>",
+		"<a><![CDATA[</a>]]></a>", "<a><!-- </a> --></a>", "<a><![CDATA[</a>", "<a x=\"/>\">b</a>", "<a x=\"<\">b</a>"} {
 		f.Add(s)
 	}
 	f.Fuzz(checkListTags)
