@@ -1054,17 +1054,7 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 // such a key's value runs to the end of its line: in prose (login failed,
 // password: too short, user=bob) a value is one word, as in key=value.
 func lineStart(s string, ks int) bool {
-	p := ks
-	for p > 0 && (s[p-1] == ' ' || s[p-1] == '\t') {
-		p--
-	}
-	if p < ks && p > 0 && s[p-1] == '-' {
-		// - key: value, a YAML list item
-		p--
-		for p > 0 && (s[p-1] == ' ' || s[p-1] == '\t') {
-			p--
-		}
-	}
+	p, _ := keyLine(s, ks)
 	switch {
 	case p == 0:
 		return true
@@ -1086,7 +1076,7 @@ func lineStart(s string, ks int) bool {
 func (t *textOut) yamlBlock(ks, e int) (int, int) {
 	s := t.s
 	q, escaped := t.lineQuote(ks)
-	ind := keyIndent(s, ks)
+	_, ind := keyLine(s, ks)
 	a, b := -1, -1
 	for {
 		for e < len(s) && (s[e] == ' ' || s[e] == '\t') {
@@ -1126,20 +1116,23 @@ func (t *textOut) yamlBlock(ks, e int) (int, int) {
 	return a, b
 }
 
-// keyIndent returns the indentation of the line whose key starts at s[ks]
-// (lineStart): the spaces before the key, or before a list item's dash.
-func keyIndent(s string, ks int) int {
-	p := ks
+// keyLine goes back from the key at s[ks] over spaces and tabs, and over
+// a YAML list item's dash (- key: value) and the spaces before it. It
+// returns where that stops (lineStart looks at what stands before it) and
+// the key's indentation: the spaces before the key, or before the dash.
+func keyLine(s string, ks int) (p, indent int) {
+	p = ks
 	for p > 0 && (s[p-1] == ' ' || s[p-1] == '\t') {
 		p--
 	}
+	indent = ks - p
 	if p < ks && p > 0 && s[p-1] == '-' {
 		e := p - 1
 		for p = e; p > 0 && (s[p-1] == ' ' || s[p-1] == '\t'); p-- {
 		}
-		return e - p
+		indent = e - p
 	}
-	return ks - p
+	return p, indent
 }
 
 // lineBreak returns the length of the line break at s[k]: CR LF, LF or
