@@ -247,6 +247,20 @@ func TestEndpointRoles(t *testing.T) {
 	}
 }
 
+// withTokens writes a tokens file of content and returns the audit
+// directory, the tokens file and the arguments that start the example with
+// them and the admin token tok-admin.
+func withTokens(t *testing.T, content string) (dir, tokFile string, args []string) {
+	t.Helper()
+	tmp := t.TempDir()
+	dir = filepath.Join(tmp, "audit-logs")
+	tokFile = filepath.Join(tmp, "tokens")
+	if err := os.WriteFile(tokFile, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, tokFile, []string{"-audit-dir", dir, "-key-file", filepath.Join(tmp, "audit.key"), "-tokens", tokFile, "-admin-token", "tok-admin", "-sync", "none"}
+}
+
 // call sends a request as token ("" for none) and returns the status
 // code, the body and the request id (the trace id of its records). A
 // stream that is let in is not read: its body is closed at once.
@@ -289,14 +303,8 @@ func callHeader(t *testing.T, p *proc, method, path, token, body string) (code i
 // refused answer. The start event lists each principal's role, and a role
 // changed in the tokens file shows in the next start event.
 func TestEndpointsByRole(t *testing.T) {
-	tmp := t.TempDir()
-	dir := filepath.Join(tmp, "audit-logs")
-	tokFile := filepath.Join(tmp, "tokens")
 	// lee's line has no role: the two-field form, an operator.
-	if err := os.WriteFile(tokFile, []byte("tok-vera vera viewer\ntok-otto otto operator\ntok-lee lee\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"-audit-dir", dir, "-key-file", filepath.Join(tmp, "audit.key"), "-tokens", tokFile, "-admin-token", "tok-admin", "-sync", "none"}
+	dir, tokFile, args := withTokens(t, "tok-vera vera viewer\ntok-otto otto operator\ntok-lee lee\n")
 	p := start(t, args...)
 	const value = "value-SECRET-of-k-9f8e7d"
 	for _, key := range []string{"k", "d"} {
@@ -443,13 +451,8 @@ func TestEndpointsByRole(t *testing.T) {
 // GET; to the stream, which serves GET only, it is refused the same way,
 // though routed as a GET (required role admin).
 func TestAuditEndpointsRefuseOtherMethods(t *testing.T) {
-	tmp := t.TempDir()
-	dir := filepath.Join(tmp, "audit-logs")
-	tokFile := filepath.Join(tmp, "tokens")
-	if err := os.WriteFile(tokFile, []byte("tok-vera vera viewer\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := start(t, "-audit-dir", dir, "-key-file", filepath.Join(tmp, "audit.key"), "-tokens", tokFile, "-admin-token", "tok-admin", "-sync", "none")
+	dir, _, args := withTokens(t, "tok-vera vera viewer\n")
+	p := start(t, args...)
 	type as struct {
 		name, token, principal string
 		role                   role
