@@ -2259,22 +2259,51 @@ func (t *textOut) closing(lt int) int {
 // nameHash; the tests give one that makes every name collide.)
 func listTags(s string, hash func(string) uint64) []startTagAt {
 	starts := make([]startTagAt, 0, strings.Count(s, "<")-strings.Count(s, "</"))
+	var last map[string]int
+	return listScope(s, 0, len(s), true, hash, starts, &last)
+}
+
+// listScope lists, for listTags, the start tags in s[lo:hi] with the end
+// tags in it that close them. A CDATA section or a comment is a scope of
+// its own (in the top scope only: sections do not nest): the tags in it
+// pair among themselves, so that an end tag in it closes no element
+// outside it (<password><![CDATA[a</password>x]]></password> is one
+// element), and an element in it is still one
+// (<![CDATA[<password>x</password>]]>, a SOAP body quoted whole).
+func listScope(s string, lo, hi int, top bool, hash func(string) uint64, starts []startTagAt, last *map[string]int) []startTagAt {
 	open := openTags{m: make(map[uint64]int), top: -1}
-	cdata, comment := sectionEnd{term: "]]>"}, sectionEnd{term: "-->"}
-	for j := strings.IndexByte(s, '<'); j >= 0; {
+	var cdata, comment sectionEnd
+	if top {
+		cdata, comment = sectionEnd{term: "]]>"}, sectionEnd{term: "-->"}
+	}
+	in := s[:hi] // no tag runs past the scope
+	j := lo + strings.IndexByte(s[lo:hi], '<')
+	for j >= lo {
 		from := j + 1
-		if e := sectionAt(s, j, &cdata, &comment); e > j {
-			from = e // a CDATA section or a comment: no tags in it
-		} else if local := endTagName(s, j); local != "" {
+		section := false
+		if top {
+			if e := sectionAt(s, j, &cdata, &comment); e > j {
+				opener := len("<!--")
+				if s[j+2] == '[' {
+					opener = len("<![CDATA[")
+				}
+				// Both terminators, ]]> and -->, are three bytes.
+				starts = listScope(s, j+opener, e-3, false, hash, starts, last)
+				from, section = e, true
+			}
+		}
+		if section {
+			// listed above
+		} else if local := endTagName(in, j); local != "" {
 			open.use(hash(local))
 			open.top = closeTag(s, starts, open.top, local, j)
-		} else if gt, local := startTag(s, j); gt >= 0 {
+		} else if gt, local := startTag(in, j); gt >= 0 {
 			out := open.use(hash(local))
 			open.top = len(starts)
 			starts = append(starts, startTagAt{j, out})
 			from = gt + 1
 		}
-		n := strings.IndexByte(s[from:], '<')
+		n := strings.IndexByte(s[from:hi], '<')
 		if n < 0 {
 			break
 		}
@@ -2285,15 +2314,14 @@ func listTags(s string, hash func(string) uint64) []startTagAt {
 	// <password>SECRET<password>x</password> the first is not a prose
 	// placeholder), and is left alone only if there is none.
 	open.put()
-	var last map[string]int
 	for _, k := range open.m {
-		if k >= 0 && last == nil {
-			last = lastEndTags(s)
+		if k >= 0 && *last == nil {
+			*last = lastEndTags(s)
 		}
 		for k >= 0 {
 			out := starts[k].end
 			starts[k].end = -1
-			if e, ok := last[strings.ToLower(tagName(s, starts[k].at))]; ok && e > starts[k].at {
+			if e, ok := (*last)[strings.ToLower(tagName(s, starts[k].at))]; ok && e > starts[k].at {
 				starts[k].end = e
 			}
 			k = out

@@ -133,6 +133,10 @@ func TestStringPatterns(t *testing.T) {
 		// CDATA sections and comments hold no end tags; quoted attribute values may hold a >
 		{"end tag in cdata", "<password><![CDATA[a</password>SECRET47]]></password>", "<password>" + R + "</password>", 1},
 		{"end tag in a comment", "<password><!-- </password> -->SECRET48</password> <b>x</b>", "<password>" + R + "</password> <b>x</b>", 1},
+		{"element in cdata", "<soap:Body><![CDATA[<Login><Password>hunter2</Password></Login>]]></soap:Body>", "<soap:Body><![CDATA[<Login><Password>" + R + "</Password></Login>]]></soap:Body>", 1},
+		{"element in a comment", "<!-- <password>hunter2</password> --> <b>x</b>", "<!-- <password>" + R + "</password> --> <b>x</b>", 1},
+		{"named element in cdata", `<config><![CDATA[<entry key="password">hunter2</entry>]]></config>`, `<config><![CDATA[<entry key="password">` + R + `</entry>]]></config>`, 1},
+		{"cdata end tag, element in cdata", "<password><![CDATA[<password>a</password>b]]></password>", "<password>" + R + "</password>", 1},
 		{"unclosed, the only end tag in cdata", "<token>SECRET49<![CDATA[</token>]]>", "<token>" + R + "</token>]]>", 1}, // fail closed
 		{"cdata that never ends", "<password><![CDATA[SECRET50</password> x", "<password>" + R + "</password> x", 1},
 		{"> in a quoted attribute", `<password a="/>" b='>'>SECRET51</password>`, `<password a="/>" b='>'>` + R + `</password>`, 1},
@@ -596,6 +600,7 @@ func TestStringLinear(t *testing.T) {
 		"<pw><!--", "-->", `<a b='`, "/>", `<pw a=">`, "<a name=pw>",
 		"- --pw\n", "- --pw\n - ", "- \"--pw\"\n- ", "pw := ", `pw = """`, "pw='''", `<pw value="`, "<pw value=x/>",
 		"--no-pw ", "a:b@x(", "@x(a", "a:b@x(y)", "a:b@x(y.",
+		"<!--<pw>-->", "<![CDATA[<pw>]]>", "<![CDATA[<pw></pw>]]>", "<!--<a><pw>", "<pw><!--</pw>-->",
 	} {
 		s := strings.Repeat(unit, 200000/len(unit))
 		start := time.Now()
@@ -693,11 +698,13 @@ func BenchmarkStringTagShapes(b *testing.B) {
 	}
 }
 
-// sectionsRef marks the bytes of s in CDATA sections and comments that
-// end, found the slow way: from the start, each one that opens where no
-// other is open runs to its first terminator.
-func sectionsRef(s string) []bool {
-	in := make([]bool, len(s))
+// sectionsRef finds the CDATA sections and comments of s that end, the
+// slow way: from the start, each one that opens where no other is open
+// runs to its first terminator. scope[j] is 0 outside them and, for the
+// bytes of one, 1 + where it starts; end[id] is where the content of
+// scope id ends (the text's end for scope 0).
+func sectionsRef(s string) (scope []int, end map[int]int) {
+	scope, end = make([]int, len(s)), map[int]int{0: len(s)}
 	for j := 0; j < len(s); j++ {
 		for _, p := range [][2]string{{"<![CDATA[", "]]>"}, {"<!--", "-->"}} {
 			if !strings.HasPrefix(s[j:], p[0]) {
@@ -706,41 +713,48 @@ func sectionsRef(s string) []bool {
 			if k := strings.Index(s[j+len(p[0]):], p[1]); k >= 0 {
 				e := j + len(p[0]) + k + len(p[1])
 				for m := j; m < e; m++ {
-					in[m] = true
+					scope[m] = j + 1
 				}
+				end[j+1] = e - len(p[1])
 				j = e - 1
 			}
 			break
 		}
 	}
-	return in
+	return scope, end
+}
+
+// startTagIn is startTag within the scope of s[j] (no tag runs past it).
+func startTagIn(s string, scope []int, end map[int]int, j int) (int, string) {
+	return startTag(s[:end[scope[j]]], j)
 }
 
 // closingRef is the end tag that closes the start tag at s[lt], counted
 // the slow way: on from the start tag, depth up at each start tag of the
-// same local name, down at each end tag of it, the end where it is 0;
-// tags in CDATA sections and comments (in) do not count, but for the last
-// end tag of its name, where one never closed ends.
-func closingRef(s string, in []bool, lt int) int {
-	gt, local := startTag(s, lt)
+// same local name in the same scope, down at each end tag of it, the end
+// where it is 0; tags in other scopes do not count, but for the last end
+// tag of its name, where one never closed ends.
+func closingRef(s string, scope []int, end map[int]int, lt int) int {
+	gt, local := startTagIn(s, scope, end, lt)
 	depth, last := 0, -1
 	for j := gt + 1; j < len(s); j++ {
 		if s[j] != '<' {
 			continue
 		}
-		if in[j] {
-			if name := endTagName(s, j); name != "" && strings.EqualFold(name, local) {
+		name := endTagName(s[:end[scope[j]]], j)
+		if scope[j] != scope[lt] {
+			if name != "" && strings.EqualFold(name, local) {
 				last = j
 			}
 			continue
 		}
-		if name := endTagName(s, j); name != "" && strings.EqualFold(name, local) {
+		if name != "" && strings.EqualFold(name, local) {
 			if depth == 0 {
 				return j
 			}
 			depth--
 			last = j
-		} else if _, name := startTag(s, j); name != "" && strings.EqualFold(name, local) {
+		} else if _, name := startTagIn(s, scope, end, j); name != "" && strings.EqualFold(name, local) {
 			depth++
 		}
 	}
@@ -749,18 +763,18 @@ func closingRef(s string, in []bool, lt int) int {
 
 func checkListTags(t *testing.T, s string) {
 	t.Helper()
-	in := sectionsRef(s)
+	scope, end := sectionsRef(s)
 	for _, hash := range []func(string) uint64{nameHash, func(string) uint64 { return 1 }} {
 		starts := listTags(s, hash)
 		k := 0
 		for j := 0; j < len(s); j++ {
-			if gt, _ := startTag(s, j); s[j] != '<' || gt < 0 || in[j] {
+			if gt, _ := startTagIn(s, scope, end, j); s[j] != '<' || gt < 0 {
 				continue
 			}
 			if k == len(starts) || starts[k].at != j {
 				t.Fatalf("listTags(%q): start tag at %d not listed: %v", s, j, starts)
 			}
-			if got, want := starts[k].end, closingRef(s, in, j); got != want {
+			if got, want := starts[k].end, closingRef(s, scope, end, j); got != want {
 				t.Fatalf("listTags(%q): start tag at %d closed at %d, want %d", s, j, got, want)
 			}
 			k++
@@ -771,7 +785,8 @@ func checkListTags(t *testing.T, s string) {
 	}
 	// element takes for a start tag the one that starts at the last <
 	// before its >, within maxStartTag: the start tags it takes are the
-	// listed ones and those in sections (which closing leaves alone).
+	// listed ones and those that run past the end of their section (which
+	// closing leaves alone).
 	listed := make(map[int]bool)
 	for _, st := range listTags(s, nameHash) {
 		listed[st.at] = true
@@ -782,7 +797,7 @@ func checkListTags(t *testing.T, s string) {
 		if s[i] != '>' || lt < 0 || i-lt > maxStartTag {
 			continue
 		}
-		if gt, _ := startTag(s, lt); gt != i || in[lt] {
+		if gt, _ := startTag(s, lt); gt != i || i >= end[scope[lt]] {
 			continue
 		}
 		if !listed[lt] {
