@@ -778,7 +778,9 @@ func dsnAddress(s string, k int) bool {
 		return true
 	}
 	j := k
-	for j < len(s) && j-k < 16 && (isLetter(s[j]) || j > k && '0' <= s[j] && s[j] <= '9') {
+	// A protocol is a driver's name for a dialer: tcp, unix, or one a
+	// library registers (cloudsql-postgres, as Google's connector does).
+	for j < len(s) && j-k < 24 && (isLetter(s[j]) || j > k && ('0' <= s[j] && s[j] <= '9' || s[j] == '-' || s[j] == '_')) {
 		j++
 	}
 	if j == k || j == len(s) || s[j] != '(' {

@@ -133,6 +133,8 @@ func TestStringPatterns(t *testing.T) {
 		// CDATA sections and comments hold no end tags; quoted attribute values may hold a >
 		{"end tag in cdata", "<password><![CDATA[a</password>SECRET47]]></password>", "<password>" + R + "</password>", 1},
 		{"end tag in a comment", "<password><!-- </password> -->SECRET48</password> <b>x</b>", "<password>" + R + "</password> <b>x</b>", 1},
+		{"cloud sql dsn", "app:hunter2@cloudsql-mysql(proj:region:inst)/db?parseTime=true", "app:" + R + "@cloudsql-mysql(proj:region:inst)/db?parseTime=true", 1},
+		{"cloud sql postgres dsn", "user=x app:hunter2@cloudsql-postgres(proj:region:inst)/db", "user=x app:" + R + "@cloudsql-postgres(proj:region:inst)/db", 1},
 		{"element in cdata", "<soap:Body><![CDATA[<Login><Password>hunter2</Password></Login>]]></soap:Body>", "<soap:Body><![CDATA[<Login><Password>" + R + "</Password></Login>]]></soap:Body>", 1},
 		{"element in a comment", "<!-- <password>hunter2</password> --> <b>x</b>", "<!-- <password>" + R + "</password> --> <b>x</b>", 1},
 		{"named element in cdata", `<config><![CDATA[<entry key="password">hunter2</entry>]]></config>`, `<config><![CDATA[<entry key="password">` + R + `</entry>]]></config>`, 1},
