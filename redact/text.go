@@ -1613,8 +1613,13 @@ func (t *textOut) sqlBy(i, from int) (int, int) {
 	if k < 0 {
 		return 0, 0
 	}
-	// A bare word only in a statement: identified by its id is prose.
-	return sqlPasswordAt(s, a, userBefore(s, k))
+	// A bare word or a double-quoted one only in a statement: identified
+	// by its id, or by "req-1", is prose.
+	stmt := userBefore(s, k)
+	if s[a] == '"' && !stmt {
+		return 0, 0
+	}
+	return sqlPasswordAt(s, a, stmt)
 }
 
 // setPassword matches the password of MySQL's SET PASSWORD = 'x' and SET

@@ -425,6 +425,8 @@ func TestStringPatterns(t *testing.T) {
 		{"password function", "SELECT PASSWORD('" + S + "')", "SELECT PASSWORD('" + R + "')", 1},
 		{"oracle, bare word", "ALTER USER bob IDENTIFIED BY " + S + ";", "ALTER USER bob IDENTIFIED BY " + R + ";", 1},
 		{"oracle grant, bare word", "grant connect to bob identified by " + S, "grant connect to bob identified by " + R, 1},
+		{"prose, identified by a quoted id", `Resource identified by "req-123" not found`, `Resource identified by "req-123" not found`, 0},
+		{"identified by, double quotes, user and host", `CREATE USER 'app'@'%' IDENTIFIED BY "` + S + `";`, `CREATE USER 'app'@'%' IDENTIFIED BY "` + R + `";`, 1},
 		{"identified by, double quotes", `CREATE USER bob IDENTIFIED BY "it""s ` + S + `"`, `CREATE USER bob IDENTIFIED BY "` + R + `"`, 1},
 		{"replace clause", "ALTER USER bob IDENTIFIED BY '" + S + "' REPLACE 'old1';", "ALTER USER bob IDENTIFIED BY '" + R + "';", 1},
 		{"identified by values", "CREATE USER bob IDENTIFIED BY VALUES 'S:" + S + "'", "CREATE USER bob IDENTIFIED BY VALUES '" + R + "'", 1},
