@@ -2039,18 +2039,12 @@ func (t *textOut) element(i int) (int, int) {
 		return 0, 0 // a > in a quoted value, or after the tag
 	}
 	empty := s[i-1] == '/'
-	if own {
-		if end := t.closing(lt); end >= 0 {
-			return i + 1, end
-		}
-		return 0, 0
-	}
-	if !tagNamed || equalFold(s[lt+1:ne], "input") {
+	if !own && (!tagNamed || equalFold(s[lt+1:ne], "input")) {
 		return 0, 0
 	}
 	keyed, idd := false, false // a name or key, an id, is a secret's
 	a, b := -1, -1             // from the first value's start to the last one's end
-	for k := ne; k < i; {
+	for k := ne; tagNamed && k < i; {
 		if isSpace(s[k]) || s[k] == '/' {
 			k++
 			continue
@@ -2072,6 +2066,20 @@ func (t *textOut) element(i int) (int, int) {
 			b = vb
 		}
 		k = next
+	}
+	if own {
+		// Its value attribute and its content are both the secret's:
+		// one span from the one to the other (a matcher returns one),
+		// the end of the start tag with them.
+		switch end := t.closing(lt); {
+		case end >= 0 && a >= 0:
+			return a, end
+		case end >= 0:
+			return i + 1, end
+		case a >= 0:
+			return a, b // <password value="x"/>, or an HTML one left open
+		}
+		return 0, 0
 	}
 	switch {
 	case a >= 0 && (keyed || idd || t.r.keys.secret(decodeKey(localName(s[lt+1:ne])))):
