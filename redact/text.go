@@ -310,11 +310,12 @@ func sqlQuoteAt(s string, i int) bool {
 }
 
 // sqlByAt is candidate for the B of BY at s[i], spaces on both sides, after
-// a D (IDENTIFIED BY) or more spaces, and not before a single quote, which
-// is sqlPassword's trigger (sorted by 'x' is visited once).
+// a D (IDENTIFIED BY), a quote (WITH 'plugin' BY) or more spaces, and not
+// before a single quote, which is sqlPassword's trigger (sorted by 'x' is
+// visited once).
 func sqlByAt(s string, i int) bool {
 	return i > 1 && i+3 < len(s) && lower[s[i+1]] == 'y' && isSpace(s[i+2]) && isSpace(s[i-1]) &&
-		(lower[s[i-2]] == 'd' || isSpace(s[i-2])) && s[i+3] != '\''
+		(lower[s[i-2]] == 'd' || isSpace(s[i-2]) || s[i-2] == '\'' || s[i-2] == '"' || s[i-2] == '`') && s[i+3] != '\''
 }
 
 func (r *Redactor) textFrom(s string, i int) (string, int) {
@@ -1784,7 +1785,10 @@ func identifiedAt(s string, k int) int {
 		return k
 	}
 	if w == "" {
-		return -1
+		// A plugin's name may be quoted: WITH 'mysql_native_password'.
+		if k = quotedBefore(s, k); k < 0 {
+			return -1
+		}
 	}
 	k, w = sqlWordBefore(s, k)
 	if !equalFold(w, "with") {
@@ -1794,6 +1798,22 @@ func identifiedAt(s string, k int) int {
 		return k
 	}
 	return -1
+}
+
+// quotedBefore returns where the quoted word (in ', " or `, of key
+// bytes) that ends just before s[e] starts, or -1.
+func quotedBefore(s string, e int) int {
+	if e < 2 || s[e-1] != '\'' && s[e-1] != '"' && s[e-1] != '`' {
+		return -1
+	}
+	b := e - 1
+	for b > 0 && e-b < maxTextKey && keyByte[s[b-1]] {
+		b--
+	}
+	if b == 0 || b == e-1 || s[b-1] != s[e-1] {
+		return -1
+	}
+	return b - 1
 }
 
 // userBefore reports whether a user name, after USER or TO, ends at the

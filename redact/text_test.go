@@ -138,6 +138,8 @@ func TestStringPatterns(t *testing.T) {
 		{"secret element, value and content", `<token value="x1">y2</token> <b>x</b>`, `<token value="` + R + `</token> <b>x</b>`, 1},
 		{"secret element, value, empty content", `<password value="hunter2"></password>`, `<password value="` + R + `</password>`, 1},
 		{"secret element, value, left open", `<password value="hunter2"> <b>x</b>`, `<password value="` + R + `"> <b>x</b>`, 1},
+		{"identified with a quoted plugin", "ALTER USER app IDENTIFIED WITH 'mysql_native_password' BY '" + S + "'", "ALTER USER app IDENTIFIED WITH 'mysql_native_password' BY '" + R + "'", 1},
+		{"identified with a backquoted plugin", "CREATE USER app IDENTIFIED WITH `caching_sha2_password` BY \"" + S + "\"", "CREATE USER app IDENTIFIED WITH `caching_sha2_password` BY \"" + R + "\"", 1},
 		{"element in cdata", "<soap:Body><![CDATA[<Login><Password>hunter2</Password></Login>]]></soap:Body>", "<soap:Body><![CDATA[<Login><Password>" + R + "</Password></Login>]]></soap:Body>", 1},
 		{"element in a comment", "<!-- <password>hunter2</password> --> <b>x</b>", "<!-- <password>" + R + "</password> --> <b>x</b>", 1},
 		{"named element in cdata", `<config><![CDATA[<entry key="password">hunter2</entry>]]></config>`, `<config><![CDATA[<entry key="password">` + R + `</entry>]]></config>`, 1},
