@@ -248,7 +248,7 @@ func next(s string, i int) int {
 					return j
 				}
 			case '\'', '$':
-				if j > 1 && (isSpace(s[j-1]) || s[j] == '\'' && (s[j-1] == '(' || s[j-1]|0x20 == 'e')) && sqlQuoteAt(s, j) {
+				if j > 1 && (isSpace(s[j-1]) || s[j-2] == '\\' || s[j] == '\'' && (s[j-1] == '(' || s[j-1]|0x20 == 'e')) && sqlQuoteAt(s, j) {
 					return j
 				}
 			default: // '=', ':'
@@ -298,14 +298,16 @@ func candidate(s string, i int) bool {
 }
 
 // sqlQuoteAt is candidate for the ' or $ at s[i]: after a space or a line
-// break that follows a D or a Y (PASSWORD, BY) or more of them; a ' also
-// after E and a space (E'x'), or after D( (PASSWORD('x')).
+// break that follows a D or a Y (PASSWORD, BY) or more of them, or after
+// an escaped line break or tab (sqlSpace); a ' also after E and a space
+// (E'x'), or after D( (PASSWORD('x')).
 func sqlQuoteAt(s string, i int) bool {
 	if i < 2 {
 		return false
 	}
 	c, d := s[i-1], s[i-2]
-	return isSpace(c) && (lower[d] == 'd' || lower[d] == 'y' || isSpace(d)) ||
+	return isSpace(c) && (lower[d] == 'd' || lower[d] == 'y' || isSpace(d) || sqlSpaceBefore(s, i-1) == 2) ||
+		d == '\\' && (c == 'n' || c == 'r' || c == 't') || // an escaped line break or tab
 		s[i] == '\'' && ((c == 'E' || c == 'e') && isSpace(d) || c == '(' && lower[d] == 'd')
 }
 
@@ -314,7 +316,13 @@ func sqlQuoteAt(s string, i int) bool {
 // before a single quote, which is sqlPassword's trigger (sorted by 'x' is
 // visited once).
 func sqlByAt(s string, i int) bool {
-	return i > 1 && i+3 < len(s) && lower[s[i+1]] == 'y' && isSpace(s[i+2]) && isSpace(s[i-1]) &&
+	if i < 2 || i+3 >= len(s) || lower[s[i+1]] != 'y' {
+		return false
+	}
+	if sqlSpaceBefore(s, i) == 2 || s[i+2] == '\\' {
+		return true // an escaped line break or tab: JSON-encoded SQL
+	}
+	return isSpace(s[i+2]) && isSpace(s[i-1]) &&
 		(lower[s[i-2]] == 'd' || isSpace(s[i-2]) || s[i-2] == '\'' || s[i-2] == '"' || s[i-2] == '`') && s[i+3] != '\''
 }
 
@@ -1555,6 +1563,10 @@ func switchFlag(name string) bool {
 	return false
 }
 
+// maxEscapedLiteral bounds how far sqlBy looks for the \" that closes an
+// escaped double-quoted password.
+const maxEscapedLiteral = 1024
+
 // sqlPassword matches the literal of SQL's IDENTIFIED BY 'x' (also
 // IDENTIFIED WITH plugin BY 'x'), PASSWORD 'x' (WITH PASSWORD 'x', ALTER
 // ROLE r PASSWORD 'x') and MySQL's PASSWORD('x'), in any case, with any
@@ -1571,18 +1583,15 @@ func (t *textOut) sqlPassword(i int) (int, int) {
 	if fn {
 		k--
 	}
-	ws := k
-	for ws > 0 && k-ws < maxSQLSpace && isSpace(s[ws-1]) {
-		ws--
-	}
+	ws := skipSQLSpaceBack(s, k, maxSQLSpace)
 	if ws == k && !fn || ws == 0 {
 		return 0, 0
 	}
 	w := ws
-	for w > 0 && ws-w <= len("password") && isLetter(s[w-1]) {
+	for w > 0 && ws-w <= len("password") && isLetter(s[w-1]) && sqlSpaceBefore(s, w) == 0 {
 		w--
 	}
-	if w > 0 && keyByte[s[w-1]] {
+	if w > 0 && keyByte[s[w-1]] && sqlSpaceBefore(s, w) == 0 {
 		return 0, 0 // db_password 'x': not the keyword
 	}
 	switch word := s[w:ws]; {
@@ -1600,13 +1609,10 @@ func (t *textOut) sqlPassword(i int) (int, int) {
 // before s[from] is not looked at.
 func (t *textOut) sqlBy(i, from int) (int, int) {
 	s := t.s
-	if i == 0 || i+2 >= len(s) || lower[s[i+1]] != 'y' || !isSpace(s[i-1]) || !isSpace(s[i+2]) {
+	if i == 0 || i+2 >= len(s) || lower[s[i+1]] != 'y' || sqlSpaceBefore(s, i) == 0 || sqlSpace(s, i+2) == 0 {
 		return 0, 0
 	}
-	a := i + 2
-	for a < len(s) && a-i < maxSQLSpace && isSpace(s[a]) {
-		a++
-	}
+	a := skipSQLSpace(s, i+2, maxSQLSpace)
 	if a < from || a == len(s) || s[a] == '\'' || s[a] == '$' || s[a]|0x20 == 'e' && a+1 < len(s) && s[a+1] == '\'' {
 		return 0, 0 // sqlPassword's, at its own trigger
 	}
@@ -1620,6 +1626,17 @@ func (t *textOut) sqlBy(i, from int) (int, int) {
 	if s[a] == '"' && !stmt {
 		return 0, 0
 	}
+	if stmt && s[a] == '\\' && a+1 < len(s) && s[a+1] == '"' {
+		// \"x\", a double-quoted one in a JSON or Go string: to the
+		// escaped quote that closes it, looked for a bounded way on
+		// (text full of IDENTIFIED BY \" stays linear), else to there.
+		a += 2
+		lim := min(len(s), a+maxEscapedLiteral)
+		if e := strings.Index(s[a:lim], `\"`); e >= 0 {
+			return a, a + e
+		}
+		return a, lim
+	}
 	return sqlPasswordAt(s, a, stmt)
 }
 
@@ -1630,17 +1647,14 @@ func (t *textOut) sqlBy(i, from int) (int, int) {
 // is not looked at.
 func (t *textOut) setPassword(i, from int) (int, int) {
 	s := t.s
-	k := i
-	for k > 0 && i-k < maxSQLSpace && isSpace(s[k-1]) {
-		k--
-	}
+	k := skipSQLSpaceBack(s, i, maxSQLSpace)
 	// The user: 'bob'@'%', bob@localhost, CURRENT_USER(). It holds no =,
 	// so text full of them is walked back once.
 	u := k
-	for u > 0 && k-u < maxUserName && !isSpace(s[u-1]) && s[u-1] != '=' {
+	for u > 0 && k-u < maxUserName && sqlSpaceBefore(s, u) == 0 && s[u-1] != '=' {
 		u--
 	}
-	if u == k || u == 0 || !isSpace(s[u-1]) {
+	if u == k || u == 0 || sqlSpaceBefore(s, u) == 0 {
 		return 0, 0
 	}
 	if !equalFold(s[u:k], "password") {
@@ -1655,10 +1669,7 @@ func (t *textOut) setPassword(i, from int) (int, int) {
 	if _, w := sqlWordBefore(s, u); !equalFold(w, "set") {
 		return 0, 0
 	}
-	a := i + 1
-	for a < len(s) && a-i <= maxSQLSpace && isSpace(s[a]) {
-		a++
-	}
+	a := skipSQLSpace(s, i+1, maxSQLSpace)
 	if a < from {
 		return 0, 0
 	}
@@ -1719,16 +1730,11 @@ func sqlLiteral(s string, a int, word bool) (c, d, end int) {
 		w++
 	}
 	if v := s[a:w]; equalFold(v, "password") || equalFold(v, "values") {
-		k := w
-		for k < len(s) && k-w < maxSQLSpace && isSpace(s[k]) {
-			k++
-		}
+		k := skipSQLSpace(s, w, maxSQLSpace)
 		if k < len(s) && s[k] == '(' {
 			k++
 		}
-		for k < len(s) && k-w < maxSQLSpace && isSpace(s[k]) {
-			k++
-		}
+		k = skipSQLSpace(s, k, maxSQLSpace)
 		if k < len(s) && (s[k] == '\'' || s[k] == '"') {
 			return sqlLiteral(s, k, false)
 		}
@@ -1753,18 +1759,12 @@ func sqlPasswordAt(s string, a int, word bool) (int, int) {
 	if c >= d {
 		return c, d
 	}
-	e := end
-	for e < len(s) && e-end < maxSQLSpace && isSpace(s[e]) {
-		e++
-	}
+	e := skipSQLSpace(s, end, maxSQLSpace)
 	const kw = "replace"
-	if e == end || e+len(kw) >= len(s) || !equalFold(s[e:e+len(kw)], kw) || !isSpace(s[e+len(kw)]) {
+	if e == end || e+len(kw) >= len(s) || !equalFold(s[e:e+len(kw)], kw) || sqlSpace(s, e+len(kw)) == 0 {
 		return c, d
 	}
-	k := e + len(kw)
-	for k < len(s) && k-e < maxSQLSpace && isSpace(s[k]) {
-		k++
-	}
+	k := skipSQLSpace(s, e+len(kw), maxSQLSpace)
 	if f, g, _ := sqlLiteral(s, k, word); f < g {
 		return c, g
 	}
@@ -1816,16 +1816,67 @@ func quotedBefore(s string, e int) int {
 	return b - 1
 }
 
+// sqlSpace returns the length of the white space at s[k] for the SQL
+// rules: a space, tab or line break, or one escaped as a JSON or Go string
+// has it (\n, \r, \t), in which statements are often logged; 0 if none.
+func sqlSpace(s string, k int) int {
+	switch {
+	case k >= len(s):
+		return 0
+	case isSpace(s[k]):
+		return 1
+	case s[k] == '\\' && k+1 < len(s) && (s[k+1] == 'n' || s[k+1] == 'r' || s[k+1] == 't'):
+		return 2
+	}
+	return 0
+}
+
+// sqlSpaceBefore is sqlSpace of the white space that ends at s[k].
+func sqlSpaceBefore(s string, k int) int {
+	switch {
+	case k > 0 && isSpace(s[k-1]):
+		return 1
+	case k > 1 && s[k-2] == '\\' && (s[k-1] == 'n' || s[k-1] == 'r' || s[k-1] == 't'):
+		return 2
+	}
+	return 0
+}
+
+// skipSQLSpace returns where the white space (sqlSpace) at s[k] ends, at
+// most max bytes on.
+func skipSQLSpace(s string, k, max int) int {
+	j := k
+	for j-k < max {
+		n := sqlSpace(s, j)
+		if n == 0 {
+			break
+		}
+		j += n
+	}
+	return j
+}
+
+// skipSQLSpaceBack returns where the white space (sqlSpace) that ends at
+// s[k] starts, at most max bytes back.
+func skipSQLSpaceBack(s string, k, max int) int {
+	j := k
+	for k-j < max {
+		n := sqlSpaceBefore(s, j)
+		if n == 0 {
+			break
+		}
+		j -= n
+	}
+	return j
+}
+
 // userBefore reports whether a user name, after USER or TO, ends at the
 // spaces before s[k]: CREATE USER bob IDENTIFIED, GRANT c TO bob
 // IDENTIFIED. It tells a statement from prose (identified by its id).
 func userBefore(s string, k int) bool {
-	e := k
-	for e > 0 && k-e < maxSQLSpace && isSpace(s[e-1]) {
-		e--
-	}
+	e := skipSQLSpaceBack(s, k, maxSQLSpace)
 	u := e
-	for u > 0 && e-u < maxUserName && !isSpace(s[u-1]) {
+	for u > 0 && e-u < maxUserName && sqlSpaceBefore(s, u) == 0 {
 		u--
 	}
 	if u == e {
@@ -1838,15 +1889,12 @@ func userBefore(s string, k int) bool {
 // sqlWordBefore returns the word (of key bytes) that ends at the spaces
 // before s[k], and where it starts; "" if no space or no word is there.
 func sqlWordBefore(s string, k int) (int, string) {
-	e := k
-	for e > 0 && k-e < maxSQLSpace && isSpace(s[e-1]) {
-		e--
-	}
+	e := skipSQLSpaceBack(s, k, maxSQLSpace)
 	if e == k {
 		return k, ""
 	}
 	b := e
-	for b > 0 && e-b < maxTextKey && keyByte[s[b-1]] {
+	for b > 0 && e-b < maxTextKey && keyByte[s[b-1]] && sqlSpaceBefore(s, b) == 0 {
 		b--
 	}
 	return b, s[b:e]

@@ -140,6 +140,11 @@ func TestStringPatterns(t *testing.T) {
 		{"secret element, value, left open", `<password value="hunter2"> <b>x</b>`, `<password value="` + R + `"> <b>x</b>`, 1},
 		{"identified with a quoted plugin", "ALTER USER app IDENTIFIED WITH 'mysql_native_password' BY '" + S + "'", "ALTER USER app IDENTIFIED WITH 'mysql_native_password' BY '" + R + "'", 1},
 		{"identified with a backquoted plugin", "CREATE USER app IDENTIFIED WITH `caching_sha2_password` BY \"" + S + "\"", "CREATE USER app IDENTIFIED WITH `caching_sha2_password` BY \"" + R + "\"", 1},
+		{"sql in json, escaped line breaks", `{"sql":"CREATE USER bob\nIDENTIFIED BY\n'` + S + `'"}`, `{"sql":"CREATE USER bob\nIDENTIFIED BY\n'` + R + `'"}`, 1},
+		{"sql in json, escaped break in identified by", `{"sql":"CREATE USER bob IDENTIFIED\nBY '` + S + `'"}`, `{"sql":"CREATE USER bob IDENTIFIED\nBY '` + R + `'"}`, 1},
+		{"sql in json, escaped tab before password", `{"sql":"ALTER ROLE app WITH PASSWORD\t'` + S + `'"}`, `{"sql":"ALTER ROLE app WITH PASSWORD\t'` + R + `'"}`, 1},
+		{"sql in json, double-quoted, escaped", `{"sql":"CREATE USER bob\nIDENTIFIED BY \"` + S + `\""}`, `{"sql":"CREATE USER bob\nIDENTIFIED BY \"` + R + `\""}`, 1},
+		{"prose, escaped line break before a quote", `{"msg":"then\n'x' was read"}`, `{"msg":"then\n'x' was read"}`, 0},
 		{"element in cdata", "<soap:Body><![CDATA[<Login><Password>hunter2</Password></Login>]]></soap:Body>", "<soap:Body><![CDATA[<Login><Password>" + R + "</Password></Login>]]></soap:Body>", 1},
 		{"element in a comment", "<!-- <password>hunter2</password> --> <b>x</b>", "<!-- <password>" + R + "</password> --> <b>x</b>", 1},
 		{"named element in cdata", `<config><![CDATA[<entry key="password">hunter2</entry>]]></config>`, `<config><![CDATA[<entry key="password">` + R + `</entry>]]></config>`, 1},
@@ -610,6 +615,7 @@ func TestStringLinear(t *testing.T) {
 		"- --pw\n", "- --pw\n - ", "- \"--pw\"\n- ", "pw := ", `pw = """`, "pw='''", `<pw value="`, "<pw value=x/>",
 		"--no-pw ", "a:b@x(", "@x(a", "a:b@x(y)", "a:b@x(y.",
 		"<!--<pw>-->", "<![CDATA[<pw>]]>", "<![CDATA[<pw></pw>]]>", "<!--<a><pw>", "<pw><!--</pw>-->",
+		`CREATE USER u IDENTIFIED BY \"`, `user u\nidentified by\n'`, `\n'`, `PASSWORD\t'`, `\n\n\n`, `by\n`, `u\nBY `,
 	} {
 		s := strings.Repeat(unit, 200000/len(unit))
 		start := time.Now()
@@ -644,7 +650,7 @@ func checkNext(t *testing.T, s string) {
 // TestNext: the eight-byte steps of next find what a byte-by-byte scan
 // finds, at every length and offset.
 func TestNext(t *testing.T) {
-	const alpha = "xbe-_=:@AKJy tg%3D5>\"<'d$(E\n["
+	const alpha = "xbe-_=:@AKJy tg%3D5>\"<'d$(E\n[\\n"
 	for n := range 20 {
 		for k := range 200 {
 			b := make([]byte, n)
