@@ -299,16 +299,17 @@ func candidate(s string, i int) bool {
 
 // sqlQuoteAt is candidate for the ' or $ at s[i]: after a space or a line
 // break that follows a D or a Y (PASSWORD, BY) or more of them, or after
-// an escaped line break or tab (sqlSpace); a ' also after E and a space
-// (E'x'), or after D( (PASSWORD('x')).
+// an escaped line break or tab (sqlSpace), or a ( and a space; a ' also
+// after E and a space (E'x'), or after D( or a space and ( (PASSWORD('x'),
+// PASSWORD ('x')).
 func sqlQuoteAt(s string, i int) bool {
 	if i < 2 {
 		return false
 	}
 	c, d := s[i-1], s[i-2]
-	return isSpace(c) && (lower[d] == 'd' || lower[d] == 'y' || isSpace(d) || sqlSpaceBefore(s, i-1) == 2) ||
+	return isSpace(c) && (lower[d] == 'd' || lower[d] == 'y' || isSpace(d) || d == '(' || sqlSpaceBefore(s, i-1) == 2) ||
 		d == '\\' && (c == 'n' || c == 'r' || c == 't') || // an escaped line break or tab
-		s[i] == '\'' && ((c == 'E' || c == 'e') && isSpace(d) || c == '(' && lower[d] == 'd')
+		s[i] == '\'' && ((c == 'E' || c == 'e') && isSpace(d) || c == '(' && (lower[d] == 'd' || isSpace(d)))
 }
 
 // sqlByAt is candidate for the B of BY at s[i], spaces on both sides, after
@@ -1578,12 +1579,13 @@ func (t *textOut) sqlPassword(i int) (int, int) {
 	if s[i] == '\'' && i > 0 && (s[i-1] == 'E' || s[i-1] == 'e') {
 		a = i - 1
 	}
-	fn := a == i && s[i] == '\'' && i > 0 && s[i-1] == '('
 	k := a
-	if fn {
-		k--
-	}
 	ws := skipSQLSpaceBack(s, k, maxSQLSpace)
+	fn := a == i && s[i] == '\'' && ws > 0 && s[ws-1] == '(' // PASSWORD ( 'x' )
+	if fn {
+		k = ws - 1
+		ws = skipSQLSpaceBack(s, k, maxSQLSpace)
+	}
 	if ws == k && !fn || ws == 0 {
 		return 0, 0
 	}
