@@ -1845,10 +1845,10 @@ func sqlSpaceBefore(s string, k int) int {
 }
 
 // skipSQLSpace returns where the white space (sqlSpace) at s[k] ends, at
-// most max bytes on.
-func skipSQLSpace(s string, k, max int) int {
+// most limit bytes on.
+func skipSQLSpace(s string, k, limit int) int {
 	j := k
-	for j-k < max {
+	for j-k < limit {
 		n := sqlSpace(s, j)
 		if n == 0 {
 			break
@@ -1859,10 +1859,10 @@ func skipSQLSpace(s string, k, max int) int {
 }
 
 // skipSQLSpaceBack returns where the white space (sqlSpace) that ends at
-// s[k] starts, at most max bytes back.
-func skipSQLSpaceBack(s string, k, max int) int {
+// s[k] starts, at most limit bytes back.
+func skipSQLSpaceBack(s string, k, limit int) int {
 	j := k
-	for k-j < max {
+	for k-j < limit {
 		n := sqlSpaceBefore(s, j)
 		if n == 0 {
 			break
