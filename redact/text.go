@@ -1017,10 +1017,18 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 	if header {
 		b := t.lineEnd(ks, a, true)
 		if s[i] == ':' && !t.across && blockIndicator(s[a:b]) {
-			// A YAML block scalar (password: |, key: >-): its lines, the
-			// indicator kept. Without any, the indicator is the value.
+			// A YAML block scalar (password: |, key: !!str >-): its
+			// lines, the indicator kept. Without any, the indicator is
+			// the value.
 			if c, d := t.yamlBlock(ks, b); c < d {
 				return c, d
+			}
+		}
+		if s[i] == ':' && !t.across && s[a] == '#' {
+			// password: # a comment, the value on the lines below: the
+			// comment goes with them, in case it was no comment.
+			if _, d := t.yamlBlock(ks, b); d > 0 {
+				return a, d
 			}
 		}
 		if len(key) >= len("set-cookie") && equalFold(key[len(key)-len("set-cookie"):], "set-cookie") {
@@ -1175,8 +1183,19 @@ func lineBreak(s string, k int) int {
 
 // blockIndicator reports whether v, a YAML line's value, is the header of
 // a block scalar: | or >, a chomping indicator and an indentation digit
-// maybe, and maybe a comment.
+// maybe, and maybe a comment; a tag or an anchor may come first (!!str |,
+// !vault |, &pw >-).
 func blockIndicator(v string) bool {
+	for range 2 {
+		if v == "" || v[0] != '!' && v[0] != '&' {
+			break
+		}
+		k := strings.IndexAny(v, " \t")
+		if k < 0 {
+			return false
+		}
+		v = strings.TrimLeft(v[k:], " \t")
+	}
 	if v == "" || v[0] != '|' && v[0] != '>' {
 		return false
 	}

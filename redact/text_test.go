@@ -148,6 +148,12 @@ func TestStringPatterns(t *testing.T) {
 		{"password function, spaces", "SELECT PASSWORD ('" + S + "')", "SELECT PASSWORD ('" + R + "')", 1},
 		{"password function, spaces inside", "SET authentication_string = PASSWORD( '" + S + "' ) WHERE u", "SET authentication_string = PASSWORD( '" + R + "' ) WHERE u", 1},
 		{"prose, a quote after a paren", "call f ('x') and (' y')", "call f ('x') and (' y')", 0},
+		{"yaml block scalar with a tag", "password: !!str |\n  " + S + "\nuser: bob", "password: !!str |\n  " + R + "\nuser: bob", 1},
+		{"yaml block scalar, ansible vault", "db_password: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6134\nuser: bob", "db_password: !vault |\n  " + R + "\nuser: bob", 1},
+		{"yaml block scalar with an anchor", "password: &pw >-\n  " + S + "\n", "password: &pw >-\n  " + R + "\n", 1},
+		{"yaml comment, value below", "password: # the db one\n  " + S + "\nuser: bob", "password: " + R + "\nuser: bob", 1},
+		{"yaml comment under a name", "note: # a comment\n  text\nuser: bob", "note: # a comment\n  text\nuser: bob", 0},
+		{"yaml tag, no block", "password: !!str " + S + "\nuser: bob", "password: " + R + "\nuser: bob", 1},
 		{"element in cdata", "<soap:Body><![CDATA[<Login><Password>hunter2</Password></Login>]]></soap:Body>", "<soap:Body><![CDATA[<Login><Password>" + R + "</Password></Login>]]></soap:Body>", 1},
 		{"element in a comment", "<!-- <password>hunter2</password> --> <b>x</b>", "<!-- <password>" + R + "</password> --> <b>x</b>", 1},
 		{"named element in cdata", `<config><![CDATA[<entry key="password">hunter2</entry>]]></config>`, `<config><![CDATA[<entry key="password">` + R + `</entry>]]></config>`, 1},
@@ -618,7 +624,7 @@ func TestStringLinear(t *testing.T) {
 		"- --pw\n", "- --pw\n - ", "- \"--pw\"\n- ", "pw := ", `pw = """`, "pw='''", `<pw value="`, "<pw value=x/>",
 		"--no-pw ", "a:b@x(", "@x(a", "a:b@x(y)", "a:b@x(y.",
 		"<!--<pw>-->", "<![CDATA[<pw>]]>", "<![CDATA[<pw></pw>]]>", "<!--<a><pw>", "<pw><!--</pw>-->",
-		`CREATE USER u IDENTIFIED BY \"`, `user u\nidentified by\n'`, `\n'`, `PASSWORD\t'`, `\n\n\n`, `by\n`, `u\nBY `,
+		"pw: !a |\n", "pw: # c\n ", "pw: &a !b ", `CREATE USER u IDENTIFIED BY \"`, `user u\nidentified by\n'`, `\n'`, `PASSWORD\t'`, `\n\n\n`, `by\n`, `u\nBY `,
 	} {
 		s := strings.Repeat(unit, 200000/len(unit))
 		start := time.Now()
