@@ -1891,9 +1891,9 @@ func skipSQLSpaceBack(s string, k, limit int) int {
 	return j
 }
 
-// userBefore reports whether a user name, after USER or TO, ends at the
-// spaces before s[k]: CREATE USER bob IDENTIFIED, GRANT c TO bob
-// IDENTIFIED. It tells a statement from prose (identified by its id).
+// userBefore reports whether a user name, after USER (or USER IF NOT
+// EXISTS) or TO, ends at the spaces before s[k]: CREATE USER bob
+// IDENTIFIED, GRANT c TO bob IDENTIFIED. It tells a statement from prose (identified by its id).
 func userBefore(s string, k int) bool {
 	e := skipSQLSpaceBack(s, k, maxSQLSpace)
 	u := e
@@ -1903,7 +1903,14 @@ func userBefore(s string, k int) bool {
 	if u == e {
 		return false
 	}
-	_, w := sqlWordBefore(s, u)
+	u, w := sqlWordBefore(s, u)
+	if equalFold(w, "exists") { // CREATE USER IF NOT EXISTS bob
+		if u, w = sqlWordBefore(s, u); equalFold(w, "not") {
+			if u, w = sqlWordBefore(s, u); equalFold(w, "if") {
+				_, w = sqlWordBefore(s, u)
+			}
+		}
+	}
 	return equalFold(w, "user") || equalFold(w, "to")
 }
 
