@@ -534,10 +534,7 @@ func (t *textOut) authScheme(i int) (int, int) {
 	if s[i] != ' ' && s[i] != '\t' {
 		return 0, 0
 	}
-	a := i
-	for a < len(s) && (s[a] == ' ' || s[a] == '\t') {
-		a++
-	}
+	a := skipBlanks(s, i)
 	b := a
 	for b < len(s) && token68[s[b]] {
 		b++
@@ -923,10 +920,7 @@ func (t *textOut) keyValue(i int) (int, int) {
 // credentials (Authorization=Negotiate x).
 func (t *textOut) keyValueAt(i, j int) (int, int) {
 	s := t.s
-	ke := i
-	for ke > 0 && (s[ke-1] == ' ' || s[ke-1] == '\t') {
-		ke--
-	}
+	ke := blanksBack(s, i)
 	var quote byte
 	escaped := false
 	if ke > 0 && (s[ke-1] == '"' || s[ke-1] == '\'' || s[ke-1] == '`') {
@@ -1057,10 +1051,7 @@ func (t *textOut) keyValueAt(i, j int) (int, int) {
 		b++
 	}
 	if isScheme(s[a:b]) && b < len(s) && (s[b] == ' ' || s[b] == '\t') {
-		c := b
-		for c < len(s) && (s[c] == ' ' || s[c] == '\t') {
-			c++
-		}
+		c := skipBlanks(s, b)
 		if d, _ := credentials(s, c); d > c {
 			return c, d
 		}
@@ -1099,18 +1090,13 @@ func (t *textOut) yamlBlock(ks, e int) (int, int) {
 	_, ind := keyLine(s, ks)
 	a, b := -1, -1
 	for {
-		for e < len(s) && (s[e] == ' ' || s[e] == '\t') {
-			e++
-		}
+		e = skipBlanks(s, e)
 		n := lineBreak(s, e)
 		if n == 0 {
 			break // the end of the text, or of the quoted text it is in
 		}
 		p := e + n
-		k := p
-		for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
-			k++
-		}
+		k := skipBlanks(s, p)
 		if lineBreak(s, k) > 0 {
 			e = k // a blank line
 			continue
@@ -1141,18 +1127,30 @@ func (t *textOut) yamlBlock(ks, e int) (int, int) {
 // returns where that stops (lineStart looks at what stands before it) and
 // the key's indentation: the spaces before the key, or before the dash.
 func keyLine(s string, ks int) (p, indent int) {
-	p = ks
-	for p > 0 && (s[p-1] == ' ' || s[p-1] == '\t') {
-		p--
-	}
+	p = blanksBack(s, ks)
 	indent = ks - p
 	if p < ks && p > 0 && s[p-1] == '-' {
 		e := p - 1
-		for p = e; p > 0 && (s[p-1] == ' ' || s[p-1] == '\t'); p-- {
-		}
+		p = blanksBack(s, e)
 		indent = e - p
 	}
 	return p, indent
+}
+
+// skipBlanks returns where the spaces and tabs at s[k] end.
+func skipBlanks(s string, k int) int {
+	for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
+		k++
+	}
+	return k
+}
+
+// blanksBack returns where the spaces and tabs that end at s[k] start.
+func blanksBack(s string, k int) int {
+	for k > 0 && (s[k-1] == ' ' || s[k-1] == '\t') {
+		k--
+	}
+	return k
 }
 
 // lineBreak returns the length of the line break at s[k]: CR LF, LF or
@@ -1359,17 +1357,12 @@ func credentials(s string, c int) (int, bool) {
 			}
 		}
 		last = v
-		k := v
-		for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
-			k++
-		}
+		k := skipBlanks(s, v)
 		if k == len(s) || s[k] != ',' {
 			return last, true
 		}
 		k++
-		for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
-			k++
-		}
+		k = skipBlanks(s, k)
 		c, d = k, wordEnd(s, k)
 		if d == c || d == len(s) || s[d] != '=' {
 			return last, true
@@ -1540,30 +1533,22 @@ func (t *textOut) flag(i, from int) (int, int) {
 // nextItem returns where the value of a YAML list item on the line after
 // the one that goes on at s[k] starts (spaces aside: ⏎  - x), or -1.
 func nextItem(s string, k int) int {
-	for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
-		k++
-	}
+	k = skipBlanks(s, k)
 	n := lineBreak(s, k)
 	if n == 0 {
 		return -1
 	}
-	for k += n; k < len(s) && (s[k] == ' ' || s[k] == '\t'); k++ {
-	}
+	k = skipBlanks(s, k+n)
 	if k+1 >= len(s) || s[k] != '-' || s[k+1] != ' ' && s[k+1] != '\t' {
 		return -1
 	}
-	for k++; k < len(s) && (s[k] == ' ' || s[k] == '\t'); k++ {
-	}
-	return k
+	return skipBlanks(s, k+1)
 }
 
 // yamlItem reports whether s[k] starts the value of a YAML list item: a
 // dash and a space before it begin a line.
 func yamlItem(s string, k int) bool {
-	p := k
-	for p > 0 && (s[p-1] == ' ' || s[p-1] == '\t') {
-		p--
-	}
+	p := blanksBack(s, k)
 	return p < k && p > 0 && s[p-1] == '-' && lineStart(s, p-1)
 }
 
